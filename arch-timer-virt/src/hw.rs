@@ -1,0 +1,217 @@
+//! The hardware the timer logic drives: [`TimerHw`], [`IrqChip`] and
+//! [`SoftTimers`].
+//!
+//! Each trait is implemented by a backend (real system registers, a GIC
+//! version, a host model, a mock). Every operation of
+//! [`VcpuTimer`](crate::VcpuTimer) borrows the hardware it needs for the
+//! duration of the call; nothing is stored.
+
+use core::fmt;
+
+use crate::{IntId, Ticks, TimerCtl};
+
+/// What the timer hardware of this CPU offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerFeatures {
+    /// The host runs with `HCR_EL2.E2H = 1` (FEAT_VHE in use), which moves
+    /// the EL1 physical timer access bits of `CNTHCTL_EL2` to bits 10/11.
+    pub vhe: bool,
+    /// FEAT_ECV is implemented: `CNTPOFF_EL2` exists.
+    pub ecv: bool,
+    /// The counter frequency, `CNTFRQ_EL0`, in Hz.
+    pub frequency_hz: u32,
+}
+
+/// The generic timer registers of *this* physical CPU, as seen from EL2.
+///
+/// Infallible: these are system register accesses. Reads without side
+/// effects take `&self`, writes `&mut self`. The virtual timer accessors
+/// reach the *EL1* virtual timer (`CNTV_CTL_EL0`/`CNTV_CVAL_EL0` with
+/// `HCR_EL2.E2H = 0`, `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` with E2H = 1).
+pub trait TimerHw {
+    /// What this CPU's timer offers.
+    fn features(&self) -> TimerFeatures;
+
+    /// The physical count, `CNTPCT_EL0`.
+    fn physical_count(&self) -> Ticks;
+
+    /// The EL1 virtual timer control register, ISTATUS included.
+    fn vtimer_ctl(&self) -> TimerCtl;
+
+    /// Writes the EL1 virtual timer control register.
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl);
+
+    /// The EL1 virtual timer compare value.
+    fn vtimer_cval(&self) -> Ticks;
+
+    /// Writes the EL1 virtual timer compare value.
+    fn set_vtimer_cval(&mut self, cval: Ticks);
+
+    /// Writes the virtual offset, `CNTVOFF_EL2`.
+    fn set_virtual_offset(&mut self, offset: Ticks);
+
+    /// An instruction synchronization barrier (`isb`): register writes
+    /// before it take effect before any after it.
+    fn barrier(&mut self);
+
+    /// Allows (`true`) or traps (`false`) EL1 and EL0 accesses to the
+    /// physical timer and counter: `CNTHCTL_EL2.EL1PCEN`/`EL1PCTEN`, at bits
+    /// 1/0 with E2H = 0 and 11/10 with E2H = 1.
+    fn set_el1_physical_access(&mut self, allowed: bool);
+}
+
+/// The interrupt controller, host side and virtual side.
+///
+/// The host side acts on the physical PPI of *this* CPU. The virtual side
+/// acts for the vCPU whose timer operation is running: a backend with a
+/// vGIC hands in a view of that vCPU. Every method is fallible and must not
+/// panic on any INTID or state.
+pub trait IrqChip {
+    /// What can go wrong.
+    type Error: fmt::Debug;
+
+    /// Sets (`true`) or clears (`false`) the active state of the physical
+    /// PPI `ppi` on this CPU (`GICR_ISACTIVER0`/`GICR_ICACTIVER0`,
+    /// `GICD_ISACTIVER0`/`GICD_ICACTIVER0`).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Self::Error>;
+
+    /// Masks (`true`) or unmasks (`false`) the physical PPI `ppi` on this
+    /// CPU (`ICENABLER0`/`ISENABLER0`).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Self::Error>;
+
+    /// Sets the level of the vCPU's virtual interrupt line `intid`. Raising
+    /// a line makes the interrupt pending for the guest (with the HW bit and
+    /// the physical INTID when it is mapped, see
+    /// [`map_virtual`](Self::map_virtual)); raising it again after the guest
+    /// has deactivated it makes it pending again. Lowering it withdraws a
+    /// still-pending interrupt; an active one is left to the guest.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Self::Error>;
+
+    /// Whether the vCPU's virtual interrupt `intid` is active (or active and
+    /// pending) in the guest.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error>;
+
+    /// Maps the vCPU's virtual interrupt `intid` to the physical PPI `host`:
+    /// from now on it is injected with the HW bit, so the guest's
+    /// deactivation deactivates `host` too.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error>;
+
+    /// Undoes [`map_virtual`](Self::map_virtual).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Self::Error>;
+}
+
+/// Which host software timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SoftTimer {
+    /// Wakes a blocked vCPU at the earliest expiry of its timers.
+    #[doc(alias = "bg_timer")]
+    Background,
+    /// Raises the emulated physical timer's line at its expiry while the
+    /// guest runs.
+    #[doc(alias = "phys_timer")]
+    Physical,
+}
+
+/// The host's software timers for one vCPU: one-shot deadlines on the
+/// physical counter.
+///
+/// When [`SoftTimer::Background`] expires the hypervisor wakes the vCPU;
+/// when [`SoftTimer::Physical`] expires it calls
+/// [`VcpuTimer::physical_timer_expired`](crate::VcpuTimer::physical_timer_expired)
+/// (or simply exits the guest, whose next
+/// [`before_entry`](crate::VcpuTimer::before_entry) raises the line).
+pub trait SoftTimers {
+    /// Arms `timer` to expire when the physical count reaches `at`,
+    /// replacing any earlier deadline of the same timer.
+    fn arm(&mut self, timer: SoftTimer, at: Ticks);
+
+    /// Cancels `timer`. Cancelling a timer that is not armed, or has
+    /// already expired, does nothing.
+    fn cancel(&mut self, timer: SoftTimer);
+}
+
+impl<T: TimerHw + ?Sized> TimerHw for &mut T {
+    fn features(&self) -> TimerFeatures {
+        T::features(self)
+    }
+    fn physical_count(&self) -> Ticks {
+        T::physical_count(self)
+    }
+    fn vtimer_ctl(&self) -> TimerCtl {
+        T::vtimer_ctl(self)
+    }
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl) {
+        T::set_vtimer_ctl(self, ctl);
+    }
+    fn vtimer_cval(&self) -> Ticks {
+        T::vtimer_cval(self)
+    }
+    fn set_vtimer_cval(&mut self, cval: Ticks) {
+        T::set_vtimer_cval(self, cval);
+    }
+    fn set_virtual_offset(&mut self, offset: Ticks) {
+        T::set_virtual_offset(self, offset);
+    }
+    fn barrier(&mut self) {
+        T::barrier(self);
+    }
+    fn set_el1_physical_access(&mut self, allowed: bool) {
+        T::set_el1_physical_access(self, allowed);
+    }
+}
+
+impl<T: IrqChip + ?Sized> IrqChip for &mut T {
+    type Error = T::Error;
+
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Self::Error> {
+        T::set_host_active(self, ppi, active)
+    }
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Self::Error> {
+        T::set_host_masked(self, ppi, masked)
+    }
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Self::Error> {
+        T::set_virtual_level(self, intid, level)
+    }
+    fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error> {
+        T::virtual_active(self, intid)
+    }
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
+        T::map_virtual(self, intid, host)
+    }
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Self::Error> {
+        T::unmap_virtual(self, intid)
+    }
+}
+
+impl<T: SoftTimers + ?Sized> SoftTimers for &mut T {
+    fn arm(&mut self, timer: SoftTimer, at: Ticks) {
+        T::arm(self, timer, at);
+    }
+    fn cancel(&mut self, timer: SoftTimer) {
+        T::cancel(self, timer);
+    }
+}

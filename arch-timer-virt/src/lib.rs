@@ -1,0 +1,38 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+#![forbid(unsafe_code)]
+
+#[cfg(any(test, feature = "mock"))]
+extern crate std;
+
+mod context;
+mod ctl;
+mod error;
+mod hw;
+mod intid;
+#[cfg(feature = "mock")]
+pub mod mock;
+mod shared;
+mod ticks;
+mod vcpu;
+mod vm;
+
+pub use context::{Residency, TimerContext, TimerId};
+pub use ctl::TimerCtl;
+pub use error::Error;
+pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerFeatures, TimerHw};
+pub use intid::IntId;
+pub use shared::SharedVcpuTimer;
+pub use ticks::Ticks;
+pub use vcpu::{HostIrq, TimerLevels, VcpuTimer, Wakeup};
+pub use vm::{Forwarding, VmTimer};

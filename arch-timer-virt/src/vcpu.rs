@@ -1,0 +1,584 @@
+//! A vCPU's timers and their lifecycle: [`VcpuTimer`].
+
+use crate::{
+    Error, Forwarding, IntId, IrqChip, Residency, SoftTimer, SoftTimers, Ticks, TimerContext,
+    TimerCtl, TimerHw, TimerId, VmTimer,
+};
+
+/// What [`VcpuTimer::handle_host_irq`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HostIrq {
+    /// The virtual timer's output is asserted: its virtual line is raised
+    /// (injected with [`Forwarding::Hardware`], reported through
+    /// [`VcpuTimer::should_notify_user`] with [`Forwarding::Masking`]).
+    /// The hypervisor should wake the vCPU if it sleeps.
+    Raised,
+    /// The timer cannot fire or its condition no longer holds (the guest
+    /// changed it while the interrupt was on its way, or the vCPU is
+    /// blocked and its timer saved): nothing injected, and the physical
+    /// interrupt deactivated so that the next expiry is taken.
+    Spurious,
+    /// This vCPU is not loaded: nothing was touched. If no vCPU is loaded on
+    /// the CPU, the hypervisor deactivates the interrupt itself (the timer
+    /// hardware is disabled by [`VcpuTimer::put`], so it will not recur).
+    NotLoaded,
+}
+
+/// When a blocking vCPU must be woken, as [`VcpuTimer::block`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wakeup {
+    /// A timer has already expired: do not sleep. No background timer is
+    /// armed.
+    Now,
+    /// The background timer is armed for this physical count.
+    At(Ticks),
+    /// No timer can fire: no background timer is armed, only another event
+    /// wakes the vCPU.
+    Never,
+}
+
+/// The levels of a vCPU's two timer lines, as reported to a VMM that owns
+/// the interrupt controller ([`Forwarding::Masking`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TimerLevels {
+    /// The virtual timer's line.
+    pub virtual_timer: bool,
+    /// The physical timer's line.
+    pub physical_timer: bool,
+}
+
+/// A vCPU's two EL1 timers and the background deadlines that go with them.
+///
+/// Plain data: every operation borrows the hardware it needs. The intended
+/// call pattern, by the hypervisor's run loop:
+///
+/// ```text
+/// on schedule-in:   load
+/// loop:             before_entry, (guest runs), after_exit,
+///                   then on a vtimer host IRQ: handle_host_irq,
+///                   on WFI: block, sleep, unblock
+/// on schedule-out:  put
+/// ```
+///
+/// Save and restore of the virtual timer are idempotent: `load`/`put` and
+/// `block`/`unblock` may nest in the orders `block, put, load, unblock` and
+/// `block, unblock`, and the registers are written only when the state
+/// really moves.
+#[derive(Clone, Debug)]
+#[doc(alias = "arch_timer_cpu")]
+pub struct VcpuTimer {
+    vtimer: TimerContext,
+    ptimer: TimerContext,
+    host_ppi: IntId,
+    forwarding: Forwarding,
+    loaded: bool,
+    mapped: bool,
+    background_armed: bool,
+    physical_armed: bool,
+    user_levels: TimerLevels,
+}
+
+impl Default for VcpuTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VcpuTimer {
+    /// A vCPU with both timers disabled and not loaded. The interrupt
+    /// numbers and forwarding mode come from the [`VmTimer`] at
+    /// [`load`](Self::load).
+    #[must_use]
+    pub const fn new() -> Self {
+        let vm = VmTimer::new();
+        Self {
+            vtimer: TimerContext::new(TimerId::Virtual, vm.virtual_irq()),
+            ptimer: TimerContext::new(TimerId::Physical, vm.physical_irq()),
+            host_ppi: vm.host_virtual_ppi(),
+            forwarding: vm.forwarding(),
+            loaded: false,
+            mapped: false,
+            background_armed: false,
+            physical_armed: false,
+            user_levels: TimerLevels {
+                virtual_timer: false,
+                physical_timer: false,
+            },
+        }
+    }
+
+    /// One of the two timers.
+    #[must_use]
+    pub const fn context(&self, id: TimerId) -> &TimerContext {
+        match id {
+            TimerId::Virtual => &self.vtimer,
+            TimerId::Physical => &self.ptimer,
+        }
+    }
+
+    /// The virtual timer.
+    #[doc(alias = "vcpu_vtimer")]
+    #[must_use]
+    pub const fn vtimer(&self) -> &TimerContext {
+        &self.vtimer
+    }
+
+    /// The physical timer.
+    #[doc(alias = "vcpu_ptimer")]
+    #[must_use]
+    pub const fn ptimer(&self) -> &TimerContext {
+        &self.ptimer
+    }
+
+    /// Whether the vCPU is loaded on a CPU.
+    #[must_use]
+    pub const fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// The forwarding mode, as of the last [`load`](Self::load).
+    #[must_use]
+    pub const fn forwarding(&self) -> Forwarding {
+        self.forwarding
+    }
+
+    /// Whether the background timer is armed (between
+    /// [`block`](Self::block) and [`unblock`](Self::unblock)).
+    #[must_use]
+    pub const fn background_armed(&self) -> bool {
+        self.background_armed
+    }
+
+    /// The vCPU is scheduled onto this CPU: the timer state moves onto its
+    /// hardware.
+    ///
+    /// Takes the interrupt numbers and forwarding mode from `vm` (and locks
+    /// its configuration). Then, in this order: maps the virtual timer's
+    /// INTID to the host PPI (first load, [`Forwarding::Hardware`]); sets
+    /// the physical PPI's active state to "virtual line high or virtual
+    /// interrupt active" ([`Forwarding::Hardware`]) or masks it while the
+    /// line is high ([`Forwarding::Masking`]); writes `CNTVOFF_EL2`;
+    /// restores the virtual timer (CVAL, barrier, CTL) unless it is already
+    /// on the hardware; traps EL1 physical timer accesses.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyLoaded`] (nothing touched); [`Error::IrqChip`] if the
+    /// interrupt controller fails, in which case the vCPU stays unloaded
+    /// and the timer registers are untouched.
+    #[doc(alias = "kvm_timer_vcpu_load")]
+    pub fn load<H, C>(&mut self, vm: &VmTimer, hw: &mut H, chip: &mut C) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        if self.loaded {
+            return Err(Error::AlreadyLoaded);
+        }
+        vm.lock();
+        self.vtimer.set_irq(vm.virtual_irq());
+        self.ptimer.set_irq(vm.physical_irq());
+        self.host_ppi = vm.host_virtual_ppi();
+        self.forwarding = vm.forwarding();
+
+        match self.forwarding {
+            Forwarding::Hardware => {
+                if !self.mapped {
+                    chip.map_virtual(self.vtimer.irq(), self.host_ppi)
+                        .map_err(Error::IrqChip)?;
+                    self.mapped = true;
+                }
+                let active = self.vtimer.level()
+                    || chip.virtual_active(self.vtimer.irq()).map_err(Error::IrqChip)?;
+                chip.set_host_active(self.host_ppi, active)
+                    .map_err(Error::IrqChip)?;
+            }
+            Forwarding::Masking => {
+                chip.set_host_masked(self.host_ppi, self.vtimer.level())
+                    .map_err(Error::IrqChip)?;
+            }
+        }
+
+        hw.set_virtual_offset(self.vtimer.offset());
+        self.loaded = true;
+        self.restore(hw);
+        hw.set_el1_physical_access(false);
+        Ok(())
+    }
+
+    /// The vCPU is scheduled away from this CPU: the timer state moves into
+    /// memory.
+    ///
+    /// Allows EL1 physical timer accesses again, saves the virtual timer
+    /// unless it is already saved (reads CTL and CVAL, then disables it) and
+    /// writes 0 to `CNTVOFF_EL2`, so that nothing of the vCPU is left on the
+    /// CPU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`] if the vCPU is not loaded; nothing is touched.
+    #[doc(alias = "kvm_timer_vcpu_put")]
+    pub fn put<H: TimerHw + ?Sized>(&mut self, hw: &mut H) -> Result<(), Error> {
+        if !self.loaded {
+            return Err(Error::NotLoaded);
+        }
+        hw.set_el1_physical_access(true);
+        self.save(hw);
+        hw.set_virtual_offset(Ticks::ZERO);
+        self.loaded = false;
+        Ok(())
+    }
+
+    /// The vCPU is about to sleep (WFI): saves the virtual timer and arms
+    /// the background timer at the earliest expiry of the two timers.
+    ///
+    /// Arms nothing if a timer has already expired ([`Wakeup::Now`]: do not
+    /// sleep) or if neither can fire ([`Wakeup::Never`]). May be called
+    /// whether or not the vCPU is loaded.
+    #[doc(alias = "kvm_timer_schedule")]
+    pub fn block<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Wakeup
+    where
+        H: TimerHw + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        self.save(hw);
+        let now = hw.physical_count();
+        let wakeup = if self.vtimer.should_fire(now) || self.ptimer.should_fire(now) {
+            Wakeup::Now
+        } else {
+            match (self.vtimer.expiry(now), self.ptimer.expiry(now)) {
+                (Some(v), Some(p)) => Wakeup::At(v.min(p)),
+                (Some(at), None) | (None, Some(at)) => Wakeup::At(at),
+                (None, None) => Wakeup::Never,
+            }
+        };
+        match wakeup {
+            Wakeup::At(at) => {
+                soft.arm(SoftTimer::Background, at);
+                self.background_armed = true;
+            }
+            Wakeup::Now | Wakeup::Never => self.cancel_background(soft),
+        }
+        wakeup
+    }
+
+    /// The vCPU has woken: cancels the background timer and, if the vCPU is
+    /// loaded, restores the virtual timer unless it is already on the
+    /// hardware.
+    #[doc(alias = "kvm_timer_unschedule")]
+    pub fn unblock<H, S>(&mut self, hw: &mut H, soft: &mut S)
+    where
+        H: TimerHw + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if self.loaded {
+            self.restore(hw);
+        }
+        self.cancel_background(soft);
+    }
+
+    /// Right before entering the guest: brings the emulated physical
+    /// timer's line up to date and arms its soft timer for the next expiry.
+    ///
+    /// Touches no virtual timer register, and nothing at all while the
+    /// physical timer can neither fire nor has its line high.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`]; [`Error::IrqChip`].
+    #[doc(alias = "kvm_timer_flush_hwstate")]
+    pub fn before_entry<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if !self.loaded {
+            return Err(Error::NotLoaded);
+        }
+        if !self.ptimer.can_fire() && !self.ptimer.level() {
+            return Ok(());
+        }
+        let now = hw.physical_count();
+        let fire = self.ptimer.should_fire(now);
+        if fire != self.ptimer.level() {
+            self.set_level(TimerId::Physical, fire, chip)?;
+        }
+        if !fire && let Some(at) = self.ptimer.expiry(now) {
+            soft.arm(SoftTimer::Physical, at);
+            self.physical_armed = true;
+        }
+        Ok(())
+    }
+
+    /// Right after the guest exits, after the interrupt controller's own
+    /// state has been synchronized: cancels the physical timer's soft
+    /// timer, and if the virtual timer's line is high, checks whether the
+    /// guest has since cleared the condition; if so, lowers the line and
+    /// releases the physical interrupt (deactivates it unless the guest
+    /// still has the virtual one active, or unmasks it).
+    ///
+    /// With the line low this touches no timer register; with it high it
+    /// reads CTL and CVAL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`]; [`Error::IrqChip`].
+    #[doc(alias = "kvm_timer_sync_hwstate")]
+    pub fn after_exit<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if !self.loaded {
+            return Err(Error::NotLoaded);
+        }
+        if self.physical_armed {
+            soft.cancel(SoftTimer::Physical);
+            self.physical_armed = false;
+        }
+        if !self.vtimer.level() {
+            return Ok(());
+        }
+        let fire = critical_section::with(|_| self.sample_vtimer(hw));
+        if !fire {
+            self.set_level(TimerId::Virtual, false, chip)?;
+            self.release_host_irq(chip)?;
+        }
+        Ok(())
+    }
+
+    /// The host took the virtual timer's PPI (after acknowledging it and,
+    /// with [`Forwarding::Hardware`], dropping its priority only).
+    ///
+    /// If the timer's output is asserted, raises the virtual line and leaves
+    /// the physical interrupt active: the guest's deactivation of the
+    /// virtual interrupt completes it ([`Forwarding::Hardware`]), or masks
+    /// it and deactivates it ([`Forwarding::Masking`]). If the line was
+    /// already high, the guest has deactivated the interrupt with the
+    /// condition still met, and it is raised again. Otherwise the interrupt
+    /// is spurious and is deactivated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IrqChip`].
+    #[doc(alias = "kvm_arch_timer_handler")]
+    pub fn handle_host_irq<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<HostIrq, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        if !self.loaded {
+            return Ok(HostIrq::NotLoaded);
+        }
+        let fire = self.vtimer.residency() == Residency::Hardware && {
+            let ctl = hw.vtimer_ctl();
+            self.vtimer.set_ctl(ctl);
+            ctl.output_asserted()
+        };
+        if !fire {
+            chip.set_host_active(self.host_ppi, false)
+                .map_err(Error::IrqChip)?;
+            return Ok(HostIrq::Spurious);
+        }
+        self.set_level(TimerId::Virtual, true, chip)?;
+        if self.forwarding == Forwarding::Masking {
+            chip.set_host_masked(self.host_ppi, true)
+                .map_err(Error::IrqChip)?;
+            chip.set_host_active(self.host_ppi, false)
+                .map_err(Error::IrqChip)?;
+        }
+        Ok(HostIrq::Raised)
+    }
+
+    /// The emulated physical timer's soft timer expired: raises its line if
+    /// its condition holds. Returns whether the line is high.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IrqChip`].
+    pub fn physical_timer_expired<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<bool, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        self.physical_armed = false;
+        let fire = self.ptimer.should_fire(hw.physical_count());
+        if fire && !self.ptimer.level() {
+            self.set_level(TimerId::Physical, true, chip)?;
+        }
+        Ok(self.ptimer.level())
+    }
+
+    /// With [`Forwarding::Masking`]: whether a line level changed since the
+    /// last [`take_user_levels`](Self::take_user_levels), so the VMM must be
+    /// told. Always `false` with [`Forwarding::Hardware`].
+    #[doc(alias = "kvm_timer_should_notify_user")]
+    #[must_use]
+    pub fn should_notify_user(&self) -> bool {
+        self.forwarding == Forwarding::Masking && self.user_levels != self.levels()
+    }
+
+    /// The current line levels, remembered as told to the VMM.
+    #[doc(alias = "kvm_timer_update_run")]
+    pub fn take_user_levels(&mut self) -> TimerLevels {
+        self.user_levels = self.levels();
+        self.user_levels
+    }
+
+    /// The current levels of both lines.
+    #[must_use]
+    pub const fn levels(&self) -> TimerLevels {
+        TimerLevels {
+            virtual_timer: self.vtimer.level(),
+            physical_timer: self.ptimer.level(),
+        }
+    }
+
+    /// vCPU reset: disables both timers (CVAL and offsets are kept), lowers
+    /// their lines, releases the physical interrupt and cancels the soft
+    /// timers. Works loaded or not; only a loaded vCPU touches the timer
+    /// registers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IrqChip`].
+    #[doc(alias = "kvm_timer_vcpu_reset")]
+    pub fn reset<H, C, S>(&mut self, hw: &mut H, chip: &mut C, soft: &mut S) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        critical_section::with(|_| {
+            if self.vtimer.residency() == Residency::Hardware {
+                hw.set_vtimer_ctl(TimerCtl::empty());
+            }
+            self.vtimer.set_ctl(TimerCtl::empty());
+            self.ptimer.set_ctl(TimerCtl::empty());
+        });
+        self.cancel_background(soft);
+        if self.physical_armed {
+            soft.cancel(SoftTimer::Physical);
+            self.physical_armed = false;
+        }
+        if self.ptimer.level() {
+            self.set_level(TimerId::Physical, false, chip)?;
+        }
+        if self.vtimer.level() {
+            self.set_level(TimerId::Virtual, false, chip)?;
+            if self.loaded {
+                self.release_host_irq(chip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the virtual timer's state from the hardware into memory and
+    /// disables the hardware timer; does nothing if it is already there.
+    #[doc(alias = "vtimer_save_state")]
+    fn save<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+        critical_section::with(|_| {
+            if self.vtimer.residency() == Residency::Memory {
+                return;
+            }
+            self.vtimer.set_ctl(hw.vtimer_ctl());
+            self.vtimer.set_cval(hw.vtimer_cval());
+            hw.set_vtimer_ctl(TimerCtl::empty());
+            self.vtimer.set_residency(Residency::Memory);
+        });
+    }
+
+    /// Moves the virtual timer's state from memory onto the hardware (CVAL,
+    /// barrier, CTL); does nothing if it is already there.
+    #[doc(alias = "vtimer_restore_state")]
+    fn restore<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+        critical_section::with(|_| {
+            if self.vtimer.residency() == Residency::Hardware {
+                return;
+            }
+            hw.set_vtimer_cval(self.vtimer.cval());
+            hw.barrier();
+            hw.set_vtimer_ctl(self.vtimer.ctl().writable());
+            self.vtimer.set_residency(Residency::Hardware);
+        });
+    }
+
+    /// Refreshes the virtual timer's memory copy and tells whether its
+    /// output is asserted: from CTL and CVAL on the hardware, or by
+    /// computing the condition when the state is in memory.
+    fn sample_vtimer<H: TimerHw + ?Sized>(&mut self, hw: &mut H) -> bool {
+        match self.vtimer.residency() {
+            Residency::Hardware => {
+                let ctl = hw.vtimer_ctl();
+                self.vtimer.set_ctl(ctl);
+                self.vtimer.set_cval(hw.vtimer_cval());
+                ctl.output_asserted()
+            }
+            Residency::Memory => self.vtimer.should_fire(hw.physical_count()),
+        }
+    }
+
+    /// Sets a timer's line and tells the interrupt controller
+    /// ([`Forwarding::Hardware`]); with [`Forwarding::Masking`] the VMM
+    /// learns it through [`should_notify_user`](Self::should_notify_user).
+    #[doc(alias = "kvm_timer_update_irq")]
+    fn set_level<C: IrqChip + ?Sized>(
+        &mut self,
+        id: TimerId,
+        level: bool,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        let timer = match id {
+            TimerId::Virtual => &mut self.vtimer,
+            TimerId::Physical => &mut self.ptimer,
+        };
+        timer.set_level(level);
+        if self.forwarding == Forwarding::Hardware {
+            chip.set_virtual_level(timer.irq(), level)
+                .map_err(Error::IrqChip)?;
+        }
+        Ok(())
+    }
+
+    /// Lets the physical PPI signal again after the virtual line went low.
+    #[doc(alias = "unmask_vtimer_irq")]
+    fn release_host_irq<C: IrqChip + ?Sized>(&mut self, chip: &mut C) -> Result<(), Error<C::Error>> {
+        match self.forwarding {
+            Forwarding::Hardware => {
+                // If the guest disabled the timer without deactivating the
+                // interrupt, the physical one is still active and would hide
+                // the next expiry; deactivate it unless the guest is still
+                // handling the virtual one (its deactivation will do it).
+                if !chip.virtual_active(self.vtimer.irq()).map_err(Error::IrqChip)? {
+                    chip.set_host_active(self.host_ppi, false)
+                        .map_err(Error::IrqChip)?;
+                }
+            }
+            Forwarding::Masking => {
+                chip.set_host_masked(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel_background<S: SoftTimers + ?Sized>(&mut self, soft: &mut S) {
+        if self.background_armed {
+            soft.cancel(SoftTimer::Background);
+            self.background_armed = false;
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! VM-wide timer settings: [`VmTimer`] and [`Forwarding`].
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Error, IntId};
+
+/// How the virtual timer's interrupt reaches the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Forwarding {
+    /// Through the interrupt controller's virtual interface: the physical
+    /// PPI is left active after a priority drop and the virtual INTID is
+    /// injected with the HW bit, so the guest's deactivation completes both
+    /// (the in-kernel vGIC of KVM).
+    #[default]
+    Hardware,
+    /// The VMM owns the virtual interrupt controller: the library reports
+    /// line changes through
+    /// [`VcpuTimer::should_notify_user`](crate::VcpuTimer::should_notify_user)
+    /// and masks the physical PPI while the virtual line is high (KVM's
+    /// userspace irqchip).
+    Masking,
+}
+
+/// The timer settings every vCPU of a VM shares.
+///
+/// The interrupt numbers can change until the first
+/// [`VcpuTimer::load`](crate::VcpuTimer::load) of any vCPU of the VM; after
+/// that they are locked and changes fail with [`Error::ConfigLocked`].
+#[derive(Debug)]
+pub struct VmTimer {
+    virtual_irq: IntId,
+    physical_irq: IntId,
+    host_virtual_ppi: IntId,
+    forwarding: Forwarding,
+    locked: AtomicBool,
+}
+
+impl Default for VmTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VmTimer {
+    /// The usual settings: virtual timer on INTID 27 for guest and host,
+    /// physical timer on 30, [`Forwarding::Hardware`].
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            virtual_irq: IntId::VIRTUAL_TIMER,
+            physical_irq: IntId::PHYSICAL_TIMER,
+            host_virtual_ppi: IntId::VIRTUAL_TIMER,
+            forwarding: Forwarding::Hardware,
+            locked: AtomicBool::new(false),
+        }
+    }
+
+    /// The guest's INTID for its virtual timer.
+    #[must_use]
+    pub const fn virtual_irq(&self) -> IntId {
+        self.virtual_irq
+    }
+
+    /// The guest's INTID for its physical timer.
+    #[must_use]
+    pub const fn physical_irq(&self) -> IntId {
+        self.physical_irq
+    }
+
+    /// The host PPI that the EL1 virtual timer is wired to on this machine
+    /// (from the firmware's description, usually 27).
+    #[must_use]
+    pub const fn host_virtual_ppi(&self) -> IntId {
+        self.host_virtual_ppi
+    }
+
+    /// How the virtual timer interrupt reaches the guest.
+    #[must_use]
+    pub const fn forwarding(&self) -> Forwarding {
+        self.forwarding
+    }
+
+    /// Whether a vCPU has been loaded, which locks the configuration.
+    #[must_use]
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
+    /// Sets the guest's INTIDs for its virtual and physical timer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicatePpi`] if both are the same; [`Error::ConfigLocked`]
+    /// once a vCPU has been loaded. Either way nothing changes.
+    pub fn set_irqs(&mut self, virtual_irq: IntId, physical_irq: IntId) -> Result<(), Error> {
+        self.check_unlocked()?;
+        if virtual_irq == physical_irq {
+            return Err(Error::DuplicatePpi(virtual_irq));
+        }
+        self.virtual_irq = virtual_irq;
+        self.physical_irq = physical_irq;
+        Ok(())
+    }
+
+    /// Sets the host PPI of the EL1 virtual timer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigLocked`] once a vCPU has been loaded.
+    pub fn set_host_virtual_ppi(&mut self, ppi: IntId) -> Result<(), Error> {
+        self.check_unlocked()?;
+        self.host_virtual_ppi = ppi;
+        Ok(())
+    }
+
+    /// Chooses how the virtual timer interrupt reaches the guest.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigLocked`] once a vCPU has been loaded.
+    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), Error> {
+        self.check_unlocked()?;
+        self.forwarding = forwarding;
+        Ok(())
+    }
+
+    fn check_unlocked(&self) -> Result<(), Error> {
+        if self.is_locked() {
+            Err(Error::ConfigLocked)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn lock(&self) {
+        self.locked.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ppi(n: u32) -> IntId {
+        match IntId::ppi(n) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_usual_ppis() {
+        let vm = VmTimer::new();
+        assert_eq!(vm.virtual_irq().get(), 27);
+        assert_eq!(vm.physical_irq().get(), 30);
+        assert_eq!(vm.host_virtual_ppi().get(), 27);
+        assert_eq!(vm.forwarding(), Forwarding::Hardware);
+    }
+
+    #[test]
+    fn same_ppi_for_both_timers_is_rejected_and_changes_nothing() {
+        let mut vm = VmTimer::new();
+        assert_eq!(vm.set_irqs(ppi(20), ppi(20)), Err(Error::DuplicatePpi(ppi(20))));
+        assert_eq!(vm.virtual_irq().get(), 27);
+        assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Ok(()));
+        assert_eq!((vm.virtual_irq().get(), vm.physical_irq().get()), (20, 21));
+    }
+
+    #[test]
+    fn locked_config_refuses_every_change() {
+        let mut vm = VmTimer::new();
+        vm.lock();
+        assert!(vm.is_locked());
+        assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Err(Error::ConfigLocked));
+        assert_eq!(vm.set_host_virtual_ppi(ppi(20)), Err(Error::ConfigLocked));
+        assert_eq!(vm.set_forwarding(Forwarding::Masking), Err(Error::ConfigLocked));
+        assert_eq!(vm.virtual_irq().get(), 27);
+    }
+}
