@@ -1,0 +1,2 @@
+//! Example EL2 hypervisor (work in progress).
+#![no_std]
