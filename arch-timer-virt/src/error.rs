@@ -26,6 +26,8 @@ pub enum Error<E = Infallible> {
     /// A shared timer was borrowed again while already borrowed (a
     /// re-entrant call from inside [`SharedVcpuTimer::with`](crate::SharedVcpuTimer::with)).
     Busy,
+    /// A guest wrote a read-only timer register (a count).
+    ReadOnlyRegister,
     /// The interrupt controller reported an error.
     IrqChip(E),
 }
@@ -41,6 +43,7 @@ impl Error {
             Self::NotLoaded => Error::NotLoaded,
             Self::AlreadyLoaded => Error::AlreadyLoaded,
             Self::Busy => Error::Busy,
+            Self::ReadOnlyRegister => Error::ReadOnlyRegister,
             Self::IrqChip(never) => match never {},
         }
     }
@@ -55,6 +58,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Self::NotLoaded => write!(f, "the vCPU timer is not loaded on this CPU"),
             Self::AlreadyLoaded => write!(f, "the vCPU timer is already loaded"),
             Self::Busy => write!(f, "the shared vCPU timer is already borrowed"),
+            Self::ReadOnlyRegister => write!(f, "the timer register is read-only"),
             Self::IrqChip(e) => write!(f, "interrupt controller: {e}"),
         }
     }

@@ -17,11 +17,13 @@ extern crate std;
 
 mod context;
 mod ctl;
+pub mod emulate;
 mod error;
 mod hw;
 mod intid;
 #[cfg(feature = "mock")]
 pub mod mock;
+mod regs;
 mod shared;
 mod ticks;
 mod vcpu;
@@ -32,6 +34,7 @@ pub use ctl::TimerCtl;
 pub use error::Error;
 pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerFeatures, TimerHw};
 pub use intid::IntId;
+pub use regs::TimerReg;
 pub use shared::SharedVcpuTimer;
 pub use ticks::Ticks;
 pub use vcpu::{HostIrq, TimerLevels, VcpuTimer, Wakeup};

@@ -44,7 +44,11 @@ impl SharedVcpuTimer {
     /// timer; `f` does not run.
     pub fn with<R>(&self, f: impl FnOnce(&mut VcpuTimer) -> R) -> Result<R, Error> {
         critical_section::with(|cs| {
-            let mut timer = self.inner.borrow(cs).try_borrow_mut().map_err(|_| Error::Busy)?;
+            let mut timer = self
+                .inner
+                .borrow(cs)
+                .try_borrow_mut()
+                .map_err(|_| Error::Busy)?;
             Ok(f(&mut timer))
         })
     }

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(Ticks::ZERO.wrapping_sub(Ticks::new(1)), Ticks::MAX);
         assert_eq!(Ticks::MAX.wrapping_add(Ticks::new(2)), Ticks::new(1));
         assert_eq!(Ticks::new(3).checked_sub(Ticks::new(4)), None);
-        assert_eq!(Ticks::new(4).checked_sub(Ticks::new(3)), Some(Ticks::new(1)));
+        assert_eq!(
+            Ticks::new(4).checked_sub(Ticks::new(3)),
+            Some(Ticks::new(1))
+        );
     }
 
     #[test]

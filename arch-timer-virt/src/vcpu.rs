@@ -68,11 +68,11 @@ pub struct TimerLevels {
 #[derive(Clone, Debug)]
 #[doc(alias = "arch_timer_cpu")]
 pub struct VcpuTimer {
-    vtimer: TimerContext,
-    ptimer: TimerContext,
+    pub(crate) vtimer: TimerContext,
+    pub(crate) ptimer: TimerContext,
     host_ppi: IntId,
     forwarding: Forwarding,
-    loaded: bool,
+    pub(crate) loaded: bool,
     mapped: bool,
     background_armed: bool,
     physical_armed: bool,
@@ -168,7 +168,12 @@ impl VcpuTimer {
     /// interrupt controller fails, in which case the vCPU stays unloaded
     /// and the timer registers are untouched.
     #[doc(alias = "kvm_timer_vcpu_load")]
-    pub fn load<H, C>(&mut self, vm: &VmTimer, hw: &mut H, chip: &mut C) -> Result<(), Error<C::Error>>
+    pub fn load<H, C>(
+        &mut self,
+        vm: &VmTimer,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
@@ -181,6 +186,13 @@ impl VcpuTimer {
         self.ptimer.set_irq(vm.physical_irq());
         self.host_ppi = vm.host_virtual_ppi();
         self.forwarding = vm.forwarding();
+        self.apply_vm_offset(vm);
+        // Register writes while the vCPU was away may have cleared the
+        // condition of a raised line: lower it before deciding the
+        // physical interrupt's state.
+        if self.vtimer.level() && !self.vtimer.should_fire(hw.physical_count()) {
+            self.set_level(TimerId::Virtual, false, chip)?;
+        }
 
         match self.forwarding {
             Forwarding::Hardware => {
@@ -190,7 +202,9 @@ impl VcpuTimer {
                     self.mapped = true;
                 }
                 let active = self.vtimer.level()
-                    || chip.virtual_active(self.vtimer.irq()).map_err(Error::IrqChip)?;
+                    || chip
+                        .virtual_active(self.vtimer.irq())
+                        .map_err(Error::IrqChip)?;
                 chip.set_host_active(self.host_ppi, active)
                     .map_err(Error::IrqChip)?;
             }
@@ -375,7 +389,11 @@ impl VcpuTimer {
     ///
     /// [`Error::IrqChip`].
     #[doc(alias = "kvm_arch_timer_handler")]
-    pub fn handle_host_irq<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<HostIrq, Error<C::Error>>
+    pub fn handle_host_irq<H, C>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<HostIrq, Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
@@ -409,7 +427,11 @@ impl VcpuTimer {
     /// # Errors
     ///
     /// [`Error::IrqChip`].
-    pub fn physical_timer_expired<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<bool, Error<C::Error>>
+    pub fn physical_timer_expired<H, C>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<bool, Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
@@ -456,7 +478,12 @@ impl VcpuTimer {
     ///
     /// [`Error::IrqChip`].
     #[doc(alias = "kvm_timer_vcpu_reset")]
-    pub fn reset<H, C, S>(&mut self, hw: &mut H, chip: &mut C, soft: &mut S) -> Result<(), Error<C::Error>>
+    pub fn reset<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
@@ -486,10 +513,25 @@ impl VcpuTimer {
         Ok(())
     }
 
+    /// Gives both timers the VM-wide counter offset, if the VM has one.
+    pub(crate) const fn apply_vm_offset(&mut self, vm: &VmTimer) {
+        if let Some(offset) = vm.counter_offset() {
+            self.vtimer.set_offset(offset);
+            self.ptimer.set_offset(offset);
+        }
+    }
+
+    pub(crate) const fn context_mut(&mut self, id: TimerId) -> &mut TimerContext {
+        match id {
+            TimerId::Virtual => &mut self.vtimer,
+            TimerId::Physical => &mut self.ptimer,
+        }
+    }
+
     /// Moves the virtual timer's state from the hardware into memory and
     /// disables the hardware timer; does nothing if it is already there.
     #[doc(alias = "vtimer_save_state")]
-    fn save<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+    pub(crate) fn save<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
         critical_section::with(|_| {
             if self.vtimer.residency() == Residency::Memory {
                 return;
@@ -504,7 +546,7 @@ impl VcpuTimer {
     /// Moves the virtual timer's state from memory onto the hardware (CVAL,
     /// barrier, CTL); does nothing if it is already there.
     #[doc(alias = "vtimer_restore_state")]
-    fn restore<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+    pub(crate) fn restore<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
         critical_section::with(|_| {
             if self.vtimer.residency() == Residency::Hardware {
                 return;
@@ -535,18 +577,16 @@ impl VcpuTimer {
     /// ([`Forwarding::Hardware`]); with [`Forwarding::Masking`] the VMM
     /// learns it through [`should_notify_user`](Self::should_notify_user).
     #[doc(alias = "kvm_timer_update_irq")]
-    fn set_level<C: IrqChip + ?Sized>(
+    pub(crate) fn set_level<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
         level: bool,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
-        let timer = match id {
-            TimerId::Virtual => &mut self.vtimer,
-            TimerId::Physical => &mut self.ptimer,
-        };
+        let forwarding = self.forwarding;
+        let timer = self.context_mut(id);
         timer.set_level(level);
-        if self.forwarding == Forwarding::Hardware {
+        if forwarding == Forwarding::Hardware {
             chip.set_virtual_level(timer.irq(), level)
                 .map_err(Error::IrqChip)?;
         }
@@ -555,14 +595,20 @@ impl VcpuTimer {
 
     /// Lets the physical PPI signal again after the virtual line went low.
     #[doc(alias = "unmask_vtimer_irq")]
-    fn release_host_irq<C: IrqChip + ?Sized>(&mut self, chip: &mut C) -> Result<(), Error<C::Error>> {
+    pub(crate) fn release_host_irq<C: IrqChip + ?Sized>(
+        &mut self,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
         match self.forwarding {
             Forwarding::Hardware => {
                 // If the guest disabled the timer without deactivating the
                 // interrupt, the physical one is still active and would hide
                 // the next expiry; deactivate it unless the guest is still
                 // handling the virtual one (its deactivation will do it).
-                if !chip.virtual_active(self.vtimer.irq()).map_err(Error::IrqChip)? {
+                if !chip
+                    .virtual_active(self.vtimer.irq())
+                    .map_err(Error::IrqChip)?
+                {
                     chip.set_host_active(self.host_ppi, false)
                         .map_err(Error::IrqChip)?;
                 }

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Error, IntId};
+use crate::{Error, IntId, Ticks};
 
 /// How the virtual timer's interrupt reaches the guest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -32,6 +32,7 @@ pub struct VmTimer {
     physical_irq: IntId,
     host_virtual_ppi: IntId,
     forwarding: Forwarding,
+    counter_offset: Option<Ticks>,
     locked: AtomicBool,
 }
 
@@ -51,6 +52,7 @@ impl VmTimer {
             physical_irq: IntId::PHYSICAL_TIMER,
             host_virtual_ppi: IntId::VIRTUAL_TIMER,
             forwarding: Forwarding::Hardware,
+            counter_offset: None,
             locked: AtomicBool::new(false),
         }
     }
@@ -78,6 +80,27 @@ impl VmTimer {
     #[must_use]
     pub const fn forwarding(&self) -> Forwarding {
         self.forwarding
+    }
+
+    /// The VM-wide counter offset, if one was set: every vCPU's timers
+    /// count `physical count - offset`, and per-vCPU `CNT` writes are
+    /// ignored.
+    #[doc(alias = "KVM_ARM_SET_COUNTER_OFFSET")]
+    #[must_use]
+    pub const fn counter_offset(&self) -> Option<Ticks> {
+        self.counter_offset
+    }
+
+    /// Sets the VM-wide counter offset (for example when restoring a
+    /// migrated VM, so that its counter continues where it stopped).
+    ///
+    /// It wins over per-vCPU `CNT` writes from then on. Register reads and
+    /// writes see it at once; a vCPU puts it on the hardware at its next
+    /// [`load`](crate::VcpuTimer::load), so set it while the vCPUs are
+    /// scheduled out (as a VMM does before the first run after a restore).
+    /// Allowed at any time, also after the configuration is locked.
+    pub const fn set_counter_offset(&mut self, offset: Ticks) {
+        self.counter_offset = Some(offset);
     }
 
     /// Whether a vCPU has been loaded, which locks the configuration.
@@ -160,7 +183,10 @@ mod tests {
     #[test]
     fn same_ppi_for_both_timers_is_rejected_and_changes_nothing() {
         let mut vm = VmTimer::new();
-        assert_eq!(vm.set_irqs(ppi(20), ppi(20)), Err(Error::DuplicatePpi(ppi(20))));
+        assert_eq!(
+            vm.set_irqs(ppi(20), ppi(20)),
+            Err(Error::DuplicatePpi(ppi(20)))
+        );
         assert_eq!(vm.virtual_irq().get(), 27);
         assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Ok(()));
         assert_eq!((vm.virtual_irq().get(), vm.physical_irq().get()), (20, 21));
@@ -173,7 +199,10 @@ mod tests {
         assert!(vm.is_locked());
         assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Err(Error::ConfigLocked));
         assert_eq!(vm.set_host_virtual_ppi(ppi(20)), Err(Error::ConfigLocked));
-        assert_eq!(vm.set_forwarding(Forwarding::Masking), Err(Error::ConfigLocked));
+        assert_eq!(
+            vm.set_forwarding(Forwarding::Masking),
+            Err(Error::ConfigLocked)
+        );
         assert_eq!(vm.virtual_irq().get(), 27);
     }
 }
