@@ -1,0 +1,248 @@
+//! What one run does: [`RunConfig`], decoded from a word QEMU places in
+//! guest RAM.
+//!
+//! QEMU cannot pass a command line to a bare-metal ELF, so the run is
+//! selected with `-device loader,addr=0x47000000,data=0xA7GGMMSS,data-len=4`
+//! (see [`CONFIG_ADDR`]): byte 3 is the magic `0xA7`, byte 2 the GIC
+//! (`0` detect, `2`, `3`), byte 1 the host mode (`0` non-VHE, `1` VHE) and
+//! byte 0 the [`Scenario`]. Without the word (no magic) the defaults apply.
+
+use core::fmt;
+
+/// Where the hypervisor reads its configuration word (QEMU `virt` RAM,
+/// outside the image).
+pub const CONFIG_ADDR: usize = 0x4700_0000;
+
+/// The magic in the configuration word's top byte.
+pub const CONFIG_MAGIC: u32 = 0xA7;
+
+/// How the hypervisor itself runs at EL2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostMode {
+    /// `HCR_EL2.E2H = 0`: the classic split, guest EL1 registers under their
+    /// own names.
+    #[default]
+    NonVhe,
+    /// `HCR_EL2.E2H = 1` (FEAT_VHE): guest EL1 registers reached as `*_EL12`.
+    Vhe,
+}
+
+impl fmt::Display for HostMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NonVhe => "nvhe",
+            Self::Vhe => "vhe",
+        })
+    }
+}
+
+/// Which interrupt controller version to drive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GicChoice {
+    /// Look at `ID_AA64PFR0_EL1.GIC` and the distributor.
+    #[default]
+    Detect,
+    /// GICv2 (memory-mapped CPU interface).
+    V2,
+    /// GICv3 (system register CPU interface).
+    V3,
+}
+
+/// A guest program with its own pass/fail checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// Boots, prints through the hypercall, traps a WFI, finishes: checks
+    /// the world switch without any timer.
+    Hello,
+    /// Periodic virtual timer interrupts, each checked against ISTATUS and
+    /// CVAL.
+    #[default]
+    Periodic,
+    /// CVAL/TVAL programming: TVAL 0 and negative, CVAL in the past and far
+    /// future.
+    Programming,
+    /// IMASK and ENABLE toggled with an interrupt pending.
+    Masking,
+    /// WFI with only the virtual timer to wake the guest.
+    WfiSleep,
+    /// The emulated EL1 physical timer (`CNTP_*` trapped).
+    PhysicalTimer,
+    /// Two vCPUs time-sliced on one CPU.
+    TwoVcpus,
+    /// One vCPU migrated between two CPUs (`-smp 2`).
+    Migration,
+}
+
+impl Scenario {
+    /// Every scenario, in number order.
+    pub const ALL: [Self; 8] = [
+        Self::Hello,
+        Self::Periodic,
+        Self::Programming,
+        Self::Masking,
+        Self::WfiSleep,
+        Self::PhysicalTimer,
+        Self::TwoVcpus,
+        Self::Migration,
+    ];
+
+    /// The scenario with number `n`.
+    #[must_use]
+    pub fn from_number(n: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(n)).copied()
+    }
+
+    /// Its name in the result line.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+            Self::Periodic => "periodic",
+            Self::Programming => "programming",
+            Self::Masking => "masking",
+            Self::WfiSleep => "wfi-sleep",
+            Self::PhysicalTimer => "ptimer",
+            Self::TwoVcpus => "two-vcpus",
+            Self::Migration => "migration",
+        }
+    }
+}
+
+/// One run's settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunConfig {
+    /// The guest program.
+    pub scenario: Scenario,
+    /// The hypervisor's own mode.
+    pub host_mode: HostMode,
+    /// The interrupt controller to drive.
+    pub gic: GicChoice,
+}
+
+/// A configuration word that cannot be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No scenario has this number.
+    Scenario(u8),
+    /// Host mode byte not 0 or 1.
+    HostMode(u8),
+    /// GIC byte not 0, 2 or 3.
+    Gic(u8),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Scenario(n) => write!(f, "no scenario {n}"),
+            Self::HostMode(n) => write!(f, "host mode {n} is neither 0 (nvhe) nor 1 (vhe)"),
+            Self::Gic(n) => write!(f, "GIC {n} is none of 0 (detect), 2, 3"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+impl RunConfig {
+    /// Decodes the configuration word; a word without the magic gives the
+    /// defaults (periodic scenario, non-VHE, GIC detected).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field that has no meaning.
+    pub fn decode(word: u32) -> Result<Self, ConfigError> {
+        let [scenario, mode, gic, magic] = word.to_le_bytes();
+        if u32::from(magic) != CONFIG_MAGIC {
+            return Ok(Self::default());
+        }
+        let scenario = Scenario::from_number(scenario).ok_or(ConfigError::Scenario(scenario))?;
+        let host_mode = match mode {
+            0 => HostMode::NonVhe,
+            1 => HostMode::Vhe,
+            n => return Err(ConfigError::HostMode(n)),
+        };
+        let gic = match gic {
+            0 => GicChoice::Detect,
+            2 => GicChoice::V2,
+            3 => GicChoice::V3,
+            n => return Err(ConfigError::Gic(n)),
+        };
+        Ok(Self {
+            scenario,
+            host_mode,
+            gic,
+        })
+    }
+
+    /// The word [`decode`](Self::decode) turns back into `self`.
+    #[must_use]
+    pub fn encode(self) -> u32 {
+        let scenario = Scenario::ALL
+            .iter()
+            .position(|s| *s == self.scenario)
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(0);
+        let mode = match self.host_mode {
+            HostMode::NonVhe => 0,
+            HostMode::Vhe => 1,
+        };
+        let gic = match self.gic {
+            GicChoice::Detect => 0,
+            GicChoice::V2 => 2,
+            GicChoice::V3 => 3,
+        };
+        u32::from_le_bytes([scenario, mode, gic, 0xA7])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_magic_means_defaults() {
+        assert_eq!(RunConfig::decode(0), Ok(RunConfig::default()));
+        assert_eq!(RunConfig::decode(0x0003_0107), Ok(RunConfig::default()));
+    }
+
+    #[test]
+    fn fields_decode() {
+        let c = RunConfig::decode(0xA703_0106);
+        assert_eq!(
+            c,
+            Ok(RunConfig {
+                scenario: Scenario::TwoVcpus,
+                host_mode: HostMode::Vhe,
+                gic: GicChoice::V3
+            })
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_errors() {
+        assert_eq!(
+            RunConfig::decode(0xA700_0020),
+            Err(ConfigError::Scenario(0x20))
+        );
+        assert_eq!(
+            RunConfig::decode(0xA700_0200),
+            Err(ConfigError::HostMode(2))
+        );
+        assert_eq!(RunConfig::decode(0xA701_0000), Err(ConfigError::Gic(1)));
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        for scenario in Scenario::ALL {
+            for host_mode in [HostMode::NonVhe, HostMode::Vhe] {
+                for gic in [GicChoice::Detect, GicChoice::V2, GicChoice::V3] {
+                    let c = RunConfig {
+                        scenario,
+                        host_mode,
+                        gic,
+                    };
+                    assert_eq!(RunConfig::decode(c.encode()), Ok(c));
+                }
+            }
+        }
+    }
+}
