@@ -1,2 +1,30 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+#[cfg(test)]
+extern crate std;
+
+mod error;
+mod fake;
+mod registers;
+mod sysregs;
+mod timer;
+
+pub use error::Error;
+pub use fake::FakeRegisters;
+pub use registers::{Register, RegisterFile, WritableRegister};
+pub use sysregs::{El2Timer, SysRegs};
+pub use timer::{GenericTimer, HostMode};
+
+#[cfg(test)]
+mod tests;

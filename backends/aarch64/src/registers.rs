@@ -1,0 +1,219 @@
+//! The system registers this crate touches, their bit layouts, and the
+//! [`RegisterFile`] trait that reads and writes them.
+//!
+//! Everything above [`RegisterFile`] (host mode, `CNTHCTL_EL2` layout, the
+//! `_EL0`/`_EL02` choice, feature decoding) is plain logic, so it runs the
+//! same against [`SysRegs`](crate::SysRegs) on the CPU and against
+//! [`FakeRegisters`](crate::FakeRegisters) on the host.
+//!
+//! Register names and fields follow the Arm Architecture Reference Manual
+//! for A-profile (Arm ARM), chapter D24 "AArch64 System Register
+//! Descriptions" (generic timer registers in D24.10, `HCR_EL2` and the ID
+//! registers in D24.2).
+
+/// A system register [`RegisterFile::read`] can read.
+///
+/// The encodings in the variant docs are `op0, op1, CRn, CRm, op2`, written
+/// as the assembler's generic `S<op0>_<op1>_C<CRn>_C<CRm>_<op2>` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Register {
+    /// `CNTPCT_EL0`, the physical count (`S3_3_C14_C0_1`). Read-only.
+    CntpctEl0,
+    /// `CNTFRQ_EL0`, the counter frequency in Hz in bits 31:0
+    /// (`S3_3_C14_C0_0`). Read-only here (only the highest EL writes it).
+    CntfrqEl0,
+    /// `CNTV_CTL_EL0` (`S3_3_C14_C3_1`). From EL2 with `HCR_EL2.E2H = 1`
+    /// this reaches `CNTHV_CTL_EL2`, the *EL2* virtual timer.
+    CntvCtlEl0,
+    /// `CNTV_CVAL_EL0` (`S3_3_C14_C3_2`). From EL2 with `HCR_EL2.E2H = 1`
+    /// this reaches `CNTHV_CVAL_EL2`.
+    CntvCvalEl0,
+    /// `CNTV_CTL_EL02` (`S3_5_C14_C3_1`): the EL1 virtual timer control
+    /// from EL2 with `HCR_EL2.E2H = 1`. UNDEFINED with E2H = 0.
+    CntvCtlEl02,
+    /// `CNTV_CVAL_EL02` (`S3_5_C14_C3_2`): the EL1 virtual timer compare
+    /// value from EL2 with `HCR_EL2.E2H = 1`. UNDEFINED with E2H = 0.
+    CntvCvalEl02,
+    /// `CNTVOFF_EL2`, the virtual offset (`S3_4_C14_C0_3`).
+    CntvoffEl2,
+    /// `CNTPOFF_EL2`, the physical offset (`S3_4_C14_C0_6`). Exists only
+    /// with FEAT_ECV; UNDEFINED otherwise.
+    CntpoffEl2,
+    /// `CNTHCTL_EL2`, the counter-timer hypervisor control
+    /// (`S3_4_C14_C1_0`). Its layout depends on `HCR_EL2.E2H`.
+    CnthctlEl2,
+    /// `HCR_EL2`, the hypervisor configuration (`S3_4_C1_C1_0`). Read-only
+    /// here: this crate only looks at E2H.
+    HcrEl2,
+    /// `ID_AA64MMFR0_EL1` (`S3_0_C0_C7_0`). Read-only.
+    IdAa64mmfr0El1,
+    /// `ID_AA64MMFR1_EL1` (`S3_0_C0_C7_1`). Read-only.
+    IdAa64mmfr1El1,
+}
+
+/// A system register [`RegisterFile::write`] can write: the writable subset
+/// of [`Register`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WritableRegister {
+    /// `CNTV_CTL_EL0`, see [`Register::CntvCtlEl0`].
+    CntvCtlEl0,
+    /// `CNTV_CVAL_EL0`, see [`Register::CntvCvalEl0`].
+    CntvCvalEl0,
+    /// `CNTV_CTL_EL02`, see [`Register::CntvCtlEl02`].
+    CntvCtlEl02,
+    /// `CNTV_CVAL_EL02`, see [`Register::CntvCvalEl02`].
+    CntvCvalEl02,
+    /// `CNTVOFF_EL2`, see [`Register::CntvoffEl2`].
+    CntvoffEl2,
+    /// `CNTPOFF_EL2`, see [`Register::CntpoffEl2`].
+    CntpoffEl2,
+    /// `CNTHCTL_EL2`, see [`Register::CnthctlEl2`].
+    CnthctlEl2,
+}
+
+impl From<WritableRegister> for Register {
+    fn from(reg: WritableRegister) -> Self {
+        match reg {
+            WritableRegister::CntvCtlEl0 => Self::CntvCtlEl0,
+            WritableRegister::CntvCvalEl0 => Self::CntvCvalEl0,
+            WritableRegister::CntvCtlEl02 => Self::CntvCtlEl02,
+            WritableRegister::CntvCvalEl02 => Self::CntvCvalEl02,
+            WritableRegister::CntvoffEl2 => Self::CntvoffEl2,
+            WritableRegister::CntpoffEl2 => Self::CntpoffEl2,
+            WritableRegister::CnthctlEl2 => Self::CnthctlEl2,
+        }
+    }
+}
+
+/// Raw access to the generic timer's system registers, as seen from EL2.
+///
+/// Implemented by [`SysRegs`](crate::SysRegs) (the real registers, on
+/// AArch64 only) and by [`FakeRegisters`](crate::FakeRegisters) (plain
+/// memory, for tests). An implementation does exactly the access it is
+/// asked for: choosing *which* register to touch (for example
+/// `CNTV_CTL_EL02` rather than `CNTV_CTL_EL0` under VHE) is the job of
+/// [`GenericTimer`](crate::GenericTimer), never of the register file.
+pub trait RegisterFile {
+    /// Reads `reg` (`mrs`).
+    fn read(&self, reg: Register) -> u64;
+
+    /// Writes `value` to `reg` (`msr`).
+    fn write(&mut self, reg: WritableRegister, value: u64);
+
+    /// An instruction synchronization barrier (`isb`).
+    fn isb(&mut self);
+}
+
+impl<R: RegisterFile + ?Sized> RegisterFile for &mut R {
+    fn read(&self, reg: Register) -> u64 {
+        R::read(self, reg)
+    }
+    fn write(&mut self, reg: WritableRegister, value: u64) {
+        R::write(self, reg, value);
+    }
+    fn isb(&mut self) {
+        R::isb(self);
+    }
+}
+
+/// `HCR_EL2.E2H`, bit 34: EL2 host (VHE) enabled.
+pub(crate) const HCR_EL2_E2H: u64 = 1 << 34;
+
+/// `CNTHCTL_EL2` with `HCR_EL2.E2H = 0`: bit 0 EL1PCTEN (EL1/EL0 may read
+/// `CNTPCT_EL0`), bit 1 EL1PCEN (EL1/EL0 may use the EL1 physical timer).
+pub(crate) const CNTHCTL_NVHE_EL1PCTEN: u64 = 1 << 0;
+/// See [`CNTHCTL_NVHE_EL1PCTEN`].
+pub(crate) const CNTHCTL_NVHE_EL1PCEN: u64 = 1 << 1;
+/// `CNTHCTL_EL2` with `HCR_EL2.E2H = 1`: the same two controls move to bit
+/// 10 (EL1PCTEN) and bit 11 (EL1PTEN); bits 0/1 are then EL0PCTEN/EL0VCTEN.
+pub(crate) const CNTHCTL_VHE_EL1PCTEN: u64 = 1 << 10;
+/// See [`CNTHCTL_VHE_EL1PCTEN`].
+pub(crate) const CNTHCTL_VHE_EL1PTEN: u64 = 1 << 11;
+
+/// A 4-bit ID register field, unsigned, at bit `shift`.
+const fn id_field(value: u64, shift: u32) -> u64 {
+    (value >> shift) & 0xf
+}
+
+/// `ID_AA64MMFR1_EL1.VH`, bits 11:8: FEAT_VHE is implemented when nonzero.
+#[must_use]
+pub(crate) const fn vhe_implemented(id_aa64mmfr1_el1: u64) -> bool {
+    id_field(id_aa64mmfr1_el1, 8) != 0
+}
+
+/// `ID_AA64MMFR0_EL1.ECV`, bits 63:60: FEAT_ECV (and so `CNTPOFF_EL2`) is
+/// implemented when at least 1 (2 adds `CNTHCTL_EL2.ECV` self-synchronized
+/// views; both have `CNTPOFF_EL2`).
+#[must_use]
+pub(crate) const fn ecv_implemented(id_aa64mmfr0_el1: u64) -> bool {
+    id_field(id_aa64mmfr0_el1, 60) >= 1
+}
+
+/// `HCR_EL2.E2H` is set: the host runs with VHE.
+#[must_use]
+pub(crate) const fn e2h_set(hcr_el2: u64) -> bool {
+    hcr_el2 & HCR_EL2_E2H != 0
+}
+
+/// `CNTFRQ_EL0.ClockFreq`, bits 31:0 (bits 63:32 are RES0).
+#[must_use]
+pub(crate) const fn counter_frequency(cntfrq_el0: u64) -> u32 {
+    let [b0, b1, b2, b3, ..] = cntfrq_el0.to_le_bytes();
+    u32::from_le_bytes([b0, b1, b2, b3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vh_field_decodes() {
+        assert!(!vhe_implemented(0));
+        assert!(vhe_implemented(0x1 << 8));
+        assert!(vhe_implemented(0x2 << 8));
+        // Neighbouring fields (HPDS, VMIDBits) set, VH clear.
+        assert!(!vhe_implemented(!(0xf << 8)));
+        // QEMU `-cpu max` (7.2) reports VH = 1 among other fields.
+        assert!(vhe_implemented(0x0000_0000_1112_2122 | (1 << 8)));
+    }
+
+    #[test]
+    fn ecv_field_decodes() {
+        assert!(!ecv_implemented(0));
+        assert!(ecv_implemented(0x1 << 60));
+        assert!(ecv_implemented(0x2 << 60));
+        // Every other field set, ECV = 0.
+        assert!(!ecv_implemented(!(0xf << 60)));
+        // FGT (bits 59:56) is not ECV.
+        assert!(!ecv_implemented(0x1 << 56));
+    }
+
+    #[test]
+    fn e2h_is_bit_34() {
+        assert!(e2h_set(1 << 34));
+        assert!(!e2h_set(!(1 << 34)));
+    }
+
+    #[test]
+    fn frequency_ignores_res0_upper_half() {
+        assert_eq!(counter_frequency(62_500_000), 62_500_000);
+        assert_eq!(counter_frequency(0xdead_beef_0000_0010), 0x10);
+        assert_eq!(counter_frequency(u64::from(u32::MAX)), u32::MAX);
+    }
+
+    #[test]
+    fn writable_registers_map_to_the_same_register() {
+        assert_eq!(
+            Register::from(WritableRegister::CntvCtlEl02),
+            Register::CntvCtlEl02
+        );
+        assert_eq!(
+            Register::from(WritableRegister::CnthctlEl2),
+            Register::CnthctlEl2
+        );
+        assert_eq!(
+            Register::from(WritableRegister::CntpoffEl2),
+            Register::CntpoffEl2
+        );
+    }
+}

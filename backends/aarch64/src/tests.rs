@@ -1,0 +1,309 @@
+//! Host tests of [`GenericTimer`] against [`FakeRegisters`].
+
+use arch_timer_virt::{Ticks, TimerCtl, TimerFeatures, TimerHw};
+
+use crate::{Error, FakeRegisters, GenericTimer, HostMode, RegisterFile, WritableRegister};
+
+fn timer(mode: HostMode) -> GenericTimer<FakeRegisters> {
+    GenericTimer::detect(FakeRegisters::new(mode))
+}
+
+/// Bits 0/1 (E2H = 0) and 10/11 (E2H = 1).
+const NVHE_BITS: u64 = 0b11;
+const VHE_BITS: u64 = 0b11 << 10;
+
+fn cnthctl_after(mode: HostMode, initial: u64, allowed: bool) -> u64 {
+    let mut t = timer(mode);
+    t.registers_mut().cnthctl_el2 = initial;
+    t.set_el1_physical_access(allowed);
+    t.registers().cnthctl_el2
+}
+
+#[test]
+fn cnthctl_non_vhe_sets_and_clears_bits_0_and_1_only() {
+    let others = !NVHE_BITS;
+    // Every other bit set: allowing adds exactly bits 0/1, trapping takes
+    // them away again, nothing else moves.
+    assert_eq!(cnthctl_after(HostMode::NonVhe, others, true), u64::MAX);
+    assert_eq!(cnthctl_after(HostMode::NonVhe, u64::MAX, false), others);
+    // No other bit set: nothing else appears.
+    assert_eq!(cnthctl_after(HostMode::NonVhe, 0, true), NVHE_BITS);
+    assert_eq!(cnthctl_after(HostMode::NonVhe, NVHE_BITS, false), 0);
+    // Bits 10/11 mean something else with E2H = 0 and are left alone.
+    assert_eq!(cnthctl_after(HostMode::NonVhe, VHE_BITS, false), VHE_BITS);
+    assert_eq!(
+        cnthctl_after(HostMode::NonVhe, 0, true) & VHE_BITS,
+        0,
+        "E2H = 0 must not use the VHE layout"
+    );
+}
+
+#[test]
+fn cnthctl_vhe_sets_and_clears_bits_10_and_11_only() {
+    let others = !VHE_BITS;
+    assert_eq!(cnthctl_after(HostMode::Vhe, others, true), u64::MAX);
+    assert_eq!(cnthctl_after(HostMode::Vhe, u64::MAX, false), others);
+    assert_eq!(cnthctl_after(HostMode::Vhe, 0, true), VHE_BITS);
+    assert_eq!(cnthctl_after(HostMode::Vhe, VHE_BITS, false), 0);
+    // Bits 0/1 are EL0PCTEN/EL0VCTEN with E2H = 1: kept as they are.
+    assert_eq!(cnthctl_after(HostMode::Vhe, NVHE_BITS, false), NVHE_BITS);
+    assert_eq!(
+        cnthctl_after(HostMode::Vhe, NVHE_BITS, true),
+        NVHE_BITS | VHE_BITS
+    );
+}
+
+#[test]
+fn cnthctl_preserves_a_realistic_value() {
+    // Event stream on (EVNTEN bit 2, EVNTI = 5), EL0VCTEN (bit 1 in VHE
+    // layout), ECV bit 12.
+    let value = (1 << 2) | (5 << 4) | (1 << 1) | (1 << 12);
+    assert_eq!(cnthctl_after(HostMode::Vhe, value, true), value | VHE_BITS);
+    assert_eq!(cnthctl_after(HostMode::Vhe, value | VHE_BITS, false), value);
+    let value = (1 << 2) | (5 << 4) | (1 << 12);
+    assert_eq!(
+        cnthctl_after(HostMode::NonVhe, value, true),
+        value | NVHE_BITS
+    );
+}
+
+#[test]
+fn cnthctl_is_not_rewritten_when_unchanged() {
+    let mut t = timer(HostMode::Vhe);
+    t.registers_mut().cnthctl_el2 = VHE_BITS;
+    t.set_el1_physical_access(true);
+    assert_eq!(t.registers().write_count, 0);
+    t.set_el1_physical_access(false);
+    assert_eq!(t.registers().write_count, 1);
+    t.set_el1_physical_access(false);
+    assert_eq!(t.registers().write_count, 1);
+}
+
+#[test]
+fn features_decode_from_id_registers() {
+    // (VH, ECV, E2H) -> (vhe_implemented, features)
+    let cases = [
+        (0, 0, HostMode::NonVhe, false, false),
+        (1, 0, HostMode::NonVhe, true, false),
+        (1, 0, HostMode::Vhe, true, false),
+        (1, 1, HostMode::Vhe, true, true),
+        (2, 2, HostMode::Vhe, true, true),
+        (0, 1, HostMode::NonVhe, false, true),
+        (1, 2, HostMode::NonVhe, true, true),
+    ];
+    for (vh, ecv, mode, vhe_implemented, ecv_present) in cases {
+        let regs = FakeRegisters::new(mode).with_vh(vh).with_ecv(ecv);
+        let t = GenericTimer::detect(regs);
+        assert_eq!(t.vhe_implemented(), vhe_implemented, "VH = {vh}");
+        assert_eq!(t.host_mode(), mode);
+        assert_eq!(
+            t.features(),
+            TimerFeatures {
+                vhe: mode.is_vhe(),
+                ecv: ecv_present,
+                frequency_hz: 62_500_000,
+            },
+            "VH = {vh}, ECV = {ecv}, {mode}"
+        );
+    }
+}
+
+#[test]
+fn features_are_read_once() {
+    let mut t = timer(HostMode::Vhe);
+    t.registers_mut().cntfrq = 24_000_000;
+    t.registers_mut().hcr_el2 = 0;
+    t.registers_mut().id_aa64mmfr0_el1 = 1 << 60;
+    let f = t.features();
+    assert!(f.vhe);
+    assert!(!f.ecv);
+    assert_eq!(f.frequency_hz, 62_500_000);
+}
+
+#[test]
+fn frequency_keeps_low_32_bits() {
+    let mut regs = FakeRegisters::new(HostMode::NonVhe);
+    regs.cntfrq = (0xffff_u64 << 32) | 19_200_000;
+    assert_eq!(
+        GenericTimer::detect(regs).features().frequency_hz,
+        19_200_000
+    );
+}
+
+#[test]
+fn vhe_reaches_the_guest_timer_through_el02() {
+    let mut t = timer(HostMode::Vhe);
+    t.set_vtimer_cval(Ticks::new(1234));
+    t.set_vtimer_ctl(TimerCtl::ENABLE | TimerCtl::IMASK);
+    let regs = t.registers();
+    assert_eq!(regs.el1_vtimer_cval, 1234);
+    assert_eq!(regs.el1_vtimer_ctl, 0b11);
+    // The EL2 virtual timer (what CNTV_*_EL0 would have hit) is untouched.
+    assert_eq!(regs.el2_vtimer_cval, 0);
+    assert_eq!(regs.el2_vtimer_ctl, 0);
+    assert_eq!(regs.undefined_accesses(), 0);
+    assert_eq!(t.vtimer_cval(), Ticks::new(1234));
+    assert_eq!(t.vtimer_ctl(), TimerCtl::ENABLE | TimerCtl::IMASK);
+
+    // Reads come from the guest's timer too, not from CNTHV_*.
+    t.registers_mut().el2_vtimer_cval = 99;
+    t.registers_mut().el2_vtimer_ctl = 1;
+    assert_eq!(t.vtimer_cval(), Ticks::new(1234));
+    assert_eq!(t.vtimer_ctl(), TimerCtl::ENABLE | TimerCtl::IMASK);
+}
+
+#[test]
+fn non_vhe_reaches_the_guest_timer_through_el0() {
+    let mut t = timer(HostMode::NonVhe);
+    t.set_vtimer_cval(Ticks::new(77));
+    t.set_vtimer_ctl(TimerCtl::ENABLE);
+    assert_eq!(t.registers().el1_vtimer_cval, 77);
+    assert_eq!(t.registers().el1_vtimer_ctl, 0b01);
+    assert_eq!(t.vtimer_cval(), Ticks::new(77));
+    // _EL02 accesses would be UNDEFINED with E2H = 0: none happened.
+    assert_eq!(t.registers().undefined_accesses(), 0);
+}
+
+#[test]
+fn register_choice_follows_host_mode() {
+    assert_eq!(
+        HostMode::Vhe.vtimer_ctl_register(),
+        WritableRegister::CntvCtlEl02
+    );
+    assert_eq!(
+        HostMode::Vhe.vtimer_cval_register(),
+        WritableRegister::CntvCvalEl02
+    );
+    assert_eq!(
+        HostMode::NonVhe.vtimer_ctl_register(),
+        WritableRegister::CntvCtlEl0
+    );
+    assert_eq!(
+        HostMode::NonVhe.vtimer_cval_register(),
+        WritableRegister::CntvCvalEl0
+    );
+    assert_eq!(HostMode::from_hcr_el2(1 << 34), HostMode::Vhe);
+    assert_eq!(HostMode::from_hcr_el2(!(1 << 34)), HostMode::NonVhe);
+}
+
+#[test]
+fn vtimer_ctl_reports_istatus_and_never_writes_it() {
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        let mut t = timer(mode);
+        t.registers_mut().cntpct = 1_000;
+        t.set_virtual_offset(Ticks::new(100));
+        t.set_vtimer_cval(Ticks::new(900));
+        t.set_vtimer_ctl(TimerCtl::ENABLE | TimerCtl::ISTATUS);
+        assert_eq!(t.registers().el1_vtimer_ctl, 0b01, "{mode}");
+        // CNTVCT = 900 >= CVAL: the condition holds.
+        assert_eq!(t.vtimer_ctl(), TimerCtl::ENABLE | TimerCtl::ISTATUS);
+        t.registers_mut().cntpct = 999;
+        assert_eq!(t.vtimer_ctl(), TimerCtl::ENABLE);
+    }
+}
+
+#[test]
+fn counter_offset_and_barrier() {
+    let mut t = timer(HostMode::Vhe);
+    t.registers_mut().cntpct = 0xdead_beef;
+    assert_eq!(t.physical_count(), Ticks::new(0xdead_beef));
+    t.set_virtual_offset(Ticks::new(42));
+    assert_eq!(t.registers().cntvoff_el2, 42);
+    assert_eq!(t.registers().isb_count, 0);
+    t.barrier();
+    t.barrier();
+    assert_eq!(t.registers().isb_count, 2);
+}
+
+#[test]
+fn physical_offset_is_refused_without_ecv() {
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        let mut t = timer(mode);
+        assert_eq!(
+            t.set_physical_offset(Ticks::new(5)),
+            Err(Error::EcvNotImplemented)
+        );
+        let regs = t.registers();
+        assert_eq!(regs.cntpoff_el2, 0);
+        assert_eq!(regs.write_count, 0, "CNTPOFF_EL2 must not be touched");
+        assert_eq!(regs.undefined_accesses(), 0);
+    }
+}
+
+#[test]
+fn physical_offset_is_written_with_ecv() {
+    for level in [1, 2] {
+        let mut t = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe).with_ecv(level));
+        assert_eq!(t.set_physical_offset(Ticks::new(5)), Ok(()));
+        assert_eq!(t.registers().cntpoff_el2, 5);
+        assert_eq!(t.registers().undefined_accesses(), 0);
+    }
+}
+
+#[test]
+fn stated_host_mode_is_checked() {
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        let t = GenericTimer::with_host_mode(FakeRegisters::new(mode), mode);
+        assert_eq!(t.map(|t| t.host_mode()), Ok(mode));
+    }
+    let r = GenericTimer::with_host_mode(FakeRegisters::new(HostMode::NonVhe), HostMode::Vhe);
+    assert_eq!(
+        r.map(|t| t.host_mode()),
+        Err(Error::HostModeMismatch {
+            stated: HostMode::Vhe,
+            actual: HostMode::NonVhe,
+        })
+    );
+    let r = GenericTimer::with_host_mode(FakeRegisters::new(HostMode::Vhe), HostMode::NonVhe);
+    assert!(matches!(r, Err(Error::HostModeMismatch { .. })));
+    let regs = FakeRegisters::new(HostMode::NonVhe).with_vh(0);
+    let r = GenericTimer::with_host_mode(regs, HostMode::Vhe);
+    assert!(matches!(r, Err(Error::VheNotImplemented)));
+    // Without VHE, the classic mode is fine.
+    let regs = FakeRegisters::new(HostMode::NonVhe).with_vh(0);
+    assert!(GenericTimer::with_host_mode(regs, HostMode::NonVhe).is_ok());
+}
+
+#[test]
+fn fake_flags_undefined_accesses() {
+    // The fake itself: a caller that picks the wrong register is caught.
+    let mut regs = FakeRegisters::new(HostMode::NonVhe);
+    regs.write(WritableRegister::CntvCtlEl02, 1);
+    regs.write(WritableRegister::CntpoffEl2, 1);
+    assert_eq!(regs.read(crate::Register::CntvCvalEl02), 0);
+    assert_eq!(regs.undefined_accesses(), 3);
+    assert_eq!(regs.el1_vtimer_ctl, 0);
+    assert_eq!(regs.cntpoff_el2, 0);
+    // With E2H = 1, CNTV_CTL_EL0 from EL2 is the EL2 virtual timer.
+    let mut regs = FakeRegisters::new(HostMode::Vhe);
+    regs.write(WritableRegister::CntvCtlEl0, 1);
+    assert_eq!(regs.el2_vtimer_ctl, 1);
+    assert_eq!(regs.el1_vtimer_ctl, 0);
+}
+
+#[test]
+fn works_through_a_borrowed_register_file() {
+    let mut regs = FakeRegisters::new(HostMode::Vhe);
+    {
+        let mut t = GenericTimer::detect(&mut regs);
+        t.set_vtimer_cval(Ticks::new(3));
+        let hw: &mut dyn TimerHw = &mut t;
+        hw.set_el1_physical_access(true);
+    }
+    assert_eq!(regs.el1_vtimer_cval, 3);
+    assert_eq!(regs.cnthctl_el2, VHE_BITS);
+}
+
+#[test]
+fn errors_display() {
+    use std::string::ToString;
+    assert!(Error::EcvNotImplemented.to_string().contains("FEAT_ECV"));
+    let e = Error::HostModeMismatch {
+        stated: HostMode::Vhe,
+        actual: HostMode::NonVhe,
+    };
+    assert_eq!(
+        e.to_string(),
+        "host mode stated as VHE (E2H = 1) but HCR_EL2.E2H says non-VHE (E2H = 0)"
+    );
+}

@@ -1,0 +1,262 @@
+//! [`GenericTimer`]: [`TimerHw`] on any [`RegisterFile`].
+
+use core::fmt;
+
+use arch_timer_virt::{Ticks, TimerCtl, TimerFeatures, TimerHw};
+
+use crate::Error;
+use crate::registers::{
+    self, CNTHCTL_NVHE_EL1PCEN, CNTHCTL_NVHE_EL1PCTEN, CNTHCTL_VHE_EL1PCTEN, CNTHCTL_VHE_EL1PTEN,
+    Register, RegisterFile, WritableRegister,
+};
+
+/// How the host runs at EL2: `HCR_EL2.E2H`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HostMode {
+    /// `HCR_EL2.E2H = 0`: a classic (split) hypervisor. The EL1 virtual
+    /// timer is `CNTV_CTL_EL0`/`CNTV_CVAL_EL0`; `CNTHCTL_EL2.EL1PCTEN`/
+    /// `EL1PCEN` are bits 0/1.
+    NonVhe,
+    /// `HCR_EL2.E2H = 1` (FEAT_VHE in use). From EL2, `CNTV_*_EL0` then name
+    /// the EL2 virtual timer (`CNTHV_*_EL2`), so the guest's EL1 virtual
+    /// timer is `CNTV_CTL_EL02`/`CNTV_CVAL_EL02`; `CNTHCTL_EL2.EL1PCTEN`/
+    /// `EL1PTEN` are bits 10/11.
+    Vhe,
+}
+
+impl HostMode {
+    /// The host mode `HCR_EL2` value `hcr_el2` selects.
+    #[must_use]
+    pub const fn from_hcr_el2(hcr_el2: u64) -> Self {
+        if registers::e2h_set(hcr_el2) {
+            Self::Vhe
+        } else {
+            Self::NonVhe
+        }
+    }
+
+    /// Whether this is [`HostMode::Vhe`].
+    #[must_use]
+    pub const fn is_vhe(self) -> bool {
+        matches!(self, Self::Vhe)
+    }
+
+    /// The two `CNTHCTL_EL2` bits that let EL1 (and EL0) use the physical
+    /// counter and the EL1 physical timer without trapping, in this mode's
+    /// layout.
+    #[must_use]
+    pub const fn cnthctl_el1_physical_access(self) -> u64 {
+        match self {
+            Self::NonVhe => CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN,
+            Self::Vhe => CNTHCTL_VHE_EL1PCTEN | CNTHCTL_VHE_EL1PTEN,
+        }
+    }
+
+    /// The register that reaches the guest's EL1 virtual timer control
+    /// from EL2 in this mode.
+    #[must_use]
+    pub const fn vtimer_ctl_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntvCtlEl0,
+            Self::Vhe => WritableRegister::CntvCtlEl02,
+        }
+    }
+
+    /// The register that reaches the guest's EL1 virtual timer compare
+    /// value from EL2 in this mode.
+    #[must_use]
+    pub const fn vtimer_cval_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntvCvalEl0,
+            Self::Vhe => WritableRegister::CntvCvalEl02,
+        }
+    }
+}
+
+impl fmt::Display for HostMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NonVhe => "non-VHE (E2H = 0)",
+            Self::Vhe => "VHE (E2H = 1)",
+        })
+    }
+}
+
+/// [`TimerHw`] on a [`RegisterFile`]: the generic timer of one CPU, seen
+/// from EL2.
+///
+/// Construction reads `HCR_EL2` (unless the host mode is stated and
+/// checked, see [`with_host_mode`](Self::with_host_mode)),
+/// `ID_AA64MMFR0_EL1`, `ID_AA64MMFR1_EL1` and `CNTFRQ_EL0` once and keeps
+/// what they say; afterwards every operation is one or two register
+/// accesses. The host mode decides which registers reach the guest's timer
+/// (see [`HostMode`]) and the `CNTHCTL_EL2` layout.
+///
+/// On the CPU, use [`El2Timer`](crate::El2Timer) (this type over
+/// [`SysRegs`](crate::SysRegs)); in tests, `GenericTimer<FakeRegisters>`
+/// (see [`FakeRegisters`](crate::FakeRegisters)).
+#[derive(Debug)]
+pub struct GenericTimer<R> {
+    regs: R,
+    features: TimerFeatures,
+    vhe_implemented: bool,
+}
+
+impl<R: RegisterFile> GenericTimer<R> {
+    /// Builds the timer, taking the host mode from `HCR_EL2.E2H`.
+    ///
+    /// Reads `HCR_EL2`, `ID_AA64MMFR0_EL1`, `ID_AA64MMFR1_EL1` and
+    /// `CNTFRQ_EL0` once.
+    #[must_use]
+    pub fn detect(regs: R) -> Self {
+        let mode = HostMode::from_hcr_el2(regs.read(Register::HcrEl2));
+        Self::build(regs, mode)
+    }
+
+    /// Builds the timer for the host mode the caller states, after checking
+    /// it against the CPU.
+    ///
+    /// Reads the same registers as [`detect`](Self::detect): the stated
+    /// mode is an assertion, never trusted blindly, because a wrong mode
+    /// would make [`TimerHw`] operations reach the EL2 virtual timer
+    /// instead of the guest's, or execute UNDEFINED `_EL02` accesses.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::VheNotImplemented`] if `mode` is [`HostMode::Vhe`] and
+    ///   `ID_AA64MMFR1_EL1.VH` is 0.
+    /// - [`Error::HostModeMismatch`] if `HCR_EL2.E2H` says otherwise.
+    pub fn with_host_mode(regs: R, mode: HostMode) -> Result<Self, Error> {
+        let timer = Self::detect(regs);
+        if mode.is_vhe() && !timer.vhe_implemented {
+            return Err(Error::VheNotImplemented);
+        }
+        let actual = timer.host_mode();
+        if actual != mode {
+            return Err(Error::HostModeMismatch {
+                stated: mode,
+                actual,
+            });
+        }
+        Ok(timer)
+    }
+
+    fn build(regs: R, mode: HostMode) -> Self {
+        let vhe_implemented = registers::vhe_implemented(regs.read(Register::IdAa64mmfr1El1));
+        let ecv = registers::ecv_implemented(regs.read(Register::IdAa64mmfr0El1));
+        let frequency_hz = registers::counter_frequency(regs.read(Register::CntfrqEl0));
+        Self {
+            regs,
+            features: TimerFeatures {
+                vhe: mode.is_vhe(),
+                ecv,
+                frequency_hz,
+            },
+            vhe_implemented,
+        }
+    }
+
+    /// Writes the physical offset, `CNTPOFF_EL2` (FEAT_ECV only).
+    ///
+    /// The offset applies to the EL1 physical counter and timer only while
+    /// `CNTHCTL_EL2.ECV` is set; this method does not change
+    /// `CNTHCTL_EL2`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EcvNotImplemented`] without FEAT_ECV (the register does not
+    /// exist and is not touched).
+    pub fn set_physical_offset(&mut self, offset: Ticks) -> Result<(), Error> {
+        if !self.features.ecv {
+            return Err(Error::EcvNotImplemented);
+        }
+        self.regs.write(WritableRegister::CntpoffEl2, offset.get());
+        Ok(())
+    }
+}
+
+impl<R> GenericTimer<R> {
+    /// How the host runs: the `HCR_EL2.E2H` this timer was built for.
+    #[must_use]
+    pub const fn host_mode(&self) -> HostMode {
+        if self.features.vhe {
+            HostMode::Vhe
+        } else {
+            HostMode::NonVhe
+        }
+    }
+
+    /// Whether the CPU implements FEAT_VHE (`ID_AA64MMFR1_EL1.VH != 0`),
+    /// whether or not the host uses it.
+    #[must_use]
+    pub const fn vhe_implemented(&self) -> bool {
+        self.vhe_implemented
+    }
+
+    /// The register file.
+    #[must_use]
+    pub const fn registers(&self) -> &R {
+        &self.regs
+    }
+
+    /// The register file, mutably (a test sets up or inspects its fake
+    /// through this).
+    pub const fn registers_mut(&mut self) -> &mut R {
+        &mut self.regs
+    }
+
+    /// Gives the register file back.
+    #[must_use]
+    pub fn into_registers(self) -> R {
+        self.regs
+    }
+}
+
+impl<R: RegisterFile> TimerHw for GenericTimer<R> {
+    fn features(&self) -> TimerFeatures {
+        self.features
+    }
+
+    fn physical_count(&self) -> Ticks {
+        Ticks::new(self.regs.read(Register::CntpctEl0))
+    }
+
+    fn vtimer_ctl(&self) -> TimerCtl {
+        let reg = self.host_mode().vtimer_ctl_register();
+        TimerCtl::from_bits_retain(self.regs.read(reg.into()))
+    }
+
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl) {
+        // ISTATUS is read-only and the other bits RES0: write ENABLE and
+        // IMASK only.
+        let reg = self.host_mode().vtimer_ctl_register();
+        self.regs.write(reg, ctl.writable().bits());
+    }
+
+    fn vtimer_cval(&self) -> Ticks {
+        let reg = self.host_mode().vtimer_cval_register();
+        Ticks::new(self.regs.read(reg.into()))
+    }
+
+    fn set_vtimer_cval(&mut self, cval: Ticks) {
+        let reg = self.host_mode().vtimer_cval_register();
+        self.regs.write(reg, cval.get());
+    }
+
+    fn set_virtual_offset(&mut self, offset: Ticks) {
+        self.regs.write(WritableRegister::CntvoffEl2, offset.get());
+    }
+
+    fn barrier(&mut self) {
+        self.regs.isb();
+    }
+
+    fn set_el1_physical_access(&mut self, allowed: bool) {
+        let bits = self.host_mode().cnthctl_el1_physical_access();
+        let old = self.regs.read(Register::CnthctlEl2);
+        let new = if allowed { old | bits } else { old & !bits };
+        if new != old {
+            self.regs.write(WritableRegister::CnthctlEl2, new);
+        }
+    }
+}
