@@ -90,6 +90,7 @@ impl VcpuTimer {
         if on_hardware {
             self.save(hw);
         }
+        let offset_before = self.vtimer.offset();
         self.apply_vm_offset(vm);
         let now = hw.physical_count();
         let ctx = self.context_mut(timer);
@@ -107,11 +108,13 @@ impl VcpuTimer {
             TimerReg::Cnt => {
                 if vm.counter_offset().is_none() {
                     ctx.set_offset(now.wrapping_sub(Ticks::new(value)));
-                    if timer == TimerId::Virtual && self.loaded {
-                        hw.set_virtual_offset(self.vtimer.offset());
-                    }
                 }
             }
+        }
+        // A loaded vCPU's offset lives in CNTVOFF_EL2: written before the
+        // timer is restored, as on load.
+        if self.loaded && self.vtimer.offset() != offset_before {
+            hw.set_virtual_offset(self.vtimer.offset());
         }
         if on_hardware {
             self.restore(hw);

@@ -69,3 +69,109 @@ pub fn raised(forwarding: arch_timer_virt::Forwarding) -> (VmTimer, VcpuTimer) {
     }
     (vm, timer)
 }
+
+/// A behavioural fake of one CPU's timer registers: a counter the test
+/// sets, the EL1 virtual timer with ISTATUS derived from its condition.
+#[derive(Debug, Default)]
+pub struct FakeCpu {
+    pub now: u64,
+    pub ctl: u64,
+    pub cval: u64,
+    pub cntvoff: u64,
+    pub el1_physical_access: bool,
+}
+
+impl arch_timer_virt::TimerHw for FakeCpu {
+    fn features(&self) -> arch_timer_virt::TimerFeatures {
+        arch_timer_virt::TimerFeatures::default()
+    }
+    fn physical_count(&self) -> Ticks {
+        Ticks::new(self.now)
+    }
+    fn vtimer_ctl(&self) -> TimerCtl {
+        let met = self.now.wrapping_sub(self.cntvoff) >= self.cval;
+        TimerCtl::from_write(self.ctl).with_istatus(met)
+    }
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl) {
+        self.ctl = ctl.writable().bits();
+    }
+    fn vtimer_cval(&self) -> Ticks {
+        Ticks::new(self.cval)
+    }
+    fn set_vtimer_cval(&mut self, cval: Ticks) {
+        self.cval = cval.get();
+    }
+    fn set_virtual_offset(&mut self, offset: Ticks) {
+        self.cntvoff = offset.get();
+    }
+    fn barrier(&mut self) {}
+    fn set_el1_physical_access(&mut self, allowed: bool) {
+        self.el1_physical_access = allowed;
+    }
+}
+
+/// A behavioural fake interrupt controller: line levels per virtual INTID
+/// and the host PPI's active and masked state.
+#[derive(Debug, Default)]
+pub struct FakeChip {
+    pub levels: std::collections::BTreeMap<u32, bool>,
+    pub raised: u32,
+    pub host_active: bool,
+    pub host_masked: bool,
+}
+
+impl FakeChip {
+    pub fn level(&self, intid: IntId) -> bool {
+        self.levels.get(&intid.get()).copied().unwrap_or(false)
+    }
+}
+
+impl arch_timer_virt::IrqChip for FakeChip {
+    type Error = core::convert::Infallible;
+    fn set_host_active(&mut self, _: IntId, active: bool) -> Result<(), Self::Error> {
+        self.host_active = active;
+        Ok(())
+    }
+    fn set_host_masked(&mut self, _: IntId, masked: bool) -> Result<(), Self::Error> {
+        self.host_masked = masked;
+        Ok(())
+    }
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Self::Error> {
+        if level {
+            self.raised = self.raised.saturating_add(1);
+        }
+        self.levels.insert(intid.get(), level);
+        Ok(())
+    }
+    fn virtual_active(&self, _: IntId) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+    fn map_virtual(&mut self, _: IntId, _: IntId) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn unmap_virtual(&mut self, _: IntId) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Soft timers that remember their deadlines.
+#[derive(Debug, Default)]
+pub struct FakeSoft {
+    pub background: Option<Ticks>,
+    pub physical: Option<Ticks>,
+}
+
+impl arch_timer_virt::SoftTimers for FakeSoft {
+    fn arm(&mut self, timer: arch_timer_virt::SoftTimer, at: Ticks) {
+        match timer {
+            arch_timer_virt::SoftTimer::Background => self.background = Some(at),
+            arch_timer_virt::SoftTimer::Physical => self.physical = Some(at),
+        }
+    }
+    fn cancel(&mut self, timer: arch_timer_virt::SoftTimer) {
+        match timer {
+            arch_timer_virt::SoftTimer::Background => self.background = None,
+            arch_timer_virt::SoftTimer::Physical => self.physical = None,
+        }
+    }
+}
