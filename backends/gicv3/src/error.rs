@@ -1,0 +1,74 @@
+//! The crate's error type.
+
+use core::fmt;
+
+use arch_timer_virt::IntId;
+
+use crate::registers::Affinity;
+
+/// What can go wrong in this crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// No redistributor in the region reports this CPU's affinity in its
+    /// `GICR_TYPER`.
+    NoRedistributor(Affinity),
+    /// The redistributor did not wake up: `GICR_WAKER.ChildrenAsleep`
+    /// stayed set after `ProcessorSleep` was cleared.
+    RedistributorAsleep,
+    /// Every list register is in use and the overflow queue is full: the
+    /// virtual interrupt `intid` could not be made pending.
+    QueueFull {
+        /// The virtual INTID that was dropped.
+        intid: u32,
+    },
+    /// The physical PPI is already mapped to another virtual INTID of this
+    /// vCPU; the guest's deactivation of either would deactivate it.
+    HostIntIdInUse {
+        /// The physical PPI.
+        host: IntId,
+        /// The virtual INTID it is mapped to.
+        mapped_to: IntId,
+    },
+    /// The vCPU is already loaded on a CPU.
+    AlreadyLoaded,
+    /// The vCPU is not loaded on this CPU.
+    NotLoaded,
+    /// The saved list registers hold interrupts in more list registers
+    /// than this CPU implements (CPUs with different `ICH_VTR_EL2.ListRegs`).
+    TooFewListRegisters {
+        /// How many list registers the saved state needs.
+        needed: usize,
+        /// How many this CPU has.
+        available: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRedistributor(aff) => {
+                write!(f, "no GICv3 redistributor has affinity {aff}")
+            }
+            Self::RedistributorAsleep => write!(f, "the GICv3 redistributor did not wake up"),
+            Self::QueueFull { intid } => write!(
+                f,
+                "no free list register and the overflow queue is full: virtual INTID {intid} dropped"
+            ),
+            Self::HostIntIdInUse { host, mapped_to } => {
+                write!(
+                    f,
+                    "physical {host} is already mapped to virtual {mapped_to}"
+                )
+            }
+            Self::AlreadyLoaded => write!(f, "the vCPU's GIC state is already loaded"),
+            Self::NotLoaded => write!(f, "the vCPU's GIC state is not loaded"),
+            Self::TooFewListRegisters { needed, available } => write!(
+                f,
+                "the vCPU's saved state needs {needed} list registers, this CPU has {available}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

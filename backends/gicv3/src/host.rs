@@ -1,0 +1,257 @@
+//! The host side of the GICv3 on one CPU: [`HostGic`].
+
+use arch_timer_virt::IntId;
+use safe_mmio::{UniqueMmioPointer, field, field_shared};
+
+use crate::Error;
+use crate::registers::{
+    Affinity, GICR_TYPER_LAST, GICR_TYPER_VLPIS, GICR_WAKER_CHILDREN_ASLEEP,
+    GICR_WAKER_PROCESSOR_SLEEP, ICC_CTLR_EOIMODE, ICC_IAR_INTID_MASK, ICC_IGRPEN_ENABLE,
+    ICC_SRE_ENABLE, ICC_SRE_SRE, Redistributor, SgiFrame, active_priority_register_count,
+    list_register_count,
+};
+use crate::sysreg::{GicSysRegs, SysReg};
+
+/// How many times [`HostGic::init`] polls `GICR_WAKER.ChildrenAsleep`.
+const WAKE_POLLS: u32 = 1_000_000;
+
+/// The GICv3 as the hypervisor on *one* CPU uses it: this CPU's system
+/// register interface and this CPU's redistributor.
+///
+/// Built by [`new`](Self::new), which finds the redistributor by walking
+/// the `GICR_TYPER` of each one in the region until the affinity matches
+/// `MPIDR_EL1`; then [`init`](Self::init) once per boot of the CPU.
+///
+/// Host interrupts: [`acknowledge`](Self::acknowledge), then
+/// [`priority_drop`](Self::priority_drop), then (unless the interrupt is
+/// forwarded to a guest with the HW bit) [`deactivate`](Self::deactivate).
+pub struct HostGic<'r, R: GicSysRegs> {
+    regs: R,
+    redistributor: UniqueMmioPointer<'r, Redistributor>,
+    affinity: Affinity,
+    list_registers: usize,
+    active_priority_registers: usize,
+}
+
+impl<'r, R: GicSysRegs> HostGic<'r, R> {
+    /// Finds this CPU's redistributor in `redistributors` (the whole
+    /// `GICR` region, as an array of 128 KiB GICv3 redistributors; a GICv4
+    /// redistributor, `GICR_TYPER.VLPIS` = 1, takes two entries) and keeps
+    /// it. Reads only `MPIDR_EL1` and `GICR_TYPER`s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRedistributor`] if no redistributor before the one marked
+    /// `Last` (or the end of the region) has this CPU's affinity.
+    ///
+    /// # Safety
+    ///
+    /// `regs` are the system registers of the CPU this `HostGic` will be
+    /// used on, and only on that CPU. Every CPU may be handed a pointer to
+    /// the same region: each `HostGic` reads the read-only `GICR_TYPER`s of
+    /// the redistributors before its own and then touches only the
+    /// redistributor whose affinity is its CPU's, which no other code may
+    /// use while the `HostGic` lives.
+    pub unsafe fn new(
+        regs: R,
+        mut redistributors: UniqueMmioPointer<'r, [Redistributor]>,
+    ) -> Result<Self, Error> {
+        let affinity = Affinity::from_mpidr(regs.mpidr());
+        let mut index = 0usize;
+        let found = loop {
+            let Some(mut rd) = redistributors.get(index) else {
+                break None;
+            };
+            let mut frame = field!(rd, rd);
+            let typer = field!(frame, typer).read();
+            if Affinity::from_typer(typer) == affinity {
+                break Some(index);
+            }
+            if typer & GICR_TYPER_LAST != 0 {
+                break None;
+            }
+            let step = if typer & GICR_TYPER_VLPIS != 0 { 2 } else { 1 };
+            index = match index.checked_add(step) {
+                Some(next) => next,
+                None => break None,
+            };
+        };
+        let redistributor = found
+            .and_then(|index| redistributors.take(index))
+            .ok_or(Error::NoRedistributor(affinity))?;
+        Ok(Self {
+            regs,
+            redistributor,
+            affinity,
+            list_registers: 0,
+            active_priority_registers: 0,
+        })
+    }
+
+    /// Brings up this CPU's GIC for the hypervisor: wakes the
+    /// redistributor (`GICR_WAKER`), puts all SGIs and PPIs in Group 1,
+    /// enables the system register interface at EL2 and for EL1
+    /// (`ICC_SRE_EL2.SRE` and `.Enable`), sets split priority drop and
+    /// deactivation (`ICC_CTLR_EL1.EOImode` = 1), unmasks all priorities
+    /// (`ICC_PMR_EL1` = 0xFF), enables Group 1 (`ICC_IGRPEN1_EL1`), and
+    /// reads the number of list registers from `ICH_VTR_EL2`.
+    ///
+    /// The distributor (affinity routing, group enables) is not touched:
+    /// that is the system's boot code's job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedistributorAsleep`] if the redistributor does not wake.
+    pub fn init(&mut self) -> Result<(), Error> {
+        let mut rd = field!(self.redistributor, rd);
+        let mut waker = field!(rd, waker);
+        let value = waker.read();
+        waker.write(value & !GICR_WAKER_PROCESSOR_SLEEP);
+        let mut polls = 0;
+        while waker.read() & GICR_WAKER_CHILDREN_ASLEEP != 0 {
+            polls += 1;
+            if polls >= WAKE_POLLS {
+                return Err(Error::RedistributorAsleep);
+            }
+            core::hint::spin_loop();
+        }
+        let mut sgi = self.sgi();
+        field!(sgi, igroupr0).write(u32::MAX);
+
+        let sre = self.regs.read(SysReg::IccSreEl2);
+        self.regs
+            .write(SysReg::IccSreEl2, sre | ICC_SRE_SRE | ICC_SRE_ENABLE);
+        self.regs.isb();
+        let ctlr = self.regs.read(SysReg::IccCtlrEl1);
+        self.regs.write(SysReg::IccCtlrEl1, ctlr | ICC_CTLR_EOIMODE);
+        self.regs.write(SysReg::IccPmrEl1, 0xFF);
+        self.regs.write(SysReg::IccIgrpen1El1, ICC_IGRPEN_ENABLE);
+        self.regs.isb();
+
+        let vtr = self.regs.read(SysReg::IchVtrEl2);
+        self.list_registers = list_register_count(vtr);
+        self.active_priority_registers = active_priority_register_count(vtr);
+        Ok(())
+    }
+
+    /// Acknowledges the highest priority pending Group 1 interrupt
+    /// (`ICC_IAR1_EL1`), which becomes active. `None` for the special
+    /// INTIDs 1020..=1023 (nothing to handle).
+    pub fn acknowledge(&mut self) -> Option<u32> {
+        // Masked to 24 bits: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let intid = (self.regs.read_iar1() & ICC_IAR_INTID_MASK) as u32;
+        if (1020..=1023).contains(&intid) {
+            None
+        } else {
+            Some(intid)
+        }
+    }
+
+    /// Drops the running priority of `intid` (`ICC_EOIR1_EL1`). With
+    /// EOImode = 1 the interrupt stays active until
+    /// [`deactivate`](Self::deactivate) or, for an interrupt forwarded with
+    /// the HW bit, until the guest deactivates it.
+    pub fn priority_drop(&mut self, intid: u32) {
+        self.regs.write_eoir1(u64::from(intid));
+    }
+
+    /// Deactivates `intid` (`ICC_DIR_EL1`).
+    pub fn deactivate(&mut self, intid: u32) {
+        self.regs.write_dir(u64::from(intid));
+    }
+
+    /// Sets (`GICR_ISACTIVER0`) or clears (`GICR_ICACTIVER0`) the active
+    /// state of `ppi` on this CPU.
+    pub fn set_ppi_active(&mut self, ppi: IntId, active: bool) {
+        let mut sgi = self.sgi();
+        if active {
+            field!(sgi, isactiver0).write(ppi.bit());
+        } else {
+            field!(sgi, icactiver0).write(ppi.bit());
+        }
+    }
+
+    /// Masks (`GICR_ICENABLER0`) or unmasks (`GICR_ISENABLER0`) `ppi` on
+    /// this CPU.
+    pub fn set_ppi_masked(&mut self, ppi: IntId, masked: bool) {
+        let mut sgi = self.sgi();
+        if masked {
+            field!(sgi, icenabler0).write(ppi.bit());
+        } else {
+            field!(sgi, isenabler0).write(ppi.bit());
+        }
+    }
+
+    /// Enables (unmasks) `ppi` with `priority` (lower is more urgent), for
+    /// the hypervisor's own PPIs: e.g. the EL2 physical timer (usually
+    /// 26), the virtual timer it forwards (27) and the maintenance
+    /// interrupt (25).
+    pub fn enable_ppi(&mut self, ppi: IntId, priority: u8) {
+        self.set_ppi_priority(ppi, priority);
+        self.set_ppi_masked(ppi, false);
+    }
+
+    /// Sets the priority of `ppi` (`GICR_IPRIORITYR`, one byte per INTID).
+    pub fn set_ppi_priority(&mut self, ppi: IntId, priority: u8) {
+        let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
+        let mut sgi = self.sgi();
+        if let Some(mut byte) = field!(sgi, ipriorityr).get(index) {
+            byte.write(priority);
+        }
+    }
+
+    /// Whether `ppi` is active on this CPU (`GICR_ISACTIVER0`).
+    #[must_use]
+    pub fn ppi_active(&self, ppi: IntId) -> bool {
+        let sgi = field_shared!(self.redistributor, sgi);
+        field_shared!(sgi, isactiver0).read() & ppi.bit() != 0
+    }
+
+    /// Whether `ppi` is enabled (unmasked) on this CPU (`GICR_ISENABLER0`).
+    #[must_use]
+    pub fn ppi_enabled(&self, ppi: IntId) -> bool {
+        let sgi = field_shared!(self.redistributor, sgi);
+        field_shared!(sgi, isenabler0).read() & ppi.bit() != 0
+    }
+
+    /// This CPU's affinity, which named its redistributor.
+    #[must_use]
+    pub const fn affinity(&self) -> Affinity {
+        self.affinity
+    }
+
+    /// The number of list registers (`ICH_VTR_EL2.ListRegs + 1`); 0 before
+    /// [`init`](Self::init).
+    #[must_use]
+    pub const fn list_register_count(&self) -> usize {
+        self.list_registers
+    }
+
+    /// The number of active priority registers per group; 0 before
+    /// [`init`](Self::init).
+    #[must_use]
+    pub const fn active_priority_register_count(&self) -> usize {
+        self.active_priority_registers
+    }
+
+    /// The system registers, for what this type does not cover.
+    #[must_use]
+    pub const fn regs(&self) -> &R {
+        &self.regs
+    }
+
+    /// The system registers, for what this type does not cover.
+    pub const fn regs_mut(&mut self) -> &mut R {
+        &mut self.regs
+    }
+
+    /// This CPU's redistributor, for what this type does not cover.
+    pub fn redistributor(&mut self) -> UniqueMmioPointer<'_, Redistributor> {
+        self.redistributor.reborrow()
+    }
+
+    fn sgi(&mut self) -> UniqueMmioPointer<'_, SgiFrame> {
+        field!(self.redistributor, sgi)
+    }
+}

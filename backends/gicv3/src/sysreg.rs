@@ -1,0 +1,448 @@
+//! The GICv3 CPU interface system registers (`ICC_*`, `ICH_*`), behind a
+//! small trait so that all the logic above them runs on the host against
+//! [`FakeSysRegs`].
+//!
+//! [`CpuSysRegs`] (aarch64 only) is the real register file: one `mrs`/`msr`
+//! per access, using the `S3_<op1>_C<n>_C<m>_<op2>` encodings of the GIC
+//! architecture specification (Arm IHI 0069, "AArch64 System register
+//! encodings"), since assemblers need not know the GIC register names.
+
+/// A GIC system register that can be read without side effects (and, unless
+/// it is read-only, written).
+///
+/// The `u8` of the indexed registers is *n*; an *n* the architecture does
+/// not define (above 15 for list registers, above 3 for active priority
+/// registers) reads as 0 and ignores writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SysReg {
+    /// `ICC_CTLR_EL1` (S3_0_C12_C12_4): EOImode is bit 1.
+    IccCtlrEl1,
+    /// `ICC_SRE_EL2` (S3_4_C12_C9_5): SRE bit 0, Enable bit 3.
+    IccSreEl2,
+    /// `ICC_PMR_EL1` (S3_0_C4_C6_0): the priority mask.
+    IccPmrEl1,
+    /// `ICC_IGRPEN1_EL1` (S3_0_C12_C12_7): Group 1 enable.
+    IccIgrpen1El1,
+    /// `ICH_HCR_EL2` (S3_4_C12_C11_0): En bit 0, UIE bit 1.
+    IchHcrEl2,
+    /// `ICH_VTR_EL2` (S3_4_C12_C11_1), read-only: ListRegs, PREbits.
+    IchVtrEl2,
+    /// `ICH_MISR_EL2` (S3_4_C12_C11_2), read-only: maintenance causes.
+    IchMisrEl2,
+    /// `ICH_EISR_EL2` (S3_4_C12_C11_3), read-only: list registers with EOI
+    /// maintenance pending.
+    IchEisrEl2,
+    /// `ICH_ELRSR_EL2` (S3_4_C12_C11_5), read-only: empty list registers.
+    IchElrsrEl2,
+    /// `ICH_VMCR_EL2` (S3_4_C12_C11_7): the guest's view of the virtual
+    /// CPU interface controls.
+    IchVmcrEl2,
+    /// `ICH_AP0R<n>_EL2` (S3_4_C12_C8_n), n = 0..=3.
+    IchAp0rEl2(u8),
+    /// `ICH_AP1R<n>_EL2` (S3_4_C12_C9_n), n = 0..=3.
+    IchAp1rEl2(u8),
+    /// `ICH_LR<n>_EL2` (S3_4_C12_C12_n for 0..=7, S3_4_C12_C13_(n-8) for
+    /// 8..=15).
+    IchLrEl2(u8),
+}
+
+/// The GIC system registers of *this* CPU, as seen from EL2.
+///
+/// Pure reads take `&self`; writes, and reads with side effects (the
+/// acknowledge of `ICC_IAR1_EL1`), take `&mut self`. Writes to the
+/// read-only registers ([`SysReg::IchVtrEl2`], [`SysReg::IchMisrEl2`],
+/// [`SysReg::IchEisrEl2`], [`SysReg::IchElrsrEl2`]) are ignored.
+pub trait GicSysRegs {
+    /// Reads `reg`.
+    fn read(&self, reg: SysReg) -> u64;
+
+    /// Writes `value` to `reg`.
+    fn write(&mut self, reg: SysReg, value: u64);
+
+    /// Reads `ICC_IAR1_EL1` (S3_0_C12_C12_0): acknowledges the highest
+    /// priority pending Group 1 interrupt, which becomes active.
+    fn read_iar1(&mut self) -> u64;
+
+    /// Writes `ICC_EOIR1_EL1` (S3_0_C12_C12_1): priority drop (and, with
+    /// EOImode 0, deactivation).
+    fn write_eoir1(&mut self, value: u64);
+
+    /// Writes `ICC_DIR_EL1` (S3_0_C12_C11_1): deactivation.
+    fn write_dir(&mut self, value: u64);
+
+    /// This CPU's `MPIDR_EL1`, which names its redistributor.
+    fn mpidr(&self) -> u64;
+
+    /// An instruction synchronization barrier: earlier system register
+    /// writes take effect before later instructions.
+    fn isb(&mut self);
+}
+
+impl<T: GicSysRegs + ?Sized> GicSysRegs for &mut T {
+    fn read(&self, reg: SysReg) -> u64 {
+        T::read(self, reg)
+    }
+    fn write(&mut self, reg: SysReg, value: u64) {
+        T::write(self, reg, value);
+    }
+    fn read_iar1(&mut self) -> u64 {
+        T::read_iar1(self)
+    }
+    fn write_eoir1(&mut self, value: u64) {
+        T::write_eoir1(self, value);
+    }
+    fn write_dir(&mut self, value: u64) {
+        T::write_dir(self, value);
+    }
+    fn mpidr(&self) -> u64 {
+        T::mpidr(self)
+    }
+    fn isb(&mut self) {
+        T::isb(self);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub use real::CpuSysRegs;
+
+#[cfg(target_arch = "aarch64")]
+mod real {
+    use super::{GicSysRegs, SysReg};
+
+    /// Reads the system register with encoding `$enc`.
+    macro_rules! mrs {
+        ($enc:literal) => {{
+            let value: u64;
+            // SAFETY: `CpuSysRegs::new`'s caller promised we run at EL2 with
+            // the GIC system register interface available and that nothing
+            // else uses these registers; a system register read touches no
+            // memory Rust knows about.
+            unsafe {
+                core::arch::asm!(concat!("mrs {}, ", $enc), out(reg) value, options(nostack, preserves_flags));
+            }
+            value
+        }};
+    }
+
+    /// Writes `$value` to the system register with encoding `$enc`.
+    macro_rules! msr {
+        ($enc:literal, $value:expr) => {{
+            let value: u64 = $value;
+            // SAFETY: as for `mrs!`; these registers control the interrupt
+            // controller only, never memory Rust knows about.
+            unsafe {
+                core::arch::asm!(concat!("msr ", $enc, ", {}"), in(reg) value, options(nostack, preserves_flags));
+            }
+        }};
+    }
+
+    /// The real GIC system registers of the CPU this runs on.
+    ///
+    /// Zero-sized: a token that says "I may use this CPU's GIC CPU
+    /// interface".
+    #[derive(Debug)]
+    pub struct CpuSysRegs {
+        _private: (),
+    }
+
+    impl CpuSysRegs {
+        /// The token.
+        ///
+        /// # Safety
+        ///
+        /// The caller runs at EL2 on a CPU with a GICv3 (or later) system
+        /// register CPU interface that EL3 lets EL2 use
+        /// (`ICC_SRE_EL3.Enable` = 1), and no other code uses the
+        /// `ICC_*`/`ICH_*` registers of this CPU while the token (or a
+        /// [`HostGic`](crate::HostGic) built from it) is in use. The token
+        /// must stay on this CPU (the registers are per CPU).
+        #[must_use]
+        pub const unsafe fn new() -> Self {
+            Self { _private: () }
+        }
+    }
+
+    impl GicSysRegs for CpuSysRegs {
+        fn read(&self, reg: SysReg) -> u64 {
+            match reg {
+                SysReg::IccCtlrEl1 => mrs!("S3_0_C12_C12_4"),
+                SysReg::IccSreEl2 => mrs!("S3_4_C12_C9_5"),
+                SysReg::IccPmrEl1 => mrs!("S3_0_C4_C6_0"),
+                SysReg::IccIgrpen1El1 => mrs!("S3_0_C12_C12_7"),
+                SysReg::IchHcrEl2 => mrs!("S3_4_C12_C11_0"),
+                SysReg::IchVtrEl2 => mrs!("S3_4_C12_C11_1"),
+                SysReg::IchMisrEl2 => mrs!("S3_4_C12_C11_2"),
+                SysReg::IchEisrEl2 => mrs!("S3_4_C12_C11_3"),
+                SysReg::IchElrsrEl2 => mrs!("S3_4_C12_C11_5"),
+                SysReg::IchVmcrEl2 => mrs!("S3_4_C12_C11_7"),
+                SysReg::IchAp0rEl2(0) => mrs!("S3_4_C12_C8_0"),
+                SysReg::IchAp0rEl2(1) => mrs!("S3_4_C12_C8_1"),
+                SysReg::IchAp0rEl2(2) => mrs!("S3_4_C12_C8_2"),
+                SysReg::IchAp0rEl2(3) => mrs!("S3_4_C12_C8_3"),
+                SysReg::IchAp1rEl2(0) => mrs!("S3_4_C12_C9_0"),
+                SysReg::IchAp1rEl2(1) => mrs!("S3_4_C12_C9_1"),
+                SysReg::IchAp1rEl2(2) => mrs!("S3_4_C12_C9_2"),
+                SysReg::IchAp1rEl2(3) => mrs!("S3_4_C12_C9_3"),
+                SysReg::IchLrEl2(0) => mrs!("S3_4_C12_C12_0"),
+                SysReg::IchLrEl2(1) => mrs!("S3_4_C12_C12_1"),
+                SysReg::IchLrEl2(2) => mrs!("S3_4_C12_C12_2"),
+                SysReg::IchLrEl2(3) => mrs!("S3_4_C12_C12_3"),
+                SysReg::IchLrEl2(4) => mrs!("S3_4_C12_C12_4"),
+                SysReg::IchLrEl2(5) => mrs!("S3_4_C12_C12_5"),
+                SysReg::IchLrEl2(6) => mrs!("S3_4_C12_C12_6"),
+                SysReg::IchLrEl2(7) => mrs!("S3_4_C12_C12_7"),
+                SysReg::IchLrEl2(8) => mrs!("S3_4_C12_C13_0"),
+                SysReg::IchLrEl2(9) => mrs!("S3_4_C12_C13_1"),
+                SysReg::IchLrEl2(10) => mrs!("S3_4_C12_C13_2"),
+                SysReg::IchLrEl2(11) => mrs!("S3_4_C12_C13_3"),
+                SysReg::IchLrEl2(12) => mrs!("S3_4_C12_C13_4"),
+                SysReg::IchLrEl2(13) => mrs!("S3_4_C12_C13_5"),
+                SysReg::IchLrEl2(14) => mrs!("S3_4_C12_C13_6"),
+                SysReg::IchLrEl2(15) => mrs!("S3_4_C12_C13_7"),
+                SysReg::IchAp0rEl2(_) | SysReg::IchAp1rEl2(_) | SysReg::IchLrEl2(_) => 0,
+            }
+        }
+
+        fn write(&mut self, reg: SysReg, value: u64) {
+            match reg {
+                SysReg::IccCtlrEl1 => msr!("S3_0_C12_C12_4", value),
+                SysReg::IccSreEl2 => msr!("S3_4_C12_C9_5", value),
+                SysReg::IccPmrEl1 => msr!("S3_0_C4_C6_0", value),
+                SysReg::IccIgrpen1El1 => msr!("S3_0_C12_C12_7", value),
+                SysReg::IchHcrEl2 => msr!("S3_4_C12_C11_0", value),
+                SysReg::IchVmcrEl2 => msr!("S3_4_C12_C11_7", value),
+                SysReg::IchAp0rEl2(0) => msr!("S3_4_C12_C8_0", value),
+                SysReg::IchAp0rEl2(1) => msr!("S3_4_C12_C8_1", value),
+                SysReg::IchAp0rEl2(2) => msr!("S3_4_C12_C8_2", value),
+                SysReg::IchAp0rEl2(3) => msr!("S3_4_C12_C8_3", value),
+                SysReg::IchAp1rEl2(0) => msr!("S3_4_C12_C9_0", value),
+                SysReg::IchAp1rEl2(1) => msr!("S3_4_C12_C9_1", value),
+                SysReg::IchAp1rEl2(2) => msr!("S3_4_C12_C9_2", value),
+                SysReg::IchAp1rEl2(3) => msr!("S3_4_C12_C9_3", value),
+                SysReg::IchLrEl2(0) => msr!("S3_4_C12_C12_0", value),
+                SysReg::IchLrEl2(1) => msr!("S3_4_C12_C12_1", value),
+                SysReg::IchLrEl2(2) => msr!("S3_4_C12_C12_2", value),
+                SysReg::IchLrEl2(3) => msr!("S3_4_C12_C12_3", value),
+                SysReg::IchLrEl2(4) => msr!("S3_4_C12_C12_4", value),
+                SysReg::IchLrEl2(5) => msr!("S3_4_C12_C12_5", value),
+                SysReg::IchLrEl2(6) => msr!("S3_4_C12_C12_6", value),
+                SysReg::IchLrEl2(7) => msr!("S3_4_C12_C12_7", value),
+                SysReg::IchLrEl2(8) => msr!("S3_4_C12_C13_0", value),
+                SysReg::IchLrEl2(9) => msr!("S3_4_C12_C13_1", value),
+                SysReg::IchLrEl2(10) => msr!("S3_4_C12_C13_2", value),
+                SysReg::IchLrEl2(11) => msr!("S3_4_C12_C13_3", value),
+                SysReg::IchLrEl2(12) => msr!("S3_4_C12_C13_4", value),
+                SysReg::IchLrEl2(13) => msr!("S3_4_C12_C13_5", value),
+                SysReg::IchLrEl2(14) => msr!("S3_4_C12_C13_6", value),
+                SysReg::IchLrEl2(15) => msr!("S3_4_C12_C13_7", value),
+                SysReg::IchVtrEl2
+                | SysReg::IchMisrEl2
+                | SysReg::IchEisrEl2
+                | SysReg::IchElrsrEl2
+                | SysReg::IchAp0rEl2(_)
+                | SysReg::IchAp1rEl2(_)
+                | SysReg::IchLrEl2(_) => {}
+            }
+        }
+
+        fn read_iar1(&mut self) -> u64 {
+            mrs!("S3_0_C12_C12_0")
+        }
+
+        fn write_eoir1(&mut self, value: u64) {
+            msr!("S3_0_C12_C12_1", value);
+        }
+
+        fn write_dir(&mut self, value: u64) {
+            msr!("S3_0_C12_C11_1", value);
+        }
+
+        fn mpidr(&self) -> u64 {
+            mrs!("MPIDR_EL1")
+        }
+
+        fn isb(&mut self) {
+            // SAFETY: a barrier has no operands and touches no memory.
+            unsafe {
+                core::arch::asm!("isb", options(nostack, preserves_flags));
+            }
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fake"))]
+pub use fake::FakeSysRegs;
+
+#[cfg(any(test, feature = "fake"))]
+mod fake {
+    use super::{GicSysRegs, SysReg};
+    use crate::registers::{
+        ICH_HCR_EN, ICH_HCR_UIE, ICH_MISR_EOI, ICH_MISR_U, ListRegister, LrState,
+        list_register_count,
+    };
+
+    /// A register file in RAM that behaves like the GIC system registers
+    /// for host tests (feature `fake`): one per test, no globals.
+    ///
+    /// `ICH_ELRSR_EL2`, `ICH_EISR_EL2` and `ICH_MISR_EL2` are derived from
+    /// the list registers and `ICH_HCR_EL2` as the hardware derives them.
+    /// A test plays the guest by editing [`ich_lr`](Self::ich_lr) and the
+    /// interrupt source by setting [`iar`](Self::iar).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct FakeSysRegs {
+        /// `ICC_CTLR_EL1`.
+        pub icc_ctlr: u64,
+        /// `ICC_SRE_EL2`.
+        pub icc_sre_el2: u64,
+        /// `ICC_PMR_EL1`.
+        pub icc_pmr: u64,
+        /// `ICC_IGRPEN1_EL1`.
+        pub icc_igrpen1: u64,
+        /// `ICH_HCR_EL2`.
+        pub ich_hcr: u64,
+        /// `ICH_VTR_EL2`, as the implementation reports it.
+        pub ich_vtr: u64,
+        /// `ICH_VMCR_EL2`.
+        pub ich_vmcr: u64,
+        /// `ICH_AP0R<n>_EL2`.
+        pub ich_ap0r: [u64; 4],
+        /// `ICH_AP1R<n>_EL2`.
+        pub ich_ap1r: [u64; 4],
+        /// `ICH_LR<n>_EL2`.
+        pub ich_lr: [u64; 16],
+        /// `MPIDR_EL1`.
+        pub mpidr: u64,
+        /// What the next `ICC_IAR1_EL1` read returns; reset to 1023
+        /// (spurious) by the read.
+        pub iar: u64,
+        /// The last value written to `ICC_EOIR1_EL1`.
+        pub last_eoir1: Option<u64>,
+        /// The last value written to `ICC_DIR_EL1`.
+        pub last_dir: Option<u64>,
+        /// How many `isb` were executed.
+        pub isb_count: u32,
+    }
+
+    impl FakeSysRegs {
+        /// All registers 0, `ICH_VTR_EL2` as given, `MPIDR_EL1` as given,
+        /// nothing to acknowledge.
+        #[must_use]
+        pub fn new(vtr: u64, mpidr: u64) -> Self {
+            Self {
+                ich_vtr: vtr,
+                mpidr,
+                iar: 1023,
+                ..Self::default()
+            }
+        }
+
+        fn implemented_lrs(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
+            self.ich_lr
+                .iter()
+                .take(list_register_count(self.ich_vtr))
+                .map(|&bits| ListRegister::from_bits(bits))
+                .enumerate()
+        }
+
+        fn mask(&self, f: impl Fn(ListRegister) -> bool) -> u64 {
+            self.implemented_lrs()
+                .filter(|&(_, lr)| f(lr))
+                .fold(0, |mask, (n, _)| mask | (1 << n))
+        }
+    }
+
+    fn slot<T>(array: &[T], n: u8) -> Option<&T> {
+        array.get(usize::from(n))
+    }
+
+    fn slot_mut<T>(array: &mut [T], n: u8) -> Option<&mut T> {
+        array.get_mut(usize::from(n))
+    }
+
+    impl GicSysRegs for FakeSysRegs {
+        fn read(&self, reg: SysReg) -> u64 {
+            match reg {
+                SysReg::IccCtlrEl1 => self.icc_ctlr,
+                SysReg::IccSreEl2 => self.icc_sre_el2,
+                SysReg::IccPmrEl1 => self.icc_pmr,
+                SysReg::IccIgrpen1El1 => self.icc_igrpen1,
+                SysReg::IchHcrEl2 => self.ich_hcr,
+                SysReg::IchVtrEl2 => self.ich_vtr,
+                SysReg::IchVmcrEl2 => self.ich_vmcr,
+                SysReg::IchElrsrEl2 => self.mask(ListRegister::is_free),
+                SysReg::IchEisrEl2 => self.mask(ListRegister::needs_eoi_maintenance),
+                SysReg::IchMisrEl2 => {
+                    if self.ich_hcr & ICH_HCR_EN == 0 {
+                        return 0;
+                    }
+                    let mut misr = 0;
+                    if self.mask(ListRegister::needs_eoi_maintenance) != 0 {
+                        misr |= ICH_MISR_EOI;
+                    }
+                    let valid = self
+                        .implemented_lrs()
+                        .filter(|(_, lr)| lr.state() != LrState::Invalid)
+                        .count();
+                    if self.ich_hcr & ICH_HCR_UIE != 0 && valid <= 1 {
+                        misr |= ICH_MISR_U;
+                    }
+                    misr
+                }
+                SysReg::IchAp0rEl2(n) => slot(&self.ich_ap0r, n).copied().unwrap_or(0),
+                SysReg::IchAp1rEl2(n) => slot(&self.ich_ap1r, n).copied().unwrap_or(0),
+                SysReg::IchLrEl2(n) => slot(&self.ich_lr, n).copied().unwrap_or(0),
+            }
+        }
+
+        fn write(&mut self, reg: SysReg, value: u64) {
+            let target = match reg {
+                SysReg::IccCtlrEl1 => &mut self.icc_ctlr,
+                SysReg::IccSreEl2 => &mut self.icc_sre_el2,
+                SysReg::IccPmrEl1 => &mut self.icc_pmr,
+                SysReg::IccIgrpen1El1 => &mut self.icc_igrpen1,
+                SysReg::IchHcrEl2 => &mut self.ich_hcr,
+                SysReg::IchVmcrEl2 => &mut self.ich_vmcr,
+                SysReg::IchAp0rEl2(n) => match slot_mut(&mut self.ich_ap0r, n) {
+                    Some(r) => r,
+                    None => return,
+                },
+                SysReg::IchAp1rEl2(n) => match slot_mut(&mut self.ich_ap1r, n) {
+                    Some(r) => r,
+                    None => return,
+                },
+                SysReg::IchLrEl2(n) => match slot_mut(&mut self.ich_lr, n) {
+                    Some(r) => r,
+                    None => return,
+                },
+                SysReg::IchVtrEl2
+                | SysReg::IchMisrEl2
+                | SysReg::IchEisrEl2
+                | SysReg::IchElrsrEl2 => {
+                    return;
+                }
+            };
+            *target = value;
+        }
+
+        fn read_iar1(&mut self) -> u64 {
+            core::mem::replace(&mut self.iar, 1023)
+        }
+
+        fn write_eoir1(&mut self, value: u64) {
+            self.last_eoir1 = Some(value);
+        }
+
+        fn write_dir(&mut self, value: u64) {
+            self.last_dir = Some(value);
+        }
+
+        fn mpidr(&self) -> u64 {
+            self.mpidr
+        }
+
+        fn isb(&mut self) {
+            self.isb_count = self.isb_count.saturating_add(1);
+        }
+    }
+}

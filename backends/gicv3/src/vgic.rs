@@ -1,0 +1,516 @@
+//! The virtual side: a vCPU's list register state [`VgicCpu`], and [`Gic`],
+//! the [`IrqChip`] that drives it together with the host side.
+
+use arch_timer_virt::{IntId, IrqChip};
+
+use crate::registers::{
+    ICH_HCR_EN, ICH_HCR_UIE, ListRegister, LrState, MAX_ACTIVE_PRIORITY_REGISTERS,
+    MAX_LIST_REGISTERS,
+};
+use crate::sysreg::{GicSysRegs, SysReg};
+use crate::{Error, HostGic};
+
+/// How many pending virtual interrupts wait for a free list register at
+/// most.
+pub const QUEUE_CAPACITY: usize = 16;
+
+/// The priority [`VgicCpu::new`] injects virtual interrupts with.
+pub const DEFAULT_PRIORITY: u8 = 0xA0;
+
+/// Index 0..=15 of a PPI in per-PPI tables.
+fn ppi_index(intid: IntId) -> usize {
+    // IntId is always 16..=31: bits 3:0 tell them apart.
+    usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
+}
+
+/// The `u8` register number of list register `n` (`n` < 16).
+fn lr_reg(n: usize) -> SysReg {
+    SysReg::IchLrEl2(u8::try_from(n).unwrap_or(u8::MAX))
+}
+
+/// One vCPU's virtual GIC CPU interface state: plain data, no hardware.
+///
+/// While the vCPU is loaded ([`Gic::vcpu_load`]) the list registers live
+/// on the hardware and the copies here are stale; after
+/// [`Gic::vcpu_put`] they are here. It also holds what the hardware does
+/// not: which virtual PPIs are backed by a physical PPI (HW bit), the level
+/// of the virtual PPIs that are not (software level interrupts), and the
+/// pending interrupts waiting for a free list register.
+#[derive(Clone, Debug)]
+pub struct VgicCpu {
+    lrs: [ListRegister; MAX_LIST_REGISTERS],
+    vmcr: u64,
+    ap0r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
+    ap1r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
+    mapped: [Option<IntId>; 16],
+    levels: u32,
+    queue: [ListRegister; QUEUE_CAPACITY],
+    queued: usize,
+    priority: u8,
+    loaded: bool,
+}
+
+impl Default for VgicCpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VgicCpu {
+    /// A vCPU with no interrupt pending or active, nothing mapped, and
+    /// [`DEFAULT_PRIORITY`] for what it injects.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            lrs: [ListRegister::EMPTY; MAX_LIST_REGISTERS],
+            vmcr: 0,
+            ap0r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
+            ap1r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
+            mapped: [None; 16],
+            levels: 0,
+            queue: [ListRegister::EMPTY; QUEUE_CAPACITY],
+            queued: 0,
+            priority: DEFAULT_PRIORITY,
+            loaded: false,
+        }
+    }
+
+    /// The priority the [`IrqChip`] methods inject virtual interrupts with.
+    #[must_use]
+    pub const fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Sets the priority the [`IrqChip`] methods inject virtual interrupts
+    /// with (the guest's virtual PMR must let it through).
+    pub const fn set_priority(&mut self, priority: u8) {
+        self.priority = priority;
+    }
+
+    /// Whether the state is on the hardware ([`Gic::vcpu_load`]).
+    #[must_use]
+    pub const fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// The saved list registers (stale while loaded).
+    #[must_use]
+    pub const fn saved_list_registers(&self) -> &[ListRegister; MAX_LIST_REGISTERS] {
+        &self.lrs
+    }
+
+    /// The saved `ICH_VMCR_EL2` (stale while loaded).
+    #[must_use]
+    pub const fn vmcr(&self) -> u64 {
+        self.vmcr
+    }
+
+    /// Sets the saved `ICH_VMCR_EL2` (a VMM restoring a vCPU); takes effect
+    /// at the next [`Gic::vcpu_load`].
+    pub const fn set_vmcr(&mut self, vmcr: u64) {
+        self.vmcr = vmcr;
+    }
+
+    /// The physical PPI the virtual PPI `intid` is mapped to.
+    #[must_use]
+    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+        self.mapped.get(ppi_index(intid)).copied().flatten()
+    }
+
+    /// The level of the software (not mapped) virtual PPI `intid`.
+    #[must_use]
+    pub const fn level(&self, intid: IntId) -> bool {
+        self.levels & intid.bit() != 0
+    }
+
+    /// The pending interrupts waiting for a free list register, oldest
+    /// first.
+    #[must_use]
+    pub fn queued(&self) -> &[ListRegister] {
+        self.queue.get(..self.queued).unwrap_or(&[])
+    }
+
+    fn queue_position(&self, vintid: u32) -> Option<usize> {
+        self.queued().iter().position(|lr| lr.vintid() == vintid)
+    }
+
+    fn push(&mut self, lr: ListRegister) -> Result<(), Error> {
+        let slot = self
+            .queue
+            .get_mut(self.queued)
+            .ok_or(Error::QueueFull { intid: lr.vintid() })?;
+        *slot = lr;
+        self.queued += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, position: usize) -> Option<ListRegister> {
+        let lr = *self.queued().get(position)?;
+        self.queue.copy_within(position + 1..self.queued, position);
+        self.queued -= 1;
+        Some(lr)
+    }
+
+    /// The list register for a virtual PPI raised now: HW with the physical
+    /// PPI when mapped, otherwise software with EOI maintenance so that the
+    /// line is looked at again when the guest deactivates it.
+    fn lr_for(&self, intid: IntId) -> ListRegister {
+        match self.mapping(intid).and_then(|host| {
+            ListRegister::hardware(intid.get(), host.get(), LrState::Pending, self.priority)
+        }) {
+            Some(lr) => lr,
+            None => ListRegister::software(intid.get(), LrState::Pending, self.priority)
+                .with_eoi_maintenance(true),
+        }
+    }
+}
+
+/// The GICv3 [`IrqChip`] for one vCPU on one CPU: this CPU's [`HostGic`]
+/// and the vCPU's [`VgicCpu`], borrowed for as long as the caller likes
+/// (typically one run-loop iteration, or one call).
+///
+/// The methods work whether the vCPU is loaded (list registers on the
+/// hardware) or not (list registers in the [`VgicCpu`]).
+pub struct Gic<'a, 'r, R: GicSysRegs> {
+    host: &'a mut HostGic<'r, R>,
+    vcpu: &'a mut VgicCpu,
+}
+
+impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
+    /// Lends `host` and `vcpu` to the chip.
+    pub const fn new(host: &'a mut HostGic<'r, R>, vcpu: &'a mut VgicCpu) -> Self {
+        Self { host, vcpu }
+    }
+
+    /// The host side.
+    pub const fn host(&mut self) -> &mut HostGic<'r, R> {
+        self.host
+    }
+
+    /// The vCPU state.
+    pub const fn vcpu(&mut self) -> &mut VgicCpu {
+        self.vcpu
+    }
+
+    /// The vCPU is scheduled onto this CPU: writes its `ICH_VMCR_EL2`,
+    /// active priority registers and list registers, then enables the
+    /// virtual CPU interface (`ICH_HCR_EL2.En`, and `UIE` while interrupts
+    /// are queued).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyLoaded`]; [`Error::TooFewListRegisters`] if the
+    /// saved state uses list registers this CPU lacks. Nothing is written
+    /// then.
+    #[doc(alias = "vgic_v3_load")]
+    pub fn vcpu_load(&mut self) -> Result<(), Error> {
+        if self.vcpu.loaded {
+            return Err(Error::AlreadyLoaded);
+        }
+        let available = self.host.list_register_count();
+        if let Some(extra) = self
+            .vcpu
+            .lrs
+            .iter()
+            .rposition(|lr| !lr.is_free())
+            .filter(|&n| n >= available)
+        {
+            return Err(Error::TooFewListRegisters {
+                needed: extra + 1,
+                available,
+            });
+        }
+        let active_priority = self.host.active_priority_register_count();
+        let regs = self.host.regs_mut();
+        regs.write(SysReg::IchVmcrEl2, self.vcpu.vmcr);
+        for (n, (&ap0, &ap1)) in self
+            .vcpu
+            .ap0r
+            .iter()
+            .zip(&self.vcpu.ap1r)
+            .enumerate()
+            .take(active_priority)
+        {
+            let n = u8::try_from(n).unwrap_or(u8::MAX);
+            regs.write(SysReg::IchAp0rEl2(n), ap0);
+            regs.write(SysReg::IchAp1rEl2(n), ap1);
+        }
+        for (n, lr) in self.vcpu.lrs.iter().enumerate().take(available) {
+            regs.write(lr_reg(n), lr.bits());
+        }
+        let hcr = if self.vcpu.queued > 0 {
+            ICH_HCR_EN | ICH_HCR_UIE
+        } else {
+            ICH_HCR_EN
+        };
+        regs.write(SysReg::IchHcrEl2, hcr);
+        self.vcpu.loaded = true;
+        Ok(())
+    }
+
+    /// The vCPU is scheduled away from this CPU: saves its list registers
+    /// (the empty ones, per `ICH_ELRSR_EL2`, as empty) and clears them,
+    /// saves `ICH_VMCR_EL2` and the active priority registers, and disables
+    /// the virtual CPU interface (`ICH_HCR_EL2` = 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`]; nothing is touched.
+    #[doc(alias = "vgic_v3_put")]
+    pub fn vcpu_put(&mut self) -> Result<(), Error> {
+        if !self.vcpu.loaded {
+            return Err(Error::NotLoaded);
+        }
+        let count = self.host.list_register_count();
+        let active_priority = self.host.active_priority_register_count();
+        let regs = self.host.regs_mut();
+        let empty = regs.read(SysReg::IchElrsrEl2);
+        for (n, saved) in self.vcpu.lrs.iter_mut().enumerate() {
+            *saved = if n >= count || empty & (1 << n) != 0 {
+                ListRegister::EMPTY
+            } else {
+                let lr = ListRegister::from_bits(regs.read(lr_reg(n)));
+                regs.write(lr_reg(n), 0);
+                lr
+            };
+        }
+        self.vcpu.vmcr = regs.read(SysReg::IchVmcrEl2);
+        for (n, (ap0, ap1)) in self
+            .vcpu
+            .ap0r
+            .iter_mut()
+            .zip(self.vcpu.ap1r.iter_mut())
+            .enumerate()
+            .take(active_priority)
+        {
+            let n = u8::try_from(n).unwrap_or(u8::MAX);
+            *ap0 = regs.read(SysReg::IchAp0rEl2(n));
+            *ap1 = regs.read(SysReg::IchAp1rEl2(n));
+        }
+        regs.write(SysReg::IchHcrEl2, 0);
+        regs.isb();
+        self.vcpu.loaded = false;
+        Ok(())
+    }
+
+    /// Right after the guest exits (before the timer's
+    /// [`after_exit`](arch_timer_virt::VcpuTimer::after_exit)): handles
+    /// the EOI maintenance of software level interrupts the guest has
+    /// deactivated (made pending again if the line is still high, dropped
+    /// otherwise), then moves queued interrupts into free list registers.
+    #[doc(alias = "kvm_vgic_sync_hwstate")]
+    pub fn sync_after_exit(&mut self) {
+        let count = self.host.list_register_count();
+        let eisr = if self.vcpu.loaded {
+            self.host.regs().read(SysReg::IchEisrEl2)
+        } else {
+            (0..count).fold(0, |mask, n| {
+                let done = self
+                    .vcpu
+                    .lrs
+                    .get(n)
+                    .is_some_and(|lr| lr.needs_eoi_maintenance());
+                if done { mask | (1 << n) } else { mask }
+            })
+        };
+        for n in (0..count).filter(|n| eisr & (1 << n) != 0) {
+            let lr = self.read_lr(n);
+            let still_high = IntId::ppi(lr.vintid())
+                .is_ok_and(|intid| self.vcpu.mapping(intid).is_none() && self.vcpu.level(intid));
+            let next = if still_high {
+                lr.with_state(LrState::Pending)
+            } else {
+                ListRegister::EMPTY
+            };
+            self.write_lr(n, next);
+        }
+        self.refill();
+    }
+
+    /// The maintenance interrupt (usually PPI 25) was taken: the same work
+    /// as [`sync_after_exit`](Self::sync_after_exit). The maintenance
+    /// interrupt is level-sensitive and drops once this is done.
+    pub fn maintenance(&mut self) {
+        self.sync_after_exit();
+    }
+
+    /// Makes the virtual interrupt `lr` (its vINTID, and the state,
+    /// priority, group, HW/EOI bits to use) pending for the guest, for
+    /// interrupts other than the timer's: into a free list register, or
+    /// the queue. If the vINTID is already in a list register it is not
+    /// duplicated: an active software one becomes pending and active.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`].
+    pub fn inject(&mut self, lr: ListRegister) -> Result<(), Error> {
+        let lr = lr.with_state(LrState::Pending);
+        if let Some((n, current)) = self.find_lr(lr.vintid()) {
+            match current.state() {
+                LrState::Pending | LrState::PendingActive => {}
+                // A HW interrupt's pending state lives in the physical
+                // GIC; it must not be pending and active in the LR.
+                LrState::Active => {
+                    if !current.is_hw() {
+                        self.write_lr(n, current.with_state(LrState::PendingActive));
+                    }
+                }
+                // Deactivated, EOI maintenance not handled yet: reuse it.
+                LrState::Invalid => self.write_lr(n, lr),
+            }
+            return Ok(());
+        }
+        if self.vcpu.queue_position(lr.vintid()).is_some() {
+            return Ok(());
+        }
+        if let Some(n) = self.free_lr() {
+            self.write_lr(n, lr);
+            return Ok(());
+        }
+        self.vcpu.push(lr)?;
+        self.update_underflow();
+        Ok(())
+    }
+
+    /// Withdraws a pending virtual interrupt: removes it from the queue,
+    /// empties a list register holding it pending, takes the pending state
+    /// off a software one that is pending and active. An active interrupt
+    /// is left to the guest.
+    pub fn withdraw(&mut self, vintid: u32) {
+        if let Some(position) = self.vcpu.queue_position(vintid) {
+            self.vcpu.remove(position);
+            self.update_underflow();
+        }
+        if let Some((n, current)) = self.find_lr(vintid) {
+            match current.state() {
+                LrState::Pending | LrState::Invalid => self.write_lr(n, ListRegister::EMPTY),
+                LrState::PendingActive if !current.is_hw() => {
+                    self.write_lr(n, current.with_state(LrState::Active));
+                }
+                LrState::PendingActive | LrState::Active => {}
+            }
+        }
+        self.refill();
+    }
+
+    /// The list registers, as the guest sees them now.
+    pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
+        (0..self.host.list_register_count()).map(|n| self.read_lr(n))
+    }
+
+    fn read_lr(&self, n: usize) -> ListRegister {
+        if self.vcpu.loaded {
+            ListRegister::from_bits(self.host.regs().read(lr_reg(n)))
+        } else {
+            self.vcpu.lrs.get(n).copied().unwrap_or_default()
+        }
+    }
+
+    fn write_lr(&mut self, n: usize, lr: ListRegister) {
+        if self.vcpu.loaded {
+            self.host.regs_mut().write(lr_reg(n), lr.bits());
+        } else if let Some(slot) = self.vcpu.lrs.get_mut(n) {
+            *slot = lr;
+        }
+    }
+
+    /// The list register holding `vintid` (in any state but free).
+    fn find_lr(&self, vintid: u32) -> Option<(usize, ListRegister)> {
+        self.list_registers()
+            .enumerate()
+            .find(|(_, lr)| !lr.is_free() && lr.vintid() == vintid)
+    }
+
+    fn free_lr(&self) -> Option<usize> {
+        self.list_registers().position(ListRegister::is_free)
+    }
+
+    /// Moves queued interrupts into free list registers.
+    fn refill(&mut self) {
+        while self.vcpu.queued > 0 {
+            let Some(n) = self.free_lr() else { break };
+            let Some(lr) = self.vcpu.remove(0) else { break };
+            self.write_lr(n, lr);
+        }
+        self.update_underflow();
+    }
+
+    /// Asks for the underflow maintenance interrupt while interrupts wait
+    /// in the queue, so they are moved in as soon as list registers free up.
+    fn update_underflow(&mut self) {
+        if !self.vcpu.loaded {
+            return;
+        }
+        let hcr = self.host.regs().read(SysReg::IchHcrEl2);
+        let wanted = if self.vcpu.queued > 0 {
+            hcr | ICH_HCR_UIE
+        } else {
+            hcr & !ICH_HCR_UIE
+        };
+        if wanted != hcr {
+            self.host.regs_mut().write(SysReg::IchHcrEl2, wanted);
+        }
+    }
+}
+
+impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
+    type Error = Error;
+
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Error> {
+        self.host.set_ppi_active(ppi, active);
+        Ok(())
+    }
+
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Error> {
+        self.host.set_ppi_masked(ppi, masked);
+        Ok(())
+    }
+
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
+        let software = self.vcpu.mapping(intid).is_none();
+        if software {
+            if level {
+                self.vcpu.levels |= intid.bit();
+            } else {
+                self.vcpu.levels &= !intid.bit();
+            }
+        }
+        if level {
+            let lr = self.vcpu.lr_for(intid);
+            self.inject(lr)
+        } else {
+            self.withdraw(intid.get());
+            Ok(())
+        }
+    }
+
+    fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
+        Ok(self
+            .list_registers()
+            .any(|lr| lr.vintid() == intid.get() && lr.state().is_active()))
+    }
+
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        if let Some(other) = (IntId::FIRST_PPI..=IntId::LAST_PPI)
+            .filter_map(|n| IntId::ppi(n).ok())
+            .find(|&other| other != intid && self.vcpu.mapping(other) == Some(host))
+        {
+            return Err(Error::HostIntIdInUse {
+                host,
+                mapped_to: other,
+            });
+        }
+        if let Some(slot) = self.vcpu.mapped.get_mut(ppi_index(intid)) {
+            *slot = Some(host);
+        }
+        self.vcpu.levels &= !intid.bit();
+        Ok(())
+    }
+
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Error> {
+        if let Some(slot) = self.vcpu.mapped.get_mut(ppi_index(intid)) {
+            *slot = None;
+        }
+        Ok(())
+    }
+}
