@@ -1,2 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+pub mod gic;
+pub mod log;
+pub mod machine;
+
+pub use gic::{PpiState, Ppis, VirtualInterface, VirtualIrq, VirtualState};
+pub use log::{Access, AccessLog, Counters};
+pub use machine::{Cpu, Machine, Ports, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs};
+pub mod guest;
+pub mod host;
+
+pub use guest::{Guest, GuestOp, GuestTimer, Handler};
+pub use host::{Hypervisor, Invariant, Stats, Step, Vcpu, Violation};

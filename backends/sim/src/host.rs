@@ -1,0 +1,737 @@
+//! A small hypervisor on the model: [`Hypervisor`] schedules vCPUs onto
+//! CPUs and runs them with [`VcpuTimer`] exactly as DESIGN.md's run loop
+//! does, one [`Step`] at a time, and checks the library's invariants after
+//! every step ([`Violation`]).
+
+use core::convert::Infallible;
+use core::fmt;
+
+use arch_timer_virt::{Error, HostIrq, Residency, SoftTimer, Ticks, VcpuTimer, VmTimer, Wakeup};
+
+use crate::guest::{Guest, GuestOp};
+use crate::{Counters, Machine, VirtualState};
+
+/// One event of a history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Schedule `vcpu` onto `cpu` (`load`); skipped unless both are free.
+    Load {
+        /// The vCPU.
+        vcpu: usize,
+        /// The CPU.
+        cpu: usize,
+    },
+    /// Schedule the vCPU on `cpu` away (`put`), exiting the guest first.
+    Put {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// Enter the guest on `cpu` (`before_entry`); skipped unless a runnable
+    /// vCPU is loaded there.
+    Enter {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The guest on `cpu` exits for a reason unrelated to the timer
+    /// (`after_exit`).
+    Exit {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The guest on `cpu` does something.
+    Guest {
+        /// The CPU.
+        cpu: usize,
+        /// What.
+        op: GuestOp,
+    },
+    /// The guest on `cpu` executes WFI: exit, `after_exit`, `block`, and
+    /// `unblock` at once if a timer has already expired.
+    Wfi {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The host takes the signalled interrupt on `cpu`, if any (exiting
+    /// the guest first): acknowledge, priority drop, `handle_host_irq`.
+    HostIrq {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The counter moves forward; expired background timers wake their
+    /// vCPUs.
+    Advance(u64),
+    /// Something else (an IPI, a device) wakes `vcpu` if it sleeps.
+    Kick {
+        /// The vCPU.
+        vcpu: usize,
+    },
+}
+
+/// Which DESIGN.md section 7 invariant broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invariant {
+    /// 1: an expiry the guest armed is neither delivered nor about to be.
+    LostInterrupt,
+    /// 1: a virtual interrupt raised while the guest's timer condition did
+    /// not hold.
+    EarlyInterrupt,
+    /// 2: the host took the vtimer PPI again while the guest still had the
+    /// last one pending or active, or more often than the guest's timer
+    /// expired.
+    Storm,
+    /// 3: state live in two places, stale state on a CPU, `CNTVOFF_EL2`
+    /// non-zero on a CPU with no vCPU, or a restore out of order.
+    OneHome,
+    /// 4: `before_entry`/`after_exit` touched timer registers they should not.
+    QuietHotPath,
+    /// 5: the guest sees a different CTL, CVAL or virtual count than it
+    /// wrote.
+    Migration,
+    /// 6: a sleeping vCPU's wake-up timer is late, missing, or armed for a
+    /// timer that cannot fire.
+    SafeSleep,
+    /// 7: the library returned an error for a legal call.
+    Library,
+}
+
+/// An invariant found broken, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: Invariant,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.invariant, self.detail)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn violation(invariant: Invariant, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+fn library(what: &str, e: Error<Infallible>) -> Violation {
+    violation(Invariant::Library, format!("{what}: {e}"))
+}
+
+/// One vCPU of the [`Hypervisor`].
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// The library's state for its timers.
+    pub timer: VcpuTimer,
+    /// The guest running on it.
+    pub guest: Guest,
+    cpu: Option<usize>,
+    blocked: bool,
+    wake_pending: bool,
+    asserted: bool,
+    expiries: u64,
+    host_irqs: u64,
+    raises_seen: u64,
+}
+
+impl Vcpu {
+    /// The CPU it is loaded on.
+    #[must_use]
+    pub const fn cpu(&self) -> Option<usize> {
+        self.cpu
+    }
+
+    /// Whether it sleeps in WFI.
+    #[must_use]
+    pub const fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// How often the guest's timer output went from low to high.
+    #[must_use]
+    pub const fn expiries(&self) -> u64 {
+        self.expiries
+    }
+
+    /// How many host vtimer interrupts were handled for it.
+    #[must_use]
+    pub const fn host_irqs(&self) -> u64 {
+        self.host_irqs
+    }
+}
+
+/// Totals over a history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Steps applied (skipped ones not counted).
+    pub steps: u64,
+    /// Steps skipped because they were illegal in the state.
+    pub skipped: u64,
+    /// Host vtimer interrupts that raised the virtual line.
+    pub raised: u64,
+    /// Host vtimer interrupts the library found spurious.
+    pub spurious: u64,
+    /// Host vtimer interrupts taken with no vCPU loaded.
+    pub orphan: u64,
+    /// Wakeups by an expired background timer.
+    pub background_wakeups: u64,
+    /// `block` calls that returned [`Wakeup::Now`].
+    pub immediate_wakeups: u64,
+    /// vCPU loads onto a different CPU than the last one.
+    pub migrations: u64,
+}
+
+/// A hypervisor on a [`Machine`]: one VM whose vCPUs it loads, runs,
+/// blocks and migrates, calling the library as a real run loop does.
+#[derive(Debug)]
+pub struct Hypervisor {
+    machine: Machine,
+    vm: VmTimer,
+    vcpus: Vec<Vcpu>,
+    on_cpu: Vec<Option<usize>>,
+    in_guest: Vec<bool>,
+    last_cpu: Vec<Option<usize>>,
+    stats: Stats,
+}
+
+impl Hypervisor {
+    /// `cpus` CPUs, `vcpus` vCPUs of one VM with the default [`VmTimer`].
+    #[must_use]
+    pub fn new(cpus: usize, vcpus: usize) -> Self {
+        let vm = VmTimer::new();
+        let guest = Guest::new(vm.virtual_irq());
+        Self {
+            machine: Machine::new(cpus, vcpus),
+            vcpus: (0..vcpus)
+                .map(|_| Vcpu {
+                    timer: VcpuTimer::new(),
+                    guest: guest.clone(),
+                    cpu: None,
+                    blocked: false,
+                    wake_pending: false,
+                    asserted: false,
+                    expiries: 0,
+                    host_irqs: 0,
+                    raises_seen: 0,
+                })
+                .collect(),
+            vm,
+            on_cpu: vec![None; cpus],
+            in_guest: vec![false; cpus],
+            last_cpu: vec![None; vcpus],
+            stats: Stats::default(),
+        }
+    }
+
+    /// The machine.
+    #[must_use]
+    pub const fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// The VM's timer settings.
+    #[must_use]
+    pub const fn vm(&self) -> &VmTimer {
+        &self.vm
+    }
+
+    /// vCPU `vcpu`.
+    #[must_use]
+    pub fn vcpu(&self, vcpu: usize) -> &Vcpu {
+        &self.vcpus[vcpu]
+    }
+
+    /// The vCPU loaded on `cpu`.
+    #[must_use]
+    pub fn loaded_on(&self, cpu: usize) -> Option<usize> {
+        self.on_cpu.get(cpu).copied().flatten()
+    }
+
+    /// Whether the guest runs on `cpu`.
+    #[must_use]
+    pub fn in_guest(&self, cpu: usize) -> bool {
+        self.in_guest.get(cpu).copied().unwrap_or(false)
+    }
+
+    /// Totals so far.
+    #[must_use]
+    pub const fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Applies `step` (or skips it if it is illegal in the current state:
+    /// returns `Ok(false)`), then checks every invariant.
+    ///
+    /// # Errors
+    ///
+    /// The first invariant found broken.
+    pub fn step(&mut self, step: Step) -> Result<bool, Violation> {
+        let applied = self.apply(step)?;
+        if applied {
+            self.stats.steps = self.stats.steps.saturating_add(1);
+        } else {
+            self.stats.skipped = self.stats.skipped.saturating_add(1);
+        }
+        self.check()?;
+        Ok(applied)
+    }
+
+    fn valid_cpu(&self, cpu: usize) -> bool {
+        cpu < self.on_cpu.len()
+    }
+
+    fn apply(&mut self, step: Step) -> Result<bool, Violation> {
+        match step {
+            Step::Load { vcpu, cpu } => {
+                if vcpu >= self.vcpus.len() || !self.valid_cpu(cpu) {
+                    return Ok(false);
+                }
+                if self.vcpus[vcpu].cpu.is_some() || self.on_cpu[cpu].is_some() {
+                    return Ok(false);
+                }
+                self.load(vcpu, cpu)?;
+                Ok(true)
+            }
+            Step::Put { cpu } => {
+                if !self.valid_cpu(cpu) || self.on_cpu[cpu].is_none() {
+                    return Ok(false);
+                }
+                self.put(cpu)?;
+                Ok(true)
+            }
+            Step::Enter { cpu } => match self.runnable(cpu) {
+                Some(vcpu) if !self.in_guest[cpu] => {
+                    self.enter(cpu, vcpu)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            },
+            Step::Exit { cpu } => {
+                if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
+                    return Ok(false);
+                }
+                self.exit(cpu)?;
+                Ok(true)
+            }
+            Step::Guest { cpu, op } => {
+                if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
+                    return Ok(false);
+                }
+                let Some(vcpu) = self.on_cpu[cpu] else {
+                    return Ok(false);
+                };
+                self.vcpus[vcpu].guest.perform(op, &mut self.machine, vcpu, cpu);
+                Ok(true)
+            }
+            Step::Wfi { cpu } => {
+                if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
+                    return Ok(false);
+                }
+                self.wfi(cpu)?;
+                Ok(true)
+            }
+            Step::HostIrq { cpu } => {
+                if !self.valid_cpu(cpu) || !self.machine.timer_irq_signalled(cpu) {
+                    return Ok(false);
+                }
+                self.host_irq(cpu)?;
+                Ok(true)
+            }
+            Step::Advance(ticks) => {
+                self.machine.advance(ticks);
+                self.fire_soft_timers()?;
+                Ok(true)
+            }
+            Step::Kick { vcpu } => {
+                if vcpu >= self.vcpus.len() || !self.vcpus[vcpu].blocked {
+                    return Ok(false);
+                }
+                self.wake(vcpu);
+                Ok(true)
+            }
+        }
+    }
+
+    /// The vCPU loaded on `cpu`, if it is not sleeping.
+    fn runnable(&self, cpu: usize) -> Option<usize> {
+        let vcpu = self.loaded_on(cpu)?;
+        (!self.vcpus[vcpu].blocked).then_some(vcpu)
+    }
+
+    fn load(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer
+            .load(&self.vm, &mut p.timer, &mut p.gic)
+            .map_err(|e| library("load", e))?;
+        v.cpu = Some(cpu);
+        self.on_cpu[cpu] = Some(vcpu);
+        if self.last_cpu[vcpu].is_some_and(|last| last != cpu) {
+            self.stats.migrations = self.stats.migrations.saturating_add(1);
+        }
+        self.last_cpu[vcpu] = Some(cpu);
+        if v.blocked && v.wake_pending {
+            self.unblock(vcpu, cpu);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, cpu: usize) -> Result<(), Violation> {
+        if self.in_guest[cpu] {
+            self.exit(cpu)?;
+        }
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            return Ok(());
+        };
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer
+            .put(&mut p.timer)
+            .map_err(|e| library("put", e.widen()))?;
+        v.cpu = None;
+        self.on_cpu[cpu] = None;
+        Ok(())
+    }
+
+    fn enter(&mut self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
+        let before = self.machine.counters();
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer
+            .before_entry(&mut p.timer, &mut p.gic, &mut p.soft)
+            .map_err(|e| library("before_entry", e))?;
+        let made = self.machine.counters().since(&before);
+        if made.vtimer_register_accesses() != 0 {
+            return Err(violation(
+                Invariant::QuietHotPath,
+                format!("before_entry touched virtual timer registers: {made}"),
+            ));
+        }
+        self.in_guest[cpu] = true;
+        Ok(())
+    }
+
+    fn exit(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.in_guest[cpu] = false;
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            return Ok(());
+        };
+        let before = self.machine.counters();
+        let v = &mut self.vcpus[vcpu];
+        let high = v.timer.vtimer().level();
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer
+            .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
+            .map_err(|e| library("after_exit", e))?;
+        let made = self.machine.counters().since(&before);
+        check_quiet_exit(high, &made)
+    }
+
+    fn wfi(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.exit(cpu)?;
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            return Ok(());
+        };
+        let now = self.machine.now();
+        let v = &mut self.vcpus[vcpu];
+        let truth = v.guest.timer();
+        let mut p = self.machine.ports(cpu, vcpu);
+        let wakeup = v.timer.block(&mut p.timer, &mut p.soft);
+        let armed = self.machine.soft_timers(vcpu).background;
+        let ok = match (wakeup, truth.expiry(now)) {
+            (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
+            (Wakeup::At(t), Some(at)) => t <= at && t > now && armed == Some(t),
+            (Wakeup::Never, None) => armed.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return Err(violation(
+                Invariant::SafeSleep,
+                format!(
+                    "block at {now} returned {wakeup:?}, background timer {armed:?}, \
+                     but the guest's timer {truth:?} expires at {:?}",
+                    truth.expiry(now)
+                ),
+            ));
+        }
+        self.vcpus[vcpu].blocked = true;
+        if wakeup == Wakeup::Now {
+            self.stats.immediate_wakeups = self.stats.immediate_wakeups.saturating_add(1);
+            self.unblock(vcpu, cpu);
+        }
+        Ok(())
+    }
+
+    fn unblock(&mut self, vcpu: usize, cpu: usize) {
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer.unblock(&mut p.timer, &mut p.soft);
+        v.blocked = false;
+        v.wake_pending = false;
+    }
+
+    fn wake(&mut self, vcpu: usize) {
+        let v = &mut self.vcpus[vcpu];
+        if !v.blocked {
+            return;
+        }
+        match v.cpu {
+            Some(cpu) => self.unblock(vcpu, cpu),
+            None => v.wake_pending = true,
+        }
+    }
+
+    fn host_irq(&mut self, cpu: usize) -> Result<(), Violation> {
+        if self.in_guest[cpu] {
+            self.exit(cpu)?;
+        }
+        let Some(ppi) = self.machine.host_acknowledge(cpu) else {
+            return Ok(());
+        };
+        self.machine.host_priority_drop(cpu, ppi);
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            self.stats.orphan = self.stats.orphan.saturating_add(1);
+            self.machine.host_deactivate(cpu, ppi);
+            return Ok(());
+        };
+        let vintid = self.vm.virtual_irq();
+        let state = self.machine.virtual_irq(vcpu, vintid).state;
+        if state != VirtualState::Inactive {
+            return Err(violation(
+                Invariant::Storm,
+                format!("host took the vtimer PPI on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"),
+            ));
+        }
+        let v = &mut self.vcpus[vcpu];
+        v.host_irqs = v.host_irqs.saturating_add(1);
+        let mut p = self.machine.ports(cpu, vcpu);
+        let result = v
+            .timer
+            .handle_host_irq(&mut p.timer, &mut p.gic)
+            .map_err(|e| library("handle_host_irq", e))?;
+        match result {
+            HostIrq::Raised => {
+                self.stats.raised = self.stats.raised.saturating_add(1);
+                self.wake(vcpu);
+            }
+            HostIrq::Spurious => self.stats.spurious = self.stats.spurious.saturating_add(1),
+            HostIrq::NotLoaded | _ => {
+                self.stats.orphan = self.stats.orphan.saturating_add(1);
+                self.machine.host_deactivate(cpu, ppi);
+            }
+        }
+        Ok(())
+    }
+
+    fn fire_soft_timers(&mut self) -> Result<(), Violation> {
+        let now = self.machine.now();
+        for vcpu in 0..self.vcpus.len() {
+            let soft = self.machine.soft_timers(vcpu);
+            if soft.background.is_some_and(|at| at <= now) {
+                self.machine.soft_timer_fired(vcpu, SoftTimer::Background);
+                if self.vcpus[vcpu].blocked {
+                    self.stats.background_wakeups = self.stats.background_wakeups.saturating_add(1);
+                }
+                self.wake(vcpu);
+            }
+            if soft.physical.is_some_and(|at| at <= now) {
+                self.machine.soft_timer_fired(vcpu, SoftTimer::Physical);
+                if let Some(cpu) = self.vcpus[vcpu].cpu {
+                    let v = &mut self.vcpus[vcpu];
+                    let mut p = self.machine.ports(cpu, vcpu);
+                    v.timer
+                        .physical_timer_expired(&mut p.timer, &mut p.gic)
+                        .map_err(|e| library("physical_timer_expired", e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every invariant on the current state.
+    ///
+    /// # Errors
+    ///
+    /// The first invariant found broken.
+    pub fn check(&mut self) -> Result<(), Violation> {
+        let now = self.machine.now();
+        if self.machine.ordering_violations() != 0 {
+            return Err(violation(
+                Invariant::OneHome,
+                "CNTV_CTL written after CNTV_CVAL without a barrier".to_owned(),
+            ));
+        }
+        for cpu in 0..self.on_cpu.len() {
+            self.check_cpu(cpu)?;
+        }
+        for vcpu in 0..self.vcpus.len() {
+            self.check_vcpu(vcpu, now)?;
+        }
+        Ok(())
+    }
+
+    fn check_cpu(&self, cpu: usize) -> Result<(), Violation> {
+        let regs = self.machine.cpu(cpu).timer;
+        let live = self.on_cpu[cpu]
+            .map(|vcpu| &self.vcpus[vcpu])
+            .filter(|v| v.timer.vtimer().residency() == Residency::Hardware);
+        if let Some(vcpu) = self.on_cpu[cpu]
+            && self.vcpus[vcpu].cpu != Some(cpu)
+        {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("CPU {cpu} runs vCPU {vcpu}, which thinks it is on {:?}", self.vcpus[vcpu].cpu),
+            ));
+        }
+        if self.on_cpu[cpu].is_none() && regs.offset != Ticks::ZERO {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("CNTVOFF_EL2 = {} on CPU {cpu} with no vCPU loaded", regs.offset.get()),
+            ));
+        }
+        if live.is_none() && regs.ctl.is_enabled() {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("CPU {cpu}'s virtual timer is enabled ({:?}) but holds no vCPU's live state", regs.ctl),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_vcpu(&mut self, vcpu: usize, now: Ticks) -> Result<(), Violation> {
+        let vintid = self.vm.virtual_irq();
+        let virq = self.machine.virtual_irq(vcpu, vintid);
+        let v = &mut self.vcpus[vcpu];
+        let truth = v.guest.timer();
+        let asserted = truth.asserted(now);
+
+        // Invariant 2, counted: one host interrupt per expiry, plus one per
+        // deactivation with the line still high (level-triggered re-fire).
+        if asserted && !v.asserted {
+            v.expiries = v.expiries.saturating_add(1);
+        }
+        v.asserted = asserted;
+        if v.host_irqs > v.expiries.saturating_add(virq.deactivations) {
+            return Err(violation(
+                Invariant::Storm,
+                format!(
+                    "vCPU {vcpu}: {} host vtimer interrupts for {} expiries and {} deactivations",
+                    v.host_irqs, v.expiries, virq.deactivations
+                ),
+            ));
+        }
+
+        // Invariant 1, not early: every raise happened with the condition met.
+        if virq.raises > v.raises_seen {
+            v.raises_seen = virq.raises;
+            if !asserted {
+                return Err(violation(
+                    Invariant::EarlyInterrupt,
+                    format!("vCPU {vcpu}: virtual timer raised at {now} but the guest's timer is {truth:?}"),
+                ));
+            }
+        }
+
+        // Invariants 3 and 5: one home, and the guest sees what it wrote.
+        let ctx = v.timer.vtimer();
+        match (ctx.residency(), v.cpu) {
+            (Residency::Hardware, None) => {
+                return Err(violation(
+                    Invariant::OneHome,
+                    format!("vCPU {vcpu}'s timer claims to be on the hardware but it is not loaded"),
+                ));
+            }
+            (Residency::Hardware, Some(cpu)) => {
+                let regs = self.machine.cpu(cpu).timer;
+                let count = regs.virtual_count(now);
+                if regs.ctl != truth.ctl.writable()
+                    || regs.cval != truth.cval
+                    || count != truth.virtual_count(now)
+                {
+                    return Err(violation(
+                        Invariant::Migration,
+                        format!(
+                            "vCPU {vcpu} on CPU {cpu}: hardware CTL {:?} CVAL {} count {}, guest wrote CTL {:?} CVAL {} count {}",
+                            regs.ctl,
+                            regs.cval.get(),
+                            count.get(),
+                            truth.ctl,
+                            truth.cval.get(),
+                            truth.virtual_count(now).get()
+                        ),
+                    ));
+                }
+            }
+            (Residency::Memory, _) => {
+                if ctx.ctl().writable() != truth.ctl.writable() || ctx.cval() != truth.cval {
+                    return Err(violation(
+                        Invariant::Migration,
+                        format!(
+                            "vCPU {vcpu} saved CTL {:?} CVAL {}, guest wrote CTL {:?} CVAL {}",
+                            ctx.ctl(),
+                            ctx.cval().get(),
+                            truth.ctl,
+                            truth.cval.get()
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // Invariant 1: while the guest runs, an asserted timer is delivered
+        // (pending or being handled) or about to be (PPI signalled).
+        if let Some(cpu) = v.cpu
+            && self.in_guest[cpu]
+            && asserted
+            && virq.state == VirtualState::Inactive
+            && !self.machine.timer_irq_signalled(cpu)
+        {
+            let ppi = self.machine.cpu(cpu).ppis.get(self.machine.timer_ppi());
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!(
+                    "vCPU {vcpu} runs on CPU {cpu} with its timer asserted ({truth:?}, now {now}), \
+                     nothing pending in the guest and the PPI not signalled ({ppi:?})"
+                ),
+            ));
+        }
+
+        // Invariant 6: a sleeping vCPU has a wake-up no later than its expiry.
+        if v.blocked && !v.wake_pending {
+            let armed = self.machine.soft_timers(vcpu).background;
+            let ok = match truth.expiry(now) {
+                Some(at) => armed.is_some_and(|t| t <= at),
+                None => armed.is_none(),
+            };
+            if !ok {
+                return Err(violation(
+                    Invariant::SafeSleep,
+                    format!(
+                        "vCPU {vcpu} sleeps with background timer {armed:?}; its timer expires at {:?}",
+                        truth.expiry(now)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Invariant 4 for one `after_exit`: `high` is the virtual line level it
+/// started with, `made` the accesses it made.
+fn check_quiet_exit(high: bool, made: &Counters) -> Result<(), Violation> {
+    let ok = if high {
+        made.vtimer_register_writes() == 0 && made.ctl_reads <= 1 && made.cval_reads <= 1
+    } else {
+        made.vtimer_register_accesses() == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(violation(
+            Invariant::QuietHotPath,
+            format!("after_exit with the line {}: {made}", if high { "high" } else { "low" }),
+        ))
+    }
+}

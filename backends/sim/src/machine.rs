@@ -1,0 +1,523 @@
+//! The model machine: [`Machine`], its CPUs' timers and interrupt
+//! controller, and the views ([`Ports`]) through which the library drives
+//! them.
+
+use core::cell::RefCell;
+use core::convert::Infallible;
+
+use arch_timer_virt::{IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw};
+
+use crate::gic::{Ppis, VirtualInterface, VirtualIrq};
+use crate::log::{Access, AccessLog, Counters};
+
+/// The EL1 virtual timer registers of one CPU, and `CNTVOFF_EL2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerRegs {
+    /// ENABLE and IMASK as last written (ISTATUS is derived).
+    pub ctl: TimerCtl,
+    /// The compare value.
+    pub cval: Ticks,
+    /// `CNTVOFF_EL2`.
+    pub offset: Ticks,
+    /// `CNTHCTL_EL2` lets EL1 reach the physical timer and counter.
+    pub el1_physical_access: bool,
+    /// A CVAL write not yet followed by a barrier.
+    cval_unsynchronized: bool,
+    /// CTL writes by the hypervisor that followed a CVAL write with no
+    /// barrier in between (the timer could fire on the old CVAL).
+    pub ordering_violations: u64,
+}
+
+impl TimerRegs {
+    /// The virtual count, `CNTPCT - CNTVOFF` (modulo 2^64).
+    #[must_use]
+    pub const fn virtual_count(&self, now: Ticks) -> Ticks {
+        now.wrapping_sub(self.offset)
+    }
+
+    /// ISTATUS: enabled and `CNTVCT >= CVAL` (unsigned).
+    #[must_use]
+    pub const fn istatus(&self, now: Ticks) -> bool {
+        self.ctl.is_enabled() && self.virtual_count(now).get() >= self.cval.get()
+    }
+
+    /// The timer's output line: ISTATUS and not IMASK.
+    #[must_use]
+    pub const fn line(&self, now: Ticks) -> bool {
+        self.istatus(now) && !self.ctl.is_masked()
+    }
+
+    /// CTL as a read returns it.
+    #[must_use]
+    pub const fn read_ctl(&self, now: Ticks) -> TimerCtl {
+        self.ctl.with_istatus(self.istatus(now))
+    }
+}
+
+/// One physical CPU: its virtual timer and its PPIs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cpu {
+    /// The EL1 virtual timer.
+    pub timer: TimerRegs,
+    /// The PPIs.
+    pub ppis: Ppis,
+}
+
+/// A vCPU's two host software timers: their deadlines, if armed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftTimerState {
+    /// The background (wake-up) timer.
+    pub background: Option<Ticks>,
+    /// The emulated physical timer's timer.
+    pub physical: Option<Ticks>,
+}
+
+impl SoftTimerState {
+    fn slot(&mut self, timer: SoftTimer) -> &mut Option<Ticks> {
+        match timer {
+            SoftTimer::Background => &mut self.background,
+            SoftTimer::Physical => &mut self.physical,
+        }
+    }
+}
+
+/// CPUs sharing one system counter, a GIC with EOImode = 1, and the
+/// virtual CPU interfaces and soft timers of a number of vCPUs.
+///
+/// Time only moves when [`advance`](Self::advance) is called. The EL1
+/// virtual timer of each CPU drives the host PPI [`timer_ppi`](Self::timer_ppi)
+/// (27 unless changed) of that CPU as a level-triggered line.
+///
+/// CPU and vCPU indices are those given to [`new`](Self::new); methods
+/// taking one panic if it is out of range (a bug in the test, not input).
+#[derive(Debug)]
+pub struct Machine {
+    now: Ticks,
+    features: TimerFeatures,
+    timer_ppi: IntId,
+    cpus: Vec<Cpu>,
+    vifs: Vec<VirtualInterface>,
+    soft: Vec<SoftTimerState>,
+    log: RefCell<AccessLog>,
+}
+
+/// The views of one CPU's hardware, as seen while running one vCPU: what
+/// [`VcpuTimer`](arch_timer_virt::VcpuTimer) operations borrow.
+#[derive(Debug)]
+pub struct Ports<'a> {
+    /// The CPU's timer registers.
+    pub timer: SimTimer<'a>,
+    /// The CPU's PPIs and the vCPU's virtual interface.
+    pub gic: SimGic<'a>,
+    /// The vCPU's soft timers.
+    pub soft: SimSoftTimers<'a>,
+}
+
+impl Machine {
+    /// `cpus` CPUs and `vcpus` vCPU interfaces, counter at zero, 62.5 MHz,
+    /// no VHE, no ECV.
+    #[must_use]
+    pub fn new(cpus: usize, vcpus: usize) -> Self {
+        Self {
+            now: Ticks::ZERO,
+            features: TimerFeatures {
+                vhe: false,
+                ecv: false,
+                frequency_hz: 62_500_000,
+            },
+            timer_ppi: IntId::VIRTUAL_TIMER,
+            cpus: vec![Cpu::default(); cpus],
+            vifs: vec![VirtualInterface::default(); vcpus],
+            soft: vec![SoftTimerState::default(); vcpus],
+            log: RefCell::new(AccessLog::default()),
+        }
+    }
+
+    /// Wires the virtual timers to another host PPI.
+    pub const fn set_timer_ppi(&mut self, ppi: IntId) {
+        self.timer_ppi = ppi;
+    }
+
+    /// The host PPI the virtual timers are wired to.
+    #[must_use]
+    pub const fn timer_ppi(&self) -> IntId {
+        self.timer_ppi
+    }
+
+    /// Sets what `TimerHw::features` reports.
+    pub const fn set_features(&mut self, features: TimerFeatures) {
+        self.features = features;
+    }
+
+    /// The number of CPUs.
+    #[must_use]
+    pub fn cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// The number of vCPU interfaces.
+    #[must_use]
+    pub fn vcpus(&self) -> usize {
+        self.vifs.len()
+    }
+
+    /// The physical count.
+    #[must_use]
+    pub const fn now(&self) -> Ticks {
+        self.now
+    }
+
+    /// Moves the counter forward by `ticks` (saturating at the top).
+    pub const fn advance(&mut self, ticks: u64) {
+        self.now = self.now.saturating_add(Ticks::new(ticks));
+    }
+
+    /// CPU `cpu`'s state.
+    #[must_use]
+    pub fn cpu(&self, cpu: usize) -> &Cpu {
+        &self.cpus[cpu]
+    }
+
+    /// vCPU `vcpu`'s virtual interface.
+    #[must_use]
+    pub fn virtual_interface(&self, vcpu: usize) -> &VirtualInterface {
+        &self.vifs[vcpu]
+    }
+
+    /// vCPU `vcpu`'s virtual interrupt `intid`.
+    #[must_use]
+    pub fn virtual_irq(&self, vcpu: usize, intid: IntId) -> VirtualIrq {
+        self.vifs[vcpu].get(intid)
+    }
+
+    /// vCPU `vcpu`'s soft timers.
+    #[must_use]
+    pub fn soft_timers(&self, vcpu: usize) -> SoftTimerState {
+        self.soft[vcpu]
+    }
+
+    /// The hardware views for running vCPU `vcpu` on CPU `cpu`.
+    pub fn ports(&mut self, cpu: usize, vcpu: usize) -> Ports<'_> {
+        let cpu_state = &mut self.cpus[cpu];
+        Ports {
+            timer: SimTimer {
+                now: self.now,
+                features: self.features,
+                regs: &mut cpu_state.timer,
+                log: &self.log,
+            },
+            gic: SimGic {
+                ppis: &mut cpu_state.ppis,
+                vif: &mut self.vifs[vcpu],
+                log: &self.log,
+            },
+            soft: SimSoftTimers {
+                soft: &mut self.soft[vcpu],
+                log: &self.log,
+            },
+        }
+    }
+
+    /// The counts of every access made so far.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.log.borrow().counters()
+    }
+
+    /// Turns keeping the accesses in order on or off.
+    pub fn set_tracing(&self, on: bool) {
+        self.log.borrow_mut().set_tracing(on);
+    }
+
+    /// Takes the accesses traced since the last call.
+    pub fn take_trace(&self) -> Vec<Access> {
+        self.log.borrow_mut().take_trace()
+    }
+
+    /// Records an access made outside the views (host interrupt handling).
+    fn record(&self, access: Access) {
+        self.log.borrow_mut().record(access);
+    }
+
+    // ---- physical interrupt controller, host side ----
+
+    /// Whether the line of `ppi` on `cpu` is high.
+    #[must_use]
+    pub fn host_line(&self, cpu: usize, ppi: IntId) -> bool {
+        ppi == self.timer_ppi && self.cpus[cpu].timer.line(self.now)
+    }
+
+    /// Whether `ppi` is pending on `cpu` (level-triggered: its line is high
+    /// and it is not active).
+    #[must_use]
+    pub fn host_pending(&self, cpu: usize, ppi: IntId) -> bool {
+        self.host_line(cpu, ppi) && !self.cpus[cpu].ppis.get(ppi).active
+    }
+
+    /// Whether `ppi` is signalled to `cpu`: pending and enabled.
+    #[must_use]
+    pub fn host_signalled(&self, cpu: usize, ppi: IntId) -> bool {
+        self.host_pending(cpu, ppi) && self.cpus[cpu].ppis.get(ppi).enabled
+    }
+
+    /// Whether the virtual timer's PPI is signalled to `cpu`.
+    #[must_use]
+    pub fn timer_irq_signalled(&self, cpu: usize) -> bool {
+        self.host_signalled(cpu, self.timer_ppi)
+    }
+
+    /// The host acknowledges the signalled interrupt on `cpu`, if any: it
+    /// becomes active and holds the running priority.
+    pub fn host_acknowledge(&mut self, cpu: usize) -> Option<IntId> {
+        let ppi = self.timer_ppi;
+        if !self.host_signalled(cpu, ppi) {
+            return None;
+        }
+        let state = self.cpus[cpu].ppis.get_mut(ppi)?;
+        state.active = true;
+        state.priority_held = true;
+        self.record(Access::HostAcknowledge(ppi));
+        Some(ppi)
+    }
+
+    /// The host's EOI with EOImode = 1: drops the running priority, leaves
+    /// the interrupt active.
+    pub fn host_priority_drop(&mut self, cpu: usize, ppi: IntId) {
+        if let Some(state) = self.cpus[cpu].ppis.get_mut(ppi) {
+            state.priority_held = false;
+        }
+        self.record(Access::HostPriorityDrop(ppi));
+    }
+
+    /// The host deactivates `ppi` on `cpu` (`ICC_DIR_EL1`).
+    pub fn host_deactivate(&mut self, cpu: usize, ppi: IntId) {
+        if let Some(state) = self.cpus[cpu].ppis.get_mut(ppi) {
+            state.active = false;
+        }
+        self.record(Access::HostDeactivate(ppi));
+    }
+
+    // ---- the guest, running vCPU `vcpu` on CPU `cpu` (not logged) ----
+
+    /// The guest's virtual count on `cpu`.
+    #[must_use]
+    pub fn guest_virtual_count(&self, cpu: usize) -> Ticks {
+        self.cpus[cpu].timer.virtual_count(self.now)
+    }
+
+    /// The guest reads `CNTV_CTL_EL0` on `cpu`.
+    #[must_use]
+    pub fn guest_read_ctl(&self, cpu: usize) -> TimerCtl {
+        self.cpus[cpu].timer.read_ctl(self.now)
+    }
+
+    /// The guest reads `CNTV_CVAL_EL0` on `cpu`.
+    #[must_use]
+    pub fn guest_read_cval(&self, cpu: usize) -> Ticks {
+        self.cpus[cpu].timer.cval
+    }
+
+    /// The guest writes `CNTV_CTL_EL0` on `cpu` (ISTATUS and RES0 bits
+    /// ignored).
+    pub fn guest_write_ctl(&mut self, cpu: usize, bits: u64) {
+        let timer = &mut self.cpus[cpu].timer;
+        timer.ctl = TimerCtl::from_write(bits);
+        timer.cval_unsynchronized = false;
+    }
+
+    /// The guest writes `CNTV_CVAL_EL0` on `cpu`.
+    pub fn guest_write_cval(&mut self, cpu: usize, cval: Ticks) {
+        self.cpus[cpu].timer.cval = cval;
+    }
+
+    /// The guest writes `CNTV_TVAL_EL0` on `cpu`: CVAL = CNTVCT + sign-extended TVAL.
+    pub fn guest_write_tval(&mut self, cpu: usize, tval: i32) {
+        let count = self.guest_virtual_count(cpu);
+        // Sign extension then modular addition, as the architecture defines.
+        let delta = Ticks::new(i64::from(tval).cast_unsigned());
+        self.cpus[cpu].timer.cval = count.wrapping_add(delta);
+    }
+
+    /// The guest acknowledges its highest-priority pending virtual
+    /// interrupt (`ICV_IAR1_EL1`), if any.
+    pub fn guest_acknowledge(&mut self, vcpu: usize) -> Option<IntId> {
+        self.vifs[vcpu].acknowledge()
+    }
+
+    /// The guest deactivates `intid` (EOI with its EOImode = 0, or
+    /// `ICV_DIR_EL1`) while running on `cpu`. With the HW bit the physical
+    /// interrupt on `cpu` is deactivated too.
+    pub fn guest_deactivate(&mut self, vcpu: usize, cpu: usize, intid: IntId) {
+        if let Some(host) = self.vifs[vcpu].deactivate(intid)
+            && let Some(state) = self.cpus[cpu].ppis.get_mut(host)
+        {
+            state.active = false;
+        }
+    }
+}
+
+/// [`TimerHw`] on one model CPU.
+#[derive(Debug)]
+pub struct SimTimer<'a> {
+    now: Ticks,
+    features: TimerFeatures,
+    regs: &'a mut TimerRegs,
+    log: &'a RefCell<AccessLog>,
+}
+
+impl SimTimer<'_> {
+    fn record(&self, access: Access) {
+        self.log.borrow_mut().record(access);
+    }
+}
+
+impl TimerHw for SimTimer<'_> {
+    fn features(&self) -> TimerFeatures {
+        self.record(Access::ReadFeatures);
+        self.features
+    }
+
+    fn physical_count(&self) -> Ticks {
+        self.record(Access::ReadCount(self.now));
+        self.now
+    }
+
+    fn vtimer_ctl(&self) -> TimerCtl {
+        let ctl = self.regs.read_ctl(self.now);
+        self.record(Access::ReadCtl(ctl));
+        ctl
+    }
+
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl) {
+        self.record(Access::WriteCtl(ctl));
+        if self.regs.cval_unsynchronized {
+            self.regs.ordering_violations = self.regs.ordering_violations.saturating_add(1);
+        }
+        self.regs.ctl = ctl.writable();
+        self.regs.cval_unsynchronized = false;
+    }
+
+    fn vtimer_cval(&self) -> Ticks {
+        self.record(Access::ReadCval(self.regs.cval));
+        self.regs.cval
+    }
+
+    fn set_vtimer_cval(&mut self, cval: Ticks) {
+        self.record(Access::WriteCval(cval));
+        self.regs.cval = cval;
+        self.regs.cval_unsynchronized = true;
+    }
+
+    fn set_virtual_offset(&mut self, offset: Ticks) {
+        self.record(Access::WriteOffset(offset));
+        self.regs.offset = offset;
+    }
+
+    fn barrier(&mut self) {
+        self.record(Access::Barrier);
+        self.regs.cval_unsynchronized = false;
+    }
+
+    fn set_el1_physical_access(&mut self, allowed: bool) {
+        self.record(Access::WriteEl1PhysicalAccess(allowed));
+        self.regs.el1_physical_access = allowed;
+    }
+}
+
+/// [`IrqChip`] on one model CPU's PPIs and one vCPU's virtual interface.
+/// Never fails.
+#[derive(Debug)]
+pub struct SimGic<'a> {
+    ppis: &'a mut Ppis,
+    vif: &'a mut VirtualInterface,
+    log: &'a RefCell<AccessLog>,
+}
+
+impl SimGic<'_> {
+    fn record(&self, access: Access) {
+        self.log.borrow_mut().record(access);
+    }
+}
+
+impl IrqChip for SimGic<'_> {
+    type Error = Infallible;
+
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Infallible> {
+        self.record(Access::SetHostActive { ppi, active });
+        if let Some(state) = self.ppis.get_mut(ppi) {
+            state.active = active;
+        }
+        Ok(())
+    }
+
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Infallible> {
+        self.record(Access::SetHostMasked { ppi, masked });
+        if let Some(state) = self.ppis.get_mut(ppi) {
+            state.enabled = !masked;
+        }
+        Ok(())
+    }
+
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Infallible> {
+        self.record(Access::SetVirtualLevel { intid, level });
+        self.vif.set_level(intid, level);
+        Ok(())
+    }
+
+    fn virtual_active(&self, intid: IntId) -> Result<bool, Infallible> {
+        let active = self.vif.get(intid).state.is_active();
+        self.record(Access::ReadVirtualActive { intid, active });
+        Ok(active)
+    }
+
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Infallible> {
+        self.record(Access::MapVirtual { intid, host });
+        if let Some(irq) = self.vif.get_mut(intid) {
+            irq.hw = Some(host);
+        }
+        Ok(())
+    }
+
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Infallible> {
+        self.record(Access::UnmapVirtual(intid));
+        if let Some(irq) = self.vif.get_mut(intid) {
+            irq.hw = None;
+        }
+        Ok(())
+    }
+}
+
+/// [`SoftTimers`] of one vCPU: deadlines the host model fires when the
+/// counter passes them.
+#[derive(Debug)]
+pub struct SimSoftTimers<'a> {
+    soft: &'a mut SoftTimerState,
+    log: &'a RefCell<AccessLog>,
+}
+
+impl SoftTimers for SimSoftTimers<'_> {
+    fn arm(&mut self, timer: SoftTimer, at: Ticks) {
+        self.log.borrow_mut().record(Access::ArmSoftTimer { timer, at });
+        *self.soft.slot(timer) = Some(at);
+    }
+
+    fn cancel(&mut self, timer: SoftTimer) {
+        self.log.borrow_mut().record(Access::CancelSoftTimer(timer));
+        *self.soft.slot(timer) = None;
+    }
+}
+
+impl Machine {
+    /// Disarms vCPU `vcpu`'s soft `timer` because it fired, without logging
+    /// (the host's timer interrupt did it, not the library).
+    pub fn soft_timer_fired(&mut self, vcpu: usize, timer: SoftTimer) {
+        *self.soft[vcpu].slot(timer) = None;
+    }
+
+    /// CTL writes by the hypervisor, on every CPU, that followed a CVAL
+    /// write with no barrier in between.
+    #[must_use]
+    pub fn ordering_violations(&self) -> u64 {
+        self.cpus.iter().map(|c| c.timer.ordering_violations).sum()
+    }
+}
