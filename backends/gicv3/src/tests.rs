@@ -1,1 +1,631 @@
+//! Host tests of the driver logic against [`FakeSysRegs`] and redistributor
+//! frames in RAM behind `UniqueMmioPointer`.
 
+use std::boxed::Box;
+use std::format;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
+use arch_timer_virt::{HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VmTimer};
+use safe_mmio::{UniqueMmioPointer, field};
+
+use crate::registers::{
+    GICR_TYPER_LAST, GICR_TYPER_VLPIS, GICR_WAKER_CHILDREN_ASLEEP, GICR_WAKER_PROCESSOR_SLEEP,
+    ICH_HCR_EN, ICH_HCR_UIE,
+};
+use crate::sysreg::{FakeSysRegs, GicSysRegs, SysReg};
+use crate::{
+    Affinity, Error, Gic, HostGic, ListRegister, LrState, QUEUE_CAPACITY, Redistributor, VgicCpu,
+};
+
+/// `ICH_VTR_EL2` as QEMU reports it: 5 priority and preemption bits
+/// (PRIbits = PREbits = 0b100 at 31:29 and 28:26), ListRegs = 3 (4 LRs).
+const VTR_4_LRS: u64 = 0x9000_0003;
+/// ListRegs = 1: two list registers.
+const VTR_2_LRS: u64 = 0x9000_0001;
+/// ListRegs = 0: one list register.
+const VTR_1_LR: u64 = 0x9000_0000;
+
+fn ppi(n: u32) -> IntId {
+    IntId::ppi(n).unwrap()
+}
+
+/// Zeroed redistributors with the given `GICR_TYPER`s.
+fn frames(typers: &[u64]) -> Box<[Redistributor]> {
+    // SAFETY: every field of `Redistributor` is an integer (or a
+    // transparent wrapper of one): all-zero bytes are a valid value.
+    let mut frames: Box<[Redistributor]> =
+        unsafe { Box::new_zeroed_slice(typers.len()).assume_init() };
+    for (frame, &typer) in frames.iter_mut().zip(typers) {
+        frame.rd.typer.0 = typer;
+    }
+    frames
+}
+
+/// A `HostGic` over `frames` for the CPU with `mpidr`, initialised.
+fn host(frames: &mut [Redistributor], vtr: u64, mpidr: u64) -> HostGic<'_, FakeSysRegs> {
+    // SAFETY: the fake register file stands for one CPU and the frames are
+    // RAM owned by the test.
+    let mut host = unsafe {
+        HostGic::new(
+            FakeSysRegs::new(vtr, mpidr),
+            UniqueMmioPointer::from(frames),
+        )
+    }
+    .unwrap();
+    host.init().unwrap();
+    host
+}
+
+/// The SGI/PPI registers the host side writes:
+/// `[ISACTIVER0, ICACTIVER0, ISENABLER0, ICENABLER0]`. Reading clears the
+/// write-one registers so that each step sees only its own writes; the RAM
+/// `ISACTIVER0` holds the "hardware" active state and is left alone.
+fn take_writes(host: &mut HostGic<'_, FakeSysRegs>) -> [u32; 4] {
+    let mut rd = host.redistributor();
+    let mut sgi = field!(rd, sgi);
+    let values = [
+        field!(sgi, isactiver0).read(),
+        field!(sgi, icactiver0).read(),
+        field!(sgi, isenabler0).read(),
+        field!(sgi, icenabler0).read(),
+    ];
+    field!(sgi, icactiver0).write(0);
+    field!(sgi, isenabler0).write(0);
+    field!(sgi, icenabler0).write(0);
+    values
+}
+
+/// Sets the "hardware" active state of the SGIs/PPIs (`ISACTIVER0` in RAM).
+fn set_hw_active(host: &mut HostGic<'_, FakeSysRegs>, bits: u32) {
+    let mut rd = host.redistributor();
+    let mut sgi = field!(rd, sgi);
+    field!(sgi, isactiver0).write(bits);
+}
+
+fn eisr(host: &HostGic<'_, FakeSysRegs>) -> u64 {
+    host.regs().read(SysReg::IchEisrEl2)
+}
+
+fn lr(host: &HostGic<'_, FakeSysRegs>, n: usize) -> u64 {
+    host.regs().ich_lr[n]
+}
+
+#[test]
+fn finds_this_cpus_redistributor_by_affinity() {
+    // Three GICv3 redistributors, affinities 0.0.0.0, 0.0.0.1 and 0.0.1.0
+    // (GICR_TYPER bits 63:32), the third marked Last.
+    let mut frames = frames(&[0, 1 << 32, (0x100 << 32) | GICR_TYPER_LAST]);
+    {
+        // MPIDR Aff1 = 1 (bits 15:8), bit 31 RES1.
+        let mut host = host(&mut frames, VTR_4_LRS, 0x8000_0100);
+        assert_eq!(host.affinity(), Affinity(0x100));
+        take_writes(&mut host);
+        for n in [16, 27, 31] {
+            host.set_ppi_active(ppi(n), true);
+            assert_eq!(
+                take_writes(&mut host),
+                [1 << n, 0, 0, 0],
+                "activate PPI {n}"
+            );
+            host.set_ppi_active(ppi(n), false);
+            assert_eq!(
+                take_writes(&mut host),
+                [1 << n, 1 << n, 0, 0],
+                "deactivate PPI {n}"
+            );
+            set_hw_active(&mut host, 0);
+            host.set_ppi_masked(ppi(n), true);
+            assert_eq!(take_writes(&mut host), [0, 0, 0, 1 << n], "mask PPI {n}");
+            host.set_ppi_masked(ppi(n), false);
+            assert_eq!(take_writes(&mut host), [0, 0, 1 << n, 0], "unmask PPI {n}");
+        }
+    }
+    // The other CPUs' frames were not touched (init woke only frame 2 and
+    // grouped only its PPIs).
+    for other in &frames[..2] {
+        assert_eq!(other.sgi.isactiver0.0, 0);
+        assert_eq!(other.sgi.isenabler0.0, 0);
+        assert_eq!(other.sgi.igroupr0.0, 0);
+    }
+    assert_eq!(frames[2].sgi.igroupr0.0, u32::MAX);
+}
+
+#[test]
+fn steps_over_gicv4_frames_and_stops_at_last() {
+    // A GICv4 redistributor (VLPIS) spans two entries: entry 1 is its VLPI
+    // frame and must not be taken for a redistributor (its "TYPER" here
+    // even claims affinity 0.0.0.1, which a naive walk would match).
+    let mut frames = frames(&[
+        GICR_TYPER_VLPIS,
+        1 << 32,
+        GICR_TYPER_VLPIS | (1 << 32) | GICR_TYPER_LAST,
+    ]);
+    {
+        let mut host = host(&mut frames, VTR_4_LRS, 1);
+        host.set_ppi_masked(ppi(27), false);
+    }
+    assert_eq!(frames[1].sgi.isenabler0.0, 0);
+    assert_eq!(frames[2].sgi.isenabler0.0, 1 << 27);
+
+    // Affinity 0.0.0.2 lies after the Last redistributor: not found.
+    let mut frames = self::frames(&[GICR_TYPER_LAST, 2 << 32]);
+    // SAFETY: as in `host`.
+    let result = unsafe {
+        HostGic::new(
+            FakeSysRegs::new(VTR_4_LRS, 2),
+            UniqueMmioPointer::from(&mut frames[..]),
+        )
+    };
+    assert_eq!(result.err(), Some(Error::NoRedistributor(Affinity(2))));
+}
+
+#[test]
+fn init_wakes_and_sets_split_eoi_pmr_and_group_1() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    frames[0].rd.waker.0 = GICR_WAKER_PROCESSOR_SLEEP;
+    let host = host(&mut frames, VTR_4_LRS, 0);
+    let regs = host.regs();
+    // ICC_SRE_EL2: SRE (bit 0) and Enable (bit 3).
+    assert_eq!(regs.icc_sre_el2, 0b1001);
+    // ICC_CTLR_EL1.EOImode, bit 1.
+    assert_eq!(regs.icc_ctlr, 0b10);
+    assert_eq!(regs.icc_pmr, 0xFF);
+    assert_eq!(regs.icc_igrpen1, 1);
+    assert!(regs.isb_count >= 2);
+    assert_eq!(host.list_register_count(), 4);
+    assert_eq!(host.active_priority_register_count(), 1);
+
+    assert_eq!(frames[0].rd.waker.0 & GICR_WAKER_PROCESSOR_SLEEP, 0);
+
+    // A redistributor whose children never wake: an error, not a hang.
+    let mut frames = self::frames(&[GICR_TYPER_LAST]);
+    frames[0].rd.waker.0 = GICR_WAKER_CHILDREN_ASLEEP;
+    // SAFETY: as in `host`.
+    let mut host = unsafe {
+        HostGic::new(
+            FakeSysRegs::new(VTR_4_LRS, 0),
+            UniqueMmioPointer::from(&mut frames[..]),
+        )
+    }
+    .unwrap();
+    assert_eq!(host.init(), Err(Error::RedistributorAsleep));
+}
+
+#[test]
+fn acknowledge_priority_drop_and_deactivate_are_separate() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    host.regs_mut().iar = 27;
+    assert_eq!(host.acknowledge(), Some(27));
+    // The fake returns 1023 once nothing is pending.
+    assert_eq!(host.acknowledge(), None);
+    host.regs_mut().iar = 1020;
+    assert_eq!(host.acknowledge(), None);
+    host.priority_drop(27);
+    assert_eq!(host.regs().last_eoir1, Some(27));
+    assert_eq!(host.regs().last_dir, None);
+    host.deactivate(27);
+    assert_eq!(host.regs().last_dir, Some(27));
+}
+
+#[test]
+fn enable_ppi_sets_priority_byte_and_enable_bit() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    {
+        let mut host = host(&mut frames, VTR_4_LRS, 0);
+        host.enable_ppi(IntId::HYP_PHYSICAL_TIMER, 0x80);
+        assert!(host.ppi_enabled(IntId::HYP_PHYSICAL_TIMER));
+        assert!(!host.ppi_active(IntId::HYP_PHYSICAL_TIMER));
+    }
+    assert_eq!(frames[0].sgi.ipriorityr[26].0, 0x80);
+    assert_eq!(frames[0].sgi.ipriorityr[27].0, 0);
+    assert_eq!(frames[0].sgi.isenabler0.0, 1 << 26);
+}
+
+#[test]
+fn mapped_level_goes_into_a_list_register_with_hw_once() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.map_virtual(ppi(27), ppi(27)).unwrap();
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    // State 01 | HW | Group 1 | priority 0xA0 | pINTID 27 | vINTID 27.
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+    assert_eq!(lr(gic.host(), 1), 0, "no duplicate");
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
+    // The guest acknowledges it: active, HW. Raising again changes nothing
+    // (its pending state is the physical GIC's business).
+    gic.host().regs_mut().ich_lr[0] = 0xB0A0_001B_0000_001B;
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(true));
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0xB0A0_001B_0000_001B);
+    assert_eq!(lr(gic.host(), 1), 0);
+    // Lowering leaves an active interrupt to the guest.
+    gic.set_virtual_level(ppi(27), false).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0xB0A0_001B_0000_001B);
+}
+
+#[test]
+fn software_level_uses_eoi_maintenance_and_pending_active() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    // State 01 | Group 1 | priority 0xA0 | EOI (bit 41) | vINTID 30.
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_001E);
+    // The guest acknowledges it (active); raised again while active it
+    // becomes pending and active (state 11).
+    gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_001E;
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0xD0A0_0200_0000_001E);
+    assert_eq!(lr(gic.host(), 1), 0);
+    // Lowered: the pending part is withdrawn, the active part stays.
+    gic.set_virtual_level(ppi(30), false).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0x90A0_0200_0000_001E);
+}
+
+#[test]
+fn lowering_removes_a_still_pending_interrupt() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    gic.set_virtual_level(ppi(31), true).unwrap();
+    gic.set_virtual_level(ppi(30), false).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0);
+    // vINTID 31 stays in LR1; the freed LR0 is reused next.
+    assert_eq!(lr(gic.host(), 1), 0x50A0_0200_0000_001F);
+    gic.set_virtual_level(ppi(29), true).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_001D);
+}
+
+#[test]
+fn eoi_maintenance_reinjects_a_high_line_and_drops_a_low_one() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    gic.set_virtual_level(ppi(29), true).unwrap();
+    // The guest acknowledges both (active, EOI kept).
+    gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_001E;
+    gic.host().regs_mut().ich_lr[1] = 0x90A0_0200_0000_001D;
+    // The device behind 29 lowers its line; 30 stays high. Active
+    // interrupts are left to the guest.
+    gic.set_virtual_level(ppi(29), false).unwrap();
+    assert_eq!(lr(gic.host(), 1), 0x90A0_0200_0000_001D);
+    // The guest deactivates both: state 00 with EOI set is what the
+    // hardware leaves, and reports in ICH_EISR_EL2.
+    gic.host().regs_mut().ich_lr[0] = 0x10A0_0200_0000_001E;
+    gic.host().regs_mut().ich_lr[1] = 0x10A0_0200_0000_001D;
+    assert_eq!(eisr(gic.host()), 0b11);
+    gic.sync_after_exit();
+    // 30 is pending again, EOI kept; 29 is gone.
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_001E);
+    assert_eq!(lr(gic.host(), 1), 0);
+    assert_eq!(eisr(gic.host()), 0);
+}
+
+#[test]
+fn exhausted_list_registers_queue_and_refill() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_2_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    for n in [20, 21, 22] {
+        gic.set_virtual_level(ppi(n), true).unwrap();
+    }
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_0014);
+    assert_eq!(lr(gic.host(), 1), 0x50A0_0200_0000_0015);
+    assert_eq!(gic.vcpu().queued().len(), 1);
+    assert_eq!(gic.vcpu().queued()[0].vintid(), 22);
+    // Underflow maintenance requested while something waits.
+    assert_eq!(gic.host().regs().ich_hcr, ICH_HCR_EN | ICH_HCR_UIE);
+    // Raising the queued one again does not queue it twice.
+    gic.set_virtual_level(ppi(22), true).unwrap();
+    assert_eq!(gic.vcpu().queued().len(), 1);
+    // The guest acknowledges 20, its line drops, the guest deactivates it.
+    gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_0014;
+    gic.set_virtual_level(ppi(20), false).unwrap();
+    assert_eq!(gic.vcpu().queued().len(), 1, "no room yet: 20 is active");
+    gic.host().regs_mut().ich_lr[0] = 0x10A0_0200_0000_0014;
+    gic.sync_after_exit();
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_0016, "22 moved in");
+    assert!(gic.vcpu().queued().is_empty());
+    assert_eq!(
+        gic.host().regs().ich_hcr,
+        ICH_HCR_EN,
+        "underflow no longer needed"
+    );
+}
+
+#[test]
+fn a_full_queue_is_an_error_not_a_panic() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_1_LR, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    let spi = |n: u32| ListRegister::software(n, LrState::Pending, 0xA0);
+    // One list register plus the queue.
+    let capacity = u32::try_from(QUEUE_CAPACITY).unwrap() + 1;
+    for n in 32..32 + capacity {
+        gic.inject(spi(n)).unwrap();
+    }
+    assert_eq!(
+        gic.inject(spi(32 + capacity)),
+        Err(Error::QueueFull {
+            intid: 32 + capacity
+        })
+    );
+    // Withdrawing a queued one makes room again.
+    gic.withdraw(40);
+    gic.inject(spi(32 + capacity)).unwrap();
+}
+
+#[test]
+fn put_and_load_round_trip_the_whole_state() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    // PREbits 0b110 (7 bits): four active priority registers; 4 LRs.
+    let mut host = host(&mut frames, 0x1800_0003, 0);
+    let mut vcpu = VgicCpu::new();
+    {
+        let mut gic = Gic::new(&mut host, &mut vcpu);
+        assert_eq!(gic.vcpu_put(), Err(Error::NotLoaded));
+        gic.vcpu_load().unwrap();
+        assert_eq!(gic.vcpu_load(), Err(Error::AlreadyLoaded));
+        gic.map_virtual(ppi(27), ppi(27)).unwrap();
+        gic.set_virtual_level(ppi(27), true).unwrap();
+        gic.set_virtual_level(ppi(30), true).unwrap();
+        let regs = gic.host().regs_mut();
+        regs.ich_lr[1] = 0x90A0_0200_0000_001E; // the guest acknowledged 30
+        regs.ich_vmcr = 0xF000_0002; // VPMR 0xF0, VENG1
+        regs.ich_ap1r = [1, 2, 3, 4];
+        regs.ich_ap0r = [5, 6, 7, 8];
+        gic.vcpu_put().unwrap();
+        let regs = gic.host().regs();
+        assert_eq!(regs.ich_hcr, 0);
+        assert_eq!(regs.ich_lr, [0; 16], "nothing of the vCPU left on the CPU");
+    }
+    let saved = vcpu.saved_list_registers();
+    assert_eq!(saved[0].bits(), 0x70A0_001B_0000_001B);
+    assert_eq!(saved[1].bits(), 0x90A0_0200_0000_001E);
+    assert_eq!(vcpu.vmcr(), 0xF000_0002);
+    // Another vCPU ran here meanwhile.
+    host.regs_mut().ich_vmcr = 0xdead;
+    host.regs_mut().ich_ap1r = [9; 4];
+    {
+        let mut gic = Gic::new(&mut host, &mut vcpu);
+        // While put, the IrqChip acts on the saved image.
+        assert_eq!(gic.virtual_active(ppi(30)), Ok(true));
+        gic.set_virtual_level(ppi(31), true).unwrap();
+        gic.vcpu_load().unwrap();
+    }
+    let regs = host.regs();
+    assert_eq!(regs.ich_lr[0], 0x70A0_001B_0000_001B);
+    assert_eq!(regs.ich_lr[1], 0x90A0_0200_0000_001E);
+    assert_eq!(regs.ich_lr[2], 0x50A0_0200_0000_001F);
+    assert_eq!(regs.ich_vmcr, 0xF000_0002);
+    assert_eq!(regs.ich_ap1r, [1, 2, 3, 4]);
+    assert_eq!(regs.ich_ap0r, [5, 6, 7, 8]);
+    assert_eq!(regs.ich_hcr, ICH_HCR_EN);
+}
+
+#[test]
+fn saved_state_larger_than_this_cpus_list_registers_is_refused() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut big = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    {
+        let mut gic = Gic::new(&mut big, &mut vcpu);
+        for n in [20, 21, 22] {
+            gic.set_virtual_level(ppi(n), true).unwrap();
+        }
+    }
+
+    let mut frames = self::frames(&[GICR_TYPER_LAST]);
+    let mut small = host(&mut frames, VTR_2_LRS, 0);
+    let mut gic = Gic::new(&mut small, &mut vcpu);
+    assert_eq!(
+        gic.vcpu_load(),
+        Err(Error::TooFewListRegisters {
+            needed: 3,
+            available: 2
+        })
+    );
+    assert_eq!(gic.host().regs().ich_hcr, 0, "nothing written");
+}
+
+#[test]
+fn a_host_ppi_backs_one_virtual_ppi_only() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.map_virtual(ppi(27), ppi(27)).unwrap();
+    gic.map_virtual(ppi(27), ppi(27)).unwrap();
+    let err = gic.map_virtual(ppi(28), ppi(27)).unwrap_err();
+    assert_eq!(
+        err,
+        Error::HostIntIdInUse {
+            host: ppi(27),
+            mapped_to: ppi(27)
+        }
+    );
+    assert!(format!("{err}").contains("INTID 27"));
+    gic.unmap_virtual(ppi(27)).unwrap();
+    gic.map_virtual(ppi(28), ppi(27)).unwrap();
+    assert_eq!(gic.vcpu().mapping(ppi(28)), Some(ppi(27)));
+    assert_eq!(gic.vcpu().mapping(ppi(27)), None);
+}
+
+/// A CTL value the mock timer reports, changed by the test as it goes.
+fn timer_hw(ctl: &Arc<AtomicU64>) -> MockTimerHw {
+    let mut hw = MockTimerHw::new();
+    let reported = Arc::clone(ctl);
+    hw.expect_vtimer_ctl()
+        .returning(move || TimerCtl::from_bits_retain(reported.load(Ordering::SeqCst)));
+    hw.expect_vtimer_cval().return_const(Ticks::new(5000));
+    hw.expect_physical_count().return_const(Ticks::new(1000));
+    hw.expect_set_virtual_offset().return_const(());
+    hw.expect_set_vtimer_cval().return_const(());
+    hw.expect_set_vtimer_ctl().return_const(());
+    hw.expect_barrier().return_const(());
+    hw.expect_set_el1_physical_access().return_const(());
+    hw
+}
+
+#[test]
+fn forwarded_vtimer_cycle_through_the_core() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    host.enable_ppi(IntId::VIRTUAL_TIMER, 0x80);
+    take_writes(&mut host);
+    let mut vcpu = VgicCpu::new();
+    let vm = VmTimer::new();
+    let mut timer = VcpuTimer::new();
+    let ctl = Arc::new(AtomicU64::new(TimerCtl::ENABLE.bits()));
+    let mut hw = timer_hw(&ctl);
+    // The physical timer stays disabled: no soft timer may be touched.
+    let mut soft = MockSoftTimers::new();
+
+    // Schedule-in: vGIC first, then the timer. The line is low and nothing
+    // is active, so the host PPI is deactivated (ICACTIVER0 bit 27).
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    timer.load(&vm, &mut hw, &mut gic).unwrap();
+    assert_eq!(
+        gic.vcpu().mapping(IntId::VIRTUAL_TIMER),
+        Some(IntId::VIRTUAL_TIMER)
+    );
+    assert_eq!(take_writes(gic.host()), [0, 1 << 27, 0, 0]);
+    timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
+
+    // The guest runs; the timer fires and the host takes PPI 27. The GIC
+    // makes it active on acknowledge (modelled in ISACTIVER0); the
+    // hypervisor drops the priority only.
+    ctl.store(
+        (TimerCtl::ENABLE | TimerCtl::ISTATUS).bits(),
+        Ordering::SeqCst,
+    );
+    gic.host().regs_mut().iar = 27;
+    assert_eq!(gic.host().acknowledge(), Some(27));
+    set_hw_active(gic.host(), 1 << 27);
+    gic.host().priority_drop(27);
+    assert_eq!(gic.host().regs().last_eoir1, Some(27));
+    gic.sync_after_exit();
+    timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert_eq!(
+        timer.handle_host_irq(&mut hw, &mut gic),
+        Ok(HostIrq::Raised)
+    );
+    // vINTID 27 pending with HW and pINTID 27: 0x70A0_001B_0000_001B.
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+    assert_eq!(
+        take_writes(gic.host()),
+        [1 << 27, 0, 0, 0],
+        "left active, not touched"
+    );
+    assert_eq!(
+        gic.host().regs().last_dir,
+        None,
+        "not deactivated by the host"
+    );
+
+    // Next entry and exit: the line is high, the guest has not yet
+    // handled it; nothing changes.
+    timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
+    gic.sync_after_exit();
+    timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+    assert_eq!(take_writes(gic.host()), [1 << 27, 0, 0, 0]);
+
+    // The guest acknowledges and deactivates vINTID 27: the LR becomes
+    // invalid and, through the HW bit, the GIC deactivates physical 27.
+    // Then it reprograms its timer: ISTATUS clears.
+    gic.host().regs_mut().ich_lr[0] = 0x30A0_001B_0000_001B;
+    set_hw_active(gic.host(), 0);
+    ctl.store(TimerCtl::ENABLE.bits(), Ordering::SeqCst);
+    gic.sync_after_exit();
+    timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert!(!timer.vtimer().level());
+    // Nothing to withdraw; the core makes sure the physical PPI is
+    // inactive (ICACTIVER0 bit 27) so the next expiry is taken.
+    assert_eq!(take_writes(gic.host()), [0, 1 << 27, 0, 0]);
+    assert!(gic.list_registers().all(ListRegister::is_free));
+
+    // Schedule-out.
+    gic.vcpu_put().unwrap();
+    timer.put(&mut hw).unwrap();
+    assert_eq!(gic.host().regs().ich_hcr, 0);
+}
+
+#[test]
+fn guest_reprogramming_before_handling_withdraws_the_forwarded_interrupt() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let vm = VmTimer::new();
+    let mut timer = VcpuTimer::new();
+    let ctl = Arc::new(AtomicU64::new(TimerCtl::ENABLE.bits()));
+    let mut hw = timer_hw(&ctl);
+    let mut soft = MockSoftTimers::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    timer.load(&vm, &mut hw, &mut gic).unwrap();
+    take_writes(gic.host());
+
+    ctl.store(
+        (TimerCtl::ENABLE | TimerCtl::ISTATUS).bits(),
+        Ordering::SeqCst,
+    );
+    assert_eq!(
+        timer.handle_host_irq(&mut hw, &mut gic),
+        Ok(HostIrq::Raised)
+    );
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+
+    // The guest disables its timer with the interrupt still pending.
+    ctl.store(0, Ordering::SeqCst);
+    gic.sync_after_exit();
+    timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0, "pending interrupt withdrawn");
+    assert_eq!(
+        take_writes(gic.host())[1],
+        1 << 27,
+        "physical PPI deactivated"
+    );
+}
+
+#[test]
+fn errors_display() {
+    let errors = [
+        Error::NoRedistributor(Affinity(0x0001_0203)),
+        Error::RedistributorAsleep,
+        Error::QueueFull { intid: 40 },
+        Error::AlreadyLoaded,
+        Error::NotLoaded,
+        Error::TooFewListRegisters {
+            needed: 5,
+            available: 4,
+        },
+    ];
+    for e in errors {
+        assert!(!format!("{e}").is_empty());
+    }
+    assert_eq!(
+        format!("{}", Error::NoRedistributor(Affinity(0x0001_0203))),
+        "no GICv3 redistributor has affinity 0.1.2.3"
+    );
+}
