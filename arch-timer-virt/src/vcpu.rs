@@ -383,7 +383,8 @@ impl VcpuTimer {
     /// it and deactivates it ([`Forwarding::Masking`]). If the line was
     /// already high, the guest has deactivated the interrupt with the
     /// condition still met, and it is raised again. Otherwise the interrupt
-    /// is spurious and is deactivated.
+    /// is spurious: a raised line is lowered, and the physical interrupt is
+    /// deactivated so the next expiry is taken.
     ///
     /// # Errors
     ///
@@ -401,14 +402,23 @@ impl VcpuTimer {
         if !self.loaded {
             return Ok(HostIrq::NotLoaded);
         }
-        let fire = self.vtimer.residency() == Residency::Hardware && {
+        let on_hardware = self.vtimer.residency() == Residency::Hardware;
+        let fire = on_hardware && {
             let ctl = hw.vtimer_ctl();
             self.vtimer.set_ctl(ctl);
             ctl.output_asserted()
         };
         if !fire {
-            chip.set_host_active(self.host_ppi, false)
-                .map_err(Error::IrqChip)?;
+            // A raised line whose condition the guest cleared goes low now.
+            // A raised line of a blocked vCPU (timer saved) is left alone:
+            // the guest owns that interrupt's active state.
+            if on_hardware && self.vtimer.level() {
+                self.set_level(TimerId::Virtual, false, chip)?;
+            }
+            if !self.vtimer.level() {
+                chip.set_host_active(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
+            }
             return Ok(HostIrq::Spurious);
         }
         self.set_level(TimerId::Virtual, true, chip)?;

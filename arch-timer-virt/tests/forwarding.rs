@@ -94,6 +94,35 @@ fn spurious_host_irq_injects_nothing_and_deactivates() {
     }
 }
 
+/// The guest deactivated the interrupt, the timer fired again, and the
+/// guest disabled it before the host looked: the stale line goes low and the
+/// physical interrupt is deactivated at once, not at the next exit.
+#[test]
+fn spurious_host_irq_with_the_line_high_lowers_it_and_deactivates() {
+    let (_vm, mut timer) = raised(Forwarding::Hardware);
+    let mut seq = Sequence::new();
+    let mut hw = MockTimerHw::new();
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::empty());
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    assert_eq!(
+        timer.handle_host_irq(&mut hw, &mut chip),
+        Ok(HostIrq::Spurious)
+    );
+    assert!(!timer.vtimer().level());
+}
+
 /// A host IRQ while the vCPU is blocked (its timer saved, the hardware
 /// disabled) reads no register: it is spurious.
 #[test]
