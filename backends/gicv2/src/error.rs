@@ -1,0 +1,55 @@
+//! The crate's error type.
+
+use core::fmt;
+
+/// What can go wrong on the GICv2 backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// A virtual INTID above 1019 (1020..=1023 are special numbers).
+    InvalidIntId(u32),
+    /// A physical INTID for a hardware mapping outside 16..=1019 (an SGI
+    /// cannot be forwarded with the HW bit).
+    InvalidPhysicalIntId(u32),
+    /// Every list register is in use and the overflow queue is full: the
+    /// interrupt was not made pending. Its line level is remembered.
+    QueueFull(u32),
+    /// The table of hardware mappings of this vCPU is full.
+    MappingTableFull,
+    /// The operation needs the vCPU loaded on this CPU, and it is not.
+    NotLoaded,
+    /// The vCPU is already loaded.
+    AlreadyLoaded,
+    /// Another vCPU is loaded on this CPU's virtual interface.
+    InterfaceBusy,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidIntId(n) => write!(f, "virtual INTID {n} is not in 0..=1019"),
+            Self::InvalidPhysicalIntId(n) => {
+                write!(
+                    f,
+                    "physical INTID {n} cannot be hardware-mapped (needs 16..=1019)"
+                )
+            }
+            Self::QueueFull(n) => {
+                write!(
+                    f,
+                    "no free list register and the overflow queue is full for virtual INTID {n}"
+                )
+            }
+            Self::MappingTableFull => write!(f, "the vCPU's hardware mapping table is full"),
+            Self::NotLoaded => write!(f, "the vCPU's virtual interface state is not loaded"),
+            Self::AlreadyLoaded => {
+                write!(f, "the vCPU's virtual interface state is already loaded")
+            }
+            Self::InterfaceBusy => {
+                write!(f, "another vCPU is loaded on this CPU's virtual interface")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,303 @@
+//! The host's own side of the GICv2 on one CPU: [`HostGic`].
+
+use arch_timer_virt::IntId;
+use safe_mmio::{UniqueMmioPointer, field, field_shared};
+
+use crate::registers::{
+    GICC_CTLR_ENABLE, GICC_CTLR_EOIMODE_NS, GICD_CTLR_ENABLE, GICH_VTR_LISTREGS_MASK, GiccRegs,
+    GicdRegs, GichRegs, ListRegister, MAX_INTID, MAX_LIST_REGISTERS,
+};
+
+/// The INTID of the GICv2 virtual interface maintenance interrupt on most
+/// systems (QEMU `virt`, GIC-400 based boards): PPI 25. Check the firmware
+/// description of the machine.
+pub const MAINTENANCE_INTID: u32 = 25;
+
+/// The priority mask [`HostGic::init`] programs: every priority higher
+/// (numerically lower) than 0xf0 is signalled.
+pub const DEFAULT_PRIORITY_MASK: u8 = 0xf0;
+
+/// The GICv2 as the hypervisor on one physical CPU sees it: the Distributor
+/// (`GICD`), this CPU's interface (`GICC`) and its virtual interface
+/// control (`GICH`), plus the address of the `GICV` frame that the
+/// hypervisor maps into each guest.
+///
+/// Host interrupts are handled with split priority drop and deactivation
+/// (`GICC_CTLR.EOImodeNS = 1`, set by [`init`](Self::init)):
+/// [`acknowledge`](Self::acknowledge), then
+/// [`priority_drop`](Self::priority_drop), then later
+/// [`deactivate`](Self::deactivate), or leave the deactivation to the
+/// guest through a hardware-mapped list register.
+#[derive(Debug)]
+pub struct HostGic {
+    gicd: UniqueMmioPointer<'static, GicdRegs>,
+    gicc: UniqueMmioPointer<'static, GiccRegs>,
+    gich: UniqueMmioPointer<'static, GichRegs>,
+    gicv_base: usize,
+    num_lrs: usize,
+    vcpu_loaded: bool,
+}
+
+impl HostGic {
+    /// Takes the GICv2 register blocks of the calling CPU. Reads
+    /// `GICH_VTR` for the number of list registers; writes nothing.
+    ///
+    /// `gicv_base` is the physical address of the `GICV` frame
+    /// ([`GICV_SIZE`](crate::GICV_SIZE) bytes), kept for the hypervisor's
+    /// stage 2 mapping; the driver never touches it.
+    ///
+    /// # Safety
+    ///
+    /// - The pointers must address a GICv2 with the virtualization
+    ///   extensions: `gicd` its Distributor, `gicc` the CPU interface and
+    ///   `gich` the virtual interface control block *of the CPU that uses
+    ///   this `HostGic`* (the banked per-CPU frames), and the `HostGic` must
+    ///   only be used on that CPU.
+    /// - No other code may access `GICC` or `GICH` of this CPU while the
+    ///   `HostGic` exists, nor the banked (INTID 0..=31) Distributor
+    ///   registers of this CPU.
+    /// - Other CPUs may each hold a `HostGic` over the same `GICD` frame:
+    ///   this driver only touches its own CPU's banked Distributor registers,
+    ///   except in [`enable_distributor`](Self::enable_distributor), which
+    ///   only one CPU may call, before the others use the Distributor.
+    #[must_use]
+    pub unsafe fn new(
+        gicd: UniqueMmioPointer<'static, GicdRegs>,
+        gicc: UniqueMmioPointer<'static, GiccRegs>,
+        gich: UniqueMmioPointer<'static, GichRegs>,
+        gicv_base: usize,
+    ) -> Self {
+        let vtr = field_shared!(gich, vtr).read();
+        // ListRegs is a 6-bit field: at most 63, so this is 1..=64.
+        let num_lrs = usize::try_from(vtr & GICH_VTR_LISTREGS_MASK)
+            .map_or(1, |n| n.saturating_add(1))
+            .min(MAX_LIST_REGISTERS);
+        Self {
+            gicd,
+            gicc,
+            gich,
+            gicv_base,
+            num_lrs,
+            vcpu_loaded: false,
+        }
+    }
+
+    /// Sets up this CPU's interface for a hypervisor that forwards
+    /// interrupts: disables the virtual interface (`GICH_HCR = 0`), lets
+    /// every priority above [`DEFAULT_PRIORITY_MASK`] through (`GICC_PMR`),
+    /// uses all priority bits for preemption (`GICC_BPR = 0`), and enables
+    /// the interface with split priority drop and deactivation
+    /// (`GICC_CTLR.EOImodeNS = 1`).
+    pub fn init(&mut self) {
+        field!(self.gich, hcr).write(0);
+        field!(self.gicc, pmr).write(u32::from(DEFAULT_PRIORITY_MASK));
+        field!(self.gicc, bpr).write(0);
+        field!(self.gicc, ctlr).write(GICC_CTLR_ENABLE | GICC_CTLR_EOIMODE_NS);
+    }
+
+    /// Enables the Distributor (`GICD_CTLR` bit 0). Global to all CPUs:
+    /// call it once, from one CPU.
+    pub fn enable_distributor(&mut self) {
+        field!(self.gicd, ctlr).modify(|ctlr| ctlr | GICD_CTLR_ENABLE);
+    }
+
+    /// The number of list registers of the virtual interface, from
+    /// `GICH_VTR.ListRegs` + 1.
+    #[must_use]
+    pub const fn num_list_registers(&self) -> usize {
+        self.num_lrs
+    }
+
+    /// The physical address of the `GICV` frame that the hypervisor maps at
+    /// the guest's `GICC` address ([`GICV_SIZE`](crate::GICV_SIZE) bytes).
+    #[must_use]
+    pub const fn gicv_base(&self) -> usize {
+        self.gicv_base
+    }
+
+    /// Whether a vCPU's virtual interface state is loaded on this CPU.
+    #[must_use]
+    pub const fn vcpu_loaded(&self) -> bool {
+        self.vcpu_loaded
+    }
+
+    /// Acknowledges the highest priority pending interrupt (`GICC_IAR`).
+    ///
+    /// Returns the `GICC_IAR` value: the INTID in bits 9:0 and, for an SGI,
+    /// the source CPU in bits 12:10 (for a PPI or SPI the value is the
+    /// INTID). Pass it unchanged to [`priority_drop`](Self::priority_drop)
+    /// and [`deactivate`](Self::deactivate). `None` if nothing was pending
+    /// (INTID 1023, or another special INTID 1020..=1022).
+    pub fn acknowledge(&mut self) -> Option<u32> {
+        let iar = field!(self.gicc, iar).read();
+        if iar & 0x3ff > MAX_INTID {
+            None
+        } else {
+            Some(iar & 0x1fff)
+        }
+    }
+
+    /// Drops the running priority of the acknowledged interrupt `iar`
+    /// (`GICC_EOIR`). With `EOImodeNS = 1` the interrupt stays active.
+    pub fn priority_drop(&mut self, iar: u32) {
+        field!(self.gicc, eoir).write(iar);
+    }
+
+    /// Deactivates the interrupt `iar` (`GICC_DIR`).
+    pub fn deactivate(&mut self, iar: u32) {
+        field!(self.gicc, dir).write(iar);
+    }
+
+    /// Sets (`GICD_ISACTIVER0`) or clears (`GICD_ICACTIVER0`) the active
+    /// state of `ppi` on this CPU (the banked copy of the accessing CPU).
+    pub fn set_ppi_active(&mut self, ppi: IntId, active: bool) {
+        let reg = if active {
+            field!(self.gicd, isactiver).take(0)
+        } else {
+            field!(self.gicd, icactiver).take(0)
+        };
+        if let Some(mut reg) = reg {
+            reg.write(ppi.bit());
+        }
+    }
+
+    /// Whether `ppi` is active on this CPU (`GICD_ISACTIVER0`).
+    #[must_use]
+    pub fn ppi_active(&self, ppi: IntId) -> bool {
+        field_shared!(self.gicd, isactiver)
+            .get(0)
+            .is_some_and(|reg| reg.read() & ppi.bit() != 0)
+    }
+
+    /// Masks (`GICD_ICENABLER0`) or unmasks (`GICD_ISENABLER0`) `ppi` on
+    /// this CPU.
+    pub fn set_ppi_masked(&mut self, ppi: IntId, masked: bool) {
+        let reg = if masked {
+            field!(self.gicd, icenabler).take(0)
+        } else {
+            field!(self.gicd, isenabler).take(0)
+        };
+        if let Some(mut reg) = reg {
+            reg.write(ppi.bit());
+        }
+    }
+
+    /// Whether `ppi` is enabled (unmasked) on this CPU (`GICD_ISENABLER0`).
+    #[must_use]
+    pub fn ppi_enabled(&self, ppi: IntId) -> bool {
+        field_shared!(self.gicd, isenabler)
+            .get(0)
+            .is_some_and(|reg| reg.read() & ppi.bit() != 0)
+    }
+
+    /// Sets the priority of `ppi` on this CPU (`GICD_IPRIORITYRn`, byte
+    /// access). Lower is more urgent; the GIC may ignore low-order bits.
+    pub fn set_ppi_priority(&mut self, ppi: IntId, priority: u8) {
+        let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
+        if let Some(mut reg) = field!(self.gicd, ipriorityr).take(index) {
+            reg.write(priority);
+        }
+    }
+
+    /// The priority of `ppi` on this CPU (`GICD_IPRIORITYRn`).
+    #[must_use]
+    pub fn ppi_priority(&self, ppi: IntId) -> u8 {
+        let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
+        field_shared!(self.gicd, ipriorityr)
+            .get(index)
+            .map_or(0, |reg| reg.read())
+    }
+
+    /// Gives `ppi` a priority and unmasks it on this CPU.
+    pub fn enable_ppi(&mut self, ppi: IntId, priority: u8) {
+        self.set_ppi_priority(ppi, priority);
+        self.set_ppi_masked(ppi, false);
+    }
+
+    /// Enables the PPIs a hypervisor built on this crate takes: the EL2
+    /// physical timer ([`IntId::HYP_PHYSICAL_TIMER`], 26, its own
+    /// scheduler and background timers) and the EL1 virtual timer
+    /// ([`IntId::VIRTUAL_TIMER`], 27, forwarded to the guest), both at
+    /// `priority`.
+    pub fn enable_timer_ppis(&mut self, priority: u8) {
+        self.enable_ppi(IntId::HYP_PHYSICAL_TIMER, priority);
+        self.enable_ppi(IntId::VIRTUAL_TIMER, priority);
+    }
+
+    /// `GICH_MISR`: which maintenance conditions hold.
+    #[must_use]
+    pub fn maintenance_status(&self) -> u32 {
+        field_shared!(self.gich, misr).read()
+    }
+
+    // The virtual interface, for `Gic`.
+
+    pub(crate) fn set_vcpu_loaded(&mut self, loaded: bool) {
+        self.vcpu_loaded = loaded;
+    }
+
+    pub(crate) fn read_lr(&self, index: usize) -> ListRegister {
+        field_shared!(self.gich, lr)
+            .get(index)
+            .map_or(ListRegister::EMPTY, |reg| {
+                ListRegister::from_bits(reg.read())
+            })
+    }
+
+    pub(crate) fn write_lr(&mut self, index: usize, lr: ListRegister) {
+        if let Some(mut reg) = field!(self.gich, lr).take(index) {
+            reg.write(lr.bits());
+        }
+    }
+
+    /// `GICH_EISR1:GICH_EISR0`, limited to the implemented list registers.
+    pub(crate) fn eoi_status(&self) -> u64 {
+        let low = u64::from(field_shared!(self.gich, eisr0).read());
+        let high = u64::from(field_shared!(self.gich, eisr1).read());
+        (low | (high << 32)) & lr_mask(self.num_lrs)
+    }
+
+    pub(crate) fn write_hcr(&mut self, hcr: u32) {
+        field!(self.gich, hcr).write(hcr);
+    }
+
+    pub(crate) fn read_vmcr(&self) -> u32 {
+        field_shared!(self.gich, vmcr).read()
+    }
+
+    pub(crate) fn write_vmcr(&mut self, vmcr: u32) {
+        field!(self.gich, vmcr).write(vmcr);
+    }
+
+    pub(crate) fn read_apr(&self) -> u32 {
+        field_shared!(self.gich, apr).read()
+    }
+
+    pub(crate) fn write_apr(&mut self, apr: u32) {
+        field!(self.gich, apr).write(apr);
+    }
+
+    /// The register blocks, for tests that play the hardware's part.
+    #[cfg(test)]
+    pub(crate) fn regs(
+        &mut self,
+    ) -> (
+        UniqueMmioPointer<'_, GicdRegs>,
+        UniqueMmioPointer<'_, GiccRegs>,
+        UniqueMmioPointer<'_, GichRegs>,
+    ) {
+        (
+            self.gicd.reborrow(),
+            self.gicc.reborrow(),
+            self.gich.reborrow(),
+        )
+    }
+}
+
+/// A mask of the low `n` bits (all 64 for `n >= 64`).
+pub(crate) fn lr_mask(n: usize) -> u64 {
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| 1u64.checked_shl(n))
+        .map_or(u64::MAX, |bit| bit.wrapping_sub(1))
+}

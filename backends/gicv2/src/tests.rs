@@ -1,0 +1,656 @@
+//! Host tests against register blocks in RAM.
+//!
+//! The RAM does not behave like a GIC by itself: where the hardware would
+//! change a register (the guest acknowledging or deactivating an interrupt,
+//! `GICH_EISRn` following the list registers), the test writes it.
+
+use std::boxed::Box;
+
+use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
+use arch_timer_virt::{Forwarding, HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VmTimer};
+use safe_mmio::fields::{ReadOnly, ReadPure};
+use safe_mmio::{UniqueMmioPointer, field};
+use zerocopy::FromZeros;
+
+use crate::registers::{
+    GICC_CTLR_ENABLE, GICC_CTLR_EOIMODE_NS, GICH_HCR_EN, GICH_HCR_UIE, GiccRegs, GicdRegs, GichRegs,
+};
+use crate::{Error, Gic, HostGic, ListRegister, LrState, QUEUE_CAPACITY, VgicCpu};
+
+/// A `HostGic` over zeroed RAM blocks whose `GICH_VTR` reports `vtr`.
+/// The blocks are leaked: a few KiB per test.
+fn host_with_vtr(vtr: u32) -> HostGic {
+    let gicd: &'static mut GicdRegs = Box::leak(Box::new(GicdRegs::new_zeroed()));
+    let gicc: &'static mut GiccRegs = Box::leak(Box::new(GiccRegs::new_zeroed()));
+    let gich: &'static mut GichRegs = Box::leak(Box::new(GichRegs::new_zeroed()));
+    gich.vtr = ReadPure(vtr);
+    // SAFETY: the blocks are RAM owned by nothing else, valid for 'static.
+    unsafe { HostGic::new(gicd.into(), gicc.into(), gich.into(), 0x0804_0000) }
+}
+
+/// Four list registers, as on QEMU and GIC-400 (`GICH_VTR` = 0x9000_0003).
+fn host() -> HostGic {
+    host_with_vtr(0x9000_0003)
+}
+
+fn ppi(n: u32) -> IntId {
+    match IntId::ppi(n) {
+        Ok(i) => i,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn lr(host: &mut HostGic, index: usize) -> u32 {
+    let mut gich = host.regs().2;
+    let mut lrs = field!(gich, lr);
+    lrs.get(index)
+        .map(|r| r.read())
+        .unwrap_or_else(|| panic!("no LR {index}"))
+}
+
+/// Plays the guest: writes a list register as the hardware would change it.
+fn set_lr(host: &mut HostGic, index: usize, value: u32) {
+    let mut gich = host.regs().2;
+    let mut lrs = field!(gich, lr);
+    match lrs.get(index) {
+        Some(mut r) => r.write(value),
+        None => panic!("no LR {index}"),
+    }
+}
+
+/// Plays the hardware: `GICH_EISR0` (read-only to software).
+fn set_eisr0(host: &mut HostGic, value: u32) {
+    let mut gich = host.regs().2;
+    // SAFETY: RAM, not a device: any write is fine.
+    unsafe { field!(gich, eisr0).write_unsafe(ReadPure(value)) };
+}
+
+fn hcr(host: &mut HostGic) -> u32 {
+    let mut gich = host.regs().2;
+    field!(gich, hcr).read()
+}
+
+fn gich_word(host: &mut HostGic, which: fn(&mut UniqueMmioPointer<'_, GichRegs>) -> u32) -> u32 {
+    let mut gich = host.regs().2;
+    which(&mut gich)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Banked {
+    IsEnabler,
+    IcEnabler,
+    IsActiver,
+    IcActiver,
+}
+
+fn gicd_word0(host: &mut HostGic, reg: Banked) -> u32 {
+    let mut gicd = host.regs().0;
+    let mut array = match reg {
+        Banked::IsEnabler => field!(gicd, isenabler),
+        Banked::IcEnabler => field!(gicd, icenabler),
+        Banked::IsActiver => field!(gicd, isactiver),
+        Banked::IcActiver => field!(gicd, icactiver),
+    };
+    array.get(0).map_or(0, |r| r.read())
+}
+
+fn clear_gicd_word0(host: &mut HostGic) {
+    let mut gicd = host.regs().0;
+    let clear = |mut array: UniqueMmioPointer<'_, [safe_mmio::fields::ReadPureWrite<u32>; 32]>| {
+        if let Some(mut r) = array.get(0) {
+            r.write(0);
+        }
+    };
+    clear(field!(gicd, isenabler));
+    clear(field!(gicd, icenabler));
+    clear(field!(gicd, isactiver));
+    clear(field!(gicd, icactiver));
+}
+
+fn ok<T>(r: Result<T, Error>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn sw_pending(vintid: u32) -> u32 {
+    ok(ListRegister::software(vintid, 0xa0, false, true)).bits()
+}
+
+// --- Host side -------------------------------------------------------------
+
+#[test]
+fn list_register_count_comes_from_vtr_listregs_plus_one() {
+    assert_eq!(host_with_vtr(0x9000_0003).num_list_registers(), 4);
+    assert_eq!(host_with_vtr(0).num_list_registers(), 1);
+    assert_eq!(host_with_vtr(0x3f).num_list_registers(), 64);
+    assert_eq!(host_with_vtr(0xffff_ffc7).num_list_registers(), 8);
+}
+
+#[test]
+fn init_sets_split_eoi_priority_mask_and_enable() {
+    let mut host = host();
+    host.init();
+    let (_, mut gicc, mut gich) = host.regs();
+    assert_eq!(
+        field!(gicc, ctlr).read(),
+        GICC_CTLR_ENABLE | GICC_CTLR_EOIMODE_NS
+    );
+    assert_eq!(field!(gicc, ctlr).read(), 0x201);
+    assert_eq!(field!(gicc, pmr).read(), 0xf0);
+    assert_eq!(field!(gicc, bpr).read(), 0);
+    assert_eq!(field!(gich, hcr).read(), 0);
+    let mut host2 = self::host();
+    host2.enable_distributor();
+    let mut gicd = host2.regs().0;
+    assert_eq!(field!(gicd, ctlr).read(), 1);
+}
+
+#[test]
+fn acknowledge_drop_and_deactivate_use_iar_eoir_dir() {
+    fn set_iar(host: &mut HostGic, value: u32) {
+        let mut gicc = host.regs().1;
+        // SAFETY: RAM, not a device.
+        unsafe { field!(gicc, iar).write_unsafe(ReadOnly(value)) };
+    }
+    let mut host = host();
+    set_iar(&mut host, 1023);
+    assert_eq!(host.acknowledge(), None);
+    set_iar(&mut host, 1022);
+    assert_eq!(host.acknowledge(), None);
+    set_iar(&mut host, 27);
+    assert_eq!(host.acknowledge(), Some(27));
+    // SGI 3 from CPU 2: the source CPU is kept for EOIR/DIR.
+    set_iar(&mut host, (2 << 10) | 3);
+    assert_eq!(host.acknowledge(), Some(0x803));
+
+    host.priority_drop(27);
+    let mut gicc = host.regs().1;
+    // SAFETY: RAM: reading a write-only register is fine here.
+    let eoir = unsafe { field!(gicc, eoir).read_unsafe() }.0;
+    // SAFETY: as above.
+    let dir = unsafe { field!(gicc, dir).read_unsafe() }.0;
+    assert_eq!((eoir, dir), (27, 0));
+    host.deactivate(0x803);
+    let mut gicc = host.regs().1;
+    // SAFETY: as above.
+    let dir = unsafe { field!(gicc, dir).read_unsafe() }.0;
+    assert_eq!(dir, 0x803);
+}
+
+#[test]
+fn ppi_active_state_writes_the_banked_set_and_clear_active_bit() {
+    let mut host = host();
+    for n in 16..=31 {
+        clear_gicd_word0(&mut host);
+        host.set_ppi_active(ppi(n), true);
+        assert_eq!(
+            gicd_word0(&mut host, Banked::IsActiver),
+            1 << n,
+            "ISACTIVER0 for {n}"
+        );
+        assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 0);
+        assert!(host.ppi_active(ppi(n)));
+        assert!(!host.ppi_active(ppi(if n == 16 { 17 } else { 16 })));
+
+        clear_gicd_word0(&mut host);
+        let mut gic_vcpu = VgicCpu::new();
+        let mut gic = Gic::new(&mut host, &mut gic_vcpu);
+        ok(gic.set_host_active(ppi(n), false));
+        assert_eq!(
+            gicd_word0(&mut host, Banked::IcActiver),
+            1 << n,
+            "ICACTIVER0 for {n}"
+        );
+        assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
+        for other in [Banked::IsEnabler, Banked::IcEnabler] {
+            assert_eq!(gicd_word0(&mut host, other), 0);
+        }
+    }
+}
+
+#[test]
+fn ppi_mask_writes_the_banked_set_and_clear_enable_bit() {
+    let mut host = host();
+    for n in 16..=31 {
+        clear_gicd_word0(&mut host);
+        let mut vcpu = VgicCpu::new();
+        ok(Gic::new(&mut host, &mut vcpu).set_host_masked(ppi(n), true));
+        assert_eq!(
+            gicd_word0(&mut host, Banked::IcEnabler),
+            1 << n,
+            "ICENABLER0 for {n}"
+        );
+        assert_eq!(gicd_word0(&mut host, Banked::IsEnabler), 0);
+
+        clear_gicd_word0(&mut host);
+        ok(Gic::new(&mut host, &mut vcpu).set_host_masked(ppi(n), false));
+        assert_eq!(
+            gicd_word0(&mut host, Banked::IsEnabler),
+            1 << n,
+            "ISENABLER0 for {n}"
+        );
+        assert_eq!(gicd_word0(&mut host, Banked::IcEnabler), 0);
+        assert!(host.ppi_enabled(ppi(n)));
+        for other in [Banked::IsActiver, Banked::IcActiver] {
+            assert_eq!(gicd_word0(&mut host, other), 0);
+        }
+    }
+}
+
+#[test]
+fn timer_ppis_get_priority_and_enable() {
+    let mut host = host();
+    host.enable_ppi(ppi(26), 0x40);
+    assert_eq!(gicd_word0(&mut host, Banked::IsEnabler), 1 << 26);
+    assert_eq!(host.ppi_priority(ppi(26)), 0x40);
+    host.enable_timer_ppis(0x80);
+    // RAM keeps only the last write-1-to-set word: the vtimer's.
+    assert_eq!(gicd_word0(&mut host, Banked::IsEnabler), 1 << 27);
+    assert_eq!(gicd_word0(&mut host, Banked::IcEnabler), 0);
+    assert_eq!(host.ppi_priority(ppi(26)), 0x80);
+    assert_eq!(host.ppi_priority(ppi(27)), 0x80);
+    assert_eq!(host.ppi_priority(ppi(25)), 0);
+    // Byte 27 of GICD_IPRIORITYR is bits 31:24 of word 6 (offset 0x418).
+    let mut gicd = host.regs().0;
+    let mut prio = field!(gicd, ipriorityr);
+    assert_eq!(prio.get(27).map(|r| r.read()), Some(0x80));
+    assert_eq!(prio.get(28).map(|r| r.read()), Some(0));
+}
+
+// --- Virtual side ----------------------------------------------------------
+
+#[test]
+fn mapped_interrupt_goes_pending_with_hw_and_pintid_without_duplicates() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.map_virtual(ppi(27), ppi(27)));
+    ok(gic.set_virtual_level(ppi(27), true));
+    ok(gic.set_virtual_level(ppi(27), true));
+    assert!(!ok(gic.virtual_active(ppi(27))));
+    // HW | pending | priority 0xa0 | pINTID 27 | vINTID 27.
+    assert_eq!(lr(&mut host, 0), 0x9a00_6c1b);
+    for index in 1..4 {
+        assert_eq!(lr(&mut host, index), 0, "LR{index}");
+    }
+    assert_eq!(hcr(&mut host), GICH_HCR_EN);
+}
+
+#[test]
+fn software_interrupt_gets_the_eoi_bit_and_a_different_pintid_is_used() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.map_virtual(ppi(27), ppi(20)));
+    ok(gic.set_virtual_level(ppi(30), true));
+    ok(gic.set_virtual_level(ppi(27), true));
+    // pending | priority 0xa0 | EOI | vINTID 30.
+    assert_eq!(lr(&mut host, 0), 0x1a08_001e);
+    // HW | pending | priority 0xa0 | pINTID 20 (0x5000) | vINTID 27.
+    assert_eq!(lr(&mut host, 1), 0x9a00_501b);
+}
+
+#[test]
+fn lowering_withdraws_pending_and_leaves_active() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.set_level(30, true));
+    ok(gic.set_level(31, true));
+    ok(gic.set_level(40, true));
+    ok(gic.set_level(30, false));
+    assert_eq!(lr(&mut host, 0), 0, "pending LR withdrawn");
+
+    // The guest acknowledges 31 (active) and 40 is made active and pending.
+    set_lr(&mut host, 1, sw_pending(31) ^ (0b11 << 28));
+    set_lr(&mut host, 2, sw_pending(40) | (0b11 << 28));
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert!(ok(gic.is_active(31)));
+    ok(gic.set_level(31, false));
+    ok(gic.set_level(40, false));
+    assert_eq!(
+        lr(&mut host, 1),
+        sw_pending(31) ^ (0b11 << 28),
+        "active LR left"
+    );
+    assert_eq!(
+        ListRegister::from_bits(lr(&mut host, 2)).state(),
+        LrState::Active,
+        "pending dropped from active and pending"
+    );
+}
+
+#[test]
+fn exhaustion_queues_then_refills_as_list_registers_free_up() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    for intid in 32..38 {
+        ok(gic.set_level(intid, true));
+    }
+    ok(gic.set_level(37, true)); // queued already: no duplicate
+    assert_eq!(gic.vcpu().queued(), 2);
+    for (index, intid) in (32..36).enumerate() {
+        assert_eq!(lr(&mut host, index), sw_pending(intid));
+    }
+    assert_eq!(
+        hcr(&mut host),
+        GICH_HCR_EN | GICH_HCR_UIE,
+        "underflow interrupt while queued"
+    );
+
+    // The guest takes and deactivates 33 (LR1); its line is now low.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.set_level(33, false)); // still pending: withdrawn, LR1 refilled with 36
+    assert_eq!(lr(&mut host, 1), sw_pending(36));
+
+    // The guest deactivates 34 (LR2) with its line low after it acked it.
+    set_lr(&mut host, 2, sw_pending(34) ^ (0b11 << 28)); // active
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.set_level(34, false));
+    set_lr(&mut host, 2, sw_pending(34) & !(0b11 << 28)); // invalid + EOI
+    set_eisr0(&mut host, 1 << 2);
+    let report = Gic::new(&mut host, &mut vcpu).maintenance();
+    assert_eq!(
+        (report.reinjected, report.retired, report.refilled),
+        (0, 1, 1)
+    );
+    assert_eq!(lr(&mut host, 2), sw_pending(37));
+    assert_eq!(vcpu.queued(), 0);
+    assert_eq!(
+        hcr(&mut host),
+        GICH_HCR_EN,
+        "no underflow interrupt once the queue is empty"
+    );
+}
+
+#[test]
+fn full_queue_is_a_clear_error_and_a_lowered_line_leaves_the_queue() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    let total = u32::try_from(4 + QUEUE_CAPACITY).unwrap_or(u32::MAX);
+    for intid in 100..100 + total {
+        ok(gic.set_level(intid, true));
+    }
+    assert_eq!(gic.set_level(999, true), Err(Error::QueueFull(999)));
+    assert!(gic.vcpu().level(999), "the level is remembered");
+    ok(gic.set_level(104, false)); // first queued entry
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY - 1);
+    ok(gic.set_level(999, true));
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
+    assert_eq!(gic.set_level(1020, true), Err(Error::InvalidIntId(1020)));
+}
+
+#[test]
+fn save_restore_round_trip() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.map(27, 27));
+    ok(gic.set_level(27, true));
+    ok(gic.set_level(30, true));
+    // The guest runs: it enables its interface, acks 27 and has an active priority.
+    set_lr(&mut host, 0, 0xaa00_6c1b);
+    {
+        let mut gich = host.regs().2;
+        field!(gich, vmcr).write(0xf000_0001);
+        field!(gich, apr).write(0x0000_0100);
+    }
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    assert!(!vcpu.is_loaded() && !host.vcpu_loaded());
+    assert_eq!(hcr(&mut host), 0);
+    for index in 0..4 {
+        assert_eq!(lr(&mut host, index), 0, "LR{index} cleared on put");
+    }
+    assert_eq!(
+        vcpu.saved_list_register(0).map(ListRegister::bits),
+        Some(0xaa00_6c1b)
+    );
+    assert_eq!(
+        vcpu.saved_list_register(1).map(ListRegister::bits),
+        Some(sw_pending(30))
+    );
+    assert_eq!((vcpu.saved_vmcr(), vcpu.saved_apr()), (0xf000_0001, 0x100));
+
+    // While saved, queries and changes use memory.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert!(ok(gic.is_active(27)));
+    ok(gic.set_level(31, true));
+    assert_eq!(lr(&mut host, 2), 0, "hardware untouched while not loaded");
+
+    // Another vCPU uses the interface meanwhile.
+    {
+        let mut gich = host.regs().2;
+        field!(gich, vmcr).write(0x1234);
+    }
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    assert_eq!(lr(&mut host, 0), 0xaa00_6c1b);
+    assert_eq!(lr(&mut host, 1), sw_pending(30));
+    assert_eq!(lr(&mut host, 2), sw_pending(31));
+    assert_eq!(lr(&mut host, 3), 0);
+    assert_eq!(
+        gich_word(&mut host, |g| field!(*g, vmcr).read()),
+        0xf000_0001
+    );
+    assert_eq!(gich_word(&mut host, |g| field!(*g, apr).read()), 0x100);
+    assert_eq!(hcr(&mut host), GICH_HCR_EN);
+}
+
+#[test]
+fn load_and_put_refuse_the_wrong_state() {
+    let mut host = host();
+    let mut a = VgicCpu::new();
+    let mut b = VgicCpu::new();
+    assert_eq!(
+        Gic::new(&mut host, &mut a).vcpu_put(),
+        Err(Error::NotLoaded)
+    );
+    ok(Gic::new(&mut host, &mut a).vcpu_load());
+    assert_eq!(
+        Gic::new(&mut host, &mut a).vcpu_load(),
+        Err(Error::AlreadyLoaded)
+    );
+    assert_eq!(
+        Gic::new(&mut host, &mut b).vcpu_load(),
+        Err(Error::InterfaceBusy)
+    );
+    ok(Gic::new(&mut host, &mut a).vcpu_put());
+    ok(Gic::new(&mut host, &mut b).vcpu_load());
+}
+
+#[test]
+fn eoi_maintenance_reinjects_a_software_line_still_high() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    // The guest acks and deactivates it: state invalid, EOI kept, EISR bit set.
+    set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
+    set_eisr0(&mut host, 1);
+    let report = Gic::new(&mut host, &mut vcpu).maintenance();
+    assert_eq!(
+        (report.reinjected, report.retired, report.refilled),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        lr(&mut host, 0),
+        sw_pending(30),
+        "pending again, still with EOI"
+    );
+}
+
+#[test]
+fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    set_lr(&mut host, 0, sw_pending(30) ^ (0b11 << 28)); // acked: active
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, false));
+    assert_eq!(
+        lr(&mut host, 0),
+        sw_pending(30) ^ (0b11 << 28),
+        "active stays"
+    );
+    set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28)); // deactivated
+    set_eisr0(&mut host, 1);
+    let report = Gic::new(&mut host, &mut vcpu).sync_after_exit();
+    assert_eq!((report.reinjected, report.retired), (0, 1));
+    assert_eq!(lr(&mut host, 0), 0);
+}
+
+#[test]
+fn a_stale_eisr_bit_does_not_touch_a_pending_register() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    set_eisr0(&mut host, 0xffff_ffff);
+    let report = Gic::new(&mut host, &mut vcpu).sync_after_exit();
+    assert_eq!(report, crate::SyncReport::default());
+    assert_eq!(lr(&mut host, 0), sw_pending(30));
+}
+
+#[test]
+fn raising_a_deactivated_line_before_maintenance_reuses_its_register() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    assert_eq!(lr(&mut host, 0), sw_pending(30));
+    assert_eq!(lr(&mut host, 1), 0);
+}
+
+#[test]
+fn a_deactivated_hardware_register_is_free_and_the_line_can_rise_again() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.map(27, 27));
+    ok(gic.set_level(40, true));
+    ok(gic.set_level(27, true));
+    assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
+    set_lr(&mut host, 1, 0x8a00_6c1b); // guest deactivated: invalid, HW
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert!(!ok(gic.is_active(27)));
+    ok(gic.set_level(27, true));
+    assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
+}
+
+#[test]
+fn mapping_checks_its_input() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(gic.map(27, 3), Err(Error::InvalidPhysicalIntId(3)));
+    assert_eq!(gic.map(1020, 27), Err(Error::InvalidIntId(1020)));
+    for v in 0..16 {
+        ok(gic.map(v, 16 + v));
+    }
+    ok(gic.map(3, 40)); // remapping replaces
+    assert_eq!(gic.map(16, 16), Err(Error::MappingTableFull));
+    ok(gic.unmap(0));
+    ok(gic.unmap(0));
+    ok(gic.map(16, 16));
+    assert_eq!(gic.vcpu().mapping(3), Some(40));
+    assert_eq!(gic.vcpu().mapping(0), None);
+}
+
+// --- The core through this backend ------------------------------------------
+
+#[test]
+fn one_forwarded_vtimer_interrupt_cycle() {
+    let vm = VmTimer::new();
+    assert_eq!(vm.forwarding(), Forwarding::Hardware);
+    let mut timer = VcpuTimer::new();
+    let mut host = host();
+    host.init();
+    let mut vcpu = VgicCpu::new();
+    let mut soft = MockSoftTimers::new();
+    let mut hw = MockTimerHw::new();
+
+    // Load: CNTVOFF, then CVAL, barrier, CTL; EL1 physical access trapped.
+    hw.expect_set_virtual_offset().times(1).return_const(());
+    hw.expect_set_vtimer_cval().times(1).return_const(());
+    hw.expect_barrier().times(1).return_const(());
+    hw.expect_set_vtimer_ctl().times(1).return_const(());
+    hw.expect_set_el1_physical_access()
+        .withf(|allowed| !*allowed)
+        .times(1)
+        .return_const(());
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    timer
+        .load(&vm, &mut hw, &mut gic)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gic.vcpu().mapping(27), Some(27), "vtimer mapped at load");
+    // Line low, nothing active: the physical PPI is deactivated.
+    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    hw.checkpoint();
+    clear_gicd_word0(&mut host);
+
+    // The timer fires: the host acks 27, drops priority, leaves it active.
+    let mut gicd = host.regs().0;
+    if let Some(mut r) = field!(gicd, isactiver).get(0) {
+        r.write(1 << 27); // the hardware's doing: acknowledged = active
+    }
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE.union(TimerCtl::ISTATUS));
+    let outcome = timer
+        .handle_host_irq(&mut hw, &mut Gic::new(&mut host, &mut vcpu))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, HostIrq::Raised);
+    // vINTID 27 pending with HW = 1 and pINTID 27.
+    let lr0 = ListRegister::from_bits(lr(&mut host, 0));
+    assert_eq!(lr0.bits(), 0x9a00_6c1b);
+    assert_eq!(
+        (lr0.virtual_id(), lr0.physical_id(), lr0.state()),
+        (27, Some(27), LrState::Pending)
+    );
+    assert_eq!(
+        gicd_word0(&mut host, Banked::IcActiver),
+        0,
+        "physical PPI left active"
+    );
+    hw.checkpoint();
+
+    // Entry: nothing to do for the emulated physical timer.
+    timer
+        .before_entry(&mut hw, &mut Gic::new(&mut host, &mut vcpu), &mut soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The guest acks and deactivates vINTID 27; the HW bit deactivates the
+    // physical 27 as well. Then it reprograms the timer into the future.
+    set_lr(&mut host, 0, 0x8a00_6c1b);
+    clear_gicd_word0(&mut host);
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE);
+    hw.expect_vtimer_cval()
+        .times(1)
+        .return_const(Ticks::new(1_000_000));
+
+    // Exit: the vGIC first, then the timer lowers the line and makes sure
+    // the physical PPI is not left active.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(gic.sync_after_exit(), crate::SyncReport::default());
+    timer
+        .after_exit(&mut hw, &mut gic, &mut soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!timer.vtimer().level());
+    assert!(!gic.vcpu().level(27));
+    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
+    assert!(ListRegister::from_bits(lr(&mut host, 0)).is_empty());
+    hw.checkpoint();
+}

@@ -1,0 +1,630 @@
+//! The virtual side: a vCPU's interrupt state ([`VgicCpu`]) and the
+//! [`IrqChip`] that drives it through the GICv2 virtual interface ([`Gic`]).
+
+use arch_timer_virt::{IntId, IrqChip};
+
+use crate::Error;
+use crate::host::HostGic;
+use crate::registers::{
+    GICH_HCR_EN, GICH_HCR_UIE, ListRegister, LrState, MAX_INTID, MAX_LIST_REGISTERS,
+};
+
+/// How many pending interrupts wait for a free list register at most, per
+/// vCPU.
+pub const QUEUE_CAPACITY: usize = 32;
+
+/// How many virtual INTIDs one vCPU can have hardware-mapped.
+pub const MAX_MAPPINGS: usize = 16;
+
+/// The virtual priority [`VgicCpu::new`] gives injected interrupts.
+pub const DEFAULT_VIRTUAL_PRIORITY: u8 = 0xa0;
+
+const LEVEL_WORDS: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mapping {
+    virt: u16,
+    phys: u16,
+}
+
+/// One vCPU's virtual interrupt state: its list registers, `GICH_VMCR` and
+/// `GICH_APR` while it is not loaded, its hardware mappings, the levels of
+/// its interrupt lines, and the interrupts waiting for a free list
+/// register.
+///
+/// Plain data: put it wherever the vCPU lives. While the vCPU is loaded
+/// ([`Gic::vcpu_load`]) the list registers live on the hardware and the
+/// copies here are stale; every operation goes to wherever the state is.
+///
+/// Every interrupt is treated as level-sensitive: a software (not mapped)
+/// interrupt is injected with the EOI bit so that the guest's deactivation
+/// raises a maintenance interrupt, and [`Gic::maintenance`] injects it again
+/// if its line is still high.
+#[derive(Clone, Debug)]
+pub struct VgicCpu {
+    lrs: [ListRegister; MAX_LIST_REGISTERS],
+    vmcr: u32,
+    apr: u32,
+    mappings: [Option<Mapping>; MAX_MAPPINGS],
+    levels: [u32; LEVEL_WORDS],
+    queue: [u16; QUEUE_CAPACITY],
+    queue_len: usize,
+    priority: u8,
+    group1: bool,
+    loaded: bool,
+}
+
+impl Default for VgicCpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VgicCpu {
+    /// A vCPU with empty list registers, the guest's virtual CPU interface
+    /// disabled (`GICH_VMCR = 0`), no mappings and every line low. Injected
+    /// interrupts get [`DEFAULT_VIRTUAL_PRIORITY`] and group 0 (what a
+    /// GICv2 guest without the Security Extensions uses by default).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            lrs: [ListRegister::EMPTY; MAX_LIST_REGISTERS],
+            vmcr: 0,
+            apr: 0,
+            mappings: [None; MAX_MAPPINGS],
+            levels: [0; LEVEL_WORDS],
+            queue: [0; QUEUE_CAPACITY],
+            queue_len: 0,
+            priority: DEFAULT_VIRTUAL_PRIORITY,
+            group1: false,
+            loaded: false,
+        }
+    }
+
+    /// The virtual priority of interrupts injected from now on (top five
+    /// bits used).
+    pub const fn set_priority(&mut self, priority: u8) {
+        self.priority = priority;
+    }
+
+    /// Whether interrupts injected from now on are group 1 (`true`) or
+    /// group 0.
+    pub const fn set_group1(&mut self, group1: bool) {
+        self.group1 = group1;
+    }
+
+    /// Whether the state is loaded on a CPU's virtual interface.
+    #[must_use]
+    pub const fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// The saved list register `index` (stale while loaded).
+    #[must_use]
+    pub fn saved_list_register(&self, index: usize) -> Option<ListRegister> {
+        self.lrs.get(index).copied()
+    }
+
+    /// The saved `GICH_VMCR` (stale while loaded).
+    #[must_use]
+    pub const fn saved_vmcr(&self) -> u32 {
+        self.vmcr
+    }
+
+    /// The saved `GICH_APR` (stale while loaded).
+    #[must_use]
+    pub const fn saved_apr(&self) -> u32 {
+        self.apr
+    }
+
+    /// The physical INTID `intid` is mapped to, if any.
+    #[must_use]
+    pub fn mapping(&self, intid: u32) -> Option<u32> {
+        self.mappings
+            .iter()
+            .flatten()
+            .find(|m| u32::from(m.virt) == intid)
+            .map(|m| u32::from(m.phys))
+    }
+
+    /// The level of the vCPU's line `intid` as last set.
+    #[must_use]
+    pub fn level(&self, intid: u32) -> bool {
+        let (word, bit) = level_position(intid);
+        self.levels.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    /// How many interrupts wait for a free list register.
+    #[must_use]
+    pub const fn queued(&self) -> usize {
+        self.queue_len
+    }
+
+    fn set_line(&mut self, intid: u32, level: bool) {
+        let (word, bit) = level_position(intid);
+        if let Some(w) = self.levels.get_mut(word) {
+            if level {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+
+    fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
+        let virt = checked_intid(intid)?;
+        let phys = match u16::try_from(host) {
+            Ok(p) if (16..=MAX_INTID).contains(&host) => p,
+            _ => return Err(Error::InvalidPhysicalIntId(host)),
+        };
+        let mapping = Some(Mapping { virt, phys });
+        if let Some(slot) = self
+            .mappings
+            .iter_mut()
+            .find(|m| m.is_some_and(|m| m.virt == virt))
+        {
+            *slot = mapping;
+            return Ok(());
+        }
+        match self.mappings.iter_mut().find(|m| m.is_none()) {
+            Some(slot) => {
+                *slot = mapping;
+                Ok(())
+            }
+            None => Err(Error::MappingTableFull),
+        }
+    }
+
+    fn unmap(&mut self, intid: u32) -> Result<(), Error> {
+        let virt = checked_intid(intid)?;
+        for slot in &mut self.mappings {
+            if slot.is_some_and(|m| m.virt == virt) {
+                *slot = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_slice(&self) -> &[u16] {
+        self.queue.get(..self.queue_len).unwrap_or(&[])
+    }
+
+    fn is_queued(&self, intid: u16) -> bool {
+        self.queue_slice().contains(&intid)
+    }
+
+    fn enqueue(&mut self, intid: u16) -> bool {
+        match self.queue.get_mut(self.queue_len) {
+            Some(slot) => {
+                *slot = intid;
+                self.queue_len = self.queue_len.saturating_add(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn dequeue_at(&mut self, position: usize) {
+        if position < self.queue_len {
+            self.queue
+                .copy_within(position.saturating_add(1)..self.queue_len, position);
+            self.queue_len = self.queue_len.saturating_sub(1);
+        }
+    }
+
+    fn remove_queued(&mut self, intid: u16) {
+        if let Some(position) = self.queue_slice().iter().position(|&q| q == intid) {
+            self.dequeue_at(position);
+        }
+    }
+
+    /// The list register value that makes `intid` pending now.
+    fn pending_lr(&self, intid: u32) -> Result<ListRegister, Error> {
+        match self.mapping(intid) {
+            Some(phys) => ListRegister::hardware(intid, phys, self.priority, self.group1),
+            None => ListRegister::software(intid, self.priority, self.group1, true),
+        }
+    }
+}
+
+fn checked_intid(intid: u32) -> Result<u16, Error> {
+    match u16::try_from(intid) {
+        Ok(v) if intid <= MAX_INTID => Ok(v),
+        _ => Err(Error::InvalidIntId(intid)),
+    }
+}
+
+fn level_position(intid: u32) -> (usize, u32) {
+    let word = usize::try_from(intid / 32).unwrap_or(usize::MAX);
+    (word, 1 << (intid % 32))
+}
+
+/// What [`Gic::sync_after_exit`] or [`Gic::maintenance`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// Software interrupts the guest deactivated with their line still
+    /// high, made pending again.
+    pub reinjected: usize,
+    /// Software interrupts the guest deactivated with their line low, whose
+    /// list registers were freed.
+    pub retired: usize,
+    /// Queued interrupts moved into a free list register.
+    pub refilled: usize,
+}
+
+/// The [`IrqChip`] of one vCPU on one CPU: the CPU's [`HostGic`] and the
+/// vCPU's [`VgicCpu`], borrowed for the duration of the timer operations.
+///
+/// ```text
+/// on schedule-in:  gic.vcpu_load(), timer.load(..)
+/// after an exit:   gic.sync_after_exit(), timer.after_exit(..)
+/// maintenance IRQ: gic.maintenance()
+/// on schedule-out: timer.put(..), gic.vcpu_put()
+/// ```
+#[derive(Debug)]
+pub struct Gic<'a> {
+    host: &'a mut HostGic,
+    vcpu: &'a mut VgicCpu,
+}
+
+impl<'a> Gic<'a> {
+    /// The vCPU `vcpu` on the CPU whose GIC is `host`.
+    pub const fn new(host: &'a mut HostGic, vcpu: &'a mut VgicCpu) -> Self {
+        Self { host, vcpu }
+    }
+
+    /// The CPU's host GIC.
+    pub const fn host(&mut self) -> &mut HostGic {
+        self.host
+    }
+
+    /// The vCPU's state.
+    pub const fn vcpu(&mut self) -> &mut VgicCpu {
+        self.vcpu
+    }
+
+    /// Moves the vCPU's virtual interface state onto this CPU: writes
+    /// `GICH_VMCR`, `GICH_APR` and the list registers, moves queued
+    /// interrupts into free list registers, and enables the virtual
+    /// interface (`GICH_HCR.En`, plus `UIE` while interrupts stay queued).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyLoaded`]; [`Error::InterfaceBusy`] if another vCPU is
+    /// loaded on this CPU. Nothing is touched.
+    pub fn vcpu_load(&mut self) -> Result<(), Error> {
+        if self.vcpu.loaded {
+            return Err(Error::AlreadyLoaded);
+        }
+        if self.host.vcpu_loaded() {
+            return Err(Error::InterfaceBusy);
+        }
+        self.host.write_vmcr(self.vcpu.vmcr);
+        self.host.write_apr(self.vcpu.apr);
+        for (index, lr) in self
+            .vcpu
+            .lrs
+            .iter()
+            .enumerate()
+            .take(self.host.num_list_registers())
+        {
+            self.host.write_lr(index, *lr);
+        }
+        self.vcpu.loaded = true;
+        self.host.set_vcpu_loaded(true);
+        self.refill();
+        self.update_hcr();
+        Ok(())
+    }
+
+    /// Moves the vCPU's virtual interface state into memory: disables the
+    /// virtual interface (`GICH_HCR = 0`), saves `GICH_VMCR`, `GICH_APR` and
+    /// the list registers, and clears the list registers so that nothing of
+    /// the vCPU is left on the CPU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`]; nothing is touched.
+    pub fn vcpu_put(&mut self) -> Result<(), Error> {
+        if !self.vcpu.loaded {
+            return Err(Error::NotLoaded);
+        }
+        self.host.write_hcr(0);
+        self.vcpu.vmcr = self.host.read_vmcr();
+        self.vcpu.apr = self.host.read_apr();
+        for index in 0..self.host.num_list_registers() {
+            let lr = self.host.read_lr(index);
+            if let Some(saved) = self.vcpu.lrs.get_mut(index) {
+                *saved = lr;
+            }
+            self.host.write_lr(index, ListRegister::EMPTY);
+        }
+        self.vcpu.loaded = false;
+        self.host.set_vcpu_loaded(false);
+        Ok(())
+    }
+
+    /// Brings the software state up to date after the guest exited:
+    /// for every list register with an EOI maintenance interrupt
+    /// (`GICH_EISRn`, or the saved copies if the vCPU is not loaded) the
+    /// interrupt is made pending again if its line is still high, or the
+    /// register freed if not; then queued interrupts fill free list
+    /// registers.
+    ///
+    /// Works on the saved state when the vCPU is not loaded.
+    pub fn sync_after_exit(&mut self) -> SyncReport {
+        let mut report = SyncReport::default();
+        let eoi = if self.vcpu.loaded {
+            self.host.eoi_status()
+        } else {
+            let mut mask = 0;
+            for index in 0..self.num_lrs() {
+                if self.read_lr(index).eoi_maintenance() {
+                    mask |= bit(index);
+                }
+            }
+            mask
+        };
+        for index in 0..self.num_lrs() {
+            if eoi & bit(index) == 0 {
+                continue;
+            }
+            let lr = self.read_lr(index);
+            // The EISR bit and the register agree on real hardware; trust
+            // the register.
+            if !lr.eoi_maintenance() {
+                continue;
+            }
+            if self.vcpu.level(lr.virtual_id()) {
+                self.write_lr(index, lr.with_state(LrState::Pending));
+                report.reinjected = report.reinjected.saturating_add(1);
+            } else {
+                self.write_lr(index, ListRegister::EMPTY);
+                report.retired = report.retired.saturating_add(1);
+            }
+        }
+        report.refilled = self.refill();
+        self.update_hcr();
+        report
+    }
+
+    /// The maintenance interrupt handler's work (`GICH_MISR` reports an EOI
+    /// or an underflow): the same as [`sync_after_exit`](Self::sync_after_exit),
+    /// which it is harmless to call as well.
+    pub fn maintenance(&mut self) -> SyncReport {
+        self.sync_after_exit()
+    }
+
+    /// Sets the level of the vCPU's line `intid` (any INTID 0..=1019, not
+    /// only PPIs): the [`IrqChip::set_virtual_level`] of this backend.
+    ///
+    /// Raising makes the interrupt pending in a free list register (HW = 1
+    /// with the physical INTID when mapped, HW = 0 with EOI otherwise),
+    /// unless it already is pending, or active (a software interrupt is then
+    /// reconsidered at its EOI), or queued. With no free list register it is
+    /// queued. Lowering withdraws a pending interrupt (an active one stays
+    /// with the guest) and takes it off the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`]; [`Error::QueueFull`] if it cannot be queued
+    /// (the level is remembered all the same).
+    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+        let v = checked_intid(intid)?;
+        self.vcpu.set_line(intid, level);
+        if level {
+            self.raise(intid, v)
+        } else {
+            self.lower(intid, v)
+        }
+    }
+
+    /// Whether the vCPU's interrupt `intid` is active or active and pending
+    /// in a list register.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`].
+    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+        checked_intid(intid)?;
+        Ok(self
+            .find(intid)
+            .is_some_and(|(_, lr)| lr.state().is_active()))
+    }
+
+    /// Maps the vCPU's `intid` to the physical `host` INTID: from now on it
+    /// is injected with HW = 1. A list register already holding it keeps
+    /// its form until the guest is done with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`], [`Error::InvalidPhysicalIntId`],
+    /// [`Error::MappingTableFull`].
+    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
+        self.vcpu.map(intid, host)
+    }
+
+    /// Undoes [`map`](Self::map); unmapping an unmapped INTID does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`].
+    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
+        self.vcpu.unmap(intid)
+    }
+
+    /// The list register `index` where the vCPU's state is now (hardware
+    /// when loaded, memory otherwise).
+    #[must_use]
+    pub fn list_register(&self, index: usize) -> Option<ListRegister> {
+        (index < self.num_lrs()).then(|| self.read_lr(index))
+    }
+
+    fn num_lrs(&self) -> usize {
+        self.host.num_list_registers()
+    }
+
+    fn read_lr(&self, index: usize) -> ListRegister {
+        if self.vcpu.loaded {
+            self.host.read_lr(index)
+        } else {
+            self.vcpu
+                .lrs
+                .get(index)
+                .copied()
+                .unwrap_or(ListRegister::EMPTY)
+        }
+    }
+
+    fn write_lr(&mut self, index: usize, lr: ListRegister) {
+        if self.vcpu.loaded {
+            self.host.write_lr(index, lr);
+        } else if let Some(saved) = self.vcpu.lrs.get_mut(index) {
+            *saved = lr;
+        }
+    }
+
+    /// The list register that holds `intid` (not empty), if any.
+    fn find(&self, intid: u32) -> Option<(usize, ListRegister)> {
+        (0..self.num_lrs())
+            .map(|index| (index, self.read_lr(index)))
+            .find(|(_, lr)| !lr.is_empty() && lr.virtual_id() == intid)
+    }
+
+    fn free_lr(&self) -> Option<usize> {
+        (0..self.num_lrs()).find(|&index| self.read_lr(index).is_empty())
+    }
+
+    fn raise(&mut self, intid: u32, v: u16) -> Result<(), Error> {
+        if let Some((index, lr)) = self.find(intid) {
+            match lr.state() {
+                LrState::Pending | LrState::PendingActive => {}
+                // A hardware interrupt still active keeps its physical
+                // interrupt active: nothing can be lost. A software one is
+                // reconsidered at its EOI.
+                LrState::Active => {
+                    if !lr.is_hw() && !lr.eoi() {
+                        self.write_lr(index, lr.with_eoi());
+                    }
+                }
+                // Deactivated by the guest, EOI maintenance not yet
+                // handled: pending again right away.
+                LrState::Invalid => self.write_lr(index, lr.with_state(LrState::Pending)),
+            }
+            return Ok(());
+        }
+        if self.vcpu.is_queued(v) {
+            return Ok(());
+        }
+        if let Some(index) = self.free_lr() {
+            let lr = self.vcpu.pending_lr(intid)?;
+            self.write_lr(index, lr);
+            return Ok(());
+        }
+        if !self.vcpu.enqueue(v) {
+            return Err(Error::QueueFull(intid));
+        }
+        self.update_hcr();
+        Ok(())
+    }
+
+    fn lower(&mut self, intid: u32, v: u16) -> Result<(), Error> {
+        if self.vcpu.is_queued(v) {
+            self.vcpu.remove_queued(v);
+            self.update_hcr();
+        }
+        if let Some((index, lr)) = self.find(intid) {
+            match lr.state() {
+                LrState::Pending => {
+                    self.write_lr(index, ListRegister::EMPTY);
+                    self.refill();
+                    self.update_hcr();
+                }
+                LrState::PendingActive => self.write_lr(index, lr.with_state(LrState::Active)),
+                LrState::Active => {}
+                // Deactivated, waiting for its EOI maintenance: with the
+                // line low there is nothing left to reconsider.
+                LrState::Invalid => {
+                    self.write_lr(index, ListRegister::EMPTY);
+                    self.refill();
+                    self.update_hcr();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves queued interrupts into free list registers, oldest first.
+    fn refill(&mut self) -> usize {
+        let mut moved = 0usize;
+        while let Some(&next) = self.vcpu.queue_slice().first() {
+            let Some(index) = self.free_lr() else {
+                break;
+            };
+            self.vcpu.dequeue_at(0);
+            let intid = u32::from(next);
+            if !self.vcpu.level(intid) {
+                continue;
+            }
+            // Queued INTIDs and mappings were checked on the way in, so the
+            // value always builds; a failure would only drop the entry.
+            if let Ok(lr) = self.vcpu.pending_lr(intid) {
+                self.write_lr(index, lr);
+                moved = moved.saturating_add(1);
+            }
+        }
+        moved
+    }
+
+    /// `GICH_HCR`: enabled, with the underflow maintenance interrupt while
+    /// interrupts wait in the queue. Only while loaded.
+    fn update_hcr(&mut self) {
+        if self.vcpu.loaded {
+            let uie = if self.vcpu.queue_len > 0 {
+                GICH_HCR_UIE
+            } else {
+                0
+            };
+            self.host.write_hcr(GICH_HCR_EN | uie);
+        }
+    }
+}
+
+/// The `GICH_EISR1:GICH_EISR0` bit of list register `index`.
+fn bit(index: usize) -> u64 {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
+}
+
+impl IrqChip for Gic<'_> {
+    type Error = Error;
+
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Error> {
+        self.host.set_ppi_active(ppi, active);
+        Ok(())
+    }
+
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Error> {
+        self.host.set_ppi_masked(ppi, masked);
+        Ok(())
+    }
+
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
+        self.set_level(intid.get(), level)
+    }
+
+    fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
+        self.is_active(intid.get())
+    }
+
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        self.map(intid.get(), host.get())
+    }
+
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Error> {
+        self.unmap(intid.get())
+    }
+}
