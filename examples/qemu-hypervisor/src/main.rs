@@ -10,6 +10,14 @@ mod el2;
 #[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
+mod el1;
+#[cfg(target_os = "none")]
+mod gic;
+#[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
+mod stage2;
+#[cfg(target_os = "none")]
 mod sysreg;
 #[cfg(target_os = "none")]
 mod vectors;

@@ -5,15 +5,20 @@
 //! `write_sysreg!(name, value)` expands to inline assembly and must sit in
 //! an `unsafe` block whose `// SAFETY:` comment says why the write is sound.
 
-/// Reads the system register `$name` (a bare identifier such as `hcr_el2`).
+/// Reads the system register `$name` (a bare identifier such as `hcr_el2`,
+/// or a string literal such as `"S3_5_C1_C0_0"` for names the assembler
+/// only knows with extra target features).
 macro_rules! read_sysreg {
-    ($name:ident) => {{
+    ($name:ident) => {
+        $crate::sysreg::read_sysreg!(stringify!($name))
+    };
+    ($name:expr) => {{
         let value: u64;
         // SAFETY: reading this system register has no side effect and touches
         // no memory.
         unsafe {
             core::arch::asm!(
-                concat!("mrs {v}, ", stringify!($name)),
+                concat!("mrs {v}, ", $name),
                 v = out(reg) value,
                 options(nomem, nostack, preserves_flags)
             );
@@ -25,10 +30,13 @@ macro_rules! read_sysreg {
 /// Writes `$value` to the system register `$name`. Must be used inside an
 /// `unsafe` block.
 macro_rules! write_sysreg {
-    ($name:ident, $value:expr) => {{
+    ($name:ident, $value:expr) => {
+        $crate::sysreg::write_sysreg!(stringify!($name), $value)
+    };
+    ($name:expr, $value:expr) => {{
         let value: u64 = $value;
         core::arch::asm!(
-            concat!("msr ", stringify!($name), ", {v}"),
+            concat!("msr ", $name, ", {v}"),
             v = in(reg) value,
             options(nostack, preserves_flags)
         );

@@ -1,0 +1,125 @@
+//! The host interrupt controller as the run loop sees it: a little glue
+//! trait over the library's GIC backends, so that one run loop drives both
+//! GIC versions. It adds no register access of its own except the
+//! distributor bring-up, which the backends leave to the system's boot code.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
+use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
+use safe_mmio::UniqueMmioPointer;
+
+/// QEMU `virt`: the distributor.
+pub(crate) const GICD_BASE: usize = 0x0800_0000;
+/// QEMU `virt`: the GICv3 redistributor region.
+pub(crate) const GICR_BASE: usize = 0x080a_0000;
+/// Redistributors this program looks through (QEMU has one per CPU; the
+/// walk stops at the one marked Last).
+const GICR_COUNT: usize = 8;
+
+/// The maintenance interrupt's PPI on QEMU `virt`.
+pub(crate) const MAINTENANCE_PPI: u32 = 25;
+
+/// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`.
+pub(crate) trait HostIrqs {
+    /// One vCPU's virtual CPU interface state.
+    type Vgic;
+    /// The library's [`IrqChip`] for one vCPU on this CPU.
+    type Chip<'a>: IrqChip<Error = Self::Error>
+    where
+        Self: 'a;
+    /// The backend's error.
+    type Error: fmt::Debug;
+
+    /// The chip for `vgic` on this CPU.
+    fn chip<'a>(&'a mut self, vgic: &'a mut Self::Vgic) -> Self::Chip<'a>;
+    /// Acknowledges the highest priority pending interrupt.
+    fn acknowledge(&mut self) -> Option<u32>;
+    /// Drops its running priority (EOImode 1: it stays active).
+    fn priority_drop(&mut self, intid: u32);
+    /// Deactivates it.
+    fn deactivate(&mut self, intid: u32);
+    /// Loads a vCPU's virtual interface state onto this CPU.
+    fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
+    /// Saves it back.
+    fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
+    /// Synchronizes the virtual interface after a guest exit.
+    fn sync_after_exit(&mut self, vgic: &mut Self::Vgic);
+    /// The maintenance interrupt was taken.
+    fn maintenance(&mut self, vgic: &mut Self::Vgic);
+}
+
+/// GICv3 through `arch-timer-virt-gicv3`.
+pub(crate) struct Gicv3 {
+    host: HostGicv3<'static, CpuSysRegs>,
+}
+
+impl Gicv3 {
+    /// Brings up the distributor (affinity routing, Group 1) and this CPU's
+    /// redistributor and CPU interface, and enables the hypervisor's PPIs.
+    ///
+    /// # Safety
+    ///
+    /// Call once per CPU, at EL2, on a GICv3 system; nothing else may use
+    /// this CPU's GIC CPU interface or redistributor afterwards.
+    pub(crate) unsafe fn new(ppis: &[(IntId, u8)]) -> Result<Self, arch_timer_virt_gicv3::Error> {
+        // GICD_CTLR: ARE (bit 4), EnableGrp1 (bit 1), EnableGrp0 (bit 0),
+        // one security state (QEMU `virt` without EL3). Idempotent, so each
+        // CPU may do it.
+        // SAFETY: GICD_CTLR of QEMU `virt`'s distributor, mapped as device
+        // memory; the hypervisor uses no distributor feature this changes.
+        unsafe {
+            let ctlr = GICD_BASE as *mut u32;
+            core::ptr::write_volatile(ctlr, (1 << 4) | 0b11);
+            while core::ptr::read_volatile(ctlr) & (1 << 31) != 0 {
+                core::hint::spin_loop();
+            }
+        }
+        let region = NonNull::slice_from_raw_parts(
+            NonNull::new(GICR_BASE as *mut Redistributor).ok_or(arch_timer_virt_gicv3::Error::NotLoaded)?,
+            GICR_COUNT,
+        );
+        // SAFETY: the caller promises EL2 on a GICv3 system and exclusive use
+        // of this CPU's GIC; the region is QEMU `virt`'s GICR, mapped as
+        // device memory, and `HostGic::new` touches only this CPU's frame.
+        let mut host = unsafe { HostGicv3::new(CpuSysRegs::new(), UniqueMmioPointer::new(region))? };
+        host.init()?;
+        for &(ppi, priority) in ppis {
+            host.enable_ppi(ppi, priority);
+        }
+        Ok(Self { host })
+    }
+}
+
+impl HostIrqs for Gicv3 {
+    type Vgic = VgicCpu;
+    type Chip<'a> = Gicv3Chip<'a, 'static, CpuSysRegs>;
+    type Error = arch_timer_virt_gicv3::Error;
+
+    fn chip<'a>(&'a mut self, vgic: &'a mut VgicCpu) -> Self::Chip<'a> {
+        Gicv3Chip::new(&mut self.host, vgic)
+    }
+    fn acknowledge(&mut self) -> Option<u32> {
+        self.host.acknowledge()
+    }
+    fn priority_drop(&mut self, intid: u32) {
+        self.host.priority_drop(intid);
+    }
+    fn deactivate(&mut self, intid: u32) {
+        self.host.deactivate(intid);
+    }
+    fn vcpu_load(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
+        self.chip(vgic).vcpu_load()
+    }
+    fn vcpu_put(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
+        self.chip(vgic).vcpu_put()
+    }
+    fn sync_after_exit(&mut self, vgic: &mut VgicCpu) {
+        self.chip(vgic).sync_after_exit();
+    }
+    fn maintenance(&mut self, vgic: &mut VgicCpu) {
+        self.chip(vgic).maintenance();
+    }
+}
