@@ -104,7 +104,7 @@ impl HostGic {
     /// The number of list registers of the virtual interface, from
     /// `GICH_VTR.ListRegs` + 1.
     #[must_use]
-    pub const fn num_list_registers(&self) -> usize {
+    pub const fn list_register_count(&self) -> usize {
         self.num_lrs
     }
 

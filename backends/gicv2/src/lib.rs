@@ -25,4 +25,4 @@ mod tests;
 pub use error::Error;
 pub use host::{DEFAULT_PRIORITY_MASK, HostGic, MAINTENANCE_INTID};
 pub use registers::{GICV_SIZE, ListRegister, LrState};
-pub use vgic::{DEFAULT_VIRTUAL_PRIORITY, Gic, MAX_MAPPINGS, QUEUE_CAPACITY, SyncReport, VgicCpu};
+pub use vgic::{DEFAULT_PRIORITY, Gic, MAX_MAPPINGS, QUEUE_CAPACITY, SyncReport, VgicCpu};

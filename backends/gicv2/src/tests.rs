@@ -119,10 +119,10 @@ fn sw_pending(vintid: u32) -> u32 {
 
 #[test]
 fn list_register_count_comes_from_vtr_listregs_plus_one() {
-    assert_eq!(host_with_vtr(0x9000_0003).num_list_registers(), 4);
-    assert_eq!(host_with_vtr(0).num_list_registers(), 1);
-    assert_eq!(host_with_vtr(0x3f).num_list_registers(), 64);
-    assert_eq!(host_with_vtr(0xffff_ffc7).num_list_registers(), 8);
+    assert_eq!(host_with_vtr(0x9000_0003).list_register_count(), 4);
+    assert_eq!(host_with_vtr(0).list_register_count(), 1);
+    assert_eq!(host_with_vtr(0x3f).list_register_count(), 64);
+    assert_eq!(host_with_vtr(0xffff_ffc7).list_register_count(), 8);
 }
 
 #[test]
@@ -503,6 +503,35 @@ fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
     let report = Gic::new(&mut host, &mut vcpu).sync_after_exit();
     assert_eq!((report.reinjected, report.retired), (0, 1));
     assert_eq!(lr(&mut host, 0), 0);
+}
+
+#[test]
+fn eoi_maintenance_of_a_saved_vcpu_works_on_memory() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(31, true));
+    // Both deactivated by the guest before the exit that puts the vCPU.
+    set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
+    set_lr(&mut host, 1, sw_pending(31) & !(0b11 << 28));
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    // The EISR bits belong to whatever runs next; the saved copy decides.
+    set_eisr0(&mut host, 0);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.set_level(31, false));
+    let report = gic.sync_after_exit();
+    assert_eq!(
+        (report.reinjected, report.retired),
+        (1, 0),
+        "31 was freed when lowered"
+    );
+    assert_eq!(
+        vcpu.saved_list_register(0).map(ListRegister::bits),
+        Some(sw_pending(30))
+    );
+    assert_eq!(vcpu.saved_list_register(1), Some(ListRegister::EMPTY));
+    assert_eq!(lr(&mut host, 0), 0, "hardware untouched");
 }
 
 #[test]

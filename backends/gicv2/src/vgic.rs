@@ -17,7 +17,7 @@ pub const QUEUE_CAPACITY: usize = 32;
 pub const MAX_MAPPINGS: usize = 16;
 
 /// The virtual priority [`VgicCpu::new`] gives injected interrupts.
-pub const DEFAULT_VIRTUAL_PRIORITY: u8 = 0xa0;
+pub const DEFAULT_PRIORITY: u8 = 0xa0;
 
 const LEVEL_WORDS: usize = 32;
 
@@ -63,7 +63,7 @@ impl Default for VgicCpu {
 impl VgicCpu {
     /// A vCPU with empty list registers, the guest's virtual CPU interface
     /// disabled (`GICH_VMCR = 0`), no mappings and every line low. Injected
-    /// interrupts get [`DEFAULT_VIRTUAL_PRIORITY`] and group 0 (what a
+    /// interrupts get [`DEFAULT_PRIORITY`] and group 0 (what a
     /// GICv2 guest without the Security Extensions uses by default).
     #[must_use]
     pub const fn new() -> Self {
@@ -75,7 +75,7 @@ impl VgicCpu {
             levels: [0; LEVEL_WORDS],
             queue: [0; QUEUE_CAPACITY],
             queue_len: 0,
-            priority: DEFAULT_VIRTUAL_PRIORITY,
+            priority: DEFAULT_PRIORITY,
             group1: false,
             loaded: false,
         }
@@ -293,6 +293,7 @@ impl<'a> Gic<'a> {
     ///
     /// [`Error::AlreadyLoaded`]; [`Error::InterfaceBusy`] if another vCPU is
     /// loaded on this CPU. Nothing is touched.
+    #[doc(alias = "kvm_vgic_load")]
     pub fn vcpu_load(&mut self) -> Result<(), Error> {
         if self.vcpu.loaded {
             return Err(Error::AlreadyLoaded);
@@ -307,7 +308,7 @@ impl<'a> Gic<'a> {
             .lrs
             .iter()
             .enumerate()
-            .take(self.host.num_list_registers())
+            .take(self.host.list_register_count())
         {
             self.host.write_lr(index, *lr);
         }
@@ -326,6 +327,7 @@ impl<'a> Gic<'a> {
     /// # Errors
     ///
     /// [`Error::NotLoaded`]; nothing is touched.
+    #[doc(alias = "kvm_vgic_put")]
     pub fn vcpu_put(&mut self) -> Result<(), Error> {
         if !self.vcpu.loaded {
             return Err(Error::NotLoaded);
@@ -333,7 +335,7 @@ impl<'a> Gic<'a> {
         self.host.write_hcr(0);
         self.vcpu.vmcr = self.host.read_vmcr();
         self.vcpu.apr = self.host.read_apr();
-        for index in 0..self.host.num_list_registers() {
+        for index in 0..self.host.list_register_count() {
             let lr = self.host.read_lr(index);
             if let Some(saved) = self.vcpu.lrs.get_mut(index) {
                 *saved = lr;
@@ -353,6 +355,7 @@ impl<'a> Gic<'a> {
     /// registers.
     ///
     /// Works on the saved state when the vCPU is not loaded.
+    #[doc(alias = "kvm_vgic_sync_hwstate")]
     pub fn sync_after_exit(&mut self) -> SyncReport {
         let mut report = SyncReport::default();
         let eoi = if self.vcpu.loaded {
@@ -462,7 +465,7 @@ impl<'a> Gic<'a> {
     }
 
     fn num_lrs(&self) -> usize {
-        self.host.num_list_registers()
+        self.host.list_register_count()
     }
 
     fn read_lr(&self, index: usize) -> ListRegister {
