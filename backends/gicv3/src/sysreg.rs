@@ -1,8 +1,8 @@
 //! The GICv3 CPU interface system registers (`ICC_*`, `ICH_*`), behind a
-//! small trait so that all the logic above them runs on the host against
-//! [`FakeSysRegs`].
+//! small trait, [`GicSysRegs`], so that all the logic above them runs on the
+//! host against `FakeSysRegs` (feature `fake`).
 //!
-//! [`CpuSysRegs`] (aarch64 only) is the real register file: one `mrs`/`msr`
+//! `CpuSysRegs` (aarch64 only) is the real register file: one `mrs`/`msr`
 //! per access, using the `S3_<op1>_C<n>_C<m>_<op2>` encodings of the GIC
 //! architecture specification (Arm IHI 0069, "AArch64 System register
 //! encodings"), since assemblers need not know the GIC register names.
