@@ -18,7 +18,7 @@ use qemu_hypervisor::config::{GicChoice, HostMode, RunConfig, Scenario};
 
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
-use crate::gic::{Gicv3, HostIrqs, MAINTENANCE_PPI};
+use crate::gic::{Gicv2, Gicv3, HostIrqs, MAINTENANCE_PPI};
 use crate::guest::{self, Hypercall, Report};
 use crate::sysreg::{read_sysreg, write_sysreg};
 use crate::vectors::{Exit, GuestRegs, enter_guest};
@@ -126,7 +126,13 @@ pub(crate) fn run(config: RunConfig) -> ! {
             };
             Hyp::new(config, GicVersion::V3, timer, gic).run()
         }
-        GicVersion::V2 => fail!("hv: GICv2 is not wired yet"),
+        GicVersion::V2 => {
+            // SAFETY: once on the boot CPU, at EL2, no GICv3 found.
+            let Some(gic) = (unsafe { Gicv2::new(&ppis, true) }) else {
+                fail!("hv: GICv2 frames");
+            };
+            Hyp::new(config, GicVersion::V2, timer, gic).run()
+        }
     }
 }
 

@@ -7,6 +7,10 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt_gicv2::registers::{GiccRegs, GicdRegs, GichRegs};
+use arch_timer_virt_gicv2::{
+    Gic as Gicv2Chip, HostGic as HostGicv2, VgicCpu as VgicCpuV2,
+};
 use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
 use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
 use safe_mmio::UniqueMmioPointer;
@@ -15,6 +19,12 @@ use safe_mmio::UniqueMmioPointer;
 pub(crate) const GICD_BASE: usize = 0x0800_0000;
 /// QEMU `virt`: the GICv3 redistributor region.
 pub(crate) const GICR_BASE: usize = 0x080a_0000;
+/// QEMU `virt`: the GICv2 CPU interface.
+pub(crate) const GICC_BASE: usize = 0x0801_0000;
+/// QEMU `virt`: the GICv2 virtual interface control.
+pub(crate) const GICH_BASE: usize = 0x0803_0000;
+/// QEMU `virt`: the GICv2 virtual CPU interface.
+pub(crate) const GICV_BASE: usize = 0x0804_0000;
 /// Redistributors this program looks through (QEMU has one per CPU; the
 /// walk stops at the one marked Last).
 const GICR_COUNT: usize = 8;
@@ -121,5 +131,76 @@ impl HostIrqs for Gicv3 {
     }
     fn maintenance(&mut self, vgic: &mut VgicCpu) {
         self.chip(vgic).maintenance();
+    }
+}
+
+/// GICv2 through `arch-timer-virt-gicv2`.
+pub(crate) struct Gicv2 {
+    host: HostGicv2,
+}
+
+impl Gicv2 {
+    /// Brings up the distributor (with `first`) and this CPU's interface,
+    /// and enables the hypervisor's PPIs.
+    ///
+    /// # Safety
+    ///
+    /// Call once per CPU, at EL2, on a GICv2 system with the
+    /// virtualization extensions; nothing else may use this CPU's GICC,
+    /// GICH or banked distributor registers afterwards, and only one CPU
+    /// passes `first`.
+    pub(crate) unsafe fn new(ppis: &[(IntId, u8)], first: bool) -> Option<Self> {
+        let gicd = NonNull::new(GICD_BASE as *mut GicdRegs)?;
+        let gicc = NonNull::new(GICC_BASE as *mut GiccRegs)?;
+        let gich = NonNull::new(GICH_BASE as *mut GichRegs)?;
+        // SAFETY: QEMU `virt`'s GICv2 frames, mapped as device memory for
+        // the whole run; the caller promises exclusive use on this CPU.
+        let mut host = unsafe {
+            HostGicv2::new(
+                UniqueMmioPointer::new(gicd),
+                UniqueMmioPointer::new(gicc),
+                UniqueMmioPointer::new(gich),
+                GICV_BASE,
+            )
+        };
+        if first {
+            host.enable_distributor();
+        }
+        host.init();
+        for &(ppi, priority) in ppis {
+            host.enable_ppi(ppi, priority);
+        }
+        Some(Self { host })
+    }
+}
+
+impl HostIrqs for Gicv2 {
+    type Vgic = VgicCpuV2;
+    type Chip<'a> = Gicv2Chip<'a>;
+    type Error = arch_timer_virt_gicv2::Error;
+
+    fn chip<'a>(&'a mut self, vgic: &'a mut VgicCpuV2) -> Self::Chip<'a> {
+        Gicv2Chip::new(&mut self.host, vgic)
+    }
+    fn acknowledge(&mut self) -> Option<u32> {
+        self.host.acknowledge()
+    }
+    fn priority_drop(&mut self, intid: u32) {
+        self.host.priority_drop(intid);
+    }
+    fn deactivate(&mut self, intid: u32) {
+        self.host.deactivate(intid);
+    }
+    fn vcpu_load(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
+        self.chip(vgic).vcpu_load()
+    }
+    fn vcpu_put(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
+        self.chip(vgic).vcpu_put()
+    }
+    fn sync_after_exit(&mut self, vgic: &mut VgicCpuV2) {
+        let _ = self.chip(vgic).sync_after_exit();
+    }
+    fn maintenance(&mut self, vgic: &mut VgicCpuV2) {
+        let _ = self.chip(vgic).maintenance();
     }
 }
