@@ -129,6 +129,19 @@ impl VirtualInterface {
         };
     }
 
+    /// Makes `intid` pending again if its line is high and it is neither
+    /// pending nor active: what a vGIC that keeps level semantics in
+    /// software (KVM's) does when it flushes its state before an entry.
+    pub(crate) fn resample(&mut self, intid: IntId) {
+        if let Some(irq) = self.get_mut(intid)
+            && irq.line
+            && irq.state == VirtualState::Inactive
+        {
+            irq.state = VirtualState::Pending;
+            irq.raises = irq.raises.saturating_add(1);
+        }
+    }
+
     /// The guest acknowledges the highest-priority pending interrupt (all
     /// share one priority, so the lowest INTID).
     pub(crate) fn acknowledge(&mut self) -> Option<IntId> {

@@ -147,7 +147,10 @@ impl Guest {
     pub fn perform(&mut self, op: GuestOp, machine: &mut Machine, vcpu: usize, cpu: usize) {
         match op {
             GuestOp::SetCval { ahead } => {
-                let cval = self.timer.virtual_count(machine.now()).wrapping_add(Ticks::new(ahead));
+                let cval = self
+                    .timer
+                    .virtual_count(machine.now())
+                    .wrapping_add(Ticks::new(ahead));
                 self.write_cval(machine, cpu, cval);
             }
             GuestOp::SetCvalAbsolute(cval) => self.write_cval(machine, cpu, Ticks::new(cval)),

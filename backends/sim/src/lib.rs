@@ -6,7 +6,9 @@ pub mod machine;
 
 pub use gic::{PpiState, Ppis, VirtualInterface, VirtualIrq, VirtualState};
 pub use log::{Access, AccessLog, Counters};
-pub use machine::{Cpu, Machine, Ports, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs};
+pub use machine::{
+    Cpu, Machine, Ports, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs,
+};
 pub mod guest;
 pub mod host;
 

@@ -5,7 +5,9 @@
 use core::cell::RefCell;
 use core::convert::Infallible;
 
-use arch_timer_virt::{IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw};
+use arch_timer_virt::{
+    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw,
+};
 
 use crate::gic::{Ppis, VirtualInterface, VirtualIrq};
 use crate::log::{Access, AccessLog, Counters};
@@ -338,6 +340,14 @@ impl Machine {
         self.cpus[cpu].timer.cval = count.wrapping_add(delta);
     }
 
+    /// The vGIC of vCPU `vcpu` re-pends the virtual `intid` if its line is
+    /// still high and it is inactive (a software vGIC with level
+    /// semantics, as KVM's, does this when it flushes before an entry; a
+    /// vGIC that only writes list registers on a raise does not).
+    pub fn resample_virtual_level(&mut self, vcpu: usize, intid: IntId) {
+        self.vifs[vcpu].resample(intid);
+    }
+
     /// The guest acknowledges its highest-priority pending virtual
     /// interrupt (`ICV_IAR1_EL1`), if any.
     pub fn guest_acknowledge(&mut self, vcpu: usize) -> Option<IntId> {
@@ -497,7 +507,9 @@ pub struct SimSoftTimers<'a> {
 
 impl SoftTimers for SimSoftTimers<'_> {
     fn arm(&mut self, timer: SoftTimer, at: Ticks) {
-        self.log.borrow_mut().record(Access::ArmSoftTimer { timer, at });
+        self.log
+            .borrow_mut()
+            .record(Access::ArmSoftTimer { timer, at });
         *self.soft.slot(timer) = Some(at);
     }
 

@@ -66,9 +66,15 @@ fn priority_drop_alone_does_not_deactivate() {
     let state = m.cpu(0).ppis.get(ppi);
     assert!(state.active && !state.priority_held);
     m.advance(1000);
-    assert!(!m.timer_irq_signalled(0), "still active after the drop: no storm");
+    assert!(
+        !m.timer_irq_signalled(0),
+        "still active after the drop: no storm"
+    );
     m.host_deactivate(0, ppi);
-    assert!(m.timer_irq_signalled(0), "line still high: signalled again once inactive");
+    assert!(
+        m.timer_irq_signalled(0),
+        "line still high: signalled again once inactive"
+    );
 }
 
 #[test]
@@ -101,13 +107,19 @@ fn hw_deactivation_by_the_guest_clears_the_physical_active_state() {
     let mut p = m.ports(0, 0);
     p.gic.map_virtual(IntId::VIRTUAL_TIMER, ppi).unwrap();
     p.gic.set_virtual_level(IntId::VIRTUAL_TIMER, true).unwrap();
-    assert_eq!(m.virtual_irq(0, IntId::VIRTUAL_TIMER).state, VirtualState::Pending);
+    assert_eq!(
+        m.virtual_irq(0, IntId::VIRTUAL_TIMER).state,
+        VirtualState::Pending
+    );
     let intid = m.guest_acknowledge(0).unwrap();
     let p = m.ports(0, 0);
     assert_eq!(p.gic.virtual_active(intid), Ok(true));
     assert!(m.cpu(0).ppis.get(ppi).active);
     m.guest_deactivate(0, 0, intid);
-    assert!(!m.cpu(0).ppis.get(ppi).active, "HW bit: physical deactivated too");
+    assert!(
+        !m.cpu(0).ppis.get(ppi).active,
+        "HW bit: physical deactivated too"
+    );
     assert_eq!(m.virtual_irq(0, intid).state, VirtualState::Inactive);
 }
 
@@ -132,7 +144,11 @@ fn raising_a_deactivated_line_again_re_pends_it() {
     let intid = m.guest_acknowledge(0).unwrap();
     let mut p = m.ports(0, 0);
     p.gic.set_virtual_level(intid, true).unwrap();
-    assert_eq!(m.virtual_irq(0, intid).state, VirtualState::Active, "HW LR: not active+pending");
+    assert_eq!(
+        m.virtual_irq(0, intid).state,
+        VirtualState::Active,
+        "HW LR: not active+pending"
+    );
     m.guest_deactivate(0, 0, intid);
     assert_eq!(m.virtual_irq(0, intid).state, VirtualState::Inactive);
     let mut p = m.ports(0, 0);
@@ -167,12 +183,19 @@ fn every_access_is_counted_and_traced() {
     p.timer.set_vtimer_ctl(TimerCtl::ENABLE);
     let _ = p.timer.vtimer_ctl();
     let c = m.counters();
-    assert_eq!((c.cval_writes, c.barriers, c.ctl_writes, c.ctl_reads), (1, 1, 1, 1));
+    assert_eq!(
+        (c.cval_writes, c.barriers, c.ctl_writes, c.ctl_reads),
+        (1, 1, 1, 1)
+    );
     assert_eq!(c.vtimer_register_accesses(), 4);
     assert_eq!(m.take_trace().len(), 4);
     assert_eq!(m.ordering_violations(), 0);
     let mut p = m.ports(0, 0);
     p.timer.set_vtimer_cval(Ticks::new(6));
     p.timer.set_vtimer_ctl(TimerCtl::ENABLE);
-    assert_eq!(m.ordering_violations(), 1, "CTL after CVAL without isb is caught");
+    assert_eq!(
+        m.ordering_violations(),
+        1,
+        "CTL after CVAL without isb is caught"
+    );
 }
