@@ -360,15 +360,10 @@ where
                 v.state = RunState::Runnable;
             }
             let mut slices = 0;
-            loop {
-                match self.run_slice(v) {
-                    SliceEnd::Tick => {
-                        slices += 1;
-                        if slices >= SLICE_TICKS {
-                            break;
-                        }
-                    }
-                    SliceEnd::Blocked | SliceEnd::Done => break,
+            while let SliceEnd::Tick = self.run_slice(v) {
+                slices += 1;
+                if slices >= SLICE_TICKS {
+                    break;
                 }
             }
         }
@@ -440,11 +435,17 @@ where
         loop {
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
-                if let Err(e) = v.timer.before_entry(&mut self.timer, &mut chip, &mut v.soft) {
+                if let Err(e) = v
+                    .timer
+                    .before_entry(&mut self.timer, &mut chip, &mut v.soft)
+                {
                     fail!("hv: before_entry: {e:?}");
                 }
             }
-            let deadline = v.soft.physical.map_or(self.next_tick, |p| p.get().min(self.next_tick));
+            let deadline = v
+                .soft
+                .physical
+                .map_or(self.next_tick, |p| p.get().min(self.next_tick));
             hyp_timer_arm(deadline);
             // SAFETY: HCR_EL2, stage 2 and the vCPU's EL1 registers are set
             // up; `regs` enters the guest at EL1 where it left off.
@@ -469,11 +470,9 @@ where
                         return end;
                     }
                 }
-                Exit::Fiq | Exit::SError => fail!(
-                    "hv: vCPU {} exit {exit:?} at {:#x}",
-                    v.index,
-                    v.regs.pc
-                ),
+                Exit::Fiq | Exit::SError => {
+                    fail!("hv: vCPU {} exit {exit:?} at {:#x}", v.index, v.regs.pc)
+                }
             }
         }
     }
@@ -593,7 +592,14 @@ where
                     Access::Write(v.regs.x.get(rt).copied().unwrap_or(0))
                 };
                 let mut chip = self.gic.chip(&mut v.vgic);
-                match emulate::access(&mut v.timer, &self.vm, &mut self.timer, &mut chip, trap.reg, access) {
+                match emulate::access(
+                    &mut v.timer,
+                    &self.vm,
+                    &mut self.timer,
+                    &mut chip,
+                    trap.reg,
+                    access,
+                ) {
                     Ok(value) => {
                         if trap.is_read
                             && let Some(x) = v.regs.x.get_mut(rt)
@@ -658,15 +664,20 @@ where
             total.duplicates += r.duplicates;
             total.lost += r.lost;
             total.spurious += r.spurious;
-            let enough = !matches!(self.config.scenario, Scenario::Periodic | Scenario::TwoVcpus)
-                || r.interrupts >= 1000;
+            let enough = !matches!(
+                self.config.scenario,
+                Scenario::Periodic | Scenario::TwoVcpus
+            ) || r.interrupts >= 1000;
             if r.status != 0 || r.early != 0 || r.duplicates != 0 || r.lost != 0 || !enough {
                 println!("hv: vCPU {} failed: {r:?}", v.index);
                 pass = false;
             }
         }
         let s = self.stats;
-        let per = s.exits.checked_mul(100).and_then(|e| e.checked_div(total.interrupts));
+        let per = s
+            .exits
+            .checked_mul(100)
+            .and_then(|e| e.checked_div(total.interrupts));
         let per = Hundredths(per);
         println!(
             "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \

@@ -8,9 +8,7 @@ use core::ptr::NonNull;
 
 use arch_timer_virt::{IntId, IrqChip};
 use arch_timer_virt_gicv2::registers::{GiccRegs, GicdRegs, GichRegs};
-use arch_timer_virt_gicv2::{
-    Gic as Gicv2Chip, HostGic as HostGicv2, VgicCpu as VgicCpuV2,
-};
+use arch_timer_virt_gicv2::{Gic as Gicv2Chip, HostGic as HostGicv2, VgicCpu as VgicCpuV2};
 use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
 use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
 use safe_mmio::UniqueMmioPointer;
@@ -88,13 +86,15 @@ impl Gicv3 {
             }
         }
         let region = NonNull::slice_from_raw_parts(
-            NonNull::new(GICR_BASE as *mut Redistributor).ok_or(arch_timer_virt_gicv3::Error::NotLoaded)?,
+            NonNull::new(GICR_BASE as *mut Redistributor)
+                .ok_or(arch_timer_virt_gicv3::Error::NotLoaded)?,
             GICR_COUNT,
         );
         // SAFETY: the caller promises EL2 on a GICv3 system and exclusive use
         // of this CPU's GIC; the region is QEMU `virt`'s GICR, mapped as
         // device memory, and `HostGic::new` touches only this CPU's frame.
-        let mut host = unsafe { HostGicv3::new(CpuSysRegs::new(), UniqueMmioPointer::new(region))? };
+        let mut host =
+            unsafe { HostGicv3::new(CpuSysRegs::new(), UniqueMmioPointer::new(region))? };
         host.init()?;
         for &(ppi, priority) in ppis {
             host.enable_ppi(ppi, priority);

@@ -252,6 +252,11 @@ fn vcount() -> u64 {
     mrs!("cntvct_el0")
 }
 
+/// The low 32 bits of a register value (TVAL is a 32-bit register).
+fn low32(value: u64) -> u32 {
+    u32::try_from(value & 0xffff_ffff).unwrap_or(u32::MAX)
+}
+
 fn gic_init(gic: GuestGic) {
     match gic {
         GuestGic::V3 => {
@@ -378,7 +383,10 @@ extern "C" fn guest_irq() {
             timer_interrupt(s, ctl, cval, now);
             match s.rearm.load(Ordering::Relaxed) {
                 REARM_PERIODIC => {
-                    msr!("cntp_cval_el0", cval.wrapping_add(s.period.load(Ordering::Relaxed)));
+                    msr!(
+                        "cntp_cval_el0",
+                        cval.wrapping_add(s.period.load(Ordering::Relaxed))
+                    );
                 }
                 _ => msr!("cntp_ctl_el0", 0),
             }
@@ -395,7 +403,8 @@ extern "C" fn guest_irq() {
 /// has not fired before.
 fn timer_interrupt(s: &GuestState, ctl: u64, cval: u64, now: u64) {
     s.interrupts.fetch_add(1, Ordering::Relaxed);
-    let ok = ctl & (CTL_ENABLE | CTL_IMASK | CTL_ISTATUS) == CTL_ENABLE | CTL_ISTATUS && now >= cval;
+    let ok =
+        ctl & (CTL_ENABLE | CTL_IMASK | CTL_ISTATUS) == CTL_ENABLE | CTL_ISTATUS && now >= cval;
     if !ok {
         s.early.fetch_add(1, Ordering::Relaxed);
     }
@@ -538,8 +547,15 @@ fn periodic(vcpu: u64) -> ! {
     }
     irqs_off();
     msr!("cntv_ctl_el0", 0);
-    gprintln!("guest {vcpu}: periodic done, {} interrupts", s.interrupts.load(Ordering::Relaxed));
-    let status = u64::from(lost != 0 || s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0);
+    gprintln!(
+        "guest {vcpu}: periodic done, {} interrupts",
+        s.interrupts.load(Ordering::Relaxed)
+    );
+    let status = u64::from(
+        lost != 0
+            || s.early.load(Ordering::Relaxed) != 0
+            || s.duplicates.load(Ordering::Relaxed) != 0,
+    );
     finish(vcpu, status, lost)
 }
 
@@ -621,10 +637,10 @@ fn programming(vcpu: u64) -> ! {
     let before = s.interrupts.load(Ordering::Relaxed);
     msr!("cntv_ctl_el0", 0);
     msr!("cntv_tval_el0", 625_000);
-    let tval1 = mrs!("cntv_tval_el0") as u32;
+    let tval1 = low32(mrs!("cntv_tval_el0"));
     msr!("cntv_ctl_el0", CTL_ENABLE);
     check(7, quiet_for(s, before, 300_000));
-    let tval2 = mrs!("cntv_tval_el0") as u32;
+    let tval2 = low32(mrs!("cntv_tval_el0"));
     check(8, tval2 < tval1 && tval1 <= 625_000);
     let ok = wait_for(s, before + 1);
     lost += u64::from(!ok);
@@ -736,7 +752,10 @@ fn wfi_sleep(vcpu: u64) -> ! {
         }
     }
     irqs_off();
-    if s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0 || lost != 0 {
+    if s.early.load(Ordering::Relaxed) != 0
+        || s.duplicates.load(Ordering::Relaxed) != 0
+        || lost != 0
+    {
         status = status.max(2);
     }
     gprintln!("guest {vcpu}: wfi-sleep done, status {status}");
@@ -753,8 +772,8 @@ fn physical(vcpu: u64) -> ! {
     s.rearm.store(REARM_PERIODIC, Ordering::Relaxed);
     let mut status = 0;
     msr!("cntp_tval_el0", 100_000);
-    let tval = mrs!("cntp_tval_el0") as u32;
-    if tval > 100_000 || tval < 50_000 {
+    let tval = low32(mrs!("cntp_tval_el0"));
+    if !(50_000..=100_000).contains(&tval) {
         status = 1;
     }
     msr!("cntp_cval_el0", mrs!("cntpct_el0") + period);
@@ -769,7 +788,10 @@ fn physical(vcpu: u64) -> ! {
     }
     irqs_off();
     msr!("cntp_ctl_el0", 0);
-    if s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0 || lost != 0 {
+    if s.early.load(Ordering::Relaxed) != 0
+        || s.duplicates.load(Ordering::Relaxed) != 0
+        || lost != 0
+    {
         status = status.max(2);
     }
     gprintln!("guest {vcpu}: ptimer done, status {status}");

@@ -6,11 +6,11 @@ mod console;
 #[cfg(target_os = "none")]
 mod cs;
 #[cfg(target_os = "none")]
+mod el1;
+#[cfg(target_os = "none")]
 mod el2;
 #[cfg(target_os = "none")]
 mod exit;
-#[cfg(target_os = "none")]
-mod el1;
 #[cfg(target_os = "none")]
 mod gic;
 #[cfg(target_os = "none")]

@@ -80,7 +80,11 @@ pub(crate) fn install() {
     unsafe {
         write_sysreg!(vtcr_el2, VTCR);
         write_sysreg!(vttbr_el2, L1.0.get() as u64);
-        core::arch::asm!("tlbi vmalls12e1", "dsb nsh", options(nostack, preserves_flags));
+        core::arch::asm!(
+            "tlbi vmalls12e1",
+            "dsb nsh",
+            options(nostack, preserves_flags)
+        );
     }
     crate::sysreg::isb();
 }
