@@ -5,7 +5,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 fails=0; runs=0
 for gic in 3 2; do
   for mode in 0 1; do
-    for scenario in 0 1 2 3 4 5 6; do
+    for scenario in 0 1 2 3 4 5 6 7; do
       runs=$((runs + 1))
       out=$("$here/run.sh" "$scenario" "$mode" "$gic" 2>/dev/null); rc=$?
       line=$(printf '%s\n' "$out" | grep '^RESULT' || printf '%s\n' "$out" | tail -2 | tr '\n' ' ')

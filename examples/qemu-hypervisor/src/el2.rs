@@ -7,7 +7,11 @@
 //! EL2 physical timer (`CNTHP_*`, PPI 26) for scheduler ticks and the
 //! library's soft timers, the scheduler, and the statistics.
 
+use core::cell::RefCell;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use critical_section::Mutex;
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{
@@ -41,6 +45,22 @@ const TICK: u64 = 62_500;
 const SLICE_TICKS: u64 = 2;
 /// The whole run must end within this many counter ticks (20 s).
 const RUN_LIMIT: u64 = 62_500_000 * 20;
+
+/// The one VM's timer settings, shared by every vCPU on every CPU.
+static VM: VmTimer = VmTimer::new();
+
+/// Migration: which CPU owns the vCPU now (0 or 1).
+static OWNER: AtomicUsize = AtomicUsize::new(0);
+/// Migration: the vCPU has finished.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+/// Migration: the vCPU, lent between the CPUs (a `*mut Vcpu<_>`).
+static MIGRATING: AtomicUsize = AtomicUsize::new(0);
+/// Migration: the second CPU's statistics, added at each hand-back.
+static CPU1_STATS: Mutex<RefCell<Stats>> = Mutex::new(RefCell::new(Stats::ZERO));
+/// Migration: hand the vCPU over after this many raised vtimer interrupts.
+const MIGRATE_EVERY: u64 = 3;
+/// The second CPU's EL2 stack.
+static mut CPU1_STACK: aarch64_rt::Stack<16> = aarch64_rt::Stack::new();
 
 /// Which GIC this run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,37 +105,14 @@ pub(crate) fn run(config: RunConfig) -> ! {
         config.scenario.name(),
         config.host_mode
     );
-    if config.host_mode == HostMode::Vhe {
+    if config.host_mode == HostMode::Vhe && (read_sysreg!(id_aa64mmfr1_el1) >> 8) & 0xf == 0 {
         // ID_AA64MMFR1_EL1.VH, bits 11:8.
-        if (read_sysreg!(id_aa64mmfr1_el1) >> 8) & 0xf == 0 {
-            fail!("hv: VHE asked for, but the CPU has no FEAT_VHE");
-        }
-        // SAFETY: boot CPU, before anything depends on the host mode.
-        unsafe { enter_vhe() };
+        fail!("hv: VHE asked for, but the CPU has no FEAT_VHE");
     }
-    let e2h = read_sysreg!(hcr_el2) & HCR_E2H;
-    let midr = read_sysreg!(midr_el1);
-    // SAFETY: the guests' configuration; see HCR_GUEST. E2H is kept as
-    // `enter_vhe` left it.
-    unsafe {
-        write_sysreg!(hcr_el2, HCR_GUEST | e2h);
-        write_sysreg!(vpidr_el2, midr);
-    }
-    crate::sysreg::isb();
     // SAFETY: boot CPU, once, before any guest runs or other CPU starts.
     unsafe { crate::stage2::build(gic == GicVersion::V2) };
-    crate::stage2::install();
-
-    let timer_mode = match config.host_mode {
-        HostMode::NonVhe => TimerHostMode::NonVhe,
-        HostMode::Vhe => TimerHostMode::Vhe,
-    };
-    // SAFETY: at EL2 on the boot CPU; this is the only token for this CPU's
-    // timer registers, and E2H no longer changes.
-    let timer = match unsafe { El2Timer::new_with_host_mode(timer_mode) } {
-        Ok(t) => t,
-        Err(e) => fail!("hv: timer: {e}"),
-    };
+    // SAFETY: boot CPU, before anything depends on the host mode.
+    let timer = unsafe { cpu_init(config) };
     let ppis = hyp_ppis();
     match gic {
         GicVersion::V3 => {
@@ -133,6 +130,89 @@ pub(crate) fn run(config: RunConfig) -> ! {
             };
             Hyp::new(config, GicVersion::V2, timer, gic).run()
         }
+    }
+}
+
+/// The second CPU (migration scenario): the same EL2 setup, then it takes
+/// the vCPU whenever the first CPU hands it over.
+fn secondary_main(config: RunConfig, gic: GicVersion) -> ! {
+    crate::vectors::install();
+    // SAFETY: first thing on this CPU, at EL2 (PSCI CPU_ON enters at EL2).
+    let timer = unsafe { cpu_init(config) };
+    let ppis = hyp_ppis();
+    match gic {
+        GicVersion::V3 => {
+            // SAFETY: once on this CPU, at EL2, GICv3 checked on the boot CPU.
+            let gic = match unsafe { Gicv3::new(&ppis) } {
+                Ok(g) => g,
+                Err(e) => fail!("hv: CPU 1 GICv3: {e}"),
+            };
+            Hyp::new(config, GicVersion::V3, timer, gic).secondary()
+        }
+        GicVersion::V2 => {
+            // SAFETY: once on this CPU, at EL2; the boot CPU enabled the
+            // distributor.
+            let Some(gic) = (unsafe { Gicv2::new(&ppis, false) }) else {
+                fail!("hv: CPU 1 GICv2 frames");
+            };
+            Hyp::new(config, GicVersion::V2, timer, gic).secondary()
+        }
+    }
+}
+
+/// Waits until `OWNER` is `cpu` or the vCPU has finished; `true` if it
+/// has finished.
+fn wait_for_vcpu(cpu: usize) -> bool {
+    loop {
+        if FINISHED.load(Ordering::Acquire) {
+            return true;
+        }
+        if OWNER.load(Ordering::Acquire) == cpu {
+            return false;
+        }
+        // SAFETY: wfe only waits for an event (the other CPU's sev).
+        unsafe { core::arch::asm!("wfe", options(nostack)) };
+    }
+}
+
+/// Hands the vCPU to `cpu` and wakes it.
+fn hand_over(cpu: usize) {
+    OWNER.store(cpu, Ordering::Release);
+    // SAFETY: sev only signals an event.
+    unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
+}
+
+/// Brings this CPU's EL2 to the run's host mode and guest configuration,
+/// and takes its timer.
+///
+/// # Safety
+///
+/// Once per CPU, at EL2, before anything on this CPU depends on the host
+/// mode; the stage 2 tables are built.
+unsafe fn cpu_init(config: RunConfig) -> El2Timer {
+    if config.host_mode == HostMode::Vhe {
+        // SAFETY: the caller's promise; FEAT_VHE was checked on the boot CPU.
+        unsafe { enter_vhe() };
+    }
+    let e2h = read_sysreg!(hcr_el2) & HCR_E2H;
+    let midr = read_sysreg!(midr_el1);
+    // SAFETY: the guests' configuration; see HCR_GUEST. E2H is kept as
+    // `enter_vhe` left it.
+    unsafe {
+        write_sysreg!(hcr_el2, HCR_GUEST | e2h);
+        write_sysreg!(vpidr_el2, midr);
+    }
+    crate::sysreg::isb();
+    crate::stage2::install();
+    let timer_mode = match config.host_mode {
+        HostMode::NonVhe => TimerHostMode::NonVhe,
+        HostMode::Vhe => TimerHostMode::Vhe,
+    };
+    // SAFETY: at EL2 on this CPU; this is the only token for this CPU's
+    // timer registers, and E2H no longer changes.
+    match unsafe { El2Timer::new_with_host_mode(timer_mode) } {
+        Ok(t) => t,
+        Err(e) => fail!("hv: timer: {e}"),
     }
 }
 
@@ -257,13 +337,39 @@ struct Stats {
     ticks: u64,
 }
 
+impl Stats {
+    const ZERO: Self = Self {
+        exits: 0,
+        irq_exits: 0,
+        wfi_exits: 0,
+        hvc_exits: 0,
+        sysreg_exits: 0,
+        raised: 0,
+        spurious: 0,
+        switches: 0,
+        ticks: 0,
+    };
+
+    /// Adds `other`'s counts to these.
+    fn add(&mut self, other: &Self) {
+        self.exits += other.exits;
+        self.irq_exits += other.irq_exits;
+        self.wfi_exits += other.wfi_exits;
+        self.hvc_exits += other.hvc_exits;
+        self.sysreg_exits += other.sysreg_exits;
+        self.raised += other.raised;
+        self.spurious += other.spurious;
+        self.switches += other.switches;
+        self.ticks += other.ticks;
+    }
+}
+
 /// The hypervisor on one CPU.
 struct Hyp<G: HostIrqs> {
     config: RunConfig,
     gic_version: GicVersion,
     timer: El2Timer,
     gic: G,
-    vm: VmTimer,
     stats: Stats,
     next_tick: u64,
     start: u64,
@@ -287,7 +393,6 @@ where
             gic_version,
             timer,
             gic,
-            vm: VmTimer::new(),
             stats: Stats::default(),
             next_tick: now + TICK,
             start: now,
@@ -323,10 +428,22 @@ where
     fn run(mut self) -> ! {
         let count = match self.config.scenario {
             Scenario::TwoVcpus => 2,
-            Scenario::Migration => fail!("hv: the migration scenario is not implemented yet"),
             _ => 1,
         };
         let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
+        if self.config.scenario == Scenario::Migration {
+            self.migrate(&mut vcpus[0]);
+            let mut other = Stats::ZERO;
+            critical_section::with(|cs| other = *CPU1_STATS.borrow_ref(cs));
+            println!(
+                "hv: CPU 0 raised {} vtimer interrupts, CPU 1 raised {}; {} hand-overs",
+                self.stats.raised,
+                other.raised,
+                self.stats.switches + other.switches
+            );
+            self.stats.add(&other);
+            self.report(core::slice::from_ref(&vcpus[0]));
+        }
         let vcpus = vcpus.get_mut(..count).unwrap_or_default();
         hyp_timer_arm(self.next_tick);
         let mut current: Option<usize> = None;
@@ -374,6 +491,102 @@ where
         self.report(vcpus)
     }
 
+    /// Migration, first CPU: starts the second CPU, then runs the vCPU
+    /// whenever it owns it, handing it over every few interrupts.
+    fn migrate(&mut self, v: &mut Vcpu<G::Vgic>) {
+        MIGRATING.store(core::ptr::from_mut(v) as usize, Ordering::Release);
+        OWNER.store(0, Ordering::Release);
+        let (config, gic) = (self.config, self.gic_version);
+        // SAFETY: CPU1_STACK is used only by the second CPU, which this
+        // starts once; the initial page table maps it for both CPUs alike.
+        let started = unsafe {
+            aarch64_rt::start_core::<smccc::Smc, _, 16>(1, &raw mut CPU1_STACK, move || {
+                secondary_main(config, gic)
+            })
+        };
+        if let Err(e) = started {
+            fail!("hv: cannot start CPU 1 (run with -smp 2): {e}");
+        }
+        while !wait_for_vcpu(0) {
+            if self.run_owned(v) {
+                FINISHED.store(true, Ordering::Release);
+                hand_over(1);
+                break;
+            }
+            self.stats.switches += 1;
+            hand_over(1);
+        }
+        hyp_timer_stop();
+    }
+
+    /// Migration, second CPU: runs the vCPU whenever the first CPU hands
+    /// it over, and hands it back.
+    fn secondary(mut self) -> ! {
+        loop {
+            if wait_for_vcpu(1) {
+                break;
+            }
+            let ptr = MIGRATING.load(Ordering::Acquire) as *mut Vcpu<G::Vgic>;
+            // SAFETY: the first CPU lent us the vCPU (OWNER = 1, with
+            // release ordering) and does not touch it until we hand it back;
+            // it lives in the first CPU's `run` frame, which never returns.
+            let Some(v) = (unsafe { ptr.as_mut() }) else {
+                fail!("hv: CPU 1 got no vCPU");
+            };
+            let done = self.run_owned(v);
+            self.stats.switches += 1;
+            critical_section::with(|cs| CPU1_STATS.borrow_ref_mut(cs).add(&self.stats));
+            self.stats = Stats::ZERO;
+            if done {
+                FINISHED.store(true, Ordering::Release);
+            }
+            hand_over(0);
+        }
+        hyp_timer_stop();
+        loop {
+            // SAFETY: parks this CPU; the first CPU ends the run.
+            unsafe { core::arch::asm!("wfe", options(nostack)) };
+        }
+    }
+
+    /// Loads `v` on this CPU, runs it until it has had
+    /// `MIGRATE_EVERY` interrupts raised (checked at ticks) or finishes,
+    /// and puts it. Returns whether it finished.
+    fn run_owned(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
+        self.next_tick = self.now() + TICK;
+        hyp_timer_arm(self.next_tick);
+        self.load(v);
+        let start = self.stats.raised;
+        let done = loop {
+            if let RunState::Done(_) = v.state {
+                break true;
+            }
+            if let RunState::Blocked(_) = v.state {
+                let one = core::slice::from_mut(&mut *v);
+                self.wake_blocked(one);
+                if let Some(v) = one.first()
+                    && v.state != RunState::Runnable
+                {
+                    self.idle(one, Some(0));
+                    continue;
+                }
+            }
+            match self.run_slice(v) {
+                SliceEnd::Done => break true,
+                SliceEnd::Tick | SliceEnd::Blocked => {}
+            }
+            if self.stats.raised - start >= MIGRATE_EVERY {
+                break false;
+            }
+            if self.now().wrapping_sub(self.start) > RUN_LIMIT {
+                fail!("hv: run limit exceeded");
+            }
+        };
+        self.put(v);
+        hyp_timer_stop();
+        done
+    }
+
     /// Marks blocked vCPUs whose wake-up time has come runnable.
     fn wake_blocked(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
         let now = self.now();
@@ -412,7 +625,7 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v.timer.load(&self.vm, &mut self.timer, &mut chip) {
+        if let Err(e) = v.timer.load(&VM, &mut self.timer, &mut chip) {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
@@ -594,7 +807,7 @@ where
                 let mut chip = self.gic.chip(&mut v.vgic);
                 match emulate::access(
                     &mut v.timer,
-                    &self.vm,
+                    &VM,
                     &mut self.timer,
                     &mut chip,
                     trap.reg,
