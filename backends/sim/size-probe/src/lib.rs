@@ -1,0 +1,136 @@
+//! Every `VcpuTimer` operation, instantiated with hardware accessors that
+//! are opaque external functions (so nothing is folded away), for
+//! measuring the code a hypervisor links in. Not for running.
+
+#![no_std]
+
+use arch_timer_virt::{
+    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw, VcpuTimer,
+    VmTimer,
+};
+
+unsafe extern "C" {
+    fn probe_sysreg_read(reg: u32) -> u64;
+    fn probe_sysreg_write(reg: u32, value: u64);
+    fn probe_gic(op: u32, intid: u32, value: u32) -> u32;
+    fn probe_soft(op: u32, timer: u32, at: u64);
+}
+
+struct Hw;
+struct Gic;
+struct Soft;
+
+fn read(reg: u32) -> u64 {
+    // SAFETY: a probe, never run; the symbol stands for a register read.
+    unsafe { probe_sysreg_read(reg) }
+}
+
+fn write(reg: u32, value: u64) {
+    // SAFETY: as `read`.
+    unsafe { probe_sysreg_write(reg, value) }
+}
+
+fn gic(op: u32, intid: IntId, value: bool) -> Result<bool, ()> {
+    // SAFETY: as `read`.
+    match unsafe { probe_gic(op, intid.get(), u32::from(value)) } {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(()),
+    }
+}
+
+impl TimerHw for Hw {
+    fn features(&self) -> TimerFeatures {
+        TimerFeatures {
+            vhe: read(0) != 0,
+            ecv: false,
+            frequency_hz: 62_500_000,
+        }
+    }
+    fn physical_count(&self) -> Ticks {
+        Ticks::new(read(1))
+    }
+    fn vtimer_ctl(&self) -> TimerCtl {
+        TimerCtl::from_bits_retain(read(2))
+    }
+    fn set_vtimer_ctl(&mut self, ctl: TimerCtl) {
+        write(2, ctl.bits());
+    }
+    fn vtimer_cval(&self) -> Ticks {
+        Ticks::new(read(3))
+    }
+    fn set_vtimer_cval(&mut self, cval: Ticks) {
+        write(3, cval.get());
+    }
+    fn set_virtual_offset(&mut self, offset: Ticks) {
+        write(4, offset.get());
+    }
+    fn barrier(&mut self) {
+        write(5, 0);
+    }
+    fn set_el1_physical_access(&mut self, allowed: bool) {
+        write(6, u64::from(allowed));
+    }
+}
+
+impl IrqChip for Gic {
+    type Error = ();
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), ()> {
+        gic(0, ppi, active).map(|_| ())
+    }
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), ()> {
+        gic(1, ppi, masked).map(|_| ())
+    }
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), ()> {
+        gic(2, intid, level).map(|_| ())
+    }
+    fn virtual_active(&self, intid: IntId) -> Result<bool, ()> {
+        gic(3, intid, false)
+    }
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), ()> {
+        gic(4, intid, host.get() != 0).map(|_| ())
+    }
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), ()> {
+        gic(5, intid, false).map(|_| ())
+    }
+}
+
+impl SoftTimers for Soft {
+    fn arm(&mut self, timer: SoftTimer, at: Ticks) {
+        // SAFETY: as `read`.
+        unsafe { probe_soft(0, timer as u32, at.get()) }
+    }
+    fn cancel(&mut self, timer: SoftTimer) {
+        // SAFETY: as `read`.
+        unsafe { probe_soft(1, timer as u32, 0) }
+    }
+}
+
+/// Runs operation `op` on `timer`; returns 0 on success.
+#[unsafe(no_mangle)]
+pub extern "C" fn probe_vcpu_timer(timer: &mut VcpuTimer, vm: &VmTimer, op: u32) -> u32 {
+    let ok = match op {
+        0 => timer.load(vm, &mut Hw, &mut Gic).is_ok(),
+        1 => timer.put(&mut Hw).is_ok(),
+        2 => !matches!(
+            timer.block(&mut Hw, &mut Soft),
+            arch_timer_virt::Wakeup::Never
+        ),
+        3 => {
+            timer.unblock(&mut Hw, &mut Soft);
+            true
+        }
+        4 => timer.before_entry(&mut Hw, &mut Gic, &mut Soft).is_ok(),
+        5 => timer.after_exit(&mut Hw, &mut Gic, &mut Soft).is_ok(),
+        6 => timer.handle_host_irq(&mut Hw, &mut Gic).is_ok(),
+        7 => timer.physical_timer_expired(&mut Hw, &mut Gic).is_ok(),
+        8 => timer.reset(&mut Hw, &mut Gic, &mut Soft).is_ok(),
+        _ => timer.should_notify_user(),
+    };
+    u32::from(!ok)
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
