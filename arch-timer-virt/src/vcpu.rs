@@ -155,9 +155,12 @@ impl VcpuTimer {
     ///
     /// Takes the interrupt numbers and forwarding mode from `vm` (and locks
     /// its configuration). Then, in this order: maps the virtual timer's
-    /// INTID to the host PPI (first load, [`Forwarding::Hardware`]); sets
-    /// the physical PPI's active state to "virtual line high or virtual
-    /// interrupt active" ([`Forwarding::Hardware`]) or masks it while the
+    /// INTID to the host PPI (first load, [`Forwarding::Hardware`]); brings
+    /// the virtual line in step with the saved timer (raised if the timer
+    /// fires, lowered if not, raised again if the guest deactivated it with
+    /// the condition still met); sets the physical PPI unmasked and active
+    /// exactly when the line is high or the guest has the virtual interrupt
+    /// active ([`Forwarding::Hardware`]), or inactive and masked while the
     /// line is high ([`Forwarding::Masking`]); writes `CNTVOFF_EL2`;
     /// restores the virtual timer (CVAL, barrier, CTL) unless it is already
     /// on the hardware; traps EL1 physical timer accesses.
@@ -165,8 +168,9 @@ impl VcpuTimer {
     /// # Errors
     ///
     /// [`Error::AlreadyLoaded`] (nothing touched); [`Error::IrqChip`] if the
-    /// interrupt controller fails, in which case the vCPU stays unloaded
-    /// and the timer registers are untouched.
+    /// interrupt controller fails, in which case the vCPU stays unloaded and
+    /// the timer registers are untouched (the VM's configuration is locked
+    /// and the line level may already have been updated).
     #[doc(alias = "kvm_timer_vcpu_load")]
     pub fn load<H, C>(
         &mut self,
@@ -187,28 +191,32 @@ impl VcpuTimer {
         self.host_ppi = vm.host_virtual_ppi();
         self.forwarding = vm.forwarding();
         self.apply_vm_offset(vm);
-        // Register writes while the vCPU was away may have cleared the
-        // condition of a raised line: lower it before deciding the
-        // physical interrupt's state.
-        if self.vtimer.level() && !self.vtimer.should_fire(hw.physical_count()) {
-            self.set_level(TimerId::Virtual, false, chip)?;
-        }
 
-        match self.forwarding {
+        let virtual_active = match self.forwarding {
             Forwarding::Hardware => {
                 if !self.mapped {
                     chip.map_virtual(self.vtimer.irq(), self.host_ppi)
                         .map_err(Error::IrqChip)?;
                     self.mapped = true;
                 }
-                let active = self.vtimer.level()
-                    || chip
-                        .virtual_active(self.vtimer.irq())
-                        .map_err(Error::IrqChip)?;
-                chip.set_host_active(self.host_ppi, active)
+                chip.virtual_active(self.vtimer.irq())
+                    .map_err(Error::IrqChip)?
+            }
+            Forwarding::Masking => false,
+        };
+        self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        // Both host states are written in either mode: the previous vCPU on
+        // this CPU may have used the other mode.
+        match self.forwarding {
+            Forwarding::Hardware => {
+                chip.set_host_masked(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
+                chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
             Forwarding::Masking => {
+                chip.set_host_active(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
                 chip.set_host_masked(self.host_ppi, self.vtimer.level())
                     .map_err(Error::IrqChip)?;
             }
@@ -225,21 +233,28 @@ impl VcpuTimer {
     /// memory.
     ///
     /// Allows EL1 physical timer accesses again, saves the virtual timer
-    /// unless it is already saved (reads CTL and CVAL, then disables it) and
-    /// writes 0 to `CNTVOFF_EL2`, so that nothing of the vCPU is left on the
-    /// CPU.
+    /// unless it is already saved (reads CTL and CVAL, then disables it),
+    /// writes 0 to `CNTVOFF_EL2` and cancels the physical timer's soft
+    /// timer if it is still armed (the vCPU was scheduled out between
+    /// [`before_entry`](Self::before_entry) and the guest entry), so that
+    /// nothing of the vCPU is left on the CPU.
     ///
     /// # Errors
     ///
     /// [`Error::NotLoaded`] if the vCPU is not loaded; nothing is touched.
     #[doc(alias = "kvm_timer_vcpu_put")]
-    pub fn put<H: TimerHw + ?Sized>(&mut self, hw: &mut H) -> Result<(), Error> {
+    pub fn put<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Result<(), Error>
+    where
+        H: TimerHw + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
         hw.set_el1_physical_access(true);
         self.save(hw);
         hw.set_virtual_offset(Ticks::ZERO);
+        self.cancel_physical(soft);
         self.loaded = false;
         Ok(())
     }
@@ -250,6 +265,10 @@ impl VcpuTimer {
     /// Arms nothing if a timer has already expired ([`Wakeup::Now`]: do not
     /// sleep) or if neither can fire ([`Wakeup::Never`]). May be called
     /// whether or not the vCPU is loaded.
+    ///
+    /// Like KVM, this looks at the timers only: a guest that masks the
+    /// timer's interrupt in its GIC (not in CTL) and waits with its timer
+    /// expired gets [`Wakeup::Now`] each time, so its WFI returns at once.
     #[doc(alias = "kvm_timer_schedule")]
     pub fn block<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Wakeup
     where
@@ -278,18 +297,51 @@ impl VcpuTimer {
     }
 
     /// The vCPU has woken: cancels the background timer and, if the vCPU is
-    /// loaded, restores the virtual timer unless it is already on the
-    /// hardware.
+    /// loaded and its virtual timer saved, restores it. A timer that
+    /// expired during the sleep has its line raised here (and the physical
+    /// PPI made active, [`Forwarding::Hardware`]), so the guest takes the
+    /// interrupt on entry without another exit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IrqChip`]; the background timer is cancelled regardless.
     #[doc(alias = "kvm_timer_unschedule")]
-    pub fn unblock<H, S>(&mut self, hw: &mut H, soft: &mut S)
+    pub fn unblock<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
     where
         H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
-        if self.loaded {
-            self.restore(hw);
-        }
         self.cancel_background(soft);
+        if !self.loaded || self.vtimer.residency() == Residency::Hardware {
+            return Ok(());
+        }
+        let was_high = self.vtimer.level();
+        let virtual_active = match self.forwarding {
+            Forwarding::Hardware => chip
+                .virtual_active(self.vtimer.irq())
+                .map_err(Error::IrqChip)?,
+            Forwarding::Masking => false,
+        };
+        let raised = self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        match self.forwarding {
+            Forwarding::Hardware if raised || was_high != self.vtimer.level() => {
+                chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
+                    .map_err(Error::IrqChip)?;
+            }
+            Forwarding::Masking if was_high != self.vtimer.level() => {
+                chip.set_host_masked(self.host_ppi, self.vtimer.level())
+                    .map_err(Error::IrqChip)?;
+            }
+            Forwarding::Hardware | Forwarding::Masking => {}
+        }
+        self.restore(hw);
+        Ok(())
     }
 
     /// Right before entering the guest: brings the emulated physical
@@ -359,10 +411,7 @@ impl VcpuTimer {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
-        if self.physical_armed {
-            soft.cancel(SoftTimer::Physical);
-            self.physical_armed = false;
-        }
+        self.cancel_physical(soft);
         if !self.vtimer.level() {
             return Ok(());
         }
@@ -376,6 +425,10 @@ impl VcpuTimer {
 
     /// The host took the virtual timer's PPI (after acknowledging it and,
     /// with [`Forwarding::Hardware`], dropping its priority only).
+    ///
+    /// Call it on the vCPU loaded on *this* CPU (as KVM's per-CPU running
+    /// vCPU): the timer registers read are this CPU's. With no vCPU loaded
+    /// here, deactivate the interrupt without calling any vCPU's handler.
     ///
     /// If the timer's output is asserted, raises the virtual line and leaves
     /// the physical interrupt active: the guest's deactivation of the
@@ -409,16 +462,20 @@ impl VcpuTimer {
             ctl.output_asserted()
         };
         if !fire {
-            // A raised line whose condition the guest cleared goes low now.
-            // A raised line of a blocked vCPU (timer saved) is left alone:
-            // the guest owns that interrupt's active state.
+            // The host acknowledged the interrupt, so it was inactive: the
+            // guest holds no hardware-mapped virtual interrupt for it. A
+            // raised line whose condition the guest cleared goes low; the
+            // line of a blocked vCPU (timer saved and disabled) stays as it
+            // is until `unblock` looks at the timer again.
             if on_hardware && self.vtimer.level() {
                 self.set_level(TimerId::Virtual, false, chip)?;
+                if self.forwarding == Forwarding::Masking {
+                    chip.set_host_masked(self.host_ppi, false)
+                        .map_err(Error::IrqChip)?;
+                }
             }
-            if !self.vtimer.level() {
-                chip.set_host_active(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
-            }
+            chip.set_host_active(self.host_ppi, false)
+                .map_err(Error::IrqChip)?;
             return Ok(HostIrq::Spurious);
         }
         self.set_level(TimerId::Virtual, true, chip)?;
@@ -507,10 +564,7 @@ impl VcpuTimer {
             self.ptimer.set_ctl(TimerCtl::empty());
         });
         self.cancel_background(soft);
-        if self.physical_armed {
-            soft.cancel(SoftTimer::Physical);
-            self.physical_armed = false;
-        }
+        self.cancel_physical(soft);
         if self.ptimer.level() {
             self.set_level(TimerId::Physical, false, chip)?;
         }
@@ -629,6 +683,37 @@ impl VcpuTimer {
             }
         }
         Ok(())
+    }
+
+    /// Brings the virtual timer's line in step with its saved state at
+    /// `now`: raised if it fires, lowered if not, and raised again if it
+    /// fires, was raised before, and the guest no longer has the
+    /// hardware-mapped interrupt active (it deactivated it with the
+    /// condition still met, so it is pending again). Returns whether the
+    /// line was raised.
+    fn sync_vtimer_line<C: IrqChip + ?Sized>(
+        &mut self,
+        now: Ticks,
+        virtual_active: bool,
+        chip: &mut C,
+    ) -> Result<bool, Error<C::Error>> {
+        let fire = self.vtimer.should_fire(now);
+        let changed = fire != self.vtimer.level();
+        let reraise = fire
+            && self.vtimer.level()
+            && self.forwarding == Forwarding::Hardware
+            && !virtual_active;
+        if changed || reraise {
+            self.set_level(TimerId::Virtual, fire, chip)?;
+        }
+        Ok(fire && (changed || reraise))
+    }
+
+    fn cancel_physical<S: SoftTimers + ?Sized>(&mut self, soft: &mut S) {
+        if self.physical_armed {
+            soft.cancel(SoftTimer::Physical);
+            self.physical_armed = false;
+        }
     }
 
     fn cancel_background<S: SoftTimers + ?Sized>(&mut self, soft: &mut S) {

@@ -132,7 +132,7 @@ proptest! {
                 }
                 Op::Put => {
                     let was = timer.is_loaded();
-                    prop_assert_eq!(timer.put(&mut cpu), if was { Ok(()) } else { Err(Error::NotLoaded) });
+                    prop_assert_eq!(timer.put(&mut cpu, &mut soft), if was { Ok(()) } else { Err(Error::NotLoaded) });
                     if was {
                         prop_assert_eq!(cpu.cntvoff, 0);
                         prop_assert_eq!(cpu.ctl, 0);
@@ -141,7 +141,9 @@ proptest! {
                 Op::Block => {
                     let _ = timer.block(&mut cpu, &mut soft);
                 }
-                Op::Unblock => timer.unblock(&mut cpu, &mut soft),
+                Op::Unblock => {
+                    prop_assert_eq!(timer.unblock(&mut cpu, &mut chip, &mut soft), Ok(()));
+                }
                 Op::Round => {
                     let loaded = timer.is_loaded();
                     let expect = if loaded { Ok(()) } else { Err(Error::NotLoaded) };

@@ -7,7 +7,7 @@ use arch_timer_virt::mock::{MockIrqChip, MockSoftTimers, MockTimerHw};
 use arch_timer_virt::{
     Forwarding, HostIrq, SoftTimer, Ticks, TimerCtl, TimerLevels, VcpuTimer, VmTimer, Wakeup,
 };
-use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_soft, raised};
+use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_hw_at, quiet_soft, raised};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -128,10 +128,9 @@ fn spurious_host_irq_with_the_line_high_lowers_it_and_deactivates() {
 #[test]
 fn host_irq_while_blocked_is_spurious() {
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
-    let mut hw = quiet_hw();
+    let mut hw = quiet_hw_at(10);
     hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
     hw.expect_vtimer_cval().return_const(Ticks::new(1000));
-    hw.expect_physical_count().return_const(Ticks::new(10));
     assert_eq!(
         timer.block(&mut hw, &mut quiet_soft()),
         Wakeup::At(Ticks::new(1000))
@@ -232,36 +231,66 @@ fn cleared_condition_with_the_virtual_irq_active_does_not_deactivate() {
     assert!(!timer.vtimer().level());
 }
 
-/// On load, the physical interrupt is made active exactly when the line is
-/// high or the guest has the virtual interrupt active.
+/// On load the line follows the saved timer, and the physical interrupt is
+/// made active exactly when the line is high or the guest still has the
+/// virtual interrupt active. A line that was high with the timer still
+/// firing but the virtual interrupt no longer active (the guest deactivated
+/// it without clearing the condition) is raised again: nothing is lost.
 #[test]
-fn load_sets_the_host_active_state_from_line_and_virtual_state() {
-    for (line_high, virtual_active, expect_active) in [
-        (false, false, false),
-        (false, true, true),
-        (true, false, true),
-        (true, true, true),
-    ] {
+fn load_brings_the_line_and_the_host_active_state_in_step() {
+    // (saved timer fires, line high before, virtual active) ->
+    // (virtual level call, host active)
+    let cases = [
+        ((false, false, false), (None, false)),
+        ((false, false, true), (None, true)),
+        ((false, true, false), (Some(false), false)),
+        ((false, true, true), (Some(false), true)),
+        ((true, false, false), (Some(true), true)),
+        ((true, false, true), (Some(true), true)),
+        ((true, true, false), (Some(true), true)),
+        ((true, true, true), (None, true)),
+    ];
+    for ((fires, line_high, virtual_active), (level_call, expect_active)) in cases {
         let (vm, mut timer) = if line_high {
             raised(Forwarding::Hardware)
         } else {
             loaded_with(Ticks::ZERO)
         };
-        let mut hw = quiet_hw();
-        hw.expect_vtimer_ctl()
-            .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
-        hw.expect_vtimer_cval().return_const(Ticks::ZERO);
-        hw.expect_physical_count().return_const(Ticks::new(1));
-        assert_eq!(timer.put(&mut hw), Ok(()));
+        let mut hw = quiet_hw_at(1);
+        let saved_cval = if fires { 0 } else { 100 };
+        hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
+        hw.expect_vtimer_cval().return_const(Ticks::new(saved_cval));
+        assert_eq!(timer.put(&mut hw, &mut quiet_soft()), Ok(()));
 
+        let mut seq = Sequence::new();
         let mut chip = MockIrqChip::new();
         chip.expect_virtual_active()
             .returning(move |_| Ok(virtual_active));
+        match level_call {
+            Some(level) => {
+                chip.expect_set_virtual_level()
+                    .with(eq(VTIMER), eq(level))
+                    .times(1)
+                    .in_sequence(&mut seq)
+                    .returning(|_, _| Ok(()));
+            }
+            None => {
+                chip.expect_set_virtual_level().never();
+            }
+        }
+        chip.expect_set_host_masked()
+            .with(eq(VTIMER), eq(false))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
         chip.expect_set_host_active()
             .with(eq(VTIMER), eq(expect_active))
             .times(1)
+            .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));
-        assert_eq!(timer.load(&vm, &mut hw, &mut chip), Ok(()));
+        let case = (fires, line_high, virtual_active);
+        assert_eq!(timer.load(&vm, &mut hw, &mut chip), Ok(()), "{case:?}");
+        assert_eq!(timer.vtimer().level(), fires, "{case:?}");
     }
 }
 
@@ -271,8 +300,12 @@ fn masking_mode_masks_while_high_and_tells_the_vmm() {
     assert_eq!(vm.set_forwarding(Forwarding::Masking), Ok(()));
     let mut timer = VcpuTimer::new();
 
-    // Load with the line low: unmasked, no mapping, no active state.
+    // Load with the line low: inactive and unmasked, no mapping.
     let mut chip = MockIrqChip::new();
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .returning(|_, _| Ok(()));
     chip.expect_set_host_masked()
         .with(eq(VTIMER), eq(false))
         .times(1)
@@ -341,10 +374,9 @@ fn blocked_at(
     now: u64,
 ) -> (Wakeup, VcpuTimer, Vec<(SoftTimer, Ticks)>) {
     let (_vm, mut timer) = loaded_with(Ticks::new(offset));
-    let mut hw = quiet_hw();
+    let mut hw = quiet_hw_at(now);
     hw.expect_vtimer_ctl().return_const(ctl);
     hw.expect_vtimer_cval().return_const(Ticks::new(cval));
-    hw.expect_physical_count().return_const(Ticks::new(now));
     let armed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = armed.clone();
     let mut soft = MockSoftTimers::new();

@@ -12,8 +12,8 @@ use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_soft};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
-/// load on a fresh vCPU: map, active state, CNTVOFF, CVAL, barrier, CTL,
-/// then EL1 physical access trapped; nothing else.
+/// load on a fresh vCPU: map, the line and host PPI state, CNTVOFF, CVAL,
+/// barrier, CTL, then EL1 physical access trapped; nothing else.
 #[test]
 fn load_writes_cntvoff_then_cval_then_barrier_then_ctl() {
     let vm = VmTimer::new();
@@ -32,6 +32,15 @@ fn load_writes_cntvoff_then_cval_then_barrier_then_ctl() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(false));
+    hw.expect_physical_count()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(Ticks::new(50));
+    chip.expect_set_host_masked()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)
@@ -100,7 +109,8 @@ fn put_saves_disables_and_zeroes_cntvoff() {
         .in_sequence(&mut seq)
         .return_const(());
 
-    assert_eq!(timer.put(&mut hw), Ok(()));
+    // No soft timer is armed, so none is touched.
+    assert_eq!(timer.put(&mut hw, &mut MockSoftTimers::new()), Ok(()));
     assert!(!timer.is_loaded());
     assert_eq!(timer.vtimer().residency(), Residency::Memory);
     assert_eq!(timer.vtimer().cval(), Ticks::new(500));
@@ -117,10 +127,16 @@ fn saved_state_is_restored_on_the_next_cpu() {
         .expect_vtimer_ctl()
         .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
     cpu_a.expect_vtimer_cval().return_const(Ticks::new(777));
-    assert_eq!(timer.put(&mut cpu_a), Ok(()));
+    assert_eq!(timer.put(&mut cpu_a, &mut quiet_soft()), Ok(()));
 
     let mut seq = Sequence::new();
     let mut cpu_b = MockTimerHw::new();
+    // The counter is still before CVAL (virtual 1700 - 1000 = 700 < 777).
+    cpu_b
+        .expect_physical_count()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(Ticks::new(1700));
     cpu_b
         .expect_set_virtual_offset()
         .with(eq(Ticks::new(1000)))
@@ -196,7 +212,11 @@ fn block_put_load_unblock_saves_once_and_restores_once() {
         .times(1)
         .in_sequence(&mut seq)
         .return_const(());
-    // load: one restore.
+    // load: the counter for the line, then one restore.
+    hw.expect_physical_count()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(Ticks::new(4100));
     hw.expect_set_virtual_offset()
         .with(eq(Ticks::ZERO))
         .times(1)
@@ -232,9 +252,12 @@ fn block_put_load_unblock_saves_once_and_restores_once() {
         timer.block(&mut hw, &mut soft),
         Wakeup::At(Ticks::new(5000))
     );
-    assert_eq!(timer.put(&mut hw), Ok(()));
+    assert_eq!(timer.put(&mut hw, &mut soft), Ok(()));
     assert_eq!(timer.load(&vm, &mut hw, &mut quiet_chip()), Ok(()));
-    timer.unblock(&mut hw, &mut soft);
+    assert_eq!(
+        timer.unblock(&mut hw, &mut MockIrqChip::new(), &mut soft),
+        Ok(())
+    );
     assert!(!timer.background_armed());
     assert_eq!(timer.vtimer().residency(), Residency::Hardware);
 }
@@ -264,6 +287,11 @@ fn block_unblock_saves_and_restores() {
         .times(1)
         .in_sequence(&mut seq)
         .return_const(Ticks::new(0));
+    // unblock: the counter for the line, then the restore.
+    hw.expect_physical_count()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(Ticks::new(20));
     hw.expect_set_vtimer_cval()
         .with(eq(Ticks::new(10)))
         .times(1)
@@ -279,9 +307,14 @@ fn block_unblock_saves_and_restores() {
         .in_sequence(&mut seq)
         .return_const(());
 
-    // Masked: it cannot fire, so nothing is armed and nothing cancelled.
+    // Masked: it cannot fire, so nothing is armed and nothing cancelled,
+    // and unblock changes no line (the chip is only asked what is active).
     assert_eq!(timer.block(&mut hw, &mut soft), Wakeup::Never);
-    timer.unblock(&mut hw, &mut soft);
+    let mut chip = MockIrqChip::new();
+    chip.expect_virtual_active()
+        .times(1)
+        .returning(|_| Ok(false));
+    assert_eq!(timer.unblock(&mut hw, &mut chip, &mut soft), Ok(()));
     assert_eq!(timer.vtimer().residency(), Residency::Hardware);
 }
 
@@ -293,13 +326,13 @@ fn unblock_when_not_loaded_leaves_the_hardware_alone() {
     let mut hw = quiet_hw();
     hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
     hw.expect_vtimer_cval().return_const(Ticks::new(100));
-    hw.expect_physical_count().return_const(Ticks::new(0));
     let mut soft = quiet_soft();
     assert_eq!(timer.block(&mut hw, &mut soft), Wakeup::At(Ticks::new(100)));
-    assert_eq!(timer.put(&mut hw), Ok(()));
+    assert_eq!(timer.put(&mut hw, &mut soft), Ok(()));
 
     let mut untouched = MockTimerHw::new();
-    timer.unblock(&mut untouched, &mut soft);
+    let mut chip = MockIrqChip::new();
+    assert_eq!(timer.unblock(&mut untouched, &mut chip, &mut soft), Ok(()));
     assert_eq!(timer.vtimer().residency(), Residency::Memory);
     assert!(!timer.background_armed());
 }
@@ -312,7 +345,7 @@ fn wrong_state_calls_are_reported_and_touch_nothing() {
     let mut chip = MockIrqChip::new();
     let mut soft = MockSoftTimers::new();
 
-    assert_eq!(timer.put(&mut hw), Err(Error::NotLoaded));
+    assert_eq!(timer.put(&mut hw, &mut soft), Err(Error::NotLoaded));
     assert_eq!(
         timer.before_entry(&mut hw, &mut chip, &mut soft),
         Err(Error::NotLoaded)
@@ -363,12 +396,13 @@ fn the_mapping_is_made_once() {
     chip.expect_map_virtual().times(1).returning(|_, _| Ok(()));
     chip.expect_virtual_active().returning(|_| Ok(false));
     chip.expect_set_host_active().returning(|_, _| Ok(()));
+    chip.expect_set_host_masked().returning(|_, _| Ok(()));
     let mut hw = quiet_hw();
     hw.expect_vtimer_ctl().return_const(TimerCtl::empty());
     hw.expect_vtimer_cval().return_const(Ticks::ZERO);
     for _ in 0..3 {
         assert_eq!(timer.load(&vm, &mut hw, &mut chip), Ok(()));
-        assert_eq!(timer.put(&mut hw), Ok(()));
+        assert_eq!(timer.put(&mut hw, &mut quiet_soft()), Ok(()));
     }
 }
 
@@ -388,6 +422,9 @@ fn configured_interrupt_numbers_are_used_at_load() {
         .with(eq(ppi(20)))
         .returning(|_| Ok(false));
     chip.expect_set_host_active()
+        .with(eq(ppi(19)), eq(false))
+        .returning(|_, _| Ok(()));
+    chip.expect_set_host_masked()
         .with(eq(ppi(19)), eq(false))
         .returning(|_, _| Ok(()));
     assert_eq!(timer.load(&vm, &mut quiet_hw(), &mut chip), Ok(()));

@@ -234,7 +234,11 @@ fn blocked_vcpu_with_only_the_physical_timer_wakes_at_its_deadline() {
     assert_eq!(wakeup, Wakeup::At(Ticks::new(7000)));
     assert_eq!(rig.soft.background, Some(Ticks::new(7000)));
     rig.cpu.now = 7000;
-    rig.timer.unblock(&mut rig.cpu, &mut rig.soft);
+    assert_eq!(
+        rig.timer
+            .unblock(&mut rig.cpu, &mut rig.chip, &mut rig.soft),
+        Ok(())
+    );
     assert_eq!(rig.soft.background, None);
     rig.run(0);
     assert!(rig.chip.level(PTIMER));
@@ -346,7 +350,7 @@ fn migration_in_any_restore_order() {
         .flat_map(|id| TimerReg::MIGRATION.into_iter().map(move |reg| (id, reg)))
         .map(|(id, reg)| (id, reg, src.get(id, reg)))
         .collect();
-    assert_eq!(src.timer.put(&mut src.cpu), Ok(()));
+    assert_eq!(src.timer.put(&mut src.cpu, &mut src.soft), Ok(()));
 
     let orders = permutations(saved.len());
     for order in &orders {
@@ -466,7 +470,7 @@ fn load_lowers_a_line_whose_condition_was_cleared_while_away() {
         rig.timer.handle_host_irq(&mut rig.cpu, &mut rig.chip),
         Ok(arch_timer_virt::HostIrq::Raised)
     );
-    assert_eq!(rig.timer.put(&mut rig.cpu), Ok(()));
+    assert_eq!(rig.timer.put(&mut rig.cpu, &mut rig.soft), Ok(()));
     rig.set(TimerId::Virtual, TimerReg::Cval, 1_000);
     assert!(
         rig.timer.vtimer().level(),

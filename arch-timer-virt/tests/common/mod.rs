@@ -7,9 +7,15 @@ use arch_timer_virt::{IntId, Ticks, TimerCtl, VcpuTimer, VmTimer};
 /// The usual virtual timer INTID, used for both guest and host here.
 pub const VTIMER: IntId = IntId::VIRTUAL_TIMER;
 
-/// A mock timer that accepts every write and reads a disabled timer.
+/// A mock timer that accepts every write, with the counter at 0.
 pub fn quiet_hw() -> MockTimerHw {
+    quiet_hw_at(0)
+}
+
+/// A mock timer that accepts every write, with the counter at `now`.
+pub fn quiet_hw_at(now: u64) -> MockTimerHw {
     let mut hw = MockTimerHw::new();
+    hw.expect_physical_count().return_const(Ticks::new(now));
     hw.expect_set_virtual_offset().return_const(());
     hw.expect_set_vtimer_cval().return_const(());
     hw.expect_set_vtimer_ctl().return_const(());
