@@ -371,7 +371,7 @@ impl Hypervisor {
                 if vcpu >= self.vcpus.len() || !self.vcpus[vcpu].blocked {
                     return Ok(false);
                 }
-                self.wake(vcpu);
+                self.wake(vcpu)?;
                 Ok(true)
             }
         }
@@ -396,7 +396,7 @@ impl Hypervisor {
         }
         self.last_cpu[vcpu] = Some(cpu);
         if v.blocked && v.wake_pending {
-            self.unblock(vcpu, cpu);
+            self.unblock(vcpu, cpu)?;
         }
         Ok(())
     }
@@ -411,7 +411,7 @@ impl Hypervisor {
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
-            .put(&mut p.timer)
+            .put(&mut p.timer, &mut p.soft)
             .map_err(|e| library("put", e.widen()))?;
         v.cpu = None;
         self.on_cpu[cpu] = None;
@@ -486,27 +486,33 @@ impl Hypervisor {
         self.vcpus[vcpu].blocked = true;
         if wakeup == Wakeup::Now {
             self.stats.immediate_wakeups = self.stats.immediate_wakeups.saturating_add(1);
-            self.unblock(vcpu, cpu);
+            self.unblock(vcpu, cpu)?;
         }
         Ok(())
     }
 
-    fn unblock(&mut self, vcpu: usize, cpu: usize) {
+    fn unblock(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
-        v.timer.unblock(&mut p.timer, &mut p.soft);
+        v.timer
+            .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
+            .map_err(|e| library("unblock", e))?;
         v.blocked = false;
         v.wake_pending = false;
+        Ok(())
     }
 
-    fn wake(&mut self, vcpu: usize) {
+    fn wake(&mut self, vcpu: usize) -> Result<(), Violation> {
         let v = &mut self.vcpus[vcpu];
         if !v.blocked {
-            return;
+            return Ok(());
         }
         match v.cpu {
             Some(cpu) => self.unblock(vcpu, cpu),
-            None => v.wake_pending = true,
+            None => {
+                v.wake_pending = true;
+                Ok(())
+            }
         }
     }
 
@@ -547,7 +553,7 @@ impl Hypervisor {
         match result {
             HostIrq::Raised => {
                 self.stats.raised = self.stats.raised.saturating_add(1);
-                self.wake(vcpu);
+                self.wake(vcpu)?;
             }
             HostIrq::Spurious => self.stats.spurious = self.stats.spurious.saturating_add(1),
             HostIrq::NotLoaded | _ => {
@@ -567,7 +573,7 @@ impl Hypervisor {
                 if self.vcpus[vcpu].blocked {
                     self.stats.background_wakeups = self.stats.background_wakeups.saturating_add(1);
                 }
-                self.wake(vcpu);
+                self.wake(vcpu)?;
             }
             if soft.physical.is_some_and(|at| at <= now) {
                 self.machine.soft_timer_fired(vcpu, SoftTimer::Physical);

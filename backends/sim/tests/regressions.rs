@@ -54,12 +54,12 @@ fn rearm_deactivate_reload_with_level_resampling() {
 }
 
 /// With a vGIC that only pends on a raise (the `IrqChip` contract, and the
-/// gicv3 backend), the core loses the expiry: `load` sets the physical PPI
-/// active because its recorded line is high, but the guest has already
-/// deactivated the virtual interrupt, so nothing ever deactivates the
-/// physical one or raises the virtual one again.
+/// gicv3 backend). Found by the property tests: the core of commit bf3b06c
+/// lost this expiry, because `load` set the physical PPI active for a line
+/// it had recorded high although the guest had already deactivated the
+/// virtual interrupt, and nothing raised it again. `load` now raises the
+/// line again in that case.
 #[test]
-#[ignore = "core bug found by the property tests: `VcpuTimer::load` must re-raise (or lower) the line, see the sim report"]
 fn rearm_deactivate_reload_without_resampling() {
     let mut hv = Hypervisor::new(1, 1);
     let result = replay(&mut hv, &rearm_deactivate_reload());

@@ -99,17 +99,19 @@ impl Library {
             Op::RoundTripLow | Op::RoundTripHigh => self.round_trip(),
             Op::PutLoad => {
                 let mut p = self.m.ports(0, 0);
-                self.t.put(&mut p.timer).unwrap();
+                self.t.put(&mut p.timer, &mut p.soft).unwrap();
                 self.t.load(&self.vm, &mut p.timer, &mut p.gic).unwrap();
             }
             Op::BlockUnblock => {
                 let mut p = self.m.ports(0, 0);
                 let _ = self.t.block(&mut p.timer, &mut p.soft);
-                self.t.unblock(&mut p.timer, &mut p.soft);
+                self.t
+                    .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
+                    .unwrap();
             }
             Op::Slice => {
                 let mut p = self.m.ports(0, 0);
-                self.t.put(&mut p.timer).unwrap();
+                self.t.put(&mut p.timer, &mut p.soft).unwrap();
                 self.t.load(&self.vm, &mut p.timer, &mut p.gic).unwrap();
                 for _ in 0..10 {
                     self.round_trip();

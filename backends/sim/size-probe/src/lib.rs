@@ -111,15 +111,12 @@ impl SoftTimers for Soft {
 pub extern "C" fn probe_vcpu_timer(timer: &mut VcpuTimer, vm: &VmTimer, op: u32) -> u32 {
     let ok = match op {
         0 => timer.load(vm, &mut Hw, &mut Gic).is_ok(),
-        1 => timer.put(&mut Hw).is_ok(),
+        1 => timer.put(&mut Hw, &mut Soft).is_ok(),
         2 => !matches!(
             timer.block(&mut Hw, &mut Soft),
             arch_timer_virt::Wakeup::Never
         ),
-        3 => {
-            timer.unblock(&mut Hw, &mut Soft);
-            true
-        }
+        3 => timer.unblock(&mut Hw, &mut Gic, &mut Soft).is_ok(),
         4 => timer.before_entry(&mut Hw, &mut Gic, &mut Soft).is_ok(),
         5 => timer.after_exit(&mut Hw, &mut Gic, &mut Soft).is_ok(),
         6 => timer.handle_host_irq(&mut Hw, &mut Gic).is_ok(),
