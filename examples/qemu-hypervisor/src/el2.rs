@@ -473,8 +473,7 @@ where
             }
             let Some(v) = vcpus.get_mut(next) else { break };
             if let RunState::Blocked(_) = v.state {
-                v.timer.unblock(&mut self.timer, &mut v.soft);
-                v.state = RunState::Runnable;
+                self.unblock(v);
             }
             let mut slices = 0;
             while let SliceEnd::Tick = self.run_slice(v) {
@@ -587,6 +586,15 @@ where
         done
     }
 
+    /// Wakes `v` from its WFI sleep (`VcpuTimer::unblock`).
+    fn unblock(&mut self, v: &mut Vcpu<G::Vgic>) {
+        let mut chip = self.gic.chip(&mut v.vgic);
+        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut v.soft) {
+            fail!("hv: unblock: {e:?}");
+        }
+        v.state = RunState::Runnable;
+    }
+
     /// Marks blocked vCPUs whose wake-up time has come runnable.
     fn wake_blocked(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
         let now = self.now();
@@ -594,8 +602,7 @@ where
             if let RunState::Blocked(at) = v.state
                 && now >= at
             {
-                v.state = RunState::Runnable;
-                v.timer.unblock(&mut self.timer, &mut v.soft);
+                self.unblock(v);
             }
         }
     }
@@ -632,7 +639,7 @@ where
     }
 
     fn put(&mut self, v: &mut Vcpu<G::Vgic>) {
-        if let Err(e) = v.timer.put(&mut self.timer) {
+        if let Err(e) = v.timer.put(&mut self.timer, &mut v.soft) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -776,7 +783,7 @@ where
                 self.stats.wfi_exits += 1;
                 match v.timer.block(&mut self.timer, &mut v.soft) {
                     Wakeup::Now => {
-                        v.timer.unblock(&mut self.timer, &mut v.soft);
+                        self.unblock(v);
                         None
                     }
                     Wakeup::At(at) => {
