@@ -5,6 +5,7 @@ use std::env;
 use std::process::{Command, ExitCode};
 
 mod msrv;
+mod qemu;
 
 /// The bare-metal target every `no_std` crate is built and linted for.
 const TARGET: &str = "aarch64-unknown-none";
@@ -21,10 +22,18 @@ const EXAMPLE: &str = "qemu-hypervisor";
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
+    // Run from the workspace root whatever the caller's directory.
+    if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()
+        && let Err(e) = env::set_current_dir(root)
+    {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
-        Some("demo") => demo(),
+        Some("demo") => demo(&args[1..]),
+        Some("qemu") => qemu_run(&args[1..]),
         Some("bench") => bench(),
         Some("msrv") => msrv::check(),
         Some("help" | "--help" | "-h") | None => {
@@ -47,8 +56,12 @@ usage: cargo xtask <command>
 
   test    everything CI checks: formatting, MSRV, clippy (host and
           aarch64-unknown-none), host tests, no_std builds, docs
-  demo    drive one vCPU through its whole timer lifecycle on the host
-          model and print each step with the hardware accesses it made
+  demo    boot the example hypervisor under QEMU and show a guest's
+          forwarded timer interrupts (installs QEMU when missing, as root);
+          `demo --host`: one vCPU through its whole timer lifecycle on the
+          host model, each step with the hardware accesses it made
+  qemu    one QEMU run of the example hypervisor:
+          [--scenario NAME|N] [--gic 2|3] [--mode vhe|nvhe] [--smp N]
   msrv    check the stated rust-version against edition 2024 and
           every library dependency's own rust-version
   bench   the hardware-access and timing report: lazy library vs eager
@@ -118,19 +131,52 @@ fn test() -> Result {
         "docs (aarch64-unknown-none)",
         cargo_env(&docs, &[("RUSTDOCFLAGS", "-D warnings")]),
     )?;
+    step(
+        "clippy (example hypervisor, aarch64-unknown-none)",
+        cargo(&[
+            "clippy", "-p", EXAMPLE, "--bins", "--target", TARGET, "--", "-D", "warnings",
+        ]),
+    )?;
+    step("QEMU", qemu::ensure_qemu())?;
+    let image = qemu::build()?;
+    step("QEMU matrix", qemu::matrix(&image))?;
     println!("\nxtask test: all checks passed");
     Ok(())
 }
 
-fn demo() -> Result {
-    cargo(&[
-        "run",
-        "--quiet",
-        "-p",
-        "arch-timer-virt-sim",
-        "--example",
-        "demo",
-    ])
+fn demo(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--host") {
+        return cargo(&[
+            "run",
+            "--quiet",
+            "-p",
+            "arch-timer-virt-sim",
+            "--example",
+            "demo",
+        ]);
+    }
+    qemu::ensure_qemu()?;
+    let image = qemu::build()?;
+    let run = qemu::parse_run(&[])?;
+    println!("==> booting the example hypervisor: periodic virtual timer, GICv3, non-VHE host");
+    let outcome = qemu::boot(&image, &run, true)?;
+    if outcome.passed {
+        Ok(())
+    } else {
+        Err("the QEMU run failed".into())
+    }
+}
+
+fn qemu_run(args: &[String]) -> Result {
+    let run = qemu::parse_run(args)?;
+    qemu::ensure_qemu()?;
+    let image = qemu::build()?;
+    let outcome = qemu::boot(&image, &run, true)?;
+    if outcome.passed {
+        Ok(())
+    } else {
+        Err("the QEMU run failed".into())
+    }
 }
 
 fn bench() -> Result {
@@ -169,7 +215,7 @@ fn step(name: &str, result: Result) -> Result {
     result.map_err(|e| format!("{name}: {e}"))
 }
 
-fn cargo(args: &[&str]) -> Result {
+pub(crate) fn cargo(args: &[&str]) -> Result {
     cargo_env(args, &[])
 }
 
@@ -179,7 +225,7 @@ fn cargo_env(args: &[&str], envs: &[(&str, &str)]) -> Result {
     run(Command::new(cargo).args(args).envs(envs.iter().copied()))
 }
 
-fn run(command: &mut Command) -> Result {
+pub(crate) fn run(command: &mut Command) -> Result {
     let status = command
         .status()
         .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;

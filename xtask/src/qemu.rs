@@ -1,0 +1,290 @@
+//! Building the example hypervisor and running it under QEMU: one run, the
+//! test matrix, QEMU itself.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, TARGET, cargo};
+
+/// Where the hypervisor reads its configuration word (see
+/// `examples/qemu-hypervisor/src/config.rs`).
+const CONFIG_ADDR: &str = "0x47000000";
+/// The configuration word's magic top byte.
+const CONFIG_MAGIC: u32 = 0xA7;
+/// How long one QEMU run may take before it counts as hung.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The scenarios, by configuration number, with the CPUs each needs.
+pub(crate) const SCENARIOS: [(&str, u8, u8); 8] = [
+    ("hello", 0, 1),
+    ("periodic", 1, 1),
+    ("programming", 2, 1),
+    ("masking", 3, 1),
+    ("wfi-sleep", 4, 1),
+    ("ptimer", 5, 1),
+    ("two-vcpus", 6, 1),
+    ("migration", 7, 2),
+];
+
+/// One QEMU run of the example hypervisor.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    pub(crate) scenario: u8,
+    pub(crate) gic: u8,
+    pub(crate) vhe: bool,
+    pub(crate) smp: u8,
+    pub(crate) guest: Option<PathBuf>,
+}
+
+impl Run {
+    fn word(&self) -> u32 {
+        u32::from_le_bytes([self.scenario, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
+    }
+
+    fn describe(&self) -> String {
+        let name = SCENARIOS
+            .iter()
+            .find(|s| s.1 == self.scenario)
+            .map_or("?", |s| s.0);
+        format!(
+            "{name} gic=v{} mode={} smp={}",
+            self.gic,
+            if self.vhe { "vhe" } else { "nvhe" },
+            self.smp
+        )
+    }
+}
+
+/// What a finished run printed and how it ended.
+pub(crate) struct Outcome {
+    pub(crate) passed: bool,
+    pub(crate) output: String,
+}
+
+impl Outcome {
+    /// The hypervisor's `RESULT` line, if it printed one.
+    pub(crate) fn result_line(&self) -> Option<&str> {
+        self.output.lines().find(|l| l.starts_with("RESULT"))
+    }
+}
+
+/// Parses `--scenario NAME|N --gic 2|3 --mode vhe|nvhe --smp N --guest FILE`.
+pub(crate) fn parse_run(args: &[String]) -> Result<Run> {
+    let mut run = Run {
+        scenario: 1,
+        gic: 3,
+        vhe: false,
+        smp: 0,
+        guest: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--scenario" => {
+                let v = value()?;
+                run.scenario = SCENARIOS
+                    .iter()
+                    .find(|s| s.0 == v || s.1.to_string() == *v)
+                    .map(|s| s.1)
+                    .ok_or(format!("unknown scenario `{v}`"))?;
+            }
+            "--gic" => {
+                run.gic = match value()?.as_str() {
+                    "2" | "v2" => 2,
+                    "3" | "v3" => 3,
+                    other => return Err(format!("--gic takes 2 or 3, not `{other}`")),
+                }
+            }
+            "--mode" => {
+                run.vhe = match value()?.as_str() {
+                    "vhe" => true,
+                    "nvhe" => false,
+                    other => return Err(format!("--mode takes vhe or nvhe, not `{other}`")),
+                }
+            }
+            "--smp" => {
+                run.smp = value()?.parse().map_err(|e| format!("--smp: {e}"))?;
+            }
+            "--guest" => run.guest = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if run.smp == 0 {
+        run.smp = SCENARIOS
+            .iter()
+            .find(|s| s.1 == run.scenario)
+            .map_or(1, |s| s.2);
+    }
+    Ok(run)
+}
+
+/// Makes sure `qemu-system-aarch64` is there: installs Debian's
+/// `qemu-system-arm` when running as root, or says what to install.
+pub(crate) fn ensure_qemu() -> Result {
+    if Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return Err("qemu-system-aarch64 is missing: install it \
+             (Debian/Ubuntu: `sudo apt-get install -y qemu-system-arm`)"
+            .into());
+    }
+    println!("==> installing QEMU (apt-get install -y qemu-system-arm)");
+    crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "qemu-system-arm"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Builds the hypervisor image and returns its path.
+pub(crate) fn build() -> Result<PathBuf> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "qemu-hypervisor",
+        "--bins",
+        "--target",
+        TARGET,
+    ])?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    Ok(target_dir
+        .join(TARGET)
+        .join("release")
+        .join("qemu-hypervisor"))
+}
+
+/// Boots `image` under QEMU for `run`, with a timeout.
+pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args([
+        "-machine",
+        &format!("virt,virtualization=on,gic-version={}", run.gic),
+        "-cpu",
+        "max",
+        "-smp",
+        &run.smp.to_string(),
+        "-m",
+        "128M",
+        "-nographic",
+        "-semihosting",
+        "-device",
+        &format!(
+            "loader,addr={CONFIG_ADDR},data={:#x},data-len=4",
+            run.word()
+        ),
+    ]);
+    if let Some(guest) = &run.guest {
+        cmd.args([
+            "-device",
+            &format!(
+                "loader,file={},addr={GUEST_LOAD_ADDR},force-raw=on",
+                guest.display()
+            ),
+        ]);
+    }
+    cmd.arg("-kernel").arg(image);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = reader.join().unwrap_or_default();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut output);
+    }
+    if echo {
+        print!("{output}");
+    }
+    match status {
+        Some(status) => Ok(Outcome {
+            passed: status.success(),
+            output,
+        }),
+        None => Ok(Outcome {
+            passed: false,
+            output: format!("{output}\n(timed out after {} s)", RUN_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+/// Where an external guest image is loaded (see the README's guest ABI).
+pub(crate) const GUEST_LOAD_ADDR: &str = "0x48000000";
+
+/// Every scenario on GICv3 and GICv2, non-VHE and VHE hosts. Prints one
+/// line per run and fails if any run does.
+pub(crate) fn matrix(image: &Path) -> Result {
+    let mut failed = Vec::new();
+    let mut runs = 0_u32;
+    for gic in [3, 2] {
+        for vhe in [false, true] {
+            for &(_, scenario, smp) in &SCENARIOS {
+                let run = Run {
+                    scenario,
+                    gic,
+                    vhe,
+                    smp,
+                    guest: None,
+                };
+                runs += 1;
+                let outcome = boot(image, &run, false)?;
+                let line = outcome.result_line().unwrap_or("(no RESULT line)");
+                let verdict = if outcome.passed { "ok" } else { "FAILED" };
+                println!("{verdict:6} {:32} {line}", run.describe());
+                if !outcome.passed {
+                    println!("{}", tail(&outcome.output, 15));
+                    failed.push(run.describe());
+                }
+            }
+        }
+    }
+    println!(
+        "qemu: {} passed, {} failed",
+        runs as usize - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("QEMU runs failed: {}", failed.join(", ")))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
