@@ -22,7 +22,7 @@ use qemu_hypervisor::config::{GicChoice, HostMode, RunConfig, Scenario};
 
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
-use crate::gic::{Gicv2, Gicv3, HostIrqs, MAINTENANCE_PPI};
+use crate::gic::{Gicv2, Gicv3, HostIrqs, MAINTENANCE_PPI, distributor_arch_rev};
 use crate::guest::{self, Hypercall, Report};
 use crate::sysreg::{read_sysreg, write_sysreg};
 use crate::vectors::{Exit, GuestRegs, enter_guest};
@@ -92,13 +92,23 @@ pub(crate) fn run(config: RunConfig) -> ! {
     if el != 2 {
         fail!("hv: entered at EL{el}, not EL2 (use -machine virt,virtualization=on)");
     }
-    // ID_AA64PFR0_EL1.GIC, bits 27:24: a GICv3 system register interface.
+    // ID_AA64PFR0_EL1.GIC, bits 27:24: a GICv3 system register interface;
+    // the distributor's ArchRev confirms it.
     let has_gicv3_sysregs = (read_sysreg!(id_aa64pfr0_el1) >> 24) & 0xf != 0;
-    let gic = match (config.gic, has_gicv3_sysregs) {
-        (GicChoice::Detect | GicChoice::V3, true) => GicVersion::V3,
-        (GicChoice::Detect | GicChoice::V2, false) => GicVersion::V2,
-        (GicChoice::V2, true) => fail!("hv: GICv2 asked for, but the machine has a GICv3"),
-        (GicChoice::V3, false) => fail!("hv: GICv3 asked for, but the machine has none"),
+    let arch_rev = distributor_arch_rev(has_gicv3_sysregs);
+    let found = match (has_gicv3_sysregs, arch_rev) {
+        (true, 3 | 4) => GicVersion::V3,
+        (false, 2) => GicVersion::V2,
+        _ => fail!(
+            "hv: unknown GIC: ID_AA64PFR0_EL1.GIC {}, distributor ArchRev {arch_rev}",
+            u8::from(has_gicv3_sysregs)
+        ),
+    };
+    let gic = match (config.gic, found) {
+        (GicChoice::Detect, found) => found,
+        (GicChoice::V2, GicVersion::V2) => GicVersion::V2,
+        (GicChoice::V3, GicVersion::V3) => GicVersion::V3,
+        (asked, found) => fail!("hv: GIC {asked:?} asked for, but the machine has a GIC{found}"),
     };
     println!(
         "hv: EL2, scenario {}, host mode {}, GIC {gic}",

@@ -30,6 +30,18 @@ const GICR_COUNT: usize = 8;
 /// The maintenance interrupt's PPI on QEMU `virt`.
 pub(crate) const MAINTENANCE_PPI: u32 = 25;
 
+/// The distributor's architecture revision (`ArchRev`, bits 7:4 of the
+/// peripheral ID2 register): at `GICD_PIDR2` (offset 0xFFE8) for a GICv3,
+/// at `GICD_ICPIDR2` (offset 0xFE8) for a GICv2. `gicv3` says which one to
+/// read (the other offset may not be backed by a register).
+pub(crate) fn distributor_arch_rev(gicv3: bool) -> u32 {
+    let offset = if gicv3 { 0xffe8 } else { 0xfe8 };
+    // SAFETY: a read-only identification register of QEMU `virt`'s
+    // distributor, mapped as device memory; reading it has no side effect.
+    let pidr2 = unsafe { core::ptr::read_volatile((GICD_BASE + offset) as *const u32) };
+    (pidr2 >> 4) & 0xf
+}
+
 /// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`.
 pub(crate) trait HostIrqs {
     /// One vCPU's virtual CPU interface state.
