@@ -7,8 +7,10 @@
 //! cargo run -p arch-timer-virt-sim --release --example report
 //! ```
 //!
-//! The core's code size is measured separately, on a tiny instantiation
-//! built for `aarch64-unknown-none`: `backends/sim/size-probe/measure.sh`.
+//! With `-- --code-size` it also builds `size-probe/` (every `VcpuTimer`
+//! operation instantiated once, hardware accessors opaque external calls)
+//! for `aarch64-unknown-none` at the workspace's release opt-level with
+//! LTO, and prints the `.text` size: `size-probe/measure.sh`.
 
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
@@ -116,5 +118,18 @@ fn main() {
         "  size_of::<TimerContext>() = {} bytes (two per VcpuTimer)",
         size_of::<TimerContext>()
     );
-    println!("\ncode size (aarch64-unknown-none, release): run backends/sim/size-probe/measure.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/size-probe/measure.sh");
+    if std::env::args().any(|a| a == "--code-size") {
+        println!("\ncode size ({script}):");
+        match std::process::Command::new("sh").arg(script).output() {
+            Ok(out) => print!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => println!("  could not run it: {e}"),
+        }
+    } else {
+        println!("\ncode size (aarch64-unknown-none, release): pass --code-size, or run {script}");
+    }
 }
