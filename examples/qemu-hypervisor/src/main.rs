@@ -16,6 +16,10 @@ mod gic;
 #[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]
+mod hyp;
+#[cfg(target_os = "none")]
+mod migrate;
+#[cfg(target_os = "none")]
 mod stage2;
 #[cfg(target_os = "none")]
 mod sysreg;

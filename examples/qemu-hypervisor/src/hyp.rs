@@ -1,0 +1,631 @@
+//! The run loop: vCPUs, their exits, the scheduler and the statistics.
+//!
+//! The vCPU's timer lifecycle is the library's (DESIGN.md section 6):
+//! `load` at schedule-in; `before_entry`, the guest, the vGIC's
+//! `sync_after_exit`, `after_exit` around every entry; `handle_host_irq`
+//! for the vtimer PPI; `block`/`unblock` around a WFI; `emulate::access`
+//! for trapped `CNTP_*`; `put` at schedule-out. The hypervisor's own
+//! business here: the EL2 physical timer (`CNTHP_*`, PPI 26) for scheduler
+//! ticks and the library's soft timers, and the result line.
+
+use core::fmt;
+
+use arch_timer_virt::emulate::{self, Access, SysRegTrap};
+use arch_timer_virt::{HostIrq, SoftTimer, SoftTimers, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt_aarch64::El2Timer;
+use qemu_hypervisor::config::{RunConfig, Scenario};
+
+use crate::console::{println, write_bytes};
+use crate::el1::El1Regs;
+use crate::el2::{GicVersion, fail, hyp_timer_arm, hyp_timer_stop};
+use crate::gic::{HostIrqs, MAINTENANCE_PPI};
+use crate::guest::{self, Hypercall, Report};
+use crate::migrate::CPU1_STATS;
+use crate::sysreg::{read_sysreg, write_sysreg};
+use crate::vectors::{Exit, GuestRegs, enter_guest};
+
+/// `SPSR_EL2` for a guest's first entry: EL1h, D, A, I, F masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// The EL2 physical timer's PPI (QEMU `virt`).
+pub(crate) const HYP_TIMER_PPI: u32 = 26;
+/// The scheduler tick: 1 ms at QEMU's 62.5 MHz.
+pub(crate) const TICK: u64 = 62_500;
+/// Ticks a vCPU runs before the other one (two-vCPU scenario) gets the CPU.
+const SLICE_TICKS: u64 = 2;
+/// The whole run must end within this many counter ticks (20 s).
+pub(crate) const RUN_LIMIT: u64 = 62_500_000 * 20;
+
+/// The one VM's timer settings, shared by every vCPU on every CPU.
+pub(crate) static VM: VmTimer = VmTimer::new();
+
+/// The library's soft timers of one vCPU: deadlines the hypervisor folds
+/// into the EL2 physical timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Deadlines {
+    pub(crate) background: Option<Ticks>,
+    pub(crate) physical: Option<Ticks>,
+}
+
+impl SoftTimers for Deadlines {
+    fn arm(&mut self, timer: SoftTimer, at: Ticks) {
+        match timer {
+            SoftTimer::Background => self.background = Some(at),
+            SoftTimer::Physical => self.physical = Some(at),
+        }
+    }
+    fn cancel(&mut self, timer: SoftTimer) {
+        match timer {
+            SoftTimer::Background => self.background = None,
+            SoftTimer::Physical => self.physical = None,
+        }
+    }
+}
+
+/// Where a vCPU is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunState {
+    Runnable,
+    /// Sleeping in WFI until this physical count (or the next tick).
+    Blocked(u64),
+    Done(Report),
+}
+
+/// One vCPU.
+pub(crate) struct Vcpu<V> {
+    pub(crate) index: usize,
+    pub(crate) regs: GuestRegs,
+    pub(crate) el1: El1Regs,
+    pub(crate) timer: VcpuTimer,
+    pub(crate) vgic: V,
+    pub(crate) soft: Deadlines,
+    pub(crate) state: RunState,
+    pub(crate) loaded: bool,
+}
+
+/// What happened in a run, for the result line.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) exits: u64,
+    pub(crate) irq_exits: u64,
+    pub(crate) wfi_exits: u64,
+    pub(crate) hvc_exits: u64,
+    pub(crate) sysreg_exits: u64,
+    /// `handle_host_irq` raised the virtual line.
+    pub(crate) raised: u64,
+    /// Host vtimer IRQs with nothing to inject.
+    pub(crate) spurious: u64,
+    /// vCPU switches (put + load).
+    pub(crate) switches: u64,
+    pub(crate) ticks: u64,
+}
+
+impl Stats {
+    pub(crate) const ZERO: Self = Self {
+        exits: 0,
+        irq_exits: 0,
+        wfi_exits: 0,
+        hvc_exits: 0,
+        sysreg_exits: 0,
+        raised: 0,
+        spurious: 0,
+        switches: 0,
+        ticks: 0,
+    };
+
+    /// Adds `other`'s counts to these.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.exits += other.exits;
+        self.irq_exits += other.irq_exits;
+        self.wfi_exits += other.wfi_exits;
+        self.hvc_exits += other.hvc_exits;
+        self.sysreg_exits += other.sysreg_exits;
+        self.raised += other.raised;
+        self.spurious += other.spurious;
+        self.switches += other.switches;
+        self.ticks += other.ticks;
+    }
+}
+
+/// The hypervisor on one CPU.
+pub(crate) struct Hyp<G: HostIrqs> {
+    pub(crate) config: RunConfig,
+    pub(crate) gic_version: GicVersion,
+    pub(crate) timer: El2Timer,
+    pub(crate) gic: G,
+    pub(crate) stats: Stats,
+    pub(crate) next_tick: u64,
+    pub(crate) start: u64,
+}
+
+/// Why a slice of guest execution ended.
+pub(crate) enum SliceEnd {
+    Tick,
+    Blocked,
+    Done,
+}
+
+impl<G: HostIrqs> Hyp<G>
+where
+    G::Vgic: Default,
+{
+    pub(crate) fn new(config: RunConfig, gic_version: GicVersion, timer: El2Timer, gic: G) -> Self {
+        let now = timer.physical_count().get();
+        Self {
+            config,
+            gic_version,
+            timer,
+            gic,
+            stats: Stats::default(),
+            next_tick: now + TICK,
+            start: now,
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.timer.physical_count().get()
+    }
+
+    fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
+        let mut regs = GuestRegs::new();
+        regs.pc = guest::entry_point();
+        regs.pstate = SPSR_EL1H_MASKED;
+        regs.x[0] = index as u64;
+        regs.x[1] = u64::from(self.config.scenario as u8);
+        regs.x[2] = match self.gic_version {
+            GicVersion::V2 => 2,
+            GicVersion::V3 => 3,
+        };
+        Vcpu {
+            index,
+            regs,
+            el1: El1Regs::reset(guest::stack_top(index)),
+            timer: VcpuTimer::new(),
+            vgic: G::Vgic::default(),
+            soft: Deadlines::default(),
+            state: RunState::Runnable,
+            loaded: false,
+        }
+    }
+
+    pub(crate) fn run(mut self) -> ! {
+        let count = match self.config.scenario {
+            Scenario::TwoVcpus => 2,
+            _ => 1,
+        };
+        let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
+        if self.config.scenario == Scenario::Migration {
+            self.migrate(&mut vcpus[0]);
+            let mut other = Stats::ZERO;
+            critical_section::with(|cs| other = *CPU1_STATS.borrow_ref(cs));
+            println!(
+                "hv: CPU 0 raised {} vtimer interrupts, CPU 1 raised {}; {} hand-overs",
+                self.stats.raised,
+                other.raised,
+                self.stats.switches + other.switches
+            );
+            self.stats.add(&other);
+            self.report(core::slice::from_ref(&vcpus[0]));
+        }
+        let vcpus = vcpus.get_mut(..count).unwrap_or_default();
+        hyp_timer_arm(self.next_tick);
+        let mut current: Option<usize> = None;
+        loop {
+            if vcpus.iter().all(|v| matches!(v.state, RunState::Done(_))) {
+                break;
+            }
+            if self.now().wrapping_sub(self.start) > RUN_LIMIT {
+                fail!("hv: run limit exceeded");
+            }
+            self.wake_blocked(vcpus);
+            let Some(next) = pick(vcpus, current) else {
+                self.idle(vcpus, current);
+                continue;
+            };
+            if current != Some(next) {
+                if let Some(v) = current.and_then(|c| vcpus.get_mut(c)) {
+                    self.put(v);
+                }
+                if let Some(v) = vcpus.get_mut(next) {
+                    self.load(v);
+                }
+                if current.is_some() {
+                    self.stats.switches += 1;
+                }
+                current = Some(next);
+            }
+            let Some(v) = vcpus.get_mut(next) else { break };
+            if let RunState::Blocked(_) = v.state {
+                self.unblock(v);
+            }
+            let mut slices = 0;
+            while let SliceEnd::Tick = self.run_slice(v) {
+                slices += 1;
+                if slices >= SLICE_TICKS {
+                    break;
+                }
+            }
+        }
+        if let Some(v) = current.and_then(|c| vcpus.get_mut(c)) {
+            self.put(v);
+        }
+        hyp_timer_stop();
+        self.report(vcpus)
+    }
+
+    /// Wakes `v` from its WFI sleep (`VcpuTimer::unblock`).
+    pub(crate) fn unblock(&mut self, v: &mut Vcpu<G::Vgic>) {
+        let mut chip = self.gic.chip(&mut v.vgic);
+        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut v.soft) {
+            fail!("hv: unblock: {e:?}");
+        }
+        v.state = RunState::Runnable;
+    }
+
+    /// Marks blocked vCPUs whose wake-up time has come runnable.
+    pub(crate) fn wake_blocked(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
+        let now = self.now();
+        for v in vcpus.iter_mut() {
+            if let RunState::Blocked(at) = v.state
+                && now >= at
+            {
+                self.unblock(v);
+            }
+        }
+    }
+
+    /// Nothing to run: sleep until the earliest wake-up or tick.
+    pub(crate) fn idle(&mut self, vcpus: &mut [Vcpu<G::Vgic>], current: Option<usize>) {
+        let wake = vcpus
+            .iter()
+            .filter_map(|v| match v.state {
+                RunState::Blocked(at) => Some(at),
+                _ => None,
+            })
+            .fold(self.next_tick, u64::min);
+        hyp_timer_arm(wake);
+        // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
+        // pending one still ends the wait).
+        unsafe { core::arch::asm!("wfi", options(nostack)) };
+        let loaded = current.and_then(|c| vcpus.get_mut(c));
+        self.drain_irqs(loaded);
+    }
+
+    pub(crate) fn load(&mut self, v: &mut Vcpu<G::Vgic>) {
+        v.el1.restore(self.config.host_mode);
+        // SAFETY: VMPIDR_EL2 is what the guest reads as MPIDR_EL1.
+        unsafe { write_sysreg!(vmpidr_el2, (1 << 31) | v.index as u64) };
+        if let Err(e) = self.gic.vcpu_load(&mut v.vgic) {
+            fail!("hv: vgic load: {e:?}");
+        }
+        let mut chip = self.gic.chip(&mut v.vgic);
+        if let Err(e) = v.timer.load(&VM, &mut self.timer, &mut chip) {
+            fail!("hv: timer load: {e:?}");
+        }
+        v.loaded = true;
+    }
+
+    pub(crate) fn put(&mut self, v: &mut Vcpu<G::Vgic>) {
+        if let Err(e) = v.timer.put(&mut self.timer, &mut v.soft) {
+            fail!("hv: timer put: {e:?}");
+        }
+        if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
+            fail!("hv: vgic put: {e:?}");
+        }
+        v.el1.save(self.config.host_mode);
+        v.loaded = false;
+    }
+
+    /// Runs the loaded vCPU `v` until the next tick, a WFI that sleeps, or
+    /// its end.
+    pub(crate) fn run_slice(&mut self, v: &mut Vcpu<G::Vgic>) -> SliceEnd {
+        loop {
+            {
+                let mut chip = self.gic.chip(&mut v.vgic);
+                if let Err(e) = v
+                    .timer
+                    .before_entry(&mut self.timer, &mut chip, &mut v.soft)
+                {
+                    fail!("hv: before_entry: {e:?}");
+                }
+            }
+            let deadline = v
+                .soft
+                .physical
+                .map_or(self.next_tick, |p| p.get().min(self.next_tick));
+            hyp_timer_arm(deadline);
+            // SAFETY: HCR_EL2, stage 2 and the vCPU's EL1 registers are set
+            // up; `regs` enters the guest at EL1 where it left off.
+            let exit = unsafe { enter_guest(&mut v.regs) };
+            self.stats.exits += 1;
+            self.gic.sync_after_exit(&mut v.vgic);
+            {
+                let mut chip = self.gic.chip(&mut v.vgic);
+                if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut v.soft) {
+                    fail!("hv: after_exit: {e:?}");
+                }
+            }
+            match exit {
+                Exit::Irq => {
+                    self.stats.irq_exits += 1;
+                    if self.drain_irqs(Some(v)) {
+                        return SliceEnd::Tick;
+                    }
+                }
+                Exit::Sync => {
+                    if let Some(end) = self.handle_sync(v) {
+                        return end;
+                    }
+                }
+                Exit::Fiq | Exit::SError => {
+                    fail!("hv: vCPU {} exit {exit:?} at {:#x}", v.index, v.regs.pc)
+                }
+            }
+        }
+    }
+
+    /// Takes every pending host interrupt. Returns whether a scheduler
+    /// tick passed.
+    fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> bool {
+        let mut tick = false;
+        while let Some(intid) = self.gic.acknowledge() {
+            self.gic.priority_drop(intid);
+            match intid {
+                27 => {
+                    let Some(v) = loaded.as_deref_mut() else {
+                        self.stats.spurious += 1;
+                        self.gic.deactivate(intid);
+                        continue;
+                    };
+                    let result = {
+                        let mut chip = self.gic.chip(&mut v.vgic);
+                        v.timer.handle_host_irq(&mut self.timer, &mut chip)
+                    };
+                    match result {
+                        Ok(HostIrq::Raised) => self.stats.raised += 1,
+                        Ok(HostIrq::NotLoaded) => {
+                            self.stats.spurious += 1;
+                            self.gic.deactivate(intid);
+                        }
+                        Ok(_) => self.stats.spurious += 1,
+                        Err(e) => fail!("hv: handle_host_irq: {e:?}"),
+                    }
+                }
+                HYP_TIMER_PPI => {
+                    hyp_timer_stop();
+                    self.gic.deactivate(intid);
+                    let now = self.now();
+                    if now >= self.next_tick {
+                        self.stats.ticks += 1;
+                        self.next_tick = now + TICK;
+                        tick = true;
+                    }
+                    if let Some(v) = loaded.as_deref_mut()
+                        && v.soft.physical.is_some_and(|p| now >= p.get())
+                    {
+                        v.soft.physical = None;
+                        let mut chip = self.gic.chip(&mut v.vgic);
+                        if let Err(e) = v.timer.physical_timer_expired(&mut self.timer, &mut chip) {
+                            fail!("hv: physical_timer_expired: {e:?}");
+                        }
+                    }
+                }
+                MAINTENANCE_PPI => {
+                    self.gic.deactivate(intid);
+                    if let Some(v) = loaded.as_deref_mut() {
+                        self.gic.maintenance(&mut v.vgic);
+                    }
+                }
+                other => {
+                    self.gic.deactivate(other);
+                    println!("hv: unexpected host interrupt {other}");
+                }
+            }
+        }
+        if tick {
+            hyp_timer_arm(self.next_tick);
+        }
+        tick
+    }
+
+    /// Handles a synchronous exit; `Some` ends the slice.
+    fn handle_sync(&mut self, v: &mut Vcpu<G::Vgic>) -> Option<SliceEnd> {
+        let esr = read_sysreg!(esr_el2);
+        let ec = (esr >> 26) & 0x3f;
+        // The ISS is bits 24:0: the cast keeps them all.
+        #[allow(clippy::cast_possible_truncation)]
+        let iss = (esr & 0x1ff_ffff) as u32;
+        match ec {
+            // HVC from AArch64.
+            0x16 => {
+                self.stats.hvc_exits += 1;
+                self.hypercall(v)
+            }
+            // WFI/WFE.
+            0x01 => {
+                v.regs.pc += 4;
+                if iss & 1 != 0 {
+                    return None;
+                }
+                self.stats.wfi_exits += 1;
+                match v.timer.block(&mut self.timer, &mut v.soft) {
+                    Wakeup::Now => {
+                        self.unblock(v);
+                        None
+                    }
+                    Wakeup::At(at) => {
+                        v.state = RunState::Blocked(at.get());
+                        Some(SliceEnd::Blocked)
+                    }
+                    Wakeup::Never => {
+                        // Nothing can fire: a WFI may end at any time, so
+                        // the next tick ends it.
+                        v.state = RunState::Blocked(self.next_tick);
+                        Some(SliceEnd::Blocked)
+                    }
+                }
+            }
+            // Trapped MSR/MRS.
+            0x18 => {
+                self.stats.sysreg_exits += 1;
+                v.regs.pc += 4;
+                let Some(trap) = SysRegTrap::decode(iss) else {
+                    fail!("hv: vCPU {} trapped system register, ISS {iss:#x}", v.index);
+                };
+                let rt = usize::from(trap.rt);
+                let access = if trap.is_read {
+                    Access::Read
+                } else {
+                    Access::Write(v.regs.x.get(rt).copied().unwrap_or(0))
+                };
+                let mut chip = self.gic.chip(&mut v.vgic);
+                match emulate::access(
+                    &mut v.timer,
+                    &VM,
+                    &mut self.timer,
+                    &mut chip,
+                    trap.reg,
+                    access,
+                ) {
+                    Ok(value) => {
+                        if trap.is_read
+                            && let Some(x) = v.regs.x.get_mut(rt)
+                        {
+                            *x = value;
+                        }
+                    }
+                    Err(e) => fail!("hv: vCPU {} {:?}: {e:?}", v.index, trap.reg),
+                }
+                None
+            }
+            _ => fail!(
+                "hv: vCPU {} exception class {ec:#x}, ESR {esr:#x}, PC {:#x}, FAR {:#x}, HPFAR {:#x}",
+                v.index,
+                v.regs.pc,
+                read_sysreg!(far_el2),
+                read_sysreg!(hpfar_el2)
+            ),
+        }
+    }
+
+    fn hypercall(&mut self, v: &mut Vcpu<G::Vgic>) -> Option<SliceEnd> {
+        let [x0, x1, x2, x3, x4, x5, x6, ..] = v.regs.x;
+        match Hypercall::from_number(x0) {
+            Some(Hypercall::Print) => {
+                match guest_bytes(x1, x2) {
+                    Some(bytes) => {
+                        crate::console::print!("[vcpu{}] ", v.index);
+                        write_bytes(bytes);
+                    }
+                    None => println!("hv: vCPU {} printed from a bad buffer", v.index),
+                }
+                None
+            }
+            Some(Hypercall::Yield) => None,
+            Some(Hypercall::Exit) => {
+                v.state = RunState::Done(Report {
+                    status: x1,
+                    interrupts: x2,
+                    early: x3,
+                    duplicates: x4,
+                    lost: x5,
+                    spurious: x6,
+                });
+                Some(SliceEnd::Done)
+            }
+            None => fail!("hv: vCPU {} unknown hypercall {x0}", v.index),
+        }
+    }
+
+    /// Prints the result line and ends the run.
+    pub(crate) fn report(&self, vcpus: &[Vcpu<G::Vgic>]) -> ! {
+        let mut total = Report::default();
+        let mut pass = true;
+        for v in vcpus {
+            let RunState::Done(r) = v.state else {
+                pass = false;
+                continue;
+            };
+            total.interrupts += r.interrupts;
+            total.early += r.early;
+            total.duplicates += r.duplicates;
+            total.lost += r.lost;
+            total.spurious += r.spurious;
+            let enough = !matches!(
+                self.config.scenario,
+                Scenario::Periodic | Scenario::TwoVcpus
+            ) || r.interrupts >= 1000;
+            if r.status != 0 || r.early != 0 || r.duplicates != 0 || r.lost != 0 || !enough {
+                println!("hv: vCPU {} failed: {r:?}", v.index);
+                pass = false;
+            }
+        }
+        let s = self.stats;
+        let per = s
+            .exits
+            .checked_mul(100)
+            .and_then(|e| e.checked_div(total.interrupts));
+        let per = Hundredths(per);
+        println!(
+            "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \
+             irq_exits={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} spurious_host={} lost={} early={} \
+             duplicates={} guest_spurious={} {}",
+            self.config.scenario.name(),
+            self.gic_version,
+            self.config.host_mode,
+            vcpus.len(),
+            total.interrupts,
+            s.raised,
+            s.exits,
+            s.irq_exits,
+            s.wfi_exits,
+            s.hvc_exits,
+            s.sysreg_exits,
+            s.switches,
+            s.spurious,
+            total.lost,
+            total.early,
+            total.duplicates,
+            total.spurious,
+            if pass { "PASS" } else { "FAIL" }
+        );
+        if pass {
+            crate::exit::pass()
+        } else {
+            crate::exit::fail()
+        }
+    }
+}
+
+/// A ratio in hundredths, printed as `x.yy` (`-` when undefined).
+struct Hundredths(Option<u64>);
+
+impl fmt::Display for Hundredths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(h) => write!(f, "{}.{:02}", h / 100, h % 100),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The next runnable vCPU after `current`, round robin.
+fn pick<V>(vcpus: &[Vcpu<V>], current: Option<usize>) -> Option<usize> {
+    let n = vcpus.len();
+    let start = current.map_or(0, |c| c + 1);
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| vcpus.get(i).is_some_and(|v| v.state == RunState::Runnable))
+}
+
+/// The guest buffer `[addr, addr + len)` if it lies in RAM and is short.
+fn guest_bytes(addr: u64, len: u64) -> Option<&'static [u8]> {
+    const RAM: core::ops::Range<u64> = 0x4000_0000..0x4800_0000;
+    let end = addr.checked_add(len)?;
+    if len > 256 || !RAM.contains(&addr) || end > RAM.end {
+        return None;
+    }
+    let len = usize::try_from(len).ok()?;
+    // SAFETY: the range is guest RAM, identity-mapped for EL2; the guest
+    // that owns it is stopped while we read it.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+}
