@@ -2,7 +2,7 @@
 //! [`FakeRegisters`], in both host modes: the guest's timer state goes
 //! through the right registers and `CNTHCTL_EL2` keeps its other bits.
 
-use arch_timer_virt::mock::MockIrqChip;
+use arch_timer_virt::mock::{MockIrqChip, MockSoftTimers};
 use arch_timer_virt::{Forwarding, Ticks, TimerCtl, VcpuTimer, VmTimer};
 use arch_timer_virt_aarch64::{FakeRegisters, GenericTimer, HostMode};
 
@@ -12,6 +12,7 @@ const OTHER_CNTHCTL_BITS: u64 = (1 << 2) | (3 << 4) | (1 << 12);
 fn chip() -> MockIrqChip {
     let mut chip = MockIrqChip::new();
     chip.expect_set_host_masked().returning(|_, _| Ok(()));
+    chip.expect_set_host_active().returning(|_, _| Ok(()));
     chip
 }
 
@@ -42,7 +43,7 @@ fn lifecycle(mode: HostMode) {
     hw.registers_mut().el1_vtimer_cval = 1_500;
     hw.registers_mut().el1_vtimer_ctl = 1;
 
-    assert!(vcpu.put(&mut hw).is_ok());
+    assert!(vcpu.put(&mut hw, &mut MockSoftTimers::new()).is_ok());
     assert_eq!(vcpu.vtimer().cval(), Ticks::new(1_500), "{mode}");
     assert!(vcpu.vtimer().ctl().is_enabled(), "{mode}");
     let r = hw.registers();

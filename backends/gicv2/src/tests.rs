@@ -607,7 +607,11 @@ fn one_forwarded_vtimer_interrupt_cycle() {
     let mut soft = MockSoftTimers::new();
     let mut hw = MockTimerHw::new();
 
-    // Load: CNTVOFF, then CVAL, barrier, CTL; EL1 physical access trapped.
+    // Load: the counter (for the line), CNTVOFF, then CVAL, barrier, CTL;
+    // EL1 physical access trapped.
+    hw.expect_physical_count()
+        .times(1)
+        .return_const(arch_timer_virt::Ticks::new(100));
     hw.expect_set_virtual_offset().times(1).return_const(());
     hw.expect_set_vtimer_cval().times(1).return_const(());
     hw.expect_barrier().times(1).return_const(());
@@ -622,8 +626,9 @@ fn one_forwarded_vtimer_interrupt_cycle() {
         .load(&vm, &mut hw, &mut gic)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(gic.vcpu().mapping(27), Some(27), "vtimer mapped at load");
-    // Line low, nothing active: the physical PPI is deactivated.
+    // Line low, nothing active: the physical PPI is deactivated and unmasked.
     assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    assert_eq!(gicd_word0(&mut host, Banked::IsEnabler), 1 << 27);
     hw.checkpoint();
     clear_gicd_word0(&mut host);
 

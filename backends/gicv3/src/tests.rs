@@ -501,7 +501,8 @@ fn forwarded_vtimer_cycle_through_the_core() {
     let mut soft = MockSoftTimers::new();
 
     // Schedule-in: vGIC first, then the timer. The line is low and nothing
-    // is active, so the host PPI is deactivated (ICACTIVER0 bit 27).
+    // is active, so the host PPI is unmasked (ISENABLER0 bit 27) and
+    // deactivated (ICACTIVER0 bit 27).
     let mut gic = Gic::new(&mut host, &mut vcpu);
     gic.vcpu_load().unwrap();
     timer.load(&vm, &mut hw, &mut gic).unwrap();
@@ -509,7 +510,7 @@ fn forwarded_vtimer_cycle_through_the_core() {
         gic.vcpu().mapping(IntId::VIRTUAL_TIMER),
         Some(IntId::VIRTUAL_TIMER)
     );
-    assert_eq!(take_writes(gic.host()), [0, 1 << 27, 0, 0]);
+    assert_eq!(take_writes(gic.host()), [0, 1 << 27, 1 << 27, 0]);
     timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
 
     // The guest runs; the timer fires and the host takes PPI 27. The GIC
@@ -567,7 +568,7 @@ fn forwarded_vtimer_cycle_through_the_core() {
 
     // Schedule-out.
     gic.vcpu_put().unwrap();
-    timer.put(&mut hw).unwrap();
+    timer.put(&mut hw, &mut soft).unwrap();
     assert_eq!(gic.host().regs().ich_hcr, 0);
 }
 
