@@ -62,6 +62,8 @@ usage: cargo xtask <command>
           host model, each step with the hardware accesses it made
   qemu    one QEMU run of the example hypervisor:
           [--scenario NAME|N] [--gic 2|3] [--mode vhe|nvhe] [--smp N]
+          [--guest FILE]  (an external guest image: ELF, or raw loaded
+          at 0x4800_0000; see the example's README for the guest ABI)
   msrv    check the stated rust-version against edition 2024 and
           every library dependency's own rust-version
   bench   the hardware-access and timing report: lazy library vs eager

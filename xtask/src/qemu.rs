@@ -47,7 +47,7 @@ impl Run {
         let name = SCENARIOS
             .iter()
             .find(|s| s.1 == self.scenario)
-            .map_or("?", |s| s.0);
+            .map_or("external", |s| s.0);
         format!(
             "{name} gic=v{} mode={} smp={}",
             self.gic,
@@ -108,7 +108,10 @@ pub(crate) fn parse_run(args: &[String]) -> Result<Run> {
             "--smp" => {
                 run.smp = value()?.parse().map_err(|e| format!("--smp: {e}"))?;
             }
-            "--guest" => run.guest = Some(PathBuf::from(value()?)),
+            "--guest" => {
+                run.guest = Some(PathBuf::from(value()?));
+                run.scenario = EXTERNAL_SCENARIO;
+            }
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -190,13 +193,7 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
         ),
     ]);
     if let Some(guest) = &run.guest {
-        cmd.args([
-            "-device",
-            &format!(
-                "loader,file={},addr={GUEST_LOAD_ADDR},force-raw=on",
-                guest.display()
-            ),
-        ]);
+        cmd.args(["-device", &guest_loader(guest)?]);
     }
     cmd.arg("-kernel").arg(image);
     cmd.stdin(Stdio::null())
@@ -244,6 +241,25 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
 
 /// Where an external guest image is loaded (see the README's guest ABI).
 pub(crate) const GUEST_LOAD_ADDR: &str = "0x48000000";
+/// The configuration number of the scenario that runs an external guest.
+pub(crate) const EXTERNAL_SCENARIO: u8 = 8;
+
+/// QEMU's loader argument for a guest image: an ELF file is loaded at its
+/// segments' addresses, anything else raw at [`GUEST_LOAD_ADDR`].
+fn guest_loader(guest: &Path) -> Result<String> {
+    let mut magic = [0_u8; 4];
+    std::fs::File::open(guest)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("guest image {}: {e}", guest.display()))?;
+    Ok(if magic == *b"\x7fELF" {
+        format!("loader,file={}", guest.display())
+    } else {
+        format!(
+            "loader,file={},addr={GUEST_LOAD_ADDR},force-raw=on",
+            guest.display()
+        )
+    })
+}
 
 /// Every scenario on GICv3 and GICv2, non-VHE and VHE hosts. Prints one
 /// line per run and fails if any run does.
