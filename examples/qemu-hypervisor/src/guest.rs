@@ -367,8 +367,15 @@ extern "C" fn guest_irq() {
             let cval = mrs!("cntv_cval_el0");
             let now = vcount();
             timer_interrupt(s, ctl, cval, now);
+            // Periodic: one period on; if that has passed already (the
+            // vCPU did not run for a while), one period from now, as an OS
+            // tick does: missed periods are skipped, not caught up.
             let next = match s.rearm.load(Ordering::Relaxed) {
-                REARM_PERIODIC => Some(cval.wrapping_add(s.period.load(Ordering::Relaxed))),
+                REARM_PERIODIC => {
+                    let period = s.period.load(Ordering::Relaxed);
+                    let next = cval.wrapping_add(period);
+                    Some(if next > now { next } else { now + period })
+                }
                 _ => None,
             };
             match next {

@@ -26,10 +26,17 @@ use crate::vectors::{Exit, GuestRegs, enter_guest};
 
 /// `SPSR_EL2` for a guest's first entry: EL1h, D, A, I, F masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// The EL1 virtual timer's PPI, forwarded to the guest.
+pub(crate) const VTIMER_PPI: u32 = 27;
 /// The EL2 physical timer's PPI (QEMU `virt`).
 pub(crate) const HYP_TIMER_PPI: u32 = 26;
-/// The scheduler tick: 1 ms at QEMU's 62.5 MHz.
+/// The scheduler tick while vCPUs share a CPU: 1 ms at QEMU's 62.5 MHz.
 pub(crate) const TICK: u64 = 62_500;
+/// The tick while one vCPU has the CPU to itself (nothing to schedule):
+/// 100 ms, only to check the run limit. A 1 ms tick there would be a
+/// needless guest exit every millisecond (a quarter more exits than vtimer
+/// interrupts in the periodic scenario).
+pub(crate) const HOUSEKEEPING_TICK: u64 = 62_500 * 100;
 /// Ticks a vCPU runs before the other one (two-vCPU scenario) gets the CPU.
 const SLICE_TICKS: u64 = 2;
 /// The whole run must end within this many counter ticks (20 s).
@@ -97,6 +104,54 @@ pub(crate) struct Stats {
     /// vCPU switches (put + load).
     pub(crate) switches: u64,
     pub(crate) ticks: u64,
+    /// IRQ exits by the first interrupt acknowledged after the exit.
+    pub(crate) exit_cause: ExitCauses,
+}
+
+/// IRQ exits counted by what caused them: the vtimer PPI if the host
+/// acknowledged it after the exit, else the first INTID it acknowledged
+/// (none: the first acknowledge returned a special INTID, 1020..=1023).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExitCauses {
+    /// PPI 27, the guest's virtual timer.
+    pub(crate) vtimer: u64,
+    /// PPI 26, the EL2 physical timer (ticks, soft timers).
+    pub(crate) hyp_timer: u64,
+    /// PPI 25, the GIC maintenance interrupt.
+    pub(crate) maintenance: u64,
+    /// Nothing to acknowledge (1020..=1023).
+    pub(crate) spurious: u64,
+    /// Any other INTID.
+    pub(crate) other: u64,
+}
+
+impl ExitCauses {
+    const ZERO: Self = Self {
+        vtimer: 0,
+        hyp_timer: 0,
+        maintenance: 0,
+        spurious: 0,
+        other: 0,
+    };
+
+    fn count(&mut self, first: Option<u32>) {
+        let slot = match first {
+            Some(VTIMER_PPI) => &mut self.vtimer,
+            Some(HYP_TIMER_PPI) => &mut self.hyp_timer,
+            Some(MAINTENANCE_PPI) => &mut self.maintenance,
+            Some(_) => &mut self.other,
+            None => &mut self.spurious,
+        };
+        *slot += 1;
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.vtimer += other.vtimer;
+        self.hyp_timer += other.hyp_timer;
+        self.maintenance += other.maintenance;
+        self.spurious += other.spurious;
+        self.other += other.other;
+    }
 }
 
 impl Stats {
@@ -110,6 +165,7 @@ impl Stats {
         spurious: 0,
         switches: 0,
         ticks: 0,
+        exit_cause: ExitCauses::ZERO,
     };
 
     /// Adds `other`'s counts to these.
@@ -123,6 +179,7 @@ impl Stats {
         self.spurious += other.spurious;
         self.switches += other.switches;
         self.ticks += other.ticks;
+        self.exit_cause.add(&other.exit_cause);
     }
 }
 
@@ -134,7 +191,19 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) gic: G,
     pub(crate) stats: Stats,
     pub(crate) next_tick: u64,
+    /// [`TICK`] while vCPUs share this CPU, else [`HOUSEKEEPING_TICK`].
+    pub(crate) tick_period: u64,
     pub(crate) start: u64,
+}
+
+/// What [`Hyp::drain_irqs`] took.
+#[must_use]
+pub(crate) struct Drained {
+    /// A scheduler tick passed.
+    pub(crate) tick: bool,
+    /// The vtimer PPI if it was acknowledged, else the first INTID
+    /// acknowledged (`None`: nothing was pending).
+    pub(crate) first: Option<u32>,
 }
 
 /// Why a slice of guest execution ended.
@@ -157,6 +226,7 @@ where
             gic,
             stats: Stats::default(),
             next_tick: now + TICK,
+            tick_period: TICK,
             start: now,
         }
     }
@@ -216,6 +286,12 @@ where
             if self.now().wrapping_sub(self.start) > RUN_LIMIT {
                 fail!("hv: run limit exceeded");
             }
+            let sharing = vcpus
+                .iter()
+                .filter(|v| !matches!(v.state, RunState::Done(_)))
+                .count()
+                > 1;
+            self.set_tick_period(if sharing { TICK } else { HOUSEKEEPING_TICK });
             self.wake_blocked(vcpus);
             let Some(next) = pick(vcpus, current) else {
                 self.idle(vcpus, current);
@@ -250,6 +326,14 @@ where
         }
         hyp_timer_stop();
         self.report(vcpus)
+    }
+
+    /// Sets the tick period; a shorter one takes effect at once.
+    pub(crate) fn set_tick_period(&mut self, period: u64) {
+        if period < self.tick_period {
+            self.next_tick = self.next_tick.min(self.now() + period);
+        }
+        self.tick_period = period;
     }
 
     /// Wakes `v` from its WFI sleep (`VcpuTimer::unblock`).
@@ -287,7 +371,7 @@ where
         // pending one still ends the wait).
         unsafe { core::arch::asm!("wfi", options(nostack)) };
         let loaded = current.and_then(|c| vcpus.get_mut(c));
-        self.drain_irqs(loaded);
+        let _ = self.drain_irqs(loaded);
     }
 
     pub(crate) fn load(&mut self, v: &mut Vcpu<G::Vgic>) {
@@ -347,7 +431,9 @@ where
             match exit {
                 Exit::Irq => {
                     self.stats.irq_exits += 1;
-                    if self.drain_irqs(Some(v)) {
+                    let drained = self.drain_irqs(Some(v));
+                    self.stats.exit_cause.count(drained.first);
+                    if drained.tick {
                         return SliceEnd::Tick;
                     }
                 }
@@ -363,14 +449,20 @@ where
         }
     }
 
-    /// Takes every pending host interrupt. Returns whether a scheduler
-    /// tick passed.
-    fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> bool {
+    /// Takes every pending host interrupt. Returns what caused the exit
+    /// (see [`Drained::first`]) and whether a scheduler tick passed.
+    fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
         let mut tick = false;
+        let mut first = None;
         while let Some(intid) = self.gic.acknowledge() {
+            // The vtimer PPI names the exit wherever it comes in the
+            // drain (equal priorities are taken lowest INTID first).
+            if first.is_none() || intid == VTIMER_PPI {
+                first = Some(intid);
+            }
             self.gic.priority_drop(intid);
             match intid {
-                27 => {
+                VTIMER_PPI => {
                     let Some(v) = loaded.as_deref_mut() else {
                         self.stats.spurious += 1;
                         self.gic.deactivate(intid);
@@ -396,7 +488,7 @@ where
                     let now = self.now();
                     if now >= self.next_tick {
                         self.stats.ticks += 1;
-                        self.next_tick = now + TICK;
+                        self.next_tick = now + self.tick_period;
                         tick = true;
                     }
                     if let Some(v) = loaded.as_deref_mut()
@@ -424,7 +516,7 @@ where
         if tick {
             hyp_timer_arm(self.next_tick);
         }
-        tick
+        Drained { tick, first }
     }
 
     /// Handles a synchronous exit; `Some` ends the slice.
@@ -458,8 +550,8 @@ where
                     }
                     Wakeup::Never => {
                         // Nothing can fire: a WFI may end at any time, so
-                        // the next tick ends it.
-                        v.state = RunState::Blocked(self.next_tick);
+                        // it ends after one scheduler tick.
+                        v.state = RunState::Blocked(self.now() + TICK);
                         Some(SliceEnd::Blocked)
                     }
                 }
@@ -565,9 +657,16 @@ where
             .checked_mul(100)
             .and_then(|e| e.checked_div(total.interrupts));
         let per = Hundredths(per);
+        let c = s.exit_cause;
+        let vtimer_per = Hundredths(
+            c.vtimer
+                .checked_mul(100)
+                .and_then(|e| e.checked_div(total.interrupts)),
+        );
         println!(
             "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \
-             irq_exits={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} spurious_host={} lost={} early={} \
+             vtimer_exits_per_irq={vtimer_per} irq_exits={} irq_exits_27={} irq_exits_26={} irq_exits_25={} \
+             irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} spurious_host={} lost={} early={} \
              duplicates={} guest_spurious={} {}",
             self.config.scenario.name(),
             self.gic_version,
@@ -577,6 +676,11 @@ where
             s.raised,
             s.exits,
             s.irq_exits,
+            c.vtimer,
+            c.hyp_timer,
+            c.maintenance,
+            c.spurious,
+            c.other,
             s.wfi_exits,
             s.hvc_exits,
             s.sysreg_exits,

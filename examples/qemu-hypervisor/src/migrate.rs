@@ -114,6 +114,8 @@ where
     /// `MIGRATE_EVERY` interrupts raised (checked at ticks) or finishes,
     /// and puts it. Returns whether it finished.
     fn run_owned(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
+        // The hand-over is checked at ticks.
+        self.tick_period = TICK;
         self.next_tick = self.now() + TICK;
         hyp_timer_arm(self.next_tick);
         self.load(v);
