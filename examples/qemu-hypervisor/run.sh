@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs the example hypervisor under QEMU: run.sh [scenario] [mode] [gic] [smp]
+# Runs the example hypervisor under QEMU: run.sh [scenario] [mode] [gic] [smp] [guest-elf]
 #   scenario: number (see src/config.rs), mode: 0 nvhe / 1 vhe, gic: 2 or 3.
+#   Scenario 8 (external) loads guest-elf (default: the guest-hello sample)
+#   with QEMU's generic loader; RAM is then 256M so that 0x4800_0000 exists.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-/work/targets/qemu}
@@ -9,7 +11,13 @@ scenario=${1:-1}; mode=${2:-0}; gic=${3:-3}
 if [ "$scenario" -eq 7 ]; then smp=${4:-2}; else smp=${4:-1}; fi
 (cd "$here" && CARGO_TARGET_DIR="$target" cargo build -q -p qemu-hypervisor --bins --target aarch64-unknown-none </dev/null)
 word=$(printf '0xA7%02X%02X%02X' "$gic" "$mode" "$scenario")
+if [ "$scenario" -eq 8 ]; then
+  guest=${5:-$target/aarch64-unknown-none/debug/guest-hello}
+  set -- -m 256M -device loader,file="$guest"
+else
+  set -- -m 128M
+fi
 exec timeout 60 qemu-system-aarch64 -machine virt,virtualization=on,gic-version="$gic" \
-  -cpu max -smp "$smp" -m 128M -nographic -semihosting \
+  -cpu max -smp "$smp" "$@" -nographic -semihosting \
   -device loader,addr=0x47000000,data="$word",data-len=4 \
   -kernel "$target/aarch64-unknown-none/debug/qemu-hypervisor"

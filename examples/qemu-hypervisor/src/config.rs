@@ -71,11 +71,20 @@ pub enum Scenario {
     TwoVcpus,
     /// One vCPU migrated between two CPUs (`-smp 2`).
     Migration,
+    /// A guest image loaded by QEMU at [`EXTERNAL_GUEST_ADDR`] (see the
+    /// README's guest ABI), with its own checks.
+    External,
 }
+
+/// Where an external guest image is loaded and entered (IPA = PA).
+pub const EXTERNAL_GUEST_ADDR: u64 = 0x4800_0000;
+/// The size of the external guest's memory from [`EXTERNAL_GUEST_ADDR`]
+/// (QEMU must have RAM there: `-m 256M` or more).
+pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -84,6 +93,7 @@ impl Scenario {
         Self::PhysicalTimer,
         Self::TwoVcpus,
         Self::Migration,
+        Self::External,
     ];
 
     /// The scenario with number `n`.
@@ -104,6 +114,7 @@ impl Scenario {
             Self::PhysicalTimer => "ptimer",
             Self::TwoVcpus => "two-vcpus",
             Self::Migration => "migration",
+            Self::External => "external",
         }
     }
 }
@@ -202,6 +213,16 @@ mod tests {
     fn no_magic_means_defaults() {
         assert_eq!(RunConfig::decode(0), Ok(RunConfig::default()));
         assert_eq!(RunConfig::decode(0x0003_0107), Ok(RunConfig::default()));
+    }
+
+    #[test]
+    fn external_is_scenario_8() {
+        assert_eq!(Scenario::from_number(8), Some(Scenario::External));
+        assert_eq!(Scenario::External.name(), "external");
+        assert_eq!(
+            RunConfig::decode(0xA703_0008).map(|c| c.scenario),
+            Ok(Scenario::External)
+        );
     }
 
     #[test]

@@ -85,7 +85,12 @@ pub(crate) fn run(config: RunConfig) -> ! {
         fail!("hv: VHE asked for, but the CPU has no FEAT_VHE");
     }
     // SAFETY: boot CPU, once, before any guest runs or other CPU starts.
-    unsafe { crate::stage2::build(gic == GicVersion::V2) };
+    unsafe {
+        crate::stage2::build(
+            gic == GicVersion::V2,
+            config.scenario == qemu_hypervisor::config::Scenario::External,
+        );
+    };
     // SAFETY: boot CPU, before anything depends on the host mode.
     let timer = unsafe { cpu_init(config) };
     let ppis = hyp_ppis();

@@ -13,7 +13,7 @@ use core::fmt;
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{HostIrq, SoftTimer, SoftTimers, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::El2Timer;
-use qemu_hypervisor::config::{RunConfig, Scenario};
+use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE, RunConfig, Scenario};
 
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
@@ -237,18 +237,26 @@ where
 
     fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
         let mut regs = GuestRegs::new();
-        regs.pc = guest::entry_point();
         regs.pstate = SPSR_EL1H_MASKED;
         regs.x[0] = index as u64;
-        regs.x[1] = u64::from(self.config.scenario as u8);
-        regs.x[2] = match self.gic_version {
-            GicVersion::V2 => 2,
-            GicVersion::V3 => 3,
+        let sp_el1 = if self.config.scenario == Scenario::External {
+            // The external guest ABI: its image's first instruction, x0 the
+            // vCPU index, every other register 0 (it sets up its own stack).
+            regs.pc = EXTERNAL_GUEST_ADDR;
+            0
+        } else {
+            regs.pc = guest::entry_point();
+            regs.x[1] = u64::from(self.config.scenario as u8);
+            regs.x[2] = match self.gic_version {
+                GicVersion::V2 => 2,
+                GicVersion::V3 => 3,
+            };
+            guest::stack_top(index)
         };
         Vcpu {
             index,
             regs,
-            el1: El1Regs::reset(guest::stack_top(index)),
+            el1: El1Regs::reset(sp_el1),
             timer: VcpuTimer::new(),
             vgic: G::Vgic::default(),
             soft: Deadlines::default(),
@@ -589,13 +597,21 @@ where
                 }
                 None
             }
-            _ => fail!(
-                "hv: vCPU {} exception class {ec:#x}, ESR {esr:#x}, PC {:#x}, FAR {:#x}, HPFAR {:#x}",
-                v.index,
-                v.regs.pc,
-                read_sysreg!(far_el2),
-                read_sysreg!(hpfar_el2)
-            ),
+            _ => {
+                if self.config.scenario == Scenario::External {
+                    println!(
+                        "hv: external guest faulted: is its image loaded at {EXTERNAL_GUEST_ADDR:#x} \
+                         (-device loader,file=ELF) and does RAM reach it (-m 256M)?"
+                    );
+                }
+                fail!(
+                    "hv: vCPU {} exception class {ec:#x}, ESR {esr:#x}, PC {:#x}, FAR {:#x}, HPFAR {:#x}",
+                    v.index,
+                    v.regs.pc,
+                    read_sysreg!(far_el2),
+                    read_sysreg!(hpfar_el2)
+                )
+            }
         }
     }
 
@@ -603,7 +619,12 @@ where
         let [x0, x1, x2, x3, x4, x5, x6, ..] = v.regs.x;
         match Hypercall::from_number(x0) {
             Some(Hypercall::Print) => {
-                match guest_bytes(x1, x2) {
+                let memory = if self.config.scenario == Scenario::External {
+                    EXTERNAL_GUEST_ADDR..EXTERNAL_GUEST_ADDR + EXTERNAL_GUEST_SIZE
+                } else {
+                    RAM
+                };
+                match guest_bytes(x1, x2, memory) {
                     Some(bytes) => {
                         crate::console::print!("[vcpu{}] ", v.index);
                         write_bytes(bytes);
@@ -721,11 +742,14 @@ fn pick<V>(vcpus: &[Vcpu<V>], current: Option<usize>) -> Option<usize> {
         .find(|&i| vcpus.get(i).is_some_and(|v| v.state == RunState::Runnable))
 }
 
-/// The guest buffer `[addr, addr + len)` if it lies in RAM and is short.
-fn guest_bytes(addr: u64, len: u64) -> Option<&'static [u8]> {
-    const RAM: core::ops::Range<u64> = 0x4000_0000..0x4800_0000;
+/// QEMU `virt` RAM that the built-in guests (part of the image) use.
+const RAM: core::ops::Range<u64> = 0x4000_0000..0x4800_0000;
+
+/// The guest buffer `[addr, addr + len)` if it lies in `memory` (the
+/// guest's, identity-mapped by stage 2) and is short.
+fn guest_bytes(addr: u64, len: u64, memory: core::ops::Range<u64>) -> Option<&'static [u8]> {
     let end = addr.checked_add(len)?;
-    if len > 256 || !RAM.contains(&addr) || end > RAM.end {
+    if len > 256 || !memory.contains(&addr) || end > memory.end {
         return None;
     }
     let len = usize::try_from(len).ok()?;

@@ -1,9 +1,12 @@
-//! The guests' stage 2 translation: RAM identity-mapped, and with GICv2 the
+//! The guests' stage 2 translation: RAM identity-mapped (for an external
+//! guest only its own 128 MiB from 0x4800_0000), and with GICv2 the
 //! GIC CPU interface's guest-physical address (`GICC`, 0x0801_0000) backed
 //! by the virtual CPU interface (`GICV`, 0x0804_0000). Nothing else is
 //! mapped, so any other device access by a guest is a stage 2 fault.
 
 use core::cell::UnsafeCell;
+
+use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE};
 
 use crate::sysreg::write_sysreg;
 
@@ -18,6 +21,7 @@ unsafe impl Sync for Table {}
 static L1: Table = Table(UnsafeCell::new([0; 512]));
 static L2_LOW: Table = Table(UnsafeCell::new([0; 512]));
 static L3_GIC: Table = Table(UnsafeCell::new([0; 512]));
+static L2_RAM: Table = Table(UnsafeCell::new([0; 512]));
 
 /// Valid + table (levels 1/2) or page (level 3).
 const TABLE_OR_PAGE: u64 = 0b11;
@@ -42,17 +46,36 @@ pub(crate) const GICC_IPA: u64 = 0x0801_0000;
 pub(crate) const GICV_PA: u64 = 0x0804_0000;
 
 /// Fills the tables. With `map_gicv`, the two pages at [`GICC_IPA`] go to
-/// [`GICV_PA`].
+/// [`GICV_PA`]. With `external_only`, only the external guest's memory
+/// ([`EXTERNAL_GUEST_ADDR`], [`EXTERNAL_GUEST_SIZE`], 2 MiB blocks) is
+/// mapped, not the rest of RAM, where the hypervisor lives; otherwise the
+/// whole GiB from 0x4000_0000 (the built-in guests are part of the image).
 ///
 /// # Safety
 ///
 /// Call once, on the boot CPU, before any guest runs and before any other
 /// CPU starts.
-pub(crate) unsafe fn build(map_gicv: bool) {
+pub(crate) unsafe fn build(map_gicv: bool, external_only: bool) {
     // SAFETY: the caller guarantees no other access to the tables.
-    let (l1, l2, l3) = unsafe { (&mut *L1.0.get(), &mut *L2_LOW.0.get(), &mut *L3_GIC.0.get()) };
+    let (l1, l2, l3, l2_ram) = unsafe {
+        (
+            &mut *L1.0.get(),
+            &mut *L2_LOW.0.get(),
+            &mut *L3_GIC.0.get(),
+            &mut *L2_RAM.0.get(),
+        )
+    };
     l1[0] = L2_LOW.0.get() as u64 | TABLE_OR_PAGE;
-    l1[1] = RAM_BASE | BLOCK | S2_NORMAL | S2_RW | SH_INNER | AF;
+    if external_only {
+        let first = usize::try_from((EXTERNAL_GUEST_ADDR - RAM_BASE) >> 21).unwrap_or(0);
+        let count = usize::try_from(EXTERNAL_GUEST_SIZE >> 21).unwrap_or(0);
+        for (n, e) in l2_ram.iter_mut().enumerate().skip(first).take(count) {
+            *e = (RAM_BASE + ((n as u64) << 21)) | BLOCK | S2_NORMAL | S2_RW | SH_INNER | AF;
+        }
+        l1[1] = L2_RAM.0.get() as u64 | TABLE_OR_PAGE;
+    } else {
+        l1[1] = RAM_BASE | BLOCK | S2_NORMAL | S2_RW | SH_INNER | AF;
+    }
     if map_gicv {
         let gic_2m = GICC_IPA & !0x1f_ffff;
         let l2_index = usize::try_from(gic_2m >> 21).unwrap_or(0);
