@@ -17,7 +17,7 @@ const CONFIG_MAGIC: u32 = 0xA7;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The scenarios, by configuration number, with the CPUs each needs.
-pub(crate) const SCENARIOS: [(&str, u8, u8); 8] = [
+pub(crate) const SCENARIOS: [(&str, u8, u8); 9] = [
     ("hello", 0, 1),
     ("periodic", 1, 1),
     ("programming", 2, 1),
@@ -26,6 +26,7 @@ pub(crate) const SCENARIOS: [(&str, u8, u8); 8] = [
     ("ptimer", 5, 1),
     ("two-vcpus", 6, 1),
     ("migration", 7, 2),
+    ("external", EXTERNAL_SCENARIO, 1),
 ];
 
 /// One QEMU run of the example hypervisor.
@@ -47,7 +48,7 @@ impl Run {
         let name = SCENARIOS
             .iter()
             .find(|s| s.1 == self.scenario)
-            .map_or("external", |s| s.0);
+            .map_or("?", |s| s.0);
         format!(
             "{name} gic=v{} mode={} smp={}",
             self.gic,
@@ -183,7 +184,12 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
         "-smp",
         &run.smp.to_string(),
         "-m",
-        "128M",
+        // An external guest lives at 0x4800_0000, past the first 128 MiB.
+        if run.scenario == EXTERNAL_SCENARIO {
+            "256M"
+        } else {
+            "128M"
+        },
         "-nographic",
         "-semihosting",
         "-device",
@@ -192,8 +198,12 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
             run.word()
         ),
     ]);
-    if let Some(guest) = &run.guest {
-        cmd.args(["-device", &guest_loader(guest)?]);
+    if run.scenario == EXTERNAL_SCENARIO {
+        let guest = match &run.guest {
+            Some(guest) => guest.clone(),
+            None => sample_guest(image),
+        };
+        cmd.args(["-device", &guest_loader(&guest)?]);
     }
     cmd.arg("-kernel").arg(image);
     cmd.stdin(Stdio::null())
@@ -243,6 +253,12 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
 pub(crate) const GUEST_LOAD_ADDR: &str = "0x48000000";
 /// The configuration number of the scenario that runs an external guest.
 pub(crate) const EXTERNAL_SCENARIO: u8 = 8;
+
+/// The example's own external guest, `guest-hello`, built beside the
+/// hypervisor image.
+fn sample_guest(image: &Path) -> PathBuf {
+    image.with_file_name("guest-hello")
+}
 
 /// QEMU's loader argument for a guest image: an ELF file is loaded at its
 /// segments' addresses, anything else raw at [`GUEST_LOAD_ADDR`].
