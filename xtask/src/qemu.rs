@@ -128,12 +128,19 @@ pub(crate) fn parse_run(args: &[String]) -> Result<Run> {
 /// Makes sure `qemu-system-aarch64` is there: installs Debian's
 /// `qemu-system-arm` when running as root, or says what to install.
 pub(crate) fn ensure_qemu() -> Result {
-    if Command::new("qemu-system-aarch64")
+    if let Ok(out) = Command::new("qemu-system-aarch64")
         .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        && out.status.success()
     {
+        let version = String::from_utf8_lossy(&out.stdout);
+        let first = version.lines().next().unwrap_or_default();
+        if !first.contains("version 7.2") {
+            println!(
+                "note: the example was checked against QEMU 7.2; this is `{first}` \
+                 (a later `-cpu max` adds features such as FEAT_ECV)"
+            );
+        }
         return Ok(());
     }
     let root = Command::new("id")
@@ -165,8 +172,9 @@ pub(crate) fn build() -> Result<PathBuf> {
         "--target",
         TARGET,
     ])?;
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
     Ok(target_dir
         .join(TARGET)
         .join("release")
@@ -212,12 +220,10 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no QEMU stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
+    // Both pipes are drained while QEMU runs, so a chatty QEMU cannot
+    // block on a full pipe and be mistaken for a hung run.
+    let stdout = drain(child.stdout.take().ok_or("no QEMU stdout")?);
+    let stderr = drain(child.stderr.take().ok_or("no QEMU stderr")?);
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -230,22 +236,72 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut output = reader.join().unwrap_or_default();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut output);
-    }
+    let mut output = stdout.join().unwrap_or_default();
+    output.push_str(&stderr.join().unwrap_or_default());
     if echo {
         print!("{output}");
     }
-    match status {
-        Some(status) => Ok(Outcome {
-            passed: status.success(),
-            output,
-        }),
-        None => Ok(Outcome {
+    let Some(status) = status else {
+        return Ok(Outcome {
             passed: false,
             output: format!("{output}\n(timed out after {} s)", RUN_TIMEOUT.as_secs()),
-        }),
+        });
+    };
+    // A run passes only with both verdicts: QEMU's exit status (the
+    // hypervisor's semihosting exit) and a RESULT line that says PASS for
+    // this very run. A guest that powers the machine off, or exits QEMU
+    // some other way, leaves no such line.
+    let verdict = passing_result(&output, run);
+    let passed = status.success() && verdict.is_ok();
+    if let Err(why) = verdict
+        && status.success()
+    {
+        output.push_str(&format!("\n(exit status 0, but {why})"));
+    }
+    Ok(Outcome { passed, output })
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Checks that `output` holds a `RESULT` line ending in `PASS` whose
+/// scenario, GIC and host mode are those of `run`.
+fn passing_result(output: &str, run: &Run) -> std::result::Result<(), String> {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .ok_or("no RESULT line")?;
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    };
+    let scenario = SCENARIOS
+        .iter()
+        .find(|s| s.1 == run.scenario)
+        .map_or("?", |s| s.0);
+    let gic = format!("v{}", run.gic);
+    let mode = if run.vhe { "vhe" } else { "nvhe" };
+    let expected = [
+        ("scenario", scenario),
+        ("gic", gic.as_str()),
+        ("mode", mode),
+    ];
+    for (key, want) in expected {
+        if field(key) != Some(want) {
+            return Err(format!(
+                "the RESULT line is not for this run ({key} should be {want})"
+            ));
+        }
+    }
+    if line.split_whitespace().last() == Some("PASS") {
+        Ok(())
+    } else {
+        Err("the RESULT line does not say PASS".into())
     }
 }
 
@@ -319,4 +375,58 @@ pub(crate) fn matrix(image: &Path) -> Result {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scenario: u8, gic: u8, vhe: bool) -> Run {
+        Run {
+            scenario,
+            gic,
+            vhe,
+            smp: 1,
+            guest: None,
+        }
+    }
+
+    const LINE: &str = "hv: boot\nRESULT scenario=periodic gic=v3 mode=nvhe vcpus=1 lost=0 PASS\n";
+
+    #[test]
+    fn a_pass_needs_a_result_line_for_this_run() {
+        assert_eq!(passing_result(LINE, &run(1, 3, false)), Ok(()));
+        assert!(passing_result("hv: boot\n", &run(1, 3, false)).is_err());
+        assert!(passing_result(LINE, &run(1, 2, false)).is_err());
+        assert!(passing_result(LINE, &run(1, 3, true)).is_err());
+        assert!(passing_result(LINE, &run(2, 3, false)).is_err());
+        let failed = LINE.replace(" PASS", " FAIL");
+        assert!(passing_result(&failed, &run(1, 3, false)).is_err());
+    }
+
+    #[test]
+    fn the_configuration_word_matches_the_hypervisor_format() {
+        // 0xA7GGMMSS: magic, GIC, host mode, scenario.
+        assert_eq!(run(7, 2, true).word(), 0xA702_0107);
+        assert_eq!(run(1, 3, false).word(), 0xA703_0001);
+    }
+
+    #[test]
+    fn options_parse_and_the_guest_selects_the_external_scenario() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let r = parse_run(&args(&[
+            "--scenario",
+            "migration",
+            "--gic",
+            "2",
+            "--mode",
+            "vhe",
+        ]));
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.scenario, r.gic, r.vhe, r.smp), (7, 2, true, 2));
+        let r = parse_run(&args(&["--guest", "g.elf"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.scenario, EXTERNAL_SCENARIO);
+        assert!(parse_run(&args(&["--gic", "4"])).is_err());
+        assert!(parse_run(&args(&["--scenario", "nope"])).is_err());
+    }
 }
