@@ -165,6 +165,13 @@ impl VcpuTimer {
     /// restores the virtual timer (CVAL, barrier, CTL) unless it is already
     /// on the hardware; traps EL1 physical timer accesses.
     ///
+    /// The EL1 physical timer traps are set here and cleared by
+    /// [`put`](Self::put) with and without VHE. KVM does this only with VHE,
+    /// because its non-VHE host kernel runs at EL1 and switches the traps
+    /// in its world switch; a hypervisor built on this crate runs at EL2 in
+    /// both modes, so the vCPU's schedule-in and schedule-out are the
+    /// places for it.
+    ///
     /// # Errors
     ///
     /// [`Error::AlreadyLoaded`] (nothing touched); [`Error::IrqChip`] if the
