@@ -2,7 +2,10 @@
 //! schedule-in, guest runs and arms its timer, the timer interrupt is
 //! forwarded and handled, WFI sleep and wake-up by the background timer,
 //! migration to another CPU, and schedule-out. Each step prints what
-//! happened and every hardware access the hypervisor made.
+//! happened and every hardware access the hypervisor made. A second part
+//! shows the emulated physical timer (trapped `CNTP_*` accesses, its soft
+//! timer, its line) and a VMM's register save/restore round trip onto
+//! another machine.
 //!
 //! ```text
 //! cargo run -p arch-timer-virt-sim --example demo
@@ -10,7 +13,9 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use arch_timer_virt_sim::{GuestOp, Handler, Hypervisor, Step};
+use arch_timer_virt::emulate::{self, Access, TimerSysReg};
+use arch_timer_virt::{IntId, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer};
+use arch_timer_virt_sim::{GuestOp, Handler, Hypervisor, Machine, Step};
 
 fn main() {
     let mut hv = Hypervisor::new(2, 1);
@@ -124,5 +129,135 @@ fn main() {
         "\ndone: {} steps, {} forwarded interrupts, {} background wake-ups, {} migration(s); \
          every DESIGN.md section 7 invariant checked after each step",
         s.steps, s.raised, s.background_wakeups, s.migrations
+    );
+    physical_timer_and_migration();
+}
+
+/// Part two: the emulated physical timer and a register round trip.
+fn physical_timer_and_migration() {
+    println!("\n-- the emulated physical timer, and a VMM's save/restore round trip --");
+    let mut m = Machine::new(1, 1);
+    let vm = VmTimer::new();
+    let mut timer = VcpuTimer::new();
+    let p = m.ports(0, 0);
+    let (mut hw, mut gic) = (p.timer, p.gic);
+    timer.load(&vm, &mut hw, &mut gic).unwrap();
+
+    // The guest's `msr cntp_tval_el0` and `msr cntp_ctl_el0` trap.
+    let mut trap = |m: &mut Machine, timer: &mut VcpuTimer, reg, access| {
+        let p = m.ports(0, 0);
+        let (mut hw, mut gic) = (p.timer, p.gic);
+        emulate::access(timer, &vm, &mut hw, &mut gic, reg, access).unwrap()
+    };
+    trap(
+        &mut m,
+        &mut timer,
+        TimerSysReg::PhysicalTval,
+        Access::Write(300),
+    );
+    trap(
+        &mut m,
+        &mut timer,
+        TimerSysReg::PhysicalCtl,
+        Access::Write(1),
+    );
+    println!(
+        "t={:<5} guest (trapped): CNTP_TVAL_EL0 = 300, CNTP_CTL_EL0 = ENABLE; CVAL is now {}",
+        m.now().get(),
+        timer.get_reg(&vm, &m.ports(0, 0).timer, TimerId::Physical, TimerReg::Cval)
+    );
+    {
+        let p = m.ports(0, 0);
+        let (mut hw, mut gic, mut soft) = (p.timer, p.gic, p.soft);
+        timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
+    }
+    println!(
+        "t={:<5} before_entry arms the physical soft timer at {:?}",
+        m.now().get(),
+        m.soft_timers(0).physical.map(Ticks::get)
+    );
+    m.advance(300);
+    m.soft_timer_fired(0, SoftTimer::Physical);
+    {
+        let p = m.ports(0, 0);
+        let (mut hw, mut gic) = (p.timer, p.gic);
+        timer.physical_timer_expired(&mut hw, &mut gic).unwrap();
+    }
+    println!(
+        "t={:<5} the soft timer fires: virtual INTID 30 line {}, list register {:?}",
+        m.now().get(),
+        m.virtual_irq(0, IntId::PHYSICAL_TIMER).line,
+        m.virtual_irq(0, IntId::PHYSICAL_TIMER).state
+    );
+    let ctl = trap(&mut m, &mut timer, TimerSysReg::PhysicalCtl, Access::Read);
+    println!(
+        "t={:<5} guest (trapped) reads CNTP_CTL_EL0 = {ctl:#x} (ENABLE | ISTATUS)",
+        m.now().get()
+    );
+    trap(
+        &mut m,
+        &mut timer,
+        TimerSysReg::PhysicalTval,
+        Access::Write(1000),
+    );
+    println!(
+        "t={:<5} guest (trapped) moves it on, CNTP_TVAL_EL0 = 1000: line {}",
+        m.now().get(),
+        m.virtual_irq(0, IntId::PHYSICAL_TIMER).line
+    );
+
+    // The guest arms its virtual timer too; then the VMM saves the vCPU.
+    m.guest_write_tval(0, 5000);
+    m.guest_write_ctl(0, 1);
+    m.advance(1234);
+    let count = m.guest_virtual_count(0);
+    let saved: Vec<(TimerId, TimerReg, u64)> = [TimerId::Virtual, TimerId::Physical]
+        .into_iter()
+        .flat_map(|id| TimerReg::MIGRATION.map(|reg| (id, reg)))
+        .map(|(id, reg)| (id, reg, timer.get_reg(&vm, &m.ports(0, 0).timer, id, reg)))
+        .collect();
+    println!(
+        "t={:<5} the VMM saves the registers (virtual count {}):",
+        m.now().get(),
+        count.get()
+    );
+    for (id, reg, value) in &saved {
+        println!("         {id:?} {reg:?} = {value}");
+    }
+    {
+        let p = m.ports(0, 0);
+        let (mut hw, mut soft) = (p.timer, p.soft);
+        timer.put(&mut hw, &mut soft).unwrap();
+    }
+
+    // Another machine, whose counter is far ahead; restore in reverse order.
+    let mut other = Machine::new(1, 1);
+    other.advance(50_000_000);
+    let vm2 = VmTimer::new();
+    let mut restored = VcpuTimer::new();
+    for &(id, reg, value) in saved.iter().rev() {
+        let p = other.ports(0, 0);
+        let (mut hw, mut gic) = (p.timer, p.gic);
+        restored
+            .set_reg(&vm2, &mut hw, &mut gic, id, reg, value)
+            .unwrap();
+    }
+    {
+        let p = other.ports(0, 0);
+        let (mut hw, mut gic) = (p.timer, p.gic);
+        restored.load(&vm2, &mut hw, &mut gic).unwrap();
+    }
+    println!(
+        "on the new machine (counter at {}): the guest's virtual count is {}, CNTV_CVAL {}, CNTV_CTL {:?}",
+        other.now().get(),
+        other.guest_virtual_count(0).get(),
+        other.guest_read_cval(0).get(),
+        other.guest_read_ctl(0)
+    );
+    let left = other.guest_read_cval(0).get() - other.guest_virtual_count(0).get();
+    other.advance(left);
+    println!(
+        "{left} ticks later the virtual timer fires there: host PPI 27 signalled = {}",
+        other.timer_irq_signalled(0)
     );
 }
