@@ -144,7 +144,7 @@ fn physical_timer_and_migration() {
     timer.load(&vm, &mut hw, &mut gic).unwrap();
 
     // The guest's `msr cntp_tval_el0` and `msr cntp_ctl_el0` trap.
-    let mut trap = |m: &mut Machine, timer: &mut VcpuTimer, reg, access| {
+    let trap = |m: &mut Machine, timer: &mut VcpuTimer, reg, access| {
         let p = m.ports(0, 0);
         let (mut hw, mut gic) = (p.timer, p.gic);
         emulate::access(timer, &vm, &mut hw, &mut gic, reg, access).unwrap()
