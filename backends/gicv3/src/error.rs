@@ -34,6 +34,9 @@ pub enum Error {
     AlreadyLoaded,
     /// The vCPU is not loaded on this CPU.
     NotLoaded,
+    /// Another vCPU is loaded on this CPU's virtual CPU interface: put it
+    /// first.
+    InterfaceBusy,
     /// The saved list registers hold interrupts in more list registers
     /// than this CPU implements (CPUs with different `ICH_VTR_EL2.ListRegs`).
     TooFewListRegisters {
@@ -63,6 +66,9 @@ impl fmt::Display for Error {
             }
             Self::AlreadyLoaded => write!(f, "the vCPU's GIC state is already loaded"),
             Self::NotLoaded => write!(f, "the vCPU's GIC state is not loaded"),
+            Self::InterfaceBusy => {
+                write!(f, "another vCPU is loaded on this CPU's virtual interface")
+            }
             Self::TooFewListRegisters { needed, available } => write!(
                 f,
                 "the vCPU's saved state needs {needed} list registers, this CPU has {available}"

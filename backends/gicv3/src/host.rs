@@ -31,6 +31,7 @@ pub struct HostGic<'r, R: GicSysRegs> {
     affinity: Affinity,
     list_registers: usize,
     active_priority_registers: usize,
+    vcpu_loaded: bool,
 }
 
 impl<'r, R: GicSysRegs> HostGic<'r, R> {
@@ -85,6 +86,7 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             affinity,
             list_registers: 0,
             active_priority_registers: 0,
+            vcpu_loaded: false,
         })
     }
 
@@ -233,6 +235,17 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     #[must_use]
     pub const fn active_priority_register_count(&self) -> usize {
         self.active_priority_registers
+    }
+
+    /// Whether a vCPU's state is loaded on this CPU's virtual CPU interface
+    /// ([`Gic::vcpu_load`](crate::Gic::vcpu_load)).
+    #[must_use]
+    pub const fn vcpu_loaded(&self) -> bool {
+        self.vcpu_loaded
+    }
+
+    pub(crate) const fn set_vcpu_loaded(&mut self, loaded: bool) {
+        self.vcpu_loaded = loaded;
     }
 
     /// The system registers, for what this type does not cover.

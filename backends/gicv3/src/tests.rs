@@ -617,6 +617,7 @@ fn errors_display() {
         Error::QueueFull { intid: 40 },
         Error::AlreadyLoaded,
         Error::NotLoaded,
+        Error::InterfaceBusy,
         Error::TooFewListRegisters {
             needed: 5,
             available: 4,
@@ -629,4 +630,50 @@ fn errors_display() {
         format!("{}", Error::NoRedistributor(Affinity(0x0001_0203))),
         "no GICv3 redistributor has affinity 0.1.2.3"
     );
+}
+
+// ---- review regressions ----------------------------------------------------
+
+/// Loading a second vCPU on a CPU whose interface already holds one must be
+/// refused (the GICv2 backend returns `InterfaceBusy`); here it silently
+/// overwrites A's list registers, and A's `vcpu_put` then saves B's state.
+#[test]
+fn review_second_vcpu_load_on_one_cpu_is_refused() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut a = VgicCpu::new();
+    let mut b = VgicCpu::new();
+    {
+        let mut gic = Gic::new(&mut host, &mut a);
+        gic.vcpu_load().unwrap();
+        gic.set_virtual_level(ppi(30), true).unwrap(); // A: vINTID 30 pending
+    }
+    let second = Gic::new(&mut host, &mut b).vcpu_load();
+    // A's pending interrupt is gone from the hardware...
+    let lost = host.regs().ich_lr[0] == 0;
+    Gic::new(&mut host, &mut a).vcpu_put().unwrap();
+    assert!(
+        second.is_err(),
+        "second vcpu_load accepted; A's LR0 wiped = {lost}, A saved {:?}",
+        a.saved_list_registers()[0]
+    );
+}
+
+#[test]
+fn a_busy_interface_is_reported_and_freed_by_put() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut a = VgicCpu::new();
+    let mut b = VgicCpu::new();
+    Gic::new(&mut host, &mut a).vcpu_load().unwrap();
+    assert!(host.vcpu_loaded());
+    assert_eq!(
+        Gic::new(&mut host, &mut b).vcpu_load(),
+        Err(Error::InterfaceBusy)
+    );
+    assert!(!b.is_loaded());
+    Gic::new(&mut host, &mut a).vcpu_put().unwrap();
+    assert!(!host.vcpu_loaded());
+    Gic::new(&mut host, &mut b).vcpu_load().unwrap();
+    assert!(b.is_loaded());
 }

@@ -199,13 +199,16 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyLoaded`]; [`Error::TooFewListRegisters`] if the
-    /// saved state uses list registers this CPU lacks. Nothing is written
-    /// then.
+    /// [`Error::AlreadyLoaded`]; [`Error::InterfaceBusy`] if another vCPU
+    /// is loaded on this CPU; [`Error::TooFewListRegisters`] if the saved
+    /// state uses list registers this CPU lacks. Nothing is written then.
     #[doc(alias = "vgic_v3_load")]
     pub fn vcpu_load(&mut self) -> Result<(), Error> {
         if self.vcpu.loaded {
             return Err(Error::AlreadyLoaded);
+        }
+        if self.host.vcpu_loaded() {
+            return Err(Error::InterfaceBusy);
         }
         let available = self.host.list_register_count();
         if let Some(extra) = self
@@ -245,6 +248,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         };
         regs.write(SysReg::IchHcrEl2, hcr);
         self.vcpu.loaded = true;
+        self.host.set_vcpu_loaded(true);
         Ok(())
     }
 
@@ -290,6 +294,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         regs.write(SysReg::IchHcrEl2, 0);
         regs.isb();
         self.vcpu.loaded = false;
+        self.host.set_vcpu_loaded(false);
         Ok(())
     }
 
