@@ -3,16 +3,19 @@
 #   scenario: number (see src/config.rs), mode: 0 nvhe / 1 vhe, gic: 2 or 3.
 #   Scenario 8 (external) loads guest-elf (default: the guest-hello sample)
 #   with QEMU's generic loader; RAM is then 256M so that 0x4800_0000 exists.
+# Builds release images, like `cargo xtask`, into $CARGO_TARGET_DIR or the
+# workspace's target/ directory.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-target=${CARGO_TARGET_DIR:-/work/targets/qemu}
+workspace=$(cd "$here/../.." && pwd)
+target=${CARGO_TARGET_DIR:-$workspace/target}
 scenario=${1:-1}; mode=${2:-0}; gic=${3:-3}
 # The migration scenario (7) needs a second CPU.
 if [ "$scenario" -eq 7 ]; then smp=${4:-2}; else smp=${4:-1}; fi
-(cd "$here" && CARGO_TARGET_DIR="$target" cargo build -q -p qemu-hypervisor --bins --target aarch64-unknown-none </dev/null)
+(cd "$here" && CARGO_TARGET_DIR="$target" cargo build -q --release -p qemu-hypervisor --bins --target aarch64-unknown-none </dev/null)
 word=$(printf '0xA7%02X%02X%02X' "$gic" "$mode" "$scenario")
 if [ "$scenario" -eq 8 ]; then
-  guest=${5:-$target/aarch64-unknown-none/debug/guest-hello}
+  guest=${5:-$target/aarch64-unknown-none/release/guest-hello}
   set -- -m 256M -device loader,file="$guest"
 else
   set -- -m 128M
@@ -20,4 +23,4 @@ fi
 exec timeout 60 qemu-system-aarch64 -machine virt,virtualization=on,gic-version="$gic" \
   -cpu max -smp "$smp" "$@" -nographic -semihosting \
   -device loader,addr=0x47000000,data="$word",data-len=4 \
-  -kernel "$target/aarch64-unknown-none/debug/qemu-hypervisor"
+  -kernel "$target/aarch64-unknown-none/release/qemu-hypervisor"
