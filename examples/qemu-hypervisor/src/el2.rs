@@ -19,8 +19,11 @@ use crate::sysreg::{read_sysreg, write_sysreg};
 /// `HCR_EL2` while guests run (and while the hypervisor runs: nothing in it
 /// matters to EL2 itself): VM (stage 2), FMO/IMO/AMO (physical interrupts
 /// to EL2, virtual ones to the guest), DC (guest memory cacheable with its
-/// MMU off), TWI (trap WFI), RW (EL1 is AArch64).
-const HCR_GUEST: u64 = 1 | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 12) | (1 << 13) | (1 << 31);
+/// MMU off), TWI (trap WFI), TSC (trap SMC: QEMU's PSCI firmware would
+/// otherwise let a guest power the machine off, QEMU exiting 0 without a
+/// verdict), RW (EL1 is AArch64).
+const HCR_GUEST: u64 =
+    1 | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 12) | (1 << 13) | (1 << 19) | (1 << 31);
 /// `HCR_EL2.E2H`.
 const HCR_E2H: u64 = 1 << 34;
 /// Which GIC this run drives.

@@ -580,6 +580,18 @@ where
                     }
                 }
             }
+            // SMC from AArch64, trapped by HCR_EL2.TSC. The guests have no
+            // firmware: a PSCI SYSTEM_OFF or SYSTEM_RESET reaching QEMU
+            // would end the run with exit status 0 and no verdict, so any
+            // SMC fails the run.
+            0x17 => fail!(
+                "hv: vCPU {} made an SMC (function {:#x}{}) at PC {:#x}: guests have no firmware \
+                 (a PSCI call would end the run without a verdict); failing the run",
+                v.index,
+                v.regs.x[0],
+                psci_name(v.regs.x[0]),
+                v.regs.pc.wrapping_sub(4)
+            ),
             // Trapped MSR/MRS.
             0x18 => {
                 self.stats.sysreg_exits += 1;
@@ -643,7 +655,7 @@ where
                 match guest_bytes(x1, x2, memory) {
                     Some(bytes) => {
                         crate::console::print!("[vcpu{}] ", v.index);
-                        write_bytes(bytes);
+                        write_guest_line(bytes);
                     }
                     None => println!("hv: vCPU {} printed from a bad buffer", v.index),
                 }
@@ -797,6 +809,37 @@ impl fmt::Display for Hundredths {
             None => f.write_str("-"),
         }
     }
+}
+
+/// A name for the PSCI function `id`, for the SMC failure message.
+fn psci_name(id: u64) -> &'static str {
+    match id {
+        0x8400_0008 => ", PSCI SYSTEM_OFF",
+        0x8400_0009 => ", PSCI SYSTEM_RESET",
+        0x8400_0002 => ", PSCI CPU_OFF",
+        0x8400_0003 | 0xc400_0003 => ", PSCI CPU_ON",
+        0x8400_0000 => ", PSCI_VERSION",
+        _ => "",
+    }
+}
+
+/// Writes a guest's print buffer to the console as one line: bytes other
+/// than printable ASCII (a newline above all) become `.`, so that a guest
+/// cannot start a line of its own, such as a forged `RESULT` line.
+fn write_guest_line(bytes: &[u8]) {
+    let mut line = [0_u8; 256];
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut len = 0;
+    for (slot, &b) in line.iter_mut().zip(body) {
+        *slot = if b == b' ' || b.is_ascii_graphic() {
+            b
+        } else {
+            b'.'
+        };
+        len += 1;
+    }
+    write_bytes(line.get(..len).unwrap_or_default());
+    write_bytes(b"\n");
 }
 
 /// The next runnable vCPU after `current`, round robin.
