@@ -20,8 +20,13 @@ pub enum Error {
     NotLoaded,
     /// The vCPU is already loaded.
     AlreadyLoaded,
-    /// Another vCPU is loaded on this CPU's virtual interface.
+    /// Another vCPU is loaded on this CPU's virtual interface: put it
+    /// first.
     InterfaceBusy,
+    /// The vCPU is loaded on another CPU: its list registers are that
+    /// CPU's, which this CPU's [`HostGic`](crate::HostGic) cannot reach.
+    /// Drive it through that CPU's `HostGic`, or put it there first.
+    LoadedOnOtherCpu,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +49,12 @@ impl fmt::Display for Error {
             Self::NotLoaded => write!(f, "the vCPU's virtual interface state is not loaded"),
             Self::AlreadyLoaded => {
                 write!(f, "the vCPU's virtual interface state is already loaded")
+            }
+            Self::LoadedOnOtherCpu => {
+                write!(
+                    f,
+                    "the vCPU's virtual interface state is loaded on another CPU"
+                )
             }
             Self::InterfaceBusy => {
                 write!(f, "another vCPU is loaded on this CPU's virtual interface")

@@ -35,12 +35,15 @@ pub struct HostGic {
     gich: UniqueMmioPointer<'static, GichRegs>,
     gicv_base: usize,
     num_lrs: usize,
+    cpu_mask: u8,
     vcpu_loaded: bool,
 }
 
 impl HostGic {
     /// Takes the GICv2 register blocks of the calling CPU. Reads
-    /// `GICH_VTR` for the number of list registers; writes nothing.
+    /// `GICH_VTR` for the number of list registers and the banked
+    /// `GICD_ITARGETSR0` for this CPU's identity ([`cpu_mask`](Self::cpu_mask));
+    /// writes nothing.
     ///
     /// `gicv_base` is the physical address of the `GICV` frame
     /// ([`GICV_SIZE`](crate::GICV_SIZE) bytes), kept for the hypervisor's
@@ -51,8 +54,8 @@ impl HostGic {
     /// - The pointers must address a GICv2 with the virtualization
     ///   extensions: `gicd` its Distributor, `gicc` the CPU interface and
     ///   `gich` the virtual interface control block *of the CPU that uses
-    ///   this `HostGic`* (the banked per-CPU frames), and the `HostGic` must
-    ///   only be used on that CPU.
+    ///   this `HostGic`* (the banked per-CPU frames); `new` must run on that
+    ///   CPU, and the `HostGic` must only be used there.
     /// - No other code may access `GICC` or `GICH` of this CPU while the
     ///   `HostGic` exists, nor the banked (INTID 0..=31) Distributor
     ///   registers of this CPU.
@@ -72,12 +75,18 @@ impl HostGic {
         let num_lrs = usize::try_from(vtr & GICH_VTR_LISTREGS_MASK)
             .map_or(1, |n| n.saturating_add(1))
             .min(MAX_LIST_REGISTERS);
+        // Banked and read-only: every byte of GICD_ITARGETSR0..7 reads as
+        // the reading CPU's own target bit (0 on a uniprocessor GIC).
+        let cpu_mask = field_shared!(gicd, itargetsr)
+            .get(0)
+            .map_or(0, |reg| reg.read());
         Self {
             gicd,
             gicc,
             gich,
             gicv_base,
             num_lrs,
+            cpu_mask,
             vcpu_loaded: false,
         }
     }
@@ -113,6 +122,15 @@ impl HostGic {
     #[must_use]
     pub const fn gicv_base(&self) -> usize {
         self.gicv_base
+    }
+
+    /// This CPU's identity: its bit in the `GICD_ITARGETSR` CPU targets
+    /// (1 << CPU interface number), as the banked `GICD_ITARGETSR0` read in
+    /// [`new`](Self::new) reported it; 0 on a uniprocessor GIC. A vCPU
+    /// records it when loaded ([`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)).
+    #[must_use]
+    pub const fn cpu_mask(&self) -> u8 {
+        self.cpu_mask
     }
 
     /// Whether a vCPU's virtual interface state is loaded on this CPU.

@@ -8,7 +8,7 @@ use std::boxed::Box;
 
 use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
 use arch_timer_virt::{Forwarding, HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VmTimer};
-use safe_mmio::fields::{ReadOnly, ReadPure};
+use safe_mmio::fields::{ReadOnly, ReadPure, ReadPureWrite};
 use safe_mmio::{UniqueMmioPointer, field};
 use zerocopy::FromZeros;
 
@@ -24,8 +24,24 @@ fn host_with_vtr(vtr: u32) -> HostGic {
     let gicc: &'static mut GiccRegs = Box::leak(Box::new(GiccRegs::new_zeroed()));
     let gich: &'static mut GichRegs = Box::leak(Box::new(GichRegs::new_zeroed()));
     gich.vtr = ReadPure(vtr);
+    // Each host of a test is another CPU: its own bit in the banked
+    // GICD_ITARGETSR0 (CPU interfaces 0..=7 in turn).
+    gicd.itargetsr[0] = ReadPureWrite(next_cpu_mask());
     // SAFETY: the blocks are RAM owned by nothing else, valid for 'static.
     unsafe { HostGic::new(gicd.into(), gicc.into(), gich.into(), 0x0804_0000) }
+}
+
+std::thread_local! {
+    static NEXT_CPU: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// `1 << n` for the n-th host built by this test (thread), n = 0..=7.
+fn next_cpu_mask() -> u8 {
+    NEXT_CPU.with(|next| {
+        let n = next.get();
+        next.set((n + 1) % 8);
+        1 << n
+    })
 }
 
 /// Four list registers, as on QEMU and GIC-400 (`GICH_VTR` = 0x9000_0003).
@@ -353,7 +369,7 @@ fn exhaustion_queues_then_refills_as_list_registers_free_up() {
     ok(gic.set_level(34, false));
     set_lr(&mut host, 2, sw_pending(34) & !(0b11 << 28)); // invalid + EOI
     set_eisr0(&mut host, 1 << 2);
-    let report = Gic::new(&mut host, &mut vcpu).maintenance();
+    let report = ok(Gic::new(&mut host, &mut vcpu).maintenance());
     assert_eq!(
         (report.reinjected, report.retired, report.refilled),
         (0, 1, 1)
@@ -473,7 +489,7 @@ fn eoi_maintenance_reinjects_a_software_line_still_high() {
     // The guest acks and deactivates it: state invalid, EOI kept, EISR bit set.
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
     set_eisr0(&mut host, 1);
-    let report = Gic::new(&mut host, &mut vcpu).maintenance();
+    let report = ok(Gic::new(&mut host, &mut vcpu).maintenance());
     assert_eq!(
         (report.reinjected, report.retired, report.refilled),
         (1, 0, 0)
@@ -500,7 +516,7 @@ fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
     );
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28)); // deactivated
     set_eisr0(&mut host, 1);
-    let report = Gic::new(&mut host, &mut vcpu).sync_after_exit();
+    let report = ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
     assert_eq!((report.reinjected, report.retired), (0, 1));
     assert_eq!(lr(&mut host, 0), 0);
 }
@@ -520,7 +536,7 @@ fn eoi_maintenance_of_a_saved_vcpu_works_on_memory() {
     set_eisr0(&mut host, 0);
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.set_level(31, false));
-    let report = gic.sync_after_exit();
+    let report = ok(gic.sync_after_exit());
     assert_eq!(
         (report.reinjected, report.retired),
         (1, 0),
@@ -541,7 +557,7 @@ fn a_stale_eisr_bit_does_not_touch_a_pending_register() {
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
     set_eisr0(&mut host, 0xffff_ffff);
-    let report = Gic::new(&mut host, &mut vcpu).sync_after_exit();
+    let report = ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
     assert_eq!(report, crate::SyncReport::default());
     assert_eq!(lr(&mut host, 0), sw_pending(30));
 }
@@ -677,7 +693,7 @@ fn one_forwarded_vtimer_interrupt_cycle() {
     // Exit: the vGIC first, then the timer lowers the line and makes sure
     // the physical PPI is not left active.
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    assert_eq!(gic.sync_after_exit(), crate::SyncReport::default());
+    assert_eq!(gic.sync_after_exit(), Ok(crate::SyncReport::default()));
     timer
         .after_exit(&mut hw, &mut gic, &mut soft)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -687,4 +703,50 @@ fn one_forwarded_vtimer_interrupt_cycle() {
     assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
     assert!(ListRegister::from_bits(lr(&mut host, 0)).is_empty());
     hw.checkpoint();
+}
+
+// --- Review regressions ----------------------------------------------------
+
+/// A vCPU loaded on CPU0 and driven through CPU1's `HostGic` (e.g. a soft
+/// timer expiring on CPU1 calling `physical_timer_expired`) writes CPU1's
+/// GICH_LR0, which belongs to whatever vCPU CPU1 runs.
+#[test]
+fn review_loaded_vcpu_driven_from_another_cpu_touches_that_cpus_lrs() {
+    let mut cpu0 = host();
+    let mut cpu1 = host();
+    let mut a = VgicCpu::new();
+    ok(Gic::new(&mut cpu0, &mut a).vcpu_load());
+    let r = Gic::new(&mut cpu1, &mut a).set_level(30, true);
+    let lr1 = lr(&mut cpu1, 0);
+    assert!(r.is_err() && lr1 == 0, "CPU1's LR0 = {lr1:#x}");
+}
+
+#[test]
+fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
+    let mut cpu0 = host();
+    let mut cpu1 = host();
+    assert_ne!(cpu0.cpu_mask(), cpu1.cpu_mask());
+    let mut a = VgicCpu::new();
+    ok(Gic::new(&mut cpu0, &mut a).vcpu_load());
+    assert_eq!(a.loaded_on(), Some(cpu0.cpu_mask()));
+    // CPU1 runs B, with software interrupt 31 pending in its LR0.
+    let mut b = VgicCpu::new();
+    ok(Gic::new(&mut cpu1, &mut b).vcpu_load());
+    ok(Gic::new(&mut cpu1, &mut b).set_level(31, true));
+    let lr0 = lr(&mut cpu1, 0);
+    let hcr1 = hcr(&mut cpu1);
+    let mut gic = Gic::new(&mut cpu1, &mut a);
+    assert_eq!(gic.set_level(30, true), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.set_level(31, false), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.is_active(31), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.sync_after_exit(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.maintenance(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.vcpu_put(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.vcpu_load(), Err(Error::AlreadyLoaded));
+    assert_eq!(lr(&mut cpu1, 0), lr0, "CPU1's LR0 changed");
+    assert_eq!(hcr(&mut cpu1), hcr1, "CPU1's GICH_HCR changed");
+    assert!(cpu1.vcpu_loaded() && a.is_loaded());
+    // On its own CPU, A is put as usual.
+    ok(Gic::new(&mut cpu0, &mut a).vcpu_put());
+    assert!(!a.is_loaded() && !cpu0.vcpu_loaded());
 }

@@ -51,7 +51,9 @@ pub struct VgicCpu {
     queue_len: usize,
     priority: u8,
     group1: bool,
-    loaded: bool,
+    /// The [`HostGic::cpu_mask`] of the CPU whose list registers hold the
+    /// state.
+    loaded_on: Option<u8>,
 }
 
 impl Default for VgicCpu {
@@ -77,7 +79,7 @@ impl VgicCpu {
             queue_len: 0,
             priority: DEFAULT_PRIORITY,
             group1: false,
-            loaded: false,
+            loaded_on: None,
         }
     }
 
@@ -96,7 +98,14 @@ impl VgicCpu {
     /// Whether the state is loaded on a CPU's virtual interface.
     #[must_use]
     pub const fn is_loaded(&self) -> bool {
-        self.loaded
+        self.loaded_on.is_some()
+    }
+
+    /// The [`HostGic::cpu_mask`] of the CPU the state is loaded on, if it
+    /// is.
+    #[must_use]
+    pub const fn loaded_on(&self) -> Option<u8> {
+        self.loaded_on
     }
 
     /// The saved list register `index` (stale while loaded).
@@ -295,7 +304,7 @@ impl<'a> Gic<'a> {
     /// loaded on this CPU. Nothing is touched.
     #[doc(alias = "kvm_vgic_load")]
     pub fn vcpu_load(&mut self) -> Result<(), Error> {
-        if self.vcpu.loaded {
+        if self.vcpu.is_loaded() {
             return Err(Error::AlreadyLoaded);
         }
         if self.host.vcpu_loaded() {
@@ -312,7 +321,7 @@ impl<'a> Gic<'a> {
         {
             self.host.write_lr(index, *lr);
         }
-        self.vcpu.loaded = true;
+        self.vcpu.loaded_on = Some(self.host.cpu_mask());
         self.host.set_vcpu_loaded(true);
         self.refill();
         self.update_hcr();
@@ -326,10 +335,11 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotLoaded`]; nothing is touched.
+    /// [`Error::NotLoaded`]; [`Error::LoadedOnOtherCpu`] if it is loaded
+    /// on another CPU (put it there). Nothing is touched then.
     #[doc(alias = "kvm_vgic_put")]
     pub fn vcpu_put(&mut self) -> Result<(), Error> {
-        if !self.vcpu.loaded {
+        if !self.on_this_cpu()? {
             return Err(Error::NotLoaded);
         }
         self.host.write_hcr(0);
@@ -342,7 +352,7 @@ impl<'a> Gic<'a> {
             }
             self.host.write_lr(index, ListRegister::EMPTY);
         }
-        self.vcpu.loaded = false;
+        self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
         Ok(())
     }
@@ -355,10 +365,14 @@ impl<'a> Gic<'a> {
     /// registers.
     ///
     /// Works on the saved state when the vCPU is not loaded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
     #[doc(alias = "kvm_vgic_sync_hwstate")]
-    pub fn sync_after_exit(&mut self) -> SyncReport {
+    pub fn sync_after_exit(&mut self) -> Result<SyncReport, Error> {
         let mut report = SyncReport::default();
-        let eoi = if self.vcpu.loaded {
+        let eoi = if self.on_this_cpu()? {
             self.host.eoi_status()
         } else {
             let mut mask = 0;
@@ -389,13 +403,17 @@ impl<'a> Gic<'a> {
         }
         report.refilled = self.refill();
         self.update_hcr();
-        report
+        Ok(report)
     }
 
     /// The maintenance interrupt handler's work (`GICH_MISR` reports an EOI
     /// or an underflow): the same as [`sync_after_exit`](Self::sync_after_exit),
     /// which it is harmless to call as well.
-    pub fn maintenance(&mut self) -> SyncReport {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
+    pub fn maintenance(&mut self) -> Result<SyncReport, Error> {
         self.sync_after_exit()
     }
 
@@ -412,9 +430,11 @@ impl<'a> Gic<'a> {
     /// # Errors
     ///
     /// [`Error::InvalidIntId`]; [`Error::QueueFull`] if it cannot be queued
-    /// (the level is remembered all the same).
+    /// (the level is remembered all the same); [`Error::LoadedOnOtherCpu`]
+    /// (nothing is touched).
     pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
         let v = checked_intid(intid)?;
+        self.on_this_cpu()?;
         self.vcpu.set_line(intid, level);
         if level {
             self.raise(intid, v)
@@ -428,9 +448,10 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`].
+    /// [`Error::InvalidIntId`]; [`Error::LoadedOnOtherCpu`].
     pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
         checked_intid(intid)?;
+        self.on_this_cpu()?;
         Ok(self
             .find(intid)
             .is_some_and(|(_, lr)| lr.state().is_active()))
@@ -458,7 +479,8 @@ impl<'a> Gic<'a> {
     }
 
     /// The list register `index` where the vCPU's state is now (hardware
-    /// when loaded, memory otherwise).
+    /// when loaded, memory otherwise; the stale saved copy while it is
+    /// loaded on another CPU).
     #[must_use]
     pub fn list_register(&self, index: usize) -> Option<ListRegister> {
         (index < self.num_lrs()).then(|| self.read_lr(index))
@@ -468,8 +490,28 @@ impl<'a> Gic<'a> {
         self.host.list_register_count()
     }
 
+    /// Where the vCPU's list registers are: `true` on this CPU's hardware,
+    /// `false` in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]: on another CPU's hardware, which this
+    /// `HostGic` cannot reach.
+    fn on_this_cpu(&self) -> Result<bool, Error> {
+        match self.vcpu.loaded_on {
+            None => Ok(false),
+            Some(cpu) if cpu == self.host.cpu_mask() => Ok(true),
+            Some(_) => Err(Error::LoadedOnOtherCpu),
+        }
+    }
+
+    /// Loaded on this CPU: the list registers are on this CPU's hardware.
+    fn here(&self) -> bool {
+        self.vcpu.loaded_on == Some(self.host.cpu_mask())
+    }
+
     fn read_lr(&self, index: usize) -> ListRegister {
-        if self.vcpu.loaded {
+        if self.here() {
             self.host.read_lr(index)
         } else {
             self.vcpu
@@ -481,7 +523,7 @@ impl<'a> Gic<'a> {
     }
 
     fn write_lr(&mut self, index: usize, lr: ListRegister) {
-        if self.vcpu.loaded {
+        if self.here() {
             self.host.write_lr(index, lr);
         } else if let Some(saved) = self.vcpu.lrs.get_mut(index) {
             *saved = lr;
@@ -583,7 +625,7 @@ impl<'a> Gic<'a> {
     /// `GICH_HCR`: enabled, with the underflow maintenance interrupt while
     /// interrupts wait in the queue. Only while loaded.
     fn update_hcr(&mut self) {
-        if self.vcpu.loaded {
+        if self.here() {
             let uie = if self.vcpu.queue_len > 0 {
                 GICH_HCR_UIE
             } else {

@@ -37,6 +37,10 @@ pub enum Error {
     /// Another vCPU is loaded on this CPU's virtual CPU interface: put it
     /// first.
     InterfaceBusy,
+    /// The vCPU is loaded on another CPU: its list registers are that
+    /// CPU's, which this CPU's [`HostGic`](crate::HostGic) cannot reach.
+    /// Drive it through that CPU's `HostGic`, or put it there first.
+    LoadedOnOtherCpu,
     /// The saved list registers hold interrupts in more list registers
     /// than this CPU implements (CPUs with different `ICH_VTR_EL2.ListRegs`).
     TooFewListRegisters {
@@ -66,6 +70,7 @@ impl fmt::Display for Error {
             }
             Self::AlreadyLoaded => write!(f, "the vCPU's GIC state is already loaded"),
             Self::NotLoaded => write!(f, "the vCPU's GIC state is not loaded"),
+            Self::LoadedOnOtherCpu => write!(f, "the vCPU's GIC state is loaded on another CPU"),
             Self::InterfaceBusy => {
                 write!(f, "another vCPU is loaded on this CPU's virtual interface")
             }

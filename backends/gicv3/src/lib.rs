@@ -16,4 +16,4 @@ mod tests;
 pub use error::Error;
 pub use host::HostGic;
 pub use registers::{Affinity, ListRegister, LrState, Redistributor};
-pub use vgic::{DEFAULT_PRIORITY, Gic, QUEUE_CAPACITY, VgicCpu};
+pub use vgic::{DEFAULT_PRIORITY, Gic, QUEUE_CAPACITY, SyncReport, VgicCpu};

@@ -309,7 +309,7 @@ fn eoi_maintenance_reinjects_a_high_line_and_drops_a_low_one() {
     gic.host().regs_mut().ich_lr[0] = 0x10A0_0200_0000_001E;
     gic.host().regs_mut().ich_lr[1] = 0x10A0_0200_0000_001D;
     assert_eq!(eisr(gic.host()), 0b11);
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     // 30 is pending again, EOI kept; 29 is gone.
     assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_001E);
     assert_eq!(lr(gic.host(), 1), 0);
@@ -340,7 +340,7 @@ fn exhausted_list_registers_queue_and_refill() {
     gic.set_virtual_level(ppi(20), false).unwrap();
     assert_eq!(gic.vcpu().queued().len(), 1, "no room yet: 20 is active");
     gic.host().regs_mut().ich_lr[0] = 0x10A0_0200_0000_0014;
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_0016, "22 moved in");
     assert!(gic.vcpu().queued().is_empty());
     assert_eq!(
@@ -370,7 +370,7 @@ fn a_full_queue_is_an_error_not_a_panic() {
         })
     );
     // Withdrawing a queued one makes room again.
-    gic.withdraw(40);
+    gic.withdraw(40).unwrap();
     gic.inject(spi(32 + capacity)).unwrap();
 }
 
@@ -525,7 +525,7 @@ fn forwarded_vtimer_cycle_through_the_core() {
     set_hw_active(gic.host(), 1 << 27);
     gic.host().priority_drop(27);
     assert_eq!(gic.host().regs().last_eoir1, Some(27));
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
     assert_eq!(
         timer.handle_host_irq(&mut hw, &mut gic),
@@ -547,7 +547,7 @@ fn forwarded_vtimer_cycle_through_the_core() {
     // Next entry and exit: the line is high, the guest has not yet
     // handled it; nothing changes.
     timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
     assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
     assert_eq!(take_writes(gic.host()), [1 << 27, 0, 0, 0]);
@@ -558,7 +558,7 @@ fn forwarded_vtimer_cycle_through_the_core() {
     gic.host().regs_mut().ich_lr[0] = 0x30A0_001B_0000_001B;
     set_hw_active(gic.host(), 0);
     ctl.store(TimerCtl::ENABLE.bits(), Ordering::SeqCst);
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
     assert!(!timer.vtimer().level());
     // Nothing to withdraw; the core makes sure the physical PPI is
@@ -599,7 +599,7 @@ fn guest_reprogramming_before_handling_withdraws_the_forwarded_interrupt() {
 
     // The guest disables its timer with the interrupt still pending.
     ctl.store(0, Ordering::SeqCst);
-    gic.sync_after_exit();
+    gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
     assert_eq!(lr(gic.host(), 0), 0, "pending interrupt withdrawn");
     assert_eq!(
@@ -618,6 +618,7 @@ fn errors_display() {
         Error::AlreadyLoaded,
         Error::NotLoaded,
         Error::InterfaceBusy,
+        Error::LoadedOnOtherCpu,
         Error::TooFewListRegisters {
             needed: 5,
             available: 4,
@@ -676,4 +677,65 @@ fn a_busy_interface_is_reported_and_freed_by_put() {
     assert!(!host.vcpu_loaded());
     Gic::new(&mut host, &mut b).vcpu_load().unwrap();
     assert!(b.is_loaded());
+}
+
+/// A `VgicCpu` loaded on CPU0 and driven through CPU1's `HostGic` writes
+/// CPU1's list registers (which belong to whatever runs there).
+#[test]
+fn review_loaded_vcpu_driven_from_another_cpu_touches_that_cpus_lrs() {
+    let mut frames0 = frames(&[GICR_TYPER_LAST]);
+    let mut frames1 = frames(&[(1 << 32) | GICR_TYPER_LAST]);
+    let mut host0 = host(&mut frames0, VTR_4_LRS, 0);
+    let mut host1 = host(&mut frames1, VTR_4_LRS, 1);
+    let mut a = VgicCpu::new();
+    Gic::new(&mut host0, &mut a).vcpu_load().unwrap();
+    let r = Gic::new(&mut host1, &mut a).set_virtual_level(ppi(30), true);
+    assert!(
+        r.is_err() && host1.regs().ich_lr[0] == 0,
+        "CPU1's LR0 = {:#x}, CPU0's LR0 = {:#x}",
+        host1.regs().ich_lr[0],
+        host0.regs().ich_lr[0]
+    );
+}
+
+#[test]
+fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
+    let mut frames0 = frames(&[GICR_TYPER_LAST]);
+    let mut frames1 = frames(&[(1 << 32) | GICR_TYPER_LAST]);
+    let mut host0 = host(&mut frames0, VTR_4_LRS, 0);
+    let mut host1 = host(&mut frames1, VTR_4_LRS, 1);
+    let mut a = VgicCpu::new();
+    Gic::new(&mut host0, &mut a).vcpu_load().unwrap();
+    assert_eq!(a.loaded_on(), Some(Affinity(0)));
+    // CPU1 runs B, with a pending interrupt in its LR0.
+    let mut b = VgicCpu::new();
+    Gic::new(&mut host1, &mut b).vcpu_load().unwrap();
+    Gic::new(&mut host1, &mut b)
+        .set_virtual_level(ppi(31), true)
+        .unwrap();
+    let before = host1.regs().clone();
+    let mut gic = Gic::new(&mut host1, &mut a);
+    assert_eq!(
+        gic.set_virtual_level(ppi(30), true),
+        Err(Error::LoadedOnOtherCpu)
+    );
+    assert_eq!(
+        gic.set_virtual_level(ppi(31), false),
+        Err(Error::LoadedOnOtherCpu)
+    );
+    assert_eq!(gic.virtual_active(ppi(31)), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.sync_after_exit(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.maintenance(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.vcpu_put(), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.vcpu_load(), Err(Error::AlreadyLoaded));
+    assert_eq!(
+        gic.inject(ListRegister::software(40, LrState::Pending, 0xA0)),
+        Err(Error::LoadedOnOtherCpu)
+    );
+    assert_eq!(gic.withdraw(31), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(*host1.regs(), before, "CPU1's registers changed");
+    assert!(host1.vcpu_loaded() && a.is_loaded());
+    // On its own CPU, A is put as usual.
+    Gic::new(&mut host0, &mut a).vcpu_put().unwrap();
+    assert!(!a.is_loaded() && !host0.vcpu_loaded());
 }

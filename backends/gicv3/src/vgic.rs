@@ -3,6 +3,7 @@
 
 use arch_timer_virt::{IntId, IrqChip};
 
+use crate::registers::Affinity;
 use crate::registers::{
     ICH_HCR_EN, ICH_HCR_UIE, ListRegister, LrState, MAX_ACTIVE_PRIORITY_REGISTERS,
     MAX_LIST_REGISTERS,
@@ -47,7 +48,8 @@ pub struct VgicCpu {
     queue: [ListRegister; QUEUE_CAPACITY],
     queued: usize,
     priority: u8,
-    loaded: bool,
+    /// The affinity of the CPU whose list registers hold the state.
+    loaded_on: Option<Affinity>,
 }
 
 impl Default for VgicCpu {
@@ -71,7 +73,7 @@ impl VgicCpu {
             queue: [ListRegister::EMPTY; QUEUE_CAPACITY],
             queued: 0,
             priority: DEFAULT_PRIORITY,
-            loaded: false,
+            loaded_on: None,
         }
     }
 
@@ -90,7 +92,13 @@ impl VgicCpu {
     /// Whether the state is on the hardware ([`Gic::vcpu_load`]).
     #[must_use]
     pub const fn is_loaded(&self) -> bool {
-        self.loaded
+        self.loaded_on.is_some()
+    }
+
+    /// The affinity of the CPU the state is loaded on, if it is.
+    #[must_use]
+    pub const fn loaded_on(&self) -> Option<Affinity> {
+        self.loaded_on
     }
 
     /// The saved list registers (stale while loaded).
@@ -165,6 +173,20 @@ impl VgicCpu {
     }
 }
 
+/// What [`Gic::sync_after_exit`] or [`Gic::maintenance`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// Software interrupts the guest deactivated with their line still
+    /// high, made pending again.
+    pub reinjected: usize,
+    /// Software interrupts the guest deactivated with their line low, whose
+    /// list registers were freed.
+    pub retired: usize,
+    /// Queued interrupts moved into a free list register.
+    pub refilled: usize,
+}
+
 /// The GICv3 [`IrqChip`] for one vCPU on one CPU: this CPU's [`HostGic`]
 /// and the vCPU's [`VgicCpu`], borrowed for as long as the caller likes
 /// (typically one run-loop iteration, or one call).
@@ -204,7 +226,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// state uses list registers this CPU lacks. Nothing is written then.
     #[doc(alias = "vgic_v3_load")]
     pub fn vcpu_load(&mut self) -> Result<(), Error> {
-        if self.vcpu.loaded {
+        if self.vcpu.is_loaded() {
             return Err(Error::AlreadyLoaded);
         }
         if self.host.vcpu_loaded() {
@@ -247,7 +269,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             ICH_HCR_EN
         };
         regs.write(SysReg::IchHcrEl2, hcr);
-        self.vcpu.loaded = true;
+        self.vcpu.loaded_on = Some(self.host.affinity());
         self.host.set_vcpu_loaded(true);
         Ok(())
     }
@@ -259,10 +281,11 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotLoaded`]; nothing is touched.
+    /// [`Error::NotLoaded`]; [`Error::LoadedOnOtherCpu`] if it is loaded
+    /// on another CPU (put it there). Nothing is touched then.
     #[doc(alias = "vgic_v3_put")]
     pub fn vcpu_put(&mut self) -> Result<(), Error> {
-        if !self.vcpu.loaded {
+        if !self.on_this_cpu()? {
             return Err(Error::NotLoaded);
         }
         let count = self.host.list_register_count();
@@ -293,7 +316,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         }
         regs.write(SysReg::IchHcrEl2, 0);
         regs.isb();
-        self.vcpu.loaded = false;
+        self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
         Ok(())
     }
@@ -303,10 +326,17 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// the EOI maintenance of software level interrupts the guest has
     /// deactivated (made pending again if the line is still high, dropped
     /// otherwise), then moves queued interrupts into free list registers.
+    ///
+    /// Works on the saved state when the vCPU is not loaded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
     #[doc(alias = "kvm_vgic_sync_hwstate")]
-    pub fn sync_after_exit(&mut self) {
+    pub fn sync_after_exit(&mut self) -> Result<SyncReport, Error> {
+        let mut report = SyncReport::default();
         let count = self.host.list_register_count();
-        let eisr = if self.vcpu.loaded {
+        let eisr = if self.on_this_cpu()? {
             self.host.regs().read(SysReg::IchEisrEl2)
         } else {
             (0..count).fold(0, |mask, n| {
@@ -323,20 +353,27 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             let still_high = IntId::ppi(lr.vintid())
                 .is_ok_and(|intid| self.vcpu.mapping(intid).is_none() && self.vcpu.level(intid));
             let next = if still_high {
+                report.reinjected = report.reinjected.saturating_add(1);
                 lr.with_state(LrState::Pending)
             } else {
+                report.retired = report.retired.saturating_add(1);
                 ListRegister::EMPTY
             };
             self.write_lr(n, next);
         }
-        self.refill();
+        report.refilled = self.refill();
+        Ok(report)
     }
 
     /// The maintenance interrupt (usually PPI 25) was taken: the same work
     /// as [`sync_after_exit`](Self::sync_after_exit). The maintenance
     /// interrupt is level-sensitive and drops once this is done.
-    pub fn maintenance(&mut self) {
-        self.sync_after_exit();
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
+    pub fn maintenance(&mut self) -> Result<SyncReport, Error> {
+        self.sync_after_exit()
     }
 
     /// Makes the virtual interrupt `lr` (its vINTID, and the state,
@@ -347,8 +384,9 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// # Errors
     ///
-    /// [`Error::QueueFull`].
+    /// [`Error::QueueFull`]; [`Error::LoadedOnOtherCpu`].
     pub fn inject(&mut self, lr: ListRegister) -> Result<(), Error> {
+        self.on_this_cpu()?;
         let lr = lr.with_state(LrState::Pending);
         if let Some((n, current)) = self.find_lr(lr.vintid()) {
             match current.state() {
@@ -381,7 +419,12 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// empties a list register holding it pending, takes the pending state
     /// off a software one that is pending and active. An active interrupt
     /// is left to the guest.
-    pub fn withdraw(&mut self, vintid: u32) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
+    pub fn withdraw(&mut self, vintid: u32) -> Result<(), Error> {
+        self.on_this_cpu()?;
         if let Some(position) = self.vcpu.queue_position(vintid) {
             self.vcpu.remove(position);
             self.update_underflow();
@@ -396,15 +439,37 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             }
         }
         self.refill();
+        Ok(())
     }
 
-    /// The list registers, as the guest sees them now.
+    /// The list registers, as the guest sees them now (the saved copies
+    /// while the vCPU is loaded on another CPU: stale).
     pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
         (0..self.host.list_register_count()).map(|n| self.read_lr(n))
     }
 
+    /// Where the vCPU's list registers are: `true` on this CPU's hardware,
+    /// `false` in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LoadedOnOtherCpu`]: on another CPU's hardware, which this
+    /// `HostGic` cannot reach.
+    fn on_this_cpu(&self) -> Result<bool, Error> {
+        match self.vcpu.loaded_on {
+            None => Ok(false),
+            Some(affinity) if affinity == self.host.affinity() => Ok(true),
+            Some(_) => Err(Error::LoadedOnOtherCpu),
+        }
+    }
+
+    /// Loaded on this CPU: the list registers are on this CPU's hardware.
+    fn here(&self) -> bool {
+        self.vcpu.loaded_on == Some(self.host.affinity())
+    }
+
     fn read_lr(&self, n: usize) -> ListRegister {
-        if self.vcpu.loaded {
+        if self.here() {
             ListRegister::from_bits(self.host.regs().read(lr_reg(n)))
         } else {
             self.vcpu.lrs.get(n).copied().unwrap_or_default()
@@ -412,7 +477,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     fn write_lr(&mut self, n: usize, lr: ListRegister) {
-        if self.vcpu.loaded {
+        if self.here() {
             self.host.regs_mut().write(lr_reg(n), lr.bits());
         } else if let Some(slot) = self.vcpu.lrs.get_mut(n) {
             *slot = lr;
@@ -430,20 +495,23 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         self.list_registers().position(ListRegister::is_free)
     }
 
-    /// Moves queued interrupts into free list registers.
-    fn refill(&mut self) {
+    /// Moves queued interrupts into free list registers; returns how many.
+    fn refill(&mut self) -> usize {
+        let mut moved = 0usize;
         while self.vcpu.queued > 0 {
             let Some(n) = self.free_lr() else { break };
             let Some(lr) = self.vcpu.remove(0) else { break };
             self.write_lr(n, lr);
+            moved = moved.saturating_add(1);
         }
         self.update_underflow();
+        moved
     }
 
     /// Asks for the underflow maintenance interrupt while interrupts wait
     /// in the queue, so they are moved in as soon as list registers free up.
     fn update_underflow(&mut self) {
-        if !self.vcpu.loaded {
+        if !self.here() {
             return;
         }
         let hcr = self.host.regs().read(SysReg::IchHcrEl2);
@@ -484,12 +552,12 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
             let lr = self.vcpu.lr_for(intid);
             self.inject(lr)
         } else {
-            self.withdraw(intid.get());
-            Ok(())
+            self.withdraw(intid.get())
         }
     }
 
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
+        self.on_this_cpu()?;
         Ok(self
             .list_registers()
             .any(|lr| lr.vintid() == intid.get() && lr.state().is_active()))
