@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use arch_timer_virt::{IntId, IrqChip};
 use arch_timer_virt_gicv2::registers::{GiccRegs, GicdRegs, GichRegs};
 use arch_timer_virt_gicv2::{Gic as Gicv2Chip, HostGic as HostGicv2, VgicCpu as VgicCpuV2};
-use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
+use arch_timer_virt_gicv3::sysreg::{CpuSysRegs, GicSysRegs, SysReg};
 use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
 use safe_mmio::UniqueMmioPointer;
 
@@ -65,10 +65,16 @@ pub(crate) trait HostIrqs {
     fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
     /// Saves it back.
     fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
+    /// Whether the maintenance interrupt is asserted now: a maintenance
+    /// condition holds (`ICH_MISR_EL2` / `GICH_MISR` non-zero). Read it
+    /// right after an exit, before
+    /// [`sync_after_exit`](Self::sync_after_exit), which handles (and so
+    /// clears) the EOI condition that raised it.
+    fn maintenance_asserted(&self) -> bool;
     /// Synchronizes the virtual interface after a guest exit.
-    fn sync_after_exit(&mut self, vgic: &mut Self::Vgic);
+    fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
     /// The maintenance interrupt was taken.
-    fn maintenance(&mut self, vgic: &mut Self::Vgic);
+    fn maintenance(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
 }
 
 /// GICv3 through `arch-timer-virt-gicv3`.
@@ -138,11 +144,14 @@ impl HostIrqs for Gicv3 {
     fn vcpu_put(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
         self.chip(vgic).vcpu_put()
     }
-    fn sync_after_exit(&mut self, vgic: &mut VgicCpu) {
-        self.chip(vgic).sync_after_exit();
+    fn maintenance_asserted(&self) -> bool {
+        self.host.regs().read(SysReg::IchMisrEl2) != 0
     }
-    fn maintenance(&mut self, vgic: &mut VgicCpu) {
-        self.chip(vgic).maintenance();
+    fn sync_after_exit(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
+        self.chip(vgic).sync_after_exit().map(drop)
+    }
+    fn maintenance(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
+        self.chip(vgic).maintenance().map(drop)
     }
 }
 
@@ -209,10 +218,13 @@ impl HostIrqs for Gicv2 {
     fn vcpu_put(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
         self.chip(vgic).vcpu_put()
     }
-    fn sync_after_exit(&mut self, vgic: &mut VgicCpuV2) {
-        let _ = self.chip(vgic).sync_after_exit();
+    fn maintenance_asserted(&self) -> bool {
+        self.host.maintenance_status() != 0
     }
-    fn maintenance(&mut self, vgic: &mut VgicCpuV2) {
-        let _ = self.chip(vgic).maintenance();
+    fn sync_after_exit(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
+        self.chip(vgic).sync_after_exit().map(drop)
+    }
+    fn maintenance(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
+        self.chip(vgic).maintenance().map(drop)
     }
 }

@@ -107,20 +107,25 @@ pub(crate) struct Stats {
     /// vCPU switches (put + load).
     pub(crate) switches: u64,
     pub(crate) ticks: u64,
-    /// IRQ exits by the first interrupt acknowledged after the exit.
+    /// IRQ exits by cause (see [`ExitCauses`]).
     pub(crate) exit_cause: ExitCauses,
 }
 
 /// IRQ exits counted by what caused them: the vtimer PPI if the host
-/// acknowledged it after the exit, else the first INTID it acknowledged
-/// (none: the first acknowledge returned a special INTID, 1020..=1023).
+/// acknowledged it after the exit; else the maintenance interrupt if it
+/// was asserted at the exit (`ICH_MISR_EL2` / `GICH_MISR` read before the
+/// vGIC's `sync_after_exit`, which handles the EOI that raised it, so the
+/// interrupt has usually dropped again by the time the host acknowledges);
+/// else the first INTID acknowledged (none: the first acknowledge returned
+/// a special INTID, 1020..=1023).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ExitCauses {
     /// PPI 27, the guest's virtual timer.
     pub(crate) vtimer: u64,
     /// PPI 26, the EL2 physical timer (ticks, soft timers).
     pub(crate) hyp_timer: u64,
-    /// PPI 25, the GIC maintenance interrupt.
+    /// PPI 25, the GIC maintenance interrupt (asserted at the exit, or
+    /// acknowledged).
     pub(crate) maintenance: u64,
     /// Nothing to acknowledge (1020..=1023).
     pub(crate) spurious: u64,
@@ -137,9 +142,10 @@ impl ExitCauses {
         other: 0,
     };
 
-    fn count(&mut self, first: Option<u32>) {
+    fn count(&mut self, first: Option<u32>, maintenance: bool) {
         let slot = match first {
             Some(VTIMER_PPI) => &mut self.vtimer,
+            _ if maintenance => &mut self.maintenance,
             Some(HYP_TIMER_PPI) => &mut self.hyp_timer,
             Some(MAINTENANCE_PPI) => &mut self.maintenance,
             Some(_) => &mut self.other,
@@ -432,7 +438,11 @@ where
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
             self.stats.exits += 1;
-            self.gic.sync_after_exit(&mut v.vgic);
+            // Before the sync, which clears the EOI maintenance condition.
+            let maintenance = self.gic.maintenance_asserted();
+            if let Err(e) = self.gic.sync_after_exit(&mut v.vgic) {
+                fail!("hv: vgic sync_after_exit: {e:?}");
+            }
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
                 if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut v.soft) {
@@ -443,7 +453,7 @@ where
                 Exit::Irq => {
                     self.stats.irq_exits += 1;
                     let drained = self.drain_irqs(Some(v));
-                    self.stats.exit_cause.count(drained.first);
+                    self.stats.exit_cause.count(drained.first, maintenance);
                     if drained.tick {
                         return SliceEnd::Tick;
                     }
@@ -527,8 +537,10 @@ where
                 }
                 MAINTENANCE_PPI => {
                     self.gic.deactivate(intid);
-                    if let Some(v) = loaded.as_deref_mut() {
-                        self.gic.maintenance(&mut v.vgic);
+                    if let Some(v) = loaded.as_deref_mut()
+                        && let Err(e) = self.gic.maintenance(&mut v.vgic)
+                    {
+                        fail!("hv: vgic maintenance: {e:?}");
                     }
                 }
                 other => {
