@@ -32,6 +32,10 @@ pub struct HostGic<'r, R: GicSysRegs> {
     list_registers: usize,
     active_priority_registers: usize,
     vcpu_loaded: bool,
+    /// A list register may have been written since the last `isb`: the
+    /// derived registers (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`, `ICH_MISR_EL2`)
+    /// may not reflect it yet.
+    lr_written: bool,
 }
 
 impl<'r, R: GicSysRegs> HostGic<'r, R> {
@@ -87,6 +91,7 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             list_registers: 0,
             active_priority_registers: 0,
             vcpu_loaded: false,
+            lr_written: false,
         })
     }
 
@@ -255,8 +260,37 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     }
 
     /// The system registers, for what this type does not cover.
+    ///
+    /// Counts as a possible list register write: the next read of
+    /// `ICH_ELRSR_EL2`/`ICH_EISR_EL2` by [`Gic`](crate::Gic) is preceded by
+    /// an `isb`.
     pub const fn regs_mut(&mut self) -> &mut R {
+        self.lr_written = true;
         &mut self.regs
+    }
+
+    /// The system registers, for writes that are not to a list register.
+    pub(crate) const fn sysregs_mut(&mut self) -> &mut R {
+        &mut self.regs
+    }
+
+    /// Writes list register `n` (0..=15).
+    pub(crate) fn write_lr(&mut self, n: u8, bits: u64) {
+        self.regs.write(SysReg::IchLrEl2(n), bits);
+        self.lr_written = true;
+    }
+
+    /// Makes earlier list register writes visible to direct reads of the
+    /// registers derived from them (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`,
+    /// `ICH_MISR_EL2`): an `isb` if a list register was written since the
+    /// last one (Arm ARM: a direct read observes the effect of an earlier
+    /// direct write on another register only after a context
+    /// synchronization event).
+    pub(crate) fn synchronize_lr_writes(&mut self) {
+        if self.lr_written {
+            self.regs.isb();
+            self.lr_written = false;
+        }
     }
 
     /// This CPU's redistributor, for what this type does not cover.

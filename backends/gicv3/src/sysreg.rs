@@ -276,6 +276,8 @@ pub use fake::FakeSysRegs;
 
 #[cfg(any(test, feature = "fake"))]
 mod fake {
+    use core::cell::Cell;
+
     use super::{GicSysRegs, SysReg};
     use crate::registers::{
         ICH_HCR_EN, ICH_HCR_UIE, ICH_MISR_EOI, ICH_MISR_U, ListRegister, LrState,
@@ -322,6 +324,13 @@ mod fake {
         pub last_dir: Option<u64>,
         /// How many `isb` were executed.
         pub isb_count: u32,
+        /// A list register was written and no `isb` followed yet.
+        pub lr_write_unsynchronized: bool,
+        /// How many reads of `ICH_ELRSR_EL2`, `ICH_EISR_EL2` or
+        /// `ICH_MISR_EL2` came after a list register write without an
+        /// `isb` in between: on the hardware such a read need not reflect
+        /// the write.
+        pub unsynchronized_reads: Cell<u32>,
     }
 
     impl FakeSysRegs {
@@ -362,6 +371,15 @@ mod fake {
 
     impl GicSysRegs for FakeSysRegs {
         fn read(&self, reg: SysReg) -> u64 {
+            if self.lr_write_unsynchronized
+                && matches!(
+                    reg,
+                    SysReg::IchElrsrEl2 | SysReg::IchEisrEl2 | SysReg::IchMisrEl2
+                )
+            {
+                self.unsynchronized_reads
+                    .set(self.unsynchronized_reads.get().saturating_add(1));
+            }
             match reg {
                 SysReg::IccCtlrEl1 => self.icc_ctlr,
                 SysReg::IccSreEl2 => self.icc_sre_el2,
@@ -412,7 +430,10 @@ mod fake {
                     None => return,
                 },
                 SysReg::IchLrEl2(n) => match slot_mut(&mut self.ich_lr, n) {
-                    Some(r) => r,
+                    Some(r) => {
+                        self.lr_write_unsynchronized = true;
+                        r
+                    }
                     None => return,
                 },
                 SysReg::IchVtrEl2
@@ -443,6 +464,7 @@ mod fake {
 
         fn isb(&mut self) {
             self.isb_count = self.isb_count.saturating_add(1);
+            self.lr_write_unsynchronized = false;
         }
     }
 }

@@ -739,3 +739,37 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     Gic::new(&mut host0, &mut a).vcpu_put().unwrap();
     assert!(!a.is_loaded() && !host0.vcpu_loaded());
 }
+
+/// A direct read of `ICH_ELRSR_EL2`/`ICH_EISR_EL2` observes an earlier
+/// `ICH_LR<n>_EL2` write only after a context synchronization event.
+#[test]
+fn derived_registers_are_read_after_an_isb_that_follows_lr_writes() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    let isbs = gic.host().regs().isb_count;
+    gic.sync_after_exit().unwrap();
+    assert!(gic.host().regs().isb_count > isbs, "no isb before EISR");
+    gic.set_virtual_level(ppi(31), true).unwrap();
+    gic.vcpu_put().unwrap();
+    assert_eq!(host.regs().unsynchronized_reads.get(), 0);
+    assert_eq!(vcpu.saved_list_registers()[1].vintid(), 31);
+}
+
+#[test]
+fn no_isb_on_the_exit_path_without_lr_writes() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.sync_after_exit().unwrap();
+    let isbs = gic.host().regs().isb_count;
+    gic.sync_after_exit().unwrap();
+    gic.sync_after_exit().unwrap();
+    assert_eq!(gic.host().regs().isb_count, isbs);
+    assert_eq!(gic.host().regs().unsynchronized_reads.get(), 0);
+}

@@ -24,9 +24,14 @@ fn ppi_index(intid: IntId) -> usize {
     usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
 }
 
-/// The `u8` register number of list register `n` (`n` < 16).
+/// The `u8` number of list register `n` (`n` < 16).
+fn lr_number(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+/// List register `n` (`n` < 16).
 fn lr_reg(n: usize) -> SysReg {
-    SysReg::IchLrEl2(u8::try_from(n).unwrap_or(u8::MAX))
+    SysReg::IchLrEl2(lr_number(n))
 }
 
 /// One vCPU's virtual GIC CPU interface state: plain data, no hardware.
@@ -246,7 +251,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             });
         }
         let active_priority = self.host.active_priority_register_count();
-        let regs = self.host.regs_mut();
+        let regs = self.host.sysregs_mut();
         regs.write(SysReg::IchVmcrEl2, self.vcpu.vmcr);
         for (n, (&ap0, &ap1)) in self
             .vcpu
@@ -261,8 +266,9 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             regs.write(SysReg::IchAp1rEl2(n), ap1);
         }
         for (n, lr) in self.vcpu.lrs.iter().enumerate().take(available) {
-            regs.write(lr_reg(n), lr.bits());
+            self.host.write_lr(lr_number(n), lr.bits());
         }
+        let regs = self.host.sysregs_mut();
         let hcr = if self.vcpu.queued > 0 {
             ICH_HCR_EN | ICH_HCR_UIE
         } else {
@@ -290,7 +296,8 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         }
         let count = self.host.list_register_count();
         let active_priority = self.host.active_priority_register_count();
-        let regs = self.host.regs_mut();
+        self.host.synchronize_lr_writes();
+        let regs = self.host.sysregs_mut();
         let empty = regs.read(SysReg::IchElrsrEl2);
         for (n, saved) in self.vcpu.lrs.iter_mut().enumerate() {
             *saved = if n >= count || empty & (1 << n) != 0 {
@@ -337,6 +344,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         let mut report = SyncReport::default();
         let count = self.host.list_register_count();
         let eisr = if self.on_this_cpu()? {
+            self.host.synchronize_lr_writes();
             self.host.regs().read(SysReg::IchEisrEl2)
         } else {
             (0..count).fold(0, |mask, n| {
@@ -478,7 +486,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
 
     fn write_lr(&mut self, n: usize, lr: ListRegister) {
         if self.here() {
-            self.host.regs_mut().write(lr_reg(n), lr.bits());
+            self.host.write_lr(lr_number(n), lr.bits());
         } else if let Some(slot) = self.vcpu.lrs.get_mut(n) {
             *slot = lr;
         }
@@ -521,7 +529,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             hcr & !ICH_HCR_UIE
         };
         if wanted != hcr {
-            self.host.regs_mut().write(SysReg::IchHcrEl2, wanted);
+            self.host.sysregs_mut().write(SysReg::IchHcrEl2, wanted);
         }
     }
 }
