@@ -279,16 +279,39 @@ mod fake {
     use core::cell::Cell;
 
     use super::{GicSysRegs, SysReg};
-    use crate::registers::{
-        ICH_HCR_EN, ICH_HCR_UIE, ICH_MISR_EOI, ICH_MISR_U, ListRegister, LrState,
-        list_register_count,
-    };
+    use crate::registers::{ICH_HCR_EN, ICH_HCR_UIE, ICH_MISR_EOI, ICH_MISR_U};
+
+    /// `ICH_LR<n>_EL2.State`, bits 63:62 (0b00 invalid).
+    const LR_STATE_SHIFT: u32 = 62;
+    /// `ICH_LR<n>_EL2.HW`, bit 61.
+    const LR_HW: u64 = 1 << 61;
+    /// `ICH_LR<n>_EL2.EOI`, bit 41 (with HW = 0).
+    const LR_EOI: u64 = 1 << 41;
+
+    /// The raw bits' State is invalid (0b00).
+    const fn lr_invalid(bits: u64) -> bool {
+        bits >> LR_STATE_SHIFT == 0
+    }
+
+    /// `ICH_ELRSR_EL2.Status<n>`: the register holds no valid interrupt
+    /// and no EOI maintenance is due for it (State 0b00, and HW = 1 or
+    /// EOI = 0).
+    const fn lr_empty(bits: u64) -> bool {
+        lr_invalid(bits) && (bits & LR_HW != 0 || bits & LR_EOI == 0)
+    }
+
+    /// `ICH_EISR_EL2.Status<n>`: State 0b00, HW = 0 and EOI = 1.
+    const fn lr_eoi(bits: u64) -> bool {
+        lr_invalid(bits) && bits & LR_HW == 0 && bits & LR_EOI != 0
+    }
 
     /// A register file in RAM that behaves like the GIC system registers
     /// for host tests (feature `fake`): one per test, no globals.
     ///
     /// `ICH_ELRSR_EL2`, `ICH_EISR_EL2` and `ICH_MISR_EL2` are derived from
-    /// the list registers and `ICH_HCR_EL2` as the hardware derives them.
+    /// the raw bits of the list registers and `ICH_HCR_EL2` as the GIC
+    /// specification defines them, independently of the driver's
+    /// [`ListRegister`](crate::ListRegister) decoding.
     /// A test plays the guest by editing [`ich_lr`](Self::ich_lr) and the
     /// interrupt source by setting [`iar`](Self::iar).
     #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -346,17 +369,16 @@ mod fake {
             }
         }
 
-        fn implemented_lrs(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
-            self.ich_lr
-                .iter()
-                .take(list_register_count(self.ich_vtr))
-                .map(|&bits| ListRegister::from_bits(bits))
-                .enumerate()
+        /// The implemented list registers' raw values: `ICH_VTR_EL2.ListRegs`
+        /// (bits 4:0) + 1 of them.
+        fn implemented_lrs(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+            let count = usize::try_from(self.ich_vtr & 0x1F).map_or(16, |n| n + 1);
+            self.ich_lr.iter().copied().take(count).enumerate()
         }
 
-        fn mask(&self, f: impl Fn(ListRegister) -> bool) -> u64 {
+        fn mask(&self, f: impl Fn(u64) -> bool) -> u64 {
             self.implemented_lrs()
-                .filter(|&(_, lr)| f(lr))
+                .filter(|&(_, bits)| f(bits))
                 .fold(0, |mask, (n, _)| mask | (1 << n))
         }
     }
@@ -388,19 +410,19 @@ mod fake {
                 SysReg::IchHcrEl2 => self.ich_hcr,
                 SysReg::IchVtrEl2 => self.ich_vtr,
                 SysReg::IchVmcrEl2 => self.ich_vmcr,
-                SysReg::IchElrsrEl2 => self.mask(ListRegister::is_free),
-                SysReg::IchEisrEl2 => self.mask(ListRegister::needs_eoi_maintenance),
+                SysReg::IchElrsrEl2 => self.mask(lr_empty),
+                SysReg::IchEisrEl2 => self.mask(lr_eoi),
                 SysReg::IchMisrEl2 => {
                     if self.ich_hcr & ICH_HCR_EN == 0 {
                         return 0;
                     }
                     let mut misr = 0;
-                    if self.mask(ListRegister::needs_eoi_maintenance) != 0 {
+                    if self.mask(lr_eoi) != 0 {
                         misr |= ICH_MISR_EOI;
                     }
                     let valid = self
                         .implemented_lrs()
-                        .filter(|(_, lr)| lr.state() != LrState::Invalid)
+                        .filter(|&(_, bits)| !lr_invalid(bits))
                         .count();
                     if self.ich_hcr & ICH_HCR_UIE != 0 && valid <= 1 {
                         misr |= ICH_MISR_U;

@@ -773,3 +773,26 @@ fn no_isb_on_the_exit_path_without_lr_writes() {
     assert_eq!(gic.host().regs().isb_count, isbs);
     assert_eq!(gic.host().regs().unsynchronized_reads.get(), 0);
 }
+
+/// The fake's derived registers follow the specification's definitions on
+/// raw bits (not the driver's decoding): ELRSR for State 0b00 with HW = 1
+/// or EOI = 0, EISR for State 0b00, HW = 0 and EOI = 1; a HW register's
+/// bit 41 is pINTID bit 9, not EOI.
+#[test]
+fn fake_derives_elrsr_and_eisr_from_raw_bits() {
+    let mut regs = FakeSysRegs::new(VTR_4_LRS, 0);
+    regs.ich_lr[0] = 0; // empty
+    regs.ich_lr[1] = 1 << 41; // deactivated, EOI maintenance due
+    regs.ich_lr[2] = (1 << 61) | (1 << 41) | 27; // HW, pINTID bit 9: empty
+    regs.ich_lr[3] = (0b01 << 62) | (1 << 41) | 30; // pending with EOI
+    regs.ich_lr[4] = 0; // not implemented (4 LRs)
+    assert_eq!(regs.read(SysReg::IchElrsrEl2), 0b0101);
+    assert_eq!(regs.read(SysReg::IchEisrEl2), 0b0010);
+    regs.ich_hcr = ICH_HCR_EN | ICH_HCR_UIE;
+    // One valid register (LR3): underflow; LR1: EOI.
+    assert_eq!(regs.read(SysReg::IchMisrEl2), 0b11);
+    regs.ich_lr[0] = (0b10 << 62) | 31; // active: two valid, no underflow
+    assert_eq!(regs.read(SysReg::IchMisrEl2), 0b01);
+    regs.ich_hcr = 0;
+    assert_eq!(regs.read(SysReg::IchMisrEl2), 0);
+}
