@@ -13,6 +13,16 @@ pub enum Error {
     InvalidPhysicalIntId(u32),
     /// Every list register is in use and the overflow queue is full: the
     /// interrupt was not made pending. Its line level is remembered.
+    ///
+    /// For the hardware-mapped virtual timer interrupt (raised by
+    /// `VcpuTimer::handle_host_irq`) this leaves its physical PPI active
+    /// (the host only dropped its priority) with nothing pending for the
+    /// guest, so the timer cannot signal again. The caller must deactivate
+    /// the physical PPI (`HostGic::deactivate`), so that the still-asserted
+    /// timer is taken again once the guest has completed some of its
+    /// interrupts, or treat the error as fatal for the vCPU: more than the
+    /// list registers plus `QUEUE_CAPACITY` interrupts pending at once is a
+    /// configuration the hypervisor should not allow.
     QueueFull(u32),
     /// The table of hardware mappings of this vCPU is full.
     MappingTableFull,
@@ -27,6 +37,14 @@ pub enum Error {
     /// CPU's, which this CPU's [`HostGic`](crate::HostGic) cannot reach.
     /// Drive it through that CPU's `HostGic`, or put it there first.
     LoadedOnOtherCpu,
+    /// The saved list registers hold interrupts in more list registers
+    /// than this CPU implements (CPUs with different `GICH_VTR.ListRegs`).
+    TooFewListRegisters {
+        /// How many list registers the saved state needs.
+        needed: usize,
+        /// How many this CPU has.
+        available: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -56,6 +74,10 @@ impl fmt::Display for Error {
                     "the vCPU's virtual interface state is loaded on another CPU"
                 )
             }
+            Self::TooFewListRegisters { needed, available } => write!(
+                f,
+                "the vCPU's saved state needs {needed} list registers, this CPU has {available}"
+            ),
             Self::InterfaceBusy => {
                 write!(f, "another vCPU is loaded on this CPU's virtual interface")
             }

@@ -750,3 +750,43 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     ok(Gic::new(&mut cpu0, &mut a).vcpu_put());
     assert!(!a.is_loaded() && !cpu0.vcpu_loaded());
 }
+
+#[test]
+fn load_refuses_saved_state_that_needs_more_list_registers() {
+    let mut big = host_with_vtr(0x9000_0007); // 8 list registers
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut big, &mut vcpu);
+    ok(gic.vcpu_load());
+    for intid in 32..37 {
+        ok(gic.set_level(intid, true));
+    }
+    ok(gic.vcpu_put());
+    let mut small = host(); // 4 list registers
+    assert_eq!(
+        Gic::new(&mut small, &mut vcpu).vcpu_load(),
+        Err(Error::TooFewListRegisters {
+            needed: 5,
+            available: 4
+        })
+    );
+    assert!(!vcpu.is_loaded() && !small.vcpu_loaded());
+    assert_eq!(lr(&mut small, 0), 0, "nothing written");
+    // Back on a CPU with room, nothing was lost.
+    let mut gic = Gic::new(&mut big, &mut vcpu);
+    ok(gic.vcpu_load());
+    assert_eq!(gic.list_register(4).map(ListRegister::virtual_id), Some(36));
+}
+
+/// With one list register the underflow condition (at most one valid
+/// register) always holds: asking for it would storm.
+#[test]
+fn one_list_register_never_asks_for_underflow() {
+    let mut host = host_with_vtr(0x9000_0000);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.set_level(40, true));
+    ok(gic.set_level(41, true));
+    assert_eq!(gic.vcpu().queued(), 1);
+    assert_eq!(hcr(&mut host), GICH_HCR_EN);
+}

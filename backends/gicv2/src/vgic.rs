@@ -301,7 +301,9 @@ impl<'a> Gic<'a> {
     /// # Errors
     ///
     /// [`Error::AlreadyLoaded`]; [`Error::InterfaceBusy`] if another vCPU is
-    /// loaded on this CPU. Nothing is touched.
+    /// loaded on this CPU; [`Error::TooFewListRegisters`] if the saved
+    /// state uses list registers this CPU lacks (CPUs with different
+    /// `GICH_VTR.ListRegs`). Nothing is touched then.
     #[doc(alias = "kvm_vgic_load")]
     pub fn vcpu_load(&mut self) -> Result<(), Error> {
         if self.vcpu.is_loaded() {
@@ -309,6 +311,19 @@ impl<'a> Gic<'a> {
         }
         if self.host.vcpu_loaded() {
             return Err(Error::InterfaceBusy);
+        }
+        let available = self.host.list_register_count();
+        if let Some(extra) = self
+            .vcpu
+            .lrs
+            .iter()
+            .rposition(|lr| !lr.is_empty())
+            .filter(|&index| index >= available)
+        {
+            return Err(Error::TooFewListRegisters {
+                needed: extra.saturating_add(1),
+                available,
+            });
         }
         self.host.write_vmcr(self.vcpu.vmcr);
         self.host.write_apr(self.vcpu.apr);
@@ -537,6 +552,14 @@ impl<'a> Gic<'a> {
             .find(|(_, lr)| !lr.is_empty() && lr.virtual_id() == intid)
     }
 
+    /// How many list registers hold a valid interrupt (state not invalid),
+    /// as the underflow condition counts them.
+    fn valid_lrs(&self) -> usize {
+        (0..self.num_lrs())
+            .filter(|&index| self.read_lr(index).state() != LrState::Invalid)
+            .count()
+    }
+
     fn free_lr(&self) -> Option<usize> {
         (0..self.num_lrs()).find(|&index| self.read_lr(index).is_empty())
     }
@@ -624,9 +647,17 @@ impl<'a> Gic<'a> {
 
     /// `GICH_HCR`: enabled, with the underflow maintenance interrupt while
     /// interrupts wait in the queue. Only while loaded.
+    ///
+    /// UIE only when it can make progress: the underflow condition (at most
+    /// one list register holds a valid interrupt) must be false now, so
+    /// that it becomes true when a register frees up. With one list
+    /// register, or all but one waiting for their EOI maintenance (which
+    /// comes anyway), it would hold at once and fire again and again;
+    /// queued interrupts then move in at the next
+    /// [`sync_after_exit`](Self::sync_after_exit).
     fn update_hcr(&mut self) {
         if self.here() {
-            let uie = if self.vcpu.queue_len > 0 {
+            let uie = if self.vcpu.queue_len > 0 && self.valid_lrs() >= 2 {
                 GICH_HCR_UIE
             } else {
                 0

@@ -18,6 +18,16 @@ pub enum Error {
     RedistributorAsleep,
     /// Every list register is in use and the overflow queue is full: the
     /// virtual interrupt `intid` could not be made pending.
+    ///
+    /// For the hardware-mapped virtual timer interrupt (raised by
+    /// `VcpuTimer::handle_host_irq`) this leaves its physical PPI active
+    /// (the host only dropped its priority) with nothing pending for the
+    /// guest, so the timer cannot signal again. The caller must deactivate
+    /// the physical PPI (`HostGic::deactivate`), so that the still-asserted
+    /// timer is taken again once the guest has completed some of its
+    /// interrupts, or treat the error as fatal for the vCPU: more than the
+    /// list registers plus `QUEUE_CAPACITY` interrupts pending at once is a
+    /// configuration the hypervisor should not allow.
     QueueFull {
         /// The virtual INTID that was dropped.
         intid: u32,

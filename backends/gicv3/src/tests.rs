@@ -796,3 +796,71 @@ fn fake_derives_elrsr_and_eisr_from_raw_bits() {
     regs.ich_hcr = 0;
     assert_eq!(regs.read(SysReg::IchMisrEl2), 0);
 }
+
+/// With one list register the underflow condition (at most one valid
+/// register) always holds: asking for it would storm.
+#[test]
+fn one_list_register_never_asks_for_underflow() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_1_LR, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.set_virtual_level(ppi(20), true).unwrap();
+    gic.set_virtual_level(ppi(21), true).unwrap();
+    assert_eq!(gic.vcpu().queued().len(), 1);
+    assert_eq!(gic.host().regs().ich_hcr & ICH_HCR_UIE, 0);
+    gic.vcpu_put().unwrap();
+    gic.vcpu_load().unwrap();
+    assert_eq!(gic.host().regs().ich_hcr, ICH_HCR_EN, "UIE at load");
+    // The guest deactivates 20 (EOI maintenance due) and its line drops:
+    // 21 moves in, and nothing is left to ask underflow for.
+    gic.host().regs_mut().ich_lr[0] = 0x0000_0200_0000_0014;
+    gic.set_virtual_level(ppi(20), false).unwrap();
+    assert!(gic.vcpu().queued().is_empty());
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_0015);
+    assert_eq!(gic.host().regs().ich_hcr, ICH_HCR_EN);
+}
+
+#[test]
+fn load_moves_queued_interrupts_into_free_list_registers() {
+    // Queued while not loaded, against a CPU with one list register...
+    let mut frames0 = frames(&[GICR_TYPER_LAST]);
+    let mut cpu0 = host(&mut frames0, VTR_1_LR, 0);
+    let mut vcpu = VgicCpu::new();
+    {
+        let mut gic = Gic::new(&mut cpu0, &mut vcpu);
+        gic.set_virtual_level(ppi(20), true).unwrap();
+        gic.set_virtual_level(ppi(21), true).unwrap();
+    }
+    assert_eq!(vcpu.queued().len(), 1);
+    // ... loaded on a CPU with four: 21 goes into LR1 at once.
+    let mut frames1 = frames(&[(1 << 32) | GICR_TYPER_LAST]);
+    let mut cpu1 = host(&mut frames1, VTR_4_LRS, 1);
+    let mut gic = Gic::new(&mut cpu1, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    assert!(gic.vcpu().queued().is_empty());
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_0014);
+    assert_eq!(lr(gic.host(), 1), 0x50A0_0200_0000_0015);
+    assert_eq!(gic.host().regs().ich_hcr, ICH_HCR_EN);
+}
+
+#[test]
+fn load_and_put_keep_the_hypervisors_ich_hcr_bits() {
+    /// `ICH_HCR_EL2.TC` (bit 10) and `TDIR` (bit 14): traps a hypervisor
+    /// may set.
+    const TRAPS: u64 = (1 << 10) | (1 << 14);
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    host.regs_mut().ich_hcr = TRAPS;
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    assert_eq!(gic.host().regs().ich_hcr, TRAPS | ICH_HCR_EN);
+    for n in 16..=20 {
+        gic.set_virtual_level(ppi(n), true).unwrap();
+    }
+    assert_eq!(gic.host().regs().ich_hcr, TRAPS | ICH_HCR_EN | ICH_HCR_UIE);
+    gic.vcpu_put().unwrap();
+    assert_eq!(host.regs().ich_hcr, TRAPS);
+}

@@ -220,9 +220,11 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// The vCPU is scheduled onto this CPU: writes its `ICH_VMCR_EL2`,
-    /// active priority registers and list registers, then enables the
-    /// virtual CPU interface (`ICH_HCR_EL2.En`, and `UIE` while interrupts
-    /// are queued).
+    /// active priority registers and list registers, enables the virtual
+    /// CPU interface (`ICH_HCR_EL2.En`; the other bits of `ICH_HCR_EL2`,
+    /// e.g. traps the hypervisor set, are kept), and moves queued
+    /// interrupts into free list registers (`UIE` while some stay queued
+    /// and the underflow interrupt can free a register for them).
     ///
     /// # Errors
     ///
@@ -268,22 +270,24 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         for (n, lr) in self.vcpu.lrs.iter().enumerate().take(available) {
             self.host.write_lr(lr_number(n), lr.bits());
         }
+        // Read-modify-write: the hypervisor's trap and maintenance
+        // enables in ICH_HCR_EL2 stay as it set them.
         let regs = self.host.sysregs_mut();
-        let hcr = if self.vcpu.queued > 0 {
-            ICH_HCR_EN | ICH_HCR_UIE
-        } else {
-            ICH_HCR_EN
-        };
-        regs.write(SysReg::IchHcrEl2, hcr);
+        let hcr = regs.read(SysReg::IchHcrEl2);
+        regs.write(SysReg::IchHcrEl2, (hcr & !ICH_HCR_UIE) | ICH_HCR_EN);
         self.vcpu.loaded_on = Some(self.host.affinity());
         self.host.set_vcpu_loaded(true);
+        // Queued interrupts into the free list registers (this CPU may have
+        // more than the last one); sets UIE if still needed.
+        self.refill();
         Ok(())
     }
 
     /// The vCPU is scheduled away from this CPU: saves its list registers
     /// (the empty ones, per `ICH_ELRSR_EL2`, as empty) and clears them,
     /// saves `ICH_VMCR_EL2` and the active priority registers, and disables
-    /// the virtual CPU interface (`ICH_HCR_EL2` = 0).
+    /// the virtual CPU interface (clears `ICH_HCR_EL2.En` and `UIE`, keeps
+    /// the other bits).
     ///
     /// # Errors
     ///
@@ -321,7 +325,8 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             *ap0 = regs.read(SysReg::IchAp0rEl2(n));
             *ap1 = regs.read(SysReg::IchAp1rEl2(n));
         }
-        regs.write(SysReg::IchHcrEl2, 0);
+        let hcr = regs.read(SysReg::IchHcrEl2);
+        regs.write(SysReg::IchHcrEl2, hcr & !(ICH_HCR_EN | ICH_HCR_UIE));
         regs.isb();
         self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
@@ -499,6 +504,14 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             .find(|(_, lr)| !lr.is_free() && lr.vintid() == vintid)
     }
 
+    /// How many list registers hold a valid interrupt (State not invalid),
+    /// as the underflow condition counts them.
+    fn valid_lrs(&self) -> usize {
+        self.list_registers()
+            .filter(|lr| lr.state() != LrState::Invalid)
+            .count()
+    }
+
     fn free_lr(&self) -> Option<usize> {
         self.list_registers().position(ListRegister::is_free)
     }
@@ -518,12 +531,20 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
 
     /// Asks for the underflow maintenance interrupt while interrupts wait
     /// in the queue, so they are moved in as soon as list registers free up.
+    ///
+    /// Only when it can make progress: the underflow condition (at most one
+    /// list register holds a valid interrupt) must be false now, so that it
+    /// becomes true when a register frees up. With one list register, or
+    /// with all but one waiting for their EOI maintenance (which comes
+    /// anyway), it would hold at once and fire again and again (a
+    /// maintenance storm); queued interrupts then move in at the next
+    /// [`sync_after_exit`](Self::sync_after_exit).
     fn update_underflow(&mut self) {
         if !self.here() {
             return;
         }
         let hcr = self.host.regs().read(SysReg::IchHcrEl2);
-        let wanted = if self.vcpu.queued > 0 {
+        let wanted = if self.vcpu.queued > 0 && self.valid_lrs() >= 2 {
             hcr | ICH_HCR_UIE
         } else {
             hcr & !ICH_HCR_UIE
