@@ -1,6 +1,10 @@
 //! The host's own side of the GICv2 on one CPU: [`HostGic`].
 
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
 use arch_timer_virt::IntId;
+use safe_mmio::fields::ReadPureWrite;
 use safe_mmio::{UniqueMmioPointer, field, field_shared};
 
 use crate::registers::{
@@ -28,15 +32,34 @@ pub const DEFAULT_PRIORITY_MASK: u8 = 0xf0;
 /// [`priority_drop`](Self::priority_drop), then later
 /// [`deactivate`](Self::deactivate), or leave the deactivation to the
 /// guest through a hardware-mapped list register.
+///
+/// Not `Send`: the `GICC`/`GICH` frames and the Distributor registers it
+/// uses are the banked copies of the CPU it was built on.
 #[derive(Debug)]
 pub struct HostGic {
-    gicd: UniqueMmioPointer<'static, GicdRegs>,
+    /// The whole Distributor, shared by every CPU's `HostGic`: only ever
+    /// turned into pointers to single registers, see [`Self::banked_word`].
+    gicd: NonNull<GicdRegs>,
     gicc: UniqueMmioPointer<'static, GiccRegs>,
     gich: UniqueMmioPointer<'static, GichRegs>,
     gicv_base: usize,
     num_lrs: usize,
     cpu_mask: u8,
     vcpu_loaded: bool,
+    /// Stays on its CPU.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A banked 32-bit Distributor register array (one bit per INTID).
+type BankedBits = [ReadPureWrite<u32>; 32];
+
+/// Which banked word-0 register of the Distributor.
+#[derive(Clone, Copy)]
+enum Banked {
+    IsEnabler,
+    IcEnabler,
+    IsActiver,
+    IcActiver,
 }
 
 impl HostGic {
@@ -63,9 +86,38 @@ impl HostGic {
     ///   this driver only touches its own CPU's banked Distributor registers,
     ///   except in [`enable_distributor`](Self::enable_distributor), which
     ///   only one CPU may call, before the others use the Distributor.
+    ///
+    /// A `UniqueMmioPointer` to the whole Distributor promises that nothing
+    /// else uses it: with more than one CPU, use
+    /// [`with_shared_distributor`](Self::with_shared_distributor) instead.
     #[must_use]
     pub unsafe fn new(
-        gicd: UniqueMmioPointer<'static, GicdRegs>,
+        mut gicd: UniqueMmioPointer<'static, GicdRegs>,
+        gicc: UniqueMmioPointer<'static, GiccRegs>,
+        gich: UniqueMmioPointer<'static, GichRegs>,
+        gicv_base: usize,
+    ) -> Self {
+        // SAFETY: the caller's promises for `new` include those of
+        // `with_shared_distributor`.
+        unsafe { Self::with_shared_distributor(gicd.ptr_nonnull(), gicc, gich, gicv_base) }
+    }
+
+    /// As [`new`](Self::new), for a Distributor that every CPU's `HostGic`
+    /// shares: `gicd` is a plain pointer, and this `HostGic` only ever
+    /// makes [`safe_mmio`] pointers to single registers of it: this CPU's
+    /// banked copies (`GICD_{IS,IC}ENABLER0`, `GICD_{IS,IC}ACTIVER0`,
+    /// `GICD_IPRIORITYR0..7`, `GICD_ITARGETSR0`), and `GICD_CTLR` in
+    /// [`enable_distributor`](Self::enable_distributor).
+    ///
+    /// # Safety
+    ///
+    /// As for [`new`](Self::new), except that other CPUs' `HostGic`s (and
+    /// other code touching only registers this one does not) may use the
+    /// same Distributor at the same time: `gicd` must be valid for volatile
+    /// reads and writes as device memory for the life of the program.
+    #[must_use]
+    pub unsafe fn with_shared_distributor(
+        gicd: NonNull<GicdRegs>,
         gicc: UniqueMmioPointer<'static, GiccRegs>,
         gich: UniqueMmioPointer<'static, GichRegs>,
         gicv_base: usize,
@@ -77,9 +129,12 @@ impl HostGic {
             .min(MAX_LIST_REGISTERS);
         // Banked and read-only: every byte of GICD_ITARGETSR0..7 reads as
         // the reading CPU's own target bit (0 on a uniprocessor GIC).
-        let cpu_mask = field_shared!(gicd, itargetsr)
-            .get(0)
-            .map_or(0, |reg| reg.read());
+        // SAFETY: `gicd` is a valid Distributor (caller's promise); the
+        // projection stays inside it.
+        let targets = unsafe { &raw const (*gicd.as_ptr()).itargetsr };
+        // SAFETY: a read-only, side-effect-free banked register read with a
+        // volatile access; other CPUs read their own copies.
+        let cpu_mask = unsafe { core::ptr::read_volatile(targets.cast::<u8>()) };
         Self {
             gicd,
             gicc,
@@ -88,7 +143,41 @@ impl HostGic {
             num_lrs,
             cpu_mask,
             vcpu_loaded: false,
+            _not_send: PhantomData,
         }
+    }
+
+    /// A pointer to this CPU's banked copy of word 0 (INTIDs 0..=31) of
+    /// `reg`.
+    fn banked_word(&self, reg: Banked) -> UniqueMmioPointer<'_, ReadPureWrite<u32>> {
+        let gicd = self.gicd.as_ptr();
+        // SAFETY: `gicd` is a valid Distributor (promise of
+        // `with_shared_distributor`); the projections stay inside it.
+        let array: *mut BankedBits = unsafe {
+            match reg {
+                Banked::IsEnabler => &raw mut (*gicd).isenabler,
+                Banked::IcEnabler => &raw mut (*gicd).icenabler,
+                Banked::IsActiver => &raw mut (*gicd).isactiver,
+                Banked::IcActiver => &raw mut (*gicd).icactiver,
+            }
+        };
+        let word = NonNull::new(array.cast::<ReadPureWrite<u32>>()).unwrap_or(NonNull::dangling());
+        // SAFETY: word 0 of these arrays is banked: this CPU's copy, which
+        // only this `HostGic` touches while it lives (promise of the
+        // constructors), so the pointer is unique for its (borrowed) life.
+        unsafe { UniqueMmioPointer::new(word) }
+    }
+
+    /// A pointer to this CPU's banked `GICD_IPRIORITYR0..7` (one byte per
+    /// INTID 0..=31).
+    fn banked_priorities(&self) -> UniqueMmioPointer<'_, [ReadPureWrite<u8>; 32]> {
+        // SAFETY: as in `banked_word`.
+        let bytes = unsafe { &raw mut (*self.gicd.as_ptr()).ipriorityr };
+        let banked =
+            NonNull::new(bytes.cast::<[ReadPureWrite<u8>; 32]>()).unwrap_or(NonNull::dangling());
+        // SAFETY: the first 32 priority bytes are banked (this CPU's copy,
+        // see `banked_word`).
+        unsafe { UniqueMmioPointer::new(banked) }
     }
 
     /// Sets up this CPU's interface for a hypervisor that forwards
@@ -107,7 +196,14 @@ impl HostGic {
     /// Enables the Distributor (`GICD_CTLR` bit 0). Global to all CPUs:
     /// call it once, from one CPU.
     pub fn enable_distributor(&mut self) {
-        field!(self.gicd, ctlr).modify(|ctlr| ctlr | GICD_CTLR_ENABLE);
+        // SAFETY: `gicd` is a valid Distributor; the projection stays
+        // inside it.
+        let ctlr = unsafe { &raw mut (*self.gicd.as_ptr()).ctlr };
+        let ctlr = NonNull::new(ctlr).unwrap_or(NonNull::dangling());
+        // SAFETY: global, but the constructors' contract lets only one CPU
+        // call this, before the others use the Distributor.
+        let mut ctlr = unsafe { UniqueMmioPointer::new(ctlr) };
+        ctlr.modify(|ctlr| ctlr | GICD_CTLR_ENABLE);
     }
 
     /// The number of list registers of the virtual interface, from
@@ -170,49 +266,41 @@ impl HostGic {
     /// state of `ppi` on this CPU (the banked copy of the accessing CPU).
     pub fn set_ppi_active(&mut self, ppi: IntId, active: bool) {
         let reg = if active {
-            field!(self.gicd, isactiver).take(0)
+            Banked::IsActiver
         } else {
-            field!(self.gicd, icactiver).take(0)
+            Banked::IcActiver
         };
-        if let Some(mut reg) = reg {
-            reg.write(ppi.bit());
-        }
+        self.banked_word(reg).write(ppi.bit());
     }
 
     /// Whether `ppi` is active on this CPU (`GICD_ISACTIVER0`).
     #[must_use]
     pub fn ppi_active(&self, ppi: IntId) -> bool {
-        field_shared!(self.gicd, isactiver)
-            .get(0)
-            .is_some_and(|reg| reg.read() & ppi.bit() != 0)
+        self.banked_word(Banked::IsActiver).read() & ppi.bit() != 0
     }
 
     /// Masks (`GICD_ICENABLER0`) or unmasks (`GICD_ISENABLER0`) `ppi` on
     /// this CPU.
     pub fn set_ppi_masked(&mut self, ppi: IntId, masked: bool) {
         let reg = if masked {
-            field!(self.gicd, icenabler).take(0)
+            Banked::IcEnabler
         } else {
-            field!(self.gicd, isenabler).take(0)
+            Banked::IsEnabler
         };
-        if let Some(mut reg) = reg {
-            reg.write(ppi.bit());
-        }
+        self.banked_word(reg).write(ppi.bit());
     }
 
     /// Whether `ppi` is enabled (unmasked) on this CPU (`GICD_ISENABLER0`).
     #[must_use]
     pub fn ppi_enabled(&self, ppi: IntId) -> bool {
-        field_shared!(self.gicd, isenabler)
-            .get(0)
-            .is_some_and(|reg| reg.read() & ppi.bit() != 0)
+        self.banked_word(Banked::IsEnabler).read() & ppi.bit() != 0
     }
 
     /// Sets the priority of `ppi` on this CPU (`GICD_IPRIORITYRn`, byte
     /// access). Lower is more urgent; the GIC may ignore low-order bits.
     pub fn set_ppi_priority(&mut self, ppi: IntId, priority: u8) {
         let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
-        if let Some(mut reg) = field!(self.gicd, ipriorityr).take(index) {
+        if let Some(mut reg) = self.banked_priorities().get(index) {
             reg.write(priority);
         }
     }
@@ -221,7 +309,8 @@ impl HostGic {
     #[must_use]
     pub fn ppi_priority(&self, ppi: IntId) -> u8 {
         let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
-        field_shared!(self.gicd, ipriorityr)
+        self.banked_priorities()
+            .as_slice()
             .get(index)
             .map_or(0, |reg| reg.read())
     }
@@ -305,7 +394,8 @@ impl HostGic {
         UniqueMmioPointer<'_, GichRegs>,
     ) {
         (
-            self.gicd.reborrow(),
+            // SAFETY: tests: the Distributor is RAM owned by the test.
+            unsafe { UniqueMmioPointer::new(self.gicd) },
             self.gicc.reborrow(),
             self.gich.reborrow(),
         )

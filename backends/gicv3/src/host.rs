@@ -1,5 +1,8 @@
 //! The host side of the GICv3 on one CPU: [`HostGic`].
 
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
 use arch_timer_virt::IntId;
 use safe_mmio::{UniqueMmioPointer, field, field_shared};
 
@@ -25,6 +28,8 @@ const WAKE_POLLS: u32 = 1_000_000;
 /// Host interrupts: [`acknowledge`](Self::acknowledge), then
 /// [`priority_drop`](Self::priority_drop), then (unless the interrupt is
 /// forwarded to a guest with the HW bit) [`deactivate`](Self::deactivate).
+///
+/// Not `Send`: its system registers and redistributor are its CPU's.
 pub struct HostGic<'r, R: GicSysRegs> {
     regs: R,
     redistributor: UniqueMmioPointer<'r, Redistributor>,
@@ -36,6 +41,8 @@ pub struct HostGic<'r, R: GicSysRegs> {
     /// derived registers (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`, `ICH_MISR_EL2`)
     /// may not reflect it yet.
     lr_written: bool,
+    /// Stays on its CPU.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<'r, R: GicSysRegs> HostGic<'r, R> {
@@ -52,23 +59,55 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     /// # Safety
     ///
     /// `regs` are the system registers of the CPU this `HostGic` will be
-    /// used on, and only on that CPU. Every CPU may be handed a pointer to
-    /// the same region: each `HostGic` reads the read-only `GICR_TYPER`s of
-    /// the redistributors before its own and then touches only the
-    /// redistributor whose affinity is its CPU's, which no other code may
-    /// use while the `HostGic` lives.
+    /// used on, and only on that CPU. A `UniqueMmioPointer` to the region
+    /// promises that nothing else uses any of it: with more than one CPU,
+    /// use [`in_shared_region`](Self::in_shared_region), or hand each CPU
+    /// only its own redistributor. The redistributor found must not be
+    /// used by other code while the `HostGic` lives.
     pub unsafe fn new(
         regs: R,
         mut redistributors: UniqueMmioPointer<'r, [Redistributor]>,
     ) -> Result<Self, Error> {
+        // SAFETY: the caller's promises for `new` include those of
+        // `in_shared_region`, for the life 'r of the unique pointer.
+        unsafe { Self::in_shared_region(regs, redistributors.ptr_nonnull()) }
+    }
+
+    /// As [`new`](Self::new), for the `GICR` region that every CPU's
+    /// `HostGic` searches: `redistributors` is a plain pointer. The search
+    /// reads the read-only `GICR_TYPER`s with volatile reads, and only the
+    /// redistributor found becomes a [`UniqueMmioPointer`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRedistributor`], as for `new`.
+    ///
+    /// # Safety
+    ///
+    /// `regs` are the system registers of the CPU this `HostGic` will be
+    /// used on, and only on that CPU. `redistributors` is valid for
+    /// volatile reads and writes as device memory for `'r`; other CPUs may
+    /// search it at the same time, but no other code may use the
+    /// redistributor whose affinity is this CPU's while the `HostGic`
+    /// lives.
+    pub unsafe fn in_shared_region(
+        regs: R,
+        redistributors: NonNull<[Redistributor]>,
+    ) -> Result<Self, Error> {
         let affinity = Affinity::from_mpidr(regs.mpidr());
+        let base = redistributors.cast::<Redistributor>();
         let mut index = 0usize;
         let found = loop {
-            let Some(mut rd) = redistributors.get(index) else {
+            if index >= redistributors.len() {
                 break None;
-            };
-            let mut frame = field!(rd, rd);
-            let typer = field!(frame, typer).read();
+            }
+            // SAFETY: `index` is inside the region, which is valid (the
+            // caller's promise).
+            let rd = unsafe { base.add(index) };
+            // SAFETY: GICR_TYPER is read-only and reading it has no side
+            // effect: a volatile read through a raw pointer aliases nothing
+            // that another CPU's `HostGic` holds uniquely.
+            let typer = unsafe { core::ptr::read_volatile(&raw const (*rd.as_ptr()).rd.typer) }.0;
             if Affinity::from_typer(typer) == affinity {
                 break Some(index);
             }
@@ -81,9 +120,12 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
                 None => break None,
             };
         };
-        let redistributor = found
-            .and_then(|index| redistributors.take(index))
-            .ok_or(Error::NoRedistributor(affinity))?;
+        let index = found.ok_or(Error::NoRedistributor(affinity))?;
+        // SAFETY: inside the region (found by the walk above).
+        let rd = unsafe { base.add(index) };
+        // SAFETY: this CPU's redistributor, which only this `HostGic` may
+        // use while it lives (the caller's promise), valid for 'r.
+        let redistributor = unsafe { UniqueMmioPointer::new(rd) };
         Ok(Self {
             regs,
             redistributor,
@@ -92,6 +134,7 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             active_priority_registers: 0,
             vcpu_loaded: false,
             lr_written: false,
+            _not_send: PhantomData,
         })
     }
 

@@ -864,3 +864,27 @@ fn load_and_put_keep_the_hypervisors_ich_hcr_bits() {
     gic.vcpu_put().unwrap();
     assert_eq!(host.regs().ich_hcr, TRAPS);
 }
+
+#[test]
+fn cpus_sharing_one_region_each_take_only_their_redistributor() {
+    let mut frames = frames(&[0, (1 << 32) | GICR_TYPER_LAST]);
+    let region = core::ptr::NonNull::from(&mut *frames);
+    // SAFETY: RAM owned by the test; each fake register file is one CPU,
+    // and each HostGic touches only its own frame.
+    let (mut cpu0, mut cpu1) = unsafe {
+        (
+            HostGic::in_shared_region(FakeSysRegs::new(VTR_4_LRS, 0), region).unwrap(),
+            HostGic::in_shared_region(FakeSysRegs::new(VTR_4_LRS, 1), region).unwrap(),
+        )
+    };
+    cpu0.init().unwrap();
+    cpu1.init().unwrap();
+    cpu1.set_ppi_active(ppi(27), true);
+    assert!(cpu1.ppi_active(ppi(27)));
+    assert!(!cpu0.ppi_active(ppi(27)));
+    assert_eq!(frames[1].sgi.isactiver0.0, 1 << 27);
+    assert_eq!(frames[0].sgi.isactiver0.0, 0);
+    // SAFETY: as above.
+    let none = unsafe { HostGic::in_shared_region(FakeSysRegs::new(VTR_4_LRS, 2), region) };
+    assert_eq!(none.err(), Some(Error::NoRedistributor(Affinity(2))));
+}
