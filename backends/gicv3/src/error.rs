@@ -40,6 +40,12 @@ pub enum Error {
         /// The virtual INTID it is mapped to.
         mapped_to: IntId,
     },
+    /// The virtual INTID is not one this operation takes (the `u32`
+    /// methods of [`Gic`](crate::Gic) take PPIs, 16..=31).
+    InvalidIntId(u32),
+    /// The physical INTID cannot be hardware-mapped here (the `u32`
+    /// [`Gic::map`](crate::Gic::map) takes PPIs, 16..=31).
+    InvalidPhysicalIntId(u32),
     /// The vCPU is already loaded on a CPU.
     AlreadyLoaded,
     /// The vCPU is not loaded on this CPU.
@@ -77,6 +83,10 @@ impl fmt::Display for Error {
                     f,
                     "physical {host} is already mapped to virtual {mapped_to}"
                 )
+            }
+            Self::InvalidIntId(n) => write!(f, "virtual INTID {n} is not a PPI"),
+            Self::InvalidPhysicalIntId(n) => {
+                write!(f, "physical INTID {n} is not a PPI and cannot be mapped")
             }
             Self::AlreadyLoaded => write!(f, "the vCPU's GIC state is already loaded"),
             Self::NotLoaded => write!(f, "the vCPU's GIC state is not loaded"),

@@ -888,3 +888,26 @@ fn cpus_sharing_one_region_each_take_only_their_redistributor() {
     let none = unsafe { HostGic::in_shared_region(FakeSysRegs::new(VTR_4_LRS, 2), region) };
     assert_eq!(none.err(), Some(Error::NoRedistributor(Affinity(2))));
 }
+
+/// The `u32` injection API has the GICv2 backend's names and types.
+#[test]
+fn u32_injection_api_matches_gicv2() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.map(27, 27).unwrap();
+    gic.set_level(27, true).unwrap();
+    assert_eq!(
+        ListRegister::from_bits(lr(gic.host(), 0)).pintid(),
+        Some(27)
+    );
+    gic.host().regs_mut().ich_lr[0] |= 0b11 << 62; // guest acknowledged
+    assert_eq!(gic.is_active(27), Ok(true));
+    gic.unmap(27).unwrap();
+    assert_eq!(gic.vcpu().mapping(ppi(27)), None);
+    assert_eq!(gic.set_level(40, true), Err(Error::InvalidIntId(40)));
+    assert_eq!(gic.is_active(1020), Err(Error::InvalidIntId(1020)));
+    assert_eq!(gic.map(27, 40), Err(Error::InvalidPhysicalIntId(40)));
+}

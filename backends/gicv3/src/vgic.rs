@@ -24,6 +24,11 @@ fn ppi_index(intid: IntId) -> usize {
     usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
 }
 
+/// `intid` as a PPI.
+fn ppi_id(intid: u32) -> Result<IntId, Error> {
+    IntId::ppi(intid).map_err(|_| Error::InvalidIntId(intid))
+}
+
 /// The `u8` number of list register `n` (`n` < 16).
 fn lr_number(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
@@ -453,6 +458,51 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         }
         self.refill();
         Ok(())
+    }
+
+    /// Sets the level of the vCPU's virtual PPI `intid`: the
+    /// [`IrqChip::set_virtual_level`] of this backend with a `u32`, named as
+    /// in `arch-timer-virt-gicv2`. For other INTIDs use
+    /// [`inject`](Self::inject)/[`withdraw`](Self::withdraw).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] unless `intid` is a PPI (16..=31); as
+    /// [`IrqChip::set_virtual_level`] otherwise.
+    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+        self.set_virtual_level(ppi_id(intid)?, level)
+    }
+
+    /// Whether the vCPU's virtual PPI `intid` is active (or active and
+    /// pending) in a list register.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] unless `intid` is a PPI;
+    /// [`Error::LoadedOnOtherCpu`].
+    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+        self.virtual_active(ppi_id(intid)?)
+    }
+
+    /// Maps the vCPU's virtual PPI `intid` to the physical PPI `host`
+    /// (injected with HW = 1 from now on).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] or [`Error::InvalidPhysicalIntId`] unless
+    /// both are PPIs; [`Error::HostIntIdInUse`].
+    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
+        let host = IntId::ppi(host).map_err(|_| Error::InvalidPhysicalIntId(host))?;
+        self.map_virtual(ppi_id(intid)?, host)
+    }
+
+    /// Undoes [`map`](Self::map); unmapping an unmapped PPI does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] unless `intid` is a PPI.
+    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
+        self.unmap_virtual(ppi_id(intid)?)
     }
 
     /// The list registers, as the guest sees them now (the saved copies
