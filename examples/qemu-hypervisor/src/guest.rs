@@ -27,12 +27,15 @@ pub(crate) enum Hypercall {
     /// Do nothing: an exit, so that the hypervisor syncs the interrupt
     /// state (a guest's way to see a lowered line go away).
     Yield = 3,
+    /// Report the guest's timing measurements ([`Measured`], `x1..=x4`),
+    /// before [`Exit`](Self::Exit).
+    Measure = 4,
 }
 
 impl Hypercall {
     /// The hypercall numbered `n`.
     pub(crate) fn from_number(n: u64) -> Option<Self> {
-        [Self::Print, Self::Exit, Self::Yield]
+        [Self::Print, Self::Exit, Self::Yield, Self::Measure]
             .into_iter()
             .find(|h| *h as u64 == n)
     }
@@ -54,6 +57,59 @@ pub(crate) struct Report {
     /// Spurious acknowledges (INTID 1020..=1023) or unexpected INTIDs.
     pub(crate) spurious: u64,
 }
+
+/// What a guest measured, sent with [`Hypercall::Measure`] (all in
+/// counter ticks of 62.5 MHz, 16 ns).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Measured {
+    /// `x1`: the largest delivery latency, counter at handler entry minus
+    /// CVAL, over every timer interrupt.
+    pub(crate) max_latency: u64,
+    /// `x2`: periods a periodic handler skipped because its next compare
+    /// value had passed already.
+    pub(crate) skipped: u64,
+    /// `x3`: WFI instructions executed (each one must be one WFI exit).
+    pub(crate) sleeps: u64,
+    /// `x4`: the largest wake latency of a WFI sleep, counter when the
+    /// guest saw its interrupt pending after the WFI minus CVAL.
+    pub(crate) max_wake: u64,
+}
+
+/// Bound on a WFI sleep's wake latency ([`Measured::max_wake`]): 20 ms.
+///
+/// The wake path is the background soft timer (the EL2 physical timer,
+/// a QEMU host timer), `unblock` and one guest entry: under 0.5 ms with
+/// QEMU 7.2 TCG on an idle host, about 3 ms seen when the host (itself a
+/// VM with 2 shared cores) is busy. 20 ms leaves a wide margin for that
+/// while a background timer that was not armed, which only the
+/// [`NEVER_WAKE`](crate::hyp::NEVER_WAKE) fallback (100 ms) or the guest's
+/// 1 s timeout ends, is five times beyond it.
+pub(crate) const MAX_WAKE_LATENCY: u64 = 20 * 62_500;
+
+/// Bound on any timer interrupt's delivery latency
+/// ([`Measured::max_latency`]): 50 ms.
+///
+/// Measured under QEMU 7.2 TCG: up to about 4 ms for one vCPU alone,
+/// 6 to 24 ms for time-sliced (2 ms slices) and migrating vCPUs, whose
+/// QEMU threads the host deschedules now and then. An interrupt that only
+/// the 100 ms housekeeping tick delivers (a lost line, GICv3) is usually
+/// later; with GICv2 the tick is 5 ms (see the README's QEMU quirk).
+pub(crate) const MAX_DELIVERY_LATENCY: u64 = 50 * 62_500;
+
+/// Bound on the periods the periodic scenario's guest may skip in total
+/// ([`Measured::skipped`]), with one vCPU that has the CPU to itself: 500,
+/// a quarter of its 2000 interrupts.
+///
+/// A period (320 us) is skipped when an interrupt is handled more than a
+/// period after its CVAL. Under QEMU TCG that happens even on an idle
+/// host: QEMU 7.2 delivered interrupts up to about 4 ms late (12 periods)
+/// and the guest skipped 24 to 220 periods per run (10 runs of each GIC).
+/// Each skip is also bounded by [`MAX_DELIVERY_LATENCY`] (156 periods),
+/// so a line that stalls often fails here even when each stall is short.
+pub(crate) const MAX_SKIPPED: u64 = 500;
+
+/// The sleeps of the wfi-sleep scenario.
+pub(crate) const WFI_SLEEPS: u64 = 200;
 
 /// The interrupt controller a guest drives, passed at entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +142,10 @@ struct GuestState {
     period: AtomicU64,
     /// What the handler does after a valid interrupt (see `Rearm`).
     rearm: AtomicU64,
+    /// Largest count at handler entry minus CVAL.
+    max_latency: AtomicU64,
+    /// Periods skipped by the periodic rearm.
+    skipped: AtomicU64,
 }
 
 impl GuestState {
@@ -100,6 +160,8 @@ impl GuestState {
             last_cval: AtomicU64::new(u64::MAX),
             period: AtomicU64::new(0),
             rearm: AtomicU64::new(REARM_PERIODIC),
+            max_latency: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 }
@@ -203,6 +265,23 @@ fn guest_print(args: fmt::Arguments<'_>) {
 
 macro_rules! gprintln {
     ($($arg:tt)*) => { guest_print(format_args!($($arg)*)) };
+}
+
+/// Sends the measurements: the handler's (latency, skipped periods) and
+/// the caller's WFI sleeps and wake latency.
+fn measure(vcpu: u64, sleeps: u64, max_wake: u64) {
+    let s = state(vcpu);
+    hvc(
+        Hypercall::Measure,
+        [
+            s.max_latency.load(Ordering::Relaxed),
+            s.skipped.load(Ordering::Relaxed),
+            sleeps,
+            max_wake,
+            0,
+            0,
+        ],
+    );
 }
 
 fn finish(vcpu: u64, status: u64, lost: u64) -> ! {
@@ -371,12 +450,19 @@ extern "C" fn guest_irq() {
             timer_interrupt(s, ctl, cval, now);
             // Periodic: one period on; if that has passed already (the
             // vCPU did not run for a while), one period from now, as an OS
-            // tick does: missed periods are skipped, not caught up.
+            // tick does: missed periods are skipped (and counted), not
+            // caught up.
             let next = match s.rearm.load(Ordering::Relaxed) {
                 REARM_PERIODIC => {
                     let period = s.period.load(Ordering::Relaxed);
                     let next = cval.wrapping_add(period);
-                    Some(if next > now { next } else { now + period })
+                    Some(if next > now {
+                        next
+                    } else {
+                        let missed = now.saturating_sub(cval).checked_div(period).unwrap_or(0);
+                        s.skipped.fetch_add(missed, Ordering::Relaxed);
+                        now + period
+                    })
                 }
                 _ => None,
             };
@@ -420,6 +506,8 @@ fn timer_interrupt(s: &GuestState, ctl: u64, cval: u64, now: u64) {
     if s.last_cval.swap(cval, Ordering::Relaxed) == cval {
         s.duplicates.fetch_add(1, Ordering::Relaxed);
     }
+    s.max_latency
+        .fetch_max(now.saturating_sub(cval), Ordering::Relaxed);
 }
 
 extern "C" fn guest_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
@@ -566,6 +654,7 @@ fn periodic(vcpu: u64) -> ! {
             || s.early.load(Ordering::Relaxed) != 0
             || s.duplicates.load(Ordering::Relaxed) != 0,
     );
+    measure(vcpu, 0, 0);
     finish(vcpu, status, lost)
 }
 
@@ -735,13 +824,17 @@ fn masking(vcpu: u64) -> ! {
     finish(vcpu, status, u64::from(!ok))
 }
 
-/// WFI with only the virtual timer to wake the guest.
+/// WFI with only the virtual timer to wake the guest: each sleep must be
+/// one WFI (a wake-up without the interrupt pending is a failure), woken
+/// no earlier than CVAL and no later than [`MAX_WAKE_LATENCY`] after it.
 fn wfi_sleep(vcpu: u64) -> ! {
-    const COUNT: u64 = 200;
+    const COUNT: u64 = WFI_SLEEPS;
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     let mut lost = 0;
     let mut status = 0;
+    let mut sleeps = 0;
+    let mut max_wake = 0;
     for i in 0..COUNT {
         let before = s.interrupts.load(Ordering::Relaxed);
         // 0.5 ms .. 1.5 ms.
@@ -751,16 +844,36 @@ fn wfi_sleep(vcpu: u64) -> ! {
         msr!("cntv_ctl_el0", CTL_ENABLE);
         let start = vcount();
         // Sleep with IRQs masked (WFI still wakes), then take the interrupt.
+        let mut wfis = 0;
         while !irq_pending() {
             // SAFETY: wfi only waits.
             unsafe { asm!("wfi", options(nostack)) };
+            wfis += 1;
             if vcount().wrapping_sub(start) > LOST_AFTER {
                 break;
             }
         }
-        if vcount() < cval && status == 0 {
-            status = 1;
+        let woke = vcount();
+        sleeps += wfis;
+        if wfis > 0 {
+            // Only a sleep that slept measures the wake-up (the vCPU may
+            // have been delayed past CVAL before its WFI).
+            max_wake = woke.saturating_sub(cval).max(max_wake);
         }
+        let check = |n: u64, bad: bool, status: &mut u64| {
+            if bad && *status == 0 {
+                *status = n;
+            }
+        };
+        // 1: woken before CVAL; 3: more than one WFI (woken with nothing
+        // pending); 4: woken too late.
+        check(1, woke < cval, &mut status);
+        check(3, wfis > 1, &mut status);
+        check(
+            4,
+            wfis > 0 && woke.saturating_sub(cval) > MAX_WAKE_LATENCY,
+            &mut status,
+        );
         irqs_on();
         if !wait_for(s, before + 1) {
             lost += 1;
@@ -773,7 +886,10 @@ fn wfi_sleep(vcpu: u64) -> ! {
     {
         status = status.max(2);
     }
-    gprintln!("guest {vcpu}: wfi-sleep done, status {status}");
+    gprintln!(
+        "guest {vcpu}: wfi-sleep done, status {status}, {sleeps} WFIs, max wake latency {max_wake} ticks"
+    );
+    measure(vcpu, sleeps, max_wake);
     finish(vcpu, status, lost)
 }
 
@@ -818,5 +934,6 @@ fn physical(vcpu: u64) -> ! {
         status = status.max(2);
     }
     gprintln!("guest {vcpu}: ptimer done, status {status}");
+    measure(vcpu, 0, 0);
     finish(vcpu, status, lost)
 }

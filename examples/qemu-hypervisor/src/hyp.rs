@@ -19,7 +19,10 @@ use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail, hyp_timer_arm, hyp_timer_stop};
 use crate::gic::{HostIrqs, MAINTENANCE_PPI};
-use crate::guest::{self, Hypercall, Report};
+use crate::guest::{
+    self, Hypercall, MAX_DELIVERY_LATENCY, MAX_SKIPPED, MAX_WAKE_LATENCY, Measured, Report,
+    WFI_SLEEPS,
+};
 use crate::migrate::CPU1_STATS;
 use crate::sysreg::{read_sysreg, write_sysreg};
 use crate::vectors::{Exit, GuestRegs, enter_guest};
@@ -40,6 +43,13 @@ pub(crate) const TICK: u64 = 62_500;
 /// needless guest exit every millisecond (a quarter more exits than vtimer
 /// interrupts in the periodic scenario).
 pub(crate) const HOUSEKEEPING_TICK: u64 = 62_500 * 100;
+/// The housekeeping tick with GICv2: 5 ms. QEMU 7.2's GICv2 does not
+/// re-signal a HW-forwarded PPI whose line is still high when the guest
+/// deactivates it (a periodic timer whose next CVAL passed before the
+/// guest's EOI) until something else updates the distributor, such as
+/// this tick. At 100 ms that stall was seen to delay an interrupt by
+/// 94 ms; at 5 ms it costs a few skipped periods, counted and bounded.
+pub(crate) const HOUSEKEEPING_TICK_GICV2: u64 = 62_500 * 5;
 /// Ticks a vCPU runs before the other one (two-vCPU scenario) gets the CPU.
 const SLICE_TICKS: u64 = 2;
 /// The whole run must end within this many counter ticks (20 s).
@@ -75,10 +85,22 @@ impl SoftTimers for Deadlines {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RunState {
     Runnable,
-    /// Sleeping in WFI until this physical count (or the next tick).
-    Blocked(u64),
+    /// Sleeping in WFI. `fallback: None`: until the vCPU's background soft
+    /// timer ([`Deadlines::background`], armed by `VcpuTimer::block`)
+    /// expires. `fallback: Some(at)`: no timer can fire
+    /// (`Wakeup::Never`), so nothing is armed; the WFI ends at this
+    /// physical count ([`NEVER_WAKE`] after it began), as a WFI may.
+    Blocked {
+        fallback: Option<u64>,
+    },
     Done(Report),
 }
+
+/// A WFI with no timer that can fire (`Wakeup::Never`) ends after this
+/// many ticks (100 ms). Long on purpose: a background timer that
+/// `VcpuTimer::block` failed to arm then shows as a wake-up far later than
+/// the guests' latency bound instead of being hidden by a prompt fallback.
+pub(crate) const NEVER_WAKE: u64 = 62_500 * 100;
 
 /// One vCPU.
 pub(crate) struct Vcpu<V> {
@@ -90,6 +112,22 @@ pub(crate) struct Vcpu<V> {
     pub(crate) soft: Deadlines,
     pub(crate) state: RunState,
     pub(crate) loaded: bool,
+    /// What the guest measured (the measure hypercall), if it said.
+    pub(crate) measured: Option<Measured>,
+}
+
+impl<V> Vcpu<V> {
+    /// When a blocked vCPU wakes: its armed background soft timer (what the
+    /// library asked for through `SoftTimers::arm`), or the fallback of a
+    /// WFI that nothing can end. `None`: not blocked, or blocked with
+    /// nothing armed (never wakes: the run limit ends the run).
+    pub(crate) fn wake_time(&self) -> Option<u64> {
+        match self.state {
+            RunState::Blocked { fallback: Some(at) } => Some(at),
+            RunState::Blocked { fallback: None } => self.soft.background.map(Ticks::get),
+            _ => None,
+        }
+    }
 }
 
 /// What happened in a run, for the result line.
@@ -200,9 +238,12 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) gic: G,
     pub(crate) stats: Stats,
     pub(crate) next_tick: u64,
-    /// [`TICK`] while vCPUs share this CPU, else [`HOUSEKEEPING_TICK`].
+    /// [`TICK`] while vCPUs share this CPU, else [`HOUSEKEEPING_TICK`]
+    /// ([`HOUSEKEEPING_TICK_GICV2`] with GICv2).
     pub(crate) tick_period: u64,
     pub(crate) start: u64,
+    /// Guest exits on each CPU (migration; otherwise all on CPU 0).
+    pub(crate) exits_by_cpu: [u64; 2],
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -237,6 +278,7 @@ where
             next_tick: now + TICK,
             tick_period: TICK,
             start: now,
+            exits_by_cpu: [0; 2],
         }
     }
 
@@ -271,6 +313,7 @@ where
             soft: Deadlines::default(),
             state: RunState::Runnable,
             loaded: false,
+            measured: None,
         }
     }
 
@@ -290,6 +333,7 @@ where
                 other.raised,
                 self.stats.switches + other.switches
             );
+            self.exits_by_cpu = [self.stats.exits, other.exits];
             self.stats.add(&other);
             self.report(core::slice::from_ref(&vcpus[0]));
         }
@@ -308,7 +352,11 @@ where
                 .filter(|v| !matches!(v.state, RunState::Done(_)))
                 .count()
                 > 1;
-            self.set_tick_period(if sharing { TICK } else { HOUSEKEEPING_TICK });
+            let housekeeping = match self.gic_version {
+                GicVersion::V2 => HOUSEKEEPING_TICK_GICV2,
+                GicVersion::V3 => HOUSEKEEPING_TICK,
+            };
+            self.set_tick_period(if sharing { TICK } else { housekeeping });
             self.wake_blocked(vcpus);
             let Some(next) = pick(vcpus, current) else {
                 self.idle(vcpus, current);
@@ -327,9 +375,6 @@ where
                 current = Some(next);
             }
             let Some(v) = vcpus.get_mut(next) else { break };
-            if let RunState::Blocked(_) = v.state {
-                self.unblock(v);
-            }
             let mut slices = 0;
             while let SliceEnd::Tick = self.run_slice(v) {
                 slices += 1;
@@ -362,13 +407,12 @@ where
         v.state = RunState::Runnable;
     }
 
-    /// Marks blocked vCPUs whose wake-up time has come runnable.
+    /// Wakes the blocked vCPUs whose background soft timer (or WFI
+    /// fallback, see [`Vcpu::wake_time`]) has expired.
     pub(crate) fn wake_blocked(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
         let now = self.now();
         for v in vcpus.iter_mut() {
-            if let RunState::Blocked(at) = v.state
-                && now >= at
-            {
+            if v.wake_time().is_some_and(|at| now >= at) {
                 self.unblock(v);
             }
         }
@@ -378,10 +422,7 @@ where
     pub(crate) fn idle(&mut self, vcpus: &mut [Vcpu<G::Vgic>], current: Option<usize>) {
         let wake = vcpus
             .iter()
-            .filter_map(|v| match v.state {
-                RunState::Blocked(at) => Some(at),
-                _ => None,
-            })
+            .filter_map(Vcpu::wake_time)
             .fold(self.next_tick, u64::min);
         hyp_timer_arm(wake);
         // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
@@ -575,19 +616,34 @@ where
                     return None;
                 }
                 self.stats.wfi_exits += 1;
-                match v.timer.block(&mut self.timer, &mut v.soft) {
+                let wakeup = v.timer.block(&mut self.timer, &mut v.soft);
+                // The library's contract: `At(x)` armed the background
+                // soft timer at x, `Now` and `Never` armed nothing. The
+                // vCPU is woken by what was armed, not by the return value.
+                let armed = v.soft.background;
+                let kept = match wakeup {
+                    Wakeup::At(at) => armed == Some(at),
+                    Wakeup::Now | Wakeup::Never => armed.is_none(),
+                };
+                if !kept {
+                    fail!(
+                        "hv: VcpuTimer::block returned {wakeup:?} but the background soft timer is \
+                         {armed:?}: the vCPU would sleep past its timer or wake for nothing"
+                    );
+                }
+                match wakeup {
                     Wakeup::Now => {
                         self.unblock(v);
                         None
                     }
-                    Wakeup::At(at) => {
-                        v.state = RunState::Blocked(at.get());
+                    Wakeup::At(_) => {
+                        v.state = RunState::Blocked { fallback: None };
                         Some(SliceEnd::Blocked)
                     }
                     Wakeup::Never => {
-                        // Nothing can fire: a WFI may end at any time, so
-                        // it ends after one scheduler tick.
-                        v.state = RunState::Blocked(self.now() + TICK);
+                        v.state = RunState::Blocked {
+                            fallback: Some(self.now() + NEVER_WAKE),
+                        };
                         Some(SliceEnd::Blocked)
                     }
                 }
@@ -674,6 +730,15 @@ where
                 None
             }
             Some(Hypercall::Yield) => None,
+            Some(Hypercall::Measure) => {
+                v.measured = Some(Measured {
+                    max_latency: x1,
+                    skipped: x2,
+                    sleeps: x3,
+                    max_wake: x4,
+                });
+                None
+            }
             Some(Hypercall::Exit) => {
                 v.state = RunState::Done(Report {
                     status: x1,
@@ -691,7 +756,13 @@ where
 
     /// Prints the result line and ends the run.
     pub(crate) fn report(&self, vcpus: &[Vcpu<G::Vgic>]) -> ! {
+        let scenario = self.config.scenario;
+        let periodic = matches!(
+            scenario,
+            Scenario::Periodic | Scenario::TwoVcpus | Scenario::Migration
+        );
         let mut total = Report::default();
+        let mut m = Measured::default();
         let mut pass = true;
         for v in vcpus {
             let RunState::Done(r) = v.state else {
@@ -703,22 +774,95 @@ where
             total.duplicates += r.duplicates;
             total.lost += r.lost;
             total.spurious += r.spurious;
-            let enough = !matches!(
-                self.config.scenario,
-                Scenario::Periodic | Scenario::TwoVcpus
-            ) || r.interrupts >= 1000;
+            let enough = !matches!(scenario, Scenario::Periodic | Scenario::TwoVcpus)
+                || r.interrupts >= 1000;
             if r.status != 0 || r.early != 0 || r.duplicates != 0 || r.lost != 0 || !enough {
                 println!("hv: vCPU {} failed: {r:?}", v.index);
                 pass = false;
             }
+            let measured = v.measured;
+            if measured.is_none()
+                && (periodic || matches!(scenario, Scenario::WfiSleep | Scenario::PhysicalTimer))
+            {
+                println!("hv: vCPU {} sent no measurements", v.index);
+                pass = false;
+            }
+            let vm = measured.unwrap_or_default();
+            m.max_latency = m.max_latency.max(vm.max_latency);
+            m.skipped += vm.skipped;
+            m.sleeps += vm.sleeps;
+            m.max_wake = m.max_wake.max(vm.max_wake);
         }
         let s = self.stats;
-        if self.config.scenario == Scenario::Periodic
+        let mut check = |ok: bool, why: fmt::Arguments<'_>| {
+            if !ok {
+                println!("hv: {why}");
+                pass = false;
+            }
+        };
+        if scenario == Scenario::Periodic
             && let Err(why) = quiet_forwarding(&s, total.interrupts)
         {
-            println!("hv: {why}");
-            pass = false;
+            check(false, format_args!("{why}"));
         }
+        if periodic || scenario == Scenario::PhysicalTimer {
+            check(
+                m.max_latency <= MAX_DELIVERY_LATENCY,
+                format_args!(
+                    "a timer interrupt came {} ticks after its CVAL (bound {MAX_DELIVERY_LATENCY})",
+                    m.max_latency
+                ),
+            );
+        }
+        if scenario == Scenario::Periodic {
+            check(
+                m.skipped <= MAX_SKIPPED,
+                format_args!(
+                    "the periodic guest skipped {} periods (bound {MAX_SKIPPED})",
+                    m.skipped
+                ),
+            );
+        }
+        if matches!(scenario, Scenario::TwoVcpus | Scenario::Migration) {
+            check(
+                s.switches > 0,
+                format_args!("no vCPU switch or hand-over happened"),
+            );
+        }
+        if scenario == Scenario::Migration {
+            check(
+                self.exits_by_cpu.iter().all(|&e| e > 0),
+                format_args!(
+                    "the vCPU did not run on both CPUs (exits {:?})",
+                    self.exits_by_cpu
+                ),
+            );
+        }
+        if scenario == Scenario::WfiSleep {
+            check(
+                s.wfi_exits == m.sleeps,
+                format_args!(
+                    "{} WFI exits for {} WFIs the guest executed",
+                    s.wfi_exits, m.sleeps
+                ),
+            );
+            check(
+                m.sleeps >= WFI_SLEEPS * 9 / 10,
+                format_args!("only {} of {WFI_SLEEPS} sleeps slept in WFI", m.sleeps),
+            );
+            check(
+                m.max_wake <= MAX_WAKE_LATENCY,
+                format_args!(
+                    "a WFI sleep woke {} ticks after its CVAL (bound {MAX_WAKE_LATENCY})",
+                    m.max_wake
+                ),
+            );
+        }
+        let exits_by_cpu = if scenario == Scenario::Migration {
+            self.exits_by_cpu
+        } else {
+            [s.exits, 0]
+        };
         let per = s
             .exits
             .checked_mul(100)
@@ -733,9 +877,10 @@ where
         println!(
             "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \
              vtimer_exits_per_irq={vtimer_per} irq_exits={} irq_exits_27={} irq_exits_26={} irq_exits_25={} \
-             irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} spurious_host={} lost={} early={} \
-             duplicates={} guest_spurious={} {}",
-            self.config.scenario.name(),
+             irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} \
+             exits_cpu0={} exits_cpu1={} spurious_host={} lost={} early={} duplicates={} guest_spurious={} \
+             max_latency_ticks={} skipped={} sleeps={} max_wake_ticks={} {}",
+            scenario.name(),
             self.gic_version,
             self.config.host_mode,
             vcpus.len(),
@@ -752,11 +897,17 @@ where
             s.hvc_exits,
             s.sysreg_exits,
             s.switches,
+            exits_by_cpu[0],
+            exits_by_cpu[1],
             s.spurious,
             total.lost,
             total.early,
             total.duplicates,
             total.spurious,
+            m.max_latency,
+            m.skipped,
+            m.sleeps,
+            m.max_wake,
             if pass { "PASS" } else { "FAIL" }
         );
         if pass {

@@ -124,7 +124,7 @@ where
             if let RunState::Done(_) = v.state {
                 break true;
             }
-            if let RunState::Blocked(_) = v.state {
+            if let RunState::Blocked { .. } = v.state {
                 let one = core::slice::from_mut(&mut *v);
                 self.wake_blocked(one);
                 if let Some(v) = one.first()
