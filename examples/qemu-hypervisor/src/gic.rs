@@ -13,6 +13,8 @@ use arch_timer_virt_gicv3::sysreg::{CpuSysRegs, GicSysRegs, SysReg};
 use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
 use safe_mmio::UniqueMmioPointer;
 
+use crate::migrate::VcpuSlot;
+
 /// QEMU `virt`: the distributor.
 pub(crate) const GICD_BASE: usize = 0x0800_0000;
 /// QEMU `virt`: the GICv3 redistributor region.
@@ -45,7 +47,7 @@ pub(crate) fn distributor_arch_rev(gicv3: bool) -> u32 {
 /// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`.
 pub(crate) trait HostIrqs {
     /// One vCPU's virtual CPU interface state.
-    type Vgic;
+    type Vgic: 'static;
     /// The library's [`IrqChip`] for one vCPU on this CPU.
     type Chip<'a>: IrqChip<Error = Self::Error>
     where
@@ -75,7 +77,15 @@ pub(crate) trait HostIrqs {
     fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
     /// The maintenance interrupt was taken.
     fn maintenance(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
+    /// The home of the vCPU of the migration scenario, for this GIC's
+    /// vCPU type (a static cannot be generic).
+    fn migration_slot() -> &'static VcpuSlot<Self::Vgic>;
 }
+
+/// The migrating vCPU with GICv3.
+static MIGRATION_SLOT_V3: VcpuSlot<VgicCpu> = VcpuSlot::new();
+/// The migrating vCPU with GICv2.
+static MIGRATION_SLOT_V2: VcpuSlot<VgicCpuV2> = VcpuSlot::new();
 
 /// GICv3 through `arch-timer-virt-gicv3`.
 pub(crate) struct Gicv3 {
@@ -153,6 +163,9 @@ impl HostIrqs for Gicv3 {
     fn maintenance(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
         self.chip(vgic).maintenance().map(drop)
     }
+    fn migration_slot() -> &'static VcpuSlot<VgicCpu> {
+        &MIGRATION_SLOT_V3
+    }
 }
 
 /// GICv2 through `arch-timer-virt-gicv2`.
@@ -226,5 +239,8 @@ impl HostIrqs for Gicv2 {
     }
     fn maintenance(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
         self.chip(vgic).maintenance().map(drop)
+    }
+    fn migration_slot() -> &'static VcpuSlot<VgicCpuV2> {
+        &MIGRATION_SLOT_V2
     }
 }

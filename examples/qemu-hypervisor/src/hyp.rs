@@ -322,9 +322,8 @@ where
             Scenario::TwoVcpus => 2,
             _ => 1,
         };
-        let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
         if self.config.scenario == Scenario::Migration {
-            self.migrate(&mut vcpus[0]);
+            let slot = self.migrate(self.new_vcpu(0));
             let mut other = Stats::ZERO;
             critical_section::with(|cs| other = *CPU1_STATS.borrow_ref(cs));
             println!(
@@ -335,8 +334,11 @@ where
             );
             self.exits_by_cpu = [self.stats.exits, other.exits];
             self.stats.add(&other);
-            self.report(core::slice::from_ref(&vcpus[0]));
+            // The vCPU is back on this CPU (`migrate` returned).
+            slot.with_owned(|v| self.report(core::slice::from_ref(v)));
+            fail!("hv: the vCPU did not come back to CPU 0");
         }
+        let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
         let vcpus = vcpus.get_mut(..count).unwrap_or_default();
         hyp_timer_arm(self.next_tick);
         let mut current: Option<usize> = None;

@@ -1,24 +1,24 @@
 //! The migration scenario: one vCPU handed between two CPUs every few
 //! virtual timer interrupts, `put` on one CPU and `load` on the other.
 //!
-//! The vCPU lives in the first CPU's run frame; `OWNER` says which CPU may
-//! touch it (release/acquire), `wfe`/`sev` wait and wake.
+//! The vCPU lives in a static [`VcpuSlot`], not in either CPU's stack
+//! frame. The slot records which CPU owns the vCPU; a CPU gets a `&mut`
+//! to it only inside [`VcpuSlot::with_owned`], only while it is the owner,
+//! and gives it up with [`VcpuSlot::hand_over`] (Release) once that
+//! reference has ended; the next owner sees the hand-over with Acquire.
+//! So at any time at most one `&mut Vcpu` exists, on one CPU. `wfe`/`sev`
+//! wait and wake.
 
-use core::cell::RefCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::cell::{RefCell, UnsafeCell};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use critical_section::Mutex;
 
 use crate::el2::{fail, hyp_timer_arm, hyp_timer_stop, secondary_main};
 use crate::gic::HostIrqs;
 use crate::hyp::{Hyp, RUN_LIMIT, RunState, SliceEnd, Stats, TICK, Vcpu};
+use crate::sysreg::read_sysreg;
 
-/// Which CPU owns the vCPU now (0 or 1).
-static OWNER: AtomicUsize = AtomicUsize::new(0);
-/// The vCPU has finished.
-static FINISHED: AtomicBool = AtomicBool::new(false);
-/// The vCPU, lent between the CPUs (a `*mut Vcpu<_>`).
-static MIGRATING: AtomicUsize = AtomicUsize::new(0);
 /// The second CPU's statistics, added at each hand-back.
 pub(crate) static CPU1_STATS: Mutex<RefCell<Stats>> = Mutex::new(RefCell::new(Stats::ZERO));
 /// Hand the vCPU over after this many raised vtimer interrupts.
@@ -26,37 +26,123 @@ const MIGRATE_EVERY: u64 = 3;
 /// The second CPU's EL2 stack.
 static mut CPU1_STACK: aarch64_rt::Stack<16> = aarch64_rt::Stack::new();
 
-/// Waits until `OWNER` is `cpu` or the vCPU has finished; `true` if it
-/// has finished.
-fn wait_for_vcpu(cpu: usize) -> bool {
-    loop {
-        if FINISHED.load(Ordering::Acquire) {
-            return true;
+/// This CPU's number (`MPIDR_EL1.Aff0`: 0 or 1 on QEMU `virt -smp 2`).
+fn this_cpu() -> u64 {
+    read_sysreg!(mpidr_el1) & 0xff
+}
+
+/// A vCPU owned by one CPU at a time.
+pub(crate) struct VcpuSlot<V> {
+    /// The CPU that owns the vCPU (`MPIDR_EL1.Aff0`). Only the owner
+    /// changes it ([`hand_over`](Self::hand_over)).
+    owner: AtomicU64,
+    /// The owner is inside [`with_owned`](Self::with_owned).
+    busy: AtomicBool,
+    /// The vCPU has finished its run.
+    finished: AtomicBool,
+    vcpu: UnsafeCell<Option<Vcpu<V>>>,
+}
+
+// SAFETY: the vCPU in the cell is reached only through `with_owned`, which
+// hands out a `&mut` only on the owning CPU, never twice at once (`busy`),
+// and ownership moves only with a Release store that the next owner
+// reads with Acquire; so the vCPU moves between CPUs like a sent value,
+// which `V: Send` allows.
+unsafe impl<V: Send> Sync for VcpuSlot<V> {}
+
+impl<V> VcpuSlot<V> {
+    /// An empty slot owned by CPU 0.
+    pub(crate) const fn new() -> Self {
+        Self {
+            owner: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            vcpu: UnsafeCell::new(None),
         }
-        if OWNER.load(Ordering::Acquire) == cpu {
+    }
+
+    /// Runs `f` with the slot's contents if this CPU owns it; `None` if it
+    /// does not (or is already inside `with_owned`).
+    fn with_cell<R>(&self, f: impl FnOnce(&mut Option<Vcpu<V>>) -> R) -> Option<R> {
+        if self.owner.load(Ordering::Acquire) != this_cpu() {
+            return None;
+        }
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: this CPU owns the slot: only the owner changes `owner`,
+        // and this CPU does not while `busy` is set (`hand_over` refuses),
+        // so no other CPU can become the owner during `f`. The Acquire load
+        // above pairs with the previous owner's Release hand-over, after
+        // which it kept no reference. `busy` was clear, so this CPU holds
+        // no other reference either (no re-entry). The `&mut` ends with `f`.
+        let result = f(unsafe { &mut *self.vcpu.get() });
+        self.busy.store(false, Ordering::Release);
+        Some(result)
+    }
+
+    /// Puts `vcpu` in the slot; `false` if this CPU does not own it.
+    pub(crate) fn install(&self, vcpu: Vcpu<V>) -> bool {
+        self.with_cell(|cell| *cell = Some(vcpu)).is_some()
+    }
+
+    /// Runs `f` on the vCPU if this CPU owns it; `None` if it does not or
+    /// the slot is empty.
+    pub(crate) fn with_owned<R>(&self, f: impl FnOnce(&mut Vcpu<V>) -> R) -> Option<R> {
+        self.with_cell(|cell| cell.as_mut().map(f)).flatten()
+    }
+
+    /// Gives the vCPU to `cpu` and wakes it; `false` if this CPU does not
+    /// own it (or is inside [`with_owned`](Self::with_owned)).
+    pub(crate) fn hand_over(&self, cpu: u64) -> bool {
+        if self.busy.load(Ordering::Relaxed) {
             return false;
         }
-        // SAFETY: wfe only waits for an event (the other CPU's sev).
-        unsafe { core::arch::asm!("wfe", options(nostack)) };
+        let me = this_cpu();
+        let moved = self
+            .owner
+            .compare_exchange(me, cpu, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        // SAFETY: dsb + sev only order memory and signal an event.
+        unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
+        moved
+    }
+
+    /// Marks the run finished and wakes the other CPU.
+    fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+        // SAFETY: dsb + sev only order memory and signal an event.
+        unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
+    }
+
+    fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    fn owned_here(&self) -> bool {
+        self.owner.load(Ordering::Acquire) == this_cpu()
     }
 }
 
-/// Hands the vCPU to `cpu` and wakes it.
-fn hand_over(cpu: usize) {
-    OWNER.store(cpu, Ordering::Release);
-    // SAFETY: sev only signals an event.
-    unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
+/// Waits for an event (the other CPU's `sev`).
+fn wait_event() {
+    // SAFETY: wfe only waits for an event.
+    unsafe { core::arch::asm!("wfe", options(nostack)) };
 }
 
 impl<G: HostIrqs> Hyp<G>
 where
     G::Vgic: Default,
 {
-    /// Migration, first CPU: starts the second CPU, then runs the vCPU
-    /// whenever it owns it, handing it over every few interrupts.
-    pub(crate) fn migrate(&mut self, v: &mut Vcpu<G::Vgic>) {
-        MIGRATING.store(core::ptr::from_mut(v) as usize, Ordering::Release);
-        OWNER.store(0, Ordering::Release);
+    /// Migration, first CPU: puts the vCPU in the slot, starts the second
+    /// CPU, then runs the vCPU whenever it owns it, handing it over every
+    /// few interrupts. Returns once the vCPU has finished and is back on
+    /// this CPU.
+    pub(crate) fn migrate(&mut self, vcpu: Vcpu<G::Vgic>) -> &'static VcpuSlot<G::Vgic> {
+        let slot = G::migration_slot();
+        if !slot.install(vcpu) {
+            fail!("hv: CPU 0 does not own the migration slot");
+        }
         let (config, gic) = (self.config, self.gic_version);
         // SAFETY: CPU1_STACK is used only by the second CPU, which this
         // starts once; the initial page table maps it for both CPUs alike.
@@ -68,45 +154,62 @@ where
         if let Err(e) = started {
             fail!("hv: cannot start CPU 1 (run with -smp 2): {e}");
         }
-        while !wait_for_vcpu(0) {
-            if self.run_owned(v) {
-                FINISHED.store(true, Ordering::Release);
-                hand_over(1);
+        loop {
+            // The vCPU always comes back here: CPU 1 hands it back even
+            // when it finishes there.
+            while !slot.owned_here() {
+                wait_event();
+            }
+            if slot.finished() {
+                break;
+            }
+            let Some(done) = slot.with_owned(|v| self.run_owned(v)) else {
+                fail!("hv: CPU 0 lost the vCPU");
+            };
+            if done {
+                slot.finish();
                 break;
             }
             self.stats.switches += 1;
-            hand_over(1);
+            if !slot.hand_over(1) {
+                fail!("hv: CPU 0 cannot hand the vCPU over");
+            }
         }
         hyp_timer_stop();
+        slot
     }
 
     /// Migration, second CPU: runs the vCPU whenever the first CPU hands
     /// it over, and hands it back.
     pub(crate) fn secondary(mut self) -> ! {
+        let slot = G::migration_slot();
         loop {
-            if wait_for_vcpu(1) {
+            while !slot.finished() && !slot.owned_here() {
+                wait_event();
+            }
+            if !slot.owned_here() {
                 break;
             }
-            let ptr = MIGRATING.load(Ordering::Acquire) as *mut Vcpu<G::Vgic>;
-            // SAFETY: the first CPU lent us the vCPU (OWNER = 1, with
-            // release ordering) and does not touch it until we hand it back;
-            // it lives in the first CPU's `run` frame, which never returns.
-            let Some(v) = (unsafe { ptr.as_mut() }) else {
+            let Some(done) = slot.with_owned(|v| self.run_owned(v)) else {
                 fail!("hv: CPU 1 got no vCPU");
             };
-            let done = self.run_owned(v);
             self.stats.switches += 1;
             critical_section::with(|cs| CPU1_STATS.borrow_ref_mut(cs).add(&self.stats));
             self.stats = Stats::ZERO;
             if done {
-                FINISHED.store(true, Ordering::Release);
+                slot.finish();
             }
-            hand_over(0);
+            if !slot.hand_over(0) {
+                fail!("hv: CPU 1 cannot hand the vCPU back");
+            }
+            if done {
+                break;
+            }
         }
         hyp_timer_stop();
         loop {
-            // SAFETY: parks this CPU; the first CPU ends the run.
-            unsafe { core::arch::asm!("wfe", options(nostack)) };
+            // Parks this CPU; the first CPU ends the run.
+            wait_event();
         }
     }
 
