@@ -87,13 +87,18 @@ pub(crate) fn run(config: RunConfig) -> ! {
         // ID_AA64MMFR1_EL1.VH, bits 11:8.
         fail!("hv: VHE asked for, but the CPU has no FEAT_VHE");
     }
-    // SAFETY: boot CPU, once, before any guest runs or other CPU starts.
-    unsafe {
-        crate::stage2::build(
-            gic == GicVersion::V2,
-            config.scenario == qemu_hypervisor::config::Scenario::External,
-        );
+    let ram = if config.scenario == qemu_hypervisor::config::Scenario::External {
+        crate::stage2::GuestRam::External
+    } else {
+        crate::stage2::GuestRam::BuiltIn {
+            code: crate::stage2::image_code(),
+            data: crate::guest::memory(),
+        }
     };
+    // SAFETY: boot CPU, once, before any guest runs or other CPU starts.
+    if let Err(e) = unsafe { crate::stage2::build(gic == GicVersion::V2, &ram) } {
+        fail!("hv: stage 2: {e}");
+    }
     // SAFETY: boot CPU, before anything depends on the host mode.
     let timer = unsafe { cpu_init(config) };
     let ppis = hyp_ppis();

@@ -174,28 +174,42 @@ const REARM_DISABLE: u64 = 1;
 /// Most vCPUs a scenario uses.
 pub(crate) const MAX_VCPUS: usize = 2;
 
-static STATE: [GuestState; MAX_VCPUS] = [GuestState::new(), GuestState::new()];
-
-/// A guest's EL1 stack.
-#[repr(C, align(16))]
-pub(crate) struct GuestStack(core::cell::UnsafeCell<[u8; GUEST_STACK_SIZE]>);
-
 const GUEST_STACK_SIZE: usize = 32 * 1024;
 
-// SAFETY: each stack is used only by the vCPU it is given to, as its EL1
-// stack; the hypervisor takes only its address.
-unsafe impl Sync for GuestStack {}
+/// Everything the built-in guests write: their states and EL1 stacks, in
+/// whole pages of their own. Stage 2 maps these pages read/write (and
+/// execute-never) for the guests, the image's code and read-only data
+/// read-only, and nothing else of the hypervisor: a guest cannot write
+/// the hypervisor's statistics, stacks or page tables.
+#[repr(C, align(4096))]
+pub(crate) struct GuestMemory {
+    state: [GuestState; MAX_VCPUS],
+    stacks: [core::cell::UnsafeCell<[u8; GUEST_STACK_SIZE]>; MAX_VCPUS],
+}
 
-static STACKS: [GuestStack; MAX_VCPUS] = [
-    GuestStack(core::cell::UnsafeCell::new([0; GUEST_STACK_SIZE])),
-    GuestStack(core::cell::UnsafeCell::new([0; GUEST_STACK_SIZE])),
-];
+// SAFETY: `state` is atomics; each stack is used only by the vCPU it is
+// given to, as its EL1 stack; the hypervisor takes only addresses and
+// reads print buffers while the guest that wrote them is stopped.
+unsafe impl Sync for GuestMemory {}
+
+static GUEST_MEMORY: GuestMemory = GuestMemory {
+    state: [GuestState::new(), GuestState::new()],
+    stacks: [const { core::cell::UnsafeCell::new([0; GUEST_STACK_SIZE]) }; MAX_VCPUS],
+};
+
+/// The physical (= intermediate physical) addresses of [`GuestMemory`]:
+/// whole pages (its alignment rounds its size up to one).
+pub(crate) fn memory() -> core::ops::Range<u64> {
+    let start = core::ptr::addr_of!(GUEST_MEMORY) as u64;
+    start..start + core::mem::size_of::<GuestMemory>() as u64
+}
 
 /// The initial `SP_EL1` of vCPU `index`.
 pub(crate) fn stack_top(index: usize) -> u64 {
-    STACKS
+    GUEST_MEMORY
+        .stacks
         .get(index)
-        .map_or(0, |s| s.0.get() as u64 + GUEST_STACK_SIZE as u64)
+        .map_or(0, |s| s.get() as u64 + GUEST_STACK_SIZE as u64)
 }
 
 /// The entry point's address, for the vCPU's first PC.
@@ -205,8 +219,8 @@ pub(crate) fn entry_point() -> u64 {
 
 fn state(vcpu: u64) -> &'static GuestState {
     match vcpu {
-        0 => &STATE[0],
-        _ => &STATE[1],
+        0 => &GUEST_MEMORY.state[0],
+        _ => &GUEST_MEMORY.state[1],
     }
 }
 

@@ -720,7 +720,7 @@ where
                 let memory = if self.config.scenario == Scenario::External {
                     EXTERNAL_GUEST_ADDR..EXTERNAL_GUEST_ADDR + EXTERNAL_GUEST_SIZE
                 } else {
-                    RAM
+                    guest::memory()
                 };
                 match guest_bytes(x1, x2, memory) {
                     Some(bytes) => {
@@ -1016,11 +1016,8 @@ fn pick<V>(vcpus: &[Vcpu<V>], current: Option<usize>) -> Option<usize> {
         .find(|&i| vcpus.get(i).is_some_and(|v| v.state == RunState::Runnable))
 }
 
-/// QEMU `virt` RAM that the built-in guests (part of the image) use.
-const RAM: core::ops::Range<u64> = 0x4000_0000..0x4800_0000;
-
-/// The guest buffer `[addr, addr + len)` if it lies in `memory` (the
-/// guest's, identity-mapped by stage 2) and is short.
+/// The guest buffer `[addr, addr + len)` if it lies in `memory` (what the
+/// guest may write, identity-mapped by stage 2) and is short.
 fn guest_bytes(addr: u64, len: u64, memory: core::ops::Range<u64>) -> Option<&'static [u8]> {
     let end = addr.checked_add(len)?;
     if len > 256 || !memory.contains(&addr) || end > memory.end {
