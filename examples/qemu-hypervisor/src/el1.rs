@@ -14,6 +14,20 @@ pub(crate) const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 
 /// The EL1 registers a guest without an MMU uses (this example's guests):
 /// enough to run two vCPUs on one CPU.
+///
+/// Switched here: `SCTLR_EL1`, `CPACR_EL1`, `VBAR_EL1`, `ELR_EL1`,
+/// `SPSR_EL1`, `ESR_EL1`, `FAR_EL1`, `CNTKCTL_EL1`, `SP_EL1`, `SP_EL0`,
+/// `TPIDR_EL1` (the general and FP/SIMD registers, `FPCR` and `FPSR` are
+/// the world switch's, in [`GuestRegs`](crate::vectors::GuestRegs); the
+/// timer registers are the library's). Not switched, because these guests
+/// never write them, and a hypervisor for real guests must add them:
+/// the stage 1 MMU (`TTBR0_EL1`, `TTBR1_EL1`, `TCR_EL1`, `MAIR_EL1`,
+/// `AMAIR_EL1`, `CONTEXTIDR_EL1`), `TPIDR_EL0`, `TPIDRRO_EL0`,
+/// `PAR_EL1`, `AFSR0_EL1`, `AFSR1_EL1`, `MDSCR_EL1` and the debug
+/// registers, `CSSELR_EL1`, the `SP_EL1`-banked exception state of nested
+/// exceptions (already above), and feature registers it exposes (pointer
+/// authentication keys, `ZCR_EL1` for SVE, ...), plus
+/// `VMPIDR_EL2`/`VPIDR_EL2` per vCPU (done by the run loop).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct El1Regs {
     pub(crate) sctlr: u64,

@@ -192,19 +192,51 @@ fn hyp_ppis() -> [(IntId, u8); 3] {
     ]
 }
 
-/// Switches the host to `HCR_EL2.E2H = 1` with the MMU on: the EL2 page
-/// table is valid in both layouts once TTBR1 walks are disabled, and
-/// `CPTR_EL2` takes the CPACR layout (FPEN must stay open).
+/// A 1 GiB block descriptor: valid block, access flag.
+const BLOCK: u64 = 0b01 | (1 << 10);
+/// `MAIR` index 1 (normal write-back, aarch64-rt's default), inner shareable.
+const NORMAL: u64 = BLOCK | (1 << 2) | (0b11 << 8);
+/// `MAIR` index 0 (device nGnRE), never executable: in the EL2&0
+/// translation regime (E2H = 1) bit 53 is PXN (no execution at EL2) and
+/// bit 54 UXN (none at EL0). The boot table only sets bit 54, which is XN
+/// in the non-VHE EL2 regime, where bit 53 is RES0.
+const DEVICE_VHE: u64 = BLOCK | (1 << 53) | (1 << 54);
+
+/// The identity map the hypervisor uses once `E2H = 1`: the boot table's
+/// two 1 GiB blocks (devices, RAM) with the EL2&0 regime's execute-never
+/// bits on the device block.
+#[repr(C, align(4096))]
+struct VheIdmap([u64; 512]);
+
+static VHE_IDMAP: VheIdmap = {
+    let mut table = [0; 512];
+    table[0] = DEVICE_VHE;
+    table[1] = NORMAL | 0x4000_0000;
+    VheIdmap(table)
+};
+
+/// Switches the host to `HCR_EL2.E2H = 1` with the MMU on: `TCR_EL2`
+/// takes the `TCR_EL1` layout (TTBR1 walks disabled, TG1 4 KiB, the
+/// physical address size moved from PS, bits 18:16, to IPS, bits 34:32;
+/// T1SZ, which now overlaps the old PS bits, is unused with TTBR1 walks
+/// off), `TTBR0_EL2` gets [`VHE_IDMAP`] (the same mapping with the device
+/// block execute-never for EL2), and `CPTR_EL2` takes the CPACR layout
+/// (FPEN must stay open).
 ///
 /// # Safety
 ///
 /// Boot CPU, FEAT_VHE checked, before any code relies on the host mode.
 unsafe fn enter_vhe() {
+    let idmap = core::ptr::addr_of!(VHE_IDMAP) as u64;
     // SAFETY: see above; no FP/SIMD instruction runs between the HCR_EL2
-    // and CPTR_EL2 writes (one asm block), and the identity map stays valid.
+    // and CPTR_EL2 writes (one asm block), and the identity map stays valid
+    // throughout: VHE_IDMAP maps what the boot table maps, with the same
+    // attributes apart from the execute-never bits of the device block.
     unsafe {
         core::arch::asm!(
             "mrs {t}, tcr_el2",
+            "ubfx {u}, {t}, #16, #3",
+            "bfi {t}, {u}, #32, #3",
             "orr {t}, {t}, #(1 << 23)",
             "orr {t}, {t}, #(1 << 31)",
             "msr tcr_el2, {t}",
@@ -213,6 +245,7 @@ unsafe fn enter_vhe() {
             "orr {t}, {t}, #(1 << 34)",
             "msr hcr_el2, {t}",
             "isb",
+            "msr ttbr0_el2, {idmap}",
             "mov {t}, #(3 << 20)",
             "msr cptr_el2, {t}",
             "isb",
@@ -220,6 +253,8 @@ unsafe fn enter_vhe() {
             "dsb nsh",
             "isb",
             t = out(reg) _,
+            u = out(reg) _,
+            idmap = in(reg) idmap,
             options(nostack)
         );
     }

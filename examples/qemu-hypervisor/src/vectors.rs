@@ -5,7 +5,8 @@
 //! and FP/SIMD registers from a [`GuestRegs`] and `eret`s. Any exception
 //! from the guest (lower EL, AArch64) comes back through the vector table,
 //! which stores the guest's registers into the same [`GuestRegs`], restores
-//! the host's and returns from [`enter_guest`] with an [`Exit`] kind. So the
+//! the host's (callee-saved general and FP registers, `FPCR` and `FPSR`)
+//! and returns from [`enter_guest`] with an [`Exit`] kind. So the
 //! run loop handles exits as plain Rust, with IRQs masked (taking an
 //! exception to EL2 masks them).
 //!
@@ -161,10 +162,11 @@ __el2_vectors:
 .balign 0x80
     unexpected 15
 
-/* Host frame: x19-x30, d8-d15, the GuestRegs pointer: 176 bytes. */
+/* Host frame: x19-x30, d8-d15, the GuestRegs pointer, the host's FPSR and
+   FPCR (the guest's replace them while it runs): 192 bytes. */
 .global __guest_enter
 __guest_enter:
-    sub sp, sp, #176
+    sub sp, sp, #192
     stp x19, x20, [sp, #0]
     stp x21, x22, [sp, #16]
     stp x23, x24, [sp, #32]
@@ -176,6 +178,9 @@ __guest_enter:
     stp d12, d13, [sp, #128]
     stp d14, d15, [sp, #144]
     str x0, [sp, #160]
+    mrs x2, fpsr
+    mrs x3, fpcr
+    stp x2, x3, [sp, #168]
 
     add x1, x0, #288
     ldp q0, q1, [x1, #0]
@@ -277,7 +282,10 @@ __guest_exit:
     ldp d10, d11, [sp, #112]
     ldp d12, d13, [sp, #128]
     ldp d14, d15, [sp, #144]
-    add sp, sp, #176
+    ldp x2, x3, [sp, #168]
+    msr fpsr, x2
+    msr fpcr, x3
+    add sp, sp, #192
     ret
 "#,
     unexpected = sym el2_unexpected,
