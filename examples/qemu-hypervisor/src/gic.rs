@@ -120,9 +120,10 @@ impl Gicv3 {
         );
         // SAFETY: the caller promises EL2 on a GICv3 system and exclusive use
         // of this CPU's GIC; the region is QEMU `virt`'s GICR, mapped as
-        // device memory, and `HostGic::new` touches only this CPU's frame.
-        let mut host =
-            unsafe { HostGicv3::new(CpuSysRegs::new(), UniqueMmioPointer::new(region))? };
+        // device memory for the whole run. Every CPU searches it with
+        // volatile reads of the read-only GICR_TYPERs; only this CPU's frame
+        // becomes a unique pointer, and no other code uses that frame.
+        let mut host = unsafe { HostGicv3::in_shared_region(CpuSysRegs::new(), region)? };
         host.init()?;
         for &(ppi, priority) in ppis {
             host.enable_ppi(ppi, priority);
@@ -188,10 +189,13 @@ impl Gicv2 {
         let gicc = NonNull::new(GICC_BASE as *mut GiccRegs)?;
         let gich = NonNull::new(GICH_BASE as *mut GichRegs)?;
         // SAFETY: QEMU `virt`'s GICv2 frames, mapped as device memory for
-        // the whole run; the caller promises exclusive use on this CPU.
+        // the whole run. The distributor is shared by every CPU's HostGic,
+        // each touching only its banked registers (and GICD_CTLR on the
+        // `first` CPU only); GICC and GICH are banked per CPU and the
+        // caller promises exclusive use of them on this CPU.
         let mut host = unsafe {
-            HostGicv2::new(
-                UniqueMmioPointer::new(gicd),
+            HostGicv2::with_shared_distributor(
+                gicd,
                 UniqueMmioPointer::new(gicc),
                 UniqueMmioPointer::new(gich),
                 GICV_BASE,

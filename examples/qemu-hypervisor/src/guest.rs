@@ -106,7 +106,11 @@ pub(crate) const MAX_DELIVERY_LATENCY: u64 = 50 * 62_500;
 /// and the guest skipped 24 to 220 periods per run (10 runs of each GIC).
 /// Each skip is also bounded by [`MAX_DELIVERY_LATENCY`] (156 periods),
 /// so a line that stalls often fails here even when each stall is short.
-pub(crate) const MAX_SKIPPED: u64 = 500;
+/// The bound, half the run's interrupts, leaves CI on a busier machine
+/// room above the 220 seen while a line lost on every other expiry (each
+/// recovered only by the hypervisor's tick, 15 periods or more late)
+/// still exceeds it.
+pub(crate) const MAX_SKIPPED: u64 = 1000;
 
 /// The sleeps of the wfi-sleep scenario.
 pub(crate) const WFI_SLEEPS: u64 = 200;
