@@ -23,7 +23,10 @@ pub enum Error {
     /// interrupts, or treat the error as fatal for the vCPU: more than the
     /// list registers plus `QUEUE_CAPACITY` interrupts pending at once is a
     /// configuration the hypervisor should not allow.
-    QueueFull(u32),
+    QueueFull {
+        /// The virtual INTID that was not made pending.
+        intid: u32,
+    },
     /// The table of hardware mappings of this vCPU is full.
     MappingTableFull,
     /// The operation needs the vCPU loaded on this CPU, and it is not.
@@ -57,12 +60,10 @@ impl fmt::Display for Error {
                     "physical INTID {n} cannot be hardware-mapped (needs 16..=1019)"
                 )
             }
-            Self::QueueFull(n) => {
-                write!(
-                    f,
-                    "no free list register and the overflow queue is full for virtual INTID {n}"
-                )
-            }
+            Self::QueueFull { intid } => write!(
+                f,
+                "no free list register and the overflow queue is full: virtual INTID {intid} dropped"
+            ),
             Self::MappingTableFull => write!(f, "the vCPU's hardware mapping table is full"),
             Self::NotLoaded => write!(f, "the vCPU's virtual interface state is not loaded"),
             Self::AlreadyLoaded => {

@@ -7,6 +7,7 @@ use arch_timer_virt::IntId;
 use safe_mmio::fields::ReadPureWrite;
 use safe_mmio::{UniqueMmioPointer, field, field_shared};
 
+use crate::Error;
 use crate::registers::{
     GICC_CTLR_ENABLE, GICC_CTLR_EOIMODE_NS, GICD_CTLR_ENABLE, GICH_VTR_LISTREGS_MASK, GiccRegs,
     GicdRegs, GichRegs, ListRegister, MAX_INTID, MAX_LIST_REGISTERS,
@@ -16,6 +17,11 @@ use crate::registers::{
 /// systems (QEMU `virt`, GIC-400 based boards): PPI 25. Check the firmware
 /// description of the machine.
 pub const MAINTENANCE_INTID: u32 = 25;
+
+/// How a CPU is named in [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
+/// and [`HostGic::cpu_id`]: its bit in the `GICD_ITARGETSR` CPU targets
+/// ([`HostGic::cpu_mask`]). (The GICv3 backend's `CpuId` is an affinity.)
+pub type CpuId = u8;
 
 /// The priority mask [`HostGic::init`] programs: every priority higher
 /// (numerically lower) than 0xf0 is signalled.
@@ -186,11 +192,17 @@ impl HostGic {
     /// uses all priority bits for preemption (`GICC_BPR = 0`), and enables
     /// the interface with split priority drop and deactivation
     /// (`GICC_CTLR.EOImodeNS = 1`).
-    pub fn init(&mut self) {
+    ///
+    /// # Errors
+    ///
+    /// None on a GICv2: the `Result` is there so that the call reads the
+    /// same as the GICv3 backend's `HostGic::init` (which can fail).
+    pub fn init(&mut self) -> Result<(), Error> {
         field!(self.gich, hcr).write(0);
         field!(self.gicc, pmr).write(u32::from(DEFAULT_PRIORITY_MASK));
         field!(self.gicc, bpr).write(0);
         field!(self.gicc, ctlr).write(GICC_CTLR_ENABLE | GICC_CTLR_EOIMODE_NS);
+        Ok(())
     }
 
     /// Enables the Distributor (`GICD_CTLR` bit 0). Global to all CPUs:
@@ -226,6 +238,13 @@ impl HostGic {
     /// records it when loaded ([`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)).
     #[must_use]
     pub const fn cpu_mask(&self) -> u8 {
+        self.cpu_mask
+    }
+
+    /// This CPU's identity as [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
+    /// reports it: its [`cpu_mask`](Self::cpu_mask).
+    #[must_use]
+    pub const fn cpu_id(&self) -> CpuId {
         self.cpu_mask
     }
 
@@ -335,6 +354,15 @@ impl HostGic {
     #[must_use]
     pub fn maintenance_status(&self) -> u32 {
         field_shared!(self.gich, misr).read()
+    }
+
+    /// Whether the maintenance interrupt is asserted now: some maintenance
+    /// condition holds (`GICH_MISR` != 0). Read it right after a guest
+    /// exit and before [`Gic::sync_after_exit`](crate::Gic::sync_after_exit),
+    /// which handles (and so clears) the EOI condition that raised it.
+    #[must_use]
+    pub fn maintenance_asserted(&self) -> bool {
+        self.maintenance_status() != 0
     }
 
     // The virtual interface, for `Gic`.

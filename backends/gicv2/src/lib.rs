@@ -23,6 +23,6 @@ mod vgic;
 mod tests;
 
 pub use error::Error;
-pub use host::{DEFAULT_PRIORITY_MASK, HostGic, MAINTENANCE_INTID};
+pub use host::{CpuId, DEFAULT_PRIORITY_MASK, HostGic, MAINTENANCE_INTID};
 pub use registers::{GICV_SIZE, ListRegister, LrState};
 pub use vgic::{DEFAULT_PRIORITY, Gic, MAX_MAPPINGS, QUEUE_CAPACITY, SyncReport, VgicCpu};

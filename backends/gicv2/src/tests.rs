@@ -144,7 +144,7 @@ fn list_register_count_comes_from_vtr_listregs_plus_one() {
 #[test]
 fn init_sets_split_eoi_priority_mask_and_enable() {
     let mut host = host();
-    host.init();
+    ok(host.init());
     let (_, mut gicc, mut gich) = host.regs();
     assert_eq!(
         field!(gicc, ctlr).read(),
@@ -393,7 +393,10 @@ fn full_queue_is_a_clear_error_and_a_lowered_line_leaves_the_queue() {
     for intid in 100..100 + total {
         ok(gic.set_level(intid, true));
     }
-    assert_eq!(gic.set_level(999, true), Err(Error::QueueFull(999)));
+    assert_eq!(
+        gic.set_level(999, true),
+        Err(Error::QueueFull { intid: 999 })
+    );
     assert!(gic.vcpu().level(999), "the level is remembered");
     ok(gic.set_level(104, false)); // first queued entry
     assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY - 1);
@@ -613,12 +616,22 @@ fn mapping_checks_its_input() {
 // --- The core through this backend ------------------------------------------
 
 #[test]
+fn maintenance_asserted_follows_gich_misr() {
+    let mut host = host();
+    assert!(!host.maintenance_asserted());
+    let mut gich = host.regs().2;
+    // SAFETY: RAM, not a device: any write is fine (the test plays the GIC).
+    unsafe { field!(gich, misr).write_unsafe(ReadPure(1)) };
+    assert!(host.maintenance_asserted(), "EOI condition (bit 0)");
+}
+
+#[test]
 fn one_forwarded_vtimer_interrupt_cycle() {
     let vm = VmTimer::new();
     assert_eq!(vm.forwarding(), Forwarding::Hardware);
     let mut timer = VcpuTimer::new();
     let mut host = host();
-    host.init();
+    ok(host.init());
     let mut vcpu = VgicCpu::new();
     let mut soft = MockSoftTimers::new();
     let mut hw = MockTimerHw::new();
@@ -728,7 +741,8 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     assert_ne!(cpu0.cpu_mask(), cpu1.cpu_mask());
     let mut a = VgicCpu::new();
     ok(Gic::new(&mut cpu0, &mut a).vcpu_load());
-    assert_eq!(a.loaded_on(), Some(cpu0.cpu_mask()));
+    assert_eq!(a.loaded_on(), Some(cpu0.cpu_id()));
+    assert_eq!(cpu0.cpu_id(), cpu0.cpu_mask());
     // CPU1 runs B, with software interrupt 31 pending in its LR0.
     let mut b = VgicCpu::new();
     ok(Gic::new(&mut cpu1, &mut b).vcpu_load());

@@ -4,7 +4,7 @@
 use arch_timer_virt::{IntId, IrqChip};
 
 use crate::Error;
-use crate::host::HostGic;
+use crate::host::{CpuId, HostGic};
 use crate::registers::{
     GICH_HCR_EN, GICH_HCR_UIE, ListRegister, LrState, MAX_INTID, MAX_LIST_REGISTERS,
 };
@@ -53,7 +53,7 @@ pub struct VgicCpu {
     group1: bool,
     /// The [`HostGic::cpu_mask`] of the CPU whose list registers hold the
     /// state.
-    loaded_on: Option<u8>,
+    loaded_on: Option<CpuId>,
 }
 
 impl Default for VgicCpu {
@@ -83,6 +83,12 @@ impl VgicCpu {
         }
     }
 
+    /// The virtual priority the [`IrqChip`] methods inject interrupts with.
+    #[must_use]
+    pub const fn priority(&self) -> u8 {
+        self.priority
+    }
+
     /// The virtual priority of interrupts injected from now on (top five
     /// bits used).
     pub const fn set_priority(&mut self, priority: u8) {
@@ -101,10 +107,10 @@ impl VgicCpu {
         self.loaded_on.is_some()
     }
 
-    /// The [`HostGic::cpu_mask`] of the CPU the state is loaded on, if it
-    /// is.
+    /// The [`HostGic::cpu_id`] (its [`cpu_mask`](HostGic::cpu_mask)) of
+    /// the CPU the state is loaded on, if it is.
     #[must_use]
-    pub const fn loaded_on(&self) -> Option<u8> {
+    pub const fn loaded_on(&self) -> Option<CpuId> {
         self.loaded_on
     }
 
@@ -336,7 +342,7 @@ impl<'a> Gic<'a> {
         {
             self.host.write_lr(index, *lr);
         }
-        self.vcpu.loaded_on = Some(self.host.cpu_mask());
+        self.vcpu.loaded_on = Some(self.host.cpu_id());
         self.host.set_vcpu_loaded(true);
         self.refill();
         self.update_hcr();
@@ -501,6 +507,12 @@ impl<'a> Gic<'a> {
         (index < self.num_lrs()).then(|| self.read_lr(index))
     }
 
+    /// The list registers, as the guest sees them now (the stale saved
+    /// copies while the vCPU is loaded on another CPU).
+    pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
+        (0..self.num_lrs()).map(|index| self.read_lr(index))
+    }
+
     fn num_lrs(&self) -> usize {
         self.host.list_register_count()
     }
@@ -591,7 +603,7 @@ impl<'a> Gic<'a> {
             return Ok(());
         }
         if !self.vcpu.enqueue(v) {
-            return Err(Error::QueueFull(intid));
+            return Err(Error::QueueFull { intid });
         }
         self.update_hcr();
         Ok(())

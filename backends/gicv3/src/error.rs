@@ -7,7 +7,7 @@ use arch_timer_virt::IntId;
 use crate::registers::Affinity;
 
 /// What can go wrong in this crate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Error {
     /// No redistributor in the region reports this CPU's affinity in its

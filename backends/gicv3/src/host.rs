@@ -15,6 +15,16 @@ use crate::registers::{
 };
 use crate::sysreg::{GicSysRegs, SysReg};
 
+/// The INTID of the maintenance interrupt of the virtual CPU interface on
+/// most systems (QEMU `virt`, the Arm base boards): PPI 25. Check the
+/// firmware description of the machine.
+pub const MAINTENANCE_INTID: u32 = 25;
+
+/// How a CPU is named in [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
+/// and [`HostGic::cpu_id`]: its [`Affinity`]. (The GICv2 backend's
+/// `CpuId` is a `GICD_ITARGETSR` CPU mask.)
+pub type CpuId = Affinity;
+
 /// How many times [`HostGic::init`] polls `GICR_WAKER.ChildrenAsleep`.
 const WAKE_POLLS: u32 = 1_000_000;
 
@@ -269,6 +279,22 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     #[must_use]
     pub const fn affinity(&self) -> Affinity {
         self.affinity
+    }
+
+    /// This CPU's identity as [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
+    /// reports it: its [`affinity`](Self::affinity).
+    #[must_use]
+    pub const fn cpu_id(&self) -> CpuId {
+        self.affinity
+    }
+
+    /// Whether the maintenance interrupt is asserted now: some maintenance
+    /// condition holds (`ICH_MISR_EL2` != 0). Read it right after a guest
+    /// exit and before [`Gic::sync_after_exit`](crate::Gic::sync_after_exit),
+    /// which handles (and so clears) the EOI condition that raised it.
+    #[must_use]
+    pub fn maintenance_asserted(&self) -> bool {
+        self.regs.read(SysReg::IchMisrEl2) != 0
     }
 
     /// The number of list registers (`ICH_VTR_EL2.ListRegs + 1`); 0 before

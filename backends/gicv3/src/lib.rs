@@ -14,6 +14,6 @@ mod vgic;
 mod tests;
 
 pub use error::Error;
-pub use host::HostGic;
+pub use host::{CpuId, HostGic, MAINTENANCE_INTID};
 pub use registers::{Affinity, ListRegister, LrState, Redistributor};
 pub use vgic::{DEFAULT_PRIORITY, Gic, QUEUE_CAPACITY, SyncReport, VgicCpu};

@@ -466,8 +466,8 @@ fn a_host_ppi_backs_one_virtual_ppi_only() {
     assert!(format!("{err}").contains("INTID 27"));
     gic.unmap_virtual(ppi(27)).unwrap();
     gic.map_virtual(ppi(28), ppi(27)).unwrap();
-    assert_eq!(gic.vcpu().mapping(ppi(28)), Some(ppi(27)));
-    assert_eq!(gic.vcpu().mapping(ppi(27)), None);
+    assert_eq!(gic.vcpu().mapping(28), Some(27));
+    assert_eq!(gic.vcpu().mapping(27), None);
 }
 
 /// A CTL value the mock timer reports, changed by the test as it goes.
@@ -507,8 +507,8 @@ fn forwarded_vtimer_cycle_through_the_core() {
     gic.vcpu_load().unwrap();
     timer.load(&vm, &mut hw, &mut gic).unwrap();
     assert_eq!(
-        gic.vcpu().mapping(IntId::VIRTUAL_TIMER),
-        Some(IntId::VIRTUAL_TIMER)
+        gic.vcpu().mapping(IntId::VIRTUAL_TIMER.get()),
+        Some(IntId::VIRTUAL_TIMER.get())
     );
     assert_eq!(take_writes(gic.host()), [0, 1 << 27, 1 << 27, 0]);
     timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
@@ -707,6 +707,7 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     let mut a = VgicCpu::new();
     Gic::new(&mut host0, &mut a).vcpu_load().unwrap();
     assert_eq!(a.loaded_on(), Some(Affinity(0)));
+    assert_eq!(a.loaded_on(), Some(host0.cpu_id()));
     // CPU1 runs B, with a pending interrupt in its LR0.
     let mut b = VgicCpu::new();
     Gic::new(&mut host1, &mut b).vcpu_load().unwrap();
@@ -772,6 +773,38 @@ fn no_isb_on_the_exit_path_without_lr_writes() {
     gic.sync_after_exit().unwrap();
     assert_eq!(gic.host().regs().isb_count, isbs);
     assert_eq!(gic.host().regs().unsynchronized_reads.get(), 0);
+}
+
+#[test]
+fn maintenance_asserted_follows_ich_misr() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    assert!(!host.maintenance_asserted());
+    let regs = host.regs_mut();
+    regs.ich_lr[1] = 1 << 41; // deactivated, EOI maintenance due
+    regs.ich_hcr = ICH_HCR_EN;
+    assert!(host.maintenance_asserted(), "EOI condition");
+    host.regs_mut().ich_hcr = 0;
+    assert!(!host.maintenance_asserted(), "interface disabled");
+}
+
+#[test]
+fn level_and_mapping_take_any_intid() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.set_level(30, true).unwrap();
+    gic.map(27, 27).unwrap();
+    assert!(gic.vcpu().level(30));
+    assert!(!gic.vcpu().level(31));
+    assert_eq!(gic.vcpu().mapping(27), Some(27));
+    assert_eq!(gic.vcpu().mapping(30), None);
+    // Not PPIs: never mapped, no level here (and no panic).
+    assert!(!gic.vcpu().level(40));
+    assert!(!gic.vcpu().level(u32::MAX));
+    assert_eq!(gic.vcpu().mapping(1020), None);
+    assert_eq!(gic.set_level(40, true), Err(Error::InvalidIntId(40)));
 }
 
 /// The fake's derived registers follow the specification's definitions on
@@ -906,7 +939,7 @@ fn u32_injection_api_matches_gicv2() {
     gic.host().regs_mut().ich_lr[0] |= 0b11 << 62; // guest acknowledged
     assert_eq!(gic.is_active(27), Ok(true));
     gic.unmap(27).unwrap();
-    assert_eq!(gic.vcpu().mapping(ppi(27)), None);
+    assert_eq!(gic.vcpu().mapping(27), None);
     assert_eq!(gic.set_level(40, true), Err(Error::InvalidIntId(40)));
     assert_eq!(gic.is_active(1020), Err(Error::InvalidIntId(1020)));
     assert_eq!(gic.map(27, 40), Err(Error::InvalidPhysicalIntId(40)));

@@ -3,13 +3,12 @@
 
 use arch_timer_virt::{IntId, IrqChip};
 
-use crate::registers::Affinity;
 use crate::registers::{
     ICH_HCR_EN, ICH_HCR_UIE, ListRegister, LrState, MAX_ACTIVE_PRIORITY_REGISTERS,
     MAX_LIST_REGISTERS,
 };
 use crate::sysreg::{GicSysRegs, SysReg};
-use crate::{Error, HostGic};
+use crate::{CpuId, Error, HostGic};
 
 /// How many pending virtual interrupts wait for a free list register at
 /// most.
@@ -59,7 +58,7 @@ pub struct VgicCpu {
     queued: usize,
     priority: u8,
     /// The affinity of the CPU whose list registers hold the state.
-    loaded_on: Option<Affinity>,
+    loaded_on: Option<CpuId>,
 }
 
 impl Default for VgicCpu {
@@ -105,9 +104,10 @@ impl VgicCpu {
         self.loaded_on.is_some()
     }
 
-    /// The affinity of the CPU the state is loaded on, if it is.
+    /// The [`HostGic::cpu_id`] (its [`affinity`](HostGic::affinity)) of the
+    /// CPU the state is loaded on, if it is.
     #[must_use]
-    pub const fn loaded_on(&self) -> Option<Affinity> {
+    pub const fn loaded_on(&self) -> Option<CpuId> {
         self.loaded_on
     }
 
@@ -129,15 +129,28 @@ impl VgicCpu {
         self.vmcr = vmcr;
     }
 
-    /// The physical PPI the virtual PPI `intid` is mapped to.
+    /// The physical INTID the virtual INTID `intid` is mapped to, if any
+    /// (only PPIs are ever mapped here: `None` for any other INTID).
     #[must_use]
-    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+    pub fn mapping(&self, intid: u32) -> Option<u32> {
+        let ppi = IntId::ppi(intid).ok()?;
+        self.ppi_mapping(ppi).map(IntId::get)
+    }
+
+    /// The level of the software (not mapped) virtual INTID `intid` as last
+    /// set (only PPIs have a level here: `false` for any other INTID).
+    #[must_use]
+    pub fn level(&self, intid: u32) -> bool {
+        IntId::ppi(intid).is_ok_and(|ppi| self.ppi_level(ppi))
+    }
+
+    /// The physical PPI the virtual PPI `intid` is mapped to.
+    fn ppi_mapping(&self, intid: IntId) -> Option<IntId> {
         self.mapped.get(ppi_index(intid)).copied().flatten()
     }
 
     /// The level of the software (not mapped) virtual PPI `intid`.
-    #[must_use]
-    pub const fn level(&self, intid: IntId) -> bool {
+    const fn ppi_level(&self, intid: IntId) -> bool {
         self.levels & intid.bit() != 0
     }
 
@@ -173,7 +186,7 @@ impl VgicCpu {
     /// PPI when mapped, otherwise software with EOI maintenance so that the
     /// line is looked at again when the guest deactivates it.
     fn lr_for(&self, intid: IntId) -> ListRegister {
-        match self.mapping(intid).and_then(|host| {
+        match self.ppi_mapping(intid).and_then(|host| {
             ListRegister::hardware(intid.get(), host.get(), LrState::Pending, self.priority)
         }) {
             Some(lr) => lr,
@@ -280,7 +293,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         let regs = self.host.sysregs_mut();
         let hcr = regs.read(SysReg::IchHcrEl2);
         regs.write(SysReg::IchHcrEl2, (hcr & !ICH_HCR_UIE) | ICH_HCR_EN);
-        self.vcpu.loaded_on = Some(self.host.affinity());
+        self.vcpu.loaded_on = Some(self.host.cpu_id());
         self.host.set_vcpu_loaded(true);
         // Queued interrupts into the free list registers (this CPU may have
         // more than the last one); sets UIE if still needed.
@@ -368,8 +381,9 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         };
         for n in (0..count).filter(|n| eisr & (1 << n) != 0) {
             let lr = self.read_lr(n);
-            let still_high = IntId::ppi(lr.vintid())
-                .is_ok_and(|intid| self.vcpu.mapping(intid).is_none() && self.vcpu.level(intid));
+            let still_high = IntId::ppi(lr.vintid()).is_ok_and(|intid| {
+                self.vcpu.ppi_mapping(intid).is_none() && self.vcpu.ppi_level(intid)
+            });
             let next = if still_high {
                 report.reinjected = report.reinjected.saturating_add(1);
                 lr.with_state(LrState::Pending)
@@ -511,6 +525,14 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         (0..self.host.list_register_count()).map(|n| self.read_lr(n))
     }
 
+    /// The list register `index` as the guest sees it now (the stale saved
+    /// copy while the vCPU is loaded on another CPU); `None` past the
+    /// implemented list registers.
+    #[must_use]
+    pub fn list_register(&self, index: usize) -> Option<ListRegister> {
+        (index < self.host.list_register_count()).then(|| self.read_lr(index))
+    }
+
     /// Where the vCPU's list registers are: `true` on this CPU's hardware,
     /// `false` in memory.
     ///
@@ -619,7 +641,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     }
 
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
-        let software = self.vcpu.mapping(intid).is_none();
+        let software = self.vcpu.ppi_mapping(intid).is_none();
         if software {
             if level {
                 self.vcpu.levels |= intid.bit();
@@ -645,7 +667,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
         if let Some(other) = (IntId::FIRST_PPI..=IntId::LAST_PPI)
             .filter_map(|n| IntId::ppi(n).ok())
-            .find(|&other| other != intid && self.vcpu.mapping(other) == Some(host))
+            .find(|&other| other != intid && self.vcpu.ppi_mapping(other) == Some(host))
         {
             return Err(Error::HostIntIdInUse {
                 host,

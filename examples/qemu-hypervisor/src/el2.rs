@@ -12,7 +12,7 @@ use arch_timer_virt_aarch64::{El2Timer, HostMode as TimerHostMode};
 use qemu_hypervisor::config::{GicChoice, HostMode, RunConfig};
 
 use crate::console::println;
-use crate::gic::{Gicv2, Gicv3, MAINTENANCE_PPI, distributor_arch_rev};
+use crate::gic::{MAINTENANCE_PPI, distributor_arch_rev, gicv2, gicv3};
 use crate::hyp::{HYP_TIMER_PPI, Hyp};
 use crate::sysreg::{read_sysreg, write_sysreg};
 
@@ -105,7 +105,7 @@ pub(crate) fn run(config: RunConfig) -> ! {
     match gic {
         GicVersion::V3 => {
             // SAFETY: once on this CPU, at EL2, GICv3 checked above.
-            let gic = match unsafe { Gicv3::new(&ppis) } {
+            let gic = match unsafe { gicv3(&ppis) } {
                 Ok(g) => g,
                 Err(e) => fail!("hv: GICv3: {e}"),
             };
@@ -113,8 +113,9 @@ pub(crate) fn run(config: RunConfig) -> ! {
         }
         GicVersion::V2 => {
             // SAFETY: once on the boot CPU, at EL2, no GICv3 found.
-            let Some(gic) = (unsafe { Gicv2::new(&ppis, true) }) else {
-                fail!("hv: GICv2 frames");
+            let gic = match unsafe { gicv2(&ppis, true) } {
+                Ok(g) => g,
+                Err(e) => fail!("hv: GICv2: {e}"),
             };
             Hyp::new(config, GicVersion::V2, timer, gic).run()
         }
@@ -131,7 +132,7 @@ pub(crate) fn secondary_main(config: RunConfig, gic: GicVersion) -> ! {
     match gic {
         GicVersion::V3 => {
             // SAFETY: once on this CPU, at EL2, GICv3 checked on the boot CPU.
-            let gic = match unsafe { Gicv3::new(&ppis) } {
+            let gic = match unsafe { gicv3(&ppis) } {
                 Ok(g) => g,
                 Err(e) => fail!("hv: CPU 1 GICv3: {e}"),
             };
@@ -140,8 +141,9 @@ pub(crate) fn secondary_main(config: RunConfig, gic: GicVersion) -> ! {
         GicVersion::V2 => {
             // SAFETY: once on this CPU, at EL2; the boot CPU enabled the
             // distributor.
-            let Some(gic) = (unsafe { Gicv2::new(&ppis, false) }) else {
-                fail!("hv: CPU 1 GICv2 frames");
+            let gic = match unsafe { gicv2(&ppis, false) } {
+                Ok(g) => g,
+                Err(e) => fail!("hv: CPU 1 GICv2: {e}"),
             };
             Hyp::new(config, GicVersion::V2, timer, gic).secondary()
         }

@@ -1,16 +1,22 @@
-//! The host interrupt controller as the run loop sees it: a little glue
-//! trait over the library's GIC backends, so that one run loop drives both
-//! GIC versions. It adds no register access of its own except the
-//! distributor bring-up, which the backends leave to the system's boot code.
+//! The host interrupt controller as the run loop sees it.
+//!
+//! The two GIC backends have the same per-CPU (`HostGic`) and per-vCPU
+//! (`Gic`, `VgicCpu`) API: a run loop written against one compiles
+//! against the other once its `use` lines name the other crate. This
+//! program picks the GIC version at run time, so its run loop is generic
+//! over [`HostIrqs`], which `host_irqs!` implements for both backends'
+//! `HostGic` with the *same* method bodies. What differs is only the
+//! bring-up ([`gicv3`], [`gicv2`]): the backends take different hardware.
+//! It adds no register access of its own except the distributor bring-up,
+//! which the backends leave to the system's boot code.
 
 use core::fmt;
 use core::ptr::NonNull;
 
 use arch_timer_virt::{IntId, IrqChip};
 use arch_timer_virt_gicv2::registers::{GiccRegs, GicdRegs, GichRegs};
-use arch_timer_virt_gicv2::{Gic as Gicv2Chip, HostGic as HostGicv2, VgicCpu as VgicCpuV2};
-use arch_timer_virt_gicv3::sysreg::{CpuSysRegs, GicSysRegs, SysReg};
-use arch_timer_virt_gicv3::{Gic as Gicv3Chip, HostGic as HostGicv3, Redistributor, VgicCpu};
+use arch_timer_virt_gicv3::Redistributor;
+use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
 use safe_mmio::UniqueMmioPointer;
 
 use crate::migrate::VcpuSlot;
@@ -44,7 +50,9 @@ pub(crate) fn distributor_arch_rev(gicv3: bool) -> u32 {
     (pidr2 >> 4) & 0xf
 }
 
-/// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`.
+/// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`:
+/// the part of a backend's API the run loop uses, so that it can be generic
+/// over the GIC version chosen at run time.
 pub(crate) trait HostIrqs {
     /// One vCPU's virtual CPU interface state.
     type Vgic: 'static;
@@ -67,11 +75,9 @@ pub(crate) trait HostIrqs {
     fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
     /// Saves it back.
     fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
-    /// Whether the maintenance interrupt is asserted now: a maintenance
-    /// condition holds (`ICH_MISR_EL2` / `GICH_MISR` non-zero). Read it
-    /// right after an exit, before
-    /// [`sync_after_exit`](Self::sync_after_exit), which handles (and so
-    /// clears) the EOI condition that raised it.
+    /// Whether the maintenance interrupt is asserted now. Read it right
+    /// after an exit, before [`sync_after_exit`](Self::sync_after_exit),
+    /// which handles (and so clears) the EOI condition that raised it.
     fn maintenance_asserted(&self) -> bool;
     /// Synchronizes the virtual interface after a guest exit.
     fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
@@ -82,169 +88,143 @@ pub(crate) trait HostIrqs {
     fn migration_slot() -> &'static VcpuSlot<Self::Vgic>;
 }
 
-/// The migrating vCPU with GICv3.
-static MIGRATION_SLOT_V3: VcpuSlot<VgicCpu> = VcpuSlot::new();
-/// The migrating vCPU with GICv2.
-static MIGRATION_SLOT_V2: VcpuSlot<VgicCpuV2> = VcpuSlot::new();
+/// [`HostIrqs`] for the `HostGic` of the backend crate `$backend`: one
+/// body for both GIC versions, which compiles because the backends' APIs
+/// have the same shape. `$chip` names the backend's `Gic` with this
+/// program's type arguments; `$slot` is the migration slot.
+macro_rules! host_irqs {
+    ($backend:ident, $host:ty, $chip:ident, $slot:ident) => {
+        /// The migrating vCPU with this GIC.
+        static $slot: VcpuSlot<$backend::VgicCpu> = VcpuSlot::new();
 
-/// GICv3 through `arch-timer-virt-gicv3`.
-pub(crate) struct Gicv3 {
-    host: HostGicv3<'static, CpuSysRegs>,
-}
+        impl HostIrqs for $host {
+            type Vgic = $backend::VgicCpu;
+            type Chip<'a> = $chip<'a>;
+            type Error = $backend::Error;
 
-impl Gicv3 {
-    /// Brings up the distributor (affinity routing, Group 1) and this CPU's
-    /// redistributor and CPU interface, and enables the hypervisor's PPIs.
-    ///
-    /// # Safety
-    ///
-    /// Call once per CPU, at EL2, on a GICv3 system; nothing else may use
-    /// this CPU's GIC CPU interface or redistributor afterwards.
-    pub(crate) unsafe fn new(ppis: &[(IntId, u8)]) -> Result<Self, arch_timer_virt_gicv3::Error> {
-        // GICD_CTLR: ARE (bit 4), EnableGrp1 (bit 1), EnableGrp0 (bit 0),
-        // one security state (QEMU `virt` without EL3). Idempotent, so each
-        // CPU may do it.
-        // SAFETY: GICD_CTLR of QEMU `virt`'s distributor, mapped as device
-        // memory; the hypervisor uses no distributor feature this changes.
-        unsafe {
-            let ctlr = GICD_BASE as *mut u32;
-            core::ptr::write_volatile(ctlr, (1 << 4) | 0b11);
-            while core::ptr::read_volatile(ctlr) & (1 << 31) != 0 {
-                core::hint::spin_loop();
+            fn chip<'a>(&'a mut self, vgic: &'a mut Self::Vgic) -> Self::Chip<'a> {
+                $backend::Gic::new(self, vgic)
+            }
+            fn acknowledge(&mut self) -> Option<u32> {
+                $backend::HostGic::acknowledge(self)
+            }
+            fn priority_drop(&mut self, intid: u32) {
+                $backend::HostGic::priority_drop(self, intid);
+            }
+            fn deactivate(&mut self, intid: u32) {
+                $backend::HostGic::deactivate(self, intid);
+            }
+            fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
+                self.chip(vgic).vcpu_load()
+            }
+            fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
+                self.chip(vgic).vcpu_put()
+            }
+            fn maintenance_asserted(&self) -> bool {
+                $backend::HostGic::maintenance_asserted(self)
+            }
+            fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
+                self.chip(vgic).sync_after_exit().map(drop)
+            }
+            fn maintenance(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
+                self.chip(vgic).maintenance().map(drop)
+            }
+            fn migration_slot() -> &'static VcpuSlot<Self::Vgic> {
+                &$slot
             }
         }
-        let region = NonNull::slice_from_raw_parts(
-            NonNull::new(GICR_BASE as *mut Redistributor)
-                .ok_or(arch_timer_virt_gicv3::Error::NotLoaded)?,
-            GICR_COUNT,
-        );
-        // SAFETY: the caller promises EL2 on a GICv3 system and exclusive use
-        // of this CPU's GIC; the region is QEMU `virt`'s GICR, mapped as
-        // device memory for the whole run. Every CPU searches it with
-        // volatile reads of the read-only GICR_TYPERs; only this CPU's frame
-        // becomes a unique pointer, and no other code uses that frame.
-        let mut host = unsafe { HostGicv3::in_shared_region(CpuSysRegs::new(), region)? };
-        host.init()?;
-        for &(ppi, priority) in ppis {
-            host.enable_ppi(ppi, priority);
-        }
-        Ok(Self { host })
-    }
+    };
 }
 
-impl HostIrqs for Gicv3 {
-    type Vgic = VgicCpu;
-    type Chip<'a> = Gicv3Chip<'a, 'static, CpuSysRegs>;
-    type Error = arch_timer_virt_gicv3::Error;
-
-    fn chip<'a>(&'a mut self, vgic: &'a mut VgicCpu) -> Self::Chip<'a> {
-        Gicv3Chip::new(&mut self.host, vgic)
-    }
-    fn acknowledge(&mut self) -> Option<u32> {
-        self.host.acknowledge()
-    }
-    fn priority_drop(&mut self, intid: u32) {
-        self.host.priority_drop(intid);
-    }
-    fn deactivate(&mut self, intid: u32) {
-        self.host.deactivate(intid);
-    }
-    fn vcpu_load(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
-        self.chip(vgic).vcpu_load()
-    }
-    fn vcpu_put(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
-        self.chip(vgic).vcpu_put()
-    }
-    fn maintenance_asserted(&self) -> bool {
-        self.host.regs().read(SysReg::IchMisrEl2) != 0
-    }
-    fn sync_after_exit(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
-        self.chip(vgic).sync_after_exit().map(drop)
-    }
-    fn maintenance(&mut self, vgic: &mut VgicCpu) -> Result<(), Self::Error> {
-        self.chip(vgic).maintenance().map(drop)
-    }
-    fn migration_slot() -> &'static VcpuSlot<VgicCpu> {
-        &MIGRATION_SLOT_V3
-    }
-}
+/// GICv3 through `arch-timer-virt-gicv3`.
+pub(crate) type Gicv3 = arch_timer_virt_gicv3::HostGic<'static, CpuSysRegs>;
+/// The GICv3 backend's `Gic` as this program uses it.
+type Gicv3Chip<'a> = arch_timer_virt_gicv3::Gic<'a, 'static, CpuSysRegs>;
+host_irqs!(arch_timer_virt_gicv3, Gicv3, Gicv3Chip, MIGRATION_SLOT_V3);
 
 /// GICv2 through `arch-timer-virt-gicv2`.
-pub(crate) struct Gicv2 {
-    host: HostGicv2,
+pub(crate) type Gicv2 = arch_timer_virt_gicv2::HostGic;
+/// The GICv2 backend's `Gic` as this program uses it.
+type Gicv2Chip<'a> = arch_timer_virt_gicv2::Gic<'a>;
+host_irqs!(arch_timer_virt_gicv2, Gicv2, Gicv2Chip, MIGRATION_SLOT_V2);
+
+/// Brings up the GICv3 distributor (affinity routing, Group 1) and this
+/// CPU's redistributor and CPU interface, and enables the hypervisor's PPIs.
+///
+/// # Safety
+///
+/// Call once per CPU, at EL2, on a GICv3 system; nothing else may use this
+/// CPU's GIC CPU interface or redistributor afterwards.
+pub(crate) unsafe fn gicv3(ppis: &[(IntId, u8)]) -> Result<Gicv3, arch_timer_virt_gicv3::Error> {
+    // GICD_CTLR: ARE (bit 4), EnableGrp1 (bit 1), EnableGrp0 (bit 0), one
+    // security state (QEMU `virt` without EL3). Idempotent, so each CPU may
+    // do it.
+    // SAFETY: GICD_CTLR of QEMU `virt`'s distributor, mapped as device
+    // memory; the hypervisor uses no distributor feature this changes.
+    unsafe {
+        let ctlr = GICD_BASE as *mut u32;
+        core::ptr::write_volatile(ctlr, (1 << 4) | 0b11);
+        while core::ptr::read_volatile(ctlr) & (1 << 31) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+    // `NonNull::new` of these constant, non-zero addresses cannot fail.
+    let region = NonNull::slice_from_raw_parts(
+        NonNull::new(GICR_BASE as *mut Redistributor)
+            .ok_or(arch_timer_virt_gicv3::Error::NotLoaded)?,
+        GICR_COUNT,
+    );
+    // SAFETY: the caller promises EL2 on a GICv3 system and exclusive use of
+    // this CPU's GIC; the region is QEMU `virt`'s GICR, mapped as device
+    // memory for the whole run. Every CPU searches it with volatile reads of
+    // the read-only GICR_TYPERs; only this CPU's frame becomes a unique
+    // pointer, and no other code uses that frame.
+    let mut host = unsafe { Gicv3::in_shared_region(CpuSysRegs::new(), region)? };
+    host.init()?;
+    for &(ppi, priority) in ppis {
+        host.enable_ppi(ppi, priority);
+    }
+    Ok(host)
 }
 
-impl Gicv2 {
-    /// Brings up the distributor (with `first`) and this CPU's interface,
-    /// and enables the hypervisor's PPIs.
-    ///
-    /// # Safety
-    ///
-    /// Call once per CPU, at EL2, on a GICv2 system with the
-    /// virtualization extensions; nothing else may use this CPU's GICC,
-    /// GICH or banked distributor registers afterwards, and only one CPU
-    /// passes `first`.
-    pub(crate) unsafe fn new(ppis: &[(IntId, u8)], first: bool) -> Option<Self> {
-        let gicd = NonNull::new(GICD_BASE as *mut GicdRegs)?;
-        let gicc = NonNull::new(GICC_BASE as *mut GiccRegs)?;
-        let gich = NonNull::new(GICH_BASE as *mut GichRegs)?;
-        // SAFETY: QEMU `virt`'s GICv2 frames, mapped as device memory for
-        // the whole run. The distributor is shared by every CPU's HostGic,
-        // each touching only its banked registers (and GICD_CTLR on the
-        // `first` CPU only); GICC and GICH are banked per CPU and the
-        // caller promises exclusive use of them on this CPU.
-        let mut host = unsafe {
-            HostGicv2::with_shared_distributor(
-                gicd,
-                UniqueMmioPointer::new(gicc),
-                UniqueMmioPointer::new(gich),
-                GICV_BASE,
-            )
-        };
-        if first {
-            host.enable_distributor();
-        }
-        host.init();
-        for &(ppi, priority) in ppis {
-            host.enable_ppi(ppi, priority);
-        }
-        Some(Self { host })
+/// Brings up the GICv2 distributor (with `first`) and this CPU's
+/// interface, and enables the hypervisor's PPIs.
+///
+/// # Safety
+///
+/// Call once per CPU, at EL2, on a GICv2 system with the virtualization
+/// extensions; nothing else may use this CPU's GICC, GICH or banked
+/// distributor registers afterwards, and only one CPU passes `first`.
+pub(crate) unsafe fn gicv2(
+    ppis: &[(IntId, u8)],
+    first: bool,
+) -> Result<Gicv2, arch_timer_virt_gicv2::Error> {
+    // `NonNull::new` of these constant, non-zero addresses cannot fail.
+    let gicd = NonNull::new(GICD_BASE as *mut GicdRegs);
+    let gicc = NonNull::new(GICC_BASE as *mut GiccRegs);
+    let gich = NonNull::new(GICH_BASE as *mut GichRegs);
+    let (Some(gicd), Some(gicc), Some(gich)) = (gicd, gicc, gich) else {
+        return Err(arch_timer_virt_gicv2::Error::NotLoaded);
+    };
+    // SAFETY: QEMU `virt`'s GICv2 frames, mapped as device memory for the
+    // whole run. The distributor is shared by every CPU's HostGic, each
+    // touching only its banked registers (and GICD_CTLR on the `first` CPU
+    // only); GICC and GICH are banked per CPU and the caller promises
+    // exclusive use of them on this CPU.
+    let mut host = unsafe {
+        Gicv2::with_shared_distributor(
+            gicd,
+            UniqueMmioPointer::new(gicc),
+            UniqueMmioPointer::new(gich),
+            GICV_BASE,
+        )
+    };
+    if first {
+        host.enable_distributor();
     }
-}
-
-impl HostIrqs for Gicv2 {
-    type Vgic = VgicCpuV2;
-    type Chip<'a> = Gicv2Chip<'a>;
-    type Error = arch_timer_virt_gicv2::Error;
-
-    fn chip<'a>(&'a mut self, vgic: &'a mut VgicCpuV2) -> Self::Chip<'a> {
-        Gicv2Chip::new(&mut self.host, vgic)
+    host.init()?;
+    for &(ppi, priority) in ppis {
+        host.enable_ppi(ppi, priority);
     }
-    fn acknowledge(&mut self) -> Option<u32> {
-        self.host.acknowledge()
-    }
-    fn priority_drop(&mut self, intid: u32) {
-        self.host.priority_drop(intid);
-    }
-    fn deactivate(&mut self, intid: u32) {
-        self.host.deactivate(intid);
-    }
-    fn vcpu_load(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
-        self.chip(vgic).vcpu_load()
-    }
-    fn vcpu_put(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
-        self.chip(vgic).vcpu_put()
-    }
-    fn maintenance_asserted(&self) -> bool {
-        self.host.maintenance_status() != 0
-    }
-    fn sync_after_exit(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
-        self.chip(vgic).sync_after_exit().map(drop)
-    }
-    fn maintenance(&mut self, vgic: &mut VgicCpuV2) -> Result<(), Self::Error> {
-        self.chip(vgic).maintenance().map(drop)
-    }
-    fn migration_slot() -> &'static VcpuSlot<VgicCpuV2> {
-        &MIGRATION_SLOT_V2
-    }
+    Ok(host)
 }
