@@ -27,6 +27,14 @@ pub enum Error {
         /// The virtual INTID that was not made pending.
         intid: u32,
     },
+    /// The physical INTID is already mapped to another virtual INTID of
+    /// this vCPU; the guest's deactivation of either would deactivate it.
+    HostIntIdInUse {
+        /// The physical INTID.
+        host: u32,
+        /// The virtual INTID it is mapped to.
+        mapped_to: u32,
+    },
     /// The table of hardware mappings of this vCPU is full.
     MappingTableFull,
     /// The operation needs the vCPU loaded on this CPU, and it is not.
@@ -63,6 +71,10 @@ impl fmt::Display for Error {
             Self::QueueFull { intid } => write!(
                 f,
                 "no free list register and the overflow queue is full: virtual INTID {intid} dropped"
+            ),
+            Self::HostIntIdInUse { host, mapped_to } => write!(
+                f,
+                "physical INTID {host} is already mapped to virtual INTID {mapped_to}"
             ),
             Self::MappingTableFull => write!(f, "the vCPU's hardware mapping table is full"),
             Self::NotLoaded => write!(f, "the vCPU's virtual interface state is not loaded"),

@@ -605,7 +605,16 @@ fn mapping_checks_its_input() {
         ok(gic.map(v, 16 + v));
     }
     ok(gic.map(3, 40)); // remapping replaces
-    assert_eq!(gic.map(16, 16), Err(Error::MappingTableFull));
+    assert_eq!(gic.map(16, 100), Err(Error::MappingTableFull));
+    // Physical 16 is virtual 0's: one deactivation would end both.
+    assert_eq!(
+        gic.map(16, 16),
+        Err(Error::HostIntIdInUse {
+            host: 16,
+            mapped_to: 0
+        })
+    );
+    ok(gic.map(0, 16)); // remapping the same pair is fine
     ok(gic.unmap(0));
     ok(gic.unmap(0));
     ok(gic.map(16, 16));

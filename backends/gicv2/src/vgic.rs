@@ -172,6 +172,17 @@ impl VgicCpu {
             Ok(p) if (16..=MAX_INTID).contains(&host) => p,
             _ => return Err(Error::InvalidPhysicalIntId(host)),
         };
+        if let Some(other) = self
+            .mappings
+            .iter()
+            .flatten()
+            .find(|m| m.phys == phys && m.virt != virt)
+        {
+            return Err(Error::HostIntIdInUse {
+                host,
+                mapped_to: u32::from(other.virt),
+            });
+        }
         let mapping = Some(Mapping { virt, phys });
         if let Some(slot) = self
             .mappings
@@ -485,7 +496,8 @@ impl<'a> Gic<'a> {
     /// # Errors
     ///
     /// [`Error::InvalidIntId`], [`Error::InvalidPhysicalIntId`],
-    /// [`Error::MappingTableFull`].
+    /// [`Error::HostIntIdInUse`] if another INTID of this vCPU is mapped
+    /// to `host`, [`Error::MappingTableFull`].
     pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
         self.vcpu.map(intid, host)
     }

@@ -2,8 +2,6 @@
 
 use core::fmt;
 
-use arch_timer_virt::IntId;
-
 use crate::registers::Affinity;
 
 /// What can go wrong in this crate.
@@ -36,9 +34,9 @@ pub enum Error {
     /// vCPU; the guest's deactivation of either would deactivate it.
     HostIntIdInUse {
         /// The physical PPI.
-        host: IntId,
+        host: u32,
         /// The virtual INTID it is mapped to.
-        mapped_to: IntId,
+        mapped_to: u32,
     },
     /// The virtual INTID is not one this operation takes (the `u32`
     /// methods of [`Gic`](crate::Gic) take PPIs, 16..=31).
@@ -78,12 +76,10 @@ impl fmt::Display for Error {
                 f,
                 "no free list register and the overflow queue is full: virtual INTID {intid} dropped"
             ),
-            Self::HostIntIdInUse { host, mapped_to } => {
-                write!(
-                    f,
-                    "physical {host} is already mapped to virtual {mapped_to}"
-                )
-            }
+            Self::HostIntIdInUse { host, mapped_to } => write!(
+                f,
+                "physical INTID {host} is already mapped to virtual INTID {mapped_to}"
+            ),
             Self::InvalidIntId(n) => write!(f, "virtual INTID {n} is not a PPI"),
             Self::InvalidPhysicalIntId(n) => {
                 write!(f, "physical INTID {n} is not a PPI and cannot be mapped")

@@ -459,8 +459,8 @@ fn a_host_ppi_backs_one_virtual_ppi_only() {
     assert_eq!(
         err,
         Error::HostIntIdInUse {
-            host: ppi(27),
-            mapped_to: ppi(27)
+            host: 27,
+            mapped_to: 27
         }
     );
     assert!(format!("{err}").contains("INTID 27"));

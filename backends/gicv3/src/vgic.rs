@@ -670,8 +670,8 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
             .find(|&other| other != intid && self.vcpu.ppi_mapping(other) == Some(host))
         {
             return Err(Error::HostIntIdInUse {
-                host,
-                mapped_to: other,
+                host: host.get(),
+                mapped_to: other.get(),
             });
         }
         if let Some(slot) = self.vcpu.mapped.get_mut(ppi_index(intid)) {
