@@ -3,7 +3,7 @@
 use core::cell::Cell;
 
 use crate::HostMode;
-use crate::registers::{self, Register, RegisterFile, WritableRegister};
+use crate::registers::{self, PresentRegisters, Register, RegisterFile, WritableRegister};
 
 /// A [`RegisterFile`] backed by plain fields: the generic timer registers
 /// of one imaginary CPU, for host tests of [`GenericTimer`](crate::GenericTimer)
@@ -128,8 +128,10 @@ impl FakeRegisters {
         registers::e2h_set(self.hcr_el2)
     }
 
-    fn ecv(&self) -> bool {
-        registers::ecv_implemented(self.id_aa64mmfr0_el1)
+    /// The same decision [`SysRegs`](crate::SysRegs) makes (once, at
+    /// creation), from the current register values.
+    fn present(&self) -> PresentRegisters {
+        PresentRegisters::from_id_registers(self.hcr_el2, self.id_aa64mmfr0_el1)
     }
 
     fn undefined_access(&self) {
@@ -149,6 +151,10 @@ impl FakeRegisters {
 
 impl RegisterFile for FakeRegisters {
     fn read(&self, reg: Register) -> u64 {
+        if !self.present().has(reg) {
+            self.undefined_access();
+            return 0;
+        }
         match reg {
             Register::CntpctEl0 => self.cntpct,
             Register::CntfrqEl0 => self.cntfrq,
@@ -156,18 +162,10 @@ impl RegisterFile for FakeRegisters {
             Register::CntvCtlEl0 => self.el1_ctl_with_istatus(),
             Register::CntvCvalEl0 if self.e2h() => self.el2_vtimer_cval,
             Register::CntvCvalEl0 => self.el1_vtimer_cval,
-            Register::CntvCtlEl02 if self.e2h() => self.el1_ctl_with_istatus(),
-            Register::CntvCvalEl02 if self.e2h() => self.el1_vtimer_cval,
-            Register::CntvCtlEl02 | Register::CntvCvalEl02 => {
-                self.undefined_access();
-                0
-            }
+            Register::CntvCtlEl02 => self.el1_ctl_with_istatus(),
+            Register::CntvCvalEl02 => self.el1_vtimer_cval,
             Register::CntvoffEl2 => self.cntvoff_el2,
-            Register::CntpoffEl2 if self.ecv() => self.cntpoff_el2,
-            Register::CntpoffEl2 => {
-                self.undefined_access();
-                0
-            }
+            Register::CntpoffEl2 => self.cntpoff_el2,
             Register::CnthctlEl2 => self.cnthctl_el2,
             Register::HcrEl2 => self.hcr_el2,
             Register::IdAa64mmfr0El1 => self.id_aa64mmfr0_el1,
@@ -177,24 +175,21 @@ impl RegisterFile for FakeRegisters {
 
     fn write(&mut self, reg: WritableRegister, value: u64) {
         self.write_count = self.write_count.saturating_add(1);
+        if !self.present().has(reg.into()) {
+            self.undefined_access();
+            return;
+        }
         let e2h = self.e2h();
-        let ecv = self.ecv();
         let slot = match reg {
             WritableRegister::CntvCtlEl0 if e2h => &mut self.el2_vtimer_ctl,
             WritableRegister::CntvCtlEl0 => &mut self.el1_vtimer_ctl,
             WritableRegister::CntvCvalEl0 if e2h => &mut self.el2_vtimer_cval,
             WritableRegister::CntvCvalEl0 => &mut self.el1_vtimer_cval,
-            WritableRegister::CntvCtlEl02 if e2h => &mut self.el1_vtimer_ctl,
-            WritableRegister::CntvCvalEl02 if e2h => &mut self.el1_vtimer_cval,
+            WritableRegister::CntvCtlEl02 => &mut self.el1_vtimer_ctl,
+            WritableRegister::CntvCvalEl02 => &mut self.el1_vtimer_cval,
             WritableRegister::CntvoffEl2 => &mut self.cntvoff_el2,
-            WritableRegister::CntpoffEl2 if ecv => &mut self.cntpoff_el2,
+            WritableRegister::CntpoffEl2 => &mut self.cntpoff_el2,
             WritableRegister::CnthctlEl2 => &mut self.cnthctl_el2,
-            WritableRegister::CntvCtlEl02
-            | WritableRegister::CntvCvalEl02
-            | WritableRegister::CntpoffEl2 => {
-                self.undefined_access();
-                return;
-            }
         };
         *slot = value;
         if matches!(

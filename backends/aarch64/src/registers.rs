@@ -93,6 +93,12 @@ impl From<WritableRegister> for Register {
 /// asked for: choosing *which* register to touch (for example
 /// `CNTV_CTL_EL02` rather than `CNTV_CTL_EL0` under VHE) is the job of
 /// [`GenericTimer`](crate::GenericTimer), never of the register file.
+///
+/// The one exception is a register the CPU does not have (`_EL02` with
+/// `HCR_EL2.E2H = 0`, `CNTPOFF_EL2` without FEAT_ECV), where the access
+/// would be UNDEFINED: both implementations then read 0 and drop writes
+/// instead (the fake also counts them). Since the trait is safe, an
+/// implementation on real registers must not fault on any argument.
 pub trait RegisterFile {
     /// Reads `reg` (`mrs`).
     fn read(&self, reg: Register) -> u64;
@@ -155,6 +161,59 @@ pub(crate) const fn e2h_set(hcr_el2: u64) -> bool {
     hcr_el2 & HCR_EL2_E2H != 0
 }
 
+/// Which of the registers that exist only in some configurations the CPU
+/// has, decided once from `HCR_EL2` and `ID_AA64MMFR0_EL1` (both always
+/// readable at EL2). [`SysRegs`](crate::SysRegs) keeps one of these so that
+/// it never executes an access that would be UNDEFINED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PresentRegisters {
+    /// `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` exist: `HCR_EL2.E2H = 1` (which
+    /// also implies FEAT_VHE: E2H is RES0 without it).
+    pub(crate) el02: bool,
+    /// `CNTPOFF_EL2` exists: FEAT_ECV (`ID_AA64MMFR0_EL1.ECV >= 1`).
+    pub(crate) cntpoff: bool,
+}
+
+impl PresentRegisters {
+    /// None of the optional registers: every access to one is skipped
+    /// (the token on architectures other than AArch64).
+    #[cfg(any(test, not(target_arch = "aarch64")))]
+    pub(crate) const NONE: Self = Self {
+        el02: false,
+        cntpoff: false,
+    };
+
+    /// What `HCR_EL2 = hcr_el2` and `ID_AA64MMFR0_EL1 = id_aa64mmfr0_el1`
+    /// say exists.
+    #[must_use]
+    pub(crate) const fn from_id_registers(hcr_el2: u64, id_aa64mmfr0_el1: u64) -> Self {
+        Self {
+            el02: e2h_set(hcr_el2),
+            cntpoff: ecv_implemented(id_aa64mmfr0_el1),
+        }
+    }
+
+    /// Whether accessing `reg` from EL2 is defined on this CPU. Every
+    /// register but the `_EL02` ones and `CNTPOFF_EL2` always exists at
+    /// EL2.
+    #[must_use]
+    pub(crate) const fn has(self, reg: Register) -> bool {
+        match reg {
+            Register::CntvCtlEl02 | Register::CntvCvalEl02 => self.el02,
+            Register::CntpoffEl2 => self.cntpoff,
+            Register::CntpctEl0
+            | Register::CntfrqEl0
+            | Register::CntvCtlEl0
+            | Register::CntvCvalEl0
+            | Register::CntvoffEl2
+            | Register::CnthctlEl2
+            | Register::HcrEl2
+            | Register::IdAa64mmfr0El1
+            | Register::IdAa64mmfr1El1 => true,
+        }
+    }
+}
+
 /// `CNTFRQ_EL0.ClockFreq`, bits 31:0 (bits 63:32 are RES0).
 #[must_use]
 pub(crate) const fn counter_frequency(cntfrq_el0: u64) -> u32 {
@@ -199,6 +258,73 @@ mod tests {
         assert_eq!(counter_frequency(62_500_000), 62_500_000);
         assert_eq!(counter_frequency(0xdead_beef_0000_0010), 0x10);
         assert_eq!(counter_frequency(u64::from(u32::MAX)), u32::MAX);
+    }
+
+    const ALL: [Register; 12] = [
+        Register::CntpctEl0,
+        Register::CntfrqEl0,
+        Register::CntvCtlEl0,
+        Register::CntvCvalEl0,
+        Register::CntvCtlEl02,
+        Register::CntvCvalEl02,
+        Register::CntvoffEl2,
+        Register::CntpoffEl2,
+        Register::CnthctlEl2,
+        Register::HcrEl2,
+        Register::IdAa64mmfr0El1,
+        Register::IdAa64mmfr1El1,
+    ];
+
+    fn optional(reg: Register) -> bool {
+        matches!(
+            reg,
+            Register::CntvCtlEl02 | Register::CntvCvalEl02 | Register::CntpoffEl2
+        )
+    }
+
+    #[test]
+    fn el02_registers_exist_only_with_e2h() {
+        let nvhe = PresentRegisters::from_id_registers(0, 0);
+        assert!(!nvhe.has(Register::CntvCtlEl02));
+        assert!(!nvhe.has(Register::CntvCvalEl02));
+        // Every other HCR_EL2 bit set, E2H clear: still no _EL02.
+        let nvhe = PresentRegisters::from_id_registers(!HCR_EL2_E2H, 0);
+        assert!(!nvhe.has(Register::CntvCtlEl02));
+        assert!(!nvhe.has(Register::CntvCvalEl02));
+        let vhe = PresentRegisters::from_id_registers(HCR_EL2_E2H, 0);
+        assert!(vhe.has(Register::CntvCtlEl02));
+        assert!(vhe.has(Register::CntvCvalEl02));
+        // E2H says nothing about CNTPOFF_EL2.
+        assert!(!vhe.has(Register::CntpoffEl2));
+    }
+
+    #[test]
+    fn cntpoff_exists_only_with_ecv() {
+        let none = PresentRegisters::from_id_registers(HCR_EL2_E2H, !(0xf << 60));
+        assert!(!none.has(Register::CntpoffEl2));
+        for level in 1..=2u64 {
+            let ecv = PresentRegisters::from_id_registers(0, level << 60);
+            assert!(ecv.has(Register::CntpoffEl2), "ECV = {level}");
+            // ECV says nothing about the _EL02 registers.
+            assert!(!ecv.has(Register::CntvCtlEl02));
+        }
+    }
+
+    #[test]
+    fn always_present_registers_ignore_the_id_registers() {
+        for present in [
+            PresentRegisters::NONE,
+            PresentRegisters::from_id_registers(HCR_EL2_E2H, 1 << 60),
+        ] {
+            for reg in ALL {
+                if !optional(reg) {
+                    assert!(present.has(reg), "{reg:?}");
+                }
+            }
+        }
+        for reg in ALL {
+            assert_eq!(PresentRegisters::NONE.has(reg), !optional(reg), "{reg:?}");
+        }
     }
 
     #[test]

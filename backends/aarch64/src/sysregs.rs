@@ -1,25 +1,44 @@
 //! [`SysRegs`]: the real system registers, and [`El2Timer`].
 
-use core::marker::PhantomData;
-
 use crate::GenericTimer;
+use crate::registers::PresentRegisters;
 
 /// The generic timer system registers of the CPU this code runs on, at
-/// EL2: the zero-sized hardware token behind [`El2Timer`].
+/// EL2: the hardware token behind [`El2Timer`].
 ///
 /// It implements [`RegisterFile`](crate::RegisterFile) on AArch64 only
 /// (with `mrs`/`msr`; through `aarch64-cpu` where that crate names the
 /// register, with the generic `S3_...` encoding where it does not or
 /// where the assembler would need a target feature). On other
 /// architectures the type exists, for documentation, but does nothing.
+///
+/// Two sets of registers exist only in some configurations, and accessing
+/// them otherwise is UNDEFINED (an exception at EL2):
+/// `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` need `HCR_EL2.E2H = 1`, and
+/// `CNTPOFF_EL2` needs FEAT_ECV. [`SysRegs::new`] reads `HCR_EL2` and
+/// `ID_AA64MMFR0_EL1` once and records (in two `bool`s, the whole size of
+/// the token) whether they exist; [`read`](crate::RegisterFile::read) of
+/// one that does not returns 0 and [`write`](crate::RegisterFile::write)
+/// to it does nothing, so safe code holding the token (for example
+/// through [`GenericTimer::registers_mut`]) cannot fault the CPU. Every
+/// other register always exists at EL2. [`GenericTimer`] never asks for
+/// an absent register.
 #[derive(Debug)]
 pub struct SysRegs {
-    /// Not `Default`/`Clone`: one token per CPU, made by `new` only.
-    _private: PhantomData<()>,
+    /// Which optional registers exist, read by `new` (the only
+    /// constructor: no `Default`/`Clone`, one token per CPU). Only the
+    /// AArch64 accessors read it.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    present: PresentRegisters,
 }
 
 impl SysRegs {
     /// Takes the token for this CPU's generic timer registers.
+    ///
+    /// Reads `HCR_EL2` and `ID_AA64MMFR0_EL1` once (on AArch64; elsewhere
+    /// it reads nothing and the token has none of the optional registers),
+    /// to know whether the `_EL02` timer registers and `CNTPOFF_EL2` exist
+    /// (see the type docs).
     ///
     /// # Safety
     ///
@@ -34,10 +53,17 @@ impl SysRegs {
     /// - `HCR_EL2.E2H` does not change while the token, or a
     ///   [`GenericTimer`] built on it, lives.
     #[must_use]
-    pub const unsafe fn new() -> Self {
-        Self {
-            _private: PhantomData,
-        }
+    pub unsafe fn new() -> Self {
+        #[cfg(target_arch = "aarch64")]
+        let present = {
+            use aarch64_cpu::registers::{HCR_EL2, ID_AA64MMFR0_EL1, Readable};
+            // Both are always readable at EL2, where the caller promises
+            // we run; E2H then stays as read for the token's life.
+            PresentRegisters::from_id_registers(HCR_EL2.get(), ID_AA64MMFR0_EL1.get())
+        };
+        #[cfg(not(target_arch = "aarch64"))]
+        let present = PresentRegisters::NONE;
+        Self { present }
     }
 }
 
@@ -67,11 +93,13 @@ mod aarch64 {
     macro_rules! mrs_raw {
         ($name:literal) => {{
             let value: u64;
-            // SAFETY: `SysRegs::new`'s contract puts us at EL2. The caller
-            // of this macro has checked that the register exists on this
-            // CPU in the current host mode (E2H = 1 for `_EL02`, FEAT_ECV
-            // for `CNTPOFF_EL2`); reading it has no side effects and
-            // touches no memory.
+            // SAFETY: `SysRegs::new`'s contract puts us at EL2. The macro
+            // is used only in `SysRegs::read`, after its check that
+            // `self.present` has the register: `new` read E2H = 1 (for
+            // `_EL02`, and E2H cannot change while the token lives) or
+            // FEAT_ECV (for `CNTPOFF_EL2`) from the CPU, so the register
+            // exists. Reading it has no side effects and touches no
+            // memory.
             unsafe {
                 core::arch::asm!(
                     concat!("mrs {value}, ", $name),
@@ -88,10 +116,11 @@ mod aarch64 {
         ($name:literal, $value:expr) => {{
             let value: u64 = $value;
             // SAFETY: `SysRegs::new`'s contract puts us at EL2 and makes
-            // this token the only writer of the register. The caller of
-            // this macro has checked that the register exists on this CPU
-            // in the current host mode. Writing a timer register changes
-            // no memory Rust can see.
+            // this token the only writer of the register. The macro is
+            // used only in `SysRegs::write`, after its check that
+            // `self.present` has the register (see `mrs_raw`), so it
+            // exists on this CPU. Writing a timer register changes no
+            // memory Rust can see.
             unsafe {
                 core::arch::asm!(
                     concat!("msr ", $name, ", {value}"),
@@ -105,6 +134,11 @@ mod aarch64 {
     impl RegisterFile for SysRegs {
         #[inline]
         fn read(&self, reg: Register) -> u64 {
+            // An absent register (UNDEFINED to access) reads as 0: this
+            // check is what makes `mrs_raw!` sound.
+            if !self.present.has(reg) {
+                return 0;
+            }
             match reg {
                 Register::CntpctEl0 => CNTPCT_EL0.get(),
                 Register::CntfrqEl0 => CNTFRQ_EL0.get(),
@@ -126,6 +160,11 @@ mod aarch64 {
 
         #[inline]
         fn write(&mut self, reg: WritableRegister, value: u64) {
+            // A write to an absent register (UNDEFINED) is dropped: this
+            // check is what makes `msr_raw!` sound.
+            if !self.present.has(reg.into()) {
+                return;
+            }
             match reg {
                 WritableRegister::CntvCtlEl0 => CNTV_CTL_EL0.set(value),
                 WritableRegister::CntvCvalEl0 => CNTV_CVAL_EL0.set(value),

@@ -307,3 +307,25 @@ fn errors_display() {
         "host mode stated as VHE (E2H = 1) but HCR_EL2.E2H says non-VHE (E2H = 0)"
     );
 }
+
+#[test]
+fn sysregs_token_stays_tiny() {
+    // Two bools recording which optional registers exist, nothing more.
+    assert!(core::mem::size_of::<crate::SysRegs>() <= 2);
+    assert!(core::mem::size_of::<crate::El2Timer>() <= 24);
+}
+
+#[test]
+fn fake_allows_optional_registers_where_they_exist() {
+    // E2H = 1 and FEAT_ECV: the _EL02 registers and CNTPOFF_EL2 work.
+    let mut regs = FakeRegisters::new(HostMode::Vhe).with_ecv(1);
+    regs.write(WritableRegister::CntvCvalEl02, 7);
+    regs.write(WritableRegister::CntpoffEl2, 9);
+    assert_eq!(regs.read(crate::Register::CntvCvalEl02), 7);
+    assert_eq!(regs.read(crate::Register::CntpoffEl2), 9);
+    assert_eq!(regs.undefined_accesses(), 0);
+    // Clearing E2H afterwards makes the _EL02 registers vanish again.
+    regs.hcr_el2 = 0;
+    assert_eq!(regs.read(crate::Register::CntvCvalEl02), 0);
+    assert_eq!(regs.undefined_accesses(), 1);
+}
