@@ -453,7 +453,43 @@ impl Hypervisor {
             .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
             .map_err(|e| library("after_exit", e))?;
         let made = self.machine.counters().since(&before);
-        check_quiet_exit(high, &made)
+        check_quiet_exit(high, &made)?;
+        self.check_line_after_exit(cpu, vcpu)
+    }
+
+    /// Invariant 1 at the end of an exit, after `after_exit`: the virtual
+    /// line is high only while the guest's timer condition holds (the
+    /// library must have lowered it otherwise), and a condition that holds
+    /// with the line low is on its way: the PPI is signalled to the host
+    /// or it is active because the guest still handles the virtual
+    /// interrupt (its deactivation brings the PPI back).
+    fn check_line_after_exit(&self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
+        let now = self.machine.now();
+        let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        let truth = self.vcpus[vcpu].guest.timer();
+        let asserted = truth.asserted(now);
+        let ppi = self.machine.cpu(cpu).ppis.get(self.machine.timer_ppi());
+        if virq.line && !asserted {
+            return Err(violation(
+                Invariant::EarlyInterrupt,
+                format!(
+                    "after_exit left vCPU {vcpu}'s virtual line high on CPU {cpu} at {now} \
+                     but the guest's timer is {truth:?} (virtual interrupt {:?})",
+                    virq.state
+                ),
+            ));
+        }
+        if asserted && !virq.line && !self.machine.timer_irq_signalled(cpu) && !ppi.active {
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!(
+                    "after_exit left vCPU {vcpu}'s virtual line low on CPU {cpu} at {now} \
+                     with its timer asserted ({truth:?}) and the PPI neither signalled nor \
+                     active ({ppi:?})"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn wfi(&mut self, cpu: usize) -> Result<(), Violation> {
