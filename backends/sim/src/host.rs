@@ -529,12 +529,37 @@ impl Hypervisor {
 
     fn unblock(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
         let v = &mut self.vcpus[vcpu];
+        let saved = v.timer.vtimer().residency() == Residency::Memory;
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
             .map_err(|e| library("unblock", e))?;
         v.blocked = false;
         v.wake_pending = false;
+        // Invariant 1, promptly: `unblock` of a loaded vCPU whose timer was
+        // saved raises the line of a timer that expired during the sleep,
+        // so the guest takes the interrupt on entry without waiting for
+        // the host to take the PPI. (A timer `load` already restored is
+        // left to the PPI.)
+        let now = self.machine.now();
+        let truth = v.guest.timer();
+        let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        if saved
+            && truth.asserted(now)
+            && !matches!(
+                virq.state,
+                VirtualState::Pending | VirtualState::Active | VirtualState::ActivePending
+            )
+        {
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!(
+                    "unblock of vCPU {vcpu} on CPU {cpu} at {now}: the guest's timer is asserted \
+                     ({truth:?}) but its virtual interrupt is {:?} (line {})",
+                    virq.state, virq.line
+                ),
+            ));
+        }
         Ok(())
     }
 
