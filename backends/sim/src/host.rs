@@ -447,7 +447,9 @@ impl Hypervisor {
         };
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
-        let high = v.timer.vtimer().level();
+        // The model's line, not the library's own record of it: a library
+        // that lost track of the line it set must not earn the allowance.
+        let high = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line;
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
