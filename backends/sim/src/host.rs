@@ -419,6 +419,16 @@ impl Hypervisor {
     }
 
     fn enter(&mut self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
+        // EOImode = 1: the run loop drops the priority of the interrupt it
+        // took before it returns to the guest, or the CPU's running
+        // priority keeps every other interrupt of that priority away.
+        let ppi = self.machine.timer_ppi();
+        if self.machine.cpu(cpu).ppis.get(ppi).priority_held {
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!("entering the guest on CPU {cpu} with the priority of PPI {ppi:?} held"),
+            ));
+        }
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
