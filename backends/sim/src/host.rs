@@ -6,10 +6,12 @@
 use core::convert::Infallible;
 use core::fmt;
 
-use arch_timer_virt::{Error, HostIrq, Residency, SoftTimer, Ticks, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt::{
+    Error, HostIrq, IntId, Residency, SoftTimer, Ticks, VcpuTimer, VmTimer, Wakeup,
+};
 
 use crate::guest::{Guest, GuestOp};
-use crate::{Counters, Machine, VirtualState};
+use crate::{Counters, Machine, VirtualIrq, VirtualState};
 
 /// One event of a history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +56,23 @@ pub enum Step {
     /// The host takes the signalled interrupt on `cpu`, if any (exiting
     /// the guest first): acknowledge, priority drop, `handle_host_irq`.
     HostIrq {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The host acknowledges the signalled interrupt on `cpu`, if any
+    /// (exiting the guest first), and drops its priority, but calls
+    /// `handle_host_irq` only at the next [`Step::HostHandle`] on that CPU:
+    /// the guest may run and change its timer in between (the acknowledge
+    /// race, which makes the interrupt spurious). A `Put` on the CPU
+    /// handles it first, and so does a `Wfi`, in place of the WFI.
+    HostAck {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// The host handles the interrupt it acknowledged on `cpu` with
+    /// [`Step::HostAck`] (exiting the guest first); skipped if there is
+    /// none.
+    HostHandle {
         /// The CPU.
         cpu: usize,
     },
@@ -178,6 +197,15 @@ pub struct Stats {
     pub background_wakeups: u64,
     /// `block` calls that returned [`Wakeup::Now`].
     pub immediate_wakeups: u64,
+    /// Host vtimer interrupts that raised the virtual line while it was
+    /// already high (the guest had deactivated it with the condition met).
+    pub reraised: u64,
+    /// `after_exit` calls that lowered the virtual line.
+    pub exit_lowered: u64,
+    /// `unblock` calls that raised the virtual line.
+    pub unblock_raised: u64,
+    /// `load` calls that raised the virtual line.
+    pub load_raised: u64,
     /// vCPU loads onto a different CPU than the last one.
     pub migrations: u64,
 }
@@ -192,6 +220,7 @@ pub struct Hypervisor {
     on_cpu: Vec<Option<usize>>,
     in_guest: Vec<bool>,
     last_cpu: Vec<Option<usize>>,
+    acked: Vec<Option<IntId>>,
     resample: bool,
     stats: Stats,
 }
@@ -221,6 +250,7 @@ impl Hypervisor {
             on_cpu: vec![None; cpus],
             in_guest: vec![false; cpus],
             last_cpu: vec![None; vcpus],
+            acked: vec![None; cpus],
             resample: false,
             stats: Stats::default(),
         }
@@ -319,6 +349,7 @@ impl Hypervisor {
                 if !self.valid_cpu(cpu) || self.on_cpu[cpu].is_none() {
                     return Ok(false);
                 }
+                self.host_handle(cpu)?;
                 self.put(cpu)?;
                 Ok(true)
             }
@@ -352,6 +383,12 @@ impl Hypervisor {
                 if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
                     return Ok(false);
                 }
+                if self.acked[cpu].is_some() {
+                    // The interrupt the host acknowledged exits the guest
+                    // before it executes the WFI.
+                    self.host_handle(cpu)?;
+                    return Ok(true);
+                }
                 self.wfi(cpu)?;
                 Ok(true)
             }
@@ -360,6 +397,23 @@ impl Hypervisor {
                     return Ok(false);
                 }
                 self.host_irq(cpu)?;
+                Ok(true)
+            }
+            Step::HostAck { cpu } => {
+                if !self.valid_cpu(cpu)
+                    || self.acked[cpu].is_some()
+                    || !self.machine.timer_irq_signalled(cpu)
+                {
+                    return Ok(false);
+                }
+                self.host_ack(cpu)?;
+                Ok(true)
+            }
+            Step::HostHandle { cpu } => {
+                if !self.valid_cpu(cpu) || self.acked[cpu].is_none() {
+                    return Ok(false);
+                }
+                self.host_handle(cpu)?;
                 Ok(true)
             }
             Step::Advance(ticks) => {
@@ -384,6 +438,7 @@ impl Hypervisor {
     }
 
     fn load(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
+        let before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
@@ -395,7 +450,11 @@ impl Hypervisor {
             self.stats.migrations = self.stats.migrations.saturating_add(1);
         }
         self.last_cpu[vcpu] = Some(cpu);
-        if v.blocked && v.wake_pending {
+        let wake = v.blocked && v.wake_pending;
+        if self.raised_since(vcpu, before) {
+            self.stats.load_raised = self.stats.load_raised.saturating_add(1);
+        }
+        if wake {
             self.unblock(vcpu, cpu)?;
         }
         Ok(())
@@ -466,6 +525,9 @@ impl Hypervisor {
             .map_err(|e| library("after_exit", e))?;
         let made = self.machine.counters().since(&before);
         check_quiet_exit(high, &made)?;
+        if high && !self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line {
+            self.stats.exit_lowered = self.stats.exit_lowered.saturating_add(1);
+        }
         self.check_line_after_exit(cpu, vcpu)
     }
 
@@ -540,6 +602,7 @@ impl Hypervisor {
     }
 
     fn unblock(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
+        let before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
         let v = &mut self.vcpus[vcpu];
         let saved = v.timer.vtimer().residency() == Residency::Memory;
         let mut p = self.machine.ports(cpu, vcpu);
@@ -556,6 +619,9 @@ impl Hypervisor {
         let now = self.machine.now();
         let truth = v.guest.timer();
         let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        if self.raised_since(vcpu, before) {
+            self.stats.unblock_raised = self.stats.unblock_raised.saturating_add(1);
+        }
         if saved
             && truth.asserted(now)
             && !matches!(
@@ -589,7 +655,23 @@ impl Hypervisor {
         }
     }
 
+    /// Whether vCPU `vcpu`'s virtual timer line went up, or its interrupt
+    /// was made pending, since the state `before`.
+    fn raised_since(&self, vcpu: usize, before: VirtualIrq) -> bool {
+        let now = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        (now.line && !before.line) || now.raises > before.raises
+    }
+
+    /// The host takes the signalled vtimer PPI on `cpu` and handles it at
+    /// once.
     fn host_irq(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.host_ack(cpu)?;
+        self.host_handle(cpu)
+    }
+
+    /// Exit, acknowledge, priority drop; the interrupt is handled by
+    /// [`host_handle`](Self::host_handle).
+    fn host_ack(&mut self, cpu: usize) -> Result<(), Violation> {
         if self.in_guest[cpu] {
             self.exit(cpu)?;
         }
@@ -616,6 +698,25 @@ impl Hypervisor {
                 ),
             ));
         }
+        self.acked[cpu] = Some(ppi);
+        Ok(())
+    }
+
+    /// `handle_host_irq` for the interrupt acknowledged on `cpu`, if any,
+    /// on the vCPU loaded there (exiting the guest first).
+    fn host_handle(&mut self, cpu: usize) -> Result<(), Violation> {
+        let Some(ppi) = self.acked[cpu].take() else {
+            return Ok(());
+        };
+        if self.in_guest[cpu] {
+            self.exit(cpu)?;
+        }
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            self.stats.orphan = self.stats.orphan.saturating_add(1);
+            self.machine.host_deactivate(cpu, ppi);
+            return Ok(());
+        };
+        let line_before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line;
         let v = &mut self.vcpus[vcpu];
         v.host_irqs = v.host_irqs.saturating_add(1);
         let mut p = self.machine.ports(cpu, vcpu);
@@ -626,6 +727,9 @@ impl Hypervisor {
         match result {
             HostIrq::Raised => {
                 self.stats.raised = self.stats.raised.saturating_add(1);
+                if line_before {
+                    self.stats.reraised = self.stats.reraised.saturating_add(1);
+                }
                 self.wake(vcpu)?;
             }
             HostIrq::Spurious => self.stats.spurious = self.stats.spurious.saturating_add(1),
@@ -812,6 +916,7 @@ impl Hypervisor {
             && asserted
             && virq.state == VirtualState::Inactive
             && !self.machine.timer_irq_signalled(cpu)
+            && self.acked[cpu].is_none()
         {
             let ppi = self.machine.cpu(cpu).ppis.get(self.machine.timer_ppi());
             return Err(violation(

@@ -93,3 +93,32 @@ fn deactivate_with_line_high_then_wfi() {
     assert_eq!(hv.stats().immediate_wakeups, 1);
     assert!(hv.vcpu(0).host_irqs() <= hv.vcpu(0).expiries() + 1);
 }
+
+/// The acknowledge race: the host acknowledges the vtimer PPI, the guest
+/// runs again before the handler does and disables its timer, so
+/// `handle_host_irq` finds it spurious and must release the PPI; when the
+/// guest enables the timer again, the expiry reaches it.
+#[test]
+fn acknowledge_race_is_spurious_and_releases_the_ppi() {
+    let mut hv = Hypervisor::new(1, 1);
+    let steps = [
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 0 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::HostAck { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCtl(0)),
+        Step::HostHandle { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCtl(1)),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} was skipped");
+    }
+    assert_eq!(hv.stats().spurious, 1);
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
+}
