@@ -117,6 +117,12 @@ impl Guest {
         self.timer
     }
 
+    /// Sets the virtual offset its counter runs with (the VM's counter
+    /// offset, applied by the hypervisor).
+    pub const fn set_counter_offset(&mut self, offset: Ticks) {
+        self.timer.offset = offset;
+    }
+
     /// Whether it masks its interrupts.
     #[must_use]
     pub const fn irqs_masked(&self) -> bool {

@@ -264,6 +264,18 @@ impl Hypervisor {
         self.resample = on;
     }
 
+    /// Gives the VM the counter offset `offset` (`VmTimer::set_counter_offset`):
+    /// every guest's virtual count becomes the physical count minus
+    /// `offset`. Call it before any vCPU is loaded: the library applies it
+    /// at `load`, while the guests' reference changes at once, so a vCPU
+    /// already loaded would be reported as a `Migration` violation.
+    pub fn set_counter_offset(&mut self, offset: Ticks) {
+        self.vm.set_counter_offset(offset);
+        for v in &mut self.vcpus {
+            v.guest.set_counter_offset(offset);
+        }
+    }
+
     /// The machine.
     #[must_use]
     pub const fn machine(&self) -> &Machine {
