@@ -16,15 +16,19 @@ fn main() {
     println!("guest-hello is an EL1 guest image: build it with --target aarch64-unknown-none");
 }
 
+/// The hypercall ABI, the very file the hypervisor builds in.
+#[cfg(target_os = "none")]
+#[path = "../src/hypercall.rs"]
+#[allow(dead_code)] // this guest makes two of the calls and serves none
+mod hypercall;
+
 #[cfg(target_os = "none")]
 mod guest {
     use core::arch::{asm, global_asm};
-    use core::fmt::{self, Write};
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    /// Hypercalls (`hvc #0`, number in `x0`).
-    const HVC_PRINT: u64 = 1;
-    const HVC_EXIT: u64 = 2;
+    use crate::hypercall::{Hypercall, call as hvc, print};
+
     /// The virtual timer's INTID.
     const VTIMER_INTID: u64 = 27;
     /// The GICv2 CPU interface as the guest sees it.
@@ -57,57 +61,9 @@ mod guest {
         }};
     }
 
-    fn hvc(call: u64, args: [u64; 6]) {
-        // SAFETY: `hvc` traps to the hypervisor, which reads the arguments
-        // (and a Print buffer) and returns.
-        unsafe {
-            asm!(
-                "hvc #0",
-                inout("x0") call => _,
-                inout("x1") args[0] => _,
-                inout("x2") args[1] => _,
-                inout("x3") args[2] => _,
-                inout("x4") args[3] => _,
-                inout("x5") args[4] => _,
-                inout("x6") args[5] => _,
-                options(nostack)
-            );
-        }
-    }
-
-    struct Line {
-        buf: [u8; 120],
-        len: usize,
-    }
-
-    impl Write for Line {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            for &b in s.as_bytes() {
-                if let Some(slot) = self.buf.get_mut(self.len) {
-                    *slot = b;
-                    self.len += 1;
-                }
-            }
-            Ok(())
-        }
-    }
-
-    fn print(args: fmt::Arguments<'_>) {
-        let mut line = Line {
-            buf: [0; 120],
-            len: 0,
-        };
-        let _ = line.write_fmt(args);
-        let _ = line.write_str("\n");
-        hvc(
-            HVC_PRINT,
-            [line.buf.as_ptr() as u64, line.len as u64, 0, 0, 0, 0],
-        );
-    }
-
     fn finish(status: u64, lost: u64) -> ! {
         hvc(
-            HVC_EXIT,
+            Hypercall::Exit,
             [
                 status,
                 INTERRUPTS.load(Ordering::Relaxed),

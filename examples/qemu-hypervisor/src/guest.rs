@@ -9,37 +9,14 @@
 //! its vCPU.
 
 use core::arch::{asm, global_asm};
-use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use qemu_hypervisor::config::Scenario;
 
 use crate::stage2::GICC_IPA;
 
-/// The hypercalls, by `x0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub(crate) enum Hypercall {
-    /// Print `x2` bytes at guest address `x1`.
-    Print = 1,
-    /// Finish with the [`Report`] in `x1..=x6`.
-    Exit = 2,
-    /// Do nothing: an exit, so that the hypervisor syncs the interrupt
-    /// state (a guest's way to see a lowered line go away).
-    Yield = 3,
-    /// Report the guest's timing measurements ([`Measured`], `x1..=x4`),
-    /// before [`Exit`](Self::Exit).
-    Measure = 4,
-}
-
-impl Hypercall {
-    /// The hypercall numbered `n`.
-    pub(crate) fn from_number(n: u64) -> Option<Self> {
-        [Self::Print, Self::Exit, Self::Yield, Self::Measure]
-            .into_iter()
-            .find(|h| *h as u64 == n)
-    }
-}
+pub(crate) use crate::hypercall::Hypercall;
+use crate::hypercall::{call as hvc, print as guest_print};
 
 /// What a guest reports when it finishes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -230,56 +207,6 @@ fn state(vcpu: u64) -> &'static GuestState {
 
 // ---------------------------------------------------------------------------
 // Hypercalls and output.
-
-fn hvc(call: Hypercall, args: [u64; 6]) {
-    // SAFETY: `hvc` traps to the hypervisor, which reads the arguments and
-    // returns without touching guest memory other than reading a Print
-    // buffer.
-    unsafe {
-        asm!(
-            "hvc #0",
-            inout("x0") call as u64 => _,
-            inout("x1") args[0] => _,
-            inout("x2") args[1] => _,
-            inout("x3") args[2] => _,
-            inout("x4") args[3] => _,
-            inout("x5") args[4] => _,
-            inout("x6") args[5] => _,
-            options(nostack)
-        );
-    }
-}
-
-/// A line of guest output, sent with one hypercall.
-struct Line {
-    buf: [u8; 120],
-    len: usize,
-}
-
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = b;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn guest_print(args: fmt::Arguments<'_>) {
-    let mut line = Line {
-        buf: [0; 120],
-        len: 0,
-    };
-    let _ = line.write_fmt(args);
-    let _ = line.write_str("\n");
-    hvc(
-        Hypercall::Print,
-        [line.buf.as_ptr() as u64, line.len as u64, 0, 0, 0, 0],
-    );
-}
 
 macro_rules! gprintln {
     ($($arg:tt)*) => { guest_print(format_args!($($arg)*)) };

@@ -18,6 +18,8 @@ mod guest;
 #[cfg(target_os = "none")]
 mod hyp;
 #[cfg(target_os = "none")]
+mod hypercall;
+#[cfg(target_os = "none")]
 mod migrate;
 #[cfg(target_os = "none")]
 mod stage2;
