@@ -244,6 +244,9 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) start: u64,
     /// Guest exits on each CPU (migration; otherwise all on CPU 0).
     pub(crate) exits_by_cpu: [u64; 2],
+    /// The compare value the EL2 physical timer is armed with, if armed: a
+    /// guest entry with an unchanged deadline then writes no timer register.
+    pub(crate) hyp_timer_armed: Option<u64>,
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -279,11 +282,26 @@ where
             tick_period: TICK,
             start: now,
             exits_by_cpu: [0; 2],
+            hyp_timer_armed: None,
         }
     }
 
     pub(crate) fn now(&self) -> u64 {
         self.timer.physical_count().get()
+    }
+
+    /// Arms the EL2 physical timer at `at`, unless it already is.
+    pub(crate) fn arm_hyp_timer(&mut self, at: u64) {
+        if self.hyp_timer_armed != Some(at) {
+            hyp_timer_arm(at);
+            self.hyp_timer_armed = Some(at);
+        }
+    }
+
+    /// Stops the EL2 physical timer.
+    pub(crate) fn stop_hyp_timer(&mut self) {
+        hyp_timer_stop();
+        self.hyp_timer_armed = None;
     }
 
     fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
@@ -340,7 +358,7 @@ where
         }
         let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
         let vcpus = vcpus.get_mut(..count).unwrap_or_default();
-        hyp_timer_arm(self.next_tick);
+        self.arm_hyp_timer(self.next_tick);
         let mut current: Option<usize> = None;
         loop {
             if vcpus.iter().all(|v| matches!(v.state, RunState::Done(_))) {
@@ -388,7 +406,7 @@ where
         if let Some(v) = current.and_then(|c| vcpus.get_mut(c)) {
             self.put(v);
         }
-        hyp_timer_stop();
+        self.stop_hyp_timer();
         self.report(vcpus)
     }
 
@@ -426,7 +444,7 @@ where
             .iter()
             .filter_map(Vcpu::wake_time)
             .fold(self.next_tick, u64::min);
-        hyp_timer_arm(wake);
+        self.arm_hyp_timer(wake);
         // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
         // pending one still ends the wait).
         unsafe { core::arch::asm!("wfi", options(nostack)) };
@@ -476,7 +494,7 @@ where
                 .soft
                 .physical
                 .map_or(self.next_tick, |p| p.get().min(self.next_tick));
-            hyp_timer_arm(deadline);
+            self.arm_hyp_timer(deadline);
             // SAFETY: HCR_EL2, stage 2 and the vCPU's EL1 registers are set
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
@@ -560,7 +578,7 @@ where
                     }
                 }
                 HYP_TIMER_PPI => {
-                    hyp_timer_stop();
+                    self.stop_hyp_timer();
                     self.gic.deactivate(intid);
                     let now = self.now();
                     if now >= self.next_tick {
@@ -593,7 +611,7 @@ where
             }
         }
         if tick {
-            hyp_timer_arm(self.next_tick);
+            self.arm_hyp_timer(self.next_tick);
         }
         Drained { tick, first }
     }

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use critical_section::Mutex;
 
-use crate::el2::{fail, hyp_timer_arm, hyp_timer_stop, secondary_main};
+use crate::el2::{fail, secondary_main};
 use crate::gic::HostIrqs;
 use crate::hyp::{Hyp, RUN_LIMIT, RunState, SliceEnd, Stats, TICK, Vcpu};
 use crate::sysreg::read_sysreg;
@@ -175,7 +175,7 @@ where
                 fail!("hv: CPU 0 cannot hand the vCPU over");
             }
         }
-        hyp_timer_stop();
+        self.stop_hyp_timer();
         slot
     }
 
@@ -206,7 +206,7 @@ where
                 break;
             }
         }
-        hyp_timer_stop();
+        self.stop_hyp_timer();
         loop {
             // Parks this CPU; the first CPU ends the run.
             wait_event();
@@ -220,7 +220,7 @@ where
         // The hand-over is checked at ticks.
         self.tick_period = TICK;
         self.next_tick = self.now() + TICK;
-        hyp_timer_arm(self.next_tick);
+        self.arm_hyp_timer(self.next_tick);
         self.load(v);
         let start = self.stats.raised;
         let done = loop {
@@ -249,7 +249,7 @@ where
             }
         };
         self.put(v);
-        hyp_timer_stop();
+        self.stop_hyp_timer();
         done
     }
 }

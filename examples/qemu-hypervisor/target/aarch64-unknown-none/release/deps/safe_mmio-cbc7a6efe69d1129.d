@@ -1,0 +1,12 @@
+/work/main/examples/qemu-hypervisor/target/aarch64-unknown-none/release/deps/safe_mmio-cbc7a6efe69d1129.d: /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/lib.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/aarch64.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/mmio_ops.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/fields.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/physical.rs
+
+/work/main/examples/qemu-hypervisor/target/aarch64-unknown-none/release/deps/libsafe_mmio-cbc7a6efe69d1129.rlib: /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/lib.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/aarch64.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/mmio_ops.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/fields.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/physical.rs
+
+/work/main/examples/qemu-hypervisor/target/aarch64-unknown-none/release/deps/libsafe_mmio-cbc7a6efe69d1129.rmeta: /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/lib.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/aarch64.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/mmio_ops.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/fields.rs /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/physical.rs
+
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/lib.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/aarch64.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/backend/mmio_ops.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/fields.rs:
+/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/safe-mmio-0.3.2/src/physical.rs:
