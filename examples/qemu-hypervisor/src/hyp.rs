@@ -499,8 +499,9 @@ where
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
             self.stats.exits += 1;
-            // Before the sync, which clears the EOI maintenance condition.
-            let maintenance = self.gic.maintenance_asserted();
+            // Before the sync, which clears the EOI maintenance condition;
+            // only an IRQ exit can have been caused by it.
+            let maintenance = matches!(exit, Exit::Irq) && self.gic.maintenance_asserted();
             if let Err(e) = self.gic.sync_after_exit(&mut v.vgic) {
                 fail!("hv: vgic sync_after_exit: {e:?}");
             }
