@@ -74,6 +74,10 @@ pub struct VcpuTimer {
     forwarding: Forwarding,
     pub(crate) loaded: bool,
     mapped: bool,
+    /// The physical PPI was deactivated by this vCPU's `after_exit` (or
+    /// `reset`, or a register write) since the last guest entry: a host
+    /// interrupt acknowledged at that exit may have lost its active state.
+    host_released: bool,
     background_armed: bool,
     physical_armed: bool,
     user_levels: TimerLevels,
@@ -99,6 +103,7 @@ impl VcpuTimer {
             forwarding: vm.forwarding(),
             loaded: false,
             mapped: false,
+            host_released: false,
             background_armed: false,
             physical_armed: false,
             user_levels: TimerLevels {
@@ -230,6 +235,7 @@ impl VcpuTimer {
         }
 
         hw.set_virtual_offset(self.vtimer.offset());
+        self.host_released = false;
         self.loaded = true;
         self.restore(hw);
         hw.set_el1_physical_access(false);
@@ -375,6 +381,9 @@ impl VcpuTimer {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
+        // Memory only: the guest runs again, so a host interrupt taken
+        // from now on is acknowledged after any release so far.
+        self.host_released = false;
         if !self.ptimer.can_fire() && !self.ptimer.level() {
             return Ok(());
         }
@@ -436,6 +445,14 @@ impl VcpuTimer {
     /// Call it on the vCPU loaded on *this* CPU (as KVM's per-CPU running
     /// vCPU): the timer registers read are this CPU's. With no vCPU loaded
     /// here, deactivate the interrupt without calling any vCPU's handler.
+    /// The acknowledge may come before or after this exit's
+    /// [`after_exit`](Self::after_exit) (an EL2 vector that acknowledges at
+    /// once, or a run loop that acknowledges after the exit's
+    /// bookkeeping), but no guest entry may come between the acknowledge
+    /// and this call. If `after_exit` deactivated the physical interrupt
+    /// (the guest had cleared the condition) and the timer has fired again
+    /// by now, this makes it active again before raising the line, as the
+    /// acknowledge had left it.
     ///
     /// If the timer's output is asserted, raises the virtual line and leaves
     /// the physical interrupt active: the guest's deactivation of the
@@ -483,14 +500,28 @@ impl VcpuTimer {
             }
             chip.set_host_active(self.host_ppi, false)
                 .map_err(Error::IrqChip)?;
+            self.host_released = false;
             return Ok(HostIrq::Spurious);
         }
         self.set_level(TimerId::Virtual, true, chip)?;
-        if self.forwarding == Forwarding::Masking {
-            chip.set_host_masked(self.host_ppi, true)
-                .map_err(Error::IrqChip)?;
-            chip.set_host_active(self.host_ppi, false)
-                .map_err(Error::IrqChip)?;
+        match self.forwarding {
+            // The acknowledge came before this exit's `after_exit`, which
+            // found the condition cleared and deactivated the PPI; the
+            // timer has fired again since. The guest's deactivation of the
+            // virtual interrupt must be what lets the PPI signal again, so
+            // it is made active as the acknowledge had left it.
+            Forwarding::Hardware if self.host_released => {
+                chip.set_host_active(self.host_ppi, true)
+                    .map_err(Error::IrqChip)?;
+                self.host_released = false;
+            }
+            Forwarding::Hardware => {}
+            Forwarding::Masking => {
+                chip.set_host_masked(self.host_ppi, true)
+                    .map_err(Error::IrqChip)?;
+                chip.set_host_active(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
+            }
         }
         Ok(HostIrq::Raised)
     }
@@ -682,6 +713,7 @@ impl VcpuTimer {
                 {
                     chip.set_host_active(self.host_ppi, false)
                         .map_err(Error::IrqChip)?;
+                    self.host_released = true;
                 }
             }
             Forwarding::Masking => {

@@ -66,6 +66,81 @@ fn host_irq_with_the_output_asserted_injects_and_leaves_the_host_irq_active() {
     assert!(timer.vtimer().level());
 }
 
+/// The EL2 vector acknowledged the PPI at the exit, before `after_exit`;
+/// the guest had moved CVAL ahead just before the exit, so `after_exit`
+/// lowers the line and deactivates the PPI; the timer fires again before
+/// the handler runs. The handler raises the line and makes the PPI active
+/// again, as the acknowledge had left it, so the host does not take it a
+/// second time while the guest has it pending. A handler that follows a
+/// plain acknowledge (nothing released since the entry) writes no host
+/// state.
+#[test]
+fn host_irq_after_a_release_in_the_same_exit_makes_the_ppi_active_again() {
+    let (_vm, mut timer) = raised(Forwarding::Hardware);
+    let mut seq = Sequence::new();
+    let mut hw = MockTimerHw::new();
+    // after_exit: the condition no longer holds.
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(TimerCtl::ENABLE);
+    hw.expect_vtimer_cval()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(Ticks::new(11));
+    // handle_host_irq: it holds again.
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .in_sequence(&mut seq)
+        .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    chip.expect_virtual_active()
+        .with(eq(VTIMER))
+        .times(1)
+        .returning(|_| Ok(false));
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut soft = MockSoftTimers::new();
+    assert_eq!(timer.after_exit(&mut hw, &mut chip, &mut soft), Ok(()));
+    assert!(!timer.vtimer().level());
+    assert_eq!(
+        timer.handle_host_irq(&mut hw, &mut chip),
+        Ok(HostIrq::Raised)
+    );
+    assert!(timer.vtimer().level());
+
+    // The next entry starts afresh: a host IRQ after it writes no host
+    // state (the mock has no expectation for it).
+    let mut hw = MockTimerHw::new();
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    assert_eq!(timer.before_entry(&mut hw, &mut chip, &mut soft), Ok(()));
+    assert_eq!(
+        timer.handle_host_irq(&mut hw, &mut chip),
+        Ok(HostIrq::Raised)
+    );
+}
+
 /// The guest disabled or masked the timer while its interrupt was on the
 /// way: nothing is injected, and the physical interrupt is deactivated so
 /// the next expiry is not hidden behind it.

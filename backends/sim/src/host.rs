@@ -53,25 +53,40 @@ pub enum Step {
         /// The CPU.
         cpu: usize,
     },
-    /// The host takes the signalled interrupt on `cpu`, if any (exiting
-    /// the guest first): acknowledge, priority drop, `handle_host_irq`.
+    /// The host takes the vtimer PPI signalled on `cpu`, if any, and
+    /// handles it: the IRQ exception (exiting the guest, with the
+    /// acknowledge and priority drop before or after `after_exit` as
+    /// [`AckPoint`] says), then `handle_host_irq`. Runs the handler of a
+    /// [`Step::HostAck`] instead if one is due.
     HostIrq {
         /// The CPU.
         cpu: usize,
     },
-    /// The host acknowledges the signalled interrupt on `cpu`, if any
-    /// (exiting the guest first), and drops its priority, but calls
-    /// `handle_host_irq` only at the next [`Step::HostHandle`] on that CPU:
-    /// the guest may run and change its timer in between (the acknowledge
-    /// race, which makes the interrupt spurious). A `Put` on the CPU
-    /// handles it first, and so does a `Wfi`, in place of the WFI.
+    /// The GIC signals the vtimer PPI to `cpu` while its guest runs
+    /// (skipped unless both hold): the IRQ exception is on its way and is
+    /// taken at the next step on this CPU that is not a guest operation
+    /// (an `Exit`, `Wfi`, `Put`, `HostIrq` or `HostHandle` takes it and
+    /// runs the handler in its place; a `HostAck` takes it). Until then the
+    /// guest may still write its timer, and the acknowledge then returns
+    /// the PPI although its line has dropped: the acknowledge race that
+    /// makes a host interrupt spurious.
+    Signal {
+        /// The CPU.
+        cpu: usize,
+    },
+    /// `cpu` takes the IRQ exception for the vtimer PPI ([`Step::Signal`],
+    /// or signalled now; skipped otherwise): exit, acknowledge and priority
+    /// drop as in [`Step::HostIrq`], but `handle_host_irq` runs only at a
+    /// later step, so that time passes (and other CPUs run) in between. The
+    /// guest does not run in between: the next `Enter` or `Put` on this
+    /// CPU runs the handler first.
     HostAck {
         /// The CPU.
         cpu: usize,
     },
-    /// The host handles the interrupt it acknowledged on `cpu` with
-    /// [`Step::HostAck`] (exiting the guest first); skipped if there is
-    /// none.
+    /// Runs the handler a [`Step::HostAck`] left due on `cpu`, or takes the
+    /// exception [`Step::Signal`] announced and handles it; skipped if
+    /// there is neither.
     HostHandle {
         /// The CPU.
         cpu: usize,
@@ -84,6 +99,18 @@ pub enum Step {
         /// The vCPU.
         vcpu: usize,
     },
+}
+
+/// When the host acknowledges an interrupt that exits the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AckPoint {
+    /// After `after_exit`, as the crate's run loop (and KVM) does: the exit
+    /// is handled first, then the interrupt is taken.
+    #[default]
+    AfterExit,
+    /// In the EL2 vector, as the exception is taken, before `after_exit`
+    /// (a hypervisor that reads the INTID at once).
+    AtException,
 }
 
 /// Which DESIGN.md section 7 invariant broke.
@@ -206,6 +233,10 @@ pub struct Stats {
     pub unblock_raised: u64,
     /// `load` calls that raised the virtual line.
     pub load_raised: u64,
+    /// Host vtimer interrupts acknowledged before an `after_exit` that
+    /// deactivated the PPI, whose handler found the timer fired again and
+    /// made the PPI active again ([`AckPoint::AtException`]).
+    pub reactivated: u64,
     /// vCPU loads onto a different CPU than the last one.
     pub migrations: u64,
 }
@@ -220,7 +251,9 @@ pub struct Hypervisor {
     on_cpu: Vec<Option<usize>>,
     in_guest: Vec<bool>,
     last_cpu: Vec<Option<usize>>,
-    acked: Vec<Option<IntId>>,
+    signalled: Vec<bool>,
+    handler_due: Vec<Option<IntId>>,
+    ack_point: AckPoint,
     resample: bool,
     stats: Stats,
 }
@@ -250,7 +283,9 @@ impl Hypervisor {
             on_cpu: vec![None; cpus],
             in_guest: vec![false; cpus],
             last_cpu: vec![None; vcpus],
-            acked: vec![None; cpus],
+            signalled: vec![false; cpus],
+            handler_due: vec![None; cpus],
+            ack_point: AckPoint::AfterExit,
             resample: false,
             stats: Stats::default(),
         }
@@ -262,6 +297,12 @@ impl Hypervisor {
     /// the `IrqChip` contract does not promise it). Off by default.
     pub const fn set_level_resample(&mut self, on: bool) {
         self.resample = on;
+    }
+
+    /// When the host acknowledges an interrupt that exits the guest
+    /// ([`AckPoint::AfterExit`] by default).
+    pub const fn set_ack_point(&mut self, at: AckPoint) {
+        self.ack_point = at;
     }
 
     /// Gives the VM the counter offset `offset` (`VmTimer::set_counter_offset`):
@@ -361,13 +402,19 @@ impl Hypervisor {
                 if !self.valid_cpu(cpu) || self.on_cpu[cpu].is_none() {
                     return Ok(false);
                 }
-                self.host_handle(cpu)?;
+                self.take_signalled(cpu)?;
+                self.run_handler(cpu)?;
                 self.put(cpu)?;
                 Ok(true)
             }
             Step::Enter { cpu } => match self.runnable(cpu) {
                 Some(vcpu) if !self.in_guest[cpu] => {
-                    self.enter(cpu, vcpu)?;
+                    // The run loop handles the interrupt it took before it
+                    // enters the guest again.
+                    self.run_handler(cpu)?;
+                    if self.runnable(cpu) == Some(vcpu) {
+                        self.enter(cpu, vcpu)?;
+                    }
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -376,7 +423,12 @@ impl Hypervisor {
                 if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
                     return Ok(false);
                 }
-                self.exit(cpu)?;
+                if self.signalled[cpu] {
+                    // The signalled interrupt is the exit.
+                    self.take_signalled(cpu)?;
+                } else {
+                    self.exit(cpu)?;
+                }
                 Ok(true)
             }
             Step::Guest { cpu, op } => {
@@ -395,37 +447,74 @@ impl Hypervisor {
                 if !self.valid_cpu(cpu) || !self.in_guest[cpu] {
                     return Ok(false);
                 }
-                if self.acked[cpu].is_some() {
-                    // The interrupt the host acknowledged exits the guest
-                    // before it executes the WFI.
-                    self.host_handle(cpu)?;
+                if self.signalled[cpu] {
+                    // The signalled interrupt exits the guest before it
+                    // executes the WFI.
+                    self.take_signalled(cpu)?;
                     return Ok(true);
                 }
                 self.wfi(cpu)?;
                 Ok(true)
             }
             Step::HostIrq { cpu } => {
-                if !self.valid_cpu(cpu) || !self.machine.timer_irq_signalled(cpu) {
+                if !self.valid_cpu(cpu) {
                     return Ok(false);
                 }
-                self.host_irq(cpu)?;
+                if self.signalled[cpu] {
+                    self.take_signalled(cpu)?;
+                    return Ok(true);
+                }
+                if self.handler_due[cpu].is_some() {
+                    self.run_handler(cpu)?;
+                    return Ok(true);
+                }
+                if !self.machine.timer_irq_signalled(cpu) {
+                    return Ok(false);
+                }
+                self.host_irq(cpu, false)?;
                 Ok(true)
             }
-            Step::HostAck { cpu } => {
+            Step::Signal { cpu } => {
                 if !self.valid_cpu(cpu)
-                    || self.acked[cpu].is_some()
+                    || !self.in_guest[cpu]
+                    || self.signalled[cpu]
                     || !self.machine.timer_irq_signalled(cpu)
                 {
                     return Ok(false);
                 }
-                self.host_ack(cpu)?;
+                if let Some(vcpu) = self.on_cpu[cpu] {
+                    self.check_no_storm(cpu, vcpu)?;
+                }
+                self.signalled[cpu] = true;
+                Ok(true)
+            }
+            Step::HostAck { cpu } => {
+                if !self.valid_cpu(cpu) || self.handler_due[cpu].is_some() {
+                    return Ok(false);
+                }
+                if self.signalled[cpu] {
+                    self.signalled[cpu] = false;
+                    self.take_exception(cpu, true)?;
+                    return Ok(true);
+                }
+                if !self.machine.timer_irq_signalled(cpu) {
+                    return Ok(false);
+                }
+                self.take_exception(cpu, false)?;
                 Ok(true)
             }
             Step::HostHandle { cpu } => {
-                if !self.valid_cpu(cpu) || self.acked[cpu].is_none() {
+                if !self.valid_cpu(cpu) {
                     return Ok(false);
                 }
-                self.host_handle(cpu)?;
+                if self.signalled[cpu] {
+                    self.take_signalled(cpu)?;
+                    return Ok(true);
+                }
+                if self.handler_due[cpu].is_none() {
+                    return Ok(false);
+                }
+                self.run_handler(cpu)?;
                 Ok(true)
             }
             Step::Advance(ticks) => {
@@ -674,61 +763,88 @@ impl Hypervisor {
         (now.line && !before.line) || now.raises > before.raises
     }
 
-    /// The host takes the signalled vtimer PPI on `cpu` and handles it at
-    /// once.
-    fn host_irq(&mut self, cpu: usize) -> Result<(), Violation> {
-        self.host_ack(cpu)?;
-        self.host_handle(cpu)
+    /// The host takes the IRQ exception [`Step::Signal`] announced on
+    /// `cpu`, if any, and handles it.
+    fn take_signalled(&mut self, cpu: usize) -> Result<(), Violation> {
+        if !self.signalled[cpu] {
+            return Ok(());
+        }
+        self.signalled[cpu] = false;
+        self.host_irq(cpu, true)
     }
 
-    /// Exit, acknowledge, priority drop; the interrupt is handled by
-    /// [`host_handle`](Self::host_handle).
-    fn host_ack(&mut self, cpu: usize) -> Result<(), Violation> {
-        if self.in_guest[cpu] {
-            self.exit(cpu)?;
-        }
-        let Some(ppi) = self.machine.host_acknowledge(cpu) else {
+    /// The host takes the vtimer PPI on `cpu` and handles it at once.
+    fn host_irq(&mut self, cpu: usize, late: bool) -> Result<(), Violation> {
+        self.take_exception(cpu, late)?;
+        self.run_handler(cpu)
+    }
+
+    /// The IRQ exception on `cpu`: exit from the guest (if it runs), with
+    /// the acknowledge and priority drop before or after `after_exit` as
+    /// [`AckPoint`] says; the handler is left due. `late`: the PPI was
+    /// signalled by an earlier [`Step::Signal`] and is acknowledged even if
+    /// its line has dropped since; otherwise only if it is signalled at
+    /// the acknowledge.
+    fn take_exception(&mut self, cpu: usize, late: bool) -> Result<(), Violation> {
+        let acknowledged = match self.ack_point {
+            AckPoint::AtException => {
+                let acknowledged = self.acknowledge(cpu, late)?;
+                if self.in_guest[cpu] {
+                    self.exit(cpu)?;
+                }
+                acknowledged
+            }
+            AckPoint::AfterExit => {
+                if self.in_guest[cpu] {
+                    self.exit(cpu)?;
+                }
+                self.acknowledge(cpu, late)?
+            }
+        };
+        let Some(ppi) = acknowledged else {
             return Ok(());
         };
-        self.machine.host_priority_drop(cpu, ppi);
-        let Some(vcpu) = self.on_cpu[cpu] else {
+        if self.on_cpu[cpu].is_none() {
             self.stats.orphan = self.stats.orphan.saturating_add(1);
             self.machine.host_deactivate(cpu, ppi);
             return Ok(());
-        };
-        let vintid = self.vm.virtual_irq();
-        let state = self.machine.virtual_irq(vcpu, vintid).state;
-        // The guest has not deactivated the last one: taking the PPI again
-        // is a storm. With level resampling the vGIC re-pends on its own
-        // after a deactivation, behind the physical PPI's back, so only the
-        // count below (`check`) applies.
-        if !self.resample && state != VirtualState::Inactive {
-            return Err(violation(
-                Invariant::Storm,
-                format!(
-                    "host took the vtimer PPI on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"
-                ),
-            ));
         }
-        self.acked[cpu] = Some(ppi);
+        self.handler_due[cpu] = Some(ppi);
         Ok(())
     }
 
-    /// `handle_host_irq` for the interrupt acknowledged on `cpu`, if any,
-    /// on the vCPU loaded there (exiting the guest first).
-    fn host_handle(&mut self, cpu: usize) -> Result<(), Violation> {
-        let Some(ppi) = self.acked[cpu].take() else {
+    /// Acknowledge and priority drop of the vtimer PPI on `cpu`, with
+    /// invariant 2 checked for a PPI taken while signalled (a late one was
+    /// checked when it was signalled).
+    fn acknowledge(&mut self, cpu: usize, late: bool) -> Result<Option<IntId>, Violation> {
+        let acknowledged = if late {
+            self.machine.host_acknowledge_late(cpu)
+        } else {
+            self.machine.host_acknowledge(cpu)
+        };
+        let Some(ppi) = acknowledged else {
+            return Ok(None);
+        };
+        self.machine.host_priority_drop(cpu, ppi);
+        if !late && let Some(vcpu) = self.on_cpu[cpu] {
+            self.check_no_storm(cpu, vcpu)?;
+        }
+        Ok(Some(ppi))
+    }
+
+    /// `handle_host_irq` on the vCPU loaded on `cpu` for the interrupt the
+    /// last exception there acknowledged, if its handler is due.
+    fn run_handler(&mut self, cpu: usize) -> Result<(), Violation> {
+        let Some(ppi) = self.handler_due[cpu].take() else {
             return Ok(());
         };
-        if self.in_guest[cpu] {
-            self.exit(cpu)?;
-        }
         let Some(vcpu) = self.on_cpu[cpu] else {
             self.stats.orphan = self.stats.orphan.saturating_add(1);
             self.machine.host_deactivate(cpu, ppi);
             return Ok(());
         };
         let line_before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line;
+        let active_before = self.machine.cpu(cpu).ppis.get(ppi).active;
         let v = &mut self.vcpus[vcpu];
         v.host_irqs = v.host_irqs.saturating_add(1);
         let mut p = self.machine.ports(cpu, vcpu);
@@ -742,6 +858,9 @@ impl Hypervisor {
                 if line_before {
                     self.stats.reraised = self.stats.reraised.saturating_add(1);
                 }
+                if !active_before && self.machine.cpu(cpu).ppis.get(ppi).active {
+                    self.stats.reactivated = self.stats.reactivated.saturating_add(1);
+                }
                 self.wake(vcpu)?;
             }
             HostIrq::Spurious => self.stats.spurious = self.stats.spurious.saturating_add(1),
@@ -749,6 +868,24 @@ impl Hypervisor {
                 self.stats.orphan = self.stats.orphan.saturating_add(1);
                 self.machine.host_deactivate(cpu, ppi);
             }
+        }
+        Ok(())
+    }
+
+    /// Invariant 2 when the vtimer PPI reaches `cpu`: the guest has
+    /// deactivated the last one, or taking it again is a storm. (With
+    /// level resampling the vGIC re-pends on its own after a deactivation,
+    /// behind the physical PPI's back, so only the count in `check`
+    /// applies.)
+    fn check_no_storm(&self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
+        let state = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).state;
+        if !self.resample && state != VirtualState::Inactive {
+            return Err(violation(
+                Invariant::Storm,
+                format!(
+                    "host took the vtimer PPI on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"
+                ),
+            ));
         }
         Ok(())
     }
@@ -928,7 +1065,7 @@ impl Hypervisor {
             && asserted
             && virq.state == VirtualState::Inactive
             && !self.machine.timer_irq_signalled(cpu)
-            && self.acked[cpu].is_none()
+            && !self.signalled[cpu]
         {
             let ppi = self.machine.cpu(cpu).ppis.get(self.machine.timer_ppi());
             return Err(violation(

@@ -13,4 +13,4 @@ pub mod guest;
 pub mod host;
 
 pub use guest::{Guest, GuestOp, GuestTimer, Handler};
-pub use host::{Hypervisor, Invariant, Stats, Step, Vcpu, Violation};
+pub use host::{AckPoint, Hypervisor, Invariant, Stats, Step, Vcpu, Violation};

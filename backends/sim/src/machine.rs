@@ -282,6 +282,24 @@ impl Machine {
         Some(ppi)
     }
 
+    /// The acknowledge of the vtimer PPI that was signalled to `cpu`
+    /// earlier: it becomes active and holds the running priority even if
+    /// its line has dropped since (the CPU interface may hand out an
+    /// interrupt whose line fell after it was signalled: the race behind
+    /// spurious timer interrupts). `None` (the spurious INTID) if it is
+    /// active already.
+    pub fn host_acknowledge_late(&mut self, cpu: usize) -> Option<IntId> {
+        let ppi = self.timer_ppi;
+        let state = self.cpus[cpu].ppis.get_mut(ppi)?;
+        if state.active {
+            return None;
+        }
+        state.active = true;
+        state.priority_held = true;
+        self.record(Access::HostAcknowledge(ppi));
+        Some(ppi)
+    }
+
     /// The host's EOI with EOImode = 1: drops the running priority, leaves
     /// the interrupt active.
     pub fn host_priority_drop(&mut self, cpu: usize, ppi: IntId) {

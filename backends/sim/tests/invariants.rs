@@ -11,7 +11,7 @@
 //! ```
 
 use arch_timer_virt::Ticks;
-use arch_timer_virt_sim::{GuestOp, Handler, Hypervisor, Step};
+use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Step};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -87,6 +87,13 @@ enum Event {
     Take { cpu: usize, handler: Handler },
     /// The guest on `cpu` executes WFI.
     Wfi { cpu: usize },
+    /// The vtimer PPI is signalled to `cpu` while its guest runs; the
+    /// exception is taken at a later step (the acknowledge race).
+    Signal { cpu: usize },
+    /// The acknowledge race with a short re-arm: the PPI is signalled, the
+    /// guest moves CVAL `ahead` ticks on before the exception is taken,
+    /// and the timer fires again between the exception and its handler.
+    Race { cpu: usize, ahead: u8 },
 }
 
 /// The primitive steps of `event` in the current state of `hv`.
@@ -125,6 +132,22 @@ fn expand(hv: &Hypervisor, event: Event) -> Vec<Step> {
             .collect(),
         ),
         Event::Wfi { cpu } => (cpu, vec![Step::Wfi { cpu }]),
+        Event::Signal { cpu } => (cpu, vec![Step::Signal { cpu }]),
+        Event::Race { cpu, ahead } => (
+            cpu,
+            vec![
+                Step::Signal { cpu },
+                Step::Guest {
+                    cpu,
+                    op: GuestOp::SetCval {
+                        ahead: u64::from(ahead),
+                    },
+                },
+                Step::HostAck { cpu },
+                Step::Advance(u64::from(ahead)),
+                Step::HostHandle { cpu },
+            ],
+        ),
     };
     let mut steps = Vec::new();
     if !hv.in_guest(cpu) {
@@ -155,7 +178,9 @@ fn event(cpus: usize, vcpus: usize, op: BoxedStrategy<GuestOp>) -> impl Strategy
         3 => (cpu.clone(), handler()).prop_map(|(cpu, handler)| Event::Take { cpu, handler }),
         2 => cpu.clone().prop_map(|cpu| Event::Wfi { cpu }),
         5 => cpu.clone().prop_map(move |cpu| step(Step::HostIrq { cpu })),
+        1 => cpu.clone().prop_map(|cpu| Event::Signal { cpu }),
         1 => cpu.clone().prop_map(move |cpu| step(Step::HostAck { cpu })),
+        1 => (cpu.clone(), 0u8..4).prop_map(|(cpu, ahead)| Event::Race { cpu, ahead }),
         1 => cpu.prop_map(move |cpu| step(Step::HostHandle { cpu })),
         5 => advance().prop_map(Event::Step),
         1 => vcpu.prop_map(move |vcpu| step(Step::Kick { vcpu })),
@@ -205,6 +230,12 @@ fn counter_offset(wrapping: bool) -> BoxedStrategy<Option<Offset>> {
     }
 }
 
+/// Where the host acknowledges: after `after_exit` (the crate's run loop)
+/// or in the EL2 vector, before it.
+fn ack_point() -> impl Strategy<Value = AckPoint> {
+    prop_oneof![Just(AckPoint::AfterExit), Just(AckPoint::AtException)]
+}
+
 /// Replays `events`; the first broken invariant fails the case.
 ///
 /// The model's vGIC follows the `IrqChip` contract (a virtual interrupt is
@@ -215,11 +246,13 @@ fn run(
     cpus: usize,
     vcpus: usize,
     offset: Option<Offset>,
+    ack: AckPoint,
     events: &[Event],
     resample: bool,
 ) -> Result<Hypervisor, TestCaseError> {
     let mut hv = Hypervisor::new(cpus, vcpus);
     hv.set_level_resample(resample);
+    hv.set_ack_point(ack);
     if let Some(Offset { offset, start }) = offset {
         hv.step(Step::Advance(start))
             .map_err(|v| TestCaseError::fail(format!("advance to {start}: {v}")))?;
@@ -241,8 +274,8 @@ proptest! {
     #![proptest_config(cases(3000))]
     /// One vCPU on one CPU: the run loop, interrupts, WFI.
     #[test]
-    fn one_vcpu_one_cpu(offset in counter_offset(false), steps in history(1, 1, 80, false)) {
-        run(1, 1, offset, &steps, false)?;
+    fn one_vcpu_one_cpu(offset in counter_offset(false), ack in ack_point(), steps in history(1, 1, 80, false)) {
+        run(1, 1, offset, ack, &steps, false)?;
     }
 }
 
@@ -250,8 +283,8 @@ proptest! {
     #![proptest_config(cases(3000))]
     /// One vCPU moving between three CPUs.
     #[test]
-    fn migration_across_cpus(offset in counter_offset(false), steps in history(3, 1, 80, false)) {
-        run(3, 1, offset, &steps, false)?;
+    fn migration_across_cpus(offset in counter_offset(false), ack in ack_point(), steps in history(3, 1, 80, false)) {
+        run(3, 1, offset, ack, &steps, false)?;
     }
 }
 
@@ -259,8 +292,8 @@ proptest! {
     #![proptest_config(cases(2000))]
     /// Three vCPUs time-sliced on one CPU.
     #[test]
-    fn time_slicing_on_one_cpu(offset in counter_offset(false), steps in history(1, 3, 100, false)) {
-        run(1, 3, offset, &steps, false)?;
+    fn time_slicing_on_one_cpu(offset in counter_offset(false), ack in ack_point(), steps in history(1, 3, 100, false)) {
+        run(1, 3, offset, ack, &steps, false)?;
     }
 }
 
@@ -268,8 +301,8 @@ proptest! {
     #![proptest_config(cases(1500))]
     /// Three vCPUs on two CPUs: slicing and migration together.
     #[test]
-    fn vcpus_and_cpus(offset in counter_offset(false), steps in history(2, 3, 120, false)) {
-        run(2, 3, offset, &steps, false)?;
+    fn vcpus_and_cpus(offset in counter_offset(false), ack in ack_point(), steps in history(2, 3, 120, false)) {
+        run(2, 3, offset, ack, &steps, false)?;
     }
 }
 
@@ -278,8 +311,8 @@ proptest! {
     /// Any register value the guest writes (CVAL near the top, any TVAL,
     /// any CTL bits) and large jumps of the counter.
     #[test]
-    fn wild_guest_values(offset in counter_offset(true), steps in history(2, 2, 80, true)) {
-        run(2, 2, offset, &steps, false)?;
+    fn wild_guest_values(offset in counter_offset(true), ack in ack_point(), steps in history(2, 2, 80, true)) {
+        run(2, 2, offset, ack, &steps, false)?;
     }
 }
 
@@ -289,8 +322,8 @@ proptest! {
     /// software (KVM's): a deactivated interrupt whose line is still high
     /// is pending again at the next entry.
     #[test]
-    fn level_resampling_vgic(offset in counter_offset(false), steps in history(2, 2, 100, false)) {
-        run(2, 2, offset, &steps, true)?;
+    fn level_resampling_vgic(offset in counter_offset(false), ack in ack_point(), steps in history(2, 2, 100, false)) {
+        run(2, 2, offset, ack, &steps, true)?;
     }
 }
 
@@ -306,9 +339,14 @@ fn histories_reach_every_path() {
     let strategy = history(2, 3, 120, false);
     let mut total = arch_timer_virt_sim::Stats::default();
     let mut taken = 0;
-    for _ in 0..600 {
+    for i in 0..600 {
         let events = strategy.new_tree(&mut runner).unwrap().current();
-        let hv = run(2, 3, None, &events, false).unwrap();
+        let ack = if i % 2 == 0 {
+            AckPoint::AfterExit
+        } else {
+            AckPoint::AtException
+        };
+        let hv = run(2, 3, None, ack, &events, false).unwrap();
         let s = hv.stats();
         total.raised += s.raised;
         total.background_wakeups += s.background_wakeups;
@@ -320,6 +358,7 @@ fn histories_reach_every_path() {
         total.exit_lowered += s.exit_lowered;
         total.unblock_raised += s.unblock_raised;
         total.load_raised += s.load_raised;
+        total.reactivated += s.reactivated;
         taken += (0..3)
             .map(|v| hv.vcpu(v).guest.timer_irqs_taken())
             .sum::<u64>();
@@ -332,13 +371,14 @@ fn histories_reach_every_path() {
     assert!(total.background_wakeups > 100, "{total:?}");
     assert!(total.immediate_wakeups > 100, "{total:?}");
     assert!(total.migrations > 100, "{total:?}");
-    // The acknowledge race (`Step::HostAck`, then the guest changes its
-    // timer, then `Step::HostHandle`) makes host interrupts spurious.
+    // The acknowledge race (`Step::Signal`, then the guest changes its
+    // timer, then the exception) makes host interrupts spurious.
     assert!(total.spurious > 5, "{total:?}");
     assert!(total.reraised > 8, "{total:?}");
     assert!(total.exit_lowered > 150, "{total:?}");
     assert!(total.unblock_raised > 100, "{total:?}");
     assert!(total.load_raised > 50, "{total:?}");
+    assert!(total.reactivated > 0, "{total:?}");
     assert_eq!(
         total.orphan, 0,
         "put disables the timer, so no PPI is taken with no vCPU loaded"

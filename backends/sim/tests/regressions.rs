@@ -1,6 +1,6 @@
 //! Shrunk failing histories found by the property tests, kept as tests.
 
-use arch_timer_virt_sim::{GuestOp, Handler, Hypervisor, Invariant, Step};
+use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Invariant, Step};
 
 fn guest(op: GuestOp) -> Step {
     Step::Guest { cpu: 0, op }
@@ -94,10 +94,10 @@ fn deactivate_with_line_high_then_wfi() {
     assert!(hv.vcpu(0).host_irqs() <= hv.vcpu(0).expiries() + 1);
 }
 
-/// The acknowledge race: the host acknowledges the vtimer PPI, the guest
-/// runs again before the handler does and disables its timer, so
-/// `handle_host_irq` finds it spurious and must release the PPI; when the
-/// guest enables the timer again, the expiry reaches it.
+/// The acknowledge race: the vtimer PPI is signalled, the guest disables
+/// its timer before the exception is taken, the acknowledge still returns
+/// the PPI, so `handle_host_irq` finds it spurious and must release the
+/// PPI; when the guest enables the timer again, the expiry reaches it.
 #[test]
 fn acknowledge_race_is_spurious_and_releases_the_ppi() {
     let mut hv = Hypervisor::new(1, 1);
@@ -106,8 +106,7 @@ fn acknowledge_race_is_spurious_and_releases_the_ppi() {
         Step::Enter { cpu: 0 },
         guest(GuestOp::SetCval { ahead: 0 }),
         guest(GuestOp::SetCtl(1)),
-        Step::HostAck { cpu: 0 },
-        Step::Enter { cpu: 0 },
+        Step::Signal { cpu: 0 },
         guest(GuestOp::SetCtl(0)),
         Step::HostHandle { cpu: 0 },
         Step::Enter { cpu: 0 },
@@ -121,4 +120,60 @@ fn acknowledge_race_is_spurious_and_releases_the_ppi() {
     }
     assert_eq!(hv.stats().spurious, 1);
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
+}
+
+/// Found by `vcpus_and_cpus` in CI: the guest deactivates with its
+/// condition still met, so the PPI is signalled again; the guest moves CVAL
+/// one tick ahead before the exception is taken; the exception's
+/// `after_exit` finds the condition cleared, lowers the line and
+/// deactivates the PPI; the tick passes before the handler runs, which
+/// finds the timer asserted and raises the line. With the acknowledge
+/// before `after_exit` (an EL2 vector that acknowledges at once), the
+/// library left the PPI inactive with the line high, and the host took it
+/// again while the guest had the virtual interrupt pending (a storm);
+/// `handle_host_irq` now makes the PPI active again. Checked with the
+/// acknowledge at both points.
+fn cval_moved_ahead_while_the_ppi_is_signalled(ack: AckPoint) {
+    let mut hv = Hypervisor::new(1, 1);
+    hv.set_ack_point(ack);
+    let steps = [
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCtl(1)),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+        guest(GuestOp::Handle(Handler::Nothing)),
+        guest(GuestOp::Deactivate),
+        Step::Signal { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 1 }),
+        Step::HostAck { cpu: 0 },
+        Step::Advance(1),
+        Step::HostHandle { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "{ack:?}: step {i} {s:?} was skipped");
+        if s == (Step::HostHandle { cpu: 0 }) {
+            assert!(
+                !hv.machine().timer_irq_signalled(0),
+                "{ack:?}: the PPI is signalled while the guest has the interrupt pending"
+            );
+        }
+    }
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2, "{ack:?}");
+    assert_eq!(hv.vcpu(0).host_irqs(), 2, "{ack:?}");
+    let reactivated = u64::from(ack == AckPoint::AtException);
+    assert_eq!(hv.stats().reactivated, reactivated, "{ack:?}");
+}
+
+#[test]
+fn cval_moved_ahead_while_signalled_with_the_acknowledge_after_exit() {
+    cval_moved_ahead_while_the_ppi_is_signalled(AckPoint::AfterExit);
+}
+
+#[test]
+fn cval_moved_ahead_while_signalled_with_the_acknowledge_in_the_vector() {
+    cval_moved_ahead_while_the_ppi_is_signalled(AckPoint::AtException);
 }
