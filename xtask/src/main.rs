@@ -2,6 +2,7 @@
 //! demo`, `cargo xtask bench`. Run `cargo xtask help` for the list.
 
 use std::env;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 mod msrv;
@@ -22,6 +23,9 @@ const EXAMPLE: &str = "qemu-hypervisor";
 type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
+    // Paths on the command line are the caller's; resolve them before
+    // moving to the workspace root.
+    let caller_dir = env::current_dir().unwrap_or_default();
     // Run from the workspace root whatever the caller's directory.
     if let Some(root) = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()
         && let Err(e) = env::set_current_dir(root)
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
-        Some("qemu") => qemu_run(&args[1..]),
+        Some("qemu") => qemu_run(&args[1..], &caller_dir),
         Some("bench") => bench(),
         Some("msrv") => msrv::check(),
         Some("help" | "--help" | "-h") | None => {
@@ -158,9 +162,10 @@ fn demo(args: &[String]) -> Result {
             "demo",
         ]);
     }
+    ensure_target()?;
     qemu::ensure_qemu()?;
     let image = qemu::build()?;
-    let run = qemu::parse_run(&[])?;
+    let run = qemu::parse_run(&[], Path::new("."))?;
     println!("==> booting the example hypervisor: periodic virtual timer, GICv3, non-VHE host");
     let outcome = qemu::boot(&image, &run, true)?;
     if outcome.passed {
@@ -170,8 +175,9 @@ fn demo(args: &[String]) -> Result {
     }
 }
 
-fn qemu_run(args: &[String]) -> Result {
-    let run = qemu::parse_run(args)?;
+fn qemu_run(args: &[String], caller_dir: &Path) -> Result {
+    let run = qemu::parse_run(args, caller_dir)?;
+    ensure_target()?;
     qemu::ensure_qemu()?;
     let image = qemu::build()?;
     let outcome = qemu::boot(&image, &run, true)?;

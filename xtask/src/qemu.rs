@@ -71,8 +71,9 @@ impl Outcome {
     }
 }
 
-/// Parses `--scenario NAME|N --gic 2|3 --mode vhe|nvhe --smp N --guest FILE`.
-pub(crate) fn parse_run(args: &[String]) -> Result<Run> {
+/// Parses `--scenario NAME|N --gic 2|3 --mode vhe|nvhe --smp N --guest FILE`;
+/// a relative `FILE` is taken from `caller_dir`.
+pub(crate) fn parse_run(args: &[String], caller_dir: &Path) -> Result<Run> {
     let mut run = Run {
         scenario: 1,
         gic: 3,
@@ -110,11 +111,16 @@ pub(crate) fn parse_run(args: &[String]) -> Result<Run> {
                 run.smp = value()?.parse().map_err(|e| format!("--smp: {e}"))?;
             }
             "--guest" => {
-                run.guest = Some(PathBuf::from(value()?));
-                run.scenario = EXTERNAL_SCENARIO;
+                run.guest = Some(caller_dir.join(value()?));
             }
             other => return Err(format!("unknown option `{other}`")),
         }
+    }
+    if run.guest.is_some() {
+        if args.iter().any(|a| a == "--scenario") && run.scenario != EXTERNAL_SCENARIO {
+            return Err("--guest runs the `external` scenario; drop --scenario".into());
+        }
+        run.scenario = EXTERNAL_SCENARIO;
     }
     if run.smp == 0 {
         run.smp = SCENARIOS
@@ -414,19 +420,22 @@ mod tests {
     #[test]
     fn options_parse_and_the_guest_selects_the_external_scenario() {
         let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let r = parse_run(&args(&[
-            "--scenario",
-            "migration",
-            "--gic",
-            "2",
-            "--mode",
-            "vhe",
-        ]));
+        let here = Path::new("/caller");
+        let r = parse_run(
+            &args(&["--scenario", "migration", "--gic", "2", "--mode", "vhe"]),
+            here,
+        );
         let r = r.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((r.scenario, r.gic, r.vhe, r.smp), (7, 2, true, 2));
-        let r = parse_run(&args(&["--guest", "g.elf"])).unwrap_or_else(|e| panic!("{e}"));
+        let r = parse_run(&args(&["--guest", "g.elf"]), here).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.scenario, EXTERNAL_SCENARIO);
-        assert!(parse_run(&args(&["--gic", "4"])).is_err());
-        assert!(parse_run(&args(&["--scenario", "nope"])).is_err());
+        assert_eq!(r.guest.as_deref(), Some(Path::new("/caller/g.elf")));
+        let r =
+            parse_run(&args(&["--guest", "/abs/g.bin"]), here).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.guest.as_deref(), Some(Path::new("/abs/g.bin")));
+        assert!(parse_run(&args(&["--guest", "g.elf", "--scenario", "periodic"]), here).is_err());
+        assert!(parse_run(&args(&["--scenario", "external", "--guest", "g.elf"]), here).is_ok());
+        assert!(parse_run(&args(&["--gic", "4"]), here).is_err());
+        assert!(parse_run(&args(&["--scenario", "nope"]), here).is_err());
     }
 }
