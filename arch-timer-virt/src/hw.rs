@@ -94,6 +94,14 @@ pub trait IrqChip {
     /// has deactivated it makes it pending again. Lowering it withdraws a
     /// still-pending interrupt; an active one is left to the guest.
     ///
+    /// A line that is not mapped (the emulated physical timer's) is
+    /// level-sensitive: if it is still high when the guest deactivates the
+    /// interrupt, the interrupt is pending again without another raise
+    /// (the library raises a line only when its level changes). A GIC
+    /// backend does this by asking for an EOI maintenance interrupt and
+    /// re-injecting; a mapped line needs nothing of the kind, since the
+    /// physical PPI signals again.
+    ///
     /// # Errors
     ///
     /// Whatever the backend cannot do.

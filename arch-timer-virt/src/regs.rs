@@ -33,7 +33,10 @@ impl TimerReg {
 
 impl VcpuTimer {
     /// Reads a timer register, whether the vCPU is loaded or not (from the
-    /// hardware while the virtual timer is on it).
+    /// hardware while the virtual timer is on it): what the guest reads.
+    /// A VM-wide counter offset set while the vCPU is loaded shows only
+    /// once the vCPU takes it (at its next [`load`](Self::load) or
+    /// [`set_reg`](Self::set_reg)).
     #[doc(alias = "kvm_arm_timer_get_reg")]
     #[must_use]
     pub fn get_reg<H: TimerHw + ?Sized>(
@@ -85,8 +88,15 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        let on_hardware =
-            timer == TimerId::Virtual && self.vtimer.residency() == Residency::Hardware;
+        // A loaded vCPU takes a new VM-wide offset here, which moves its
+        // virtual count under the live timer: saved and restored around it
+        // like a virtual timer register write.
+        let offset_moves = self.loaded
+            && vm
+                .counter_offset()
+                .is_some_and(|offset| offset != self.vtimer.offset());
+        let on_hardware = (timer == TimerId::Virtual || offset_moves)
+            && self.vtimer.residency() == Residency::Hardware;
         if on_hardware {
             self.save(hw);
         }
@@ -137,15 +147,19 @@ impl VcpuTimer {
         Ok(())
     }
 
-    /// The timer's state as it is now: read from the hardware while the
-    /// virtual timer is on it, with the VM-wide offset applied.
+    /// The timer's state as the guest sees it now: read from the hardware
+    /// while the virtual timer is on it; with the VM-wide offset applied
+    /// unless the vCPU is loaded (a loaded vCPU runs with the offset it
+    /// took at `load` or at its last `set_reg`).
     fn current<H: TimerHw + ?Sized>(&self, vm: &VmTimer, hw: &H, timer: TimerId) -> TimerContext {
         let mut ctx = self.context(timer).clone();
         if timer == TimerId::Virtual && ctx.residency() == Residency::Hardware {
             ctx.set_ctl(hw.vtimer_ctl());
             ctx.set_cval(hw.vtimer_cval());
         }
-        if let Some(offset) = vm.counter_offset() {
+        if !self.loaded
+            && let Some(offset) = vm.counter_offset()
+        {
             ctx.set_offset(offset);
         }
         ctx

@@ -65,6 +65,10 @@ pub struct TimerLevels {
 /// `block`/`unblock` may nest in the orders `block, put, load, unblock` and
 /// `block, unblock`, and the registers are written only when the state
 /// really moves.
+///
+/// A clone copies the record, not the hardware: a clone of a loaded
+/// `VcpuTimer` also believes its virtual timer is on the CPU. Use such a
+/// clone as a snapshot to read; drive only the original.
 #[derive(Clone, Debug)]
 #[doc(alias = "arch_timer_cpu")]
 pub struct VcpuTimer {
@@ -73,7 +77,8 @@ pub struct VcpuTimer {
     host_ppi: IntId,
     forwarding: Forwarding,
     pub(crate) loaded: bool,
-    mapped: bool,
+    /// The (virtual INTID, host PPI) pair mapped with the HW bit.
+    mapped: Option<(IntId, IntId)>,
     /// The physical PPI was deactivated by this vCPU's `after_exit` (or
     /// `reset`, or a register write) since the last guest entry: a host
     /// interrupt acknowledged at that exit may have lost its active state.
@@ -102,7 +107,7 @@ impl VcpuTimer {
             host_ppi: vm.host_virtual_ppi(),
             forwarding: vm.forwarding(),
             loaded: false,
-            mapped: false,
+            mapped: None,
             host_released: false,
             background_armed: false,
             physical_armed: false,
@@ -206,10 +211,15 @@ impl VcpuTimer {
 
         let virtual_active = match self.forwarding {
             Forwarding::Hardware => {
-                if !self.mapped {
-                    chip.map_virtual(self.vtimer.irq(), self.host_ppi)
-                        .map_err(Error::IrqChip)?;
-                    self.mapped = true;
+                // Once per vCPU; again only if it is loaded with another
+                // VM's interrupt numbers.
+                let pair = (self.vtimer.irq(), self.host_ppi);
+                if self.mapped != Some(pair) {
+                    if let Some((old, _)) = self.mapped.take() {
+                        chip.unmap_virtual(old).map_err(Error::IrqChip)?;
+                    }
+                    chip.map_virtual(pair.0, pair.1).map_err(Error::IrqChip)?;
+                    self.mapped = Some(pair);
                 }
                 chip.virtual_active(self.vtimer.irq())
                     .map_err(Error::IrqChip)?
@@ -526,12 +536,17 @@ impl VcpuTimer {
         Ok(HostIrq::Raised)
     }
 
-    /// The emulated physical timer's soft timer expired: raises its line if
-    /// its condition holds. Returns whether the line is high.
+    /// The emulated physical timer's soft timer expired: brings its line in
+    /// step with its condition (raised if it holds; lowered if it no
+    /// longer does, as after the counter was moved back). Returns whether
+    /// the line is high.
     ///
     /// # Errors
     ///
-    /// [`Error::IrqChip`].
+    /// [`Error::NotLoaded`] if the vCPU is not loaded (a soft timer that
+    /// fired while [`put`](Self::put) cancelled it): nothing is touched,
+    /// the next [`before_entry`](Self::before_entry) looks at the timer
+    /// again. [`Error::IrqChip`].
     pub fn physical_timer_expired<H, C>(
         &mut self,
         hw: &mut H,
@@ -542,11 +557,14 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
     {
         self.physical_armed = false;
-        let fire = self.ptimer.should_fire(hw.physical_count());
-        if fire && !self.ptimer.level() {
-            self.set_level(TimerId::Physical, true, chip)?;
+        if !self.loaded {
+            return Err(Error::NotLoaded);
         }
-        Ok(self.ptimer.level())
+        let fire = self.ptimer.should_fire(hw.physical_count());
+        if fire != self.ptimer.level() {
+            self.set_level(TimerId::Physical, fire, chip)?;
+        }
+        Ok(fire)
     }
 
     /// With [`Forwarding::Masking`]: whether a line level changed since the

@@ -94,10 +94,13 @@ impl VmTimer {
     /// Sets the VM-wide counter offset (for example when restoring a
     /// migrated VM, so that its counter continues where it stopped).
     ///
-    /// It wins over per-vCPU `CNT` writes from then on. Register reads and
-    /// writes see it at once; a vCPU puts it on the hardware at its next
-    /// [`load`](crate::VcpuTimer::load), so set it while the vCPUs are
-    /// scheduled out (as a VMM does before the first run after a restore).
+    /// It wins over per-vCPU `CNT` writes from then on. A vCPU that is not
+    /// loaded has it at once (its register reads see it); a loaded vCPU
+    /// takes it at its next [`load`](crate::VcpuTimer::load) or
+    /// [`set_reg`](crate::VcpuTimer::set_reg) and until then runs, and
+    /// reads, with the offset it had. So set it while the vCPUs are
+    /// scheduled out (as a VMM does before the first run after a restore,
+    /// and as KVM requires), and every vCPU changes over together.
     /// Allowed at any time, also after the configuration is locked.
     pub const fn set_counter_offset(&mut self, offset: Ticks) {
         self.counter_offset = Some(offset);

@@ -43,6 +43,7 @@ enum Op {
     Advance(u64),
     SetCounter(u64),
     VmOffset(u64),
+    SetIrqs(u32, u32),
     Load,
     Put,
     Block,
@@ -59,13 +60,15 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (timer_id(), timer_reg()).prop_map(|(t, r)| Op::Get(t, r)),
         2 => (any::<u32>(), value()).prop_map(|(iss, v)| Op::Trap(iss, v)),
         2 => (any::<u32>(), value()).prop_map(|(low, v)| {
-            // A timer-register ISS with arbitrary Rt, direction, op2 and CRm.
-            let iss = (3 << 20) | (3 << 14) | (14 << 10) | (low & 0x3e3ff);
+            // A timer-register ISS (Op0 3, Op1 3, CRn 14) with arbitrary
+            // direction (bit 0), CRm (4:1), Rt (9:5) and Op2 (19:17).
+            let iss = (3 << 20) | (3 << 14) | (14 << 10) | (low & 0xe_03ff);
             Op::Trap(iss, v)
         }),
         2 => value().prop_map(Op::Advance),
         1 => value().prop_map(Op::SetCounter),
         1 => value().prop_map(Op::VmOffset),
+        1 => (0_u32..48, 0_u32..48).prop_map(|(v, p)| Op::SetIrqs(v, p)),
         1 => Just(Op::Load),
         1 => Just(Op::Put),
         1 => Just(Op::Block),
@@ -125,6 +128,22 @@ proptest! {
                 Op::Advance(d) => cpu.now = cpu.now.wrapping_add(d),
                 Op::SetCounter(v) => cpu.now = v,
                 Op::VmOffset(v) => vm.set_counter_offset(Ticks::new(v)),
+                Op::SetIrqs(v, p) => {
+                    if let (Ok(vi), Ok(pi)) = (IntId::ppi(v), IntId::ppi(p)) {
+                        let before = (vm.virtual_irq(), vm.physical_irq());
+                        let r = vm.set_irqs(vi, pi);
+                        if vm.is_locked() {
+                            prop_assert_eq!(r, Err(Error::ConfigLocked));
+                        } else if v == p {
+                            prop_assert_eq!(r, Err(Error::DuplicatePpi(vi)));
+                        } else {
+                            prop_assert_eq!(r, Ok(()));
+                        }
+                        if r.is_err() {
+                            prop_assert_eq!((vm.virtual_irq(), vm.physical_irq()), before);
+                        }
+                    }
+                }
                 Op::Load => {
                     let was = timer.is_loaded();
                     let r = timer.load(&vm, &mut cpu, &mut chip);
@@ -154,7 +173,12 @@ proptest! {
                     prop_assert!(timer.handle_host_irq(&mut cpu, &mut chip).is_ok());
                 }
                 Op::Expire => {
-                    prop_assert!(timer.physical_timer_expired(&mut cpu, &mut chip).is_ok());
+                    let r = timer.physical_timer_expired(&mut cpu, &mut chip);
+                    if timer.is_loaded() {
+                        prop_assert!(r.is_ok());
+                    } else {
+                        prop_assert_eq!(r, Err(Error::NotLoaded));
+                    }
                 }
                 Op::Reset => prop_assert_eq!(timer.reset(&mut cpu, &mut chip, &mut soft), Ok(())),
             }
@@ -202,8 +226,12 @@ proptest! {
     }
 
     /// PPI validation: exactly 16..=31 accepted; two timers never share one.
+    /// Values around the PPI range, and any value at all.
     #[test]
-    fn configuration_is_validated(v in any::<u32>(), p in any::<u32>()) {
+    fn configuration_is_validated(
+        v in prop_oneof![3 => 0_u32..48, 1 => any::<u32>()],
+        p in prop_oneof![3 => 0_u32..48, 1 => any::<u32>()],
+    ) {
         let ok = |n: u32| (16..=31).contains(&n);
         prop_assert_eq!(IntId::ppi(v).is_ok(), ok(v));
         let mut vm = VmTimer::new();

@@ -406,6 +406,47 @@ fn the_mapping_is_made_once() {
     }
 }
 
+/// A vCPU loaded with another VM's interrupt numbers (a VMM that moved it
+/// to a new `VmTimer`) drops the old HW mapping and makes the new one,
+/// once.
+#[test]
+fn a_new_vm_configuration_replaces_the_mapping() {
+    let ppi = |n| IntId::ppi(n).unwrap_or(VTIMER);
+    let first = VmTimer::new();
+    let mut second = VmTimer::new();
+    assert_eq!(second.set_irqs(ppi(20), ppi(21)), Ok(()));
+    let mut timer = VcpuTimer::new();
+    let mut seq = Sequence::new();
+    let mut chip = quiet_chip();
+    chip.checkpoint();
+    chip.expect_map_virtual()
+        .with(eq(VTIMER), eq(VTIMER))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    chip.expect_unmap_virtual()
+        .with(eq(VTIMER))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    chip.expect_map_virtual()
+        .with(eq(ppi(20)), eq(VTIMER))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    chip.expect_virtual_active().returning(|_| Ok(false));
+    chip.expect_set_host_active().returning(|_, _| Ok(()));
+    chip.expect_set_host_masked().returning(|_, _| Ok(()));
+    let mut hw = quiet_hw();
+    hw.expect_vtimer_ctl().return_const(TimerCtl::empty());
+    hw.expect_vtimer_cval().return_const(Ticks::ZERO);
+    for vm in [&first, &second, &second] {
+        assert_eq!(timer.load(vm, &mut hw, &mut chip), Ok(()));
+        assert_eq!(timer.put(&mut hw, &mut quiet_soft()), Ok(()));
+    }
+    assert_eq!(timer.vtimer().irq(), ppi(20));
+}
+
 #[test]
 fn configured_interrupt_numbers_are_used_at_load() {
     let mut vm = VmTimer::new();

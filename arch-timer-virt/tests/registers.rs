@@ -484,3 +484,44 @@ fn load_lowers_a_line_whose_condition_was_cleared_while_away() {
     let _ = SoftTimer::Physical;
     let _ = TimerCtl::empty();
 }
+
+/// A VM-wide counter offset set while a vCPU is loaded: the vCPU keeps
+/// running and reading with its old offset (what the guest sees) until a
+/// register write takes it, which moves CNTVOFF_EL2 under a saved timer
+/// and restores the timer afterwards; a vCPU that is not loaded sees it
+/// at once.
+#[test]
+fn vm_offset_set_while_loaded_is_taken_at_the_next_register_write() {
+    let mut rig = Rig::loaded(10_000);
+    rig.set(TimerId::Virtual, TimerReg::Cval, 9_500);
+    rig.set(TimerId::Virtual, TimerReg::Ctl, ENABLE);
+    assert_eq!(rig.get(TimerId::Virtual, TimerReg::Cnt), 10_000);
+
+    rig.vm.set_counter_offset(Ticks::new(1_000));
+    assert_eq!(rig.cpu.cntvoff, 0, "not on the hardware yet");
+    assert_eq!(
+        rig.get(TimerId::Virtual, TimerReg::Cnt),
+        10_000,
+        "the guest still counts from 0"
+    );
+    assert_eq!(rig.get(TimerId::Physical, TimerReg::Cnt), 10_000);
+
+    // Any register write takes it, on both timers, with the virtual
+    // timer back on the hardware afterwards.
+    rig.set(TimerId::Physical, TimerReg::Ctl, 0);
+    assert_eq!(rig.cpu.cntvoff, 1_000);
+    assert_eq!(rig.get(TimerId::Virtual, TimerReg::Cnt), 9_000);
+    assert_eq!(rig.get(TimerId::Physical, TimerReg::Cnt), 9_000);
+    assert_eq!((rig.cpu.ctl, rig.cpu.cval), (ENABLE, 9_500));
+    assert_eq!(
+        rig.get(TimerId::Virtual, TimerReg::Ctl),
+        ENABLE,
+        "9,000 < 9,500: no longer met"
+    );
+
+    // Not loaded: at once.
+    assert_eq!(rig.timer.put(&mut rig.cpu, &mut rig.soft), Ok(()));
+    rig.vm.set_counter_offset(Ticks::new(4_000));
+    assert_eq!(rig.get(TimerId::Virtual, TimerReg::Cnt), 6_000);
+    assert_eq!(rig.cpu.cntvoff, 0);
+}
