@@ -7,7 +7,8 @@ use core::convert::Infallible;
 use core::fmt;
 
 use arch_timer_virt::{
-    Error, HostIrq, IntId, Residency, SoftTimer, Ticks, VcpuTimer, VmTimer, Wakeup,
+    Error, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer,
+    Wakeup,
 };
 
 use crate::guest::{Guest, GuestOp};
@@ -99,6 +100,20 @@ pub enum Step {
         /// The vCPU.
         vcpu: usize,
     },
+    /// The VMM saves `vcpu`'s timer registers (`TimerReg::MIGRATION` of
+    /// both timers, with `get_reg`) and writes them back (`set_reg`) in the
+    /// order `order` picks, exiting the guest first if it runs; loaded or
+    /// not. With `fresh`, into a new `VcpuTimer` that replaces the old one
+    /// (a restore on another host), if the vCPU is neither loaded nor
+    /// asleep and has no interrupt in flight; otherwise into the same one.
+    SaveRestore {
+        /// The vCPU.
+        vcpu: usize,
+        /// Which of the orders of the six writes.
+        order: u8,
+        /// Restore into a new `VcpuTimer`.
+        fresh: bool,
+    },
 }
 
 /// When the host acknowledges an interrupt that exits the guest.
@@ -179,6 +194,7 @@ pub struct Vcpu {
     expiries: u64,
     host_irqs: u64,
     raises_seen: u64,
+    refires: u64,
 }
 
 impl Vcpu {
@@ -239,6 +255,11 @@ pub struct Stats {
     pub reactivated: u64,
     /// vCPU loads onto a different CPU than the last one.
     pub migrations: u64,
+    /// Register save/restore round trips ([`Step::SaveRestore`]) of a
+    /// loaded vCPU.
+    pub loaded_restores: u64,
+    /// Round trips into a new `VcpuTimer`.
+    pub fresh_restores: u64,
 }
 
 /// A hypervisor on a [`Machine`]: one VM whose vCPUs it loads, runs,
@@ -277,6 +298,7 @@ impl Hypervisor {
                     expiries: 0,
                     host_irqs: 0,
                     raises_seen: 0,
+                    refires: 0,
                 })
                 .collect(),
             vm,
@@ -438,9 +460,18 @@ impl Hypervisor {
                 let Some(vcpu) = self.on_cpu[cpu] else {
                     return Ok(false);
                 };
-                self.vcpus[vcpu]
-                    .guest
-                    .perform(op, &mut self.machine, vcpu, cpu);
+                let vintid = self.vm.virtual_irq();
+                let before = self.machine.virtual_irq(vcpu, vintid).deactivations;
+                let v = &mut self.vcpus[vcpu];
+                v.guest.perform(op, &mut self.machine, vcpu, cpu);
+                // A deactivation with the timer still asserted lets the
+                // level-triggered PPI fire again: one more host interrupt
+                // is no storm.
+                if self.machine.virtual_irq(vcpu, vintid).deactivations > before
+                    && v.guest.timer().asserted(self.machine.now())
+                {
+                    v.refires = v.refires.saturating_add(1);
+                }
                 Ok(true)
             }
             Step::Wfi { cpu } => {
@@ -529,7 +560,91 @@ impl Hypervisor {
                 self.wake(vcpu)?;
                 Ok(true)
             }
+            Step::SaveRestore { vcpu, order, fresh } => {
+                if vcpu >= self.vcpus.len() {
+                    return Ok(false);
+                }
+                self.save_restore(vcpu, order, fresh)?;
+                Ok(true)
+            }
         }
+    }
+
+    /// [`Step::SaveRestore`].
+    fn save_restore(&mut self, vcpu: usize, order: u8, fresh: bool) -> Result<(), Violation> {
+        let loaded_on = self.vcpus[vcpu].cpu;
+        if let Some(cpu) = loaded_on {
+            // The VMM's register calls come while the vCPU is out of the
+            // guest, with the run loop's business done.
+            self.take_signalled(cpu)?;
+            if self.in_guest[cpu] {
+                self.exit(cpu)?;
+            }
+            self.run_handler(cpu)?;
+        }
+        // An unloaded vCPU's registers are reached through any CPU's
+        // counter; its timer registers must not be touched.
+        let cpu = loaded_on.unwrap_or(0);
+        let regs = [TimerId::Virtual, TimerId::Physical]
+            .into_iter()
+            .flat_map(|t| TimerReg::MIGRATION.map(|r| (t, r)));
+        let v = &mut self.vcpus[vcpu];
+        let p = self.machine.ports(cpu, vcpu);
+        let saved: Vec<_> = regs
+            .map(|(t, r)| (t, r, v.timer.get_reg(&self.vm, &p.timer, t, r)))
+            .collect();
+        let idle = {
+            let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+            let soft = self.machine.soft_timers(vcpu);
+            !virq.line
+                && virq.state == VirtualState::Inactive
+                && soft.background.is_none()
+                && soft.physical.is_none()
+        };
+        let v = &mut self.vcpus[vcpu];
+        if fresh && loaded_on.is_none() && !v.blocked && idle {
+            v.timer = VcpuTimer::new();
+            self.stats.fresh_restores = self.stats.fresh_restores.saturating_add(1);
+        }
+        if loaded_on.is_some() {
+            self.stats.loaded_restores = self.stats.loaded_restores.saturating_add(1);
+        }
+        let before = loaded_on.is_none().then(|| self.machine.cpu(cpu).timer);
+        let mut p = self.machine.ports(cpu, vcpu);
+        let mut writes = saved.clone();
+        // Six writes: rotate by `order`, and reverse for odd `order / 6`.
+        let n = writes.len().max(1);
+        writes.rotate_left(usize::from(order) % n);
+        if (order / 6) % 2 == 1 {
+            writes.reverse();
+        }
+        for &(t, r, value) in &writes {
+            v.timer
+                .set_reg(&self.vm, &mut p.timer, &mut p.gic, t, r, value)
+                .map_err(|e| library("set_reg", e))?;
+        }
+        let p = self.machine.ports(cpu, vcpu);
+        for &(t, r, value) in &saved {
+            let now = v.timer.get_reg(&self.vm, &p.timer, t, r);
+            if now != value {
+                return Err(violation(
+                    Invariant::Migration,
+                    format!(
+                        "vCPU {vcpu}: {t:?} {r:?} read {value:#x} before a save/restore round \
+                         trip and {now:#x} after"
+                    ),
+                ));
+            }
+        }
+        if let Some(before) = before
+            && before != self.machine.cpu(cpu).timer
+        {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("registers of unloaded vCPU {vcpu} written to CPU {cpu}'s timer"),
+            ));
+        }
+        Ok(())
     }
 
     /// The vCPU loaded on `cpu`, if it is not sleeping.
@@ -569,12 +684,29 @@ impl Hypervisor {
             return Ok(());
         };
         let v = &mut self.vcpus[vcpu];
+        let saved = v.timer.vtimer().residency() == Residency::Memory;
+        let before = self.machine.counters();
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .put(&mut p.timer, &mut p.soft)
             .map_err(|e| library("put", e.widen()))?;
         v.cpu = None;
         self.on_cpu[cpu] = None;
+        // Invariant 3: a timer `block` saved is not saved again.
+        let made = self.machine.counters().since(&before);
+        let touched = made.ctl_reads + made.ctl_writes + made.cval_reads + made.cval_writes;
+        if saved && touched != 0 {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("put of vCPU {vcpu}, whose timer was saved, touched it again: {made}"),
+            ));
+        }
+        if !self.machine.cpu(cpu).timer.el1_physical_access {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("put of vCPU {vcpu} left CPU {cpu}'s EL1 physical timer access trapped"),
+            ));
+        }
         Ok(())
     }
 
@@ -654,13 +786,18 @@ impl Hypervisor {
                 ),
             ));
         }
-        if asserted && !virq.line && !self.machine.timer_irq_signalled(cpu) && !ppi.active {
+        // Active only counts while the guest holds the virtual interrupt or
+        // the host has just acknowledged the PPI: otherwise nothing will
+        // deactivate it.
+        let held = ppi.active && (virq.state.is_active() || self.handler_due[cpu].is_some());
+        if asserted && !virq.line && !self.machine.timer_irq_signalled(cpu) && !held {
             return Err(violation(
                 Invariant::LostInterrupt,
                 format!(
                     "after_exit left vCPU {vcpu}'s virtual line low on CPU {cpu} at {now} \
                      with its timer asserted ({truth:?}) and the PPI neither signalled nor \
-                     active ({ppi:?})"
+                     held active by the guest or an acknowledge ({ppi:?}, virtual {:?})",
+                    virq.state
                 ),
             ));
         }
@@ -789,6 +926,11 @@ impl Hypervisor {
         let acknowledged = match self.ack_point {
             AckPoint::AtException => {
                 let acknowledged = self.acknowledge(cpu, late)?;
+                // The handler is due from the acknowledge on, `after_exit`
+                // included.
+                if self.on_cpu[cpu].is_some() {
+                    self.handler_due[cpu] = acknowledged;
+                }
                 if self.in_guest[cpu] {
                     self.exit(cpu)?;
                 }
@@ -925,7 +1067,9 @@ impl Hypervisor {
         if self.machine.ordering_violations() != 0 {
             return Err(violation(
                 Invariant::OneHome,
-                "CNTV_CTL written after CNTV_CVAL without a barrier".to_owned(),
+                "virtual timer restored out of order: CNTV_CTL after CNTV_CVAL without a \
+                 barrier, or CNTV_CVAL/CNTVOFF_EL2 written while the timer was enabled"
+                    .to_owned(),
             ));
         }
         for cpu in 0..self.on_cpu.len() {
@@ -971,6 +1115,34 @@ impl Hypervisor {
                 ),
             ));
         }
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            return Ok(());
+        };
+        // The guest's CNTP_* accesses must trap, or it reaches the host's
+        // physical timer instead of its emulated one.
+        if regs.el1_physical_access {
+            return Err(violation(
+                Invariant::OneHome,
+                format!(
+                    "vCPU {vcpu} is loaded on CPU {cpu} with EL1 physical timer access allowed"
+                ),
+            ));
+        }
+        // Invariant 2 at every step, not only when the host happens to take
+        // the PPI: a PPI signalled while the guest holds the last virtual
+        // interrupt (pending or active) will be taken again.
+        let state = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).state;
+        if !self.resample
+            && state != VirtualState::Inactive
+            && self.machine.timer_irq_signalled(cpu)
+        {
+            return Err(violation(
+                Invariant::Storm,
+                format!(
+                    "the vtimer PPI is signalled on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -987,12 +1159,13 @@ impl Hypervisor {
             v.expiries = v.expiries.saturating_add(1);
         }
         v.asserted = asserted;
-        if v.host_irqs > v.expiries.saturating_add(virq.deactivations) {
+        if v.host_irqs > v.expiries.saturating_add(v.refires) {
             return Err(violation(
                 Invariant::Storm,
                 format!(
-                    "vCPU {vcpu}: {} host vtimer interrupts for {} expiries and {} deactivations",
-                    v.host_irqs, v.expiries, virq.deactivations
+                    "vCPU {vcpu}: {} host vtimer interrupts for {} expiries and {} deactivations \
+                     with the timer still asserted",
+                    v.host_irqs, v.expiries, v.refires
                 ),
             ));
         }

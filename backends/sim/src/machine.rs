@@ -25,8 +25,10 @@ pub struct TimerRegs {
     pub el1_physical_access: bool,
     /// A CVAL write not yet followed by a barrier.
     cval_unsynchronized: bool,
-    /// CTL writes by the hypervisor that followed a CVAL write with no
-    /// barrier in between (the timer could fire on the old CVAL).
+    /// Hypervisor writes out of the restore order: CTL after a CVAL write
+    /// with no barrier in between (the timer could fire on the old CVAL),
+    /// or CVAL or `CNTVOFF_EL2` while the timer is enabled (it could fire
+    /// on a half-restored state).
     pub ordering_violations: u64,
 }
 
@@ -287,11 +289,13 @@ impl Machine {
     /// its line has dropped since (the CPU interface may hand out an
     /// interrupt whose line fell after it was signalled: the race behind
     /// spurious timer interrupts). `None` (the spurious INTID) if it is
-    /// active already.
+    /// active or masked by now: the model hands out a stale interrupt as
+    /// long as its line is the only thing that changed, which real GICs do
+    /// only within a short window, so it finds every spurious path.
     pub fn host_acknowledge_late(&mut self, cpu: usize) -> Option<IntId> {
         let ppi = self.timer_ppi;
         let state = self.cpus[cpu].ppis.get_mut(ppi)?;
-        if state.active {
+        if state.active || !state.enabled {
             return None;
         }
         state.active = true;
@@ -397,6 +401,13 @@ impl SimTimer<'_> {
     fn record(&self, access: Access) {
         self.log.borrow_mut().record(access);
     }
+
+    /// A CVAL or offset write under an enabled timer is out of order.
+    fn note_enabled_write(&mut self) {
+        if self.regs.ctl.is_enabled() {
+            self.regs.ordering_violations = self.regs.ordering_violations.saturating_add(1);
+        }
+    }
 }
 
 impl TimerHw for SimTimer<'_> {
@@ -432,12 +443,14 @@ impl TimerHw for SimTimer<'_> {
 
     fn set_vtimer_cval(&mut self, cval: Ticks) {
         self.record(Access::WriteCval(cval));
+        self.note_enabled_write();
         self.regs.cval = cval;
         self.regs.cval_unsynchronized = true;
     }
 
     fn set_virtual_offset(&mut self, offset: Ticks) {
         self.record(Access::WriteOffset(offset));
+        self.note_enabled_write();
         self.regs.offset = offset;
     }
 
@@ -544,8 +557,8 @@ impl Machine {
         *self.soft[vcpu].slot(timer) = None;
     }
 
-    /// CTL writes by the hypervisor, on every CPU, that followed a CVAL
-    /// write with no barrier in between.
+    /// Hypervisor timer writes out of the restore order, on every CPU (see
+    /// [`TimerRegs::ordering_violations`]).
     #[must_use]
     pub fn ordering_violations(&self) -> u64 {
         self.cpus.iter().map(|c| c.timer.ordering_violations).sum()

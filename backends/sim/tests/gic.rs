@@ -191,6 +191,7 @@ fn every_access_is_counted_and_traced() {
     assert_eq!(m.take_trace().len(), 4);
     assert_eq!(m.ordering_violations(), 0);
     let mut p = m.ports(0, 0);
+    p.timer.set_vtimer_ctl(TimerCtl::empty());
     p.timer.set_vtimer_cval(Ticks::new(6));
     p.timer.set_vtimer_ctl(TimerCtl::ENABLE);
     assert_eq!(
@@ -198,4 +199,42 @@ fn every_access_is_counted_and_traced() {
         1,
         "CTL after CVAL without isb is caught"
     );
+    let mut p = m.ports(0, 0);
+    p.timer.set_vtimer_cval(Ticks::new(7));
+    assert_eq!(m.ordering_violations(), 2, "CVAL under an enabled timer");
+    let mut p = m.ports(0, 0);
+    p.timer.set_virtual_offset(Ticks::new(1));
+    assert_eq!(m.ordering_violations(), 3, "CNTVOFF under an enabled timer");
+}
+
+/// A late acknowledge (the PPI was signalled, its line dropped before the
+/// host read the IAR) still returns the PPI and makes it active, unless it
+/// is active or masked by then.
+#[test]
+fn late_acknowledge_returns_a_dropped_ppi_unless_active_or_masked() {
+    let mut m = Machine::new(1, 1);
+    let ppi = m.timer_ppi();
+    let mut p = m.ports(0, 0);
+    p.timer.set_vtimer_cval(Ticks::new(5));
+    p.timer.barrier();
+    p.timer.set_vtimer_ctl(TimerCtl::ENABLE);
+    m.advance(5);
+    assert!(m.timer_irq_signalled(0));
+    // The guest disables its timer: the line drops.
+    m.guest_write_ctl(0, 0);
+    assert!(!m.timer_irq_signalled(0));
+    assert_eq!(
+        m.host_acknowledge(0),
+        None,
+        "an ordinary acknowledge sees nothing"
+    );
+    assert_eq!(m.host_acknowledge_late(0), Some(ppi));
+    let state = m.cpu(0).ppis.get(ppi);
+    assert!(state.active && state.priority_held);
+    assert_eq!(m.host_acknowledge_late(0), None, "already active");
+    m.host_priority_drop(0, ppi);
+    m.host_deactivate(0, ppi);
+    let mut p = m.ports(0, 0);
+    p.gic.set_host_masked(ppi, true).unwrap();
+    assert_eq!(m.host_acknowledge_late(0), None, "masked");
 }
