@@ -156,10 +156,17 @@ impl VirtualInterface {
     }
 
     /// The guest deactivates `intid`; returns the physical INTID to
-    /// deactivate with it (HW bit).
+    /// deactivate with it (HW bit). An interrupt without the HW bit is
+    /// level-sensitive: if its line is still high it is pending again (the
+    /// `IrqChip` contract; GIC backends re-inject it on the EOI
+    /// maintenance interrupt).
     pub(crate) fn deactivate(&mut self, intid: IntId) -> Option<IntId> {
         let irq = self.get_mut(intid)?;
         irq.state = match irq.state {
+            VirtualState::Active if irq.hw.is_none() && irq.line => {
+                irq.raises = irq.raises.saturating_add(1);
+                VirtualState::Pending
+            }
             VirtualState::Active => VirtualState::Inactive,
             VirtualState::ActivePending => VirtualState::Pending,
             VirtualState::Inactive | VirtualState::Pending => return None,

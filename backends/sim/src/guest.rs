@@ -1,5 +1,6 @@
 //! A scripted guest: [`Guest`] and the operations it performs, [`GuestOp`].
 
+use arch_timer_virt::emulate::TimerSysReg;
 use arch_timer_virt::{IntId, Ticks, TimerCtl};
 
 use crate::Machine;
@@ -42,21 +43,32 @@ pub enum GuestOp {
     Deactivate,
     /// Masks (`true`) or unmasks its interrupts (`PSTATE.I`).
     MaskIrqs(bool),
+    /// Writes `CNTP_CVAL_EL0` = physical count + `ahead` (wrapping); traps
+    /// to the hypervisor, which emulates the physical timer.
+    PhysSetCval {
+        /// How far ahead of the physical count it reads.
+        ahead: u64,
+    },
+    /// Writes `CNTP_TVAL_EL0` (traps).
+    PhysSetTval(i32),
+    /// Writes `CNTP_CTL_EL0` (traps; any bits).
+    PhysSetCtl(u64),
 }
 
-/// The guest's own view of its virtual timer: what it last wrote.
+/// The guest's own view of one of its timers: what it last wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GuestTimer {
     /// ENABLE and IMASK as written.
     pub ctl: TimerCtl,
     /// CVAL as written (TVAL writes converted).
     pub cval: Ticks,
-    /// The virtual offset the guest's counter runs with.
+    /// The offset the guest's counter runs with (the VM's counter offset:
+    /// the hypervisor offsets the physical count it emulates too).
     pub offset: Ticks,
 }
 
 impl GuestTimer {
-    /// The guest's virtual count at physical count `now`.
+    /// The guest's count for this timer at physical count `now`.
     #[must_use]
     pub const fn virtual_count(&self, now: Ticks) -> Ticks {
         now.wrapping_sub(self.offset)
@@ -94,10 +106,13 @@ impl GuestTimer {
 #[derive(Clone, Debug, Default)]
 pub struct Guest {
     timer: GuestTimer,
+    ptimer: GuestTimer,
     vtimer_irq: Option<IntId>,
+    ptimer_irq: Option<IntId>,
     irqs_masked: bool,
     handling: Option<IntId>,
     taken: u64,
+    ptimer_taken: u64,
     stale: u64,
 }
 
@@ -111,16 +126,84 @@ impl Guest {
         }
     }
 
-    /// What the guest has written to its timer.
+    /// The same guest, also taking its physical timer's interrupt,
+    /// `ptimer_irq`.
+    #[must_use]
+    pub const fn with_physical_irq(mut self, ptimer_irq: IntId) -> Self {
+        self.ptimer_irq = Some(ptimer_irq);
+        self
+    }
+
+    /// What the guest has written to its virtual timer.
     #[must_use]
     pub const fn timer(&self) -> GuestTimer {
         self.timer
     }
 
-    /// Sets the virtual offset its counter runs with (the VM's counter
-    /// offset, applied by the hypervisor).
+    /// What the guest has written to its (emulated) physical timer.
+    #[must_use]
+    pub const fn ptimer(&self) -> GuestTimer {
+        self.ptimer
+    }
+
+    /// Sets the offset its counters run with (the VM's counter offset,
+    /// applied by the hypervisor to both timers).
     pub const fn set_counter_offset(&mut self, offset: Ticks) {
         self.timer.offset = offset;
+        self.ptimer.offset = offset;
+    }
+
+    /// The trapped physical timer write `op` makes, if it makes one: the
+    /// register and the value the guest writes at physical count `now`.
+    /// The hypervisor emulates it and then calls
+    /// [`wrote_ptimer`](Self::wrote_ptimer); [`perform`](Self::perform)
+    /// ignores such operations.
+    #[must_use]
+    pub fn trapped_write(&self, op: GuestOp, now: Ticks) -> Option<(TimerSysReg, u64)> {
+        let ahead = |ticks: u64| {
+            self.ptimer
+                .virtual_count(now)
+                .wrapping_add(Ticks::new(ticks))
+        };
+        Some(match op {
+            GuestOp::PhysSetCval { ahead: a } => (TimerSysReg::PhysicalCval, ahead(a).get()),
+            GuestOp::PhysSetTval(tval) => {
+                (TimerSysReg::PhysicalTval, u64::from(tval.cast_unsigned()))
+            }
+            GuestOp::PhysSetCtl(bits) => (TimerSysReg::PhysicalCtl, bits),
+            GuestOp::Handle(handler)
+                if self.handling.is_some() && self.handling == self.ptimer_irq =>
+            {
+                match handler {
+                    Handler::Rearm(a) => (TimerSysReg::PhysicalCval, ahead(u64::from(a)).get()),
+                    Handler::Mask => (
+                        TimerSysReg::PhysicalCtl,
+                        self.ptimer.ctl.union(TimerCtl::IMASK).bits(),
+                    ),
+                    Handler::Disable => (TimerSysReg::PhysicalCtl, 0),
+                    Handler::Nothing => return None,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Records a physical timer write the hypervisor emulated at physical
+    /// count `now`.
+    pub fn wrote_ptimer(&mut self, reg: TimerSysReg, value: u64, now: Ticks) {
+        match reg {
+            TimerSysReg::PhysicalCval => self.ptimer.cval = Ticks::new(value),
+            TimerSysReg::PhysicalTval => {
+                #[allow(clippy::cast_possible_truncation)] // TVAL is the low 32 bits
+                let tval = i64::from((value as u32).cast_signed());
+                self.ptimer.cval = self
+                    .ptimer
+                    .virtual_count(now)
+                    .wrapping_add(Ticks::new(tval.cast_unsigned()));
+            }
+            TimerSysReg::PhysicalCtl => self.ptimer.ctl = TimerCtl::from_write(value),
+            _ => {}
+        }
     }
 
     /// Whether it masks its interrupts.
@@ -139,6 +222,12 @@ impl Guest {
     #[must_use]
     pub const fn timer_irqs_taken(&self) -> u64 {
         self.taken
+    }
+
+    /// How many physical timer interrupts it has taken.
+    #[must_use]
+    pub const fn ptimer_irqs_taken(&self) -> u64 {
+        self.ptimer_taken
     }
 
     /// How many of them found the timer condition not met (the guest had
@@ -177,6 +266,9 @@ impl Guest {
                         self.stale = self.stale.saturating_add(1);
                     }
                 }
+                if self.handling.is_some() && self.handling == self.ptimer_irq {
+                    self.ptimer_taken = self.ptimer_taken.saturating_add(1);
+                }
             }
             GuestOp::Handle(handler) => {
                 if self.handling.is_none() || self.handling != self.vtimer_irq {
@@ -204,6 +296,8 @@ impl Guest {
                 }
             }
             GuestOp::MaskIrqs(masked) => self.irqs_masked = masked,
+            // Trapped: the hypervisor emulates them (`trapped_write`).
+            GuestOp::PhysSetCval { .. } | GuestOp::PhysSetTval(_) | GuestOp::PhysSetCtl(_) => {}
         }
     }
 

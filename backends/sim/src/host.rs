@@ -6,6 +6,7 @@
 use core::convert::Infallible;
 use core::fmt;
 
+use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
     Error, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer,
     Wakeup,
@@ -194,6 +195,7 @@ pub struct Vcpu {
     expiries: u64,
     host_irqs: u64,
     raises_seen: u64,
+    ptimer_raises_seen: u64,
     refires: u64,
 }
 
@@ -260,6 +262,12 @@ pub struct Stats {
     pub loaded_restores: u64,
     /// Round trips into a new `VcpuTimer`.
     pub fresh_restores: u64,
+    /// Trapped physical timer writes emulated.
+    pub traps: u64,
+    /// Raises of the emulated physical timer's line (by `before_entry`,
+    /// its soft timer, a trapped write, or the guest's deactivation with
+    /// the line still high).
+    pub ptimer_raised: u64,
 }
 
 /// A hypervisor on a [`Machine`]: one VM whose vCPUs it loads, runs,
@@ -284,7 +292,7 @@ impl Hypervisor {
     #[must_use]
     pub fn new(cpus: usize, vcpus: usize) -> Self {
         let vm = VmTimer::new();
-        let guest = Guest::new(vm.virtual_irq());
+        let guest = Guest::new(vm.virtual_irq()).with_physical_irq(vm.physical_irq());
         Self {
             machine: Machine::new(cpus, vcpus),
             vcpus: (0..vcpus)
@@ -298,6 +306,7 @@ impl Hypervisor {
                     expiries: 0,
                     host_irqs: 0,
                     raises_seen: 0,
+                    ptimer_raises_seen: 0,
                     refires: 0,
                 })
                 .collect(),
@@ -460,6 +469,11 @@ impl Hypervisor {
                 let Some(vcpu) = self.on_cpu[cpu] else {
                     return Ok(false);
                 };
+                let now = self.machine.now();
+                if let Some((reg, value)) = self.vcpus[vcpu].guest.trapped_write(op, now) {
+                    self.trap(cpu, vcpu, reg, value)?;
+                    return Ok(true);
+                }
                 let vintid = self.vm.virtual_irq();
                 let before = self.machine.virtual_irq(vcpu, vintid).deactivations;
                 let v = &mut self.vcpus[vcpu];
@@ -568,6 +582,37 @@ impl Hypervisor {
                 Ok(true)
             }
         }
+    }
+
+    /// The guest's write of `value` to the physical timer register `reg`
+    /// traps: an exit, `emulate::access`, and the entry back into the
+    /// guest. A signalled host interrupt is taken instead, before the
+    /// instruction (the guest runs it again later, or not).
+    fn trap(
+        &mut self,
+        cpu: usize,
+        vcpu: usize,
+        reg: TimerSysReg,
+        value: u64,
+    ) -> Result<(), Violation> {
+        if self.signalled[cpu] {
+            return self.take_signalled(cpu);
+        }
+        self.exit(cpu)?;
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        emulate::access(
+            &mut v.timer,
+            &self.vm,
+            &mut p.timer,
+            &mut p.gic,
+            reg,
+            emulate::Access::Write(value),
+        )
+        .map_err(|e| library("emulate::access", e))?;
+        v.guest.wrote_ptimer(reg, value, self.machine.now());
+        self.stats.traps = self.stats.traps.saturating_add(1);
+        self.enter(cpu, vcpu)
     }
 
     /// [`Step::SaveRestore`].
@@ -811,11 +856,12 @@ impl Hypervisor {
         };
         let now = self.machine.now();
         let v = &mut self.vcpus[vcpu];
-        let truth = v.guest.timer();
+        let truth = (v.guest.timer(), v.guest.ptimer());
+        let expiry = earliest_expiry(&v.guest, now);
         let mut p = self.machine.ports(cpu, vcpu);
         let wakeup = v.timer.block(&mut p.timer, &mut p.soft);
         let armed = self.machine.soft_timers(vcpu).background;
-        let ok = match (wakeup, truth.expiry(now)) {
+        let ok = match (wakeup, expiry) {
             (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
             (Wakeup::At(t), Some(at)) => t <= at && t > now && armed == Some(t),
             (Wakeup::Never, None) => armed.is_none(),
@@ -826,8 +872,7 @@ impl Hypervisor {
                 Invariant::SafeSleep,
                 format!(
                     "block at {now} returned {wakeup:?}, background timer {armed:?}, \
-                     but the guest's timer {truth:?} expires at {:?}",
-                    truth.expiry(now)
+                     but the guest's timers {truth:?} expire first at {expiry:?}"
                 ),
             ));
         }
@@ -1253,7 +1298,8 @@ impl Hypervisor {
         // Invariant 6: a sleeping vCPU has a wake-up no later than its expiry.
         if v.blocked && !v.wake_pending {
             let armed = self.machine.soft_timers(vcpu).background;
-            let ok = match truth.expiry(now) {
+            let expiry = earliest_expiry(&v.guest, now);
+            let ok = match expiry {
                 Some(at) => armed.is_some_and(|t| t <= at),
                 None => armed.is_none(),
             };
@@ -1261,13 +1307,92 @@ impl Hypervisor {
                 return Err(violation(
                     Invariant::SafeSleep,
                     format!(
-                        "vCPU {vcpu} sleeps with background timer {armed:?}; its timer expires at {:?}",
-                        truth.expiry(now)
+                        "vCPU {vcpu} sleeps with background timer {armed:?}; its timers expire \
+                         first at {expiry:?}"
+                    ),
+                ));
+            }
+        }
+        self.check_ptimer(vcpu, now)
+    }
+
+    /// The invariants for the emulated physical timer of `vcpu`.
+    fn check_ptimer(&mut self, vcpu: usize, now: Ticks) -> Result<(), Violation> {
+        let pintid = self.vm.physical_irq();
+        let pirq = self.machine.virtual_irq(vcpu, pintid);
+        let v = &mut self.vcpus[vcpu];
+        let truth = v.guest.ptimer();
+        let asserted = truth.asserted(now);
+        // Not early: every raise with the condition met.
+        if pirq.raises > v.ptimer_raises_seen {
+            self.stats.ptimer_raised = self
+                .stats
+                .ptimer_raised
+                .saturating_add(pirq.raises.saturating_sub(v.ptimer_raises_seen));
+            v.ptimer_raises_seen = pirq.raises;
+            if !asserted {
+                return Err(violation(
+                    Invariant::EarlyInterrupt,
+                    format!(
+                        "vCPU {vcpu}: physical timer raised at {now} but the guest's timer is {truth:?}"
+                    ),
+                ));
+            }
+        }
+        // Its state lives in memory, as the guest wrote it.
+        let ctx = v.timer.ptimer();
+        if ctx.ctl().writable() != truth.ctl.writable() || ctx.cval() != truth.cval {
+            return Err(violation(
+                Invariant::Migration,
+                format!(
+                    "vCPU {vcpu}'s physical timer holds CTL {:?} CVAL {}, the guest wrote {truth:?}",
+                    ctx.ctl(),
+                    ctx.cval().get()
+                ),
+            ));
+        }
+        // While the guest runs, the line is high exactly while the
+        // condition holds: raised at the entry, by the soft timer or by a
+        // trapped write, lowered by a trapped write.
+        if let Some(cpu) = v.cpu
+            && self.in_guest[cpu]
+        {
+            if ctx.count(now) != truth.virtual_count(now) {
+                return Err(violation(
+                    Invariant::Migration,
+                    format!(
+                        "vCPU {vcpu}'s physical timer counts {} where the guest counts {}",
+                        ctx.count(now).get(),
+                        truth.virtual_count(now).get()
+                    ),
+                ));
+            }
+            if pirq.line != asserted {
+                let invariant = if asserted {
+                    Invariant::LostInterrupt
+                } else {
+                    Invariant::EarlyInterrupt
+                };
+                return Err(violation(
+                    invariant,
+                    format!(
+                        "vCPU {vcpu} runs on CPU {cpu} at {now} with its physical timer {truth:?} \
+                         and the line {} ({:?})",
+                        if pirq.line { "high" } else { "low" },
+                        pirq.state
                     ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// The earliest expiry of `guest`'s two timers, as seen from `now`.
+fn earliest_expiry(guest: &Guest, now: Ticks) -> Option<Ticks> {
+    match (guest.timer().expiry(now), guest.ptimer().expiry(now)) {
+        (Some(v), Some(p)) => Some(v.min(p)),
+        (v, p) => v.or(p),
     }
 }
 

@@ -47,6 +47,9 @@ fn guest_op() -> impl Strategy<Value = GuestOp> {
         3 => handler().prop_map(GuestOp::Handle),
         4 => Just(GuestOp::Deactivate),
         1 => any::<bool>().prop_map(GuestOp::MaskIrqs),
+        1 => (0u64..3000).prop_map(|ahead| GuestOp::PhysSetCval { ahead }),
+        1 => (-500i32..3000).prop_map(GuestOp::PhysSetTval),
+        1 => (0u64..4).prop_map(GuestOp::PhysSetCtl),
     ]
 }
 
@@ -59,6 +62,9 @@ fn wild_guest_op() -> impl Strategy<Value = GuestOp> {
         1 => (u64::MAX - 5000..=u64::MAX).prop_map(GuestOp::SetCvalAbsolute),
         1 => any::<i32>().prop_map(GuestOp::SetTval),
         1 => any::<u64>().prop_map(GuestOp::SetCtl),
+        1 => any::<u64>().prop_map(|ahead| GuestOp::PhysSetCval { ahead }),
+        1 => any::<i32>().prop_map(GuestOp::PhysSetTval),
+        1 => any::<u64>().prop_map(GuestOp::PhysSetCtl),
     ]
 }
 
@@ -83,6 +89,8 @@ enum Event {
     /// The guest on `cpu` arms its timer `ahead` ticks from now (TVAL, or
     /// CVAL) and enables it.
     Arm { cpu: usize, ahead: u16, tval: bool },
+    /// The same with its emulated physical timer (trapped writes).
+    ArmPhysical { cpu: usize, ahead: u16, tval: bool },
     /// The guest on `cpu` takes an interrupt: acknowledge, handle, deactivate.
     Take { cpu: usize, handler: Handler },
     /// The guest on `cpu` executes WFI.
@@ -120,6 +128,25 @@ fn expand(hv: &Hypervisor, event: Event) -> Vec<Step> {
                     Step::Guest {
                         cpu,
                         op: GuestOp::SetCtl(1),
+                    },
+                ],
+            )
+        }
+        Event::ArmPhysical { cpu, ahead, tval } => {
+            let program = if tval {
+                GuestOp::PhysSetTval(i32::from(ahead))
+            } else {
+                GuestOp::PhysSetCval {
+                    ahead: u64::from(ahead),
+                }
+            };
+            (
+                cpu,
+                vec![
+                    Step::Guest { cpu, op: program },
+                    Step::Guest {
+                        cpu,
+                        op: GuestOp::PhysSetCtl(1),
                     },
                 ],
             )
@@ -187,6 +214,8 @@ fn event(cpus: usize, vcpus: usize, op: BoxedStrategy<GuestOp>) -> impl Strategy
         8 => (cpu.clone(), op).prop_map(|(cpu, op)| Event::Guest { cpu, op }),
         3 => (cpu.clone(), 0u16..3000, any::<bool>())
             .prop_map(|(cpu, ahead, tval)| Event::Arm { cpu, ahead, tval }),
+        2 => (cpu.clone(), 0u16..3000, any::<bool>())
+            .prop_map(|(cpu, ahead, tval)| Event::ArmPhysical { cpu, ahead, tval }),
         3 => (cpu.clone(), handler()).prop_map(|(cpu, handler)| Event::Take { cpu, handler }),
         2 => cpu.clone().prop_map(|cpu| Event::Wfi { cpu }),
         5 => cpu.clone().prop_map(move |cpu| step(Step::HostIrq { cpu })),
@@ -626,6 +655,7 @@ fn histories_reach_every_path() {
     let strategy = history(2, 3, 120, false);
     let mut total = arch_timer_virt_sim::Stats::default();
     let mut taken = 0;
+    let mut ptimer_taken = 0;
     for i in 0..600 {
         let events = strategy.new_tree(&mut runner).unwrap().current();
         let ack = if i % 2 == 0 {
@@ -648,11 +678,16 @@ fn histories_reach_every_path() {
         total.reactivated += s.reactivated;
         total.loaded_restores += s.loaded_restores;
         total.fresh_restores += s.fresh_restores;
+        total.traps += s.traps;
+        total.ptimer_raised += s.ptimer_raised;
         taken += (0..3)
             .map(|v| hv.vcpu(v).guest.timer_irqs_taken())
             .sum::<u64>();
+        ptimer_taken += (0..3)
+            .map(|v| hv.vcpu(v).guest.ptimer_irqs_taken())
+            .sum::<u64>();
     }
-    println!("{total:?}, guest took {taken} timer interrupts");
+    println!("{total:?}, guest took {taken} virtual and {ptimer_taken} physical timer interrupts");
     // Each minimum is about half of what 600 histories reach (1500 reach
     // 2.5 times as much): 300 histories were too few for a stable count.
     assert!(total.raised > 120, "{total:?}");
@@ -670,6 +705,9 @@ fn histories_reach_every_path() {
     assert!(total.reactivated > 8, "{total:?}");
     assert!(total.loaded_restores > 50, "{total:?}");
     assert!(total.fresh_restores > 20, "{total:?}");
+    assert!(total.traps > 200, "{total:?}");
+    assert!(total.ptimer_raised > 50, "{total:?}");
+    assert!(ptimer_taken > 30, "{ptimer_taken}");
     assert_eq!(
         total.orphan, 0,
         "put disables the timer, so no PPI is taken with no vCPU loaded"
