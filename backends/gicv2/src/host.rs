@@ -1,11 +1,12 @@
 //! The host's own side of the GICv2 on one CPU: [`HostGic`].
 
 use core::marker::PhantomData;
+use core::mem::offset_of;
 use core::ptr::NonNull;
 
 use arch_timer_virt::IntId;
 use safe_mmio::fields::ReadPureWrite;
-use safe_mmio::{UniqueMmioPointer, field, field_shared};
+use safe_mmio::{SharedMmioPointer, UniqueMmioPointer, field, field_shared};
 
 use crate::Error;
 use crate::registers::{
@@ -44,8 +45,12 @@ pub const DEFAULT_PRIORITY_MASK: u8 = 0xf0;
 #[derive(Debug)]
 pub struct HostGic {
     /// The whole Distributor, shared by every CPU's `HostGic`: only ever
-    /// turned into pointers to single registers, see [`Self::banked_word`].
+    /// turned into pointers to single registers (this CPU's banked copies,
+    /// [`BankedRegs`], and `GICD_CTLR` in
+    /// [`enable_distributor`](Self::enable_distributor)).
     gicd: NonNull<GicdRegs>,
+    /// This CPU's banked Distributor registers, unique to this `HostGic`.
+    banked: BankedRegs,
     gicc: UniqueMmioPointer<'static, GiccRegs>,
     gich: UniqueMmioPointer<'static, GichRegs>,
     gicv_base: usize,
@@ -56,16 +61,37 @@ pub struct HostGic {
     _not_send: PhantomData<*const ()>,
 }
 
-/// A banked 32-bit Distributor register array (one bit per INTID).
-type BankedBits = [ReadPureWrite<u32>; 32];
+/// This CPU's banked copies of the Distributor registers of INTIDs 0..=31
+/// that the driver uses. Each other CPU sees its own copies at the same
+/// addresses, and the constructors' contract leaves this CPU's copies to
+/// this `HostGic` alone: so the pointers are unique for its whole life,
+/// writes go through them with `&mut self` and reads through their shared
+/// view ([`SharedMmioPointer`](safe_mmio::SharedMmioPointer), by `Deref`)
+/// with `&self`.
+#[derive(Debug)]
+struct BankedRegs {
+    /// `GICD_ISENABLER0`.
+    isenabler0: UniqueMmioPointer<'static, ReadPureWrite<u32>>,
+    /// `GICD_ICENABLER0`.
+    icenabler0: UniqueMmioPointer<'static, ReadPureWrite<u32>>,
+    /// `GICD_ISACTIVER0`.
+    isactiver0: UniqueMmioPointer<'static, ReadPureWrite<u32>>,
+    /// `GICD_ICACTIVER0`.
+    icactiver0: UniqueMmioPointer<'static, ReadPureWrite<u32>>,
+    /// `GICD_IPRIORITYR0..7`, one byte per INTID 0..=31.
+    ipriorityr: UniqueMmioPointer<'static, [ReadPureWrite<u8>; 32]>,
+}
 
-/// Which banked word-0 register of the Distributor.
-#[derive(Clone, Copy)]
-enum Banked {
-    IsEnabler,
-    IcEnabler,
-    IsActiver,
-    IcActiver,
+/// The register at byte `offset` of the Distributor `gicd`.
+///
+/// # Safety
+///
+/// `gicd` points to a Distributor (valid for the whole `GicdRegs`), and a
+/// `T` at `offset` lies inside it.
+const unsafe fn gicd_register<T>(gicd: NonNull<GicdRegs>, offset: usize) -> NonNull<T> {
+    // SAFETY: `offset` stays inside the Distributor (the caller's
+    // promise), so the result is in bounds and not null.
+    unsafe { gicd.byte_add(offset) }.cast()
 }
 
 impl HostGic {
@@ -141,8 +167,40 @@ impl HostGic {
         // SAFETY: a read-only, side-effect-free banked register read with a
         // volatile access; other CPUs read their own copies.
         let cpu_mask = unsafe { core::ptr::read_volatile(targets.cast::<u8>()) };
+        // SAFETY: `gicd` is a valid Distributor (the caller's promise) and
+        // each offset names a register inside it: word 0 of a bit array,
+        // the first 32 bytes of `GICD_IPRIORITYR`.
+        let (isenabler0, icenabler0, isactiver0, icactiver0, ipriorityr) = unsafe {
+            (
+                gicd_register(gicd, offset_of!(GicdRegs, isenabler)),
+                gicd_register(gicd, offset_of!(GicdRegs, icenabler)),
+                gicd_register(gicd, offset_of!(GicdRegs, isactiver)),
+                gicd_register(gicd, offset_of!(GicdRegs, icactiver)),
+                gicd_register(gicd, offset_of!(GicdRegs, ipriorityr)),
+            )
+        };
+        // SAFETY (each of the five): these registers are banked: at these
+        // addresses this CPU reaches its own copies, which the caller
+        // promised only this `HostGic` uses while it lives (other CPUs'
+        // `HostGic`s reach theirs). So each pointer is the only one used
+        // to access its register, and the register is valid device memory
+        // for the program's life ('static). `ReadPureWrite`: reading them
+        // has no side effect.
+        let banked = BankedRegs {
+            // SAFETY: see above.
+            isenabler0: unsafe { UniqueMmioPointer::new(isenabler0) },
+            // SAFETY: see above.
+            icenabler0: unsafe { UniqueMmioPointer::new(icenabler0) },
+            // SAFETY: see above.
+            isactiver0: unsafe { UniqueMmioPointer::new(isactiver0) },
+            // SAFETY: see above.
+            icactiver0: unsafe { UniqueMmioPointer::new(icactiver0) },
+            // SAFETY: see above.
+            ipriorityr: unsafe { UniqueMmioPointer::new(ipriorityr) },
+        };
         Self {
             gicd,
+            banked,
             gicc,
             gich,
             gicv_base,
@@ -151,39 +209,6 @@ impl HostGic {
             vcpu_loaded: false,
             _not_send: PhantomData,
         }
-    }
-
-    /// A pointer to this CPU's banked copy of word 0 (INTIDs 0..=31) of
-    /// `reg`.
-    fn banked_word(&self, reg: Banked) -> UniqueMmioPointer<'_, ReadPureWrite<u32>> {
-        let gicd = self.gicd.as_ptr();
-        // SAFETY: `gicd` is a valid Distributor (promise of
-        // `with_shared_distributor`); the projections stay inside it.
-        let array: *mut BankedBits = unsafe {
-            match reg {
-                Banked::IsEnabler => &raw mut (*gicd).isenabler,
-                Banked::IcEnabler => &raw mut (*gicd).icenabler,
-                Banked::IsActiver => &raw mut (*gicd).isactiver,
-                Banked::IcActiver => &raw mut (*gicd).icactiver,
-            }
-        };
-        let word = NonNull::new(array.cast::<ReadPureWrite<u32>>()).unwrap_or(NonNull::dangling());
-        // SAFETY: word 0 of these arrays is banked: this CPU's copy, which
-        // only this `HostGic` touches while it lives (promise of the
-        // constructors), so the pointer is unique for its (borrowed) life.
-        unsafe { UniqueMmioPointer::new(word) }
-    }
-
-    /// A pointer to this CPU's banked `GICD_IPRIORITYR0..7` (one byte per
-    /// INTID 0..=31).
-    fn banked_priorities(&self) -> UniqueMmioPointer<'_, [ReadPureWrite<u8>; 32]> {
-        // SAFETY: as in `banked_word`.
-        let bytes = unsafe { &raw mut (*self.gicd.as_ptr()).ipriorityr };
-        let banked =
-            NonNull::new(bytes.cast::<[ReadPureWrite<u8>; 32]>()).unwrap_or(NonNull::dangling());
-        // SAFETY: the first 32 priority bytes are banked (this CPU's copy,
-        // see `banked_word`).
-        unsafe { UniqueMmioPointer::new(banked) }
     }
 
     /// Sets up this CPU's interface for a hypervisor that forwards
@@ -208,10 +233,10 @@ impl HostGic {
     /// Enables the Distributor (`GICD_CTLR` bit 0). Global to all CPUs:
     /// call it once, from one CPU.
     pub fn enable_distributor(&mut self) {
-        // SAFETY: `gicd` is a valid Distributor; the projection stays
-        // inside it.
-        let ctlr = unsafe { &raw mut (*self.gicd.as_ptr()).ctlr };
-        let ctlr = NonNull::new(ctlr).unwrap_or(NonNull::dangling());
+        // SAFETY: `gicd` is a valid Distributor (the constructors'
+        // promise) and `GICD_CTLR` lies inside it.
+        let ctlr: NonNull<ReadPureWrite<u32>> =
+            unsafe { gicd_register(self.gicd, offset_of!(GicdRegs, ctlr)) };
         // SAFETY: global, but the constructors' contract lets only one CPU
         // call this, before the others use the Distributor.
         let mut ctlr = unsafe { UniqueMmioPointer::new(ctlr) };
@@ -285,41 +310,41 @@ impl HostGic {
     /// state of `ppi` on this CPU (the banked copy of the accessing CPU).
     pub fn set_ppi_active(&mut self, ppi: IntId, active: bool) {
         let reg = if active {
-            Banked::IsActiver
+            &mut self.banked.isactiver0
         } else {
-            Banked::IcActiver
+            &mut self.banked.icactiver0
         };
-        self.banked_word(reg).write(ppi.bit());
+        reg.write(ppi.bit());
     }
 
     /// Whether `ppi` is active on this CPU (`GICD_ISACTIVER0`).
     #[must_use]
     pub fn ppi_active(&self, ppi: IntId) -> bool {
-        self.banked_word(Banked::IsActiver).read() & ppi.bit() != 0
+        self.banked.isactiver0.read() & ppi.bit() != 0
     }
 
     /// Masks (`GICD_ICENABLER0`) or unmasks (`GICD_ISENABLER0`) `ppi` on
     /// this CPU.
     pub fn set_ppi_masked(&mut self, ppi: IntId, masked: bool) {
         let reg = if masked {
-            Banked::IcEnabler
+            &mut self.banked.icenabler0
         } else {
-            Banked::IsEnabler
+            &mut self.banked.isenabler0
         };
-        self.banked_word(reg).write(ppi.bit());
+        reg.write(ppi.bit());
     }
 
     /// Whether `ppi` is enabled (unmasked) on this CPU (`GICD_ISENABLER0`).
     #[must_use]
     pub fn ppi_enabled(&self, ppi: IntId) -> bool {
-        self.banked_word(Banked::IsEnabler).read() & ppi.bit() != 0
+        self.banked.isenabler0.read() & ppi.bit() != 0
     }
 
     /// Sets the priority of `ppi` on this CPU (`GICD_IPRIORITYRn`, byte
     /// access). Lower is more urgent; the GIC may ignore low-order bits.
     pub fn set_ppi_priority(&mut self, ppi: IntId, priority: u8) {
         let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
-        if let Some(mut reg) = self.banked_priorities().get(index) {
+        if let Some(mut reg) = self.banked.ipriorityr.get(index) {
             reg.write(priority);
         }
     }
@@ -328,10 +353,8 @@ impl HostGic {
     #[must_use]
     pub fn ppi_priority(&self, ppi: IntId) -> u8 {
         let index = usize::try_from(ppi.get()).unwrap_or(usize::MAX);
-        self.banked_priorities()
-            .as_slice()
-            .get(index)
-            .map_or(0, |reg| reg.read())
+        let priorities: &SharedMmioPointer<'_, _> = &self.banked.ipriorityr;
+        priorities.get(index).map_or(0, |reg| reg.read())
     }
 
     /// Gives `ppi` a priority and unmasks it on this CPU.
@@ -365,6 +388,20 @@ impl HostGic {
         self.maintenance_status() != 0
     }
 
+    /// `GICH_ELRSR1:GICH_ELRSR0`, limited to the implemented list
+    /// registers: bit *n* is set while `GICH_LR<n>` is empty (state
+    /// invalid, and HW = 1 or no EOI maintenance requested), free for a new
+    /// interrupt. The GIC derives it from the list registers; a read that
+    /// follows a list register write sees that write (both are accesses to
+    /// the `GICH` frame, mapped as Device memory, so they reach it in
+    /// program order).
+    #[must_use]
+    pub fn empty_list_registers(&self) -> u64 {
+        let low = u64::from(field_shared!(self.gich, elrsr0).read());
+        let high = u64::from(field_shared!(self.gich, elrsr1).read());
+        (low | (high << 32)) & lr_mask(self.num_lrs)
+    }
+
     // The virtual interface, for `Gic`.
 
     pub(crate) fn set_vcpu_loaded(&mut self, loaded: bool) {
@@ -383,6 +420,10 @@ impl HostGic {
         if let Some(mut reg) = field!(self.gich, lr).take(index) {
             reg.write(lr.bits());
         }
+        // RAM does not derive `GICH_ELRSRn` from the list registers as the
+        // GIC does: the test fake plays that part.
+        #[cfg(test)]
+        crate::tests::derive_elrsr(&mut self.gich);
     }
 
     /// `GICH_EISR1:GICH_EISR0`, limited to the implemented list registers.
@@ -390,6 +431,10 @@ impl HostGic {
         let low = u64::from(field_shared!(self.gich, eisr0).read());
         let high = u64::from(field_shared!(self.gich, eisr1).read());
         (low | (high << 32)) & lr_mask(self.num_lrs)
+    }
+
+    pub(crate) fn read_hcr(&self) -> u32 {
+        field_shared!(self.gich, hcr).read()
     }
 
     pub(crate) fn write_hcr(&mut self, hcr: u32) {
@@ -422,7 +467,8 @@ impl HostGic {
         UniqueMmioPointer<'_, GichRegs>,
     ) {
         (
-            // SAFETY: tests: the Distributor is RAM owned by the test.
+            // SAFETY: tests: the Distributor is RAM owned by the test, and
+            // the banked pointers are not used while `self` is borrowed.
             unsafe { UniqueMmioPointer::new(self.gicd) },
             self.gicc.reborrow(),
             self.gich.reborrow(),

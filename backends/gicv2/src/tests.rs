@@ -3,6 +3,9 @@
 //! The RAM does not behave like a GIC by itself: where the hardware would
 //! change a register (the guest acknowledging or deactivating an interrupt,
 //! `GICH_EISRn` following the list registers), the test writes it.
+//! `GICH_ELRSRn` is derived from the raw list register bits by
+//! [`derive_elrsr`] after every list register write, the driver's
+//! (`HostGic::write_lr` calls it in test builds) and the test's.
 
 use std::boxed::Box;
 
@@ -13,9 +16,41 @@ use safe_mmio::{UniqueMmioPointer, field};
 use zerocopy::FromZeros;
 
 use crate::registers::{
-    GICC_CTLR_ENABLE, GICC_CTLR_EOIMODE_NS, GICH_HCR_EN, GICH_HCR_UIE, GiccRegs, GicdRegs, GichRegs,
+    GICC_CTLR_ENABLE, GICC_CTLR_EOIMODE_NS, GICH_HCR_EN, GICH_HCR_NPIE, GICH_HCR_UIE, GiccRegs,
+    GicdRegs, GichRegs,
 };
 use crate::{Error, Gic, HostGic, ListRegister, LrState, QUEUE_CAPACITY, VgicCpu};
+
+/// `GICH_LRn.State`, bits 29:28 (0b00 invalid).
+const LR_STATE_MASK: u32 = 0b11 << 28;
+/// `GICH_LRn.HW`, bit 31.
+const LR_HW: u32 = 1 << 31;
+/// `GICH_LRn.EOI`, bit 19 (with HW = 0).
+const LR_EOI: u32 = 1 << 19;
+
+/// Plays the GIC: sets `GICH_ELRSR0`/`GICH_ELRSR1` from the raw bits of
+/// the implemented list registers (`GICH_VTR.ListRegs` + 1) as IHI 0048B
+/// defines them, independently of the driver's [`ListRegister`] decoding:
+/// bit *n* for State 0b00 with HW = 1 or EOI = 0.
+pub(crate) fn derive_elrsr(gich: &mut UniqueMmioPointer<'_, GichRegs>) {
+    let mut gich = gich.reborrow();
+    let count = usize::try_from(field!(gich, vtr).read() & 0x3f).map_or(64, |n| n + 1);
+    let mut empty = 0u64;
+    let mut lrs = field!(gich, lr);
+    for n in 0..count {
+        let bits = lrs.get(n).map_or(0, |r| r.read());
+        if bits & LR_STATE_MASK == 0 && (bits & LR_HW != 0 || bits & LR_EOI == 0) {
+            empty |= 1 << n;
+        }
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "the two halves")]
+    let (low, high) = (empty as u32, (empty >> 32) as u32);
+    // SAFETY: RAM, not a device: any write is fine (the test plays the GIC).
+    unsafe {
+        field!(gich, elrsr0).write_unsafe(ReadPure(low));
+        field!(gich, elrsr1).write_unsafe(ReadPure(high));
+    }
+}
 
 /// A `HostGic` over zeroed RAM blocks whose `GICH_VTR` reports `vtr`.
 /// The blocks are leaked: a few KiB per test.
@@ -24,6 +59,8 @@ fn host_with_vtr(vtr: u32) -> HostGic {
     let gicc: &'static mut GiccRegs = Box::leak(Box::new(GiccRegs::new_zeroed()));
     let gich: &'static mut GichRegs = Box::leak(Box::new(GichRegs::new_zeroed()));
     gich.vtr = ReadPure(vtr);
+    // Empty list registers are empty in GICH_ELRSRn from the start.
+    derive_elrsr(&mut UniqueMmioPointer::from(&mut *gich));
     // Each host of a test is another CPU: its own bit in the banked
     // GICD_ITARGETSR0 (CPU interfaces 0..=7 in turn).
     gicd.itargetsr[0] = ReadPureWrite(next_cpu_mask());
@@ -64,7 +101,8 @@ fn lr(host: &mut HostGic, index: usize) -> u32 {
         .unwrap_or_else(|| panic!("no LR {index}"))
 }
 
-/// Plays the guest: writes a list register as the hardware would change it.
+/// Plays the guest: writes a list register as the hardware would change it
+/// (`GICH_ELRSRn` follows).
 fn set_lr(host: &mut HostGic, index: usize, value: u32) {
     let mut gich = host.regs().2;
     let mut lrs = field!(gich, lr);
@@ -72,6 +110,16 @@ fn set_lr(host: &mut HostGic, index: usize, value: u32) {
         Some(mut r) => r.write(value),
         None => panic!("no LR {index}"),
     }
+    derive_elrsr(&mut gich);
+}
+
+/// Overrides `GICH_ELRSR0` (until the next list register write derives
+/// it again), for tests where it, not the list register contents, must
+/// decide.
+fn set_elrsr0(host: &mut HostGic, value: u32) {
+    let mut gich = host.regs().2;
+    // SAFETY: RAM, not a device: any write is fine.
+    unsafe { field!(gich, elrsr0).write_unsafe(ReadPure(value)) };
 }
 
 /// Plays the hardware: `GICH_EISR0` (read-only to software).
@@ -381,6 +429,118 @@ fn exhaustion_queues_then_refills_as_list_registers_free_up() {
         GICH_HCR_EN,
         "no underflow interrupt once the queue is empty"
     );
+}
+
+/// The fake's `GICH_ELRSRn` follows the specification on raw bits: State
+/// 0b00 with HW = 1 or EOI = 0; only implemented list registers.
+#[test]
+fn fake_derives_elrsr_from_raw_bits() {
+    let mut host = host();
+    assert_eq!(host.empty_list_registers(), 0b1111, "all empty at reset");
+    set_lr(&mut host, 0, sw_pending(30)); // pending
+    set_lr(&mut host, 1, sw_pending(31) & !LR_STATE_MASK); // invalid, EOI due
+    // Invalid, HW, pINTID 600 (bit 19 is a pINTID bit here): empty.
+    set_lr(&mut host, 2, 0x8009_601b);
+    set_lr(&mut host, 3, 0x2000_0028); // active
+    assert_eq!(host.empty_list_registers(), 0b0100);
+    let mut gich = host.regs().2;
+    assert_eq!(field!(gich, elrsr0).read(), 0b0100);
+    assert_eq!(field!(gich, elrsr1).read(), 0);
+    // Bits past the implemented list registers are never reported.
+    set_elrsr0(&mut host, 0xffff_fff0);
+    assert_eq!(host.empty_list_registers(), 0);
+}
+
+/// While loaded, `GICH_ELRSRn` (not the list register contents) says
+/// which list register is free.
+#[test]
+fn elrsr_decides_the_free_list_register() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    // LR0 and LR1 read as zero, but the GIC reports only LR2 and LR3 empty.
+    set_elrsr0(&mut host, 0b1100);
+    ok(Gic::new(&mut host, &mut vcpu).set_level(40, true));
+    assert_eq!(lr(&mut host, 2), sw_pending(40), "first empty per ELRSR");
+    for index in [0, 1, 3] {
+        assert_eq!(lr(&mut host, index), 0, "LR{index}");
+    }
+    // No empty list register per ELRSR: queued, whatever the contents.
+    set_elrsr0(&mut host, 0);
+    ok(Gic::new(&mut host, &mut vcpu).set_level(41, true));
+    assert_eq!(vcpu.queued(), 1);
+    assert_eq!(lr(&mut host, 0), 0);
+    assert_eq!(lr(&mut host, 3), 0);
+}
+
+/// `vcpu_put` saves the list registers `GICH_ELRSRn` reports empty as
+/// empty without reading (or clearing) them.
+#[test]
+fn put_reads_only_the_list_registers_that_are_not_empty() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    ok(gic.set_level(30, true)); // LR0
+    ok(gic.set_level(31, true)); // LR1
+    // LR2: the remains of a hardware interrupt the guest deactivated
+    // (State invalid, HW): empty, but not zero.
+    set_lr(&mut host, 2, 0x8a00_6c1b);
+    // LR3: bits that would be saved if read, in a register the GIC reports
+    // empty (only ELRSR is consulted, so this is what the test can see).
+    set_lr(&mut host, 3, sw_pending(42));
+    set_elrsr0(&mut host, 0b1100);
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    let saved: std::vec::Vec<u32> = (0..4)
+        .map(|index| {
+            vcpu.saved_list_register(index)
+                .map_or(u32::MAX, ListRegister::bits)
+        })
+        .collect();
+    assert_eq!(saved, [sw_pending(30), sw_pending(31), 0, 0]);
+    assert_eq!(lr(&mut host, 0), 0, "LR0 cleared");
+    assert_eq!(lr(&mut host, 1), 0, "LR1 cleared");
+    assert_eq!(
+        lr(&mut host, 2),
+        0x8a00_6c1b,
+        "LR2 neither read nor written"
+    );
+    assert_eq!(
+        lr(&mut host, 3),
+        sw_pending(42),
+        "LR3 neither read nor written"
+    );
+    // The next load overwrites every list register with the saved state.
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    assert_eq!(lr(&mut host, 2), 0);
+    assert_eq!(lr(&mut host, 3), 0);
+}
+
+#[test]
+fn load_and_put_keep_the_hypervisors_gich_hcr_bits() {
+    /// `GICH_HCR.LRENPIE` (bit 2), `NPIE` (bit 3), `VGrp0EIE` (bit 4) and
+    /// `VGrp1DIE` (bit 7): maintenance enables a hypervisor may set.
+    const OTHERS: u32 = (1 << 2) | GICH_HCR_NPIE | (1 << 4) | (1 << 7);
+    let mut host = host();
+    ok(host.init());
+    {
+        let mut gich = host.regs().2;
+        field!(gich, hcr).write(OTHERS | GICH_HCR_UIE);
+    }
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN, "UIE only when queued");
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    for intid in 32..37 {
+        ok(gic.set_level(intid, true));
+    }
+    assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN | GICH_HCR_UIE);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.set_level(36, false)); // the queue empties
+    assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN);
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    assert_eq!(hcr(&mut host), OTHERS);
 }
 
 #[test]

@@ -313,7 +313,8 @@ impl<'a> Gic<'a> {
     /// Moves the vCPU's virtual interface state onto this CPU: writes
     /// `GICH_VMCR`, `GICH_APR` and the list registers, moves queued
     /// interrupts into free list registers, and enables the virtual
-    /// interface (`GICH_HCR.En`, plus `UIE` while interrupts stay queued).
+    /// interface (`GICH_HCR.En`, plus `UIE` while interrupts stay queued;
+    /// the other bits of `GICH_HCR` are kept).
     ///
     /// # Errors
     ///
@@ -360,10 +361,12 @@ impl<'a> Gic<'a> {
         Ok(())
     }
 
-    /// Moves the vCPU's virtual interface state into memory: disables the
-    /// virtual interface (`GICH_HCR = 0`), saves `GICH_VMCR`, `GICH_APR` and
-    /// the list registers, and clears the list registers so that nothing of
-    /// the vCPU is left on the CPU.
+    /// Moves the vCPU's virtual interface state into memory: saves the
+    /// list registers (the empty ones, per `GICH_ELRSRn`, as empty without
+    /// reading them) and clears the ones that were not empty, so that
+    /// nothing of the vCPU the GIC could act on is left on the CPU; saves
+    /// `GICH_VMCR` and `GICH_APR`; and disables the virtual interface
+    /// (clears `GICH_HCR.En` and `UIE`, keeps the other bits).
     ///
     /// # Errors
     ///
@@ -374,16 +377,23 @@ impl<'a> Gic<'a> {
         if !self.on_this_cpu()? {
             return Err(Error::NotLoaded);
         }
-        self.host.write_hcr(0);
-        self.vcpu.vmcr = self.host.read_vmcr();
-        self.vcpu.apr = self.host.read_apr();
+        let empty = self.host.empty_list_registers();
         for index in 0..self.host.list_register_count() {
-            let lr = self.host.read_lr(index);
+            let lr = if empty & bit(index) != 0 {
+                ListRegister::EMPTY
+            } else {
+                let lr = self.host.read_lr(index);
+                self.host.write_lr(index, ListRegister::EMPTY);
+                lr
+            };
             if let Some(saved) = self.vcpu.lrs.get_mut(index) {
                 *saved = lr;
             }
-            self.host.write_lr(index, ListRegister::EMPTY);
         }
+        self.vcpu.vmcr = self.host.read_vmcr();
+        self.vcpu.apr = self.host.read_apr();
+        let hcr = self.host.read_hcr();
+        self.host.write_hcr(hcr & !(GICH_HCR_EN | GICH_HCR_UIE));
         self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
         Ok(())
@@ -584,8 +594,15 @@ impl<'a> Gic<'a> {
             .count()
     }
 
+    /// The lowest empty list register: per `GICH_ELRSRn` while loaded
+    /// here (no list register read), from the saved copies otherwise.
     fn free_lr(&self) -> Option<usize> {
-        (0..self.num_lrs()).find(|&index| self.read_lr(index).is_empty())
+        if self.here() {
+            let empty = self.host.empty_list_registers();
+            (0..self.num_lrs()).find(|&index| empty & bit(index) != 0)
+        } else {
+            (0..self.num_lrs()).find(|&index| self.read_lr(index).is_empty())
+        }
     }
 
     fn raise(&mut self, intid: u32, v: u16) -> Result<(), Error> {
@@ -670,7 +687,10 @@ impl<'a> Gic<'a> {
     }
 
     /// `GICH_HCR`: enabled, with the underflow maintenance interrupt while
-    /// interrupts wait in the queue. Only while loaded.
+    /// interrupts wait in the queue. Only while loaded. Only `En` and `UIE`
+    /// are this driver's: the other bits (`LRENPIE`, `NPIE`, `VGrp*`, ...)
+    /// stay as the hypervisor set them, and nothing is written when
+    /// neither changes.
     ///
     /// UIE only when it can make progress: the underflow condition (at most
     /// one list register holds a valid interrupt) must be false now, so
@@ -686,7 +706,11 @@ impl<'a> Gic<'a> {
             } else {
                 0
             };
-            self.host.write_hcr(GICH_HCR_EN | uie);
+            let hcr = self.host.read_hcr();
+            let wanted = (hcr & !GICH_HCR_UIE) | GICH_HCR_EN | uie;
+            if wanted != hcr {
+                self.host.write_hcr(wanted);
+            }
         }
     }
 }

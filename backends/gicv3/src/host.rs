@@ -10,8 +10,8 @@ use crate::Error;
 use crate::registers::{
     Affinity, GICR_TYPER_LAST, GICR_TYPER_VLPIS, GICR_WAKER_CHILDREN_ASLEEP,
     GICR_WAKER_PROCESSOR_SLEEP, ICC_CTLR_EOIMODE, ICC_IAR_INTID_MASK, ICC_IGRPEN_ENABLE,
-    ICC_SRE_ENABLE, ICC_SRE_SRE, Redistributor, SgiFrame, active_priority_register_count,
-    list_register_count,
+    ICC_SRE_ENABLE, ICC_SRE_SRE, ICH_HCR_EN, ICH_HCR_UIE, Redistributor, SgiFrame,
+    active_priority_register_count, list_register_count,
 };
 use crate::sysreg::{GicSysRegs, SysReg};
 
@@ -153,8 +153,11 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     /// enables the system register interface at EL2 and for EL1
     /// (`ICC_SRE_EL2.SRE` and `.Enable`), sets split priority drop and
     /// deactivation (`ICC_CTLR_EL1.EOImode` = 1), unmasks all priorities
-    /// (`ICC_PMR_EL1` = 0xFF), enables Group 1 (`ICC_IGRPEN1_EL1`), and
-    /// reads the number of list registers from `ICH_VTR_EL2`.
+    /// (`ICC_PMR_EL1` = 0xFF), enables Group 1 (`ICC_IGRPEN1_EL1`),
+    /// reads the number of list registers from `ICH_VTR_EL2`, and leaves the
+    /// virtual CPU interface disabled and empty: clears `ICH_HCR_EL2.En`
+    /// and `UIE` (the other bits are kept) and zeroes the implemented list
+    /// registers. Call it before any vCPU is loaded on this CPU.
     ///
     /// The distributor (affinity routing, group enables) is not touched:
     /// that is the system's boot code's job.
@@ -167,9 +170,9 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
         let mut waker = field!(rd, waker);
         let value = waker.read();
         waker.write(value & !GICR_WAKER_PROCESSOR_SLEEP);
-        let mut polls = 0;
+        let mut polls = 0u32;
         while waker.read() & GICR_WAKER_CHILDREN_ASLEEP != 0 {
-            polls += 1;
+            polls = polls.saturating_add(1);
             if polls >= WAKE_POLLS {
                 return Err(Error::RedistributorAsleep);
             }
@@ -186,11 +189,21 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
         self.regs.write(SysReg::IccCtlrEl1, ctlr | ICC_CTLR_EOIMODE);
         self.regs.write(SysReg::IccPmrEl1, 0xFF);
         self.regs.write(SysReg::IccIgrpen1El1, ICC_IGRPEN_ENABLE);
-        self.regs.isb();
 
         let vtr = self.regs.read(SysReg::IchVtrEl2);
         self.list_registers = list_register_count(vtr);
         self.active_priority_registers = active_priority_register_count(vtr);
+        // Whatever ran before (firmware, an earlier boot) may have left the
+        // virtual CPU interface enabled with interrupts in its list
+        // registers: disable it and empty them.
+        let hcr = self.regs.read(SysReg::IchHcrEl2);
+        self.regs
+            .write(SysReg::IchHcrEl2, hcr & !(ICH_HCR_EN | ICH_HCR_UIE));
+        for n in 0..self.list_registers {
+            self.write_lr(u8::try_from(n).unwrap_or(u8::MAX), 0);
+        }
+        self.regs.isb();
+        self.lr_written = false;
         Ok(())
     }
 

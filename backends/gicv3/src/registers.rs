@@ -165,7 +165,7 @@ pub const MAX_ACTIVE_PRIORITY_REGISTERS: usize = 4;
 pub const fn list_register_count(vtr: u64) -> usize {
     // Masked to 5 bits: the cast cannot truncate.
     #[allow(clippy::cast_possible_truncation)]
-    let n = (vtr & ICH_VTR_LIST_REGS_MASK) as usize + 1;
+    let n = ((vtr & ICH_VTR_LIST_REGS_MASK) as usize).saturating_add(1);
     if n > MAX_LIST_REGISTERS {
         MAX_LIST_REGISTERS
     } else {

@@ -3,9 +3,15 @@
 //! host against `FakeSysRegs` (feature `fake`).
 //!
 //! `CpuSysRegs` (aarch64 only) is the real register file: one `mrs`/`msr`
-//! per access, using the `S3_<op1>_C<n>_C<m>_<op2>` encodings of the GIC
-//! architecture specification (Arm IHI 0069, "AArch64 System register
-//! encodings"), since assemblers need not know the GIC register names.
+//! per access, through [`aarch64-cpu`](https://docs.rs/aarch64-cpu) for the
+//! registers that crate (11.2) names (`ICC_CTLR_EL1` read, `ICC_SRE_EL2`,
+//! `ICH_HCR_EL2`, `ICH_VTR_EL2`, `ICH_VMCR_EL2`, `ICH_MISR_EL2`,
+//! `ICH_AP0R<n>_EL2`, `ICH_AP1R<n>_EL2`, `ICH_LR<n>_EL2`, `MPIDR_EL1`),
+//! and by their `S3_<op1>_C<n>_C<m>_<op2>` encodings (Arm IHI 0069,
+//! "AArch64 System register encodings") for the ones it lacks:
+//! `ICC_PMR_EL1`, `ICC_IGRPEN1_EL1`, `ICC_IAR1_EL1`, `ICC_EOIR1_EL1`,
+//! `ICC_DIR_EL1`, `ICH_EISR_EL2`, `ICH_ELRSR_EL2`, and writes of
+//! `ICC_CTLR_EL1`, which it declares read-only.
 
 /// A GIC system register that can be read without side effects (and, unless
 /// it is read-only, written).
@@ -108,9 +114,25 @@ pub use real::CpuSysRegs;
 
 #[cfg(target_arch = "aarch64")]
 mod real {
+    use aarch64_cpu::asm::barrier;
+    use aarch64_cpu::registers::{
+        ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2,
+        ICH_AP1R0_EL2, ICH_AP1R1_EL2, ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
+        ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2,
+        ICH_LR8_EL2, ICH_LR9_EL2, ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2,
+        ICH_LR14_EL2, ICH_LR15_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, MPIDR_EL1, Readable,
+        Writeable,
+    };
+
     use super::{GicSysRegs, SysReg};
 
-    /// Reads the system register with encoding `$enc`.
+    // Registers `aarch64-cpu` names are accessed through it (`Readable::get`,
+    // `Writeable::set`: safe functions, one `mrs`/`msr` each); what makes
+    // those accesses sound is the contract of `CpuSysRegs::new`, as for the
+    // raw ones below.
+
+    /// Reads the system register with encoding `$enc`, for the registers
+    /// `aarch64-cpu` 11.2 lacks.
     macro_rules! mrs {
         ($enc:literal) => {{
             let value: u64;
@@ -125,7 +147,8 @@ mod real {
         }};
     }
 
-    /// Writes `$value` to the system register with encoding `$enc`.
+    /// Writes `$value` to the system register with encoding `$enc`, for the
+    /// registers `aarch64-cpu` 11.2 lacks or declares read-only.
     macro_rules! msr {
         ($enc:literal, $value:expr) => {{
             let value: u64 = $value;
@@ -166,76 +189,80 @@ mod real {
     impl GicSysRegs for CpuSysRegs {
         fn read(&self, reg: SysReg) -> u64 {
             match reg {
-                SysReg::IccCtlrEl1 => mrs!("S3_0_C12_C12_4"),
-                SysReg::IccSreEl2 => mrs!("S3_4_C12_C9_5"),
+                SysReg::IccCtlrEl1 => ICC_CTLR_EL1.get(),
+                SysReg::IccSreEl2 => ICC_SRE_EL2.get(),
+                // ICC_PMR_EL1 and ICC_IGRPEN1_EL1: not in aarch64-cpu 11.2.
                 SysReg::IccPmrEl1 => mrs!("S3_0_C4_C6_0"),
                 SysReg::IccIgrpen1El1 => mrs!("S3_0_C12_C12_7"),
-                SysReg::IchHcrEl2 => mrs!("S3_4_C12_C11_0"),
-                SysReg::IchVtrEl2 => mrs!("S3_4_C12_C11_1"),
-                SysReg::IchMisrEl2 => mrs!("S3_4_C12_C11_2"),
+                SysReg::IchHcrEl2 => ICH_HCR_EL2.get(),
+                SysReg::IchVtrEl2 => ICH_VTR_EL2.get(),
+                SysReg::IchMisrEl2 => ICH_MISR_EL2.get(),
+                // ICH_EISR_EL2 and ICH_ELRSR_EL2: not in aarch64-cpu 11.2.
                 SysReg::IchEisrEl2 => mrs!("S3_4_C12_C11_3"),
                 SysReg::IchElrsrEl2 => mrs!("S3_4_C12_C11_5"),
-                SysReg::IchVmcrEl2 => mrs!("S3_4_C12_C11_7"),
-                SysReg::IchAp0rEl2(0) => mrs!("S3_4_C12_C8_0"),
-                SysReg::IchAp0rEl2(1) => mrs!("S3_4_C12_C8_1"),
-                SysReg::IchAp0rEl2(2) => mrs!("S3_4_C12_C8_2"),
-                SysReg::IchAp0rEl2(3) => mrs!("S3_4_C12_C8_3"),
-                SysReg::IchAp1rEl2(0) => mrs!("S3_4_C12_C9_0"),
-                SysReg::IchAp1rEl2(1) => mrs!("S3_4_C12_C9_1"),
-                SysReg::IchAp1rEl2(2) => mrs!("S3_4_C12_C9_2"),
-                SysReg::IchAp1rEl2(3) => mrs!("S3_4_C12_C9_3"),
-                SysReg::IchLrEl2(0) => mrs!("S3_4_C12_C12_0"),
-                SysReg::IchLrEl2(1) => mrs!("S3_4_C12_C12_1"),
-                SysReg::IchLrEl2(2) => mrs!("S3_4_C12_C12_2"),
-                SysReg::IchLrEl2(3) => mrs!("S3_4_C12_C12_3"),
-                SysReg::IchLrEl2(4) => mrs!("S3_4_C12_C12_4"),
-                SysReg::IchLrEl2(5) => mrs!("S3_4_C12_C12_5"),
-                SysReg::IchLrEl2(6) => mrs!("S3_4_C12_C12_6"),
-                SysReg::IchLrEl2(7) => mrs!("S3_4_C12_C12_7"),
-                SysReg::IchLrEl2(8) => mrs!("S3_4_C12_C13_0"),
-                SysReg::IchLrEl2(9) => mrs!("S3_4_C12_C13_1"),
-                SysReg::IchLrEl2(10) => mrs!("S3_4_C12_C13_2"),
-                SysReg::IchLrEl2(11) => mrs!("S3_4_C12_C13_3"),
-                SysReg::IchLrEl2(12) => mrs!("S3_4_C12_C13_4"),
-                SysReg::IchLrEl2(13) => mrs!("S3_4_C12_C13_5"),
-                SysReg::IchLrEl2(14) => mrs!("S3_4_C12_C13_6"),
-                SysReg::IchLrEl2(15) => mrs!("S3_4_C12_C13_7"),
+                SysReg::IchVmcrEl2 => ICH_VMCR_EL2.get(),
+                SysReg::IchAp0rEl2(0) => ICH_AP0R0_EL2.get(),
+                SysReg::IchAp0rEl2(1) => ICH_AP0R1_EL2.get(),
+                SysReg::IchAp0rEl2(2) => ICH_AP0R2_EL2.get(),
+                SysReg::IchAp0rEl2(3) => ICH_AP0R3_EL2.get(),
+                SysReg::IchAp1rEl2(0) => ICH_AP1R0_EL2.get(),
+                SysReg::IchAp1rEl2(1) => ICH_AP1R1_EL2.get(),
+                SysReg::IchAp1rEl2(2) => ICH_AP1R2_EL2.get(),
+                SysReg::IchAp1rEl2(3) => ICH_AP1R3_EL2.get(),
+                SysReg::IchLrEl2(0) => ICH_LR0_EL2.get(),
+                SysReg::IchLrEl2(1) => ICH_LR1_EL2.get(),
+                SysReg::IchLrEl2(2) => ICH_LR2_EL2.get(),
+                SysReg::IchLrEl2(3) => ICH_LR3_EL2.get(),
+                SysReg::IchLrEl2(4) => ICH_LR4_EL2.get(),
+                SysReg::IchLrEl2(5) => ICH_LR5_EL2.get(),
+                SysReg::IchLrEl2(6) => ICH_LR6_EL2.get(),
+                SysReg::IchLrEl2(7) => ICH_LR7_EL2.get(),
+                SysReg::IchLrEl2(8) => ICH_LR8_EL2.get(),
+                SysReg::IchLrEl2(9) => ICH_LR9_EL2.get(),
+                SysReg::IchLrEl2(10) => ICH_LR10_EL2.get(),
+                SysReg::IchLrEl2(11) => ICH_LR11_EL2.get(),
+                SysReg::IchLrEl2(12) => ICH_LR12_EL2.get(),
+                SysReg::IchLrEl2(13) => ICH_LR13_EL2.get(),
+                SysReg::IchLrEl2(14) => ICH_LR14_EL2.get(),
+                SysReg::IchLrEl2(15) => ICH_LR15_EL2.get(),
                 SysReg::IchAp0rEl2(_) | SysReg::IchAp1rEl2(_) | SysReg::IchLrEl2(_) => 0,
             }
         }
 
         fn write(&mut self, reg: SysReg, value: u64) {
             match reg {
+                // aarch64-cpu 11.2 declares ICC_CTLR_EL1 read-only (it only
+                // names ExtRange): write it by encoding.
                 SysReg::IccCtlrEl1 => msr!("S3_0_C12_C12_4", value),
-                SysReg::IccSreEl2 => msr!("S3_4_C12_C9_5", value),
+                SysReg::IccSreEl2 => ICC_SRE_EL2.set(value),
                 SysReg::IccPmrEl1 => msr!("S3_0_C4_C6_0", value),
                 SysReg::IccIgrpen1El1 => msr!("S3_0_C12_C12_7", value),
-                SysReg::IchHcrEl2 => msr!("S3_4_C12_C11_0", value),
-                SysReg::IchVmcrEl2 => msr!("S3_4_C12_C11_7", value),
-                SysReg::IchAp0rEl2(0) => msr!("S3_4_C12_C8_0", value),
-                SysReg::IchAp0rEl2(1) => msr!("S3_4_C12_C8_1", value),
-                SysReg::IchAp0rEl2(2) => msr!("S3_4_C12_C8_2", value),
-                SysReg::IchAp0rEl2(3) => msr!("S3_4_C12_C8_3", value),
-                SysReg::IchAp1rEl2(0) => msr!("S3_4_C12_C9_0", value),
-                SysReg::IchAp1rEl2(1) => msr!("S3_4_C12_C9_1", value),
-                SysReg::IchAp1rEl2(2) => msr!("S3_4_C12_C9_2", value),
-                SysReg::IchAp1rEl2(3) => msr!("S3_4_C12_C9_3", value),
-                SysReg::IchLrEl2(0) => msr!("S3_4_C12_C12_0", value),
-                SysReg::IchLrEl2(1) => msr!("S3_4_C12_C12_1", value),
-                SysReg::IchLrEl2(2) => msr!("S3_4_C12_C12_2", value),
-                SysReg::IchLrEl2(3) => msr!("S3_4_C12_C12_3", value),
-                SysReg::IchLrEl2(4) => msr!("S3_4_C12_C12_4", value),
-                SysReg::IchLrEl2(5) => msr!("S3_4_C12_C12_5", value),
-                SysReg::IchLrEl2(6) => msr!("S3_4_C12_C12_6", value),
-                SysReg::IchLrEl2(7) => msr!("S3_4_C12_C12_7", value),
-                SysReg::IchLrEl2(8) => msr!("S3_4_C12_C13_0", value),
-                SysReg::IchLrEl2(9) => msr!("S3_4_C12_C13_1", value),
-                SysReg::IchLrEl2(10) => msr!("S3_4_C12_C13_2", value),
-                SysReg::IchLrEl2(11) => msr!("S3_4_C12_C13_3", value),
-                SysReg::IchLrEl2(12) => msr!("S3_4_C12_C13_4", value),
-                SysReg::IchLrEl2(13) => msr!("S3_4_C12_C13_5", value),
-                SysReg::IchLrEl2(14) => msr!("S3_4_C12_C13_6", value),
-                SysReg::IchLrEl2(15) => msr!("S3_4_C12_C13_7", value),
+                SysReg::IchHcrEl2 => ICH_HCR_EL2.set(value),
+                SysReg::IchVmcrEl2 => ICH_VMCR_EL2.set(value),
+                SysReg::IchAp0rEl2(0) => ICH_AP0R0_EL2.set(value),
+                SysReg::IchAp0rEl2(1) => ICH_AP0R1_EL2.set(value),
+                SysReg::IchAp0rEl2(2) => ICH_AP0R2_EL2.set(value),
+                SysReg::IchAp0rEl2(3) => ICH_AP0R3_EL2.set(value),
+                SysReg::IchAp1rEl2(0) => ICH_AP1R0_EL2.set(value),
+                SysReg::IchAp1rEl2(1) => ICH_AP1R1_EL2.set(value),
+                SysReg::IchAp1rEl2(2) => ICH_AP1R2_EL2.set(value),
+                SysReg::IchAp1rEl2(3) => ICH_AP1R3_EL2.set(value),
+                SysReg::IchLrEl2(0) => ICH_LR0_EL2.set(value),
+                SysReg::IchLrEl2(1) => ICH_LR1_EL2.set(value),
+                SysReg::IchLrEl2(2) => ICH_LR2_EL2.set(value),
+                SysReg::IchLrEl2(3) => ICH_LR3_EL2.set(value),
+                SysReg::IchLrEl2(4) => ICH_LR4_EL2.set(value),
+                SysReg::IchLrEl2(5) => ICH_LR5_EL2.set(value),
+                SysReg::IchLrEl2(6) => ICH_LR6_EL2.set(value),
+                SysReg::IchLrEl2(7) => ICH_LR7_EL2.set(value),
+                SysReg::IchLrEl2(8) => ICH_LR8_EL2.set(value),
+                SysReg::IchLrEl2(9) => ICH_LR9_EL2.set(value),
+                SysReg::IchLrEl2(10) => ICH_LR10_EL2.set(value),
+                SysReg::IchLrEl2(11) => ICH_LR11_EL2.set(value),
+                SysReg::IchLrEl2(12) => ICH_LR12_EL2.set(value),
+                SysReg::IchLrEl2(13) => ICH_LR13_EL2.set(value),
+                SysReg::IchLrEl2(14) => ICH_LR14_EL2.set(value),
+                SysReg::IchLrEl2(15) => ICH_LR15_EL2.set(value),
                 SysReg::IchVtrEl2
                 | SysReg::IchMisrEl2
                 | SysReg::IchEisrEl2
@@ -245,6 +272,9 @@ mod real {
                 | SysReg::IchLrEl2(_) => {}
             }
         }
+
+        // ICC_IAR1_EL1, ICC_EOIR1_EL1 and ICC_DIR_EL1: not in aarch64-cpu
+        // 11.2.
 
         fn read_iar1(&mut self) -> u64 {
             mrs!("S3_0_C12_C12_0")
@@ -259,14 +289,11 @@ mod real {
         }
 
         fn mpidr(&self) -> u64 {
-            mrs!("MPIDR_EL1")
+            MPIDR_EL1.get()
         }
 
         fn isb(&mut self) {
-            // SAFETY: a barrier has no operands and touches no memory.
-            unsafe {
-                core::arch::asm!("isb", options(nostack, preserves_flags));
-            }
+            barrier::isb(barrier::SY);
         }
     }
 }
@@ -372,7 +399,7 @@ mod fake {
         /// The implemented list registers' raw values: `ICH_VTR_EL2.ListRegs`
         /// (bits 4:0) + 1 of them.
         fn implemented_lrs(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-            let count = usize::try_from(self.ich_vtr & 0x1F).map_or(16, |n| n + 1);
+            let count = usize::try_from(self.ich_vtr & 0x1F).map_or(16, |n| n.saturating_add(1));
             self.ich_lr.iter().copied().take(count).enumerate()
         }
 

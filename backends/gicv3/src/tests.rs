@@ -1,6 +1,7 @@
 //! Host tests of the driver logic against [`FakeSysRegs`] and redistributor
 //! frames in RAM behind `UniqueMmioPointer`.
 
+use core::ptr::NonNull;
 use std::boxed::Box;
 use std::format;
 use std::sync::Arc;
@@ -92,42 +93,83 @@ fn lr(host: &HostGic<'_, FakeSysRegs>, n: usize) -> u64 {
     host.regs().ich_lr[n]
 }
 
+/// `[ISACTIVER0, ICACTIVER0, ISENABLER0, ICENABLER0]` of each of the `N`
+/// redistributors of `region`, which are then zeroed, so that each step
+/// sees only its own writes in every frame.
+fn take_region_writes<const N: usize>(region: NonNull<[Redistributor]>) -> [[u32; 4]; N] {
+    assert_eq!(region.len(), N);
+    let base = region.cast::<Redistributor>();
+    core::array::from_fn(|i| {
+        // SAFETY: RAM owned by the test, `i` < N is inside the region, and
+        // no `HostGic` method runs meanwhile (the test plays the hardware
+        // between calls).
+        unsafe {
+            let sgi = &raw mut (*base.add(i).as_ptr()).sgi;
+            let regs = [
+                &raw mut (*sgi).isactiver0,
+                &raw mut (*sgi).icactiver0,
+                &raw mut (*sgi).isenabler0,
+                &raw mut (*sgi).icenabler0,
+            ];
+            regs.map(|reg| core::mem::replace(&mut (*reg).0, 0))
+        }
+    })
+}
+
 #[test]
 fn finds_this_cpus_redistributor_by_affinity() {
     // Three GICv3 redistributors, affinities 0.0.0.0, 0.0.0.1 and 0.0.1.0
     // (GICR_TYPER bits 63:32), the third marked Last.
     let mut frames = frames(&[0, 1 << 32, (0x100 << 32) | GICR_TYPER_LAST]);
+    let region = NonNull::from(&mut *frames);
     {
         // MPIDR Aff1 = 1 (bits 15:8), bit 31 RES1.
-        let mut host = host(&mut frames, VTR_4_LRS, 0x8000_0100);
+        // SAFETY: RAM owned by the test, which reads and writes it only
+        // between calls of the `HostGic`; the fake is one CPU.
+        let mut host = unsafe {
+            HostGic::new(
+                FakeSysRegs::new(VTR_4_LRS, 0x8000_0100),
+                UniqueMmioPointer::new(region),
+            )
+        }
+        .unwrap();
+        host.init().unwrap();
         assert_eq!(host.affinity(), Affinity(0x100));
-        take_writes(&mut host);
-        for n in [16, 27, 31] {
+        assert_eq!(take_region_writes::<3>(region), [[0; 4]; 3], "init");
+        let only_frame_2 = |writes: [u32; 4]| [[0; 4], [0; 4], writes];
+        for n in 16..=31 {
+            let bit = 1 << n;
             host.set_ppi_active(ppi(n), true);
             assert_eq!(
-                take_writes(&mut host),
-                [1 << n, 0, 0, 0],
-                "activate PPI {n}"
+                take_region_writes(region),
+                only_frame_2([bit, 0, 0, 0]),
+                "activate PPI {n}: ISACTIVER0"
             );
             host.set_ppi_active(ppi(n), false);
             assert_eq!(
-                take_writes(&mut host),
-                [1 << n, 1 << n, 0, 0],
-                "deactivate PPI {n}"
+                take_region_writes(region),
+                only_frame_2([0, bit, 0, 0]),
+                "deactivate PPI {n}: ICACTIVER0"
             );
-            set_hw_active(&mut host, 0);
             host.set_ppi_masked(ppi(n), true);
-            assert_eq!(take_writes(&mut host), [0, 0, 0, 1 << n], "mask PPI {n}");
+            assert_eq!(
+                take_region_writes(region),
+                only_frame_2([0, 0, 0, bit]),
+                "mask PPI {n}: ICENABLER0"
+            );
             host.set_ppi_masked(ppi(n), false);
-            assert_eq!(take_writes(&mut host), [0, 0, 1 << n, 0], "unmask PPI {n}");
+            assert_eq!(
+                take_region_writes(region),
+                only_frame_2([0, 0, bit, 0]),
+                "unmask PPI {n}: ISENABLER0"
+            );
         }
     }
     // The other CPUs' frames were not touched (init woke only frame 2 and
     // grouped only its PPIs).
     for other in &frames[..2] {
-        assert_eq!(other.sgi.isactiver0.0, 0);
-        assert_eq!(other.sgi.isenabler0.0, 0);
         assert_eq!(other.sgi.igroupr0.0, 0);
+        assert_eq!(other.rd.waker.0, 0);
     }
     assert_eq!(frames[2].sgi.igroupr0.0, u32::MAX);
 }
@@ -191,6 +233,31 @@ fn init_wakes_and_sets_split_eoi_pmr_and_group_1() {
     }
     .unwrap();
     assert_eq!(host.init(), Err(Error::RedistributorAsleep));
+}
+
+#[test]
+fn init_disables_the_virtual_interface_and_empties_the_list_registers() {
+    /// `ICH_HCR_EL2.TC` (bit 10) and `TDIR` (bit 14): traps a hypervisor
+    /// may have set.
+    const TRAPS: u64 = (1 << 10) | (1 << 14);
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut regs = FakeSysRegs::new(VTR_4_LRS, 0);
+    // What an earlier owner left: the interface on, interrupts in LR0..3,
+    // and (for the test) bits in LR4, which this CPU does not implement.
+    regs.ich_hcr = TRAPS | ICH_HCR_EN | ICH_HCR_UIE;
+    regs.ich_lr = [0x50A0_0200_0000_001E; 16];
+    // SAFETY: as in `host`.
+    let mut host = unsafe { HostGic::new(regs, UniqueMmioPointer::from(&mut frames[..])) }.unwrap();
+    host.init().unwrap();
+    let regs = host.regs();
+    assert_eq!(regs.ich_hcr, TRAPS, "En and UIE cleared, the rest kept");
+    assert_eq!(regs.ich_lr[..4], [0; 4], "implemented LRs zeroed");
+    assert_eq!(
+        regs.ich_lr[4], 0x50A0_0200_0000_001E,
+        "unimplemented LRs not touched"
+    );
+    assert!(!regs.lr_write_unsynchronized, "isb after the LR writes");
+    assert_eq!(regs.read(SysReg::IchElrsrEl2), 0b1111);
 }
 
 #[test]
@@ -566,9 +633,9 @@ fn forwarded_vtimer_cycle_through_the_core() {
     assert_eq!(take_writes(gic.host()), [0, 1 << 27, 0, 0]);
     assert!(gic.list_registers().all(ListRegister::is_free));
 
-    // Schedule-out.
-    gic.vcpu_put().unwrap();
+    // Schedule-out: the timer first, then the vGIC (README order).
     timer.put(&mut hw, &mut soft).unwrap();
+    gic.vcpu_put().unwrap();
     assert_eq!(gic.host().regs().ich_hcr, 0);
 }
 

@@ -171,14 +171,15 @@ impl VgicCpu {
             .get_mut(self.queued)
             .ok_or(Error::QueueFull { intid: lr.vintid() })?;
         *slot = lr;
-        self.queued += 1;
+        self.queued = self.queued.saturating_add(1);
         Ok(())
     }
 
     fn remove(&mut self, position: usize) -> Option<ListRegister> {
         let lr = *self.queued().get(position)?;
-        self.queue.copy_within(position + 1..self.queued, position);
-        self.queued -= 1;
+        self.queue
+            .copy_within(position.saturating_add(1)..self.queued, position);
+        self.queued = self.queued.saturating_sub(1);
         Some(lr)
     }
 
@@ -266,7 +267,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             .filter(|&n| n >= available)
         {
             return Err(Error::TooFewListRegisters {
-                needed: extra + 1,
+                needed: extra.saturating_add(1),
                 available,
             });
         }
