@@ -71,7 +71,8 @@ usage: cargo xtask <command>
   msrv    check the stated rust-version against edition 2024 and
           every library dependency's own rust-version
   bench   the hardware-access and timing report: lazy library vs eager
-          save/restore on the host model
+          save/restore on the host model, memory per vCPU and VM, and the
+          core's code size for aarch64-unknown-none (needs llvm-size)
 ";
 
 fn test() -> Result {
@@ -197,6 +198,8 @@ fn bench() -> Result {
         "arch-timer-virt-sim",
         "--example",
         "report",
+        "--",
+        "--code-size",
     ])
 }
 

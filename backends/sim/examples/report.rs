@@ -7,8 +7,10 @@
 //! cargo run -p arch-timer-virt-sim --release --example report
 //! ```
 //!
-//! With `-- --code-size` it also builds `size-probe/` (every `VcpuTimer`
-//! operation instantiated once, hardware accessors opaque external calls)
+//! With `-- --code-size` (as `cargo xtask bench` runs it) it also builds
+//! `size-probe/` (every `VcpuTimer` operation, the register API and
+//! `emulate::access` instantiated once, hardware accessors opaque external
+//! calls)
 //! for `aarch64-unknown-none` at the workspace's release opt-level with
 //! LTO, and prints the `.text` size: `size-probe/measure.sh`.
 

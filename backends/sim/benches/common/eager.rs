@@ -2,9 +2,13 @@
 //! the virtual timer on every exit and restores it on every entry.
 //!
 //! Exit: read CTL and CVAL, disable the timer, write 0 to `CNTVOFF_EL2`.
-//! Entry: write `CNTVOFF_EL2`, CVAL, `isb`, CTL. The guest's line level is
-//! computed from the saved copy on exit (no further reads). This file is
-//! included by the benchmark and by the `report` example.
+//! Entry: the physical PPI's active state as KVM set it on every entry
+//! before residency tracking (active while the line is high or the guest
+//! has the interrupt active, which needs a vGIC look-up with the line low;
+//! the write skipped while it is known clear), then write `CNTVOFF_EL2`,
+//! CVAL, `isb`, CTL. The guest's line level is computed from the saved copy
+//! on exit (no further reads). This file is included by the benchmark and
+//! by the `report` example.
 
 use arch_timer_virt::{IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw};
 
@@ -16,6 +20,10 @@ pub struct EagerVcpu {
     offset: Ticks,
     level: bool,
     mapped: bool,
+    /// The physical PPI is known inactive (KVM's cache of the "active
+    /// clear" state; an "active set" cannot be cached, the guest's
+    /// deactivation clears it behind the hypervisor's back).
+    known_clear: bool,
 }
 
 impl EagerVcpu {
@@ -29,13 +37,21 @@ impl EagerVcpu {
         hw.set_el1_physical_access(false);
     }
 
-    /// Scheduled away: nothing of the timer is on the CPU between runs.
+    /// Scheduled away: nothing of the timer is on the CPU between runs,
+    /// and the cached PPI state is no longer trusted.
     pub fn put<H: TimerHw>(&mut self, hw: &mut H) {
         hw.set_el1_physical_access(true);
+        self.known_clear = false;
     }
 
-    /// Right before entering the guest: restore everything.
-    pub fn entry<H: TimerHw>(&mut self, hw: &mut H) {
+    /// Right before entering the guest: the physical PPI's active state,
+    /// then restore everything.
+    pub fn entry<H: TimerHw, C: IrqChip>(&mut self, hw: &mut H, chip: &mut C) {
+        let active = self.level || chip.virtual_active(IntId::VIRTUAL_TIMER).unwrap_or(false);
+        if active || !self.known_clear {
+            let _ = chip.set_host_active(IntId::VIRTUAL_TIMER, active);
+            self.known_clear = !active;
+        }
         hw.set_virtual_offset(self.offset);
         hw.set_vtimer_cval(self.cval);
         hw.barrier();

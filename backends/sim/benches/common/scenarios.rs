@@ -143,7 +143,7 @@ impl Eager {
         };
         let mut p = s.m.ports(0, 0);
         s.e.load(&mut p.timer, &mut p.gic);
-        s.e.entry(&mut p.timer);
+        s.e.entry(&mut p.timer, &mut p.gic);
         arm_guest(&mut s.m, op == Op::RoundTripHigh);
         s.m.advance(1);
         let mut p = s.m.ports(0, 0);
@@ -153,7 +153,7 @@ impl Eager {
 
     fn round_trip(&mut self) {
         let mut p = self.m.ports(0, 0);
-        self.e.entry(&mut p.timer);
+        self.e.entry(&mut p.timer, &mut p.gic);
         self.e.exit(&mut p.timer, &mut p.gic);
     }
 

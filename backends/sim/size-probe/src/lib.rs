@@ -1,12 +1,14 @@
-//! Every `VcpuTimer` operation, instantiated with hardware accessors that
-//! are opaque external functions (so nothing is folded away), for
-//! measuring the code a hypervisor links in. Not for running.
+//! Every `VcpuTimer` operation, the register API and the trapped-access
+//! emulation, instantiated with hardware accessors that are opaque external
+//! functions (so nothing is folded away), for measuring the code a
+//! hypervisor links in. Not for running.
 
 #![no_std]
 
+use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{
-    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw, VcpuTimer,
-    VmTimer,
+    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw, TimerId,
+    TimerReg, VcpuTimer, VmTimer,
 };
 
 unsafe extern "C" {
@@ -125,6 +127,50 @@ pub extern "C" fn probe_vcpu_timer(timer: &mut VcpuTimer, vm: &VmTimer, op: u32)
         _ => timer.should_notify_user(),
     };
     u32::from(!ok)
+}
+
+/// A VMM register access (`op` 0: get, 1: set) of register `reg` (0..=3:
+/// CTL, CVAL, TVAL, CNT) of timer `timer` (0: virtual), or (`op` 2) a
+/// trapped access with syndrome `iss`; returns the value read.
+#[unsafe(no_mangle)]
+pub extern "C" fn probe_registers(
+    vcpu: &mut VcpuTimer,
+    vm: &VmTimer,
+    op: u32,
+    timer: u32,
+    reg: u32,
+    value: u64,
+) -> u64 {
+    let timer = if timer == 0 {
+        TimerId::Virtual
+    } else {
+        TimerId::Physical
+    };
+    let reg = match reg {
+        0 => TimerReg::Ctl,
+        1 => TimerReg::Cval,
+        2 => TimerReg::Tval,
+        _ => TimerReg::Cnt,
+    };
+    match op {
+        0 => vcpu.get_reg(vm, &Hw, timer, reg),
+        1 => u64::from(
+            vcpu.set_reg(vm, &mut Hw, &mut Gic, timer, reg, value)
+                .is_err(),
+        ),
+        _ => {
+            #[allow(clippy::cast_possible_truncation)] // a probe
+            let Some(trap) = SysRegTrap::decode(value as u32) else {
+                return u64::MAX;
+            };
+            let access = if trap.is_read {
+                Access::Read
+            } else {
+                Access::Write(value >> 32)
+            };
+            emulate::access(vcpu, vm, &mut Hw, &mut Gic, trap.reg, access).unwrap_or(u64::MAX)
+        }
+    }
 }
 
 #[panic_handler]
