@@ -329,3 +329,27 @@ fn fake_allows_optional_registers_where_they_exist() {
     assert_eq!(regs.read(crate::Register::CntvCvalEl02), 0);
     assert_eq!(regs.undefined_accesses(), 1);
 }
+
+/// `reset_cpu` leaves what the core expects on a CPU with no vCPU: the EL1
+/// virtual timer disabled, `CNTVOFF_EL2` 0, EL1 physical access allowed,
+/// in both host modes (the EL2 timer is not touched).
+#[test]
+fn reset_cpu_disables_the_el1_vtimer_zeroes_cntvoff_and_allows_el1_access() {
+    for (mode, bits) in [(HostMode::NonVhe, NVHE_BITS), (HostMode::Vhe, VHE_BITS)] {
+        let mut t = timer(mode);
+        let r = t.registers_mut();
+        r.el1_vtimer_ctl = 1;
+        r.el2_vtimer_ctl = 1;
+        r.cntvoff_el2 = 0xdead_beef;
+        r.cnthctl_el2 = 0;
+        t.reset_cpu();
+        let r = t.registers();
+        assert_eq!(r.el1_vtimer_ctl, 0, "{mode:?}");
+        assert_eq!(
+            r.el2_vtimer_ctl, 1,
+            "{mode:?}: the host's own timer is left alone"
+        );
+        assert_eq!(r.cntvoff_el2, 0, "{mode:?}");
+        assert_eq!(r.cnthctl_el2, bits, "{mode:?}");
+    }
+}

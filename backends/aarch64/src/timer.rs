@@ -156,6 +156,17 @@ impl<R: RegisterFile> GenericTimer<R> {
         }
     }
 
+    /// Puts this CPU's timer where the core expects it with no vCPU
+    /// loaded: the EL1 virtual timer disabled, `CNTVOFF_EL2` = 0 (its
+    /// reset value is UNKNOWN) and EL1 physical timer and counter access
+    /// allowed. Call it once per CPU before the first
+    /// [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
+    pub fn reset_cpu(&mut self) {
+        self.set_vtimer_ctl(TimerCtl::empty());
+        self.set_virtual_offset(Ticks::ZERO);
+        self.set_el1_physical_access(true);
+    }
+
     /// Writes the physical offset, `CNTPOFF_EL2` (FEAT_ECV only).
     ///
     /// The offset applies to the EL1 physical counter and timer only while

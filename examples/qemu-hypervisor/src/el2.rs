@@ -178,10 +178,12 @@ unsafe fn cpu_init(config: RunConfig) -> El2Timer {
     };
     // SAFETY: at EL2 on this CPU; this is the only token for this CPU's
     // timer registers, and E2H no longer changes.
-    match unsafe { El2Timer::new_with_host_mode(timer_mode) } {
+    let mut timer = match unsafe { El2Timer::new_with_host_mode(timer_mode) } {
         Ok(t) => t,
         Err(e) => fail!("hv: timer: {e}"),
-    }
+    };
+    timer.reset_cpu();
+    timer
 }
 
 /// The PPIs the hypervisor takes, with their priorities.
