@@ -542,3 +542,60 @@ fn a_failing_chip_during_host_irq_is_an_error_not_a_panic() {
         Err(arch_timer_virt::Error::IrqChip(_))
     ));
 }
+
+/// With `Forwarding::Masking`, a timer that expired while the vCPU was
+/// scheduled out is raised at `load` (the VMM is told, nothing is injected
+/// through the vGIC) and the host PPI is masked, not active; a timer that
+/// expired during a sleep is raised the same way at `unblock`; `put` and
+/// `load` with the line low leave the PPI unmasked and inactive.
+#[test]
+fn masking_mode_load_and_unblock_raise_for_the_vmm_and_mask_the_ppi() {
+    use common::{FakeChip, FakeCpu, FakeSoft};
+
+    let mut vm = VmTimer::new();
+    assert_eq!(vm.set_forwarding(Forwarding::Masking), Ok(()));
+    let mut timer = VcpuTimer::new();
+    let mut cpu = FakeCpu {
+        now: 1_000,
+        ..FakeCpu::default()
+    };
+    let mut chip = FakeChip::default();
+    let mut soft = FakeSoft::default();
+
+    // Armed for 1,500, scheduled out; the deadline passes meanwhile.
+    assert_eq!(timer.load(&vm, &mut cpu, &mut chip), Ok(()));
+    assert!(!chip.host_masked && !chip.host_active);
+    cpu.cval = 1_500;
+    cpu.ctl = 1;
+    assert_eq!(timer.put(&mut cpu, &mut soft), Ok(()));
+    cpu.now = 2_000;
+    assert_eq!(timer.load(&vm, &mut cpu, &mut chip), Ok(()));
+    assert!(timer.levels().virtual_timer);
+    assert!(timer.should_notify_user());
+    assert!(chip.host_masked, "masked while the line is high");
+    assert!(!chip.host_active);
+    assert_eq!(chip.raised, 0, "the VMM injects, not the vGIC");
+    assert!(timer.take_user_levels().virtual_timer);
+
+    // The guest moves CVAL ahead: the line drops at the exit and the PPI is
+    // unmasked again.
+    cpu.cval = 10_000;
+    assert_eq!(timer.after_exit(&mut cpu, &mut chip, &mut soft), Ok(()));
+    assert!(!timer.levels().virtual_timer);
+    assert!(!chip.host_masked);
+    assert!(timer.should_notify_user());
+    let _ = timer.take_user_levels();
+
+    // It sleeps; the deadline passes; unblock raises and masks.
+    assert_eq!(
+        timer.block(&mut cpu, &mut soft),
+        Wakeup::At(Ticks::new(10_000))
+    );
+    cpu.now = 10_500;
+    assert_eq!(timer.unblock(&mut cpu, &mut chip, &mut soft), Ok(()));
+    assert!(timer.levels().virtual_timer);
+    assert!(timer.should_notify_user());
+    assert!(chip.host_masked && !chip.host_active);
+    assert_eq!(soft.background, None, "unblock cancels the wake-up");
+    assert_eq!(chip.raised, 0);
+}
