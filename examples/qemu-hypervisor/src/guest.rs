@@ -385,18 +385,25 @@ extern "C" fn guest_irq() {
             let cval = mrs!("cntv_cval_el0");
             let now = vcount();
             timer_interrupt(s, ctl, cval, now);
-            // Periodic: one period on; if that has passed already (the
-            // vCPU did not run for a while), one period from now, as an OS
-            // tick does: missed periods are skipped (and counted), not
-            // caught up.
+            // Periodic: one period on; if that is less than half a period
+            // away (the vCPU did not run for a while), one period from now,
+            // as an OS tick does with its minimum programming delta: missed
+            // periods are skipped (and counted), not caught up, and the
+            // timer is never armed so close that it has fired again by the
+            // EOI below (which QEMU 7.2's GICv2 does not re-signal).
             let next = match s.rearm.load(Ordering::Relaxed) {
                 REARM_PERIODIC => {
                     let period = s.period.load(Ordering::Relaxed);
                     let next = cval.wrapping_add(period);
-                    Some(if next > now {
+                    Some(if next > now.saturating_add(period / 2) {
                         next
                     } else {
-                        let missed = now.saturating_sub(cval).checked_div(period).unwrap_or(0);
+                        // The expiries cval + k * period (k >= 1) before
+                        // the new one.
+                        let late = now.saturating_sub(cval);
+                        let missed = late
+                            .checked_div(period)
+                            .map_or(0, |whole| whole + u64::from(late % period != 0));
                         s.skipped.fetch_add(missed, Ordering::Relaxed);
                         now + period
                     })
