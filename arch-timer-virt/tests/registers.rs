@@ -274,11 +274,34 @@ fn moving_the_counter_under_an_armed_timer() {
         rig.set(timer, TimerReg::Cnt, 300);
         assert_eq!(rig.get(timer, TimerReg::Ctl) & ISTATUS, ISTATUS);
         assert_eq!(rig.get(timer, TimerReg::Tval), tval(-100));
+        match timer {
+            // The emulated line follows at once.
+            TimerId::Physical => assert!(rig.chip.level(PTIMER), "raised"),
+            // The hardware timer asserts its output by itself.
+            TimerId::Virtual => {
+                assert_eq!(rig.cpu.now.wrapping_sub(rig.cpu.cntvoff), 300);
+                assert!(arch_timer_virt::TimerHw::vtimer_ctl(&rig.cpu).output_asserted());
+            }
+        }
         // Moved behind: pending again with the new distance, no early fire.
         rig.set(timer, TimerReg::Cnt, 150);
         assert_eq!(rig.get(timer, TimerReg::Ctl) & ISTATUS, 0);
         assert_eq!(rig.get(timer, TimerReg::Tval), 50);
         assert_eq!(rig.get(timer, TimerReg::Cnt), 150);
+        match timer {
+            TimerId::Physical => {
+                assert!(!rig.chip.level(PTIMER), "lowered: no storm");
+                rig.run(49);
+                assert!(!rig.chip.level(PTIMER), "not before CVAL");
+                rig.run(1);
+                assert!(rig.chip.level(PTIMER), "at CVAL");
+            }
+            TimerId::Virtual => {
+                assert!(!arch_timer_virt::TimerHw::vtimer_ctl(&rig.cpu).output_asserted());
+                rig.cpu.now += 50;
+                assert!(arch_timer_virt::TimerHw::vtimer_ctl(&rig.cpu).output_asserted());
+            }
+        }
     }
     // A virtual CNT write while loaded reaches CNTVOFF_EL2 at once.
     let mut rig = Rig::loaded(10_000);
@@ -368,16 +391,70 @@ fn migration_in_any_restore_order() {
             );
         }
         assert_eq!(dst.cpu.cntvoff, 9_000_000_000 - 50_100);
-        // Virtual count continues: 200 ticks later the virtual timer fires.
-        dst.cpu.now += 199;
+        // The counts continue: the physical timer fires 100 ticks after
+        // arrival and the virtual one 200, neither earlier.
+        dst.run(0);
+        assert!(!dst.chip.level(PTIMER), "{order:?}");
+        dst.run(99);
+        assert!(!dst.chip.level(PTIMER), "{order:?}");
+        dst.run(1);
+        assert!(dst.chip.level(PTIMER), "{order:?}");
+        assert!(!dst.cpu.vtimer_ctl_istatus());
+        dst.cpu.now += 99;
         assert!(!dst.cpu.vtimer_ctl_istatus());
         dst.cpu.now += 1;
         assert!(dst.cpu.vtimer_ctl_istatus());
-        // And the physical timer fires 100 ticks after arrival.
-        dst.run(0);
-        assert!(dst.chip.level(PTIMER));
     }
     assert_eq!(orders.len(), 720);
+}
+
+/// Migration of a VM with a VM-wide counter offset: the destination VMM
+/// sets the offset that continues the count (per-vCPU CNT writes are
+/// ignored then), restores the rest in any order, and the pending expiry
+/// fires on time.
+#[test]
+fn migration_with_a_vm_counter_offset() {
+    let mut src = Rig::loaded(0);
+    assert_eq!(src.timer.put(&mut src.cpu, &mut src.soft), Ok(()));
+    src.vm.set_counter_offset(Ticks::new(1_000));
+    src.cpu.now = 5_000;
+    assert_eq!(src.timer.load(&src.vm, &mut src.cpu, &mut src.chip), Ok(()));
+    assert_eq!(src.get(TimerId::Virtual, TimerReg::Cnt), 4_000);
+    src.set(TimerId::Virtual, TimerReg::Cval, 4_500);
+    src.set(TimerId::Virtual, TimerReg::Ctl, ENABLE);
+    src.run(100);
+    let saved: Vec<(TimerId, TimerReg, u64)> = TimerReg::MIGRATION
+        .into_iter()
+        .map(|reg| (TimerId::Virtual, reg, src.get(TimerId::Virtual, reg)))
+        .collect();
+    assert_eq!(saved[2].2, 4_100, "CNT");
+
+    for order in permutations(saved.len()) {
+        let mut dst = Rig {
+            vm: VmTimer::new(),
+            timer: VcpuTimer::new(),
+            cpu: FakeCpu {
+                now: 777_000,
+                ..FakeCpu::default()
+            },
+            chip: FakeChip::default(),
+            soft: FakeSoft::default(),
+        };
+        // The VM-wide offset that continues the count, then the rest.
+        dst.vm.set_counter_offset(Ticks::new(777_000 - 4_100));
+        for &i in &order {
+            let (id, reg, value) = saved[i];
+            dst.set(id, reg, value);
+        }
+        assert_eq!(dst.timer.load(&dst.vm, &mut dst.cpu, &mut dst.chip), Ok(()));
+        for &(id, reg, value) in &saved {
+            assert_eq!(dst.get(id, reg), value, "{reg:?} after {order:?}");
+        }
+        dst.cpu.now += 399;
+        assert!(!dst.cpu.vtimer_ctl_istatus(), "{order:?}");
+        dst.cpu.now += 1;
+        assert!(dst.cpu.vtimer_ctl_istatus(), "{order:?}");
+    }
 }
 
 fn permutations(n: usize) -> Vec<Vec<usize>> {
