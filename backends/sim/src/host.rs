@@ -8,8 +8,8 @@ use core::fmt;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
-    Error, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer,
-    Wakeup,
+    Error, Forwarding, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer,
+    VmTimer, Wakeup,
 };
 
 use crate::guest::{Guest, GuestOp};
@@ -264,6 +264,10 @@ pub struct Stats {
     pub fresh_restores: u64,
     /// Trapped physical timer writes emulated.
     pub traps: u64,
+    /// With [`Forwarding::Masking`]: deactivations that made the virtual
+    /// timer interrupt pending again from a line the VMM still held high
+    /// after the guest had cleared the condition (until the next exit).
+    pub stale_repends: u64,
     /// Raises of the emulated physical timer's line (by `before_entry`,
     /// its soft timer, a trapped write, or the guest's deactivation with
     /// the line still high).
@@ -334,6 +338,35 @@ impl Hypervisor {
     /// ([`AckPoint::AfterExit`] by default).
     pub const fn set_ack_point(&mut self, at: AckPoint) {
         self.ack_point = at;
+    }
+
+    /// How the virtual timer interrupt reaches the guests
+    /// (`VmTimer::set_forwarding`; [`Forwarding::Hardware`] by default).
+    /// With [`Forwarding::Masking`] the hypervisor plays the VMM that owns
+    /// the interrupt controller: after every library call that can change
+    /// a line it takes the levels the library reports
+    /// (`should_notify_user`, `take_user_levels`) and sets the model's
+    /// virtual lines, which carry no HW bit.
+    ///
+    /// # Errors
+    ///
+    /// `Error::ConfigLocked` once a vCPU has been loaded.
+    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), Error> {
+        self.vm.set_forwarding(forwarding)
+    }
+
+    /// With [`Forwarding::Masking`], the VMM's part: the line levels the
+    /// library reports for `vcpu`, set on the model's virtual interface.
+    fn sync_user_levels(&mut self, vcpu: usize) {
+        let v = &mut self.vcpus[vcpu];
+        if !v.timer.should_notify_user() {
+            return;
+        }
+        let levels = v.timer.take_user_levels();
+        self.machine
+            .vmm_set_level(vcpu, self.vm.virtual_irq(), levels.virtual_timer);
+        self.machine
+            .vmm_set_level(vcpu, self.vm.physical_irq(), levels.physical_timer);
     }
 
     /// Gives the VM the counter offset `offset` (`VmTimer::set_counter_offset`):
@@ -478,13 +511,30 @@ impl Hypervisor {
                 let before = self.machine.virtual_irq(vcpu, vintid).deactivations;
                 let v = &mut self.vcpus[vcpu];
                 v.guest.perform(op, &mut self.machine, vcpu, cpu);
-                // A deactivation with the timer still asserted lets the
-                // level-triggered PPI fire again: one more host interrupt
-                // is no storm.
-                if self.machine.virtual_irq(vcpu, vintid).deactivations > before
-                    && v.guest.timer().asserted(self.machine.now())
-                {
-                    v.refires = v.refires.saturating_add(1);
+                let virq = self.machine.virtual_irq(vcpu, vintid);
+                let asserted = v.guest.timer().asserted(self.machine.now());
+                if virq.deactivations > before {
+                    // A deactivation with the timer still asserted lets the
+                    // level-triggered PPI fire again: one more host
+                    // interrupt is no storm.
+                    if asserted {
+                        v.refires = v.refires.saturating_add(1);
+                    }
+                    // With a VMM-owned interrupt controller the line the
+                    // VMM holds is the one the library reported at the last
+                    // exit: a guest that cleared the condition in its
+                    // handler and deactivates gets the interrupt pending
+                    // again until the next exit lowers the line (KVM's
+                    // userspace irqchip does the same; the guest's handler
+                    // finds ISTATUS clear). Not an early raise by the
+                    // library.
+                    if self.vm.forwarding() == Forwarding::Masking
+                        && !asserted
+                        && virq.raises > v.raises_seen
+                    {
+                        v.raises_seen = virq.raises;
+                        self.stats.stale_repends = self.stats.stale_repends.saturating_add(1);
+                    }
                 }
                 Ok(true)
             }
@@ -611,6 +661,7 @@ impl Hypervisor {
         )
         .map_err(|e| library("emulate::access", e))?;
         v.guest.wrote_ptimer(reg, value, self.machine.now());
+        self.sync_user_levels(vcpu);
         self.stats.traps = self.stats.traps.saturating_add(1);
         self.enter(cpu, vcpu)
     }
@@ -668,6 +719,8 @@ impl Hypervisor {
                 .set_reg(&self.vm, &mut p.timer, &mut p.gic, t, r, value)
                 .map_err(|e| library("set_reg", e))?;
         }
+        self.sync_user_levels(vcpu);
+        let v = &mut self.vcpus[vcpu];
         let p = self.machine.ports(cpu, vcpu);
         for &(t, r, value) in &saved {
             let now = v.timer.get_reg(&self.vm, &p.timer, t, r);
@@ -706,6 +759,8 @@ impl Hypervisor {
             .load(&self.vm, &mut p.timer, &mut p.gic)
             .map_err(|e| library("load", e))?;
         v.cpu = Some(cpu);
+        self.sync_user_levels(vcpu);
+        let v = &mut self.vcpus[vcpu];
         self.on_cpu[cpu] = Some(vcpu);
         if self.last_cpu[vcpu].is_some_and(|last| last != cpu) {
             self.stats.migrations = self.stats.migrations.saturating_add(1);
@@ -773,6 +828,7 @@ impl Hypervisor {
             .before_entry(&mut p.timer, &mut p.gic, &mut p.soft)
             .map_err(|e| library("before_entry", e))?;
         let made = self.machine.counters().since(&before);
+        self.sync_user_levels(vcpu);
         if made.vtimer_register_accesses() != 0 {
             return Err(violation(
                 Invariant::QuietHotPath,
@@ -802,6 +858,7 @@ impl Hypervisor {
             .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
             .map_err(|e| library("after_exit", e))?;
         let made = self.machine.counters().since(&before);
+        self.sync_user_levels(vcpu);
         check_quiet_exit(high, &made)?;
         if high && !self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line {
             self.stats.exit_lowered = self.stats.exit_lowered.saturating_add(1);
@@ -894,6 +951,8 @@ impl Hypervisor {
             .map_err(|e| library("unblock", e))?;
         v.blocked = false;
         v.wake_pending = false;
+        self.sync_user_levels(vcpu);
+        let v = &mut self.vcpus[vcpu];
         // Invariant 1, promptly: `unblock` of a loaded vCPU whose timer was
         // saved raises the line of a timer that expired during the sleep,
         // so the guest takes the interrupt on entry without waiting for
@@ -1039,6 +1098,7 @@ impl Hypervisor {
             .timer
             .handle_host_irq(&mut p.timer, &mut p.gic)
             .map_err(|e| library("handle_host_irq", e))?;
+        self.sync_user_levels(vcpu);
         match result {
             HostIrq::Raised => {
                 self.stats.raised = self.stats.raised.saturating_add(1);
@@ -1065,16 +1125,31 @@ impl Hypervisor {
     /// behind the physical PPI's back, so only the count in `check`
     /// applies.)
     fn check_no_storm(&self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
-        let state = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).state;
-        if !self.resample && state != VirtualState::Inactive {
-            return Err(violation(
+        match self.storm_state(vcpu) {
+            Some(why) => Err(violation(
                 Invariant::Storm,
-                format!(
-                    "host took the vtimer PPI on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"
-                ),
-            ));
+                format!("host took the vtimer PPI on CPU {cpu} while {why}"),
+            )),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// What makes taking the vtimer PPI for `vcpu` now a storm, if
+    /// anything: with the HW bit, the guest still holds the last virtual
+    /// interrupt (pending or active); with [`Forwarding::Masking`], the
+    /// line is high (the library masks the PPI for as long as it is).
+    fn storm_state(&self, vcpu: usize) -> Option<String> {
+        let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        match self.vm.forwarding() {
+            Forwarding::Masking if virq.line => Some(format!(
+                "vCPU {vcpu}'s virtual line is high ({:?})",
+                virq.state
+            )),
+            Forwarding::Hardware if !self.resample && virq.state != VirtualState::Inactive => Some(
+                format!("vCPU {vcpu}'s virtual interrupt is {:?}", virq.state),
+            ),
+            Forwarding::Masking | Forwarding::Hardware => None,
+        }
     }
 
     fn fire_soft_timers(&mut self) -> Result<(), Violation> {
@@ -1096,6 +1171,7 @@ impl Hypervisor {
                     v.timer
                         .physical_timer_expired(&mut p.timer, &mut p.gic)
                         .map_err(|e| library("physical_timer_expired", e))?;
+                    self.sync_user_levels(vcpu);
                 }
             }
         }
@@ -1176,16 +1252,12 @@ impl Hypervisor {
         // Invariant 2 at every step, not only when the host happens to take
         // the PPI: a PPI signalled while the guest holds the last virtual
         // interrupt (pending or active) will be taken again.
-        let state = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).state;
-        if !self.resample
-            && state != VirtualState::Inactive
-            && self.machine.timer_irq_signalled(cpu)
+        if self.machine.timer_irq_signalled(cpu)
+            && let Some(why) = self.storm_state(vcpu)
         {
             return Err(violation(
                 Invariant::Storm,
-                format!(
-                    "the vtimer PPI is signalled on CPU {cpu} while vCPU {vcpu}'s virtual interrupt is {state:?}"
-                ),
+                format!("the vtimer PPI is signalled on CPU {cpu} while {why}"),
             ));
         }
         Ok(())

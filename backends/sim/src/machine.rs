@@ -370,6 +370,13 @@ impl Machine {
         self.vifs[vcpu].resample(intid);
     }
 
+    /// The VMM that owns the interrupt controller (the library's
+    /// `Forwarding::Masking`) sets vCPU `vcpu`'s virtual line `intid` (not
+    /// logged: the library's accesses are counted, not the VMM's).
+    pub fn vmm_set_level(&mut self, vcpu: usize, intid: IntId, level: bool) {
+        self.vifs[vcpu].set_level(intid, level);
+    }
+
     /// The guest acknowledges its highest-priority pending virtual
     /// interrupt (`ICV_IAR1_EL1`), if any.
     pub fn guest_acknowledge(&mut self, vcpu: usize) -> Option<IntId> {

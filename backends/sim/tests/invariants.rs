@@ -10,7 +10,7 @@
 //! PROPTEST_CASES=100000 cargo test -p arch-timer-virt-sim --release --test invariants
 //! ```
 
-use arch_timer_virt::Ticks;
+use arch_timer_virt::{Forwarding, Ticks};
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Step};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -280,6 +280,24 @@ fn ack_point() -> impl Strategy<Value = AckPoint> {
     prop_oneof![Just(AckPoint::AfterExit), Just(AckPoint::AtException)]
 }
 
+/// How the virtual timer's interrupt reaches the guest: through the vGIC
+/// with the HW bit, or (a third of the histories) through a VMM that owns
+/// the interrupt controller while the library masks the physical PPI.
+fn forwarding() -> impl Strategy<Value = Forwarding> {
+    prop_oneof![2 => Just(Forwarding::Hardware), 1 => Just(Forwarding::Masking)]
+}
+
+/// A history's setting: where the host acknowledges, and the forwarding.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    ack: AckPoint,
+    forwarding: Forwarding,
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (ack_point(), forwarding()).prop_map(|(ack, forwarding)| Setup { ack, forwarding })
+}
+
 /// Replays `events`; the first broken invariant fails the case.
 ///
 /// The model's vGIC follows the `IrqChip` contract (a virtual interrupt is
@@ -290,13 +308,15 @@ fn run(
     cpus: usize,
     vcpus: usize,
     offset: Option<Offset>,
-    ack: AckPoint,
+    setup: Setup,
     events: &[Event],
     resample: bool,
 ) -> Result<Hypervisor, TestCaseError> {
     let mut hv = Hypervisor::new(cpus, vcpus);
     hv.set_level_resample(resample);
-    hv.set_ack_point(ack);
+    hv.set_ack_point(setup.ack);
+    hv.set_forwarding(setup.forwarding)
+        .map_err(|e| TestCaseError::fail(format!("forwarding: {e}")))?;
     if let Some(Offset { offset, start }) = offset {
         hv.step(Step::Advance(start))
             .map_err(|v| TestCaseError::fail(format!("advance to {start}: {v}")))?;
@@ -318,8 +338,8 @@ proptest! {
     #![proptest_config(cases(3000))]
     /// One vCPU on one CPU: the run loop, interrupts, WFI.
     #[test]
-    fn one_vcpu_one_cpu(offset in counter_offset(false), ack in ack_point(), steps in history(1, 1, 80, false)) {
-        run(1, 1, offset, ack, &steps, false)?;
+    fn one_vcpu_one_cpu(offset in counter_offset(false), setup in setup(), steps in history(1, 1, 80, false)) {
+        run(1, 1, offset, setup, &steps, false)?;
     }
 }
 
@@ -327,8 +347,8 @@ proptest! {
     #![proptest_config(cases(3000))]
     /// One vCPU moving between three CPUs.
     #[test]
-    fn migration_across_cpus(offset in counter_offset(false), ack in ack_point(), steps in history(3, 1, 80, false)) {
-        run(3, 1, offset, ack, &steps, false)?;
+    fn migration_across_cpus(offset in counter_offset(false), setup in setup(), steps in history(3, 1, 80, false)) {
+        run(3, 1, offset, setup, &steps, false)?;
     }
 }
 
@@ -336,8 +356,8 @@ proptest! {
     #![proptest_config(cases(2000))]
     /// Three vCPUs time-sliced on one CPU.
     #[test]
-    fn time_slicing_on_one_cpu(offset in counter_offset(false), ack in ack_point(), steps in history(1, 3, 100, false)) {
-        run(1, 3, offset, ack, &steps, false)?;
+    fn time_slicing_on_one_cpu(offset in counter_offset(false), setup in setup(), steps in history(1, 3, 100, false)) {
+        run(1, 3, offset, setup, &steps, false)?;
     }
 }
 
@@ -345,8 +365,8 @@ proptest! {
     #![proptest_config(cases(1500))]
     /// Three vCPUs on two CPUs: slicing and migration together.
     #[test]
-    fn vcpus_and_cpus(offset in counter_offset(false), ack in ack_point(), steps in history(2, 3, 120, false)) {
-        run(2, 3, offset, ack, &steps, false)?;
+    fn vcpus_and_cpus(offset in counter_offset(false), setup in setup(), steps in history(2, 3, 120, false)) {
+        run(2, 3, offset, setup, &steps, false)?;
     }
 }
 
@@ -355,8 +375,8 @@ proptest! {
     /// Any register value the guest writes (CVAL near the top, any TVAL,
     /// any CTL bits) and large jumps of the counter.
     #[test]
-    fn wild_guest_values(offset in counter_offset(true), ack in ack_point(), steps in history(2, 2, 80, true)) {
-        run(2, 2, offset, ack, &steps, false)?;
+    fn wild_guest_values(offset in counter_offset(true), setup in setup(), steps in history(2, 2, 80, true)) {
+        run(2, 2, offset, setup, &steps, false)?;
     }
 }
 
@@ -367,7 +387,8 @@ proptest! {
     /// is pending again at the next entry.
     #[test]
     fn level_resampling_vgic(offset in counter_offset(false), ack in ack_point(), steps in history(2, 2, 100, false)) {
-        run(2, 2, offset, ack, &steps, true)?;
+        let setup = Setup { ack, forwarding: Forwarding::Hardware };
+        run(2, 2, offset, setup, &steps, true)?;
     }
 }
 
@@ -634,20 +655,24 @@ fn recorded_histories() {
     ];
     for (i, events) in histories.iter().enumerate() {
         for ack in [AckPoint::AfterExit, AckPoint::AtException] {
-            for resample in [false, true] {
-                if let Err(e) = run(3, 3, None, ack, events, resample) {
-                    panic!("history {i}, {ack:?}, resample {resample}: {e}");
+            for (forwarding, resample) in [
+                (Forwarding::Hardware, false),
+                (Forwarding::Hardware, true),
+                (Forwarding::Masking, false),
+            ] {
+                let setup = Setup { ack, forwarding };
+                if let Err(e) = run(3, 3, None, setup, events, resample) {
+                    panic!("history {i}, {setup:?}, resample {resample}: {e}");
                 }
             }
         }
     }
 }
 
-/// The generated histories reach every path the invariants are about: a
-/// generator that never fires a timer or never migrates would pass the
-/// properties above without testing anything.
-#[test]
-fn histories_reach_every_path() {
+/// Totals over `n` reference histories on 2 CPUs and 3 vCPUs with
+/// `forwarding`, the acknowledge point alternating: the statistics and the
+/// virtual and physical timer interrupts the guests took.
+fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, u64) {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 
@@ -656,14 +681,14 @@ fn histories_reach_every_path() {
     let mut total = arch_timer_virt_sim::Stats::default();
     let mut taken = 0;
     let mut ptimer_taken = 0;
-    for i in 0..600 {
+    for i in 0..n {
         let events = strategy.new_tree(&mut runner).unwrap().current();
         let ack = if i % 2 == 0 {
             AckPoint::AfterExit
         } else {
             AckPoint::AtException
         };
-        let hv = run(2, 3, None, ack, &events, false).unwrap();
+        let hv = run(2, 3, None, Setup { ack, forwarding }, &events, false).unwrap();
         let s = hv.stats();
         total.raised += s.raised;
         total.background_wakeups += s.background_wakeups;
@@ -687,7 +712,18 @@ fn histories_reach_every_path() {
             .map(|v| hv.vcpu(v).guest.ptimer_irqs_taken())
             .sum::<u64>();
     }
-    println!("{total:?}, guest took {taken} virtual and {ptimer_taken} physical timer interrupts");
+    println!(
+        "{forwarding:?}: {total:?}, guest took {taken} virtual and {ptimer_taken} physical timer interrupts"
+    );
+    (total, taken, ptimer_taken)
+}
+
+/// The generated histories reach every path the invariants are about: a
+/// generator that never fires a timer or never migrates would pass the
+/// properties above without testing anything.
+#[test]
+fn histories_reach_every_path() {
+    let (total, taken, ptimer_taken) = reach(600, Forwarding::Hardware);
     // Each minimum is about half of what 600 histories reach (1500 reach
     // 2.5 times as much): 300 histories were too few for a stable count.
     assert!(total.raised > 120, "{total:?}");
@@ -712,4 +748,16 @@ fn histories_reach_every_path() {
         total.orphan, 0,
         "put disables the timer, so no PPI is taken with no vCPU loaded"
     );
+
+    // The userspace-irqchip mode reaches its paths too: raised by the host
+    // interrupt (the PPI masked), lowered at the exit (unmasked), raised
+    // at load and unblock, taken by the guests through the VMM's vGIC.
+    let (total, taken, _) = reach(300, Forwarding::Masking);
+    assert!(total.raised > 60, "{total:?}");
+    assert!(taken > 60, "{taken}");
+    assert!(total.spurious > 10, "{total:?}");
+    assert!(total.exit_lowered > 60, "{total:?}");
+    assert!(total.unblock_raised > 40, "{total:?}");
+    assert!(total.load_raised > 20, "{total:?}");
+    assert_eq!(total.reactivated, 0, "nothing is active to re-activate");
 }
