@@ -274,6 +274,34 @@ pub struct Stats {
     pub ptimer_raised: u64,
 }
 
+impl core::ops::AddAssign for Stats {
+    /// Adds another history's totals, field by field.
+    fn add_assign(&mut self, other: Self) {
+        self.steps = self.steps.saturating_add(other.steps);
+        self.skipped = self.skipped.saturating_add(other.skipped);
+        self.raised = self.raised.saturating_add(other.raised);
+        self.spurious = self.spurious.saturating_add(other.spurious);
+        self.orphan = self.orphan.saturating_add(other.orphan);
+        self.background_wakeups = self
+            .background_wakeups
+            .saturating_add(other.background_wakeups);
+        self.immediate_wakeups = self
+            .immediate_wakeups
+            .saturating_add(other.immediate_wakeups);
+        self.reraised = self.reraised.saturating_add(other.reraised);
+        self.exit_lowered = self.exit_lowered.saturating_add(other.exit_lowered);
+        self.unblock_raised = self.unblock_raised.saturating_add(other.unblock_raised);
+        self.load_raised = self.load_raised.saturating_add(other.load_raised);
+        self.reactivated = self.reactivated.saturating_add(other.reactivated);
+        self.migrations = self.migrations.saturating_add(other.migrations);
+        self.loaded_restores = self.loaded_restores.saturating_add(other.loaded_restores);
+        self.fresh_restores = self.fresh_restores.saturating_add(other.fresh_restores);
+        self.traps = self.traps.saturating_add(other.traps);
+        self.stale_repends = self.stale_repends.saturating_add(other.stale_repends);
+        self.ptimer_raised = self.ptimer_raised.saturating_add(other.ptimer_raised);
+    }
+}
+
 /// A hypervisor on a [`Machine`]: one VM whose vCPUs it loads, runs,
 /// blocks and migrates, calling the library as a real run loop does.
 #[derive(Debug)]

@@ -689,22 +689,7 @@ fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, 
             AckPoint::AtException
         };
         let hv = run(2, 3, None, Setup { ack, forwarding }, &events, false).unwrap();
-        let s = hv.stats();
-        total.raised += s.raised;
-        total.background_wakeups += s.background_wakeups;
-        total.immediate_wakeups += s.immediate_wakeups;
-        total.migrations += s.migrations;
-        total.spurious += s.spurious;
-        total.orphan += s.orphan;
-        total.reraised += s.reraised;
-        total.exit_lowered += s.exit_lowered;
-        total.unblock_raised += s.unblock_raised;
-        total.load_raised += s.load_raised;
-        total.reactivated += s.reactivated;
-        total.loaded_restores += s.loaded_restores;
-        total.fresh_restores += s.fresh_restores;
-        total.traps += s.traps;
-        total.ptimer_raised += s.ptimer_raised;
+        total += hv.stats();
         taken += (0..3)
             .map(|v| hv.vcpu(v).guest.timer_irqs_taken())
             .sum::<u64>();
