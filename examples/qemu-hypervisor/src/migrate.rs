@@ -16,7 +16,7 @@ use critical_section::Mutex;
 
 use crate::el2::{fail, secondary_main};
 use crate::gic::HostIrqs;
-use crate::hyp::{Hyp, RUN_LIMIT, RunState, SliceEnd, Stats, TICK, Vcpu};
+use crate::hyp::{Hyp, RUN_LIMIT_US, RunState, SliceEnd, Stats, Vcpu};
 use crate::sysreg::read_sysreg;
 
 /// The second CPU's statistics, added at each hand-back.
@@ -218,8 +218,8 @@ where
     /// and puts it. Returns whether it finished.
     fn run_owned(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
         // The hand-over is checked at ticks.
-        self.tick_period = TICK;
-        self.next_tick = self.now() + TICK;
+        self.tick_period = self.periods.tick;
+        self.next_tick = self.now() + self.periods.tick;
         self.arm_hyp_timer(self.next_tick);
         self.load(v);
         let start = self.stats.raised;
@@ -244,8 +244,8 @@ where
             if self.stats.raised - start >= MIGRATE_EVERY {
                 break false;
             }
-            if self.now().wrapping_sub(self.start) > RUN_LIMIT {
-                fail!("hv: run limit exceeded");
+            if self.now().wrapping_sub(self.start) > self.periods.run_limit {
+                fail!("hv: run limit of {} s exceeded", RUN_LIMIT_US / 1_000_000);
             }
         };
         self.put(v);
