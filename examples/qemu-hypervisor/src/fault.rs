@@ -16,6 +16,9 @@ pub struct GuestFault {
     pub far: u64,
     /// `HPFAR_EL2`.
     pub hpfar: u64,
+    /// The guest's own `ESR_EL1`, `ELR_EL1` and `FAR_EL1`: what it took
+    /// last, which explains a fetch from the low vectors.
+    pub guest: [u64; 3],
 }
 
 /// What an access at an IPA reached.
@@ -100,11 +103,31 @@ impl fmt::Display for GuestFault {
                 "exception class {:#x} that the hypervisor does not handle",
                 self.ec()
             ),
-            Some(Target::NoVectors) => write!(
-                f,
-                "{access} at IPA {ipa:#x}: an exception taken with VBAR_EL1 = 0 (no vector table): \
-                 is its image loaded at {EXTERNAL_GUEST_ADDR:#x} (-device loader,file=ELF)?"
-            ),
+            Some(Target::NoVectors) => {
+                let [esr, elr, far] = self.guest;
+                write!(
+                    f,
+                    "{access} at IPA {ipa:#x}: the guest took an exception with VBAR_EL1 = 0 (no \
+                     vector table): ESR_EL1 {esr:#x}, ELR_EL1 {elr:#x}, FAR_EL1 {far:#x}: "
+                )?;
+                let ec = (esr >> 26) & 0x3f;
+                let guest = EXTERNAL_GUEST_ADDR..EXTERNAL_GUEST_ADDR + EXTERNAL_GUEST_SIZE;
+                if matches!(ec, 0x20 | 0x21 | 0x24 | 0x25) && esr & 0x3f == 0x10 {
+                    write!(
+                        f,
+                        "an external abort: no RAM at {far:#x}; does RAM reach \
+                         {EXTERNAL_GUEST_ADDR:#x} (-m 256M)?"
+                    )
+                } else if ec == 0 && guest.contains(&elr) {
+                    write!(
+                        f,
+                        "an undefined instruction in guest memory: is its image loaded at \
+                         {EXTERNAL_GUEST_ADDR:#x} (-device loader,file=ELF)?"
+                    )
+                } else {
+                    f.write_str("the guest failed before installing its vectors")
+                }
+            }
             Some(Target::Gic) => write!(
                 f,
                 "{access} at IPA {ipa:#x}: the GIC distributor/redistributor, a device not given to \
@@ -148,6 +171,7 @@ mod tests {
             esr: ec << 26 | fsc,
             far: ipa & 0xfff,
             hpfar: (ipa >> 12) << 4,
+            guest: [0; 3],
         }
     }
 
@@ -177,6 +201,7 @@ mod tests {
             esr: 0,
             far: 0,
             hpfar: 0,
+            guest: [0; 3],
         };
         assert_eq!(undefined.target(), None);
     }

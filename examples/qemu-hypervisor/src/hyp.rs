@@ -766,10 +766,13 @@ where
             }
             _ => {
                 if self.config.scenario == Scenario::External {
+                    let mut el1 = v.el1;
+                    el1.save(self.config.host_mode);
                     let fault = GuestFault {
                         esr,
                         far: read_sysreg!(far_el2),
                         hpfar: read_sysreg!(hpfar_el2),
+                        guest: [el1.esr, el1.elr, el1.far],
                     };
                     println!("hv: external guest faulted: {fault}");
                 }
