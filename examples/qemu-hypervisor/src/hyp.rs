@@ -589,7 +589,7 @@ where
 
     /// Takes every pending host interrupt. Returns what caused the exit
     /// (see [`Drained::first`]) and whether a scheduler tick passed.
-    fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
+    pub(crate) fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
         let mut tick = false;
         let mut first = None;
         let mut vtimer_taken = 0_u32;
