@@ -101,11 +101,9 @@ impl<V> VcpuSlot<V> {
             return false;
         }
         let me = this_cpu();
-        let moved = self
-            .owner
+        self.owner
             .compare_exchange(me, cpu, Ordering::Release, Ordering::Relaxed)
-            .is_ok();
-        moved
+            .is_ok()
     }
 
     /// Marks the run finished (the other CPU sees it within
