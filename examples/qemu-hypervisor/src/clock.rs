@@ -116,6 +116,10 @@ mod tests {
     /// Frequencies under test: QEMU 7.2 (62.5 MHz), QEMU 10 `virt` (1 GHz),
     /// a common SoC crystal (24 MHz), and an odd one.
     const FREQUENCIES_UNDER_TEST: [u64; 4] = [62_500_000, 1_000_000_000, 24_000_000, 19_200_001];
+    /// A slow counter under test (a 32 kHz crystal), for rounding.
+    const SLOW_FREQUENCY_UNDER_TEST: u64 = 32_768;
+    /// The 1 GHz entry of [`FREQUENCIES_UNDER_TEST`].
+    const GHZ_UNDER_TEST: u64 = FREQUENCIES_UNDER_TEST[1];
 
     #[test]
     fn zero_is_refused() {
@@ -146,7 +150,7 @@ mod tests {
 
     #[test]
     fn slow_counter_has_no_zero_periods() {
-        let c = Clock::new(32_768).unwrap();
+        let c = Clock::new(SLOW_FREQUENCY_UNDER_TEST).unwrap();
         assert_eq!(c.ticks_us(1), 1);
         assert_eq!(c.us(1), 30);
     }
@@ -157,7 +161,7 @@ mod tests {
         assert_eq!(tval_signed((-1000_i64).cast_unsigned()), -1000);
         // A 64-bit read with junk above bit 31 (RES0 in the register).
         assert_eq!(tval_signed(0x1234_ffff_fff0), -16);
-        let c = Clock::new(1_000_000_000).unwrap();
+        let c = Clock::new(GHZ_UNDER_TEST).unwrap();
         assert_eq!(c.tval_us(1_000_000), 1_000_000_000);
         assert_eq!(c.tval_us(10_000_000), u64::from(i32::MAX.unsigned_abs()));
     }
