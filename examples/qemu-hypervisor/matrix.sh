@@ -3,13 +3,16 @@
 # RESULT lines and a summary. A run passes only if QEMU exits 0 *and* it printed a RESULT line for this very
 # scenario, GIC and host mode that ends in PASS (a guest can end QEMU with status 0 through semihosting, which
 # no hypervisor can trap under QEMU: see the README). Exits non-zero if any run fails.
+# QEMU, QEMU_MACHINE, QEMU_ARGS and QEMU_TIMEOUT pass through to run.sh (see there), e.g. for QEMU 10:
+#   QEMU_MODULE_DIR=$D/usr/lib/x86_64-linux-gnu/qemu QEMU="$D/usr/bin/qemu-system-aarch64 -L $D/usr/share/qemu" matrix.sh
+# MATRIX_SCENARIOS, MATRIX_GICS and MATRIX_MODES pick a part of the matrix (default: all of it).
 here=$(cd "$(dirname "$0")" && pwd)
 names="hello periodic programming masking wfi-sleep ptimer two-vcpus migration external"
 fails=0; runs=0
-for gic in 3 2; do
-  for mode in 0 1; do
+for gic in ${MATRIX_GICS:-3 2}; do
+  for mode in ${MATRIX_MODES:-0 1}; do
     if [ "$mode" -eq 0 ]; then mname=nvhe; else mname=vhe; fi
-    for scenario in 0 1 2 3 4 5 6 7 8; do
+    for scenario in ${MATRIX_SCENARIOS:-0 1 2 3 4 5 6 7 8}; do
       runs=$((runs + 1))
       name=$(echo "$names" | cut -d' ' -f$((scenario + 1)))
       out=$("$here/run.sh" "$scenario" "$mode" "$gic" 2>/dev/null); rc=$?

@@ -5,6 +5,12 @@
 #   with QEMU's generic loader; RAM is then 256M so that 0x4800_0000 exists.
 # Builds release images, like `cargo xtask`, into $CARGO_TARGET_DIR or the
 # workspace's target/ directory.
+# Environment:
+#   QEMU          the QEMU command (default qemu-system-aarch64); it may carry
+#                 arguments, e.g. QEMU="/opt/qemu10/usr/bin/qemu-system-aarch64 -L /opt/qemu10/usr/share/qemu"
+#   QEMU_MACHINE  the machine type (default virt; virt-8.2 on QEMU 10 gives a 62.5 MHz counter)
+#   QEMU_ARGS     more QEMU arguments, appended
+#   QEMU_TIMEOUT  seconds before the run counts as hung (default 60)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 workspace=$(cd "$here/../.." && pwd)
@@ -20,7 +26,9 @@ if [ "$scenario" -eq 8 ]; then
 else
   set -- -m 128M
 fi
-exec timeout 60 qemu-system-aarch64 -machine virt,virtualization=on,gic-version="$gic" \
+# shellcheck disable=SC2086 # QEMU and QEMU_ARGS are word lists on purpose
+exec timeout "${QEMU_TIMEOUT:-60}" ${QEMU:-qemu-system-aarch64} \
+  -machine "${QEMU_MACHINE:-virt}",virtualization=on,gic-version="$gic" \
   -cpu max -smp "$smp" "$@" -nographic -semihosting \
   -device loader,addr=0x47000000,data="$word",data-len=4 \
-  -kernel "$target/aarch64-unknown-none/release/qemu-hypervisor"
+  -kernel "$target/aarch64-unknown-none/release/qemu-hypervisor" ${QEMU_ARGS:-}

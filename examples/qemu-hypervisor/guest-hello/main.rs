@@ -35,8 +35,11 @@ mod guest {
     const GICC: u64 = 0x0801_0000;
     /// How many timer interrupts to take.
     const COUNT: u64 = 6;
-    /// Counter ticks until a missing interrupt counts as lost (1 s).
-    const LOST_AFTER: u64 = 62_500_000;
+    /// Running time (see [`wait`]) until a missing interrupt counts as
+    /// lost: 1 s.
+    const LOST_AFTER_US: u64 = 1_000_000;
+    /// The most one step of the running time counts: 50 ms (see [`wait`]).
+    const STEP_CAP_US: u64 = 50_000;
 
     static GICV3: AtomicU64 = AtomicU64::new(0);
     static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
@@ -162,6 +165,31 @@ mod guest {
         finish(0xfa17, 0)
     }
 
+    /// Waits (interrupts unmasked, by WFI if `sleep`) until the handler has
+    /// counted more than `before` interrupts; `false` if that took
+    /// `lost_after` ticks of the guest's running time. Running time: the
+    /// counter's advance between polls, each step counted at most
+    /// `step_cap` ticks, because the counter follows the host's wall clock
+    /// and a host that stops QEMU for a while must not make an interrupt
+    /// look lost that the guest never waited for.
+    fn wait(before: u64, sleep: bool, lost_after: u64, step_cap: u64) -> bool {
+        let mut last = vcount();
+        let mut waited: u64 = 0;
+        while INTERRUPTS.load(Ordering::Relaxed) == before {
+            let now = vcount();
+            waited = waited.saturating_add(now.wrapping_sub(last).min(step_cap));
+            last = now;
+            if waited > lost_after {
+                return false;
+            }
+            if sleep {
+                // SAFETY: wfi only waits (the hypervisor traps it).
+                unsafe { asm!("wfi", options(nostack)) };
+            }
+        }
+        true
+    }
+
     /// Called by `_start` with the stack set up and `.bss` zeroed.
     #[unsafe(no_mangle)]
     extern "C" fn guest_main(vcpu: u64) -> ! {
@@ -171,30 +199,39 @@ mod guest {
         let vectors = core::ptr::addr_of!(__vectors) as u64;
         msr!("vbar_el1", vectors);
         gic_init(v3);
+        // The counter frequency: every time below is derived from it.
+        let Some(hz) = core::num::NonZeroU64::new(mrs!("cntfrq_el0") & 0xffff_ffff) else {
+            print(format_args!(
+                "guest-hello: CNTFRQ_EL0 is 0 (firmware never set it)"
+            ));
+            finish(0xf4e0, 0)
+        };
+        let ticks_us = |us: u64| {
+            let ticks = (u128::from(us) * u128::from(hz.get())).div_ceil(1_000_000);
+            u64::try_from(ticks).unwrap_or(u64::MAX)
+        };
         print(format_args!(
-            "guest-hello: vCPU {vcpu} at EL{}, GICv{}",
+            "guest-hello: vCPU {vcpu} at EL{}, GICv{}, counter {hz} Hz",
             (mrs!("CurrentEL") >> 2) & 3,
             if v3 { 3 } else { 2 }
         ));
         let mut lost = 0;
         for n in 0..COUNT {
             let before = INTERRUPTS.load(Ordering::Relaxed);
-            // 2 ms, 3 ms, 4 ms, ...
-            let ticks = 125_000 + n * 62_500;
-            let armed = vcount();
+            // 2 ms, 3 ms, 4 ms, ... (TVAL is signed 32-bit: at most
+            // i32::MAX ticks, 2.1 s at 1 GHz.)
+            let ticks = ticks_us(2000 + n * 1000).min(i32::MAX.unsigned_abs().into());
             msr!("cntv_tval_el0", ticks);
             msr!("cntv_ctl_el0", 1);
             // SAFETY: unmasks IRQs; the vector table is installed.
             unsafe { asm!("msr daifclr, #2", options(nostack)) };
-            while INTERRUPTS.load(Ordering::Relaxed) == before {
-                if vcount().wrapping_sub(armed) > LOST_AFTER {
-                    lost += 1;
-                    break;
-                }
-                if n % 2 == 1 {
-                    // SAFETY: wfi only waits (the hypervisor traps it).
-                    unsafe { asm!("wfi", options(nostack)) };
-                }
+            if !wait(
+                before,
+                n % 2 == 1,
+                ticks_us(LOST_AFTER_US),
+                ticks_us(STEP_CAP_US),
+            ) {
+                lost += 1;
             }
             // SAFETY: masks IRQs.
             unsafe { asm!("msr daifset, #2", options(nostack)) };

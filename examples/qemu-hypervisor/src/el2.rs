@@ -6,9 +6,11 @@
 //! (see [`crate::gic`]); see [`crate::hyp`] for the run loop.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch_timer_virt::IntId;
 use arch_timer_virt_aarch64::{El2Timer, HostMode as TimerHostMode};
+use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{GicChoice, HostMode, RunConfig};
 
 use crate::console::println;
@@ -72,6 +74,7 @@ pub(crate) fn run(config: RunConfig) -> ! {
             u8::from(has_gicv3_sysregs)
         ),
     };
+    init_clock();
     let gic = match (config.gic, found) {
         (GicChoice::Detect, found) => found,
         (GicChoice::V2, GicVersion::V2) => GicVersion::V2,
@@ -79,9 +82,10 @@ pub(crate) fn run(config: RunConfig) -> ! {
         (asked, found) => fail!("hv: GIC {asked:?} asked for, but the machine has a GIC{found}"),
     };
     println!(
-        "hv: EL2, scenario {}, host mode {}, GIC {gic}",
+        "hv: EL2, scenario {}, host mode {}, GIC {gic}, counter {} Hz",
         config.scenario.name(),
-        config.host_mode
+        config.host_mode,
+        clock().hz()
     );
     if config.host_mode == HostMode::Vhe && (read_sysreg!(id_aa64mmfr1_el1) >> 8) & 0xf == 0 {
         // ID_AA64MMFR1_EL1.VH, bits 11:8.
@@ -147,6 +151,30 @@ pub(crate) fn secondary_main(config: RunConfig, gic: GicVersion) -> ! {
             };
             Hyp::new(config, GicVersion::V2, timer, gic).secondary()
         }
+    }
+}
+
+/// The counter frequency in Hz, from `CNTFRQ_EL0` (0: not read yet).
+static COUNTER_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// Reads `CNTFRQ_EL0` once, on the boot CPU at start-up: every period,
+/// bound and limit of the run is derived from it (see
+/// [`qemu_hypervisor::clock`]). A frequency of 0 (firmware that never set
+/// it) stops the run here with a message and a failing exit.
+fn init_clock() {
+    let cntfrq = read_sysreg!(cntfrq_el0);
+    match Clock::from_cntfrq(cntfrq) {
+        Ok(clock) => COUNTER_HZ.store(clock.hz(), Ordering::Relaxed),
+        Err(e) => fail!("hv: {e}"),
+    }
+}
+
+/// The counter frequency [`init_clock`] read (on any CPU: the second CPU
+/// starts after it).
+pub(crate) fn clock() -> Clock {
+    match Clock::new(COUNTER_HZ.load(Ordering::Relaxed)) {
+        Some(clock) => clock,
+        None => fail!("hv: the counter frequency is used before it was read"),
     }
 }
 

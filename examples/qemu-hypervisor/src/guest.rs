@@ -11,6 +11,7 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use qemu_hypervisor::clock::{Clock, tval_signed};
 use qemu_hypervisor::config::Scenario;
 
 use crate::stage2::GICC_IPA;
@@ -35,8 +36,8 @@ pub(crate) struct Report {
     pub(crate) spurious: u64,
 }
 
-/// What a guest measured, sent with [`Hypercall::Measure`] (all in
-/// counter ticks of 62.5 MHz, 16 ns).
+/// What a guest measured, sent with [`Hypercall::Measure`] (times in
+/// counter ticks; the result line adds microseconds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Measured {
     /// `x1`: the largest delivery latency, counter at handler entry minus
@@ -50,6 +51,10 @@ pub(crate) struct Measured {
     /// `x4`: the largest wake latency of a WFI sleep, counter when the
     /// guest saw its interrupt pending after the WFI minus CVAL.
     pub(crate) max_wake: u64,
+    /// `x5`: WFI sleeps whose compare value passed before the guest reached
+    /// its WFI (the host delayed it): not failures, retried with a longer
+    /// sleep (see [`wfi_sleep`]).
+    pub(crate) overruns: u64,
 }
 
 /// Bound on a WFI sleep's wake latency ([`Measured::max_wake`]): 50 ms.
@@ -57,29 +62,108 @@ pub(crate) struct Measured {
 /// The wake path is the background soft timer (the EL2 physical timer,
 /// a QEMU host timer), `unblock` and one guest entry: under 0.5 ms with
 /// QEMU 7.2 TCG on an idle host, about 3 ms seen when the host (itself a
-/// VM with 2 shared cores) is busy. 50 ms leaves a wide margin for a slow
-/// CI machine, while a background timer that was not armed, which only the
-/// [`NEVER_WAKE`](crate::hyp::NEVER_WAKE) fallback (100 ms) or the guest's
-/// 1 s timeout ends, is beyond it.
-pub(crate) const MAX_WAKE_LATENCY: u64 = 50 * 62_500;
+/// VM with 2 shared cores) is busy; up to about 4 ms seen with QEMU 10 at
+/// 1 GHz. 50 ms is a generous bound that leaves a wide margin for a slow
+/// or loaded CI machine (the host may deschedule QEMU's threads between
+/// the compare value and the guest's wake-up, which no hypervisor can
+/// prevent), while a background timer that was not armed, which only the
+/// [`NEVER_WAKE_US`](crate::hyp::NEVER_WAKE_US) fallback (100 ms) or the
+/// guest's 1 s timeout ends, is beyond it.
+pub(crate) const MAX_WAKE_LATENCY_US: u64 = 50_000;
 
 /// Bound on any timer interrupt's delivery latency
-/// ([`Measured::max_latency`]): 250 ms.
+/// ([`Measured::max_latency`]): 250 ms, a generous bound.
 ///
 /// Measured under QEMU 7.2 TCG: up to about 20 ms for one vCPU alone and
 /// 6 to 24 ms for time-sliced (2 ms slices) and migrating vCPUs, whose
 /// QEMU threads the host deschedules now and then, so ten times that
-/// leaves a slow CI machine room. A line that only the hypervisor's
-/// 500 ms housekeeping tick recovers (lost, GICv3) comes later than this
-/// bound half the time, and within the guest's 1 s liveness timeout never
-/// at all if nothing recovers it; with GICv2 the tick is 5 ms for QEMU's
-/// quirk (see the README), and `skipped` shows such stalls.
+/// leaves a slow or loaded CI machine room. A line that only the
+/// hypervisor's 500 ms housekeeping tick recovers (lost, GICv3) comes
+/// later than this bound half the time, and within the guest's 1 s
+/// liveness timeout never at all if nothing recovers it; with GICv2 the
+/// tick is 5 ms for QEMU's quirk (see the README), and `skipped` shows
+/// such stalls.
 ///
 /// The periods the periodic guest skips (`skipped` on the result line)
 /// are reported but not bounded: they follow QEMU's speed on the host
 /// more than anything the hypervisor does (20 to 1075 of 2000 in runs on
 /// one 2-core VM, up to 1959 when the host compiled at the same time).
-pub(crate) const MAX_DELIVERY_LATENCY: u64 = 250 * 62_500;
+pub(crate) const MAX_DELIVERY_LATENCY_US: u64 = 250_000;
+
+/// A guest waits this much of its own running time (see [`RunTime`]) for
+/// an interrupt that must come before declaring it lost: 1 s, far beyond
+/// any delivery delay.
+const LOST_AFTER_US: u64 = 1_000_000;
+
+/// The most one step of [`RunTime`] counts: 50 ms. Between two polls of a
+/// waiting guest only its interrupt handler and a hypervisor exit run; a
+/// longer gap is the host not running QEMU (or a WFI the hypervisor ended
+/// late), which is not the guest's waiting time.
+const RUN_STEP_CAP_US: u64 = 50_000;
+
+/// A guest's times in ticks of the counter frequency it read from
+/// `CNTFRQ_EL0` at entry.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    clock: Clock,
+    /// [`LOST_AFTER_US`].
+    lost_after: u64,
+    /// [`RUN_STEP_CAP_US`].
+    step_cap: u64,
+    /// [`MAX_DELIVERY_LATENCY_US`].
+    max_delivery: u64,
+    /// [`MAX_WAKE_LATENCY_US`].
+    max_wake: u64,
+}
+
+impl Times {
+    fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            lost_after: clock.ticks_us(LOST_AFTER_US),
+            step_cap: clock.ticks_us(RUN_STEP_CAP_US),
+            max_delivery: clock.ticks_us(MAX_DELIVERY_LATENCY_US),
+            max_wake: clock.ticks_us(MAX_WAKE_LATENCY_US),
+        }
+    }
+
+    fn us(&self, us: u64) -> u64 {
+        self.clock.ticks_us(us)
+    }
+}
+
+/// A guest's running time while it waits, as far as the guest can tell:
+/// the virtual counter's advance between consecutive polls, each step
+/// counted at most [`RUN_STEP_CAP_US`]. The counter follows the host's
+/// wall clock, so a host that deschedules QEMU for a second would make a
+/// plain counter timeout expire without the guest having waited at all;
+/// counted this way, such a stall costs one capped step, while a guest
+/// that really waits (polling all the time) accumulates the time it
+/// waited.
+struct RunTime {
+    last: u64,
+    elapsed: u64,
+    cap: u64,
+}
+
+impl RunTime {
+    fn start(t: &Times) -> Self {
+        Self {
+            last: vcount(),
+            elapsed: 0,
+            cap: t.step_cap,
+        }
+    }
+
+    /// Polls the counter: the running time so far.
+    fn poll(&mut self) -> u64 {
+        let now = vcount();
+        let step = now.wrapping_sub(self.last).min(self.cap);
+        self.last = now;
+        self.elapsed = self.elapsed.saturating_add(step);
+        self.elapsed
+    }
+}
 
 /// The sleeps of the wfi-sleep scenario.
 pub(crate) const WFI_SLEEPS: u64 = 200;
@@ -205,8 +289,8 @@ macro_rules! gprintln {
 }
 
 /// Sends the measurements: the handler's (latency, skipped periods) and
-/// the caller's WFI sleeps and wake latency.
-fn measure(vcpu: u64, sleeps: u64, max_wake: u64) {
+/// the caller's WFI sleeps, wake latency and overrun sleeps.
+fn measure(vcpu: u64, sleeps: u64, max_wake: u64, overruns: u64) {
     let s = state(vcpu);
     hvc(
         Hypercall::Measure,
@@ -215,7 +299,7 @@ fn measure(vcpu: u64, sleeps: u64, max_wake: u64) {
             s.skipped.load(Ordering::Relaxed),
             sleeps,
             max_wake,
-            0,
+            overruns,
             0,
         ],
     );
@@ -266,11 +350,6 @@ fn vcount() -> u64 {
     // SAFETY: a barrier.
     unsafe { asm!("isb", options(nostack)) };
     mrs!("cntvct_el0")
-}
-
-/// The low 32 bits of a register value (TVAL is a 32-bit register).
-fn low32(value: u64) -> u32 {
-    u32::try_from(value & 0xffff_ffff).unwrap_or(u32::MAX)
 }
 
 fn gic_init(gic: GuestGic) {
@@ -346,17 +425,26 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
     msr!("vbar_el1", vectors);
     let gic = if gic == 2 { GuestGic::V2 } else { GuestGic::V3 };
     gic_init(gic);
+    // The counter frequency, read once: every time below is derived from it.
+    let clock = match Clock::from_cntfrq(mrs!("cntfrq_el0")) {
+        Ok(clock) => clock,
+        Err(e) => {
+            gprintln!("guest {vcpu}: {e}");
+            finish(vcpu, 0xf4e0, 0)
+        }
+    };
+    let t = Times::new(clock);
     let scenario = u8::try_from(scenario)
         .ok()
         .and_then(Scenario::from_number)
         .unwrap_or(Scenario::Hello);
     match scenario {
         Scenario::Hello => hello(vcpu),
-        Scenario::Periodic | Scenario::TwoVcpus | Scenario::Migration => periodic(vcpu),
-        Scenario::Programming => programming(vcpu),
-        Scenario::Masking => masking(vcpu),
-        Scenario::WfiSleep => wfi_sleep(vcpu),
-        Scenario::PhysicalTimer => physical(vcpu),
+        Scenario::Periodic | Scenario::TwoVcpus | Scenario::Migration => periodic(vcpu, &t),
+        Scenario::Programming => programming(vcpu, &t),
+        Scenario::Masking => masking(vcpu, &t),
+        Scenario::WfiSleep => wfi_sleep(vcpu, &t),
+        Scenario::PhysicalTimer => physical(vcpu, &t),
         // Entered at the external image, never here.
         Scenario::External => finish(vcpu, 0xe8, 0),
     }
@@ -385,32 +473,8 @@ extern "C" fn guest_irq() {
             let cval = mrs!("cntv_cval_el0");
             let now = vcount();
             timer_interrupt(s, ctl, cval, now);
-            // Periodic: one period on; if that is less than half a period
-            // away (the vCPU did not run for a while), one period from now,
-            // as an OS tick does with its minimum programming delta: missed
-            // periods are skipped (and counted), not caught up, and the
-            // timer is never armed so close that it has fired again by the
-            // EOI below (which QEMU 7.2's GICv2 does not re-signal).
-            let next = match s.rearm.load(Ordering::Relaxed) {
-                REARM_PERIODIC => {
-                    let period = s.period.load(Ordering::Relaxed);
-                    let next = cval.wrapping_add(period);
-                    Some(if next > now.saturating_add(period / 2) {
-                        next
-                    } else {
-                        // The expiries cval + k * period (k >= 1) before
-                        // the new one.
-                        let late = now.saturating_sub(cval);
-                        let missed = late
-                            .checked_div(period)
-                            .map_or(0, |whole| whole + u64::from(late % period != 0));
-                        s.skipped.fetch_add(missed, Ordering::Relaxed);
-                        now + period
-                    })
-                }
-                _ => None,
-            };
-            match next {
+            // Periodic: the next period, skipping missed ones.
+            match next_cval(s, cval, now) {
                 Some(next) => msr!("cntv_cval_el0", next),
                 None => msr!("cntv_ctl_el0", 0),
             }
@@ -420,14 +484,9 @@ extern "C" fn guest_irq() {
             let cval = mrs!("cntp_cval_el0");
             let now = mrs!("cntpct_el0");
             timer_interrupt(s, ctl, cval, now);
-            match s.rearm.load(Ordering::Relaxed) {
-                REARM_PERIODIC => {
-                    msr!(
-                        "cntp_cval_el0",
-                        cval.wrapping_add(s.period.load(Ordering::Relaxed))
-                    );
-                }
-                _ => msr!("cntp_ctl_el0", 0),
+            match next_cval(s, cval, now) {
+                Some(next) => msr!("cntp_cval_el0", next),
+                None => msr!("cntp_ctl_el0", 0),
             }
         }
         _ => {
@@ -435,6 +494,34 @@ extern "C" fn guest_irq() {
         }
     }
     gic_eoi(gic, intid);
+}
+
+/// The compare value after the one that fired at `now`, `None` to disable:
+/// with `REARM_PERIODIC`, one period on; if that is less than half a
+/// period away (the vCPU did not run for a while), one period from now,
+/// as an OS tick does with its minimum programming delta: missed periods
+/// are skipped (and counted), not caught up, and the timer is never armed
+/// so close that it has fired again by the EOI (which QEMU 7.2's GICv2
+/// does not re-signal). Catching up instead, a host that stalls QEMU for
+/// a while would see a burst of back-to-back interrupts, each later than
+/// the one before.
+fn next_cval(s: &GuestState, cval: u64, now: u64) -> Option<u64> {
+    if s.rearm.load(Ordering::Relaxed) != REARM_PERIODIC {
+        return None;
+    }
+    let period = s.period.load(Ordering::Relaxed);
+    let next = cval.wrapping_add(period);
+    Some(if next > now.saturating_add(period / 2) {
+        next
+    } else {
+        // The expiries cval + k * period (k >= 1) before the new one.
+        let late = now.saturating_sub(cval);
+        let missed = late
+            .checked_div(period)
+            .map_or(0, |whole| whole + u64::from(!late.is_multiple_of(period)));
+        s.skipped.fetch_add(missed, Ordering::Relaxed);
+        now + period
+    })
 }
 
 /// The checks every timer interrupt passes: the timer is enabled, unmasked,
@@ -546,11 +633,6 @@ __guest_irq_return:
 // ---------------------------------------------------------------------------
 // Scenarios.
 
-/// Counter ticks to wait for an interrupt that must come before declaring
-/// it lost (1 s at 62.5 MHz: far beyond any scheduling delay, even of a
-/// busy host running QEMU).
-const LOST_AFTER: u64 = 62_500_000;
-
 fn hello(vcpu: u64) -> ! {
     gprintln!("guest {vcpu}: hello from EL1");
     // A trapped WFI with no timer armed: the hypervisor must resume us.
@@ -560,19 +642,24 @@ fn hello(vcpu: u64) -> ! {
     finish(vcpu, 0, 0)
 }
 
-/// The periodic guests' timer period: 1 ms at 62.5 MHz.
-pub(crate) const PERIOD: u64 = 62_500;
+/// The periodic guests' timer period: 1 ms (vCPU 1 adds
+/// [`PERIOD_STAGGER_US`]).
+const PERIOD_US: u64 = 1000;
+
+/// What vCPU 1 adds to [`PERIOD_US`], so that the two vCPUs' interrupts
+/// drift against each other.
+const PERIOD_STAGGER_US: u64 = 32;
 
 /// Periodic virtual timer interrupts while the guest spins.
-fn periodic(vcpu: u64) -> ! {
+fn periodic(vcpu: u64, t: &Times) -> ! {
     const COUNT: u64 = 2000;
     let s = state(vcpu);
-    // 1 ms at 62.5 MHz (a little more for vCPU 1): slow enough that
-    // QEMU's emulation keeps up with a margin. At 320 us a forwarded
-    // interrupt's round trip under TCG took most of a period, and a
-    // slightly slower host made nearly every interrupt late (1173 and
-    // 1959 of 2000 periods skipped in runs that passed at 50 otherwise).
-    let period = PERIOD + vcpu * 2_000;
+    // 1 ms (a little more for vCPU 1): slow enough that QEMU's emulation
+    // keeps up with a margin. At 320 us a forwarded interrupt's round trip
+    // under TCG took most of a period, and a slightly slower host made
+    // nearly every interrupt late (1173 and 1959 of 2000 periods skipped
+    // in runs that passed at 50 otherwise).
+    let period = t.us(PERIOD_US + vcpu * PERIOD_STAGGER_US);
     s.period.store(period, Ordering::Relaxed);
     s.rearm.store(REARM_PERIODIC, Ordering::Relaxed);
     msr!("cntv_cval_el0", vcount() + period);
@@ -580,14 +667,15 @@ fn periodic(vcpu: u64) -> ! {
     irqs_on();
     let mut lost = 0;
     let mut seen = 0;
-    let mut since = vcount();
+    let mut run = RunTime::start(t);
+    let mut since = 0;
     while s.interrupts.load(Ordering::Relaxed) < COUNT {
         let n = s.interrupts.load(Ordering::Relaxed);
-        let now = vcount();
+        let now = run.poll();
         if n != seen {
             seen = n;
             since = now;
-        } else if now.wrapping_sub(since) > LOST_AFTER {
+        } else if now - since > t.lost_after {
             lost = 1;
             break;
         }
@@ -603,39 +691,42 @@ fn periodic(vcpu: u64) -> ! {
             || s.early.load(Ordering::Relaxed) != 0
             || s.duplicates.load(Ordering::Relaxed) != 0,
     );
-    measure(vcpu, 0, 0);
+    measure(vcpu, 0, 0, 0);
     finish(vcpu, status, lost)
 }
 
 /// Waits (interrupts on) until the handler has run `target` times or
-/// `LOST_AFTER` ticks pass. Returns whether it did.
-fn wait_for(s: &GuestState, target: u64) -> bool {
-    arrival(s, target).is_some()
+/// [`LOST_AFTER_US`] of running time passes. Returns whether it did.
+fn wait_for(s: &GuestState, target: u64, t: &Times) -> bool {
+    arrival(s, target, t).is_some()
 }
 
-/// Waits (interrupts on) until the handler has run `target` times:
-/// the ticks that took, or `None` after `LOST_AFTER` ticks.
-fn arrival(s: &GuestState, target: u64) -> Option<u64> {
-    let start = vcount();
+/// Waits (interrupts on) until the handler has run `target` times: the
+/// running time that took (see [`RunTime`]), or `None` after
+/// [`LOST_AFTER_US`] of it.
+fn arrival(s: &GuestState, target: u64, t: &Times) -> Option<u64> {
+    let mut run = RunTime::start(t);
     loop {
-        let waited = vcount().wrapping_sub(start);
+        let waited = run.poll();
         if s.interrupts.load(Ordering::Relaxed) >= target {
             return Some(waited);
         }
-        if waited > LOST_AFTER {
+        if waited > t.lost_after {
             return None;
         }
     }
 }
 
 /// Whether an interrupt that must come at once came within
-/// [`MAX_DELIVERY_LATENCY`] of `arrival`'s start; a lost one is counted
-/// apart.
-fn soon(waited: Option<u64>) -> bool {
-    waited.is_none_or(|t| t <= MAX_DELIVERY_LATENCY)
+/// [`MAX_DELIVERY_LATENCY_US`] of running time after `arrival`'s start; a
+/// lost one is counted apart.
+fn soon(waited: Option<u64>, t: &Times) -> bool {
+    waited.is_none_or(|w| w <= t.max_delivery)
 }
 
 /// Waits `ticks` and returns whether the handler count stayed at `count`.
+/// For windows in which no interrupt may come at all, however long the
+/// host makes them.
 fn quiet_for(s: &GuestState, count: u64, ticks: u64) -> bool {
     let start = vcount();
     while vcount().wrapping_sub(start) < ticks {
@@ -646,49 +737,135 @@ fn quiet_for(s: &GuestState, count: u64, ticks: u64) -> bool {
     true
 }
 
+/// Waits up to `ticks` and returns whether no interrupt came before the
+/// virtual count reached `cval`. An interrupt seen only once the count has
+/// passed `cval` is on time (the host delayed the guest past its compare
+/// value; the handler checks its condition) and ends the wait: a verdict
+/// on what happened, not on how fast the host ran the guest.
+fn quiet_before(s: &GuestState, count: u64, ticks: u64, cval: u64) -> bool {
+    let start = vcount();
+    loop {
+        // The count first: the interrupt came before `now` is read.
+        let n = s.interrupts.load(Ordering::Relaxed);
+        let now = vcount();
+        if n != count {
+            return now >= cval;
+        }
+        if now.wrapping_sub(start) >= ticks {
+            return true;
+        }
+    }
+}
+
+/// How [`pending_drops_before`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Withdrawal {
+    /// The interrupt went away with the compare value still ahead.
+    Dropped,
+    /// The compare value passed before the guest saw it go away: the host
+    /// delayed the guest; nothing to judge.
+    Overrun,
+    /// It stayed pending for [`LOST_AFTER_US`] of running time with the
+    /// compare value ahead.
+    Stuck,
+}
+
+/// Polls `ISR_EL1.I` (interrupts masked) until the pending interrupt goes
+/// away while `now()` is before `deadline`, yielding to the hypervisor
+/// between polls so it can update the line.
+fn pending_drops_before(deadline: u64, now: fn() -> u64, t: &Times) -> Withdrawal {
+    let mut run = RunTime::start(t);
+    loop {
+        if !irq_pending() {
+            return Withdrawal::Dropped;
+        }
+        if now() >= deadline {
+            return Withdrawal::Overrun;
+        }
+        if run.poll() > t.lost_after {
+            return Withdrawal::Stuck;
+        }
+        hvc(Hypercall::Yield, [0; 6]);
+    }
+}
+
+/// Moves a pending timer's compare value `distance` ticks ahead with `arm`
+/// (which returns the new compare value) and checks that the interrupt
+/// goes away. If the host delays the guest until the new compare value has
+/// passed before the guest sees it go away (the window was too short for
+/// this host, not an error), it retries with five times the distance, up
+/// to three times in all, then reports that and passes. `false` only if
+/// the interrupt stayed pending with its compare value ahead.
+fn withdrawn_ahead(
+    t: &Times,
+    now: fn() -> u64,
+    distance: u64,
+    mut arm: impl FnMut(u64) -> u64,
+) -> bool {
+    let mut distance = distance;
+    for _ in 0..3 {
+        let deadline = arm(distance);
+        match pending_drops_before(deadline, now, t) {
+            Withdrawal::Dropped => return true,
+            Withdrawal::Stuck => return false,
+            Withdrawal::Overrun => distance = distance.saturating_mul(5),
+        }
+    }
+    gprintln!("guest: the host delayed every withdrawal check past its compare value; not judged");
+    true
+}
+
+fn pcount() -> u64 {
+    mrs!("cntpct_el0")
+}
+
 /// The emulated physical timer's line, seen through `ISR_EL1` with
 /// interrupts masked (every `CNTP_*` access traps to the hypervisor, whose
 /// next entry shows the line): an expired timer pends its interrupt; IMASK
 /// withdraws it while CTL still reads ISTATUS; unmasking, and disabling
 /// then enabling again, bring it back; TVAL 0 and a negative TVAL are
 /// expired at once, a TVAL ahead is not. Leaves the timer disabled.
-fn physical_masking() -> bool {
+fn physical_masking(t: &Times) -> bool {
     irqs_off();
-    let now = mrs!("cntpct_el0");
+    let now = pcount();
     msr!("cntp_cval_el0", now.saturating_sub(10));
     msr!("cntp_ctl_el0", CTL_ENABLE);
-    let mut ok = pending_becomes(true);
+    let mut ok = pending_becomes(true, t);
     msr!("cntp_ctl_el0", CTL_ENABLE | CTL_IMASK);
-    ok &= pending_becomes(false);
+    ok &= pending_becomes(false, t);
     ok &= mrs!("cntp_ctl_el0") & (CTL_ISTATUS | CTL_IMASK) == CTL_ISTATUS | CTL_IMASK;
     msr!("cntp_ctl_el0", CTL_ENABLE);
-    ok &= pending_becomes(true);
+    ok &= pending_becomes(true, t);
     msr!("cntp_ctl_el0", 0);
-    ok &= pending_becomes(false);
+    ok &= pending_becomes(false, t);
     msr!("cntp_ctl_el0", CTL_ENABLE);
-    ok &= pending_becomes(true);
-    // A TVAL ahead withdraws it; TVAL 0 and -1000 expire at once.
-    msr!("cntp_tval_el0", 62_500_000);
-    ok &= pending_becomes(false);
+    ok &= pending_becomes(true, t);
+    // A TVAL ahead (1 s) withdraws it; TVAL 0 and -1000 expire at once.
+    let tval_ahead = |ticks: u64| {
+        msr!("cntp_tval_el0", ticks.min(i32::MAX.unsigned_abs().into()));
+        mrs!("cntp_cval_el0")
+    };
+    let ahead = t.clock.tval_us(1_000_000);
+    ok &= withdrawn_ahead(t, pcount, ahead, tval_ahead);
     msr!("cntp_tval_el0", 0);
-    ok &= pending_becomes(true);
-    msr!("cntp_tval_el0", 62_500_000);
-    ok &= pending_becomes(false);
-    let t0 = mrs!("cntpct_el0");
+    ok &= pending_becomes(true, t);
+    ok &= withdrawn_ahead(t, pcount, ahead, tval_ahead);
+    let t0 = pcount();
     msr!("cntp_tval_el0", (-1000_i64).cast_unsigned());
-    let t1 = mrs!("cntpct_el0");
+    let t1 = pcount();
     let cval = mrs!("cntp_cval_el0");
     ok &= (t0.wrapping_sub(1000)..=t1.wrapping_sub(1000)).contains(&cval);
-    ok &= pending_becomes(true);
+    ok &= pending_becomes(true, t);
     msr!("cntp_ctl_el0", 0);
-    ok &= pending_becomes(false);
+    ok &= pending_becomes(false, t);
     ok
 }
 
 /// CVAL/TVAL programming: TVAL 0 and negative fire at once, CVAL in the
 /// past fires at once, CVAL far in the future and a TVAL ahead do not fire
-/// early, and reading TVAL back is consistent with CVAL.
-fn programming(vcpu: u64) -> ! {
+/// early, and reading TVAL back (a signed 32-bit value) is consistent with
+/// CVAL.
+fn programming(vcpu: u64, t: &Times) -> ! {
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     irqs_on();
@@ -704,10 +881,10 @@ fn programming(vcpu: u64) -> ! {
     let before = s.interrupts.load(Ordering::Relaxed);
     msr!("cntv_tval_el0", 0);
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    let waited = arrival(s, before + 1);
+    let waited = arrival(s, before + 1, t);
     lost += u64::from(waited.is_none());
     check(1, waited.is_some());
-    check(12, soon(waited));
+    check(12, soon(waited, t));
 
     // 2: TVAL = -1000 fires at once, CVAL reads 1000 ticks before now.
     let before = s.interrupts.load(Ordering::Relaxed);
@@ -723,40 +900,48 @@ fn programming(vcpu: u64) -> ! {
     );
     msr!("cntv_ctl_el0", CTL_ENABLE);
     irqs_on();
-    let waited = arrival(s, before + 1);
+    let waited = arrival(s, before + 1, t);
     lost += u64::from(waited.is_none());
     check(3, waited.is_some());
-    check(13, soon(waited));
+    check(13, soon(waited, t));
 
-    // 3: CVAL in the past.
+    // 3: CVAL in the past (16 ms).
     let before = s.interrupts.load(Ordering::Relaxed);
-    msr!("cntv_cval_el0", vcount().saturating_sub(1_000_000));
+    msr!("cntv_cval_el0", vcount().saturating_sub(t.us(16_000)));
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    let waited = arrival(s, before + 1);
+    let waited = arrival(s, before + 1, t);
     lost += u64::from(waited.is_none());
     check(4, waited.is_some());
-    check(14, soon(waited));
+    check(14, soon(waited, t));
 
-    // 4: CVAL far in the future: no interrupt, ISTATUS clear.
+    // 4: CVAL far in the future: no interrupt (in 10 ms, or however long
+    // the host makes them), ISTATUS clear.
     let before = s.interrupts.load(Ordering::Relaxed);
     msr!("cntv_cval_el0", u64::MAX - 10);
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    check(5, quiet_for(s, before, 625_000));
+    check(5, quiet_for(s, before, t.us(10_000)));
     check(6, mrs!("cntv_ctl_el0") & CTL_ISTATUS == 0);
 
-    // 5: TVAL ahead: nothing before, exactly one after, and TVAL counts down.
+    // 5: TVAL ahead (10 ms): nothing before CVAL, exactly one after, and
+    // TVAL counts down. TVAL is signed: once a slow host has let CVAL pass
+    // during the 5 ms wait, it reads negative.
     let before = s.interrupts.load(Ordering::Relaxed);
+    let ahead = t.clock.tval_us(10_000);
     msr!("cntv_ctl_el0", 0);
-    msr!("cntv_tval_el0", 625_000);
-    let tval1 = low32(mrs!("cntv_tval_el0"));
+    msr!("cntv_tval_el0", ahead);
+    let tval1 = tval_signed(mrs!("cntv_tval_el0"));
+    let cval = mrs!("cntv_cval_el0");
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    check(7, quiet_for(s, before, 300_000));
-    let tval2 = low32(mrs!("cntv_tval_el0"));
-    check(8, tval2 < tval1 && tval1 <= 625_000);
-    let ok = wait_for(s, before + 1);
+    check(7, quiet_before(s, before, t.us(5000), cval));
+    let tval2 = tval_signed(mrs!("cntv_tval_el0"));
+    check(
+        8,
+        tval2 < tval1 && i64::from(tval1) <= i64::try_from(ahead).unwrap_or(0),
+    );
+    let ok = wait_for(s, before + 1, t);
     lost += u64::from(!ok);
     check(9, ok);
-    check(10, quiet_for(s, before + 1, 100_000));
+    check(10, quiet_for(s, before + 1, t.us(2000)));
 
     irqs_off();
     msr!("cntv_ctl_el0", 0);
@@ -767,15 +952,16 @@ fn programming(vcpu: u64) -> ! {
     finish(vcpu, status, lost)
 }
 
-/// Polls `ISR_EL1.I` (interrupts masked) for up to `LOST_AFTER` ticks,
-/// yielding to the hypervisor between polls so it can update the line.
-fn pending_becomes(want: bool) -> bool {
-    let start = vcount();
+/// Polls `ISR_EL1.I` (interrupts masked) for up to [`LOST_AFTER_US`] of
+/// running time, yielding to the hypervisor between polls so it can
+/// update the line.
+fn pending_becomes(want: bool, t: &Times) -> bool {
+    let mut run = RunTime::start(t);
     loop {
         if irq_pending() == want {
             return true;
         }
-        if vcount().wrapping_sub(start) > LOST_AFTER {
+        if run.poll() > t.lost_after {
             return false;
         }
         hvc(Hypercall::Yield, [0; 6]);
@@ -785,7 +971,7 @@ fn pending_becomes(want: bool) -> bool {
 /// IMASK and ENABLE toggled with the interrupt pending, and CVAL
 /// reprogrammed while pending, checked through `ISR_EL1` with IRQs masked;
 /// finally the pending interrupt is taken exactly once.
-fn masking(vcpu: u64) -> ! {
+fn masking(vcpu: u64, t: &Times) -> ! {
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     irqs_off();
@@ -798,31 +984,42 @@ fn masking(vcpu: u64) -> ! {
     // Expired timer: the line goes high and the interrupt pends.
     msr!("cntv_cval_el0", vcount().saturating_sub(10));
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    check(1, pending_becomes(true));
+    check(1, pending_becomes(true, t));
     // IMASK: the pending interrupt goes away (at the next exit).
     msr!("cntv_ctl_el0", CTL_ENABLE | CTL_IMASK);
-    check(2, pending_becomes(false));
+    check(2, pending_becomes(false, t));
     // Unmask: it pends again.
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    check(3, pending_becomes(true));
+    check(3, pending_becomes(true, t));
     // Disable: it goes away; re-enable: it pends again.
     msr!("cntv_ctl_el0", 0);
-    check(4, pending_becomes(false));
+    check(4, pending_becomes(false, t));
     msr!("cntv_ctl_el0", CTL_ENABLE);
-    check(5, pending_becomes(true));
-    // Reprogram while pending: to the future it goes away, and pends again
-    // once the new CVAL passes, not before.
-    let cval = vcount() + 1_250_000;
-    msr!("cntv_cval_el0", cval);
-    check(6, pending_becomes(false));
-    check(7, pending_becomes(true));
+    check(5, pending_becomes(true, t));
+    // Reprogram while pending: to the future (20 ms, longer if the host
+    // overran that) it goes away, and pends again once the new CVAL
+    // passes, not before.
+    let mut cval = 0;
+    let arm = |ticks: u64| {
+        let at = vcount() + ticks;
+        msr!("cntv_cval_el0", at);
+        at
+    };
+    check(
+        6,
+        withdrawn_ahead(t, vcount, t.us(20_000), |ticks| {
+            cval = arm(ticks);
+            cval
+        }),
+    );
+    check(7, pending_becomes(true, t));
     check(8, vcount() >= cval);
     // Take it: exactly one interrupt, its condition met.
     let before = s.interrupts.load(Ordering::Relaxed);
     irqs_on();
-    let ok = wait_for(s, before + 1);
+    let ok = wait_for(s, before + 1, t);
     check(9, ok);
-    check(10, quiet_for(s, before + 1, 100_000));
+    check(10, quiet_for(s, before + 1, t.us(2000)));
     irqs_off();
     if s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0 {
         check(11, false);
@@ -833,39 +1030,53 @@ fn masking(vcpu: u64) -> ! {
 
 /// WFI with only the virtual timer to wake the guest: each sleep must be
 /// one WFI (a wake-up without the interrupt pending is a failure), woken
-/// no earlier than CVAL and no later than [`MAX_WAKE_LATENCY`] after it.
-fn wfi_sleep(vcpu: u64) -> ! {
+/// no earlier than CVAL and no later than [`MAX_WAKE_LATENCY_US`] after it.
+///
+/// A sleep whose CVAL passes before the guest reaches its WFI (the host
+/// delayed it) is an overrun, not a failure: it is counted, does not count
+/// as a sleep, and makes the following sleeps twice as long (up to 64
+/// times), until [`WFI_SLEEPS`] sleeps have slept or three times as many
+/// were tried.
+fn wfi_sleep(vcpu: u64, t: &Times) -> ! {
     const COUNT: u64 = WFI_SLEEPS;
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     let mut lost = 0;
     let mut status = 0;
     let mut sleeps = 0;
+    let mut slept = 0;
+    let mut overruns = 0;
+    let mut stretch = 1;
     let mut max_wake = 0;
-    for i in 0..COUNT {
+    let mut i = 0;
+    while slept < COUNT && i < 3 * COUNT {
         let before = s.interrupts.load(Ordering::Relaxed);
-        // 0.5 ms .. 1.5 ms.
-        let cval = vcount() + 31_250 + (i % 3) * 31_250;
+        // 0.5 ms .. 1.5 ms, times the stretch.
+        let cval = vcount() + t.us(500 * (1 + i % 3) * stretch);
+        i += 1;
         irqs_off();
         msr!("cntv_cval_el0", cval);
         msr!("cntv_ctl_el0", CTL_ENABLE);
-        let start = vcount();
+        let mut run = RunTime::start(t);
         // Sleep with IRQs masked (WFI still wakes), then take the interrupt.
         let mut wfis = 0;
         while !irq_pending() {
             // SAFETY: wfi only waits.
             unsafe { asm!("wfi", options(nostack)) };
             wfis += 1;
-            if vcount().wrapping_sub(start) > LOST_AFTER {
+            if run.poll() > t.lost_after {
                 break;
             }
         }
         let woke = vcount();
         sleeps += wfis;
         if wfis > 0 {
-            // Only a sleep that slept measures the wake-up (the vCPU may
-            // have been delayed past CVAL before its WFI).
+            // Only a sleep that slept measures the wake-up.
+            slept += 1;
             max_wake = woke.saturating_sub(cval).max(max_wake);
+        } else {
+            overruns += 1;
+            stretch = (stretch * 2).min(64);
         }
         let check = |n: u64, bad: bool, status: &mut u64| {
             if bad && *status == 0 {
@@ -878,11 +1089,11 @@ fn wfi_sleep(vcpu: u64) -> ! {
         check(3, wfis > 1, &mut status);
         check(
             4,
-            wfis > 0 && woke.saturating_sub(cval) > MAX_WAKE_LATENCY,
+            wfis > 0 && woke.saturating_sub(cval) > t.max_wake,
             &mut status,
         );
         irqs_on();
-        if !wait_for(s, before + 1) {
+        if !wait_for(s, before + 1, t) {
             lost += 1;
         }
     }
@@ -894,43 +1105,52 @@ fn wfi_sleep(vcpu: u64) -> ! {
         status = status.max(2);
     }
     gprintln!(
-        "guest {vcpu}: wfi-sleep done, status {status}, {sleeps} WFIs, max wake latency {max_wake} ticks"
+        "guest {vcpu}: wfi-sleep done, status {status}, {sleeps} WFIs, {overruns} overruns, max wake \
+         latency {max_wake} ticks ({} us)",
+        t.clock.us(max_wake)
     );
-    measure(vcpu, sleeps, max_wake);
+    measure(vcpu, sleeps, max_wake, overruns);
     finish(vcpu, status, lost)
 }
 
-/// The emulated EL1 physical timer: periodic interrupts through trapped
-/// `CNTP_*` accesses, and a read-back of TVAL.
-fn physical(vcpu: u64) -> ! {
+/// The emulated EL1 physical timer: periodic interrupts (1 ms) through
+/// trapped `CNTP_*` accesses, and a read-back of TVAL.
+fn physical(vcpu: u64, t: &Times) -> ! {
     const COUNT: u64 = 200;
     let s = state(vcpu);
-    let period = 62_500;
+    let period = t.us(PERIOD_US);
     s.period.store(period, Ordering::Relaxed);
     s.rearm.store(REARM_PERIODIC, Ordering::Relaxed);
     let mut status = 0;
-    // TVAL written, read back: CVAL = (count at the write) + 100_000 and
-    // TVAL = CVAL - (count at the read), both counts between t0 and t1.
-    let t0 = mrs!("cntpct_el0");
-    msr!("cntp_tval_el0", 100_000);
-    let tval = low32(mrs!("cntp_tval_el0"));
+    // TVAL written (2 ms), read back: CVAL = (count at the write) + ahead
+    // and TVAL = CVAL - (count at the read), both counts between t0 and t1.
+    // TVAL is signed: a host that stalls the guest past CVAL between the
+    // write and the read makes it negative, which is still consistent.
+    let ahead = t.clock.tval_us(2000);
+    let t0 = pcount();
+    msr!("cntp_tval_el0", ahead);
+    let tval = i64::from(tval_signed(mrs!("cntp_tval_el0")));
     let cval = mrs!("cntp_cval_el0");
-    let t1 = mrs!("cntpct_el0");
-    let elapsed = u32::try_from(t1.wrapping_sub(t0)).unwrap_or(u32::MAX);
-    if !(100_000_u32.saturating_sub(elapsed)..=100_000).contains(&tval)
-        || !(t0 + 100_000..=t1 + 100_000).contains(&cval)
+    let t1 = pcount();
+    let elapsed = i64::try_from(t1.wrapping_sub(t0)).unwrap_or(i64::MAX);
+    let ahead_signed = i64::try_from(ahead).unwrap_or(0);
+    if !(ahead_signed.saturating_sub(elapsed)..=ahead_signed).contains(&tval)
+        || !(t0 + ahead..=t1 + ahead).contains(&cval)
     {
+        gprintln!(
+            "guest {vcpu}: TVAL {ahead} written at {t0}, read back {tval}, CVAL {cval}, count {t1}"
+        );
         status = 1;
     }
-    if !physical_masking() {
+    if !physical_masking(t) {
         status = status.max(3);
     }
-    msr!("cntp_cval_el0", mrs!("cntpct_el0") + period);
+    msr!("cntp_cval_el0", pcount() + period);
     msr!("cntp_ctl_el0", CTL_ENABLE);
     irqs_on();
     let mut lost = 0;
     for n in 1..=COUNT {
-        if !wait_for(s, n) {
+        if !wait_for(s, n, t) {
             lost = 1;
             break;
         }
@@ -944,6 +1164,6 @@ fn physical(vcpu: u64) -> ! {
         status = status.max(2);
     }
     gprintln!("guest {vcpu}: ptimer done, status {status}");
-    measure(vcpu, 0, 0);
+    measure(vcpu, 0, 0, 0);
     finish(vcpu, status, lost)
 }

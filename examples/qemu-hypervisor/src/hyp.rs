@@ -13,14 +13,16 @@ use core::fmt;
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{HostIrq, SoftTimer, SoftTimers, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::El2Timer;
+use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE, RunConfig, Scenario};
+use qemu_hypervisor::fault::GuestFault;
 
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail, hyp_timer_arm, hyp_timer_stop};
 use crate::gic::{HostIrqs, MAINTENANCE_PPI};
 use crate::guest::{
-    self, Hypercall, MAX_DELIVERY_LATENCY, MAX_WAKE_LATENCY, Measured, Report, WFI_SLEEPS,
+    self, Hypercall, MAX_DELIVERY_LATENCY_US, MAX_WAKE_LATENCY_US, Measured, Report, WFI_SLEEPS,
 };
 use crate::migrate::CPU1_STATS;
 use crate::sysreg::{read_sysreg, write_sysreg};
@@ -35,14 +37,14 @@ pub(crate) const VTIMER_PPI: u32 = 27;
 const STORM_LIMIT: u32 = 8;
 /// The EL2 physical timer's PPI (QEMU `virt`).
 pub(crate) const HYP_TIMER_PPI: u32 = 26;
-/// The scheduler tick while vCPUs share a CPU: 1 ms at QEMU's 62.5 MHz.
-pub(crate) const TICK: u64 = 62_500;
+/// The scheduler tick while vCPUs share a CPU: 1 ms.
+pub(crate) const TICK_US: u64 = 1000;
 /// The tick while one vCPU has the CPU to itself (nothing to schedule):
 /// 500 ms, only to check the run limit. A 1 ms tick there would be a
 /// needless guest exit every millisecond (as many exits as vtimer
 /// interrupts in the periodic scenario); at 500 ms the 2 s periodic run
 /// takes 4.
-pub(crate) const HOUSEKEEPING_TICK: u64 = 62_500 * 500;
+pub(crate) const HOUSEKEEPING_TICK_US: u64 = 500_000;
 /// The housekeeping tick with GICv2: 5 ms. QEMU 7.2's GICv2 does not
 /// re-signal a HW-forwarded PPI whose line is still high when the guest
 /// deactivates it (a periodic timer whose next CVAL passed before the
@@ -50,11 +52,51 @@ pub(crate) const HOUSEKEEPING_TICK: u64 = 62_500 * 500;
 /// this tick. At 100 ms that stall was seen to delay an interrupt by
 /// 94 ms; at 5 ms it costs up to 5 skipped periods, counted and bounded
 /// (and 400 exits in the 2 s periodic run).
-pub(crate) const HOUSEKEEPING_TICK_GICV2: u64 = 62_500 * 5;
+pub(crate) const HOUSEKEEPING_TICK_GICV2_US: u64 = 5000;
 /// Ticks a vCPU runs before the other one (two-vCPU scenario) gets the CPU.
 const SLICE_TICKS: u64 = 2;
-/// The whole run must end within this many counter ticks (20 s).
-pub(crate) const RUN_LIMIT: u64 = 62_500_000 * 20;
+/// The whole run must end within this time: 45 s of counter time. A guard
+/// against a guest that never finishes, not a timing verdict: the longest
+/// scenario takes about 2 s on an idle host, and more than 20 s was seen
+/// for the periodic and migration scenarios on a 2-core host with both
+/// cores kept busy beside other work (their guests then skip most
+/// periods). It stays below the 60 s after which `run.sh` and
+/// `cargo xtask` stop QEMU, so a hung run still ends with this message.
+pub(crate) const RUN_LIMIT_US: u64 = 45_000_000;
+
+/// Every period, bound and limit of the run loop in counter ticks, derived
+/// once from the counter frequency (`CNTFRQ_EL0`, read at start-up).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Periods {
+    /// [`TICK_US`].
+    pub(crate) tick: u64,
+    /// [`HOUSEKEEPING_TICK_US`].
+    pub(crate) housekeeping: u64,
+    /// [`HOUSEKEEPING_TICK_GICV2_US`].
+    pub(crate) housekeeping_gicv2: u64,
+    /// [`RUN_LIMIT_US`].
+    pub(crate) run_limit: u64,
+    /// [`NEVER_WAKE_US`].
+    pub(crate) never_wake: u64,
+    /// [`MAX_DELIVERY_LATENCY_US`].
+    pub(crate) max_delivery: u64,
+    /// [`MAX_WAKE_LATENCY_US`].
+    pub(crate) max_wake: u64,
+}
+
+impl Periods {
+    pub(crate) fn new(clock: Clock) -> Self {
+        Self {
+            tick: clock.ticks_us(TICK_US),
+            housekeeping: clock.ticks_us(HOUSEKEEPING_TICK_US),
+            housekeeping_gicv2: clock.ticks_us(HOUSEKEEPING_TICK_GICV2_US),
+            run_limit: clock.ticks_us(RUN_LIMIT_US),
+            never_wake: clock.ticks_us(NEVER_WAKE_US),
+            max_delivery: clock.ticks_us(MAX_DELIVERY_LATENCY_US),
+            max_wake: clock.ticks_us(MAX_WAKE_LATENCY_US),
+        }
+    }
+}
 
 /// The one VM's timer settings, shared by every vCPU on every CPU.
 pub(crate) static VM: VmTimer = VmTimer::new();
@@ -90,7 +132,7 @@ pub(crate) enum RunState {
     /// timer ([`Deadlines::background`], armed by `VcpuTimer::block`)
     /// expires. `fallback: Some(at)`: no timer can fire
     /// (`Wakeup::Never`), so nothing is armed; the WFI ends at this
-    /// physical count ([`NEVER_WAKE`] after it began), as a WFI may.
+    /// physical count ([`NEVER_WAKE_US`] after it began), as a WFI may.
     Blocked {
         fallback: Option<u64>,
     },
@@ -98,10 +140,10 @@ pub(crate) enum RunState {
 }
 
 /// A WFI with no timer that can fire (`Wakeup::Never`) ends after this
-/// many ticks (100 ms). Long on purpose: a background timer that
+/// time (100 ms). Long on purpose: a background timer that
 /// `VcpuTimer::block` failed to arm then shows as a wake-up far later than
 /// the guests' latency bound instead of being hidden by a prompt fallback.
-pub(crate) const NEVER_WAKE: u64 = 62_500 * 100;
+pub(crate) const NEVER_WAKE_US: u64 = 100_000;
 
 /// One vCPU.
 pub(crate) struct Vcpu<V> {
@@ -238,9 +280,13 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) timer: El2Timer,
     pub(crate) gic: G,
     pub(crate) stats: Stats,
+    /// The counter frequency, read once at start-up (see [`crate::el2::clock`]).
+    pub(crate) clock: Clock,
+    /// The run loop's periods and bounds in ticks of [`Hyp::clock`].
+    pub(crate) periods: Periods,
     pub(crate) next_tick: u64,
-    /// [`TICK`] while vCPUs share this CPU, else [`HOUSEKEEPING_TICK`]
-    /// ([`HOUSEKEEPING_TICK_GICV2`] with GICv2).
+    /// [`Periods::tick`] while vCPUs share this CPU, else
+    /// [`Periods::housekeeping`] ([`Periods::housekeeping_gicv2`] with GICv2).
     pub(crate) tick_period: u64,
     pub(crate) start: u64,
     /// Guest exits on each CPU (migration; otherwise all on CPU 0).
@@ -273,14 +319,18 @@ where
 {
     pub(crate) fn new(config: RunConfig, gic_version: GicVersion, timer: El2Timer, gic: G) -> Self {
         let now = timer.physical_count().get();
+        let clock = crate::el2::clock();
+        let periods = Periods::new(clock);
         Self {
             config,
             gic_version,
             timer,
             gic,
             stats: Stats::default(),
-            next_tick: now + TICK,
-            tick_period: TICK,
+            clock,
+            periods,
+            next_tick: now + periods.tick,
+            tick_period: periods.tick,
             start: now,
             exits_by_cpu: [0; 2],
             hyp_timer_armed: None,
@@ -365,8 +415,8 @@ where
             if vcpus.iter().all(|v| matches!(v.state, RunState::Done(_))) {
                 break;
             }
-            if self.now().wrapping_sub(self.start) > RUN_LIMIT {
-                fail!("hv: run limit exceeded");
+            if self.now().wrapping_sub(self.start) > self.periods.run_limit {
+                fail!("hv: run limit of {} s exceeded", RUN_LIMIT_US / 1_000_000);
             }
             let sharing = vcpus
                 .iter()
@@ -374,10 +424,14 @@ where
                 .count()
                 > 1;
             let housekeeping = match self.gic_version {
-                GicVersion::V2 => HOUSEKEEPING_TICK_GICV2,
-                GicVersion::V3 => HOUSEKEEPING_TICK,
+                GicVersion::V2 => self.periods.housekeeping_gicv2,
+                GicVersion::V3 => self.periods.housekeeping,
             };
-            self.set_tick_period(if sharing { TICK } else { housekeeping });
+            self.set_tick_period(if sharing {
+                self.periods.tick
+            } else {
+                housekeeping
+            });
             self.wake_blocked(vcpus);
             let Some(next) = pick(vcpus, current) else {
                 self.idle(vcpus, current);
@@ -535,7 +589,7 @@ where
 
     /// Takes every pending host interrupt. Returns what caused the exit
     /// (see [`Drained::first`]) and whether a scheduler tick passed.
-    fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
+    pub(crate) fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
         let mut tick = false;
         let mut first = None;
         let mut vtimer_taken = 0_u32;
@@ -664,7 +718,7 @@ where
                     }
                     Wakeup::Never => {
                         v.state = RunState::Blocked {
-                            fallback: Some(self.now() + NEVER_WAKE),
+                            fallback: Some(self.now() + self.periods.never_wake),
                         };
                         Some(SliceEnd::Blocked)
                     }
@@ -717,10 +771,15 @@ where
             }
             _ => {
                 if self.config.scenario == Scenario::External {
-                    println!(
-                        "hv: external guest faulted: is its image loaded at {EXTERNAL_GUEST_ADDR:#x} \
-                         (-device loader,file=ELF) and does RAM reach it (-m 256M)?"
-                    );
+                    let mut el1 = v.el1;
+                    el1.save(self.config.host_mode);
+                    let fault = GuestFault {
+                        esr,
+                        far: read_sysreg!(far_el2),
+                        hpfar: read_sysreg!(hpfar_el2),
+                        guest: [el1.esr, el1.elr, el1.far],
+                    };
+                    println!("hv: external guest faulted: {fault}");
                 }
                 fail!(
                     "hv: vCPU {} exception class {ec:#x}, ESR {esr:#x}, PC {:#x}, FAR {:#x}, HPFAR {:#x}",
@@ -758,6 +817,7 @@ where
                     skipped: x2,
                     sleeps: x3,
                     max_wake: x4,
+                    overruns: x5,
                 });
                 None
             }
@@ -813,6 +873,7 @@ where
             m.skipped += vm.skipped;
             m.sleeps += vm.sleeps;
             m.max_wake = m.max_wake.max(vm.max_wake);
+            m.overruns += vm.overruns;
         }
         let s = self.stats;
         let mut check = |ok: bool, why: fmt::Arguments<'_>| {
@@ -841,10 +902,13 @@ where
         }
         if periodic || scenario == Scenario::PhysicalTimer {
             check(
-                m.max_latency <= MAX_DELIVERY_LATENCY,
+                m.max_latency <= self.periods.max_delivery,
                 format_args!(
-                    "a timer interrupt came {} ticks after its CVAL (bound {MAX_DELIVERY_LATENCY})",
-                    m.max_latency
+                    "a timer interrupt came {} ticks ({} us) after its CVAL (bound {} ticks, \
+                     {MAX_DELIVERY_LATENCY_US} us)",
+                    m.max_latency,
+                    self.clock.us(m.max_latency),
+                    self.periods.max_delivery
                 ),
             );
         }
@@ -876,10 +940,13 @@ where
                 format_args!("only {} of {WFI_SLEEPS} sleeps slept in WFI", m.sleeps),
             );
             check(
-                m.max_wake <= MAX_WAKE_LATENCY,
+                m.max_wake <= self.periods.max_wake,
                 format_args!(
-                    "a WFI sleep woke {} ticks after its CVAL (bound {MAX_WAKE_LATENCY})",
-                    m.max_wake
+                    "a WFI sleep woke {} ticks ({} us) after its CVAL (bound {} ticks, \
+                     {MAX_WAKE_LATENCY_US} us)",
+                    m.max_wake,
+                    self.clock.us(m.max_wake),
+                    self.periods.max_wake
                 ),
             );
         }
@@ -904,7 +971,8 @@ where
              vtimer_exits_per_irq={vtimer_per} irq_exits={} irq_exits_27={} irq_exits_26={} irq_exits_25={} \
              irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} \
              exits_cpu0={} exits_cpu1={} spurious_host={} lost={} early={} duplicates={} guest_spurious={} \
-             max_latency_ticks={} skipped={} sleeps={} max_wake_ticks={} {}",
+             max_latency_ticks={} max_latency_us={} skipped={} sleeps={} overruns={} max_wake_ticks={} max_wake_us={} \
+             cntfrq_hz={} {}",
             scenario.name(),
             self.gic_version,
             self.config.host_mode,
@@ -930,9 +998,13 @@ where
             total.duplicates,
             total.spurious,
             m.max_latency,
+            self.clock.us(m.max_latency),
             m.skipped,
             m.sleeps,
+            m.overruns,
             m.max_wake,
+            self.clock.us(m.max_wake),
+            self.clock.hz(),
             if pass { "PASS" } else { "FAIL" }
         );
         if pass {

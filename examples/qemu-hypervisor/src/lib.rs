@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 
+pub mod clock;
 pub mod config;
+pub mod fault;

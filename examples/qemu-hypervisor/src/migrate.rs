@@ -6,8 +6,9 @@
 //! to it only inside [`VcpuSlot::with_owned`], only while it is the owner,
 //! and gives it up with [`VcpuSlot::hand_over`] (Release) once that
 //! reference has ended; the next owner sees the hand-over with Acquire.
-//! So at any time at most one `&mut Vcpu` exists, on one CPU. `wfe`/`sev`
-//! wait and wake.
+//! So at any time at most one `&mut Vcpu` exists, on one CPU. A CPU
+//! without the vCPU waits in WFI and looks at the slot every
+//! [`PARK_POLL_US`].
 
 use core::cell::{RefCell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use critical_section::Mutex;
 
 use crate::el2::{fail, secondary_main};
 use crate::gic::HostIrqs;
-use crate::hyp::{Hyp, RUN_LIMIT, RunState, SliceEnd, Stats, TICK, Vcpu};
+use crate::hyp::{Hyp, RUN_LIMIT_US, RunState, SliceEnd, Stats, Vcpu};
 use crate::sysreg::read_sysreg;
 
 /// The second CPU's statistics, added at each hand-back.
@@ -92,27 +93,23 @@ impl<V> VcpuSlot<V> {
         self.with_cell(|cell| cell.as_mut().map(f)).flatten()
     }
 
-    /// Gives the vCPU to `cpu` and wakes it; `false` if this CPU does not
-    /// own it (or is inside [`with_owned`](Self::with_owned)).
+    /// Gives the vCPU to `cpu` (which sees it within [`PARK_POLL_US`]);
+    /// `false` if this CPU does not own it (or is inside
+    /// [`with_owned`](Self::with_owned)).
     pub(crate) fn hand_over(&self, cpu: u64) -> bool {
         if self.busy.load(Ordering::Relaxed) {
             return false;
         }
         let me = this_cpu();
-        let moved = self
-            .owner
+        self.owner
             .compare_exchange(me, cpu, Ordering::Release, Ordering::Relaxed)
-            .is_ok();
-        // SAFETY: dsb + sev only order memory and signal an event.
-        unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
-        moved
+            .is_ok()
     }
 
-    /// Marks the run finished and wakes the other CPU.
+    /// Marks the run finished (the other CPU sees it within
+    /// [`PARK_POLL_US`]).
     fn finish(&self) {
         self.finished.store(true, Ordering::Release);
-        // SAFETY: dsb + sev only order memory and signal an event.
-        unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
     }
 
     fn finished(&self) -> bool {
@@ -124,10 +121,21 @@ impl<V> VcpuSlot<V> {
     }
 }
 
-/// Waits for an event (the other CPU's `sev`).
-fn wait_event() {
-    // SAFETY: wfe only waits for an event.
-    unsafe { core::arch::asm!("wfe", options(nostack)) };
+/// How often a CPU waiting for the vCPU looks at the slot: every 500 us.
+///
+/// It waits in WFI with its EL2 timer armed, not in WFE for the other
+/// CPU's `sev`: QEMU's TCG implements WFE as a yield, so a CPU parked in
+/// WFE spins on a host core, which on a 2-core host takes half the machine
+/// from the CPU that runs the vCPU (delivery latencies of 300 ms were seen
+/// under load). WFI halts the vCPU thread until an interrupt is pending.
+const PARK_POLL_US: u64 = 500;
+
+/// Waits with nothing armed: for good (the first CPU ends the run).
+fn park_forever() -> ! {
+    loop {
+        // SAFETY: wfi only waits for an interrupt.
+        unsafe { core::arch::asm!("wfi", options(nostack)) };
+    }
 }
 
 impl<G: HostIrqs> Hyp<G>
@@ -158,7 +166,7 @@ where
             // The vCPU always comes back here: CPU 1 hands it back even
             // when it finishes there.
             while !slot.owned_here() {
-                wait_event();
+                self.park();
             }
             if slot.finished() {
                 break;
@@ -185,7 +193,7 @@ where
         let slot = G::migration_slot();
         loop {
             while !slot.finished() && !slot.owned_here() {
-                wait_event();
+                self.park();
             }
             if !slot.owned_here() {
                 break;
@@ -207,10 +215,18 @@ where
             }
         }
         self.stop_hyp_timer();
-        loop {
-            // Parks this CPU; the first CPU ends the run.
-            wait_event();
-        }
+        park_forever()
+    }
+
+    /// Waits up to [`PARK_POLL_US`] (or until an interrupt) without
+    /// spinning, for the slot to change.
+    fn park(&mut self) {
+        let poll = self.clock.ticks_us(PARK_POLL_US);
+        self.arm_hyp_timer(self.now() + poll);
+        // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
+        // pending one still ends the wait).
+        unsafe { core::arch::asm!("wfi", options(nostack)) };
+        let _ = self.drain_irqs(None);
     }
 
     /// Loads `v` on this CPU, runs it until it has had
@@ -218,8 +234,8 @@ where
     /// and puts it. Returns whether it finished.
     fn run_owned(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
         // The hand-over is checked at ticks.
-        self.tick_period = TICK;
-        self.next_tick = self.now() + TICK;
+        self.tick_period = self.periods.tick;
+        self.next_tick = self.now() + self.periods.tick;
         self.arm_hyp_timer(self.next_tick);
         self.load(v);
         let start = self.stats.raised;
@@ -244,8 +260,8 @@ where
             if self.stats.raised - start >= MIGRATE_EVERY {
                 break false;
             }
-            if self.now().wrapping_sub(self.start) > RUN_LIMIT {
-                fail!("hv: run limit exceeded");
+            if self.now().wrapping_sub(self.start) > self.periods.run_limit {
+                fail!("hv: run limit of {} s exceeded", RUN_LIMIT_US / 1_000_000);
             }
         };
         self.put(v);
