@@ -220,9 +220,20 @@ fn qemu_matrices(options: &qemu::Options) -> Result {
         });
         for q in &qemus {
             let name = format!("QEMU matrix on {}{how}", q.label());
-            match step(&name, qemu::matrix(q, &image)) {
-                Ok(report) => reports.push(report),
-                Err(e) => problems.push(e),
+            match qemu::matrix(q, &image) {
+                Ok(report) => {
+                    let verdict = match report.failed.len() {
+                        0 => Ok(()),
+                        n => Err(format!("{n} runs failed")),
+                    };
+                    let _ = step(&name, verdict);
+                    reports.push(report);
+                }
+                Err(e) => {
+                    if let Err(e) = step(&name, Err::<(), String>(e)) {
+                        problems.push(e);
+                    }
+                }
             }
         }
     }

@@ -122,6 +122,8 @@ pub(crate) struct Qemu {
     data_dir: Option<PathBuf>,
     /// `QEMU_MODULE_DIR`: the modules QEMU opens at start-up.
     module_dir: Option<PathBuf>,
+    /// Options this QEMU needs on every run.
+    extra_args: Vec<&'static str>,
     /// What `--version` says, e.g. `7.2.22`.
     pub(crate) version: String,
 }
@@ -140,6 +142,10 @@ impl Qemu {
                     program: unpacked.binary,
                     data_dir: Some(unpacked.data_dir),
                     module_dir: Some(unpacked.module_dir),
+                    // Unpacked, not installed: the libraries of its audio
+                    // modules (PipeWire) may be missing, and it would say
+                    // so on every run while probing them. No audio device.
+                    extra_args: vec!["-audio", "none"],
                     version: String::new(),
                 }
             }
@@ -179,6 +185,7 @@ impl Qemu {
             program,
             data_dir: None,
             module_dir: None,
+            extra_args: Vec::new(),
             version: String::new(),
         }
     }
@@ -410,6 +417,7 @@ pub(crate) fn build() -> Result<PathBuf> {
 /// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
 pub(crate) fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
     let mut cmd = qemu.command();
+    cmd.args(&qemu.extra_args);
     cmd.args([
         "-machine",
         &format!("virt,virtualization=on,gic-version={}", run.gic),
