@@ -278,8 +278,8 @@ fn demo(args: &[String], caller_dir: &Path) -> Result {
     }
     let (options, rest) = qemu::Options::take(args, caller_dir, &[qemu::Choice::Distro])?;
     no_more_args(&rest)?;
-    ensure_target()?;
     let q = qemu::Qemu::resolve(options.single()?)?;
+    ensure_target()?;
     let image = qemu::build()?;
     let run = qemu::parse_run(&[], Path::new("."))?;
     println!(
@@ -300,8 +300,8 @@ fn demo(args: &[String], caller_dir: &Path) -> Result {
 fn qemu_run(args: &[String], caller_dir: &Path) -> Result {
     let (options, rest) = qemu::Options::take(args, caller_dir, &[qemu::Choice::Distro])?;
     let run = qemu::parse_run(&rest, caller_dir)?;
-    ensure_target()?;
     let q = qemu::Qemu::resolve(options.single()?)?;
+    ensure_target()?;
     let image = qemu::build()?;
     println!("==> {}", q.label());
     let load = options.under_load.then(load::Load::start);
