@@ -4,7 +4,11 @@
 use std::env;
 use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+mod backports;
+mod load;
 mod msrv;
 mod qemu;
 
@@ -34,10 +38,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let args: Vec<String> = env::args().skip(1).collect();
+    start_phases();
     let result = match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("demo") => demo(&args[1..]),
+        Some("test") => test(&args[1..], &caller_dir),
+        Some("demo") => demo(&args[1..], &caller_dir),
         Some("qemu") => qemu_run(&args[1..], &caller_dir),
+        Some("qemu-matrix") => qemu_matrix(&args[1..], &caller_dir),
         Some("bench") => bench(),
         Some("msrv") => msrv::check(),
         Some("help" | "--help" | "-h") | None => {
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         }
         Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };
+    print_phases();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,15 +66,34 @@ const HELP: &str = "\
 usage: cargo xtask <command>
 
   test    everything CI checks: formatting, MSRV, clippy (host and
-          aarch64-unknown-none), host tests, no_std builds, docs
+          aarch64-unknown-none), host tests, no_std builds, docs, and the
+          QEMU matrix on QEMU 7.2 and QEMU 10 [--qemu 7|10|PATH]...
+          [--under-load]
   demo    boot the example hypervisor under QEMU and show a guest's
-          forwarded timer interrupts (installs QEMU when missing, as root);
-          `demo --host`: one vCPU through its whole timer lifecycle on the
-          host model, each step with the hardware accesses it made
+          forwarded timer interrupts (installs QEMU when missing, as root)
+          [--qemu 7|10|PATH]; `demo --host`: one vCPU through its whole
+          timer lifecycle on the host model, each step with the hardware
+          accesses it made
   qemu    one QEMU run of the example hypervisor:
           [--scenario NAME|N] [--gic 2|3] [--mode vhe|nvhe] [--smp N]
           [--guest FILE]  (an external guest image: ELF, or raw loaded
           at 0x4800_0000; see the example's README for the guest ABI)
+          [--qemu 7|10|PATH] [--under-load]
+  qemu-matrix
+          the QEMU matrix only (every scenario x GICv3/GICv2 x non-VHE/VHE)
+          [--qemu 7|10|PATH]... [--under-load]
+
+  QEMU options:
+  --qemu 7      the distribution's qemu-system-aarch64 (7.2 on Debian 12;
+                installed with apt as root when missing)
+  --qemu 10     QEMU 10 from Debian 12's bookworm-backports, downloaded and
+                unpacked under target/qemu-10/ (never installed; adding the
+                apt source needs root once)
+  --qemu PATH   any other qemu-system-aarch64
+                (test and qemu-matrix: both 7 and 10 by default; --qemu
+                may be given more than once)
+  --under-load  keep every core busy with one busy loop per core while
+                QEMU runs; the pass rules do not change
   msrv    check the stated rust-version against edition 2024 and
           every library dependency's own rust-version
   bench   the hardware-access and timing report: lazy library vs eager
@@ -75,7 +101,12 @@ usage: cargo xtask <command>
           core's code size for aarch64-unknown-none (needs llvm-size)
 ";
 
-fn test() -> Result {
+/// The QEMUs `test` and `qemu-matrix` run by default.
+const BOTH_QEMUS: [qemu::Choice; 2] = [qemu::Choice::Distro, qemu::Choice::Backports];
+
+fn test(args: &[String], caller_dir: &Path) -> Result {
+    let (options, rest) = qemu::Options::take(args, caller_dir, &BOTH_QEMUS)?;
+    no_more_args(&rest)?;
     ensure_target()?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step("msrv", msrv::check())?;
@@ -145,14 +176,96 @@ fn test() -> Result {
             "clippy", "-p", EXAMPLE, "--bins", "--target", TARGET, "--", "-D", "warnings",
         ]),
     )?;
-    step("QEMU", qemu::ensure_qemu())?;
-    let image = qemu::build()?;
-    step("QEMU matrix", qemu::matrix(&image))?;
+    qemu_matrices(&options)?;
     println!("\nxtask test: all checks passed");
     Ok(())
 }
 
-fn demo(args: &[String]) -> Result {
+fn qemu_matrix(args: &[String], caller_dir: &Path) -> Result {
+    let (options, rest) = qemu::Options::take(args, caller_dir, &BOTH_QEMUS)?;
+    no_more_args(&rest)?;
+    ensure_target()?;
+    qemu_matrices(&options)
+}
+
+fn no_more_args(rest: &[String]) -> Result {
+    match rest.first() {
+        Some(arg) => Err(format!("unknown option `{arg}`\n\n{HELP}")),
+        None => Ok(()),
+    }
+}
+
+/// The QEMU matrix on every QEMU of `options`: all of them are provided
+/// first, then the matrices run one after the other (under load if asked).
+/// A QEMU that cannot be provided fails the command after the others ran.
+fn qemu_matrices(options: &qemu::Options) -> Result {
+    let image = step("build the example hypervisor", qemu::build())?;
+    let mut problems = Vec::new();
+    let mut qemus = Vec::new();
+    for choice in &options.qemus {
+        match step(
+            &format!("provide {}", choice.name()),
+            qemu::Qemu::resolve(choice),
+        ) {
+            Ok(q) => qemus.push(q),
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut reports = Vec::new();
+    {
+        // Stopped and joined at the end of this block, also on an error.
+        let load = options.under_load.then(load::Load::start);
+        let how = load.as_ref().map_or(String::new(), |l| {
+            format!(" under load ({} busy loops)", l.loops())
+        });
+        for q in &qemus {
+            let name = format!("QEMU matrix on {}{how}", q.label());
+            match qemu::matrix(q, &image) {
+                Ok(report) => {
+                    let verdict = match report.failed.len() {
+                        0 => Ok(()),
+                        n => Err(format!("{n} runs failed")),
+                    };
+                    let _ = step(&name, verdict);
+                    reports.push(report);
+                }
+                Err(e) => {
+                    if let Err(e) = step(&name, Err::<(), String>(e)) {
+                        problems.push(e);
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "\n==> QEMU matrices{}:",
+        if options.under_load {
+            " under load"
+        } else {
+            ""
+        }
+    );
+    for report in &reports {
+        println!("    {}", report.summary());
+    }
+    for problem in &problems {
+        println!("    not run: {problem}");
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.failed.iter().map(move |f| format!("{} {f}", r.qemu)))
+        .collect();
+    if !failed.is_empty() {
+        problems.push(format!("QEMU runs failed: {}", failed.join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn demo(args: &[String], caller_dir: &Path) -> Result {
     if args.iter().any(|a| a == "--host") {
         return cargo(&[
             "run",
@@ -163,12 +276,20 @@ fn demo(args: &[String]) -> Result {
             "demo",
         ]);
     }
+    let (options, rest) = qemu::Options::take(args, caller_dir, &[qemu::Choice::Distro])?;
+    no_more_args(&rest)?;
+    let q = qemu::Qemu::resolve(options.single()?)?;
     ensure_target()?;
-    qemu::ensure_qemu()?;
     let image = qemu::build()?;
     let run = qemu::parse_run(&[], Path::new("."))?;
-    println!("==> booting the example hypervisor: periodic virtual timer, GICv3, non-VHE host");
-    let outcome = qemu::boot(&image, &run, true)?;
+    println!(
+        "==> booting the example hypervisor on {}: periodic virtual timer, GICv3, non-VHE host",
+        q.label()
+    );
+    let load = options.under_load.then(load::Load::start);
+    let outcome = qemu::boot(&q, &image, &run, true);
+    drop(load);
+    let outcome = outcome?;
     if outcome.passed {
         Ok(())
     } else {
@@ -177,11 +298,16 @@ fn demo(args: &[String]) -> Result {
 }
 
 fn qemu_run(args: &[String], caller_dir: &Path) -> Result {
-    let run = qemu::parse_run(args, caller_dir)?;
+    let (options, rest) = qemu::Options::take(args, caller_dir, &[qemu::Choice::Distro])?;
+    let run = qemu::parse_run(&rest, caller_dir)?;
+    let q = qemu::Qemu::resolve(options.single()?)?;
     ensure_target()?;
-    qemu::ensure_qemu()?;
     let image = qemu::build()?;
-    let outcome = qemu::boot(&image, &run, true)?;
+    println!("==> {}", q.label());
+    let load = options.under_load.then(load::Load::start);
+    let outcome = qemu::boot(&q, &image, &run, true);
+    drop(load);
+    let outcome = outcome?;
     if outcome.passed {
         Ok(())
     } else {
@@ -222,9 +348,52 @@ fn readme_in_sync() -> Result {
     }
 }
 
-fn step(name: &str, result: Result) -> Result {
-    println!("\n==> {name}");
+/// The phases a command went through: name, wall time, passed.
+static PHASES: Mutex<Vec<(String, Duration, bool)>> = Mutex::new(Vec::new());
+/// When the last phase ended (or the first began).
+static LAST_PHASE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Ends a phase: prints its name, verdict and wall time (since the previous
+/// phase ended) and records it for the summary that [`print_phases`]
+/// prints.
+fn step<T>(name: &str, result: Result<T>) -> Result<T> {
+    let now = Instant::now();
+    let elapsed = LAST_PHASE
+        .lock()
+        .map(|mut last| {
+            let since = last.map_or(Duration::ZERO, |t| now.duration_since(t));
+            *last = Some(now);
+            since
+        })
+        .unwrap_or_default();
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    println!("\n==> {name}: {verdict} ({:.1} s)", elapsed.as_secs_f64());
+    if let Ok(mut phases) = PHASES.lock() {
+        phases.push((name.to_owned(), elapsed, result.is_ok()));
+    }
     result.map_err(|e| format!("{name}: {e}"))
+}
+
+/// Starts timing phases (the first phase is timed from here).
+fn start_phases() {
+    if let Ok(mut last) = LAST_PHASE.lock() {
+        *last = Some(Instant::now());
+    }
+}
+
+/// Prints every phase with its wall time, if there were phases.
+fn print_phases() {
+    let Ok(phases) = PHASES.lock() else { return };
+    if phases.is_empty() {
+        return;
+    }
+    let total: Duration = phases.iter().map(|p| p.1).sum();
+    println!("\n==> wall time per phase:");
+    for (name, elapsed, ok) in phases.iter() {
+        let verdict = if *ok { "" } else { "  FAILED" };
+        println!("    {:>7.1} s  {name}{verdict}", elapsed.as_secs_f64());
+    }
+    println!("    {:>7.1} s  total", total.as_secs_f64());
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result {

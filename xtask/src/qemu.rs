@@ -1,12 +1,13 @@
 //! Building the example hypervisor and running it under QEMU: one run, the
-//! test matrix, QEMU itself.
+//! test matrix, the QEMUs themselves (the distribution's, QEMU 10 from
+//! Debian 12's backports, or any other).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Result, TARGET, cargo};
+use crate::{Result, TARGET, backports, cargo};
 
 /// Where the hypervisor reads its configuration word (see
 /// `examples/qemu-hypervisor/src/config.rs`).
@@ -28,6 +29,231 @@ pub(crate) const SCENARIOS: [(&str, u8, u8); 9] = [
     ("migration", 7, 2),
     ("external", EXTERNAL_SCENARIO, 1),
 ];
+
+/// Which QEMU to run: `--qemu 7|10|PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Choice {
+    /// The distribution's `qemu-system-aarch64` (7.2 on Debian 12), on `PATH`.
+    Distro,
+    /// QEMU 10 from Debian 12's backports, unpacked under `target/qemu-10/`.
+    Backports,
+    /// Any other `qemu-system-aarch64`, run as it is.
+    Path(PathBuf),
+}
+
+impl Choice {
+    /// Parses the value of `--qemu`: `7` (or `7.2`), `10`, or a path, taken
+    /// from `caller_dir` when relative.
+    pub(crate) fn parse(value: &str, caller_dir: &Path) -> Result<Choice> {
+        match value {
+            "7" | "7.2" => Ok(Choice::Distro),
+            "10" => Ok(Choice::Backports),
+            "" => Err("--qemu takes 7, 10 or the path of a qemu-system-aarch64".into()),
+            path => Ok(Choice::Path(caller_dir.join(path))),
+        }
+    }
+
+    /// What the choice is called before it is resolved.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Choice::Distro => "QEMU 7 (the distribution's)".into(),
+            Choice::Backports => "QEMU 10 (bookworm-backports)".into(),
+            Choice::Path(path) => format!("QEMU at {}", path.display()),
+        }
+    }
+}
+
+/// The QEMU options every QEMU command takes: `--qemu 7|10|PATH` (may be
+/// given more than once) and `--under-load`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// The QEMUs to run, in order.
+    pub(crate) qemus: Vec<Choice>,
+    /// Keep every core busy while QEMU runs (see [`crate::load`]).
+    pub(crate) under_load: bool,
+}
+
+impl Options {
+    /// Takes `--qemu` and `--under-load` out of `args`; returns them (with
+    /// `default` QEMUs when no `--qemu` is given) and the other arguments.
+    pub(crate) fn take(
+        args: &[String],
+        caller_dir: &Path,
+        default: &[Choice],
+    ) -> Result<(Options, Vec<String>)> {
+        let mut qemus = Vec::new();
+        let mut under_load = false;
+        let mut rest = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--qemu" => {
+                    let value = it.next().ok_or("--qemu needs a value: 7, 10 or a path")?;
+                    let choice = Choice::parse(value, caller_dir)?;
+                    if !qemus.contains(&choice) {
+                        qemus.push(choice);
+                    }
+                }
+                "--under-load" => under_load = true,
+                _ => rest.push(arg.clone()),
+            }
+        }
+        if qemus.is_empty() {
+            qemus = default.to_vec();
+        }
+        Ok((Options { qemus, under_load }, rest))
+    }
+
+    /// The one QEMU of a command that runs one.
+    pub(crate) fn single(&self) -> Result<&Choice> {
+        match self.qemus.as_slice() {
+            [one] => Ok(one),
+            _ => Err("this command runs one QEMU: give --qemu once".into()),
+        }
+    }
+}
+
+/// A QEMU ready to run: its binary, and for an unpacked QEMU the directories
+/// it must be pointed at.
+#[derive(Clone, Debug)]
+pub(crate) struct Qemu {
+    program: PathBuf,
+    /// `-L`: firmware and keymaps.
+    data_dir: Option<PathBuf>,
+    /// `QEMU_MODULE_DIR`: the modules QEMU opens at start-up.
+    module_dir: Option<PathBuf>,
+    /// Options this QEMU needs on every run.
+    extra_args: Vec<&'static str>,
+    /// What `--version` says, e.g. `7.2.22`.
+    pub(crate) version: String,
+}
+
+impl Qemu {
+    /// Finds (installing or unpacking it when it can) the QEMU of `choice`.
+    pub(crate) fn resolve(choice: &Choice) -> Result<Qemu> {
+        let mut qemu = match choice {
+            Choice::Distro => {
+                ensure_qemu()?;
+                Qemu::plain(PathBuf::from("qemu-system-aarch64"))
+            }
+            Choice::Backports => {
+                let unpacked = backports::ensure()?;
+                Qemu {
+                    program: unpacked.binary,
+                    data_dir: Some(unpacked.data_dir),
+                    module_dir: Some(unpacked.module_dir),
+                    // Unpacked, not installed: the libraries of its audio
+                    // modules (PipeWire) may be missing, and it would say
+                    // so on every run while probing them. No audio device.
+                    extra_args: vec!["-audio", "none"],
+                    version: String::new(),
+                }
+            }
+            Choice::Path(path) => Qemu::plain(path.clone()),
+        };
+        let out = qemu
+            .command()
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{} --version` failed: {}",
+                qemu.program.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        qemu.version = parse_version(&text)
+            .ok_or(format!(
+                "{} --version printed no QEMU version",
+                qemu.program.display()
+            ))?
+            .to_owned();
+        if *choice == Choice::Distro && !qemu.version.starts_with("7.") {
+            println!(
+                "note: the distribution's QEMU is {} here, not 7.2 (Debian 12's): \
+                 the `7` runs test that one",
+                qemu.version
+            );
+        }
+        Ok(qemu)
+    }
+
+    fn plain(program: PathBuf) -> Qemu {
+        Qemu {
+            program,
+            data_dir: None,
+            module_dir: None,
+            extra_args: Vec::new(),
+            version: String::new(),
+        }
+    }
+
+    /// `QEMU <version>`.
+    pub(crate) fn label(&self) -> String {
+        format!("QEMU {}", self.version)
+    }
+
+    /// The command with the data and module directories set.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        if let Some(dir) = &self.data_dir {
+            cmd.arg("-L").arg(dir);
+        }
+        if let Some(dir) = &self.module_dir {
+            cmd.env("QEMU_MODULE_DIR", dir);
+        }
+        cmd
+    }
+}
+
+/// The version in `qemu-system-aarch64 --version` output
+/// (`QEMU emulator version 7.2.22 (Debian ...)`).
+fn parse_version(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.split_once("QEMU emulator version "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+}
+
+/// The counter frequency a `RESULT` line reports (`cntfrq_hz=<N>`), if it
+/// reports one.
+pub(crate) fn result_cntfrq(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("cntfrq_hz="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Hertz in a megahertz, for printing.
+const HZ_PER_MHZ: u64 = 1_000_000;
+
+/// A frequency in MHz for people: `62.5 MHz`, `1000 MHz`, `24 MHz`.
+pub(crate) fn mhz(hz: u64) -> String {
+    let whole = hz / HZ_PER_MHZ;
+    let frac = hz % HZ_PER_MHZ;
+    if frac == 0 {
+        format!("{whole} MHz")
+    } else {
+        let digits = format!("{frac:06}");
+        format!("{whole}.{} MHz", digits.trim_end_matches('0'))
+    }
+}
+
+/// The frequency part of a result, or why there is none.
+fn describe_cntfrq(hz: Option<u64>) -> String {
+    hz.map_or_else(
+        || "CNTFRQ not reported".to_owned(),
+        |hz| format!("CNTFRQ {}", mhz(hz)),
+    )
+}
+
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
 
 /// One QEMU run of the example hypervisor.
 #[derive(Clone, Debug)]
@@ -131,29 +357,17 @@ pub(crate) fn parse_run(args: &[String], caller_dir: &Path) -> Result<Run> {
     Ok(run)
 }
 
-/// Makes sure `qemu-system-aarch64` is there: installs Debian's
-/// `qemu-system-arm` when running as root, or says what to install.
-pub(crate) fn ensure_qemu() -> Result {
-    if let Ok(out) = Command::new("qemu-system-aarch64")
+/// Makes sure the distribution's `qemu-system-aarch64` is there: installs
+/// `qemu-system-arm` with apt when running as root, or says what to install.
+fn ensure_qemu() -> Result {
+    if Command::new("qemu-system-aarch64")
         .arg("--version")
         .output()
-        && out.status.success()
+        .is_ok_and(|out| out.status.success())
     {
-        let version = String::from_utf8_lossy(&out.stdout);
-        let first = version.lines().next().unwrap_or_default();
-        if !first.contains("version 7.2") {
-            println!(
-                "note: the example was checked against QEMU 7.2; this is `{first}` \
-                 (a later `-cpu max` adds features such as FEAT_ECV)"
-            );
-        }
         return Ok(());
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
+    if !is_root() {
         return Err("qemu-system-aarch64 is missing: install it \
              (Debian/Ubuntu: `sudo apt-get install -y qemu-system-arm`)"
             .into());
@@ -165,6 +379,20 @@ pub(crate) fn ensure_qemu() -> Result {
             .args(["install", "-y", "-qq", "qemu-system-arm"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+    .map_err(|e| {
+        format!(
+            "{e}\nIf apt says a newer qemu-utils (from backports) breaks qemu-system-common, \
+             install the release's own: `apt-get install --allow-downgrades qemu-system-arm \
+             qemu-utils/$(. /etc/os-release; echo $VERSION_CODENAME)` (`.ci/run` does)"
+        )
+    })
+}
+
+/// The Cargo target directory (`CARGO_TARGET_DIR`, or `target`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
 }
 
 /// Builds the hypervisor image and returns its path.
@@ -178,18 +406,18 @@ pub(crate) fn build() -> Result<PathBuf> {
         "--target",
         TARGET,
     ])?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    Ok(target_dir
+    Ok(target_dir()
         .join(TARGET)
         .join("release")
         .join("qemu-hypervisor"))
 }
 
-/// Boots `image` under QEMU for `run`, with a timeout.
-pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
-    let mut cmd = Command::new("qemu-system-aarch64");
+/// Boots `image` under `qemu` for `run`, with a timeout. The machine is
+/// QEMU's current `virt` (its counter frequency is the QEMU version's:
+/// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
+pub(crate) fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
+    let mut cmd = qemu.command();
+    cmd.args(&qemu.extra_args);
     cmd.args([
         "-machine",
         &format!("virt,virtualization=on,gic-version={}", run.gic),
@@ -225,7 +453,7 @@ pub(crate) fn boot(image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
     // Both pipes are drained while QEMU runs, so a chatty QEMU cannot
     // block on a full pipe and be mistaken for a hung run.
     let stdout = drain(child.stdout.take().ok_or("no QEMU stdout")?);
@@ -339,43 +567,106 @@ fn guest_loader(guest: &Path) -> Result<String> {
     })
 }
 
-/// Every scenario on GICv3 and GICv2, non-VHE and VHE hosts. Prints one
-/// line per run and fails if any run does.
-pub(crate) fn matrix(image: &Path) -> Result {
-    let mut failed = Vec::new();
-    let mut runs = 0_u32;
+/// What one QEMU's matrix gave.
+pub(crate) struct MatrixReport {
+    /// `QEMU <version>`.
+    pub(crate) qemu: String,
+    /// The counter frequencies the runs reported (`cntfrq_hz`), once each.
+    pub(crate) cntfrq: Vec<u64>,
+    /// How many runs there were.
+    pub(crate) runs: usize,
+    /// The runs that failed, described.
+    pub(crate) failed: Vec<String>,
+    /// How long the matrix took.
+    pub(crate) elapsed: Duration,
+}
+
+impl MatrixReport {
+    /// `QEMU 7.2.22, CNTFRQ 62.5 MHz: 36 passed, 0 failed in 75 s`.
+    pub(crate) fn summary(&self) -> String {
+        let freq = match self.cntfrq.as_slice() {
+            [] => describe_cntfrq(None),
+            [one] => describe_cntfrq(Some(*one)),
+            many => format!(
+                "CNTFRQ {}",
+                many.iter()
+                    .map(|&hz| mhz(hz))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ),
+        };
+        format!(
+            "{}, {freq}: {} passed, {} failed in {} s",
+            self.qemu,
+            self.runs - self.failed.len(),
+            self.failed.len(),
+            self.elapsed.as_secs()
+        )
+    }
+}
+
+/// The runs of the matrix: every scenario on GICv3 and GICv2, non-VHE and
+/// VHE hosts.
+pub(crate) fn matrix_runs() -> Vec<Run> {
+    let mut runs = Vec::new();
     for gic in [3, 2] {
         for vhe in [false, true] {
             for &(_, scenario, smp) in &SCENARIOS {
-                let run = Run {
+                runs.push(Run {
                     scenario,
                     gic,
                     vhe,
                     smp,
                     guest: None,
-                };
-                runs += 1;
-                let outcome = boot(image, &run, false)?;
-                let line = outcome.result_line().unwrap_or("(no RESULT line)");
-                let verdict = if outcome.passed { "ok" } else { "FAILED" };
-                println!("{verdict:6} {:32} {line}", run.describe());
-                if !outcome.passed {
-                    println!("{}", tail(&outcome.output, 15));
-                    failed.push(run.describe());
-                }
+                });
             }
         }
     }
-    println!(
-        "qemu: {} passed, {} failed",
-        runs as usize - failed.len(),
-        failed.len()
-    );
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("QEMU runs failed: {}", failed.join(", ")))
+    runs
+}
+
+/// Runs the whole matrix on `qemu`, one run after the other (two QEMUs at
+/// once on a 2-core machine would make each run's timing depend on the
+/// other). Prints one line per run, naming the QEMU version and the counter
+/// frequency the hypervisor reported; a failed run prints its output's
+/// tail. An error only when a run cannot be started.
+pub(crate) fn matrix(qemu: &Qemu, image: &Path) -> Result<MatrixReport> {
+    let start = Instant::now();
+    let runs = matrix_runs();
+    let mut report = MatrixReport {
+        qemu: qemu.label(),
+        cntfrq: Vec::new(),
+        runs: runs.len(),
+        failed: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    println!("==> QEMU matrix on {}: {} runs", qemu.label(), runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        let outcome = boot(qemu, image, run, false)?;
+        let line = outcome.result_line().unwrap_or("(no RESULT line)");
+        let hz = result_cntfrq(line);
+        if let Some(hz) = hz
+            && !report.cntfrq.contains(&hz)
+        {
+            report.cntfrq.push(hz);
+        }
+        let verdict = if outcome.passed { "ok" } else { "FAILED" };
+        println!(
+            "{verdict:6} [{:2}/{}] {} {} {:32} {line}",
+            i + 1,
+            runs.len(),
+            qemu.label(),
+            describe_cntfrq(hz),
+            run.describe()
+        );
+        if !outcome.passed {
+            println!("{}", tail(&outcome.output, 15));
+            report.failed.push(run.describe());
+        }
     }
+    report.elapsed = start.elapsed();
+    println!("qemu: {}", report.summary());
+    Ok(report)
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -408,6 +699,94 @@ mod tests {
         assert!(passing_result(LINE, &run(2, 3, false)).is_err());
         let failed = LINE.replace(" PASS", " FAIL");
         assert!(passing_result(&failed, &run(1, 3, false)).is_err());
+    }
+
+    /// Counter frequencies the fixtures below pick: a common board's
+    /// 24 MHz and QEMU 7.2's 62.5 MHz.
+    const FIXTURE_HZ: [u64; 2] = [24_000_000, 62_500_000];
+
+    #[test]
+    fn the_counter_frequency_is_read_from_the_result_line_when_there() {
+        for hz in FIXTURE_HZ {
+            let with = LINE.replace(" PASS", &format!(" cntfrq_hz={hz} PASS"));
+            assert_eq!(result_cntfrq(&with), Some(hz));
+            // The new field does not change the verdict.
+            assert_eq!(passing_result(&with, &run(1, 3, false)), Ok(()));
+            let failed = with.replace(" PASS", " FAIL");
+            assert!(passing_result(&failed, &run(1, 3, false)).is_err());
+        }
+        assert_eq!(result_cntfrq(LINE), None);
+        assert_eq!(result_cntfrq("RESULT cntfrq_hz=x PASS"), None);
+        assert_eq!(result_cntfrq("RESULT max_cntfrq_hz=5 PASS"), None);
+        assert_eq!(mhz(FIXTURE_HZ[0]), "24 MHz");
+        assert_eq!(mhz(FIXTURE_HZ[1]), "62.5 MHz");
+        assert_eq!(mhz(FIXTURE_HZ[1] + 1), "62.500001 MHz");
+        assert_eq!(describe_cntfrq(None), "CNTFRQ not reported");
+    }
+
+    #[test]
+    fn the_qemu_version_is_read_from_its_banner() {
+        let banner = "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n\
+                      Copyright (c) 2003-2025 Fabrice Bellard and the QEMU Project developers\n";
+        assert_eq!(parse_version(banner), Some("10.0.2"));
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+            Some("7.2.22")
+        );
+        assert_eq!(parse_version("qemu-system-aarch64: not found"), None);
+    }
+
+    #[test]
+    fn qemu_options_are_taken_out_of_the_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let here = Path::new("/caller");
+        let default = [Choice::Distro, Choice::Backports];
+        let take = |a: &[&str]| Options::take(&args(a), here, &default);
+
+        let (o, rest) = take(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.qemus, default);
+        assert!(!o.under_load && rest.is_empty());
+        assert!(o.single().is_err());
+
+        let (o, rest) = take(&["--scenario", "ptimer", "--qemu", "10", "--under-load"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.qemus, [Choice::Backports]);
+        assert!(o.under_load);
+        assert_eq!(rest, args(&["--scenario", "ptimer"]));
+        assert_eq!(o.single(), Ok(&Choice::Backports));
+
+        let (o, _) = take(&["--qemu", "7.2", "--qemu", "bin/qemu", "--qemu", "7"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o.qemus,
+            [
+                Choice::Distro,
+                Choice::Path(PathBuf::from("/caller/bin/qemu"))
+            ]
+        );
+        let (o, _) = take(&["--qemu", "/opt/q"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.qemus, [Choice::Path(PathBuf::from("/opt/q"))]);
+
+        assert!(take(&["--qemu"]).is_err());
+        assert!(take(&["--qemu", ""]).is_err());
+    }
+
+    #[test]
+    fn the_matrix_has_every_scenario_on_both_gics_and_host_modes() {
+        let runs = matrix_runs();
+        assert_eq!(runs.len(), SCENARIOS.len() * 4);
+        for gic in [2, 3] {
+            for vhe in [false, true] {
+                for s in SCENARIOS {
+                    assert_eq!(
+                        runs.iter()
+                            .filter(|r| (r.scenario, r.gic, r.vhe, r.smp) == (s.1, gic, vhe, s.2))
+                            .count(),
+                        1
+                    );
+                }
+            }
+        }
     }
 
     #[test]
