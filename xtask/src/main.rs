@@ -5,6 +5,7 @@ use std::env;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+mod linux;
 mod msrv;
 mod qemu;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("qemu") => qemu_run(&args[1..], &caller_dir),
         Some("bench") => bench(),
+        Some("linux") => linux::linux(&args[1..], &caller_dir),
         Some("msrv") => msrv::check(),
         Some("help" | "--help" | "-h") | None => {
             print!("{}", HELP);
@@ -68,6 +70,10 @@ usage: cargo xtask <command>
           [--scenario NAME|N] [--gic 2|3] [--mode vhe|nvhe] [--smp N]
           [--guest FILE]  (an external guest image: ELF, or raw loaded
           at 0x4800_0000; see the example's README for the guest ABI)
+  linux   boot Debian's unmodified arm64 kernel under the example hypervisor
+          and report how far it got: [--gic 2|3] [--mode vhe|nvhe]
+          [--root DIR] [--timeout SECONDS] [--provision-only]
+          (provisions the kernel and busybox-static with apt, as root)
   msrv    check the stated rust-version against edition 2024 and
           every library dependency's own rust-version
   bench   the hardware-access and timing report: lazy library vs eager
