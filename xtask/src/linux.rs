@@ -32,7 +32,7 @@ const CONFIG_MAGIC: u32 = 0xA7;
 /// The boot-info block (the example's `platform/boot.rs`): a magic word,
 /// then the initramfs size in bytes.
 const BOOT_INFO_ADDR: u64 = 0x4700_0100;
-const BOOT_INFO_MAGIC: u32 = 0x4c4e_5842;
+const BOOT_INFO_MAGIC: u32 = u32::from_le_bytes(*b"LNXB");
 /// Where QEMU's loader puts the kernel `Image` (2 MiB aligned, the start of
 /// the guest's RAM).
 const KERNEL_ADDR: u64 = 0x4800_0000;
