@@ -357,8 +357,8 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
         Scenario::Masking => masking(vcpu),
         Scenario::WfiSleep => wfi_sleep(vcpu),
         Scenario::PhysicalTimer => physical(vcpu),
-        // Entered at the external image, never here.
-        Scenario::External => finish(vcpu, 0xe8, 0),
+        // Entered at the external image or the Linux kernel, never here.
+        Scenario::External | Scenario::Linux => finish(vcpu, 0xe8, 0),
     }
 }
 
