@@ -16,3 +16,4 @@ pub mod devicetree;
 pub mod fdt;
 pub mod mmio;
 pub mod psci;
+pub mod vgic3;

@@ -5,12 +5,18 @@
 //!   the kernel's `Image` header, and writes the guest's device tree;
 //! - [`boot_regs`]: the boot protocol's entry state;
 //! - [`hvc`]: PSCI calls;
-//! - [`data_abort`]: stage 2 data aborts (none emulated yet: each ends
-//!   the run with the device, the IPA and the access);
+//! - [`data_abort`]: stage 2 data aborts: the GICv3 distributor and
+//!   redistributors ([`Vgic3`]); any other ends the run with the device,
+//!   the IPA and the access;
 //! - [`hcr`], [`stage2_ram`], [`within_run_limit`]: what differs from the
-//!   built-in guests (`HCR_EL2.DC` off so the guest's MMU works, its RAM
-//!   and UART, a run limit that fits a Linux boot under TCG).
+//!   built-in guests (`HCR_EL2.DC` off so the guest's MMU works, pointer
+//!   authentication not trapped, its RAM and UART, a run limit that fits a
+//!   Linux boot under TCG).
 
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use arch_timer_virt::IntId;
 use qemu_hypervisor::config::{RunConfig, Scenario};
 use qemu_hypervisor::platform;
 use qemu_hypervisor::platform::boot::{
@@ -19,6 +25,7 @@ use qemu_hypervisor::platform::boot::{
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
 use qemu_hypervisor::platform::mmio::MmioAccess;
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
+use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3};
 
 use crate::console::println;
 use crate::el2::{GicVersion, fail};
@@ -35,6 +42,7 @@ const UART_SPI: u32 = 1;
 /// The GIC distributor and the first redistributor as the guest sees
 /// them (QEMU `virt`'s addresses).
 const GICD_BASE: u64 = 0x0800_0000;
+const GICD_END: u64 = GICD_BASE + GICD_SIZE;
 const GICR_BASE: u64 = 0x080a_0000;
 /// The kernel command line.
 const BOOTARGS: &str = "console=ttyAMA0 earlycon=pl011,0x9000000 panic=-1";
@@ -49,9 +57,20 @@ pub(crate) fn is_linux(config: RunConfig) -> bool {
     config.scenario == Scenario::Linux
 }
 
+/// `HCR_EL2.APK` and `HCR_EL2.API`: the guest's pointer authentication
+/// keys and instructions are not trapped. Linux signs its return addresses
+/// when the CPU has FEAT_PAuth (QEMU `-cpu max`). The keys are EL1
+/// registers the hypervisor never uses; with one vCPU per CPU they stay
+/// on the hardware (several vCPUs on one CPU must switch them).
+const HCR_APK_API: u64 = (1 << 40) | (1 << 41);
+
 /// `HCR_EL2` for this run's guests, from the built-in guests' `hcr`.
 pub(crate) fn hcr(config: RunConfig, hcr: u64) -> u64 {
-    if is_linux(config) { hcr & !HCR_DC } else { hcr }
+    if is_linux(config) {
+        (hcr & !HCR_DC) | HCR_APK_API
+    } else {
+        hcr
+    }
 }
 
 /// The Linux guest's stage 2: its RAM and the UART.
@@ -95,6 +114,13 @@ pub(crate) fn prepare(gic: GicVersion) {
         Ok(h) => h,
         Err(e) => fail!("hv: linux: {e}"),
     };
+    GIC.store(
+        match gic {
+            GicVersion::V2 => 2,
+            GicVersion::V3 => 3,
+        },
+        Ordering::Relaxed,
+    );
     let counter_hz = u32::try_from(read_sysreg!(cntfrq_el0)).ok();
     let machine = GuestMachine {
         ram: (RAM_BASE, RAM_SIZE),
@@ -226,28 +252,83 @@ fn device_at(ipa: u64) -> &'static str {
     }
 }
 
-/// A stage 2 data abort (`ESR_EL2` `esr`): nothing is emulated yet, so the
-/// run ends with what the guest touched.
+/// The guest's GICv3 distributor and redistributors (the Linux guest runs
+/// on CPU 0 only, so nothing else touches it).
+static VGIC3: critical_section::Mutex<RefCell<Vgic3>> =
+    critical_section::Mutex::new(RefCell::new(Vgic3::new(1)));
+/// The GIC this run gives the guest: 2 or 3 (0 before [`prepare`]).
+static GIC: AtomicU8 = AtomicU8::new(0);
+
+/// What the library holds of `v`'s timer lines, as pending PPIs.
+fn live<V>(v: &Vcpu<V>) -> Live {
+    let levels = v.timer.levels();
+    let bit = |level: bool, intid: IntId| if level { 1_u32 << intid.get() } else { 0 };
+    Live {
+        pending: bit(levels.virtual_timer, v.timer.vtimer().irq())
+            | bit(levels.physical_timer, v.timer.ptimer().irq()),
+        active: 0,
+    }
+}
+
+/// A stage 2 data abort (`ESR_EL2` `esr`): the GICv3 distributor and
+/// redistributors are emulated; anything else ends the run with what the
+/// guest touched.
 pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
     let far = read_sysreg!(far_el2);
     let ipa = platform::mmio::fault_ipa(far, read_sysreg!(hpfar_el2));
     #[allow(clippy::cast_possible_truncation)] // the ISS, bits 24:0
     let iss = (esr & 0x1ff_ffff) as u32;
-    match MmioAccess::decode(iss, ipa) {
+    let a = match MmioAccess::decode(iss, ipa) {
+        Ok(a) => a,
         Err(e) => fail!(
             "hv: linux: vCPU {} at PC {:#x}: {e} ({})",
             v.index,
             v.regs.pc,
             device_at(ipa)
         ),
-        Ok(a) => fail!(
-            "hv: linux: vCPU {} {} {} bytes at IPA {ipa:#x} ({}), PC {:#x}: not emulated yet; \
+    };
+    let reg = usize::from(a.reg);
+    let stored = a.store_value(v.regs.x.get(reg).copied().unwrap_or(0));
+    let gicv3 = GIC.load(Ordering::Relaxed) == 3;
+    let live = live(v);
+    let loaded = critical_section::with(|cs| {
+        let mut g = VGIC3.borrow_ref_mut(cs);
+        let gicr_end = GICR_BASE + GICR_STRIDE * g.cpus() as u64;
+        match ipa {
+            _ if !gicv3 => None,
+            GICD_BASE..GICD_END => Some(if a.write {
+                g.write_distributor(ipa - GICD_BASE, a.width, stored);
+                0
+            } else {
+                g.read_distributor(ipa - GICD_BASE, a.width)
+            }),
+            _ if (GICR_BASE..gicr_end).contains(&ipa) => Some(if a.write {
+                // Pending SGIs/PPIs set by the guest are not injected yet:
+                // Linux does not set them through the redistributor.
+                let _ = g.write_redistributor(ipa - GICR_BASE, a.width, stored);
+                0
+            } else {
+                g.read_redistributor(ipa - GICR_BASE, a.width, live)
+            }),
+            _ => None,
+        }
+    });
+    let Some(value) = loaded else {
+        fail!(
+            "hv: linux: vCPU {} {} {} bytes at IPA {ipa:#x} ({}), PC {:#x}: not emulated; \
              ending the run",
             v.index,
             if a.write { "stored" } else { "loaded" },
             a.width.bytes(),
             device_at(ipa),
             v.regs.pc
-        ),
+        )
+    };
+    if !a.write
+        && let Some(x) = v.regs.x.get_mut(reg)
+    {
+        *x = a.load_value(value);
     }
+    v.regs.pc += 4;
+    None
 }
