@@ -549,8 +549,10 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
     cmd.args([
         "-machine",
         &format!("virt,virtualization=on,gic-version={}", run.gic),
+        // SVE and SME off: the example's world switch saves the FP/SIMD
+        // registers, not the wider SVE state (and a VHE host traps SVE).
         "-cpu",
-        "max",
+        "max,sve=off,sme=off",
         "-smp",
         "1",
         "-m",

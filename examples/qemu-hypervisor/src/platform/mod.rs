@@ -16,4 +16,5 @@ pub mod devicetree;
 pub mod fdt;
 pub mod mmio;
 pub mod psci;
+pub mod vgic2;
 pub mod vgic3;

@@ -6,8 +6,8 @@
 //! - [`boot_regs`]: the boot protocol's entry state;
 //! - [`hvc`]: PSCI calls;
 //! - [`data_abort`]: stage 2 data aborts: the GICv3 distributor and
-//!   redistributors ([`Vgic3`]); any other ends the run with the device,
-//!   the IPA and the access;
+//!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]); any
+//!   other ends the run with the device, the IPA and the access;
 //! - [`hcr`], [`stage2_ram`], [`within_run_limit`]: what differs from the
 //!   built-in guests (`HCR_EL2.DC` off so the guest's MMU works, pointer
 //!   authentication not trapped, its RAM and UART, a run limit that fits a
@@ -25,7 +25,8 @@ use qemu_hypervisor::platform::boot::{
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
 use qemu_hypervisor::platform::mmio::MmioAccess;
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
-use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3};
+use qemu_hypervisor::platform::vgic2::{self, Vgic2};
+use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3, Write};
 
 use crate::console::println;
 use crate::el2::{GicVersion, fail};
@@ -43,6 +44,7 @@ const UART_SPI: u32 = 1;
 /// them (QEMU `virt`'s addresses).
 const GICD_BASE: u64 = 0x0800_0000;
 const GICD_END: u64 = GICD_BASE + GICD_SIZE;
+const GICD_V2_END: u64 = GICD_BASE + vgic2::GICD_SIZE;
 const GICR_BASE: u64 = 0x080a_0000;
 /// The kernel command line.
 const BOOTARGS: &str = "console=ttyAMA0 earlycon=pl011,0x9000000 panic=-1";
@@ -256,6 +258,9 @@ fn device_at(ipa: u64) -> &'static str {
 /// on CPU 0 only, so nothing else touches it).
 static VGIC3: critical_section::Mutex<RefCell<Vgic3>> =
     critical_section::Mutex::new(RefCell::new(Vgic3::new(1)));
+/// The guest's GICv2 distributor (CPU 0 only, as [`VGIC3`]).
+static VGIC2: critical_section::Mutex<RefCell<Vgic2>> =
+    critical_section::Mutex::new(RefCell::new(Vgic2::new(1)));
 /// The GIC this run gives the guest: 2 or 3 (0 before [`prepare`]).
 static GIC: AtomicU8 = AtomicU8::new(0);
 
@@ -289,31 +294,42 @@ pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
     };
     let reg = usize::from(a.reg);
     let stored = a.store_value(v.regs.x.get(reg).copied().unwrap_or(0));
-    let gicv3 = GIC.load(Ordering::Relaxed) == 3;
+    let gic = GIC.load(Ordering::Relaxed);
     let live = live(v);
     let loaded = critical_section::with(|cs| {
-        let mut g = VGIC3.borrow_ref_mut(cs);
-        let gicr_end = GICR_BASE + GICR_STRIDE * g.cpus() as u64;
-        match ipa {
-            _ if !gicv3 => None,
-            GICD_BASE..GICD_END => Some(if a.write {
-                g.write_distributor(ipa - GICD_BASE, a.width, stored);
-                0
-            } else {
-                g.read_distributor(ipa - GICD_BASE, a.width)
-            }),
-            _ if (GICR_BASE..gicr_end).contains(&ipa) => Some(if a.write {
-                // Pending SGIs/PPIs set by the guest are not injected yet:
-                // Linux does not set them through the redistributor.
-                let _ = g.write_redistributor(ipa - GICR_BASE, a.width, stored);
-                0
-            } else {
-                g.read_redistributor(ipa - GICR_BASE, a.width, live)
-            }),
-            _ => None,
-        }
+        let mut g3 = VGIC3.borrow_ref_mut(cs);
+        let mut g2 = VGIC2.borrow_ref_mut(cs);
+        let gicr_end = GICR_BASE + GICR_STRIDE * g3.cpus() as u64;
+        let (value, write) = match ipa {
+            GICD_BASE..GICD_END if gic == 3 => {
+                if a.write {
+                    g3.write_distributor(ipa - GICD_BASE, a.width, stored);
+                    (0, Write::Done)
+                } else {
+                    (g3.read_distributor(ipa - GICD_BASE, a.width), Write::Done)
+                }
+            }
+            _ if gic == 3 && (GICR_BASE..gicr_end).contains(&ipa) => {
+                if a.write {
+                    (0, g3.write_redistributor(ipa - GICR_BASE, a.width, stored))
+                } else {
+                    let value = g3.read_redistributor(ipa - GICR_BASE, a.width, live);
+                    (value, Write::Done)
+                }
+            }
+            GICD_BASE..GICD_V2_END if gic == 2 => {
+                let offset = ipa - GICD_BASE;
+                if a.write {
+                    (0, g2.write(v.index, offset, a.width, stored))
+                } else {
+                    (g2.read(v.index, offset, a.width, live), Write::Done)
+                }
+            }
+            _ => return None,
+        };
+        Some((value, write))
     });
-    let Some(value) = loaded else {
+    let Some((value, write)) = loaded else {
         fail!(
             "hv: linux: vCPU {} {} {} bytes at IPA {ipa:#x} ({}), PC {:#x}: not emulated; \
              ending the run",
@@ -324,6 +340,22 @@ pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
             v.regs.pc
         )
     };
+    match write {
+        Write::Done => {}
+        // Linux sends its IPIs by `ICC_SGI1R_EL1` or `GICD_SGIR` and never
+        // makes an SGI or PPI pending through the distributor; delivering
+        // SGIs is the next step of the Linux guest platform.
+        Write::Pend { intids, .. } => fail!(
+            "hv: linux: vCPU {} made SGIs/PPIs {intids:#x} pending through the distributor: \
+             not delivered yet; ending the run",
+            v.index
+        ),
+        Write::Sgi { intid, targets } => fail!(
+            "hv: linux: vCPU {} sent SGI {intid} to vCPUs {targets:#x} (GICD_SGIR): SGI delivery \
+             is not implemented yet; ending the run",
+            v.index
+        ),
+    }
     if !a.write
         && let Some(x) = v.regs.x.get_mut(reg)
     {

@@ -42,7 +42,7 @@ const PIDR2: u64 = 0xffe8;
 
 /// Interrupt state of 32 INTIDs: one bit or byte each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Bank {
+pub(super) struct Bank {
     group: u32,
     enabled: u32,
     pending: u32,
@@ -53,7 +53,7 @@ struct Bank {
 }
 
 impl Bank {
-    const fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             group: 0,
             enabled: 0,
@@ -67,7 +67,7 @@ impl Bank {
     /// The registers common to the distributor's SPI banks and the SGI
     /// frame, at `offset` relative to the register's base for INTID 0 of
     /// this bank (`index` 0 for the first 32 INTIDs of the frame).
-    fn read(&self, reg: BankReg, live: Live) -> u64 {
+    pub(super) fn read(&self, reg: BankReg, live: Live) -> u64 {
         u64::from(match reg {
             BankReg::Group => self.group,
             BankReg::SetEnable | BankReg::ClearEnable => self.enabled,
@@ -89,7 +89,7 @@ impl Bank {
         })
     }
 
-    fn write(&mut self, reg: BankReg, value: u32) {
+    pub(super) fn write(&mut self, reg: BankReg, value: u32) {
         match reg {
             BankReg::Group => self.group = value,
             BankReg::SetEnable => self.enabled |= value,
@@ -119,7 +119,7 @@ impl Bank {
 
 /// One of [`Bank`]'s registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BankReg {
+pub(super) enum BankReg {
     Group,
     SetEnable,
     ClearEnable,
@@ -135,7 +135,7 @@ enum BankReg {
 
 /// Which 32-INTID bank of a frame an offset reaches, and which register.
 /// `bank` counts from INTID 0; the caller maps it.
-fn bank_reg(offset: u64, width: Width) -> Option<(usize, BankReg)> {
+pub(super) fn bank_reg(offset: u64, width: Width) -> Option<(usize, BankReg)> {
     let word = |base: u64| usize::try_from((offset - base) / 4).ok();
     let reg = match offset {
         0x080..0x100 => (word(0x080)?, BankReg::Group),
@@ -190,6 +190,14 @@ pub enum Write {
         vcpu: usize,
         /// INTIDs 0..=31.
         intids: u32,
+    },
+    /// The guest sent SGI `intid` (GICv2 `GICD_SGIR`) to the vCPUs in
+    /// `targets` (bit n = vCPU n): the run loop injects it.
+    Sgi {
+        /// The SGI, 0..=15.
+        intid: u32,
+        /// The target vCPUs.
+        targets: u32,
     },
 }
 
