@@ -489,6 +489,8 @@ struct LinuxReport {
     passed: bool,
     timed_out: bool,
     seconds: f64,
+    /// What the guest's checks found, or the first that failed.
+    checks: std::result::Result<String, String>,
     lines: Vec<String>,
 }
 
@@ -510,16 +512,10 @@ impl LinuxReport {
             self.seconds,
             if self.timed_out { " (timed out)" } else { "" }
         );
-        let reached_init = self.lines.iter().any(|l| l.contains(INIT_DONE));
-        let _ = writeln!(
-            s,
-            "/init checks: {}",
-            if reached_init {
-                "completed"
-            } else {
-                "not reached"
-            }
-        );
+        let _ = match &self.checks {
+            Ok(found) => writeln!(s, "guest checks: pass: {found}"),
+            Err(why) => writeln!(s, "guest checks: FAIL: {why}"),
+        };
         let _ = writeln!(s, "last kernel messages:");
         for l in kernel.iter().skip(kernel.len().saturating_sub(12)) {
             let _ = writeln!(s, "  {l}");
@@ -617,12 +613,91 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
     let verdict_pass = lines
         .iter()
         .any(|l| l.starts_with("RESULT scenario=linux") && l.ends_with(" PASS"));
+    let checks = guest_checks(&lines);
     Ok(LinuxReport {
-        passed: status.is_some_and(|s| s.success()) && verdict_pass,
+        passed: status.is_some_and(|s| s.success()) && verdict_pass && checks.is_ok(),
         timed_out: status.is_none(),
         seconds: start.elapsed().as_secs_f64(),
+        checks,
         lines,
     })
+}
+
+/// The guest's timer checks, from the console: the kernel runs the
+/// virtual timer at the counter frequency the hypervisor read (its boot
+/// log), the clocksource is the architected counter, `sleep 1` did not
+/// return early by `/proc/uptime`, the `arch_timer` interrupt count grew
+/// over it, and `/init` got to its end.
+fn guest_checks(lines: &[String]) -> std::result::Result<String, String> {
+    let after = |prefix: &str| {
+        lines.iter().find_map(|l| {
+            l.find(prefix)
+                .map(|at| l[at + prefix.len()..].trim().to_owned())
+        })
+    };
+    let hz: u64 = after("hv: linux: ")
+        .and_then(|l| {
+            let at = l.find("counter ")?;
+            l[at + "counter ".len()..].split(' ').next()?.parse().ok()
+        })
+        .ok_or("the hypervisor did not say the counter frequency")?;
+    let kernel_mhz = after("cp15 timer(s) running at ").ok_or(
+        "no `arch_timer: cp15 timer(s) running at` line: the kernel did not take the timer",
+    )?;
+    if !kernel_mhz.ends_with("MHz (virt).") {
+        return Err(format!(
+            "the kernel does not use the virtual timer: {kernel_mhz}"
+        ));
+    }
+    // The kernel prints MHz with two decimals, truncated.
+    let expected = format!("{}.{:02}MHz", hz / 1_000_000, hz % 1_000_000 / 10_000);
+    if !kernel_mhz.starts_with(&expected) {
+        return Err(format!(
+            "the kernel's timer runs at {kernel_mhz}, the counter at {hz} Hz"
+        ));
+    }
+    let clocksource =
+        after("ATV-INIT: clocksource ").ok_or("/init did not report the clocksource")?;
+    if clocksource != "arch_sys_counter" {
+        return Err(format!(
+            "the clocksource is {clocksource}, not arch_sys_counter"
+        ));
+    }
+    let slept = after("ATV-INIT: sleep 1 took ").ok_or("/init did not time its sleep")?;
+    let times: Vec<f64> = slept
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [t0, t1] = times[..] else {
+        return Err(format!("cannot read the sleep times in `{slept}`"));
+    };
+    if t1 - t0 < 1.0 {
+        return Err(format!(
+            "sleep 1 returned after {:.2} s of /proc/uptime",
+            t1 - t0
+        ));
+    }
+    let irqs = after("ATV-INIT: arch_timer interrupts ").ok_or("/init did not count arch_timer")?;
+    let counts: Vec<u64> = irqs
+        .split(" -> ")
+        .filter_map(|w| w.trim().parse().ok())
+        .collect();
+    let [before, after_sleep] = counts[..] else {
+        return Err(format!("cannot read the interrupt counts in `{irqs}`"));
+    };
+    if after_sleep <= before {
+        return Err(format!(
+            "arch_timer interrupts did not grow over sleep 1: {irqs}"
+        ));
+    }
+    if !lines.iter().any(|l| l.contains(INIT_DONE)) {
+        return Err("/init did not finish".into());
+    }
+    Ok(format!(
+        "timer at {expected} (virt), clocksource {clocksource}, sleep 1 took {:.2} s, \
+         arch_timer interrupts {before} -> {after_sleep}",
+        t1 - t0
+    ))
 }
 
 /// Prints each line of `pipe` as it comes and sends it to `tx`.
@@ -823,6 +898,37 @@ mod tests {
         let mut zboot = head;
         zboot[56..60].copy_from_slice(b"zimg");
         assert!(ImageHeader::parse(&zboot).is_err());
+    }
+
+    fn console(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    const GOOD: &str = "\
+hv: linux: Image at 0x48000000 (image_size 0x2010000), initramfs 0x50000000..0x501c344c, device tree 1517 bytes at 0x4fe00000, counter 62500000 Hz
+[    0.000000] arch_timer: cp15 timer(s) running at 62.50MHz (virt).
+ATV-INIT: clocksource arch_sys_counter
+ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
+ATV-INIT: arch_timer interrupts 2168 -> 2249
+ATV-INIT: done
+";
+
+    #[test]
+    fn the_guest_checks_read_the_console() {
+        let found = guest_checks(&console(GOOD)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(found.contains("62.50MHz"), "{found}");
+        let bad = [
+            GOOD.replace("62500000 Hz", "1000000000 Hz"),
+            GOOD.replace("(virt)", "(phys)"),
+            GOOD.replace("arch_sys_counter", "jiffies"),
+            GOOD.replace("9.87", "9.70"),
+            GOOD.replace("-> 2249", "-> 2168"),
+            GOOD.replace("ATV-INIT: done\n", ""),
+            GOOD.replace("counter 62500000 Hz", ""),
+        ];
+        for text in bad {
+            assert!(guest_checks(&console(&text)).is_err(), "{text}");
+        }
     }
 
     #[test]
