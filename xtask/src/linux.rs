@@ -361,7 +361,7 @@ t1=$(cut -d' ' -f1 /proc/uptime)
 after=$(timer_irqs)
 echo "ATV-INIT: sleep 1 took $t0 -> $t1 s of /proc/uptime"
 echo "ATV-INIT: arch_timer interrupts $before -> $after"
-grep -E 'arch_timer|IPI0' /proc/interrupts | sed 's/^/ATV-INIT: /'
+grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
 echo "ATV-INIT: done"
 poweroff -f
 "#;

@@ -697,7 +697,11 @@ where
                 self.stats.sysreg_exits += 1;
                 v.regs.pc += 4;
                 let Some(trap) = SysRegTrap::decode(iss) else {
-                    fail!("hv: vCPU {} trapped system register, ISS {iss:#x}", v.index);
+                    fail!(
+                        "hv: vCPU {} trapped system register, ISS {iss:#x}: {}",
+                        v.index,
+                        qemu_hypervisor::platform::mmio::SysRegAccess::decode(iss)
+                    );
                 };
                 let rt = usize::from(trap.rt);
                 let access = if trap.is_read {

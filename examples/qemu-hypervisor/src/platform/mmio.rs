@@ -159,6 +159,71 @@ impl MmioAccess {
     }
 }
 
+/// A trapped `MRS`/`MSR` (`ESR_EL2.EC` 0x18), decoded from its ISS for
+/// messages: the register's encoding and, for the registers a Linux guest
+/// is known to trap on, its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysRegAccess {
+    /// `op0`, `op1`, `CRn`, `CRm`, `op2`.
+    pub encoding: [u8; 5],
+    /// The general register (`Rt`).
+    pub reg: u8,
+    /// `MRS` (a read).
+    pub read: bool,
+}
+
+impl SysRegAccess {
+    /// Decodes the ISS of a trapped system register access.
+    #[must_use]
+    pub fn decode(iss: u32) -> Self {
+        let field = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)).to_le_bytes()[0];
+        Self {
+            encoding: [
+                field(20, 2),
+                field(14, 3),
+                field(10, 4),
+                field(1, 4),
+                field(17, 3),
+            ],
+            reg: field(5, 5),
+            read: iss & 1 != 0,
+        }
+    }
+
+    /// The architectural name of registers a guest OS is known to trap on
+    /// under this hypervisor, if it is one of them.
+    #[must_use]
+    pub const fn name(&self) -> Option<&'static str> {
+        Some(match self.encoding {
+            [3, 0, 12, 11, 5] => "ICC_SGI1R_EL1",
+            [3, 0, 12, 11, 6] => "ICC_ASGI1R_EL1",
+            [3, 0, 12, 11, 7] => "ICC_SGI0R_EL1",
+            [3, 0, 2, 1, 0] => "APIAKeyLo_EL1",
+            [3, 0, 1, 2, 0] => "ZCR_EL1",
+            [3, 3, 9, 12, 0] => "PMCR_EL0",
+            [2, 0, 1, 0, 4] => "OSLAR_EL1",
+            [2, 0, 0, 2, 2] => "MDSCR_EL1",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for SysRegAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [op0, op1, crn, crm, op2] = self.encoding;
+        let (op, dir) = if self.read {
+            ("mrs", "from")
+        } else {
+            ("msr", "to")
+        };
+        write!(f, "{op} {dir} S{op0}_{op1}_C{crn}_C{crm}_{op2}")?;
+        if let Some(name) = self.name() {
+            write!(f, " ({name})")?;
+        }
+        write!(f, ", x{}", self.reg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -237,6 +302,24 @@ mod tests {
             MmioAccess::decode(iss(2, false, 0, false, false) | (1 << 7), 0x1234),
             Err(AbortError::TableWalk { ipa: 0x1234 })
         );
+    }
+
+    #[test]
+    fn trapped_system_registers_are_named() {
+        // MSR ICC_SGI1R_EL1, x1 and MSR APIAKeyLo_EL1, x1 (seen from Linux).
+        let sgi = SysRegAccess::decode((3 << 20) | (5 << 17) | (12 << 10) | (1 << 5) | (11 << 1));
+        assert_eq!(sgi.name(), Some("ICC_SGI1R_EL1"));
+        assert_eq!(
+            std::format!("{sgi}"),
+            "msr to S3_0_C12_C11_5 (ICC_SGI1R_EL1), x1"
+        );
+        let key = SysRegAccess::decode(0x30_0822);
+        assert_eq!(key.encoding, [3, 0, 2, 1, 0]);
+        assert_eq!(key.name(), Some("APIAKeyLo_EL1"));
+        let other = SysRegAccess::decode(1 | (3 << 20) | (7 << 14) | (15 << 10) | (15 << 1));
+        assert!(other.read);
+        assert_eq!(other.name(), None);
+        assert_eq!(std::format!("{other}"), "mrs from S3_7_C15_C15_0, x0");
     }
 
     #[test]
