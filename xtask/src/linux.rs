@@ -361,6 +361,12 @@ t1=$(cut -d' ' -f1 /proc/uptime)
 after=$(timer_irqs)
 echo "ATV-INIT: sleep 1 took $t0 -> $t1 s of /proc/uptime"
 echo "ATV-INIT: arch_timer interrupts $before -> $after"
+i0=$(timer_irqs)
+u0=$(cut -d' ' -f1 /proc/uptime)
+sleep 5
+u1=$(cut -d' ' -f1 /proc/uptime)
+i1=$(timer_irqs)
+echo "ATV-INIT: idle sleep 5 took $u0 -> $u1 s, arch_timer interrupts $i0 -> $i1"
 grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
 echo "ATV-INIT: done"
 poweroff -f
@@ -613,7 +619,7 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
     let verdict_pass = lines
         .iter()
         .any(|l| l.starts_with("RESULT scenario=linux") && l.ends_with(" PASS"));
-    let checks = guest_checks(&lines);
+    let checks = guest_checks(&lines, kernel_tick_hz(&run.kernel));
     Ok(LinuxReport {
         passed: status.is_some_and(|s| s.success()) && verdict_pass && checks.is_ok(),
         timed_out: status.is_none(),
@@ -627,8 +633,10 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
 /// virtual timer at the counter frequency the hypervisor read (its boot
 /// log), the clocksource is the architected counter, `sleep 1` did not
 /// return early by `/proc/uptime`, the `arch_timer` interrupt count grew
-/// over it, and `/init` got to its end.
-fn guest_checks(lines: &[String]) -> std::result::Result<String, String> {
+/// over it, an idle `sleep 5` took at most half the interrupts of the
+/// kernel's periodic tick (`tick_hz`, when known: tickless idle), and
+/// `/init` got to its end.
+fn guest_checks(lines: &[String], tick_hz: Option<u64>) -> std::result::Result<String, String> {
     let after = |prefix: &str| {
         lines.iter().find_map(|l| {
             l.find(prefix)
@@ -690,14 +698,55 @@ fn guest_checks(lines: &[String]) -> std::result::Result<String, String> {
             "arch_timer interrupts did not grow over sleep 1: {irqs}"
         ));
     }
+    let idle = after("ATV-INIT: idle sleep 5 took ").ok_or("/init did not time its idle sleep")?;
+    let numbers: Vec<f64> = idle
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [u0, u1, i0, i1] = numbers[..] else {
+        return Err(format!("cannot read the idle sleep in `{idle}`"));
+    };
+    if u1 - u0 < 5.0 {
+        return Err(format!(
+            "sleep 5 returned after {:.2} s of /proc/uptime",
+            u1 - u0
+        ));
+    }
+    let idle_irqs = i1 - i0;
+    let tickless = match tick_hz {
+        // Tickless idle: far fewer timer interrupts than a periodic tick
+        // would take (half of them is the bound).
+        Some(hz) => {
+            let periodic = (u1 - u0) * hz as f64;
+            if idle_irqs > periodic / 2.0 {
+                return Err(format!(
+                    "{idle_irqs} timer interrupts in an idle sleep 5: not tickless (a {hz} Hz tick \
+                     takes {periodic:.0})"
+                ));
+            }
+            format!("{idle_irqs} timer interrupts in 5 s idle (a {hz} Hz tick: {periodic:.0})")
+        }
+        None => format!("{idle_irqs} timer interrupts in 5 s idle (CONFIG_HZ unknown)"),
+    };
     if !lines.iter().any(|l| l.contains(INIT_DONE)) {
         return Err("/init did not finish".into());
     }
     Ok(format!(
         "timer at {expected} (virt), clocksource {clocksource}, sleep 1 took {:.2} s, \
-         arch_timer interrupts {before} -> {after_sleep}",
+         arch_timer interrupts {before} -> {after_sleep}; {tickless}",
         t1 - t0
     ))
+}
+
+/// The kernel's `CONFIG_HZ` from the `config-<version>` file Debian ships
+/// beside `vmlinuz-<version>`.
+fn kernel_tick_hz(kernel: &Path) -> Option<u64> {
+    let name = kernel.file_name()?.to_str()?;
+    let config = kernel.with_file_name(name.replacen("vmlinuz-", "config-", 1));
+    let text = std::fs::read_to_string(config).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ="))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Prints each line of `pipe` as it comes and sends it to `tx`.
@@ -910,13 +959,19 @@ hv: linux: Image at 0x48000000 (image_size 0x2010000), initramfs 0x50000000..0x5
 ATV-INIT: clocksource arch_sys_counter
 ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
 ATV-INIT: arch_timer interrupts 2168 -> 2249
+ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
 ATV-INIT: done
 ";
 
+    /// The tick rate of the kernel under test (Debian's `CONFIG_HZ`).
+    const TICK_HZ: Option<u64> = Some(250);
+
     #[test]
     fn the_guest_checks_read_the_console() {
-        let found = guest_checks(&console(GOOD)).unwrap_or_else(|e| panic!("{e}"));
+        let found = guest_checks(&console(GOOD), TICK_HZ).unwrap_or_else(|e| panic!("{e}"));
         assert!(found.contains("62.50MHz"), "{found}");
+        assert!(found.contains("86 timer interrupts in 5 s idle"), "{found}");
+        assert!(guest_checks(&console(GOOD), None).is_ok());
         let bad = [
             GOOD.replace("62500000 Hz", "1000000000 Hz"),
             GOOD.replace("(virt)", "(phys)"),
@@ -925,10 +980,28 @@ ATV-INIT: done
             GOOD.replace("-> 2249", "-> 2168"),
             GOOD.replace("ATV-INIT: done\n", ""),
             GOOD.replace("counter 62500000 Hz", ""),
+            GOOD.replace("-> 1906", "-> 2600"),
+            GOOD.replace("-> 13.37", "-> 13.00"),
+            GOOD.replace("ATV-INIT: idle", "ATV-INIT: busy"),
         ];
         for text in bad {
-            assert!(guest_checks(&console(&text)).is_err(), "{text}");
+            assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_tick_rate_comes_from_the_kernel_config() {
+        let dir = std::env::temp_dir().join(format!("atv-linux-hz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let kernel = dir.join("vmlinuz-6.1.0-57-arm64");
+        assert_eq!(kernel_tick_hz(&kernel), None);
+        std::fs::write(
+            dir.join("config-6.1.0-57-arm64"),
+            "CONFIG_HZ_250=y\nCONFIG_HZ=250\nCONFIG_SCHED_HRTICK=y\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kernel_tick_hz(&kernel), Some(250));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
