@@ -953,40 +953,58 @@ mod tests {
         text.lines().map(str::to_owned).collect()
     }
 
-    const GOOD: &str = "\
-hv: linux: Image at 0x48000000 (image_size 0x2010000), initramfs 0x50000000..0x501c344c, device tree 1517 bytes at 0x4fe00000, counter 62500000 Hz
-[    0.000000] arch_timer: cp15 timer(s) running at 62.50MHz (virt).
+    /// Counter frequencies under test, with the kernel's way of printing
+    /// them (QEMU 7.2's counter and an Armv8.6 1 GHz one).
+    const FREQUENCIES_UNDER_TEST: [(u64, &str); 2] =
+        [(62_500_000, "62.50MHz"), (1_000_000_000, "1000.00MHz")];
+
+    /// A passing run's console for a counter at `hz`, printed by the
+    /// kernel as `mhz`.
+    fn good(hz: u64, mhz: &str) -> String {
+        format!(
+            "\
+hv: linux: Image at 0x48000000 (image_size 0x2010000), initramfs 0x50000000..0x501c344c, device tree 1517 bytes at 0x4fe00000, counter {hz} Hz
+[    0.000000] arch_timer: cp15 timer(s) running at {mhz} (virt).
 ATV-INIT: clocksource arch_sys_counter
 ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
 ATV-INIT: arch_timer interrupts 2168 -> 2249
 ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
 ATV-INIT: done
-";
+"
+        )
+    }
 
     /// The tick rate of the kernel under test (Debian's `CONFIG_HZ`).
     const TICK_HZ: Option<u64> = Some(250);
 
     #[test]
     fn the_guest_checks_read_the_console() {
-        let found = guest_checks(&console(GOOD), TICK_HZ).unwrap_or_else(|e| panic!("{e}"));
-        assert!(found.contains("62.50MHz"), "{found}");
-        assert!(found.contains("86 timer interrupts in 5 s idle"), "{found}");
-        assert!(guest_checks(&console(GOOD), None).is_ok());
-        let bad = [
-            GOOD.replace("62500000 Hz", "1000000000 Hz"),
-            GOOD.replace("(virt)", "(phys)"),
-            GOOD.replace("arch_sys_counter", "jiffies"),
-            GOOD.replace("9.87", "9.70"),
-            GOOD.replace("-> 2249", "-> 2168"),
-            GOOD.replace("ATV-INIT: done\n", ""),
-            GOOD.replace("counter 62500000 Hz", ""),
-            GOOD.replace("-> 1906", "-> 2600"),
-            GOOD.replace("-> 13.37", "-> 13.00"),
-            GOOD.replace("ATV-INIT: idle", "ATV-INIT: busy"),
-        ];
-        for text in bad {
-            assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
+        for (hz, mhz) in FREQUENCIES_UNDER_TEST {
+            let text = good(hz, mhz);
+            let found = guest_checks(&console(&text), TICK_HZ).unwrap_or_else(|e| panic!("{e}"));
+            assert!(found.contains(mhz), "{found}");
+            assert!(found.contains("86 timer interrupts in 5 s idle"), "{found}");
+            assert!(guest_checks(&console(&text), None).is_ok());
+            let counter = format!("counter {hz} Hz");
+            let bad = [
+                text.replace(mhz, "12.34MHz"),
+                text.replace("(virt)", "(phys)"),
+                text.replace("arch_sys_counter", "jiffies"),
+                text.replace("9.87", "9.70"),
+                text.replace("-> 2249", "-> 2168"),
+                text.replace("ATV-INIT: done\n", ""),
+                text.replace(&counter, ""),
+                text.replace("-> 1906", "-> 2600"),
+                text.replace("-> 13.37", "-> 13.00"),
+                text.replace("ATV-INIT: idle", "ATV-INIT: busy"),
+            ];
+            for text in bad {
+                assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
+            }
         }
+        // The kernel's frequency must be the counter's.
+        let [(hz, _), (_, other)] = FREQUENCIES_UNDER_TEST;
+        assert!(guest_checks(&console(&good(hz, other)), TICK_HZ).is_err());
     }
 
     #[test]
