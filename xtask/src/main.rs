@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod backports;
+mod linux;
 mod load;
 mod msrv;
 mod qemu;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Some("qemu") => qemu_run(&args[1..], &caller_dir),
         Some("qemu-matrix") => qemu_matrix(&args[1..], &caller_dir),
         Some("bench") => bench(),
+        Some("linux") => linux::linux(&args[1..], &caller_dir),
         Some("msrv") => msrv::check(),
         Some("help" | "--help" | "-h") | None => {
             print!("{}", HELP);
@@ -82,6 +84,10 @@ usage: cargo xtask <command>
   qemu-matrix
           the QEMU matrix only (every scenario x GICv3/GICv2 x non-VHE/VHE)
           [--qemu 7|10|PATH]... [--under-load]
+  linux   boot Debian's unmodified arm64 kernel under the example hypervisor
+          and report how far it got: [--gic 2|3] [--mode vhe|nvhe]
+          [--root DIR] [--timeout SECONDS] [--provision-only]
+          (provisions the kernel and busybox-static with apt, as root)
 
   QEMU options:
   --qemu 7      the distribution's qemu-system-aarch64 (7.2 on Debian 12;

@@ -74,6 +74,9 @@ pub enum Scenario {
     /// A guest image loaded by QEMU at [`EXTERNAL_GUEST_ADDR`] (see the
     /// README's guest ABI), with its own checks.
     External,
+    /// An unmodified arm64 Linux kernel and its initramfs, loaded by QEMU
+    /// (`cargo xtask linux`; layout in [`platform::boot`](crate::platform::boot)).
+    Linux,
 }
 
 /// Where an external guest image is loaded and entered (IPA = PA).
@@ -84,7 +87,7 @@ pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -94,6 +97,7 @@ impl Scenario {
         Self::TwoVcpus,
         Self::Migration,
         Self::External,
+        Self::Linux,
     ];
 
     /// The scenario with number `n`.
@@ -115,6 +119,7 @@ impl Scenario {
             Self::TwoVcpus => "two-vcpus",
             Self::Migration => "migration",
             Self::External => "external",
+            Self::Linux => "linux",
         }
     }
 }
@@ -223,6 +228,12 @@ mod tests {
             RunConfig::decode(0xA703_0008).map(|c| c.scenario),
             Ok(Scenario::External)
         );
+    }
+
+    #[test]
+    fn linux_is_scenario_9() {
+        assert_eq!(Scenario::from_number(9), Some(Scenario::Linux));
+        assert_eq!(Scenario::Linux.name(), "linux");
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub(crate) fn run(config: RunConfig) -> ! {
     }
     let ram = if config.scenario == qemu_hypervisor::config::Scenario::External {
         crate::stage2::GuestRam::External
+    } else if crate::linux::is_linux(config) {
+        crate::linux::stage2_ram()
     } else {
         crate::stage2::GuestRam::BuiltIn {
             code: crate::stage2::image_code(),
@@ -102,6 +104,9 @@ pub(crate) fn run(config: RunConfig) -> ! {
     // SAFETY: boot CPU, once, before any guest runs or other CPU starts.
     if let Err(e) = unsafe { crate::stage2::build(gic == GicVersion::V2, &ram) } {
         fail!("hv: stage 2: {e}");
+    }
+    if crate::linux::is_linux(config) {
+        crate::linux::prepare(gic);
     }
     // SAFETY: boot CPU, before anything depends on the host mode.
     let timer = unsafe { cpu_init(config) };
@@ -195,7 +200,7 @@ unsafe fn cpu_init(config: RunConfig) -> El2Timer {
     // SAFETY: the guests' configuration; see HCR_GUEST. E2H is kept as
     // `enter_vhe` left it.
     unsafe {
-        write_sysreg!(hcr_el2, HCR_GUEST | e2h);
+        write_sysreg!(hcr_el2, crate::linux::hcr(config, HCR_GUEST) | e2h);
         write_sysreg!(vpidr_el2, midr);
     }
     crate::sysreg::isb();

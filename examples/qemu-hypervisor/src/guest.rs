@@ -445,8 +445,8 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
         Scenario::Masking => masking(vcpu, &t),
         Scenario::WfiSleep => wfi_sleep(vcpu, &t),
         Scenario::PhysicalTimer => physical(vcpu, &t),
-        // Entered at the external image, never here.
-        Scenario::External => finish(vcpu, 0xe8, 0),
+        // Entered at the external image or the Linux kernel, never here.
+        Scenario::External | Scenario::Linux => finish(vcpu, 0xe8, 0),
     }
 }
 

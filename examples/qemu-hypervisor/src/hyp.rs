@@ -364,6 +364,8 @@ where
             // vCPU index, every other register 0 (it sets up its own stack).
             regs.pc = EXTERNAL_GUEST_ADDR;
             0
+        } else if crate::linux::is_linux(self.config) {
+            crate::linux::boot_regs(&mut regs)
         } else {
             regs.pc = guest::entry_point();
             regs.x[1] = u64::from(self.config.scenario as u8);
@@ -415,7 +417,10 @@ where
             if vcpus.iter().all(|v| matches!(v.state, RunState::Done(_))) {
                 break;
             }
-            if self.now().wrapping_sub(self.start) > self.periods.run_limit {
+            let elapsed = self.now().wrapping_sub(self.start);
+            if elapsed > self.periods.run_limit
+                && !crate::linux::within_run_limit(self.config, elapsed)
+            {
                 fail!("hv: run limit of {} s exceeded", RUN_LIMIT_US / 1_000_000);
             }
             let sharing = vcpus
@@ -680,6 +685,13 @@ where
         #[allow(clippy::cast_possible_truncation)]
         let iss = (esr & 0x1ff_ffff) as u32;
         match ec {
+            // HVC from AArch64: PSCI for the Linux guest.
+            0x16 if crate::linux::is_linux(self.config) => {
+                self.stats.hvc_exits += 1;
+                crate::linux::hvc(v)
+            }
+            // Data abort from EL1: the Linux guest's devices.
+            0x24 if crate::linux::is_linux(self.config) => crate::linux::data_abort(v, esr),
             // HVC from AArch64.
             0x16 => {
                 self.stats.hvc_exits += 1;
@@ -741,7 +753,11 @@ where
                 self.stats.sysreg_exits += 1;
                 v.regs.pc += 4;
                 let Some(trap) = SysRegTrap::decode(iss) else {
-                    fail!("hv: vCPU {} trapped system register, ISS {iss:#x}", v.index);
+                    fail!(
+                        "hv: vCPU {} trapped system register, ISS {iss:#x}: {}",
+                        v.index,
+                        qemu_hypervisor::platform::mmio::SysRegAccess::decode(iss)
+                    );
                 };
                 let rt = usize::from(trap.rt);
                 let access = if trap.is_read {

@@ -20,6 +20,9 @@ mod hyp;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
+#[path = "platform/run.rs"]
+mod linux;
+#[cfg(target_os = "none")]
 mod migrate;
 #[cfg(target_os = "none")]
 mod stage2;

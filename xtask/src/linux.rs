@@ -1,0 +1,1037 @@
+//! `cargo xtask linux`: an unmodified arm64 Linux kernel under the example
+//! hypervisor.
+//!
+//! - Provisioning: Debian's arm64 kernel (`linux-image-arm64`, resolved to
+//!   the versioned `linux-image-*-arm64` package it depends on) and
+//!   `busybox-static`, fetched with apt and unpacked under
+//!   `target/linux/root` (as root this is done here; otherwise the exact
+//!   commands are printed). `--root DIR` uses a tree unpacked elsewhere.
+//! - The initramfs: a `newc` cpio archive written here (no external tool)
+//!   holding busybox and an `/init` script that prints the guest's timer
+//!   facts and powers off through PSCI (`poweroff -f`).
+//! - The run: QEMU's generic loader puts the kernel `Image` and the
+//!   initramfs at fixed guest-physical addresses and a boot-info block
+//!   (the initramfs size) next to the configuration word; the hypervisor
+//!   builds the guest's device tree and enters the kernel (see
+//!   `examples/qemu-hypervisor/src/platform/boot.rs` for the contract).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+
+/// The scenario number of the Linux guest in the configuration word
+/// (`Scenario::Linux` in the example's `config.rs`).
+const LINUX_SCENARIO: u8 = 9;
+/// The configuration word's address and magic (the example's `config.rs`).
+const CONFIG_ADDR: u64 = 0x4700_0000;
+const CONFIG_MAGIC: u32 = 0xA7;
+/// The boot-info block (the example's `platform/boot.rs`): a magic word,
+/// then the initramfs size in bytes.
+const BOOT_INFO_ADDR: u64 = 0x4700_0100;
+const BOOT_INFO_MAGIC: u32 = u32::from_le_bytes(*b"LNXB");
+/// Where QEMU's loader puts the kernel `Image` (2 MiB aligned, the start of
+/// the guest's RAM).
+const KERNEL_ADDR: u64 = 0x4800_0000;
+/// Where QEMU's loader puts the initramfs.
+const INITRD_ADDR: u64 = 0x5000_0000;
+/// The largest initramfs the guest's layout has room for.
+const INITRD_MAX: u64 = 0x0800_0000;
+/// QEMU's RAM: the guest's 256 MiB from [`KERNEL_ADDR`] must fit.
+const QEMU_RAM: &str = "512M";
+/// How long the run may take by default, in seconds of wall-clock time.
+const DEFAULT_TIMEOUT: u64 = 300;
+/// The marker the `/init` script prints before powering off.
+const INIT_DONE: &str = "ATV-INIT: done";
+
+/// Where provisioning unpacks the Debian packages.
+fn default_root() -> PathBuf {
+    target_dir().join("linux").join("root")
+}
+
+/// Cargo's target directory, as `qemu::build` finds it.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
+
+/// `cargo xtask linux [--gic 2|3] [--mode vhe|nvhe] [--root DIR]
+/// [--timeout SECONDS] [--provision-only]`.
+pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
+    let mut gic = 3_u8;
+    let mut vhe = false;
+    let mut root = None;
+    let mut timeout = DEFAULT_TIMEOUT;
+    let mut provision_only = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--gic" => {
+                gic = match value()?.as_str() {
+                    "2" | "v2" => 2,
+                    "3" | "v3" => 3,
+                    other => return Err(format!("--gic takes 2 or 3, not `{other}`")),
+                }
+            }
+            "--mode" => {
+                vhe = match value()?.as_str() {
+                    "vhe" => true,
+                    "nvhe" => false,
+                    other => return Err(format!("--mode takes vhe or nvhe, not `{other}`")),
+                }
+            }
+            "--root" => root = Some(caller_dir.join(value()?)),
+            "--timeout" => {
+                timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
+            }
+            "--provision-only" => provision_only = true,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let root = match root {
+        Some(root) => root,
+        None => {
+            let root = default_root();
+            provision(&root)?;
+            root
+        }
+    };
+    let files = find_files(&root)?;
+    println!(
+        "==> kernel {} ({}), busybox {}",
+        files.kernel.display(),
+        files.header.describe(),
+        files.busybox.display()
+    );
+    let busybox =
+        std::fs::read(&files.busybox).map_err(|e| format!("{}: {e}", files.busybox.display()))?;
+    let initramfs = initramfs(&busybox)?;
+    let initrd_path = target_dir().join("linux").join("initramfs.cpio");
+    if let Some(dir) = initrd_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&initrd_path, &initramfs)
+        .map_err(|e| format!("{}: {e}", initrd_path.display()))?;
+    println!(
+        "==> initramfs {} ({} bytes)",
+        initrd_path.display(),
+        initramfs.len()
+    );
+    if provision_only {
+        return Ok(());
+    }
+    crate::ensure_target()?;
+    let image = crate::qemu::build()?;
+    let run = LinuxRun {
+        gic,
+        vhe,
+        kernel: files.kernel,
+        initrd: initrd_path,
+        initrd_len: u64::try_from(initramfs.len()).unwrap_or(u64::MAX),
+        timeout: Duration::from_secs(timeout),
+    };
+    let report = boot(&image, &run)?;
+    println!("\n==> how far Linux got");
+    println!("{}", report.summary());
+    if report.passed {
+        Ok(())
+    } else {
+        Err("the Linux guest did not complete its checks".into())
+    }
+}
+
+/// The files of an unpacked kernel and busybox.
+struct LinuxFiles {
+    kernel: PathBuf,
+    header: ImageHeader,
+    busybox: PathBuf,
+}
+
+/// Finds `boot/vmlinuz-*` and `bin/busybox` under `root` and checks the
+/// kernel is an arm64 `Image`.
+fn find_files(root: &Path) -> Result<LinuxFiles> {
+    let boot = root.join("boot");
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir(&boot)
+        .map_err(|e| {
+            format!(
+                "{}: {e} (provision with `cargo xtask linux --provision-only`)",
+                boot.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .collect();
+    kernels.sort();
+    let kernel = kernels
+        .pop()
+        .ok_or(format!("no boot/vmlinuz-* under {}", root.display()))?;
+    let mut head = [0_u8; 64];
+    std::fs::File::open(&kernel)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| {
+            format!(
+                "{}: {e} (a truncated download? delete it and provision again)",
+                kernel.display()
+            )
+        })?;
+    let header = ImageHeader::parse(&head).map_err(|e| {
+        format!(
+            "{}: {e} (a corrupt download? delete it and provision again)",
+            kernel.display()
+        )
+    })?;
+    let busybox = root.join("bin").join("busybox");
+    let mut magic = [0_u8; 4];
+    std::fs::File::open(&busybox)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("{}: {e}", busybox.display()))?;
+    if magic != *b"\x7fELF" {
+        return Err(format!("{} is not an ELF file", busybox.display()));
+    }
+    Ok(LinuxFiles {
+        kernel,
+        header,
+        busybox,
+    })
+}
+
+/// The fields of an arm64 `Image` header the run relies on (Linux's
+/// `Documentation/arch/arm64/booting.rst`); the hypervisor checks them
+/// again on its side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ImageHeader {
+    text_offset: u64,
+    image_size: u64,
+    flags: u64,
+}
+
+impl ImageHeader {
+    /// Parses the first 64 bytes of an `Image`.
+    fn parse(head: &[u8; 64]) -> Result<Self> {
+        let word = |at: usize| {
+            head.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        if head.get(56..60) != Some(b"ARM\x64") {
+            return Err(
+                "not an arm64 Image (no \"ARM\\x64\" magic at offset 56; an EFI zboot or \
+                        compressed kernel must be unpacked first)"
+                    .into(),
+            );
+        }
+        let header = Self {
+            text_offset: word(8),
+            image_size: word(16),
+            flags: word(24),
+        };
+        if header.flags & 1 != 0 {
+            return Err("a big-endian kernel".into());
+        }
+        if header.image_size == 0 {
+            return Err("image_size 0: a kernel older than 3.17, not supported".into());
+        }
+        Ok(header)
+    }
+
+    fn describe(&self) -> String {
+        let page = match (self.flags >> 1) & 3 {
+            1 => "4K pages",
+            2 => "16K pages",
+            3 => "64K pages",
+            _ => "page size unspecified",
+        };
+        format!(
+            "arm64 Image, text_offset {:#x}, image_size {:#x}, {page}",
+            self.text_offset, self.image_size
+        )
+    }
+}
+
+/// Debian's architecture name for the guest's packages.
+const ARCH: &str = "arm64";
+
+/// Unpacks the kernel and busybox under `root` unless they are there.
+fn provision(root: &Path) -> Result {
+    if find_files(root).is_ok() {
+        return Ok(());
+    }
+    let debs = root.with_file_name("debs");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if !is_root || !has_apt {
+        return Err(format!(
+            "the arm64 kernel and busybox are not unpacked under {root}. On Debian, as root:\n\
+             \n  dpkg --add-architecture {ARCH} && apt-get update\
+             \n  apt-cache depends linux-image-{ARCH}:{ARCH}   # names linux-image-<version>-{ARCH}\
+             \n  mkdir -p {debs} && cd {debs}\
+             \n  apt-get download linux-image-<version>-{ARCH}:{ARCH} busybox-static:{ARCH}\
+             \n  for d in *.deb; do dpkg -x \"$d\" {root}; done\n\
+             \nthen run this again (or pass --root DIR for a tree unpacked elsewhere).",
+            root = root.display(),
+            debs = debs.display()
+        ));
+    }
+    println!("==> provisioning the {ARCH} kernel and busybox-static with apt");
+    let foreign = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map_err(|e| format!("dpkg: {e}"))?;
+    if !String::from_utf8_lossy(&foreign.stdout)
+        .lines()
+        .any(|l| l.trim() == ARCH)
+    {
+        crate::run(Command::new("dpkg").args(["--add-architecture", ARCH]))?;
+    }
+    crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    let depends = Command::new("apt-cache")
+        .args(["depends", &format!("linux-image-{ARCH}:{ARCH}")])
+        .output()
+        .map_err(|e| format!("apt-cache: {e}"))?;
+    let kernel_package =
+        versioned_kernel(&String::from_utf8_lossy(&depends.stdout)).ok_or(format!(
+            "`apt-cache depends linux-image-{ARCH}:{ARCH}` names no linux-image-*-{ARCH} package"
+        ))?;
+    println!("==> {kernel_package}, busybox-static");
+    std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+    crate::run(
+        Command::new("apt-get")
+            .args([
+                "download",
+                &format!("{kernel_package}:{ARCH}"),
+                &format!("busybox-static:{ARCH}"),
+            ])
+            .current_dir(&debs),
+    )?;
+    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    for entry in std::fs::read_dir(&debs).map_err(|e| format!("{}: {e}", debs.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let wanted =
+            name.starts_with(&format!("{kernel_package}_")) || name.starts_with("busybox-static_");
+        if wanted && name.ends_with(".deb") {
+            crate::run(Command::new("dpkg").arg("-x").arg(&path).arg(root))?;
+        }
+    }
+    find_files(root).map(|_| ())
+}
+
+/// The versioned kernel package in `apt-cache depends` output, e.g.
+/// `linux-image-6.1.0-57-arm64`.
+fn versioned_kernel(depends: &str) -> Option<String> {
+    depends.lines().find_map(|line| {
+        let name = line.trim().strip_prefix("Depends:")?.trim();
+        let name = name.split(':').next()?.trim();
+        let version = name
+            .strip_prefix("linux-image-")?
+            .strip_suffix(&format!("-{ARCH}"))?;
+        version
+            .starts_with(|c: char| c.is_ascii_digit())
+            .then(|| name.to_owned())
+    })
+}
+
+/// The guest's `/init`: prints the timer facts, then powers off through
+/// PSCI. Every line it prints starts with `ATV-INIT:` so the run's report
+/// can find them among the kernel's messages.
+const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "ATV-INIT: user space up at $(cut -d' ' -f1 /proc/uptime) s"
+echo "ATV-INIT: clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+timer_irqs() { grep arch_timer /proc/interrupts | tr -s ' ' | cut -d' ' -f3; }
+before=$(timer_irqs)
+t0=$(cut -d' ' -f1 /proc/uptime)
+sleep 1
+t1=$(cut -d' ' -f1 /proc/uptime)
+after=$(timer_irqs)
+echo "ATV-INIT: sleep 1 took $t0 -> $t1 s of /proc/uptime"
+echo "ATV-INIT: arch_timer interrupts $before -> $after"
+i0=$(timer_irqs)
+u0=$(cut -d' ' -f1 /proc/uptime)
+sleep 5
+u1=$(cut -d' ' -f1 /proc/uptime)
+i1=$(timer_irqs)
+echo "ATV-INIT: idle sleep 5 took $u0 -> $u1 s, arch_timer interrupts $i0 -> $i1"
+grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
+echo "ATV-INIT: done"
+poweroff -f
+"#;
+
+/// The initramfs: busybox as `/bin/busybox`, `/init`, and the directories
+/// they need.
+fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
+    let mut cpio = Cpio::new();
+    for dir in ["bin", "dev", "proc", "sys", "tmp"] {
+        cpio.directory(dir, 0o755)?;
+    }
+    // The kernel opens /dev/console for init's standard streams before any
+    // devtmpfs exists.
+    cpio.char_device("dev/console", 0o600, (5, 1))?;
+    cpio.file("bin/busybox", 0o755, busybox)?;
+    cpio.symlink("bin/sh", "busybox")?;
+    cpio.file("init", 0o755, INIT_SCRIPT.as_bytes())?;
+    Ok(cpio.finish())
+}
+
+/// A `newc` ("070701") cpio archive, the format Linux unpacks as an
+/// initramfs: per entry a 110-byte ASCII header (magic and 13 eight-digit
+/// hex fields), the NUL-terminated name padded to 4 bytes, the data padded
+/// to 4 bytes; a `TRAILER!!!` entry ends it.
+struct Cpio {
+    out: Vec<u8>,
+    next_ino: u32,
+}
+
+/// File type bits of `st_mode`.
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFCHR: u32 = 0o020_000;
+
+impl Cpio {
+    fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            next_ino: 1,
+        }
+    }
+
+    fn directory(&mut self, name: &str, perm: u32) -> Result {
+        self.entry(name, S_IFDIR | perm, 2, (0, 0), &[])
+    }
+
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result {
+        self.entry(name, S_IFREG | perm, 1, (0, 0), data)
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) -> Result {
+        self.entry(name, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())
+    }
+
+    fn char_device(&mut self, name: &str, perm: u32, dev: (u32, u32)) -> Result {
+        self.entry(name, S_IFCHR | perm, 1, dev, &[])
+    }
+
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> Result {
+        if name.is_empty() || name.contains('\0') {
+            return Err(format!("cpio: bad name {name:?}"));
+        }
+        let size =
+            u32::try_from(data.len()).map_err(|_| format!("cpio: {name} is larger than 4 GiB"))?;
+        let namesize =
+            u32::try_from(name.len() + 1).map_err(|_| format!("cpio: name {name} too long"))?;
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let fields = [
+            ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0,
+        ];
+        let mut header = String::from("070701");
+        for f in fields {
+            let _ = write!(header, "{f:08x}");
+        }
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+        Ok(())
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    /// Ends the archive with its trailer.
+    fn finish(mut self) -> Vec<u8> {
+        // The trailer's header has every field 0 but nlink 1 and namesize.
+        let _ = self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
+        self.out
+    }
+}
+
+/// One Linux run's settings.
+struct LinuxRun {
+    gic: u8,
+    vhe: bool,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    initrd_len: u64,
+    timeout: Duration,
+}
+
+impl LinuxRun {
+    fn config_word(&self) -> u32 {
+        u32::from_le_bytes([LINUX_SCENARIO, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
+    }
+}
+
+/// What a Linux run showed.
+struct LinuxReport {
+    passed: bool,
+    timed_out: bool,
+    seconds: f64,
+    /// What the guest's checks found, or the first that failed.
+    checks: std::result::Result<String, String>,
+    lines: Vec<String>,
+}
+
+impl LinuxReport {
+    /// The last kernel messages, the `/init` lines and the hypervisor's
+    /// verdict.
+    fn summary(&self) -> String {
+        let mut s = String::new();
+        let kernel: Vec<&String> = self
+            .lines
+            .iter()
+            .filter(|l| l.starts_with('[') || l.starts_with("ATV-INIT"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{} console lines, {} of them kernel or /init messages, in {:.1} s{}",
+            self.lines.len(),
+            kernel.len(),
+            self.seconds,
+            if self.timed_out { " (timed out)" } else { "" }
+        );
+        let _ = match &self.checks {
+            Ok(found) => writeln!(s, "guest checks: pass: {found}"),
+            Err(why) => writeln!(s, "guest checks: FAIL: {why}"),
+        };
+        let _ = writeln!(s, "last kernel messages:");
+        for l in kernel.iter().skip(kernel.len().saturating_sub(12)) {
+            let _ = writeln!(s, "  {l}");
+        }
+        let hv: Vec<&String> = self
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("hv:") || l.starts_with("RESULT"))
+            .collect();
+        for l in hv.iter().skip(hv.len().saturating_sub(4)) {
+            let _ = writeln!(s, "  {l}");
+        }
+        s
+    }
+}
+
+/// Boots the kernel under the hypervisor `image`, echoing the console.
+fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
+    if run.initrd_len > INITRD_MAX {
+        return Err(format!(
+            "the initramfs is {} bytes, more than the {INITRD_MAX} the guest layout has room for",
+            run.initrd_len
+        ));
+    }
+    let initrd_len = u32::try_from(run.initrd_len).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args([
+        "-machine",
+        &format!("virt,virtualization=on,gic-version={}", run.gic),
+        // SVE and SME off: the example's world switch saves the FP/SIMD
+        // registers, not the wider SVE state (and a VHE host traps SVE).
+        "-cpu",
+        "max,sve=off,sme=off",
+        "-smp",
+        "1",
+        "-m",
+        QEMU_RAM,
+        "-nographic",
+        "-semihosting",
+        "-device",
+        &format!(
+            "loader,addr={CONFIG_ADDR:#x},data={:#x},data-len=4",
+            run.config_word()
+        ),
+        "-device",
+        &format!("loader,addr={BOOT_INFO_ADDR:#x},data={BOOT_INFO_MAGIC:#x},data-len=4"),
+        "-device",
+        &format!(
+            "loader,addr={:#x},data={initrd_len:#x},data-len=4",
+            BOOT_INFO_ADDR + 4
+        ),
+        "-device",
+        &format!(
+            "loader,file={},addr={KERNEL_ADDR:#x},force-raw=on",
+            run.kernel.display()
+        ),
+        "-device",
+        &format!(
+            "loader,file={},addr={INITRD_ADDR:#x},force-raw=on",
+            run.initrd.display()
+        ),
+    ]);
+    cmd.arg("-kernel").arg(image);
+    println!("$ {cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    let readers = [
+        std::thread::spawn(move || echo_lines(stdout, &tx)),
+        std::thread::spawn(move || echo_lines(stderr, &tx2)),
+    ];
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        if start.elapsed() > run.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for r in readers {
+        let _ = r.join();
+    }
+    let lines: Vec<String> = rx.try_iter().collect();
+    let verdict_pass = lines
+        .iter()
+        .any(|l| l.starts_with("RESULT scenario=linux") && l.ends_with(" PASS"));
+    let checks = guest_checks(&lines, kernel_tick_hz(&run.kernel));
+    Ok(LinuxReport {
+        passed: status.is_some_and(|s| s.success()) && verdict_pass && checks.is_ok(),
+        timed_out: status.is_none(),
+        seconds: start.elapsed().as_secs_f64(),
+        checks,
+        lines,
+    })
+}
+
+/// The guest's timer checks, from the console: the kernel runs the
+/// virtual timer at the counter frequency the hypervisor read (its boot
+/// log), the clocksource is the architected counter, `sleep 1` did not
+/// return early by `/proc/uptime`, the `arch_timer` interrupt count grew
+/// over it, an idle `sleep 5` took at most half the interrupts of the
+/// kernel's periodic tick (`tick_hz`, when known: tickless idle), and
+/// `/init` got to its end.
+fn guest_checks(lines: &[String], tick_hz: Option<u64>) -> std::result::Result<String, String> {
+    let after = |prefix: &str| {
+        lines.iter().find_map(|l| {
+            l.find(prefix)
+                .map(|at| l[at + prefix.len()..].trim().to_owned())
+        })
+    };
+    let hz: u64 = after("hv: linux: ")
+        .and_then(|l| {
+            let at = l.find("counter ")?;
+            l[at + "counter ".len()..].split(' ').next()?.parse().ok()
+        })
+        .ok_or("the hypervisor did not say the counter frequency")?;
+    let kernel_mhz = after("cp15 timer(s) running at ").ok_or(
+        "no `arch_timer: cp15 timer(s) running at` line: the kernel did not take the timer",
+    )?;
+    if !kernel_mhz.ends_with("MHz (virt).") {
+        return Err(format!(
+            "the kernel does not use the virtual timer: {kernel_mhz}"
+        ));
+    }
+    // The kernel prints MHz with two decimals, truncated.
+    let expected = format!("{}.{:02}MHz", hz / 1_000_000, hz % 1_000_000 / 10_000);
+    if !kernel_mhz.starts_with(&expected) {
+        return Err(format!(
+            "the kernel's timer runs at {kernel_mhz}, the counter at {hz} Hz"
+        ));
+    }
+    let clocksource =
+        after("ATV-INIT: clocksource ").ok_or("/init did not report the clocksource")?;
+    if clocksource != "arch_sys_counter" {
+        return Err(format!(
+            "the clocksource is {clocksource}, not arch_sys_counter"
+        ));
+    }
+    let slept = after("ATV-INIT: sleep 1 took ").ok_or("/init did not time its sleep")?;
+    let times: Vec<f64> = slept
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [t0, t1] = times[..] else {
+        return Err(format!("cannot read the sleep times in `{slept}`"));
+    };
+    if t1 - t0 < 1.0 {
+        return Err(format!(
+            "sleep 1 returned after {:.2} s of /proc/uptime",
+            t1 - t0
+        ));
+    }
+    let irqs = after("ATV-INIT: arch_timer interrupts ").ok_or("/init did not count arch_timer")?;
+    let counts: Vec<u64> = irqs
+        .split(" -> ")
+        .filter_map(|w| w.trim().parse().ok())
+        .collect();
+    let [before, after_sleep] = counts[..] else {
+        return Err(format!("cannot read the interrupt counts in `{irqs}`"));
+    };
+    if after_sleep <= before {
+        return Err(format!(
+            "arch_timer interrupts did not grow over sleep 1: {irqs}"
+        ));
+    }
+    let idle = after("ATV-INIT: idle sleep 5 took ").ok_or("/init did not time its idle sleep")?;
+    let numbers: Vec<f64> = idle
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [u0, u1, i0, i1] = numbers[..] else {
+        return Err(format!("cannot read the idle sleep in `{idle}`"));
+    };
+    if u1 - u0 < 5.0 {
+        return Err(format!(
+            "sleep 5 returned after {:.2} s of /proc/uptime",
+            u1 - u0
+        ));
+    }
+    let idle_irqs = i1 - i0;
+    let tickless = match tick_hz {
+        // Tickless idle: far fewer timer interrupts than a periodic tick
+        // would take (half of them is the bound).
+        Some(hz) => {
+            let periodic = (u1 - u0) * hz as f64;
+            if idle_irqs > periodic / 2.0 {
+                return Err(format!(
+                    "{idle_irqs} timer interrupts in an idle sleep 5: not tickless (a {hz} Hz tick \
+                     takes {periodic:.0})"
+                ));
+            }
+            format!("{idle_irqs} timer interrupts in 5 s idle (a {hz} Hz tick: {periodic:.0})")
+        }
+        None => format!("{idle_irqs} timer interrupts in 5 s idle (CONFIG_HZ unknown)"),
+    };
+    if !lines.iter().any(|l| l.contains(INIT_DONE)) {
+        return Err("/init did not finish".into());
+    }
+    Ok(format!(
+        "timer at {expected} (virt), clocksource {clocksource}, sleep 1 took {:.2} s, \
+         arch_timer interrupts {before} -> {after_sleep}; {tickless}",
+        t1 - t0
+    ))
+}
+
+/// The kernel's `CONFIG_HZ` from the `config-<version>` file Debian ships
+/// beside `vmlinuz-<version>`.
+fn kernel_tick_hz(kernel: &Path) -> Option<u64> {
+    let name = kernel.file_name()?.to_str()?;
+    let config = kernel.with_file_name(name.replacen("vmlinuz-", "config-", 1));
+    let text = std::fs::read_to_string(config).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Prints each line of `pipe` as it comes and sends it to `tx`.
+fn echo_lines(pipe: impl Read, tx: &std::sync::mpsc::Sender<String>) {
+    let reader = BufReader::new(pipe);
+    for line in reader.split(b'\n') {
+        let Ok(bytes) = line else { break };
+        let text = String::from_utf8_lossy(&bytes)
+            .trim_end_matches('\r')
+            .to_owned();
+        println!("{text}");
+        let _ = tx.send(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One entry read back from a `newc` archive.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Entry {
+        name: String,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: Vec<u8>,
+    }
+
+    /// A reader written from the format's description, independent of the
+    /// writer: checks the magic, the alignment of every name and body, and
+    /// that the trailer ends the archive.
+    fn read_newc(archive: &[u8]) -> std::result::Result<Vec<Entry>, String> {
+        let mut at = 0;
+        let mut entries = Vec::new();
+        loop {
+            if at % 4 != 0 {
+                return Err(format!("header at {at} not 4-byte aligned"));
+            }
+            let header = archive.get(at..at + 110).ok_or("truncated header")?;
+            if &header[..6] != b"070701" {
+                return Err(format!("bad magic at {at}"));
+            }
+            let field = |n: usize| -> std::result::Result<u32, String> {
+                let text = std::str::from_utf8(&header[6 + 8 * n..14 + 8 * n])
+                    .map_err(|e| e.to_string())?;
+                u32::from_str_radix(text, 16).map_err(|e| e.to_string())
+            };
+            let mode = field(1)?;
+            let nlink = field(4)?;
+            let size = field(6)? as usize;
+            let rdev = (field(9)?, field(10)?);
+            let namesize = field(11)? as usize;
+            if field(12)? != 0 {
+                return Err("check field not 0".into());
+            }
+            let name_start = at + 110;
+            let name = archive
+                .get(name_start..name_start + namesize)
+                .ok_or("truncated name")?;
+            let (last, name) = name.split_last().ok_or("empty name")?;
+            if *last != 0 {
+                return Err("name not NUL-terminated".into());
+            }
+            let name = String::from_utf8(name.to_vec()).map_err(|e| e.to_string())?;
+            let data_start = (name_start + namesize).next_multiple_of(4);
+            let data = archive
+                .get(data_start..data_start + size)
+                .ok_or("truncated data")?
+                .to_vec();
+            at = (data_start + size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                if at != archive.len() {
+                    return Err("bytes after the trailer".into());
+                }
+                return Ok(entries);
+            }
+            entries.push(Entry {
+                name,
+                mode,
+                nlink,
+                rdev,
+                data,
+            });
+        }
+    }
+
+    #[test]
+    fn a_header_is_110_ascii_bytes_with_hex_fields() {
+        let mut cpio = Cpio::new();
+        cpio.file("a", 0o644, b"xyz")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = cpio.finish();
+        let header = std::str::from_utf8(&out[..110]).unwrap_or_else(|e| panic!("{e}"));
+        let fields = [1, 0o100_644, 0, 0, 1, 0, 3, 0, 0, 0, 0, 2, 0];
+        let expected: String = std::iter::once("070701".to_owned())
+            .chain(fields.iter().map(|f: &u32| format!("{f:08x}")))
+            .collect();
+        assert_eq!(header, expected);
+        // Name "a\0" at 110..112, data at 112 (already aligned), 3 bytes
+        // padded to 116; then the trailer.
+        assert_eq!(&out[110..112], b"a\0");
+        assert_eq!(&out[112..116], b"xyz\0");
+        assert_eq!(&out[116..122], b"070701");
+        assert_eq!(out.len() % 4, 0);
+    }
+
+    #[test]
+    fn entries_read_back_with_types_and_padding() {
+        let mut cpio = Cpio::new();
+        let r = (|| -> Result {
+            cpio.directory("bin", 0o755)?;
+            cpio.file("bin/busybox", 0o755, b"\x7fELF12345")?;
+            cpio.symlink("bin/sh", "busybox")?;
+            cpio.char_device("dev/console", 0o600, (5, 1))?;
+            cpio.file("empty", 0o644, b"")?;
+            Ok(())
+        })();
+        r.unwrap_or_else(|e| panic!("{e}"));
+        let entries = read_newc(&cpio.finish()).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["bin", "bin/busybox", "bin/sh", "dev/console", "empty"]
+        );
+        assert_eq!(entries[0].mode, S_IFDIR | 0o755);
+        assert_eq!(entries[0].nlink, 2);
+        assert_eq!(entries[1].mode, S_IFREG | 0o755);
+        assert_eq!(entries[1].data, b"\x7fELF12345");
+        assert_eq!(entries[2].mode, S_IFLNK | 0o777);
+        assert_eq!(entries[2].data, b"busybox");
+        assert_eq!(entries[3].mode, S_IFCHR | 0o600);
+        assert_eq!(entries[3].rdev, (5, 1));
+        assert!(entries[4].data.is_empty());
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let mut cpio = Cpio::new();
+        assert!(cpio.file("", 0o644, b"").is_err());
+        assert!(cpio.file("a\0b", 0o644, b"").is_err());
+    }
+
+    #[test]
+    fn the_initramfs_has_an_executable_init_and_busybox() {
+        let archive = initramfs(b"\x7fELFbusybox").unwrap_or_else(|e| panic!("{e}"));
+        let entries = read_newc(&archive).unwrap_or_else(|e| panic!("{e}"));
+        let init = entries
+            .iter()
+            .find(|e| e.name == "init")
+            .unwrap_or_else(|| panic!("no /init"));
+        assert_eq!(init.mode & 0o170_000, S_IFREG);
+        assert_ne!(init.mode & 0o111, 0, "/init must be executable");
+        assert!(init.data.starts_with(b"#!/bin/busybox sh\n"));
+        let text = String::from_utf8_lossy(&init.data);
+        assert!(text.contains("poweroff -f"));
+        assert!(text.contains(INIT_DONE));
+        assert!(text.contains("current_clocksource"));
+        assert!(entries.iter().any(|e| e.name == "bin/busybox"));
+        assert!(entries.iter().any(|e| e.name == "dev/console"));
+    }
+
+    #[test]
+    fn the_versioned_kernel_package_is_found() {
+        let out = "linux-image-arm64:arm64\n  Depends: linux-image-6.1.0-57-arm64:arm64\n";
+        assert_eq!(
+            versioned_kernel(out).as_deref(),
+            Some("linux-image-6.1.0-57-arm64")
+        );
+        let out = "linux-image-arm64\n  Depends: linux-image-6.12.38+deb12-arm64\n";
+        assert_eq!(
+            versioned_kernel(out).as_deref(),
+            Some("linux-image-6.12.38+deb12-arm64")
+        );
+        assert_eq!(versioned_kernel("  Depends: linux-base\n"), None);
+        assert_eq!(
+            versioned_kernel("  Recommends: linux-image-6.1.0-57-arm64\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn image_headers_are_checked() {
+        let mut head = [0_u8; 64];
+        head[56..60].copy_from_slice(b"ARM\x64");
+        head[16..24].copy_from_slice(&0x0201_0000_u64.to_le_bytes());
+        head[24] = 0b1010;
+        let h = ImageHeader::parse(&head).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.image_size, 0x0201_0000);
+        assert_eq!(h.text_offset, 0);
+        assert!(h.describe().contains("4K pages"));
+        let mut big = head;
+        big[24] = 1;
+        assert!(ImageHeader::parse(&big).is_err());
+        let mut old = head;
+        old[16..24].fill(0);
+        assert!(ImageHeader::parse(&old).is_err());
+        let mut zboot = head;
+        zboot[56..60].copy_from_slice(b"zimg");
+        assert!(ImageHeader::parse(&zboot).is_err());
+    }
+
+    fn console(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Counter frequencies under test, with the kernel's way of printing
+    /// them (QEMU 7.2's counter and an Armv8.6 1 GHz one).
+    const FREQUENCIES_UNDER_TEST: [(u64, &str); 2] =
+        [(62_500_000, "62.50MHz"), (1_000_000_000, "1000.00MHz")];
+
+    /// A passing run's console for a counter at `hz`, printed by the
+    /// kernel as `mhz`.
+    fn good(hz: u64, mhz: &str) -> String {
+        format!(
+            "\
+hv: linux: Image at 0x48000000 (image_size 0x2010000), initramfs 0x50000000..0x501c344c, device tree 1517 bytes at 0x4fe00000, counter {hz} Hz
+[    0.000000] arch_timer: cp15 timer(s) running at {mhz} (virt).
+ATV-INIT: clocksource arch_sys_counter
+ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
+ATV-INIT: arch_timer interrupts 2168 -> 2249
+ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
+ATV-INIT: done
+"
+        )
+    }
+
+    /// The tick rate of the kernel under test (Debian's `CONFIG_HZ`).
+    const TICK_HZ: Option<u64> = Some(250);
+
+    #[test]
+    fn the_guest_checks_read_the_console() {
+        for (hz, mhz) in FREQUENCIES_UNDER_TEST {
+            let text = good(hz, mhz);
+            let found = guest_checks(&console(&text), TICK_HZ).unwrap_or_else(|e| panic!("{e}"));
+            assert!(found.contains(mhz), "{found}");
+            assert!(found.contains("86 timer interrupts in 5 s idle"), "{found}");
+            assert!(guest_checks(&console(&text), None).is_ok());
+            let counter = format!("counter {hz} Hz");
+            let bad = [
+                text.replace(mhz, "12.34MHz"),
+                text.replace("(virt)", "(phys)"),
+                text.replace("arch_sys_counter", "jiffies"),
+                text.replace("9.87", "9.70"),
+                text.replace("-> 2249", "-> 2168"),
+                text.replace("ATV-INIT: done\n", ""),
+                text.replace(&counter, ""),
+                text.replace("-> 1906", "-> 2600"),
+                text.replace("-> 13.37", "-> 13.00"),
+                text.replace("ATV-INIT: idle", "ATV-INIT: busy"),
+            ];
+            for text in bad {
+                assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
+            }
+        }
+        // The kernel's frequency must be the counter's.
+        let [(hz, _), (_, other)] = FREQUENCIES_UNDER_TEST;
+        assert!(guest_checks(&console(&good(hz, other)), TICK_HZ).is_err());
+    }
+
+    #[test]
+    fn the_tick_rate_comes_from_the_kernel_config() {
+        let dir = std::env::temp_dir().join(format!("atv-linux-hz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let kernel = dir.join("vmlinuz-6.1.0-57-arm64");
+        assert_eq!(kernel_tick_hz(&kernel), None);
+        std::fs::write(
+            dir.join("config-6.1.0-57-arm64"),
+            "CONFIG_HZ_250=y\nCONFIG_HZ=250\nCONFIG_SCHED_HRTICK=y\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kernel_tick_hz(&kernel), Some(250));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_configuration_word_selects_the_linux_scenario() {
+        let run = LinuxRun {
+            gic: 2,
+            vhe: true,
+            kernel: PathBuf::new(),
+            initrd: PathBuf::new(),
+            initrd_len: 0,
+            timeout: Duration::ZERO,
+        };
+        assert_eq!(run.config_word(), 0xA702_0109);
+    }
+}
