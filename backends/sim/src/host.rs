@@ -944,7 +944,7 @@ impl Hypervisor {
         let truth = (v.guest.timer(), v.guest.ptimer());
         let expiry = earliest_expiry(&v.guest, now);
         let mut p = self.machine.ports(cpu, vcpu);
-        let wakeup = v.timer.block(&mut p.timer, &mut p.soft);
+        let wakeup = v.timer.block(&self.vm, &mut p.timer, &mut p.soft);
         let armed = self.machine.soft_timers(vcpu).background;
         let ok = match (wakeup, expiry) {
             (Wakeup::Now, Some(at)) => at == now && armed.is_none(),

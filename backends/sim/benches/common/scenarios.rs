@@ -104,7 +104,7 @@ impl Library {
             }
             Op::BlockUnblock => {
                 let mut p = self.m.ports(0, 0);
-                let _ = self.t.block(&mut p.timer, &mut p.soft);
+                let _ = self.t.block(&self.vm, &mut p.timer, &mut p.soft);
                 self.t
                     .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
                     .unwrap();
