@@ -572,11 +572,12 @@ impl VcpuTimer {
                 // deactivation of the virtual interrupt must be what lets
                 // the PPI signal again, so it is made active as the
                 // acknowledge had left it. If that fails, nothing is
-                // injected and the PPI, inactive, signals again: the host
-                // retries.
+                // injected: released as below.
                 if self.host_released {
-                    chip.set_host_active(self.host_ppi, true)
-                        .map_err(Error::IrqChip)?;
+                    if let Err(e) = chip.set_host_active(self.host_ppi, true) {
+                        self.release_after_error(chip);
+                        return Err(Error::IrqChip(e));
+                    }
                     self.host_released = false;
                 }
                 if let Err(e) = self.set_level(TimerId::Virtual, true, chip) {

@@ -2,6 +2,10 @@
 
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Invariant, Step};
 
+/// The counter frequency of the machines here (a common SoC crystal): the
+/// histories are tick-exact and do not depend on it.
+const FREQUENCY_HZ: u32 = 24_000_000;
+
 fn guest(op: GuestOp) -> Step {
     Step::Guest { cpu: 0, op }
 }
@@ -41,7 +45,7 @@ fn replay(
 /// left high re-pends the interrupt at the next entry.
 #[test]
 fn rearm_deactivate_reload_with_level_resampling() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_level_resample(true);
     replay(&mut hv, &rearm_deactivate_reload()).unwrap();
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
@@ -61,7 +65,7 @@ fn rearm_deactivate_reload_with_level_resampling() {
 /// line again in that case.
 #[test]
 fn rearm_deactivate_reload_without_resampling() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     let result = replay(&mut hv, &rearm_deactivate_reload());
     if let Err((i, v)) = &result {
         assert_ne!(v.invariant, Invariant::LostInterrupt, "step {i}: {v}");
@@ -73,7 +77,7 @@ fn rearm_deactivate_reload_without_resampling() {
 /// timer expired, wakes at once, and the PPI is taken again exactly once.
 #[test]
 fn deactivate_with_line_high_then_wfi() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_level_resample(true);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
@@ -100,7 +104,7 @@ fn deactivate_with_line_high_then_wfi() {
 /// PPI; when the guest enables the timer again, the expiry reaches it.
 #[test]
 fn acknowledge_race_is_spurious_and_releases_the_ppi() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
         Step::Enter { cpu: 0 },
@@ -134,7 +138,7 @@ fn acknowledge_race_is_spurious_and_releases_the_ppi() {
 /// `handle_host_irq` now makes the PPI active again. Checked with the
 /// acknowledge at both points.
 fn cval_moved_ahead_while_the_ppi_is_signalled(ack: AckPoint) {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_ack_point(ack);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
