@@ -387,17 +387,25 @@ impl VcpuTimer {
             Forwarding::Masking => false,
         };
         let raised = self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        // After an interrupt controller error the host state is written
+        // whole, as `load` does.
+        let stale = self.host_stale;
         match self.forwarding {
-            Forwarding::Hardware if raised || was_high != self.vtimer.level() => {
+            Forwarding::Hardware if raised || was_high != self.vtimer.level() || stale => {
                 chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
-            Forwarding::Masking if was_high != self.vtimer.level() => {
+            Forwarding::Masking if was_high != self.vtimer.level() || stale => {
+                if stale {
+                    chip.set_host_active(self.host_ppi, false)
+                        .map_err(Error::IrqChip)?;
+                }
                 chip.set_host_masked(self.host_ppi, self.vtimer.level())
                     .map_err(Error::IrqChip)?;
             }
             Forwarding::Hardware | Forwarding::Masking => {}
         }
+        self.host_stale = false;
         self.restore(hw);
         Ok(())
     }
@@ -559,9 +567,8 @@ impl VcpuTimer {
             // left active: the next `before_entry` writes its state again,
             // and a line still recorded high is lowered at the next exit.
             let result = self.dismiss_host_irq(on_hardware, chip);
-            if result.is_err() {
-                self.host_stale = true;
-            }
+            // Written whole on success, possibly wrong on an error.
+            self.host_stale = result.is_err();
             return result.map(|()| HostIrq::Spurious);
         }
         match self.forwarding {
@@ -605,6 +612,9 @@ impl VcpuTimer {
                 }
             }
         }
+        // The host state is what a raise leaves, whatever an earlier error
+        // left: nothing to repair.
+        self.host_stale = false;
         Ok(HostIrq::Raised)
     }
 
@@ -643,6 +653,13 @@ impl VcpuTimer {
     /// holds the hardware-mapped virtual interrupt ([`Forwarding::Hardware`]),
     /// or inactive and masked exactly while the line is high
     /// ([`Forwarding::Masking`]). Touches no timer register.
+    ///
+    /// Only a failed `handle_host_irq` leaves the host state stale, and
+    /// every later call that writes it whole (a successful
+    /// `handle_host_irq`, `load`, `unblock`, `reset`) clears that, so with
+    /// [`Forwarding::Hardware`] a line still recorded high here is one the
+    /// guest holds no pending interrupt for (a lowering that failed):
+    /// released, the PPI signals again if the timer fires.
     fn repair_host_irq<C: IrqChip + ?Sized>(
         &mut self,
         chip: &mut C,

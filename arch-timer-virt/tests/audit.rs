@@ -463,3 +463,57 @@ fn failed_deactivation_of_a_spurious_irq_is_repaired_at_entry() {
         assert!(!chip.host_masked, "{forwarding:?}");
     }
 }
+
+/// Found by the model's chip fault histories: the guest cleared its
+/// condition, `after_exit` lowered the line and deactivated the PPI, the
+/// host acknowledged it afterwards (active again), the timer fired again,
+/// and re-activating the PPI for the raise failed. Nothing was injected
+/// and the PPI stayed active from the acknowledge: it must be released.
+#[test]
+fn failed_reactivation_in_the_handler_releases_the_ppi() {
+    let (_vm, mut timer, mut cpu, mut chip) = raised_at(1000, Forwarding::Hardware);
+    let mut soft = FakeSoft::default();
+    // The guest moved CVAL ahead before the exit: the line goes low, the
+    // PPI is deactivated.
+    cpu.cval = 2000;
+    timer.after_exit(&mut cpu, &mut chip, &mut soft).unwrap();
+    assert!(!chip.level(VTIMER) && !chip.host_active);
+    // The acknowledge of the interrupt signalled before, then the timer
+    // fires again before the handler runs; the re-activation fails.
+    chip.host_active = true;
+    cpu.now = 2000;
+    chip.fail_at = Some(0);
+    assert!(timer.handle_host_irq(&mut cpu, &mut chip).is_err());
+    assert!(!chip.level(VTIMER));
+    assert!(!chip.host_active, "active with nothing injected");
+    chip.host_active = true;
+    assert_eq!(
+        timer.handle_host_irq(&mut cpu, &mut chip),
+        Ok(HostIrq::Raised)
+    );
+    assert!(chip.level(VTIMER) && chip.host_active);
+}
+
+/// Found by the model: after a failed deactivation of a spurious host
+/// interrupt, a later host interrupt is handled successfully (the line is
+/// raised, the PPI held active for the guest's deactivation). The repair
+/// the error left due must not run any more: deactivating the PPI now
+/// would let it signal again while the guest has the interrupt pending.
+#[test]
+fn a_successful_host_irq_supersedes_the_repair_an_error_left_due() {
+    let (mut timer, mut cpu, mut chip) = fired_with_glitch(Forwarding::Hardware, 0);
+    cpu.ctl = 0;
+    assert!(timer.handle_host_irq(&mut cpu, &mut chip).is_err());
+    // The guest enables its timer again; the PPI (still active from the
+    // first acknowledge) is taken again after a deactivation elsewhere.
+    cpu.ctl = 1;
+    chip.host_active = true;
+    assert_eq!(
+        timer.handle_host_irq(&mut cpu, &mut chip),
+        Ok(HostIrq::Raised)
+    );
+    let mut soft = FakeSoft::default();
+    timer.before_entry(&mut cpu, &mut chip, &mut soft).unwrap();
+    assert!(chip.level(VTIMER));
+    assert!(chip.host_active, "released under a pending interrupt");
+}

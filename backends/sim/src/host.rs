@@ -794,6 +794,36 @@ impl Hypervisor {
                 }
             }
         }
+        for vcpu in 0..self.vcpus.len() {
+            self.check_line_follows(vcpu, "the counter offset change")?;
+        }
+        Ok(())
+    }
+
+    /// Invariant 1 after a VMM action on `vcpu` (an offset change, a
+    /// reset) that it did not see coming, made with the vCPU out of the
+    /// guest (its exit business done): if it is loaded, its virtual timer
+    /// line is high only while its timer condition holds. (A condition
+    /// the guest clears itself leaves the line high until the next exit,
+    /// as on hardware; the exit has been made here.)
+    fn check_line_follows(&self, vcpu: usize, what: &str) -> Result<(), Violation> {
+        let now = self.machine.now();
+        {
+            let v = &self.vcpus[vcpu];
+            let Some(cpu) = v.cpu else { return Ok(()) };
+            let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+            let truth = v.guest.timer();
+            if virq.line && !truth.asserted(now) {
+                return Err(violation(
+                    Invariant::EarlyInterrupt,
+                    format!(
+                        "after {what}, vCPU {vcpu} on CPU {cpu} has its virtual line high at \
+                         {now} but its timer is {truth:?} (virtual interrupt {:?})",
+                        virq.state
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -830,7 +860,7 @@ impl Hypervisor {
         if in_handler {
             self.stats.resets_in_handler = self.stats.resets_in_handler.saturating_add(1);
         }
-        Ok(())
+        self.check_line_follows(vcpu, "the reset")
     }
 
     /// The guest's write of `value` to the physical timer register `reg`
