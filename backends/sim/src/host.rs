@@ -121,8 +121,8 @@ pub enum Step {
     /// exit business) writes its physical timer's CTL with the value it
     /// reads (`set_reg`, which writes `CNTVOFF_EL2`). Every sleeping vCPU
     /// is blocked again, so that its background timer follows the new
-    /// expiries. Skipped if it would move a virtual count that has not
-    /// wrapped below zero.
+    /// expiries. Skipped if it would move the virtual count across the
+    /// wrap of the counter.
     SetOffset {
         /// How far the offset moves (the counts move the other way).
         delta: i32,
@@ -717,11 +717,17 @@ impl Hypervisor {
             }
             Step::SetOffset { delta } => {
                 let old = self.vm.counter_offset().unwrap_or(Ticks::ZERO);
-                let new = old.wrapping_add(Ticks::new(i64::from(delta).cast_unsigned()));
-                let now = self.machine.now();
-                if old <= now && new > now {
+                let count = self.machine.now().wrapping_sub(old).get();
+                // The counts move by -delta; not across the wrap.
+                let moved = if delta >= 0 {
+                    count.checked_sub(u64::from(delta.unsigned_abs()))
+                } else {
+                    count.checked_add(u64::from(delta.unsigned_abs()))
+                };
+                if moved.is_none() {
                     return Ok(false);
                 }
+                let new = old.wrapping_add(Ticks::new(i64::from(delta).cast_unsigned()));
                 self.change_offset(new)?;
                 Ok(true)
             }

@@ -1,5 +1,6 @@
 //! Shrunk failing histories found by the property tests, kept as tests.
 
+use arch_timer_virt::Forwarding;
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Invariant, Step};
 
 /// The counter frequency of the machines here (a common SoC crystal): the
@@ -180,4 +181,127 @@ fn cval_moved_ahead_while_signalled_with_the_acknowledge_after_exit() {
 #[test]
 fn cval_moved_ahead_while_signalled_with_the_acknowledge_in_the_vector() {
     cval_moved_ahead_while_the_ppi_is_signalled(AckPoint::AtException);
+}
+
+/// Issue 13, bug 1, in the model: the timer fires at the current virtual
+/// count and the line is raised; the VMM moves the VM offset by one tick,
+/// which a loaded vCPU takes through a physical timer register write.
+/// The virtual count is now one tick behind CVAL: the line must be low
+/// (checked by the step), and the expiry one tick later is delivered.
+#[test]
+fn offset_taken_by_a_physical_write_lowers_the_virtual_line() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+        hv.set_forwarding(forwarding).unwrap();
+        let steps = [
+            Step::Advance(1000),
+            Step::Load { vcpu: 0, cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::SetCval { ahead: 0 }),
+            guest(GuestOp::SetCtl(1)),
+            Step::HostIrq { cpu: 0 },
+            Step::SetOffset { delta: 1 },
+            Step::Enter { cpu: 0 },
+            Step::Advance(1),
+            Step::HostIrq { cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::Acknowledge),
+        ];
+        for (i, &s) in steps.iter().enumerate() {
+            assert!(
+                hv.step(s).unwrap(),
+                "{forwarding:?}: step {i} {s:?} skipped"
+            );
+        }
+        assert_eq!(hv.stats().offsets_taken_loaded, 1);
+        assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
+    }
+}
+
+/// Issue 13, bug 2, in the model: a vCPU sleeps with its timer 2000 ticks
+/// away, is scheduled out, and the VMM moves the counter 5000 ticks ahead.
+/// Blocked again, it wakes at once, and takes the interrupt when loaded.
+#[test]
+fn offset_change_wakes_a_sleeping_unloaded_vcpu() {
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+    let steps = [
+        Step::Advance(10_000),
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 2000 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::Wfi { cpu: 0 },
+        Step::Put { cpu: 0 },
+        Step::SetOffset { delta: -5000 },
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().sleeps_rearmed, 1);
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
+}
+
+/// Issue 13, gap 3, in the model: the VMM resets the vCPU while the guest
+/// handles its timer interrupt; the reset guest arms its timer and its
+/// first expiry reaches it.
+#[test]
+fn reset_inside_the_handler_then_the_next_expiry_arrives() {
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+    let steps = [
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCtl(1)),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+        Step::Reset { vcpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 10 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::Advance(10),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().resets_in_handler, 1);
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2);
+}
+
+/// Issue 13, gap 5, in the model: the interrupt controller fails at each
+/// call of the handler in turn; the host takes the PPI again (or the next
+/// entry repairs the PPI) and the interrupt reaches the guest.
+#[test]
+fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        for after in 0..3 {
+            let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+            hv.set_forwarding(forwarding).unwrap();
+            let steps = [
+                Step::Load { vcpu: 0, cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::SetCtl(1)),
+                Step::ChipFault { after },
+                Step::HostIrq { cpu: 0 },
+                Step::HostIrq { cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::Acknowledge),
+            ];
+            for &s in &steps {
+                hv.step(s)
+                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
+            }
+            assert_eq!(
+                hv.vcpu(0).guest.timer_irqs_taken(),
+                1,
+                "{forwarding:?}, fault at call {after}: {:?}",
+                hv.stats()
+            );
+        }
+    }
 }
