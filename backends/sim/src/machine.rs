@@ -677,3 +677,46 @@ impl Machine {
         self.cpus.iter().map(|c| c.timer.ordering_violations).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    /// Frequencies under test: a common SoC crystal, QEMU 7.2's `virt`, and
+    /// the Armv8.6+ mandated 1 GHz.
+    const FREQUENCIES_HZ: [u32; 3] = [24_000_000, 62_500_000, 1_000_000_000];
+
+    #[test]
+    fn wall_time_scales_with_the_configured_frequency() {
+        for hz in FREQUENCIES_HZ {
+            let mut m = Machine::new(1, 1, hz);
+            assert_eq!(m.frequency_hz(), hz);
+            assert_eq!(m.ports(0, 0).timer.features().frequency_hz, hz);
+            assert_eq!(m.ticks_for(Duration::from_secs(1)), u64::from(hz));
+            assert_eq!(
+                m.ticks_for(Duration::from_millis(3)),
+                u64::from(hz) * 3 / 1000
+            );
+            assert_eq!(m.ticks_for(Duration::ZERO), 0);
+            assert_eq!(m.ticks_for(Duration::MAX), u64::MAX, "saturates");
+        }
+    }
+
+    #[test]
+    fn an_injected_chip_fault_fails_one_call_then_disarms() {
+        let mut m = Machine::new(1, 1, FREQUENCIES_HZ[0]);
+        m.inject_chip_fault(Some(1));
+        assert!(m.chip_fault_armed());
+        let mut p = m.ports(0, 0);
+        let ppi = IntId::VIRTUAL_TIMER;
+        assert_eq!(p.gic.set_host_active(ppi, true), Ok(()));
+        assert_eq!(p.gic.set_host_active(ppi, false), Err(SimChipError));
+        assert_eq!(p.gic.set_host_masked(ppi, true), Ok(()));
+        assert!(!m.chip_fault_armed());
+        assert_eq!(m.chip_faults_fired(), 1);
+        let state = m.cpu(0).ppis.get(ppi);
+        assert!(state.active, "the failed call changed nothing");
+        assert!(!state.enabled);
+    }
+}
