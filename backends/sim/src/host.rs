@@ -924,11 +924,17 @@ impl Hypervisor {
         let saved: Vec<_> = regs
             .map(|(t, r)| (t, r, v.timer.get_reg(&self.vm, &p.timer, t, r)))
             .collect();
+        // No line of either timer high and nothing in flight: a new
+        // `VcpuTimer` starts with both lines low, as the vGIC of the new
+        // host does.
         let idle = {
-            let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+            let quiet = |intid| {
+                let irq = self.machine.virtual_irq(vcpu, intid);
+                !irq.line && irq.state == VirtualState::Inactive
+            };
             let soft = self.machine.soft_timers(vcpu);
-            !virq.line
-                && virq.state == VirtualState::Inactive
+            quiet(self.vm.virtual_irq())
+                && quiet(self.vm.physical_irq())
                 && soft.background.is_none()
                 && soft.physical.is_none()
         };

@@ -305,3 +305,37 @@ fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
         }
     }
 }
+
+/// Found by `vcpus_and_cpus` once offset changes were generated: the VMM's
+/// round trip into a new `VcpuTimer` was allowed while the emulated
+/// physical timer's line was high in the vGIC (the model checked only the
+/// virtual timer's); the new `VcpuTimer` starts with both lines low, so the
+/// stale high line stayed after an offset change un-met the condition. A
+/// restore into a new `VcpuTimer` now waits until neither line is high, as
+/// on a new host with a fresh vGIC.
+#[test]
+fn fresh_restore_waits_for_the_physical_timer_line() {
+    let mut hv = Hypervisor::new(2, 2, FREQUENCY_HZ);
+    let g1 = |op| Step::Guest { cpu: 1, op };
+    let steps = [
+        Step::Advance(1454),
+        Step::Load { vcpu: 1, cpu: 1 },
+        Step::Enter { cpu: 1 },
+        g1(GuestOp::PhysSetCval { ahead: 0 }),
+        g1(GuestOp::PhysSetCtl(1)),
+        Step::Advance(881),
+        Step::Put { cpu: 1 },
+        Step::SaveRestore {
+            vcpu: 1,
+            order: 0,
+            fresh: true,
+        },
+        Step::SetOffset { delta: 882 },
+        Step::Load { vcpu: 1, cpu: 0 },
+        Step::Enter { cpu: 0 },
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().fresh_restores, 0);
+}
