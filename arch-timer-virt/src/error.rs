@@ -23,6 +23,10 @@ pub enum Error<E = Infallible> {
     /// [`VcpuTimer::load`](crate::VcpuTimer::load) on a vCPU that is
     /// already loaded.
     AlreadyLoaded,
+    /// [`VcpuTimer::before_entry`](crate::VcpuTimer::before_entry) on a
+    /// blocked vCPU, between [`block`](crate::VcpuTimer::block) and
+    /// [`unblock`](crate::VcpuTimer::unblock).
+    Blocked,
     /// A shared timer was borrowed again while already borrowed (a
     /// re-entrant call from inside [`SharedVcpuTimer::with`](crate::SharedVcpuTimer::with)).
     Busy,
@@ -42,6 +46,7 @@ impl Error {
             Self::ConfigLocked => Error::ConfigLocked,
             Self::NotLoaded => Error::NotLoaded,
             Self::AlreadyLoaded => Error::AlreadyLoaded,
+            Self::Blocked => Error::Blocked,
             Self::Busy => Error::Busy,
             Self::ReadOnlyRegister => Error::ReadOnlyRegister,
             Self::IrqChip(never) => match never {},
@@ -57,6 +62,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Self::ConfigLocked => write!(f, "the VM timer configuration is locked: a vCPU has run"),
             Self::NotLoaded => write!(f, "the vCPU timer is not loaded on this CPU"),
             Self::AlreadyLoaded => write!(f, "the vCPU timer is already loaded"),
+            Self::Blocked => write!(f, "the vCPU is blocked: unblock it before entering it"),
             Self::Busy => write!(f, "the shared vCPU timer is already borrowed"),
             Self::ReadOnlyRegister => write!(f, "the timer register is read-only"),
             Self::IrqChip(e) => write!(f, "interrupt controller: {e}"),

@@ -66,7 +66,10 @@ impl VcpuTimer {
     /// the vCPU loaded, line levels follow at once (a cleared condition
     /// lowers the line and releases the physical interrupt; the physical
     /// timer's line is raised or lowered); otherwise at the next
-    /// [`load`](Self::load) and [`before_entry`](Self::before_entry).
+    /// [`load`](Self::load) and [`before_entry`](Self::before_entry). A
+    /// loaded vCPU takes a new VM-wide counter offset here, whichever timer
+    /// and register is named; since that moves both timers' counts, both
+    /// lines follow then.
     /// Every value is accepted: unknown CTL bits and ISTATUS are ignored,
     /// TVAL uses its low 32 bits, all arithmetic wraps as the counter does.
     ///
@@ -130,18 +133,40 @@ impl VcpuTimer {
             self.restore(hw);
         }
         if self.loaded {
-            let ctx = self.context(timer);
-            let fire = ctx.should_fire(now);
-            if fire != ctx.level() {
-                match timer {
-                    // A newly met condition raises the physical PPI by itself.
-                    TimerId::Virtual if !fire => {
-                        self.set_level(timer, false, chip)?;
-                        self.release_host_irq(chip)?;
-                    }
-                    TimerId::Virtual => {}
-                    TimerId::Physical => self.set_level(timer, fire, chip)?,
+            // A moved offset moves both timers' counts, whichever register
+            // was named: both lines follow.
+            if self.vtimer.offset() != offset_before {
+                self.sync_loaded_line(TimerId::Virtual, now, chip)?;
+                self.sync_loaded_line(TimerId::Physical, now, chip)?;
+            } else {
+                self.sync_loaded_line(timer, now, chip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a loaded vCPU's line for `timer` in step with its state after
+    /// a register write: the virtual line is lowered (and the physical
+    /// interrupt released) if its condition no longer holds, and left to
+    /// the hardware PPI if it newly holds; the physical line follows its
+    /// condition either way.
+    fn sync_loaded_line<C: IrqChip + ?Sized>(
+        &mut self,
+        timer: TimerId,
+        now: Ticks,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        let ctx = self.context(timer);
+        let fire = ctx.should_fire(now);
+        if fire != ctx.level() {
+            match timer {
+                // A newly met condition raises the physical PPI by itself.
+                TimerId::Virtual if !fire => {
+                    self.set_level(timer, false, chip)?;
+                    self.release_host_irq(chip)?;
                 }
+                TimerId::Virtual => {}
+                TimerId::Physical => self.set_level(timer, fire, chip)?,
             }
         }
         Ok(())

@@ -83,6 +83,12 @@ pub struct VcpuTimer {
     /// `reset`, or a register write) since the last guest entry: a host
     /// interrupt acknowledged at that exit may have lost its active state.
     host_released: bool,
+    /// A failed interrupt controller call may have left the physical PPI's
+    /// host state (active, masked) wrong: the next
+    /// [`before_entry`](Self::before_entry) writes it again.
+    host_stale: bool,
+    /// Between `block` and `unblock`.
+    blocked: bool,
     background_armed: bool,
     physical_armed: bool,
     user_levels: TimerLevels,
@@ -109,6 +115,8 @@ impl VcpuTimer {
             loaded: false,
             mapped: None,
             host_released: false,
+            host_stale: false,
+            blocked: false,
             background_armed: false,
             physical_armed: false,
             user_levels: TimerLevels {
@@ -151,6 +159,13 @@ impl VcpuTimer {
     #[must_use]
     pub const fn forwarding(&self) -> Forwarding {
         self.forwarding
+    }
+
+    /// Whether the vCPU is blocked: between [`block`](Self::block) and
+    /// [`unblock`](Self::unblock) (across a `put` and `load` too).
+    #[must_use]
+    pub const fn is_blocked(&self) -> bool {
+        self.blocked
     }
 
     /// Whether the background timer is armed (between
@@ -246,6 +261,7 @@ impl VcpuTimer {
 
         hw.set_virtual_offset(self.vtimer.offset());
         self.host_released = false;
+        self.host_stale = false;
         self.loaded = true;
         self.restore(hw);
         hw.set_el1_physical_access(false);
@@ -287,18 +303,36 @@ impl VcpuTimer {
     ///
     /// Arms nothing if a timer has already expired ([`Wakeup::Now`]: do not
     /// sleep) or if neither can fire ([`Wakeup::Never`]). May be called
-    /// whether or not the vCPU is loaded.
+    /// whether or not the vCPU is loaded. The vCPU is blocked from here
+    /// until [`unblock`](Self::unblock), whatever this returns
+    /// (also for [`Wakeup::Now`]): [`before_entry`](Self::before_entry)
+    /// refuses to enter it until then.
+    ///
+    /// The expiries are those the guest would see: a vCPU that is not
+    /// loaded counts with `vm`'s VM-wide counter offset, as its register
+    /// reads do ([`get_reg`](Self::get_reg)); a loaded vCPU with the offset
+    /// it runs with. Calling `block` again on a blocked vCPU computes the
+    /// expiries again and re-arms (or cancels) the background timer: do so
+    /// for every sleeping vCPU after
+    /// [`VmTimer::set_counter_offset`], whose new offset can make a
+    /// timer expire earlier than the armed deadline.
     ///
     /// Like KVM, this looks at the timers only: a guest that masks the
     /// timer's interrupt in its GIC (not in CTL) and waits with its timer
     /// expired gets [`Wakeup::Now`] each time, so its WFI returns at once.
     #[doc(alias = "kvm_timer_schedule")]
-    pub fn block<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Wakeup
+    pub fn block<H, S>(&mut self, vm: &VmTimer, hw: &mut H, soft: &mut S) -> Wakeup
     where
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
         self.save(hw);
+        self.blocked = true;
+        if !self.loaded {
+            // Not on a CPU: no CNTVOFF_EL2 to keep in step, and the offset
+            // is what `get_reg` already reports and `load` will write.
+            self.apply_vm_offset(vm);
+        }
         let now = hw.physical_count();
         let wakeup = if self.vtimer.should_fire(now) || self.ptimer.should_fire(now) {
             Wakeup::Now
@@ -341,6 +375,7 @@ impl VcpuTimer {
         S: SoftTimers + ?Sized,
     {
         self.cancel_background(soft);
+        self.blocked = false;
         if !self.loaded || self.vtimer.residency() == Residency::Hardware {
             return Ok(());
         }
@@ -352,17 +387,25 @@ impl VcpuTimer {
             Forwarding::Masking => false,
         };
         let raised = self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        // After an interrupt controller error the host state is written
+        // whole, as `load` does.
+        let stale = self.host_stale;
         match self.forwarding {
-            Forwarding::Hardware if raised || was_high != self.vtimer.level() => {
+            Forwarding::Hardware if raised || was_high != self.vtimer.level() || stale => {
                 chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
-            Forwarding::Masking if was_high != self.vtimer.level() => {
+            Forwarding::Masking if was_high != self.vtimer.level() || stale => {
+                if stale {
+                    chip.set_host_active(self.host_ppi, false)
+                        .map_err(Error::IrqChip)?;
+                }
                 chip.set_host_masked(self.host_ppi, self.vtimer.level())
                     .map_err(Error::IrqChip)?;
             }
             Forwarding::Hardware | Forwarding::Masking => {}
         }
+        self.host_stale = false;
         self.restore(hw);
         Ok(())
     }
@@ -371,11 +414,17 @@ impl VcpuTimer {
     /// timer's line up to date and arms its soft timer for the next expiry.
     ///
     /// Touches no virtual timer register, and nothing at all while the
-    /// physical timer can neither fire nor has its line high.
+    /// physical timer can neither fire nor has its line high. If an
+    /// interrupt controller error in an earlier call (see
+    /// [`handle_host_irq`](Self::handle_host_irq)) may have left the
+    /// physical PPI's active or masked state wrong, writes it again first.
     ///
     /// # Errors
     ///
-    /// [`Error::NotLoaded`]; [`Error::IrqChip`].
+    /// [`Error::NotLoaded`]; [`Error::Blocked`] between
+    /// [`block`](Self::block) and [`unblock`](Self::unblock) (the virtual
+    /// timer is saved and disabled on the hardware; nothing is touched);
+    /// [`Error::IrqChip`].
     #[doc(alias = "kvm_timer_flush_hwstate")]
     pub fn before_entry<H, C, S>(
         &mut self,
@@ -390,6 +439,12 @@ impl VcpuTimer {
     {
         if !self.loaded {
             return Err(Error::NotLoaded);
+        }
+        if self.blocked {
+            return Err(Error::Blocked);
+        }
+        if self.host_stale {
+            self.repair_host_irq(chip)?;
         }
         // Memory only: the guest runs again, so a host interrupt taken
         // from now on is acknowledged after any release so far.
@@ -475,7 +530,13 @@ impl VcpuTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::IrqChip`].
+    /// [`Error::IrqChip`]. A failed call leaves state that converges: a line
+    /// is recorded high only once the interrupt controller took it; if
+    /// nothing was injected the PPI is deactivated, so it signals again
+    /// while the timer fires and the host retries; a PPI whose host state
+    /// may be wrong is written again by the next
+    /// [`before_entry`](Self::before_entry); a line left high for a cleared
+    /// condition is lowered at the next [`after_exit`](Self::after_exit).
     #[doc(alias = "kvm_arch_timer_handler")]
     pub fn handle_host_irq<H, C>(
         &mut self,
@@ -501,39 +562,119 @@ impl VcpuTimer {
             // raised line whose condition the guest cleared goes low; the
             // line of a blocked vCPU (timer saved and disabled) stays as it
             // is until `unblock` looks at the timer again.
-            if on_hardware && self.vtimer.level() {
-                self.set_level(TimerId::Virtual, false, chip)?;
-                if self.forwarding == Forwarding::Masking {
-                    chip.set_host_masked(self.host_ppi, false)
-                        .map_err(Error::IrqChip)?;
+            //
+            // If the interrupt controller fails on the way, the PPI may be
+            // left active: the next `before_entry` writes its state again,
+            // and a line still recorded high is lowered at the next exit.
+            let result = self.dismiss_host_irq(on_hardware, chip);
+            // Written whole on success, possibly wrong on an error.
+            self.host_stale = result.is_err();
+            return result.map(|()| HostIrq::Spurious);
+        }
+        match self.forwarding {
+            Forwarding::Hardware => {
+                // The acknowledge came before this exit's `after_exit`,
+                // which found the condition cleared and deactivated the
+                // PPI; the timer has fired again since. The guest's
+                // deactivation of the virtual interrupt must be what lets
+                // the PPI signal again, so it is made active as the
+                // acknowledge had left it. If that fails, nothing is
+                // injected: released as below.
+                if self.host_released {
+                    if let Err(e) = chip.set_host_active(self.host_ppi, true) {
+                        self.release_after_error(chip);
+                        return Err(Error::IrqChip(e));
+                    }
+                    self.host_released = false;
+                }
+                if let Err(e) = self.set_level(TimerId::Virtual, true, chip) {
+                    // Nothing injected: an active PPI would hold back this
+                    // expiry for good. Released, it signals again while the
+                    // timer fires, and the host retries.
+                    self.release_after_error(chip);
+                    return Err(e);
                 }
             }
-            chip.set_host_active(self.host_ppi, false)
-                .map_err(Error::IrqChip)?;
-            self.host_released = false;
-            return Ok(HostIrq::Spurious);
-        }
-        self.set_level(TimerId::Virtual, true, chip)?;
-        match self.forwarding {
-            // The acknowledge came before this exit's `after_exit`, which
-            // found the condition cleared and deactivated the PPI; the
-            // timer has fired again since. The guest's deactivation of the
-            // virtual interrupt must be what lets the PPI signal again, so
-            // it is made active as the acknowledge had left it.
-            Forwarding::Hardware if self.host_released => {
-                chip.set_host_active(self.host_ppi, true)
-                    .map_err(Error::IrqChip)?;
-                self.host_released = false;
-            }
-            Forwarding::Hardware => {}
             Forwarding::Masking => {
-                chip.set_host_masked(self.host_ppi, true)
+                if let Err(e) = chip.set_host_masked(self.host_ppi, true) {
+                    // Not masked, line not reported: released, the PPI
+                    // signals again and the host retries.
+                    self.release_after_error(chip);
+                    return Err(Error::IrqChip(e));
+                }
+                self.set_level(TimerId::Virtual, true, chip)?;
+                if let Err(e) = chip.set_host_active(self.host_ppi, false) {
+                    // Masked with the line reported: no storm and nothing
+                    // lost now, but an active PPI would hold back the next
+                    // expiry once unmasked. `before_entry` deactivates it.
+                    self.host_stale = true;
+                    return Err(Error::IrqChip(e));
+                }
+            }
+        }
+        // The host state is what a raise leaves, whatever an earlier error
+        // left: nothing to repair.
+        self.host_stale = false;
+        Ok(HostIrq::Raised)
+    }
+
+    /// The spurious half of [`handle_host_irq`](Self::handle_host_irq):
+    /// lowers a raised line whose condition the guest cleared (unmasking
+    /// the PPI with [`Forwarding::Masking`]) and deactivates the PPI.
+    fn dismiss_host_irq<C: IrqChip + ?Sized>(
+        &mut self,
+        on_hardware: bool,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        if on_hardware && self.vtimer.level() {
+            self.set_level(TimerId::Virtual, false, chip)?;
+            if self.forwarding == Forwarding::Masking {
+                chip.set_host_masked(self.host_ppi, false)
                     .map_err(Error::IrqChip)?;
+            }
+        }
+        chip.set_host_active(self.host_ppi, false)
+            .map_err(Error::IrqChip)?;
+        self.host_released = false;
+        Ok(())
+    }
+
+    /// After a failed raise in `handle_host_irq`: deactivates the PPI so
+    /// that it signals again, or leaves that to the next `before_entry` if
+    /// this fails too.
+    fn release_after_error<C: IrqChip + ?Sized>(&mut self, chip: &mut C) {
+        if chip.set_host_active(self.host_ppi, false).is_err() {
+            self.host_stale = true;
+        }
+    }
+
+    /// Writes the physical PPI's host state again after an interrupt
+    /// controller error may have left it wrong: inactive unless the guest
+    /// holds the hardware-mapped virtual interrupt ([`Forwarding::Hardware`]),
+    /// or inactive and masked exactly while the line is high
+    /// ([`Forwarding::Masking`]). Touches no timer register.
+    ///
+    /// Only a failed `handle_host_irq` leaves the host state stale, and
+    /// every later call that writes it whole (a successful
+    /// `handle_host_irq`, `load`, `unblock`, `reset`) clears that, so with
+    /// [`Forwarding::Hardware`] a line still recorded high here is one the
+    /// guest holds no pending interrupt for (a lowering that failed):
+    /// released, the PPI signals again if the timer fires.
+    fn repair_host_irq<C: IrqChip + ?Sized>(
+        &mut self,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        match self.forwarding {
+            Forwarding::Hardware => self.release_host_irq(chip)?,
+            Forwarding::Masking => {
                 chip.set_host_active(self.host_ppi, false)
                     .map_err(Error::IrqChip)?;
+                chip.set_host_masked(self.host_ppi, self.vtimer.level())
+                    .map_err(Error::IrqChip)?;
             }
         }
-        Ok(HostIrq::Raised)
+        self.host_stale = false;
+        Ok(())
     }
 
     /// The emulated physical timer's soft timer expired: brings its line in
@@ -595,7 +736,16 @@ impl VcpuTimer {
     /// vCPU reset: disables both timers (CVAL and offsets are kept), lowers
     /// their lines, releases the physical interrupt and cancels the soft
     /// timers. Works loaded or not; only a loaded vCPU touches the timer
-    /// registers.
+    /// registers and the host PPI.
+    ///
+    /// A loaded vCPU's physical PPI is deactivated (and unmasked) even if the
+    /// reset guest was still handling its timer interrupt (as KVM does): the
+    /// old guest's deactivation will never come, and the reset guest's
+    /// first expiry must be taken. The virtual interrupt's state in the
+    /// vCPU's virtual interrupt controller (a list register holding it
+    /// active) is the VMM's to reset along with the rest of that
+    /// controller, as a vCPU reset does; [`load`](Self::load) makes the PPI
+    /// active again for a virtual interrupt still active there.
     ///
     /// # Errors
     ///
@@ -626,9 +776,16 @@ impl VcpuTimer {
         }
         if self.vtimer.level() {
             self.set_level(TimerId::Virtual, false, chip)?;
-            if self.loaded {
-                self.release_host_irq(chip)?;
+        }
+        if self.loaded {
+            chip.set_host_active(self.host_ppi, false)
+                .map_err(Error::IrqChip)?;
+            self.host_released = true;
+            if self.forwarding == Forwarding::Masking {
+                chip.set_host_masked(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
             }
+            self.host_stale = false;
         }
         Ok(())
     }
@@ -696,6 +853,7 @@ impl VcpuTimer {
     /// Sets a timer's line and tells the interrupt controller
     /// ([`Forwarding::Hardware`]); with [`Forwarding::Masking`] the VMM
     /// learns it through [`should_notify_user`](Self::should_notify_user).
+    /// The level is recorded only if the interrupt controller took it.
     #[doc(alias = "kvm_timer_update_irq")]
     pub(crate) fn set_level<C: IrqChip + ?Sized>(
         &mut self,
@@ -705,11 +863,13 @@ impl VcpuTimer {
     ) -> Result<(), Error<C::Error>> {
         let forwarding = self.forwarding;
         let timer = self.context_mut(id);
-        timer.set_level(level);
+        // Recorded once the interrupt controller has it, so that a failed
+        // call is tried again by whatever looks at the level next.
         if forwarding == Forwarding::Hardware {
             chip.set_virtual_level(timer.irq(), level)
                 .map_err(Error::IrqChip)?;
         }
+        timer.set_level(level);
         Ok(())
     }
 

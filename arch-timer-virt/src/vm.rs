@@ -100,7 +100,14 @@ impl VmTimer {
     /// [`set_reg`](crate::VcpuTimer::set_reg) and until then runs, and
     /// reads, with the offset it had. So set it while the vCPUs are
     /// scheduled out (as a VMM does before the first run after a restore,
-    /// and as KVM requires), and every vCPU changes over together.
+    /// and as KVM requires), and every vCPU changes over together. When a
+    /// loaded vCPU takes it, both its timers' lines follow the moved count.
+    ///
+    /// A vCPU asleep in [`block`](crate::VcpuTimer::block) keeps the
+    /// background timer it armed with the old offset, which may now be
+    /// late: call `block` again for each sleeping vCPU (it re-arms; a
+    /// loaded one first takes the offset with a
+    /// [`set_reg`](crate::VcpuTimer::set_reg) of any register).
     /// Allowed at any time, also after the configuration is locked.
     pub const fn set_counter_offset(&mut self, offset: Ticks) {
         self.counter_offset = Some(offset);

@@ -158,7 +158,7 @@ proptest! {
                     }
                 }
                 Op::Block => {
-                    let _ = timer.block(&mut cpu, &mut soft);
+                    let _ = timer.block(&vm, &mut cpu, &mut soft);
                 }
                 Op::Unblock => {
                     prop_assert_eq!(timer.unblock(&mut cpu, &mut chip, &mut soft), Ok(()));
@@ -166,7 +166,9 @@ proptest! {
                 Op::Round => {
                     let loaded = timer.is_loaded();
                     let expect = if loaded { Ok(()) } else { Err(Error::NotLoaded) };
-                    prop_assert_eq!(timer.before_entry(&mut cpu, &mut chip, &mut soft), expect);
+                    // A blocked vCPU is not entered: between block and unblock.
+                    let entry = if loaded && timer.is_blocked() { Err(Error::Blocked) } else { expect };
+                    prop_assert_eq!(timer.before_entry(&mut cpu, &mut chip, &mut soft), entry);
                     prop_assert_eq!(timer.after_exit(&mut cpu, &mut chip, &mut soft), expect);
                 }
                 Op::HostIrq => {

@@ -130,11 +130,11 @@ fn load_after_the_guest_deactivated_with_the_condition_met_re_raises() {
 /// block() saved the timer (PPI acknowledged just before the save).
 #[test]
 fn host_irq_while_blocked_with_the_line_high_is_not_lost() {
-    let (_vm, mut t, mut cpu, mut gic) = fired();
+    let (vm, mut t, mut cpu, mut gic) = fired();
     let mut soft = FakeSoft::default();
     t.after_exit(&mut cpu, &mut gic, &mut soft).unwrap();
     gic.host_active = true; // PPI acknowledged on its way in
-    assert_eq!(t.block(&mut cpu, &mut soft), Wakeup::Now);
+    assert_eq!(t.block(&vm, &mut cpu, &mut soft), Wakeup::Now);
     assert_eq!(
         t.handle_host_irq(&mut cpu, &mut gic).unwrap(),
         HostIrq::Spurious
@@ -243,7 +243,7 @@ fn unblock_raises_a_timer_that_expired_during_the_sleep() {
     cpu.cval = 1500;
     cpu.ctl = 1;
     assert_eq!(
-        t.block(&mut cpu, &mut soft),
+        t.block(&vm, &mut cpu, &mut soft),
         Wakeup::At(arch_timer_virt::Ticks::new(1500))
     );
     cpu.now = 1500; // the background timer fires

@@ -202,12 +202,12 @@ fn spurious_host_irq_with_the_line_high_lowers_it_and_deactivates() {
 /// disabled) reads no register: it is spurious.
 #[test]
 fn host_irq_while_blocked_is_spurious() {
-    let (_vm, mut timer) = loaded_with(Ticks::ZERO);
+    let (vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut hw = quiet_hw_at(10);
     hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
     hw.expect_vtimer_cval().return_const(Ticks::new(1000));
     assert_eq!(
-        timer.block(&mut hw, &mut quiet_soft()),
+        timer.block(&vm, &mut hw, &mut quiet_soft()),
         Wakeup::At(Ticks::new(1000))
     );
 
@@ -448,7 +448,7 @@ fn blocked_at(
     offset: u64,
     now: u64,
 ) -> (Wakeup, VcpuTimer, Vec<(SoftTimer, Ticks)>) {
-    let (_vm, mut timer) = loaded_with(Ticks::new(offset));
+    let (vm, mut timer) = loaded_with(Ticks::new(offset));
     let mut hw = quiet_hw_at(now);
     hw.expect_vtimer_ctl().return_const(ctl);
     hw.expect_vtimer_cval().return_const(Ticks::new(cval));
@@ -461,7 +461,7 @@ fn blocked_at(
         }
     });
     soft.expect_cancel().return_const(());
-    let wakeup = timer.block(&mut hw, &mut soft);
+    let wakeup = timer.block(&vm, &mut hw, &mut soft);
     let armed = armed.lock().map(|a| a.clone()).unwrap_or_default();
     (wakeup, timer, armed)
 }
@@ -537,10 +537,16 @@ fn a_failing_chip_during_host_irq_is_an_error_not_a_panic() {
     chip.checkpoint();
     chip.expect_set_virtual_level()
         .returning(|_, _| Err(arch_timer_virt::mock::MockChipError));
+    // Nothing was injected: the PPI is released so that it signals again.
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .returning(|_, _| Ok(()));
     assert!(matches!(
         timer.handle_host_irq(&mut hw, &mut chip),
         Err(arch_timer_virt::Error::IrqChip(_))
     ));
+    assert!(!timer.vtimer().level(), "the level the chip refused");
 }
 
 /// With `Forwarding::Masking`, a timer that expired while the vCPU was
@@ -588,7 +594,7 @@ fn masking_mode_load_and_unblock_raise_for_the_vmm_and_mask_the_ppi() {
 
     // It sleeps; the deadline passes; unblock raises and masks.
     assert_eq!(
-        timer.block(&mut cpu, &mut soft),
+        timer.block(&vm, &mut cpu, &mut soft),
         Wakeup::At(Ticks::new(10_000))
     );
     cpu.now = 10_500;

@@ -249,7 +249,7 @@ fn block_put_load_unblock_saves_once_and_restores_once() {
         .return_const(());
 
     assert_eq!(
-        timer.block(&mut hw, &mut soft),
+        timer.block(&vm, &mut hw, &mut soft),
         Wakeup::At(Ticks::new(5000))
     );
     assert_eq!(timer.put(&mut hw, &mut soft), Ok(()));
@@ -265,7 +265,7 @@ fn block_put_load_unblock_saves_once_and_restores_once() {
 /// The second flow: block, unblock without being scheduled away.
 #[test]
 fn block_unblock_saves_and_restores() {
-    let (_vm, mut timer) = loaded_with(Ticks::ZERO);
+    let (vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut seq = Sequence::new();
     let mut hw = MockTimerHw::new();
     let mut soft = MockSoftTimers::new();
@@ -309,7 +309,7 @@ fn block_unblock_saves_and_restores() {
 
     // Masked: it cannot fire, so nothing is armed and nothing cancelled,
     // and unblock changes no line (the chip is only asked what is active).
-    assert_eq!(timer.block(&mut hw, &mut soft), Wakeup::Never);
+    assert_eq!(timer.block(&vm, &mut hw, &mut soft), Wakeup::Never);
     let mut chip = MockIrqChip::new();
     chip.expect_virtual_active()
         .times(1)
@@ -322,12 +322,15 @@ fn block_unblock_saves_and_restores() {
 /// hardware.
 #[test]
 fn unblock_when_not_loaded_leaves_the_hardware_alone() {
-    let (_vm, mut timer) = loaded_with(Ticks::ZERO);
+    let (vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut hw = quiet_hw();
     hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
     hw.expect_vtimer_cval().return_const(Ticks::new(100));
     let mut soft = quiet_soft();
-    assert_eq!(timer.block(&mut hw, &mut soft), Wakeup::At(Ticks::new(100)));
+    assert_eq!(
+        timer.block(&vm, &mut hw, &mut soft),
+        Wakeup::At(Ticks::new(100))
+    );
     assert_eq!(timer.put(&mut hw, &mut soft), Ok(()));
 
     let mut untouched = MockTimerHw::new();

@@ -230,7 +230,7 @@ fn blocked_vcpu_with_only_the_physical_timer_wakes_at_its_deadline() {
     let mut rig = Rig::loaded(5000);
     rig.set(TimerId::Physical, TimerReg::Cval, 7000);
     rig.set(TimerId::Physical, TimerReg::Ctl, ENABLE);
-    let wakeup = rig.timer.block(&mut rig.cpu, &mut rig.soft);
+    let wakeup = rig.timer.block(&rig.vm, &mut rig.cpu, &mut rig.soft);
     assert_eq!(wakeup, Wakeup::At(Ticks::new(7000)));
     assert_eq!(rig.soft.background, Some(Ticks::new(7000)));
     rig.cpu.now = 7000;
@@ -252,12 +252,12 @@ fn block_takes_the_earlier_of_the_two_timers() {
     rig.set(TimerId::Virtual, TimerReg::Cval, 800);
     rig.set(TimerId::Virtual, TimerReg::Ctl, ENABLE);
     assert_eq!(
-        rig.timer.block(&mut rig.cpu, &mut rig.soft),
+        rig.timer.block(&rig.vm, &mut rig.cpu, &mut rig.soft),
         Wakeup::At(Ticks::new(800))
     );
     rig.set(TimerId::Virtual, TimerReg::Ctl, ENABLE | IMASK);
     assert_eq!(
-        rig.timer.block(&mut rig.cpu, &mut rig.soft),
+        rig.timer.block(&rig.vm, &mut rig.cpu, &mut rig.soft),
         Wakeup::At(Ticks::new(900))
     );
 }

@@ -17,8 +17,12 @@ use arch_timer_virt::emulate::{self, Access, TimerSysReg};
 use arch_timer_virt::{IntId, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer};
 use arch_timer_virt_sim::{GuestOp, Handler, Hypervisor, Machine, Step};
 
+/// The counter frequency of the demo's machines (a common SoC crystal):
+/// the demo counts in ticks and does not depend on it.
+const FREQUENCY_HZ: u32 = 24_000_000;
+
 fn main() {
-    let mut hv = Hypervisor::new(2, 1);
+    let mut hv = Hypervisor::new(2, 1, FREQUENCY_HZ);
     hv.machine().set_tracing(true);
     let guest = |cpu, op| Step::Guest { cpu, op };
     let script: &[(&str, Step)] = &[
@@ -134,7 +138,7 @@ fn main() {
 /// Part two: the emulated physical timer and a register round trip.
 fn physical_timer_and_migration() {
     println!("\n-- the emulated physical timer, and a VMM's save/restore round trip --");
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     let vm = VmTimer::new();
     let mut timer = VcpuTimer::new();
     let p = m.ports(0, 0);
@@ -229,7 +233,7 @@ fn physical_timer_and_migration() {
     }
 
     // Another machine, whose counter is far ahead; restore in reverse order.
-    let mut other = Machine::new(1, 1);
+    let mut other = Machine::new(1, 1, FREQUENCY_HZ);
     other.advance(50_000_000);
     let vm2 = VmTimer::new();
     let mut restored = VcpuTimer::new();

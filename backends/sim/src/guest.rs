@@ -153,6 +153,17 @@ impl Guest {
         self.ptimer.offset = offset;
     }
 
+    /// The vCPU is reset: both timers disabled (CVAL kept, as the
+    /// architecture leaves it UNKNOWN and the library keeps it), no
+    /// interrupt being handled, interrupts unmasked (the model's guest
+    /// boots straight into its loop).
+    pub const fn reset(&mut self) {
+        self.timer.ctl = TimerCtl::empty();
+        self.ptimer.ctl = TimerCtl::empty();
+        self.handling = None;
+        self.irqs_masked = false;
+    }
+
     /// The trapped physical timer write `op` makes, if it makes one: the
     /// register and the value the guest writes at physical count `now`.
     /// The hypervisor emulates it and then calls

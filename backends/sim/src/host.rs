@@ -3,7 +3,6 @@
 //! does, one [`Step`] at a time, and checks the library's invariants after
 //! every step ([`Violation`]).
 
-use core::convert::Infallible;
 use core::fmt;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
@@ -115,6 +114,36 @@ pub enum Step {
         /// Restore into a new `VcpuTimer`.
         fresh: bool,
     },
+    /// The VMM moves the VM-wide counter offset by `delta` ticks
+    /// (`VmTimer::set_counter_offset`; every guest's count moves by
+    /// `-delta`) while the vCPUs are wherever they are. A loaded vCPU
+    /// takes it the way the library offers: the VMM (after the run loop's
+    /// exit business) writes its physical timer's CTL with the value it
+    /// reads (`set_reg`, which writes `CNTVOFF_EL2`). Every sleeping vCPU
+    /// is blocked again, so that its background timer follows the new
+    /// expiries. Skipped if it would move the virtual count across the
+    /// wrap of the counter.
+    SetOffset {
+        /// How far the offset moves (the counts move the other way).
+        delta: i32,
+    },
+    /// The VMM resets `vcpu` (`VcpuTimer::reset`, after the run loop's exit
+    /// business if it is loaded), whatever the guest was doing, also in
+    /// its timer interrupt handler; the VMM resets the vCPU's virtual
+    /// timer interrupts in its virtual interrupt controller too, and the
+    /// guest starts over with its timers disabled.
+    Reset {
+        /// The vCPU.
+        vcpu: usize,
+    },
+    /// The interrupt controller fails once in the next `handle_host_irq`:
+    /// its call number `after` (from 0) there returns an error. The run
+    /// loop carries on; the library must leave state that converges (the
+    /// host takes the PPI again, or the next entry or exit repairs it).
+    ChipFault {
+        /// Which of the handler's interrupt controller calls fails.
+        after: u8,
+    },
 }
 
 /// When the host acknowledges an interrupt that exits the guest.
@@ -177,7 +206,7 @@ fn violation(invariant: Invariant, detail: String) -> Violation {
     Violation { invariant, detail }
 }
 
-fn library(what: &str, e: Error<Infallible>) -> Violation {
+fn library<E: fmt::Display>(what: &str, e: Error<E>) -> Violation {
     violation(Invariant::Library, format!("{what}: {e}"))
 }
 
@@ -272,6 +301,20 @@ pub struct Stats {
     /// its soft timer, a trapped write, or the guest's deactivation with
     /// the line still high).
     pub ptimer_raised: u64,
+    /// VM-wide counter offset changes ([`Step::SetOffset`]).
+    pub offset_changes: u64,
+    /// Of those, taken by a loaded vCPU through a physical timer
+    /// register write.
+    pub offsets_taken_loaded: u64,
+    /// Sleeping vCPUs blocked again after an offset change.
+    pub sleeps_rearmed: u64,
+    /// vCPU resets ([`Step::Reset`]).
+    pub resets: u64,
+    /// Of those, while the guest was handling an interrupt.
+    pub resets_in_handler: u64,
+    /// `handle_host_irq` calls that returned an injected interrupt
+    /// controller error ([`Step::ChipFault`]).
+    pub chip_errors: u64,
 }
 
 impl core::ops::AddAssign for Stats {
@@ -299,6 +342,16 @@ impl core::ops::AddAssign for Stats {
         self.traps = self.traps.saturating_add(other.traps);
         self.stale_repends = self.stale_repends.saturating_add(other.stale_repends);
         self.ptimer_raised = self.ptimer_raised.saturating_add(other.ptimer_raised);
+        self.offset_changes = self.offset_changes.saturating_add(other.offset_changes);
+        self.offsets_taken_loaded = self
+            .offsets_taken_loaded
+            .saturating_add(other.offsets_taken_loaded);
+        self.sleeps_rearmed = self.sleeps_rearmed.saturating_add(other.sleeps_rearmed);
+        self.resets = self.resets.saturating_add(other.resets);
+        self.resets_in_handler = self
+            .resets_in_handler
+            .saturating_add(other.resets_in_handler);
+        self.chip_errors = self.chip_errors.saturating_add(other.chip_errors);
     }
 }
 
@@ -316,17 +369,19 @@ pub struct Hypervisor {
     handler_due: Vec<Option<IntId>>,
     ack_point: AckPoint,
     resample: bool,
+    pending_fault: Option<u32>,
     stats: Stats,
 }
 
 impl Hypervisor {
-    /// `cpus` CPUs, `vcpus` vCPUs of one VM with the default [`VmTimer`].
+    /// `cpus` CPUs whose counter runs at `frequency_hz`, `vcpus` vCPUs of
+    /// one VM with the default [`VmTimer`].
     #[must_use]
-    pub fn new(cpus: usize, vcpus: usize) -> Self {
+    pub fn new(cpus: usize, vcpus: usize, frequency_hz: u32) -> Self {
         let vm = VmTimer::new();
         let guest = Guest::new(vm.virtual_irq()).with_physical_irq(vm.physical_irq());
         Self {
-            machine: Machine::new(cpus, vcpus),
+            machine: Machine::new(cpus, vcpus, frequency_hz),
             vcpus: (0..vcpus)
                 .map(|_| Vcpu {
                     timer: VcpuTimer::new(),
@@ -350,6 +405,7 @@ impl Hypervisor {
             handler_due: vec![None; cpus],
             ack_point: AckPoint::AfterExit,
             resample: false,
+            pending_fault: None,
             stats: Stats::default(),
         }
     }
@@ -659,7 +715,158 @@ impl Hypervisor {
                 self.save_restore(vcpu, order, fresh)?;
                 Ok(true)
             }
+            Step::SetOffset { delta } => {
+                let old = self.vm.counter_offset().unwrap_or(Ticks::ZERO);
+                let count = self.machine.now().wrapping_sub(old).get();
+                // The counts move by -delta; not across the wrap.
+                let moved = if delta >= 0 {
+                    count.checked_sub(u64::from(delta.unsigned_abs()))
+                } else {
+                    count.checked_add(u64::from(delta.unsigned_abs()))
+                };
+                if moved.is_none() {
+                    return Ok(false);
+                }
+                let new = old.wrapping_add(Ticks::new(i64::from(delta).cast_unsigned()));
+                self.change_offset(new)?;
+                Ok(true)
+            }
+            Step::Reset { vcpu } => {
+                if vcpu >= self.vcpus.len() {
+                    return Ok(false);
+                }
+                self.reset(vcpu)?;
+                Ok(true)
+            }
+            Step::ChipFault { after } => {
+                self.pending_fault = Some(u32::from(after));
+                Ok(true)
+            }
         }
+    }
+
+    /// The run loop's business on `cpu` before a VMM call on its vCPU:
+    /// the exception in flight taken, the guest exited, the handler run.
+    fn quiesce(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.take_signalled(cpu)?;
+        if self.in_guest[cpu] {
+            self.exit(cpu)?;
+        }
+        self.run_handler(cpu)
+    }
+
+    /// [`Step::SetOffset`] to `offset`.
+    fn change_offset(&mut self, offset: Ticks) -> Result<(), Violation> {
+        // The VMM's call comes with every loaded vCPU out of the guest and
+        // the run loops' business done, all with the old offset.
+        for cpu in 0..self.on_cpu.len() {
+            if self.on_cpu[cpu].is_some() {
+                self.quiesce(cpu)?;
+            }
+        }
+        self.check()?;
+        self.vm.set_counter_offset(offset);
+        for v in &mut self.vcpus {
+            v.guest.set_counter_offset(offset);
+        }
+        self.stats.offset_changes = self.stats.offset_changes.saturating_add(1);
+        for vcpu in 0..self.vcpus.len() {
+            if let Some(cpu) = self.vcpus[vcpu].cpu {
+                let v = &mut self.vcpus[vcpu];
+                let mut p = self.machine.ports(cpu, vcpu);
+                let ctl = v
+                    .timer
+                    .get_reg(&self.vm, &p.timer, TimerId::Physical, TimerReg::Ctl);
+                v.timer
+                    .set_reg(
+                        &self.vm,
+                        &mut p.timer,
+                        &mut p.gic,
+                        TimerId::Physical,
+                        TimerReg::Ctl,
+                        ctl,
+                    )
+                    .map_err(|e| library("set_reg taking the offset", e))?;
+                self.sync_user_levels(vcpu);
+                self.stats.offsets_taken_loaded = self.stats.offsets_taken_loaded.saturating_add(1);
+            }
+            let v = &self.vcpus[vcpu];
+            if v.blocked && !v.wake_pending {
+                let cpu = v.cpu.unwrap_or(0);
+                let wakeup = self.block_checked(vcpu, cpu)?;
+                self.stats.sleeps_rearmed = self.stats.sleeps_rearmed.saturating_add(1);
+                if wakeup == Wakeup::Now {
+                    self.wake(vcpu)?;
+                }
+            }
+        }
+        for vcpu in 0..self.vcpus.len() {
+            self.check_line_follows(vcpu, "the counter offset change")?;
+        }
+        Ok(())
+    }
+
+    /// Invariant 1 after a VMM action on `vcpu` (an offset change, a
+    /// reset) that it did not see coming, made with the vCPU out of the
+    /// guest (its exit business done): if it is loaded, its virtual timer
+    /// line is high only while its timer condition holds. (A condition
+    /// the guest clears itself leaves the line high until the next exit,
+    /// as on hardware; the exit has been made here.)
+    fn check_line_follows(&self, vcpu: usize, what: &str) -> Result<(), Violation> {
+        let now = self.machine.now();
+        {
+            let v = &self.vcpus[vcpu];
+            let Some(cpu) = v.cpu else { return Ok(()) };
+            let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+            let truth = v.guest.timer();
+            if virq.line && !truth.asserted(now) {
+                return Err(violation(
+                    Invariant::EarlyInterrupt,
+                    format!(
+                        "after {what}, vCPU {vcpu} on CPU {cpu} has its virtual line high at \
+                         {now} but its timer is {truth:?} (virtual interrupt {:?})",
+                        virq.state
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Step::Reset`].
+    fn reset(&mut self, vcpu: usize) -> Result<(), Violation> {
+        let loaded_on = self.vcpus[vcpu].cpu;
+        if let Some(cpu) = loaded_on {
+            self.quiesce(cpu)?;
+            self.check()?;
+        }
+        let in_handler = self.vcpus[vcpu].guest.handling().is_some();
+        // An unloaded vCPU is reset through any CPU's view; that CPU's
+        // timer must not be touched.
+        let cpu = loaded_on.unwrap_or(0);
+        let before = loaded_on.is_none().then(|| self.machine.cpu(cpu).timer);
+        let v = &mut self.vcpus[vcpu];
+        let mut p = self.machine.ports(cpu, vcpu);
+        v.timer
+            .reset(&mut p.timer, &mut p.gic, &mut p.soft)
+            .map_err(|e| library("reset", e))?;
+        v.guest.reset();
+        self.machine.reset_virtual_irq(vcpu, self.vm.virtual_irq());
+        self.machine.reset_virtual_irq(vcpu, self.vm.physical_irq());
+        self.sync_user_levels(vcpu);
+        if let Some(before) = before
+            && before != self.machine.cpu(cpu).timer
+        {
+            return Err(violation(
+                Invariant::OneHome,
+                format!("reset of unloaded vCPU {vcpu} wrote CPU {cpu}'s timer"),
+            ));
+        }
+        self.stats.resets = self.stats.resets.saturating_add(1);
+        if in_handler {
+            self.stats.resets_in_handler = self.stats.resets_in_handler.saturating_add(1);
+        }
+        self.check_line_follows(vcpu, "the reset")
     }
 
     /// The guest's write of `value` to the physical timer register `reg`
@@ -717,11 +924,17 @@ impl Hypervisor {
         let saved: Vec<_> = regs
             .map(|(t, r)| (t, r, v.timer.get_reg(&self.vm, &p.timer, t, r)))
             .collect();
+        // No line of either timer high and nothing in flight: a new
+        // `VcpuTimer` starts with both lines low, as the vGIC of the new
+        // host does.
         let idle = {
-            let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+            let quiet = |intid| {
+                let irq = self.machine.virtual_irq(vcpu, intid);
+                !irq.line && irq.state == VirtualState::Inactive
+            };
             let soft = self.machine.soft_timers(vcpu);
-            !virq.line
-                && virq.state == VirtualState::Inactive
+            quiet(self.vm.virtual_irq())
+                && quiet(self.vm.physical_irq())
                 && soft.background.is_none()
                 && soft.physical.is_none()
         };
@@ -817,7 +1030,7 @@ impl Hypervisor {
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .put(&mut p.timer, &mut p.soft)
-            .map_err(|e| library("put", e.widen()))?;
+            .map_err(|e| library("put", e))?;
         v.cpu = None;
         self.on_cpu[cpu] = None;
         // Invariant 3: a timer `block` saved is not saved again.
@@ -939,12 +1152,24 @@ impl Hypervisor {
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
         };
+        let wakeup = self.block_checked(vcpu, cpu)?;
+        self.vcpus[vcpu].blocked = true;
+        if wakeup == Wakeup::Now {
+            self.stats.immediate_wakeups = self.stats.immediate_wakeups.saturating_add(1);
+            self.unblock(vcpu, cpu)?;
+        }
+        Ok(())
+    }
+
+    /// `block` of `vcpu` through `cpu`'s view, with invariant 6 checked on
+    /// what it returned and armed.
+    fn block_checked(&mut self, vcpu: usize, cpu: usize) -> Result<Wakeup, Violation> {
         let now = self.machine.now();
         let v = &mut self.vcpus[vcpu];
         let truth = (v.guest.timer(), v.guest.ptimer());
         let expiry = earliest_expiry(&v.guest, now);
         let mut p = self.machine.ports(cpu, vcpu);
-        let wakeup = v.timer.block(&mut p.timer, &mut p.soft);
+        let wakeup = v.timer.block(&self.vm, &mut p.timer, &mut p.soft);
         let armed = self.machine.soft_timers(vcpu).background;
         let ok = match (wakeup, expiry) {
             (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
@@ -961,12 +1186,7 @@ impl Hypervisor {
                 ),
             ));
         }
-        self.vcpus[vcpu].blocked = true;
-        if wakeup == Wakeup::Now {
-            self.stats.immediate_wakeups = self.stats.immediate_wakeups.saturating_add(1);
-            self.unblock(vcpu, cpu)?;
-        }
-        Ok(())
+        Ok(wakeup)
     }
 
     fn unblock(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
@@ -1121,11 +1341,25 @@ impl Hypervisor {
         let active_before = self.machine.cpu(cpu).ppis.get(ppi).active;
         let v = &mut self.vcpus[vcpu];
         v.host_irqs = v.host_irqs.saturating_add(1);
+        let fault = self.pending_fault.take();
+        self.machine.inject_chip_fault(fault);
+        let fired = self.machine.chip_faults_fired();
         let mut p = self.machine.ports(cpu, vcpu);
-        let result = v
-            .timer
-            .handle_host_irq(&mut p.timer, &mut p.gic)
-            .map_err(|e| library("handle_host_irq", e))?;
+        let result = v.timer.handle_host_irq(&mut p.timer, &mut p.gic);
+        self.machine.inject_chip_fault(None);
+        let result = match result {
+            Ok(result) => result,
+            Err(Error::IrqChip(_)) if self.machine.chip_faults_fired() > fired => {
+                // The run loop logs it and carries on. The host may take
+                // the PPI once more for this expiry (the library released
+                // it to retry): no storm.
+                v.refires = v.refires.saturating_add(1);
+                self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
+                self.sync_user_levels(vcpu);
+                return Ok(());
+            }
+            Err(e) => return Err(library("handle_host_irq", e)),
+        };
         self.sync_user_levels(vcpu);
         match result {
             HostIrq::Raised => {

@@ -7,7 +7,7 @@ pub mod machine;
 pub use gic::{PpiState, Ppis, VirtualInterface, VirtualIrq, VirtualState};
 pub use log::{Access, AccessLog, Counters};
 pub use machine::{
-    Cpu, Machine, Ports, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs,
+    Cpu, Machine, Ports, SimChipError, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs,
 };
 pub mod guest;
 pub mod host;

@@ -2,8 +2,8 @@
 //! controller, and the views ([`Ports`]) through which the library drives
 //! them.
 
-use core::cell::RefCell;
-use core::convert::Infallible;
+use core::cell::{Cell, RefCell};
+use core::fmt;
 
 use arch_timer_virt::{
     IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw,
@@ -85,6 +85,46 @@ impl SoftTimerState {
     }
 }
 
+/// The error of [`SimGic`]: a fault injected with
+/// [`Machine::inject_chip_fault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SimChipError;
+
+impl fmt::Display for SimChipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("injected interrupt controller fault")
+    }
+}
+
+impl std::error::Error for SimChipError {}
+
+/// A one-shot fault armed on the interrupt controller.
+#[derive(Debug, Default)]
+struct ChipFault {
+    /// Calls to let through before the one that fails.
+    countdown: Cell<Option<u32>>,
+    /// Faults that fired.
+    fired: Cell<u64>,
+}
+
+impl ChipFault {
+    /// Whether this call fails (the fault then disarms).
+    fn strike(&self) -> bool {
+        match self.countdown.get() {
+            Some(0) => {
+                self.countdown.set(None);
+                self.fired.set(self.fired.get().saturating_add(1));
+                true
+            }
+            Some(n) => {
+                self.countdown.set(Some(n - 1));
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// CPUs sharing one system counter, a GIC with EOImode = 1, and the
 /// virtual CPU interfaces and soft timers of a number of vCPUs.
 ///
@@ -103,6 +143,7 @@ pub struct Machine {
     vifs: Vec<VirtualInterface>,
     soft: Vec<SoftTimerState>,
     log: RefCell<AccessLog>,
+    fault: ChipFault,
 }
 
 /// The views of one CPU's hardware, as seen while running one vCPU: what
@@ -118,22 +159,70 @@ pub struct Ports<'a> {
 }
 
 impl Machine {
-    /// `cpus` CPUs and `vcpus` vCPU interfaces, counter at zero, 62.5 MHz,
-    /// no VHE, no ECV.
+    /// `cpus` CPUs and `vcpus` vCPU interfaces, the counter at zero running
+    /// at `frequency_hz` (what `CNTFRQ_EL0` reports through
+    /// `TimerHw::features`), no VHE, no ECV.
     #[must_use]
-    pub fn new(cpus: usize, vcpus: usize) -> Self {
+    pub fn new(cpus: usize, vcpus: usize, frequency_hz: u32) -> Self {
         Self {
             now: Ticks::ZERO,
             features: TimerFeatures {
                 vhe: false,
                 ecv: false,
-                frequency_hz: 62_500_000,
+                frequency_hz,
             },
             timer_ppi: IntId::VIRTUAL_TIMER,
             cpus: vec![Cpu::default(); cpus],
             vifs: vec![VirtualInterface::default(); vcpus],
             soft: vec![SoftTimerState::default(); vcpus],
             log: RefCell::new(AccessLog::default()),
+            fault: ChipFault::default(),
+        }
+    }
+
+    /// The counter frequency, `CNTFRQ_EL0`, in Hz.
+    #[must_use]
+    pub const fn frequency_hz(&self) -> u32 {
+        self.features.frequency_hz
+    }
+
+    /// `duration` of wall time in counter ticks at this machine's
+    /// frequency (rounded down, saturating).
+    #[must_use]
+    pub fn ticks_for(&self, duration: core::time::Duration) -> u64 {
+        let ticks = duration
+            .as_nanos()
+            .saturating_mul(u128::from(self.features.frequency_hz))
+            / core::time::Duration::from_secs(1).as_nanos();
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
+    /// Arms a one-shot interrupt controller fault: of the [`SimGic`] calls
+    /// from now on (through any CPU's or vCPU's view), the first `after`
+    /// succeed and the next returns [`SimChipError`]. `None` disarms.
+    pub fn inject_chip_fault(&mut self, after: Option<u32>) {
+        self.fault.countdown.set(after);
+    }
+
+    /// Whether a chip fault is armed and has not fired yet.
+    #[must_use]
+    pub fn chip_fault_armed(&self) -> bool {
+        self.fault.countdown.get().is_some()
+    }
+
+    /// How many injected chip faults have fired.
+    #[must_use]
+    pub fn chip_faults_fired(&self) -> u64 {
+        self.fault.fired.get()
+    }
+
+    /// The VMM resets vCPU `vcpu`'s virtual interrupt `intid` in its
+    /// virtual interrupt controller, as a vCPU reset does: line low, not
+    /// pending, not active (its hardware mapping is kept). Not logged.
+    pub fn reset_virtual_irq(&mut self, vcpu: usize, intid: IntId) {
+        if let Some(irq) = self.vifs[vcpu].get_mut(intid) {
+            irq.line = false;
+            irq.state = crate::VirtualState::Inactive;
         }
     }
 
@@ -214,6 +303,7 @@ impl Machine {
                 ppis: &mut cpu_state.ppis,
                 vif: &mut self.vifs[vcpu],
                 log: &self.log,
+                fault: &self.fault,
             },
             soft: SimSoftTimers {
                 soft: &mut self.soft[vcpu],
@@ -473,24 +563,35 @@ impl TimerHw for SimTimer<'_> {
 }
 
 /// [`IrqChip`] on one model CPU's PPIs and one vCPU's virtual interface.
-/// Never fails.
+/// Fails only where [`Machine::inject_chip_fault`] says (a failing call
+/// changes nothing and is not logged).
 #[derive(Debug)]
 pub struct SimGic<'a> {
     ppis: &'a mut Ppis,
     vif: &'a mut VirtualInterface,
     log: &'a RefCell<AccessLog>,
+    fault: &'a ChipFault,
 }
 
 impl SimGic<'_> {
     fn record(&self, access: Access) {
         self.log.borrow_mut().record(access);
     }
+
+    fn check(&self) -> Result<(), SimChipError> {
+        if self.fault.strike() {
+            Err(SimChipError)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl IrqChip for SimGic<'_> {
-    type Error = Infallible;
+    type Error = SimChipError;
 
-    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Infallible> {
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), SimChipError> {
+        self.check()?;
         self.record(Access::SetHostActive { ppi, active });
         if let Some(state) = self.ppis.get_mut(ppi) {
             state.active = active;
@@ -498,7 +599,8 @@ impl IrqChip for SimGic<'_> {
         Ok(())
     }
 
-    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Infallible> {
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), SimChipError> {
+        self.check()?;
         self.record(Access::SetHostMasked { ppi, masked });
         if let Some(state) = self.ppis.get_mut(ppi) {
             state.enabled = !masked;
@@ -506,19 +608,22 @@ impl IrqChip for SimGic<'_> {
         Ok(())
     }
 
-    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Infallible> {
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), SimChipError> {
+        self.check()?;
         self.record(Access::SetVirtualLevel { intid, level });
         self.vif.set_level(intid, level);
         Ok(())
     }
 
-    fn virtual_active(&self, intid: IntId) -> Result<bool, Infallible> {
+    fn virtual_active(&self, intid: IntId) -> Result<bool, SimChipError> {
+        self.check()?;
         let active = self.vif.get(intid).state.is_active();
         self.record(Access::ReadVirtualActive { intid, active });
         Ok(active)
     }
 
-    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Infallible> {
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), SimChipError> {
+        self.check()?;
         self.record(Access::MapVirtual { intid, host });
         if let Some(irq) = self.vif.get_mut(intid) {
             irq.hw = Some(host);
@@ -526,7 +631,8 @@ impl IrqChip for SimGic<'_> {
         Ok(())
     }
 
-    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Infallible> {
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), SimChipError> {
+        self.check()?;
         self.record(Access::UnmapVirtual(intid));
         if let Some(irq) = self.vif.get_mut(intid) {
             irq.hw = None;
@@ -569,5 +675,48 @@ impl Machine {
     #[must_use]
     pub fn ordering_violations(&self) -> u64 {
         self.cpus.iter().map(|c| c.timer.ordering_violations).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    /// Frequencies under test: a common SoC crystal, QEMU 7.2's `virt`, and
+    /// the Armv8.6+ mandated 1 GHz.
+    const FREQUENCIES_HZ: [u32; 3] = [24_000_000, 62_500_000, 1_000_000_000];
+
+    #[test]
+    fn wall_time_scales_with_the_configured_frequency() {
+        for hz in FREQUENCIES_HZ {
+            let mut m = Machine::new(1, 1, hz);
+            assert_eq!(m.frequency_hz(), hz);
+            assert_eq!(m.ports(0, 0).timer.features().frequency_hz, hz);
+            assert_eq!(m.ticks_for(Duration::from_secs(1)), u64::from(hz));
+            assert_eq!(
+                m.ticks_for(Duration::from_millis(3)),
+                u64::from(hz) * 3 / 1000
+            );
+            assert_eq!(m.ticks_for(Duration::ZERO), 0);
+            assert_eq!(m.ticks_for(Duration::MAX), u64::MAX, "saturates");
+        }
+    }
+
+    #[test]
+    fn an_injected_chip_fault_fails_one_call_then_disarms() {
+        let mut m = Machine::new(1, 1, FREQUENCIES_HZ[0]);
+        m.inject_chip_fault(Some(1));
+        assert!(m.chip_fault_armed());
+        let mut p = m.ports(0, 0);
+        let ppi = IntId::VIRTUAL_TIMER;
+        assert_eq!(p.gic.set_host_active(ppi, true), Ok(()));
+        assert_eq!(p.gic.set_host_active(ppi, false), Err(SimChipError));
+        assert_eq!(p.gic.set_host_masked(ppi, true), Ok(()));
+        assert!(!m.chip_fault_armed());
+        assert_eq!(m.chip_faults_fired(), 1);
+        let state = m.cpu(0).ppis.get(ppi);
+        assert!(state.active, "the failed call changed nothing");
+        assert!(!state.enabled);
     }
 }

@@ -5,9 +5,13 @@ use arch_timer_virt_sim::{Machine, VirtualState};
 
 const PPI: IntId = IntId::VIRTUAL_TIMER;
 
+/// The counter frequency of the machines here (a common SoC crystal): the
+/// GIC's semantics do not depend on it.
+const FREQUENCY_HZ: u32 = 24_000_000;
+
 /// A machine whose CPU 0 virtual timer line is high.
 fn line_high() -> Machine {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     m.guest_write_cval(0, Ticks::new(10));
     m.guest_write_ctl(0, 1);
     m.advance(10);
@@ -17,7 +21,7 @@ fn line_high() -> Machine {
 
 #[test]
 fn line_follows_enable_imask_and_unsigned_condition() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     m.guest_write_cval(0, Ticks::new(10));
     m.advance(9);
     m.guest_write_ctl(0, 1);
@@ -39,7 +43,7 @@ fn line_follows_enable_imask_and_unsigned_condition() {
 
 #[test]
 fn tval_write_sign_extends() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     m.advance(1000);
     m.guest_write_tval(0, -10);
     assert_eq!(m.guest_read_cval(0), Ticks::new(990));
@@ -137,7 +141,7 @@ fn deactivation_without_hw_bit_leaves_the_physical_active() {
 
 #[test]
 fn raising_a_deactivated_line_again_re_pends_it() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     let mut p = m.ports(0, 0);
     p.gic.map_virtual(IntId::VIRTUAL_TIMER, PPI).unwrap();
     p.gic.set_virtual_level(IntId::VIRTUAL_TIMER, true).unwrap();
@@ -159,7 +163,7 @@ fn raising_a_deactivated_line_again_re_pends_it() {
 
 #[test]
 fn lowering_withdraws_pending_but_leaves_active_to_the_guest() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     let v = IntId::VIRTUAL_TIMER;
     let mut p = m.ports(0, 0);
     p.gic.set_virtual_level(v, true).unwrap();
@@ -175,7 +179,7 @@ fn lowering_withdraws_pending_but_leaves_active_to_the_guest() {
 
 #[test]
 fn every_access_is_counted_and_traced() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     m.set_tracing(true);
     let mut p = m.ports(0, 0);
     p.timer.set_vtimer_cval(Ticks::new(5));
@@ -212,7 +216,7 @@ fn every_access_is_counted_and_traced() {
 /// is active or masked by then.
 #[test]
 fn late_acknowledge_returns_a_dropped_ppi_unless_active_or_masked() {
-    let mut m = Machine::new(1, 1);
+    let mut m = Machine::new(1, 1, FREQUENCY_HZ);
     let ppi = m.timer_ppi();
     let mut p = m.ports(0, 0);
     p.timer.set_vtimer_cval(Ticks::new(5));

@@ -10,10 +10,23 @@
 //! PROPTEST_CASES=100000 cargo test -p arch-timer-virt-sim --release --test invariants
 //! ```
 
+use core::time::Duration;
+
 use arch_timer_virt::{Forwarding, Ticks};
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Step};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+
+/// The counter frequencies (`CNTFRQ_EL0`) the histories run at, one picked
+/// per history: a common SoC crystal (24 MHz), QEMU 7.2's `virt` (62.5 MHz)
+/// and the Armv8.6+ mandated 1 GHz (QEMU 10). Generated waits and timer
+/// deadlines given in wall time ([`Event::ArmIn`], [`Event::Wait`]) scale
+/// with it; tick-level events (races one tick wide) do not.
+const FREQUENCIES_HZ: [u32; 3] = [24_000_000, 62_500_000, 1_000_000_000];
+
+fn frequency() -> impl Strategy<Value = u32> {
+    prop::sample::select(&FREQUENCIES_HZ[..])
+}
 
 /// `default` cases, unless `PROPTEST_CASES` says otherwise.
 fn cases(default: u32) -> Config {
@@ -91,6 +104,14 @@ enum Event {
     Arm { cpu: usize, ahead: u16, tval: bool },
     /// The same with its emulated physical timer (trapped writes).
     ArmPhysical { cpu: usize, ahead: u16, tval: bool },
+    /// The guest on `cpu` arms its virtual timer `micros` microseconds
+    /// ahead (in ticks at the machine's frequency) and enables it.
+    ArmIn { cpu: usize, micros: u16 },
+    /// `micros` microseconds pass (in ticks at the machine's frequency).
+    Wait { micros: u32 },
+    /// The guest on `cpu` takes an interrupt, and the VMM resets its vCPU
+    /// while the handler runs.
+    ResetInHandler { cpu: usize },
     /// The guest on `cpu` takes an interrupt: acknowledge, handle, deactivate.
     Take { cpu: usize, handler: Handler },
     /// The guest on `cpu` executes WFI.
@@ -110,8 +131,43 @@ enum Event {
 
 /// The primitive steps of `event` in the current state of `hv`.
 fn expand(hv: &Hypervisor, event: Event) -> Vec<Step> {
+    let ticks = |micros: u64| hv.machine().ticks_for(Duration::from_micros(micros));
     let (cpu, guest) = match event {
         Event::Step(s) => return vec![s],
+        Event::Wait { micros } => return vec![Step::Advance(ticks(u64::from(micros)))],
+        Event::ArmIn { cpu, micros } => (
+            cpu,
+            vec![
+                Step::Guest {
+                    cpu,
+                    op: GuestOp::SetCval {
+                        ahead: ticks(u64::from(micros)),
+                    },
+                },
+                Step::Guest {
+                    cpu,
+                    op: GuestOp::SetCtl(1),
+                },
+            ],
+        ),
+        Event::ResetInHandler { cpu } => {
+            // The vCPU that will run on `cpu`: the loaded one, or the one
+            // the prologue below loads.
+            let vcpu = hv
+                .loaded_on(cpu)
+                .or_else(|| (0..hv.vcpu_count()).find(|&v| hv.vcpu(v).cpu().is_none()));
+            let Some(vcpu) = vcpu else { return Vec::new() };
+            (
+                cpu,
+                vec![
+                    Step::Guest {
+                        cpu,
+                        op: GuestOp::Acknowledge,
+                    },
+                    Step::Reset { vcpu },
+                ],
+            )
+        }
         Event::Guest { cpu, op } => (cpu, vec![Step::Guest { cpu, op }]),
         Event::Arm { cpu, ahead, tval } => {
             let program = if tval {
@@ -201,12 +257,34 @@ fn expand(hv: &Hypervisor, event: Event) -> Vec<Step> {
     steps
 }
 
-/// An event of a history on `cpus` CPUs and `vcpus` vCPUs.
-fn event(cpus: usize, vcpus: usize, op: BoxedStrategy<GuestOp>) -> impl Strategy<Value = Event> {
+/// An event of a history on `cpus` CPUs and `vcpus` vCPUs; with `faults`,
+/// injected interrupt controller errors in the host interrupt handler too.
+fn event(
+    cpus: usize,
+    vcpus: usize,
+    op: BoxedStrategy<GuestOp>,
+    faults: bool,
+) -> impl Strategy<Value = Event> {
     let cpu = 0..cpus;
     let vcpu = 0..vcpus;
     let step = |s: Step| Event::Step(s);
+    // What the VMM does to a running VM, and the interrupt controller
+    // failing: rarer than the run loop's own events.
+    let vmm = prop_oneof![
+        (-3000i32..3000).prop_map(move |delta| step(Step::SetOffset { delta })),
+        vcpu.clone()
+            .prop_map(move |vcpu| step(Step::Reset { vcpu })),
+        cpu.clone().prop_map(|cpu| Event::ResetInHandler { cpu }),
+        (0u8..4).prop_map(move |after| step(if faults {
+            Step::ChipFault { after }
+        } else {
+            Step::Advance(u64::from(after))
+        })),
+    ];
     prop_oneof![
+        1 => (cpu.clone(), 0u16..3000).prop_map(|(cpu, micros)| Event::ArmIn { cpu, micros }),
+        1 => (0u32..3000).prop_map(|micros| Event::Wait { micros }),
+        2 => vmm,
         3 => (vcpu.clone(), cpu.clone()).prop_map(move |(vcpu, cpu)| step(Step::Load { vcpu, cpu })),
         2 => cpu.clone().prop_map(move |cpu| step(Step::Put { cpu })),
         2 => cpu.clone().prop_map(move |cpu| step(Step::Enter { cpu })),
@@ -232,12 +310,23 @@ fn event(cpus: usize, vcpus: usize, op: BoxedStrategy<GuestOp>) -> impl Strategy
 }
 
 fn history(cpus: usize, vcpus: usize, len: usize, wild: bool) -> impl Strategy<Value = Vec<Event>> {
+    history_with(cpus, vcpus, len, wild, true)
+}
+
+/// A history; `faults` as in [`event`].
+fn history_with(
+    cpus: usize,
+    vcpus: usize,
+    len: usize,
+    wild: bool,
+    faults: bool,
+) -> impl Strategy<Value = Vec<Event>> {
     let op = if wild {
         wild_guest_op().boxed()
     } else {
         guest_op().boxed()
     };
-    prop::collection::vec(event(cpus, vcpus, op), 1..len)
+    prop::collection::vec(event(cpus, vcpus, op, faults), 1..len)
 }
 
 /// A VM counter offset, and how far the counter has run before it is set.
@@ -287,15 +376,21 @@ fn forwarding() -> impl Strategy<Value = Forwarding> {
     prop_oneof![2 => Just(Forwarding::Hardware), 1 => Just(Forwarding::Masking)]
 }
 
-/// A history's setting: where the host acknowledges, and the forwarding.
+/// A history's setting: where the host acknowledges, the forwarding, and
+/// the counter frequency.
 #[derive(Clone, Copy, Debug)]
 struct Setup {
     ack: AckPoint,
     forwarding: Forwarding,
+    frequency_hz: u32,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (ack_point(), forwarding()).prop_map(|(ack, forwarding)| Setup { ack, forwarding })
+    (ack_point(), forwarding(), frequency()).prop_map(|(ack, forwarding, frequency_hz)| Setup {
+        ack,
+        forwarding,
+        frequency_hz,
+    })
 }
 
 /// Replays `events`; the first broken invariant fails the case.
@@ -312,7 +407,7 @@ fn run(
     events: &[Event],
     resample: bool,
 ) -> Result<Hypervisor, TestCaseError> {
-    let mut hv = Hypervisor::new(cpus, vcpus);
+    let mut hv = Hypervisor::new(cpus, vcpus, setup.frequency_hz);
     hv.set_level_resample(resample);
     hv.set_ack_point(setup.ack);
     hv.set_forwarding(setup.forwarding)
@@ -386,8 +481,17 @@ proptest! {
     /// software (KVM's): a deactivated interrupt whose line is still high
     /// is pending again at the next entry.
     #[test]
-    fn level_resampling_vgic(offset in counter_offset(false), ack in ack_point(), steps in history(2, 2, 100, false)) {
-        let setup = Setup { ack, forwarding: Forwarding::Hardware };
+    ///
+    /// No injected chip faults here: a failed lowering in the handler
+    /// leaves the line high until the next exit, which this vGIC would
+    /// make pending again.
+    fn level_resampling_vgic(
+        offset in counter_offset(false),
+        ack in ack_point(),
+        frequency_hz in frequency(),
+        steps in history_with(2, 2, 100, false, false),
+    ) {
+        let setup = Setup { ack, forwarding: Forwarding::Hardware, frequency_hz };
         run(2, 2, offset, setup, &steps, true)?;
     }
 }
@@ -660,7 +764,12 @@ fn recorded_histories() {
                 (Forwarding::Hardware, true),
                 (Forwarding::Masking, false),
             ] {
-                let setup = Setup { ack, forwarding };
+                let frequency_hz = FREQUENCIES_HZ[i % FREQUENCIES_HZ.len()];
+                let setup = Setup {
+                    ack,
+                    forwarding,
+                    frequency_hz,
+                };
                 if let Err(e) = run(3, 3, None, setup, events, resample) {
                     panic!("history {i}, {setup:?}, resample {resample}: {e}");
                 }
@@ -688,7 +797,13 @@ fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, 
         } else {
             AckPoint::AtException
         };
-        let hv = run(2, 3, None, Setup { ack, forwarding }, &events, false).unwrap();
+        let frequency_hz = FREQUENCIES_HZ[i % FREQUENCIES_HZ.len()];
+        let setup = Setup {
+            ack,
+            forwarding,
+            frequency_hz,
+        };
+        let hv = run(2, 3, None, setup, &events, false).unwrap();
         total += hv.stats();
         taken += (0..3)
             .map(|v| hv.vcpu(v).guest.timer_irqs_taken())
@@ -733,6 +848,14 @@ fn histories_reach_every_path() {
         total.orphan, 0,
         "put disables the timer, so no PPI is taken with no vCPU loaded"
     );
+    // What the VMM does (issue 13): counter offset changes taken by loaded
+    // vCPUs and re-arming sleeping ones, resets (also in the guest's
+    // handler), and handler calls failed by an injected chip fault.
+    assert!(total.offset_changes > 60, "{total:?}");
+    assert!(total.offsets_taken_loaded > 100, "{total:?}");
+    assert!(total.sleeps_rearmed > 40, "{total:?}");
+    assert!(total.resets_in_handler > 30, "{total:?}");
+    assert!(total.chip_errors > 10, "{total:?}");
 
     // The userspace-irqchip mode reaches its paths too: raised by the host
     // interrupt (the PPI masked), lowered at the exit (unmasked), raised

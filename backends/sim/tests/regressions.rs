@@ -1,6 +1,11 @@
 //! Shrunk failing histories found by the property tests, kept as tests.
 
+use arch_timer_virt::Forwarding;
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Invariant, Step};
+
+/// The counter frequency of the machines here (a common SoC crystal): the
+/// histories are tick-exact and do not depend on it.
+const FREQUENCY_HZ: u32 = 24_000_000;
 
 fn guest(op: GuestOp) -> Step {
     Step::Guest { cpu: 0, op }
@@ -41,7 +46,7 @@ fn replay(
 /// left high re-pends the interrupt at the next entry.
 #[test]
 fn rearm_deactivate_reload_with_level_resampling() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_level_resample(true);
     replay(&mut hv, &rearm_deactivate_reload()).unwrap();
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
@@ -61,7 +66,7 @@ fn rearm_deactivate_reload_with_level_resampling() {
 /// line again in that case.
 #[test]
 fn rearm_deactivate_reload_without_resampling() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     let result = replay(&mut hv, &rearm_deactivate_reload());
     if let Err((i, v)) = &result {
         assert_ne!(v.invariant, Invariant::LostInterrupt, "step {i}: {v}");
@@ -73,7 +78,7 @@ fn rearm_deactivate_reload_without_resampling() {
 /// timer expired, wakes at once, and the PPI is taken again exactly once.
 #[test]
 fn deactivate_with_line_high_then_wfi() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_level_resample(true);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
@@ -100,7 +105,7 @@ fn deactivate_with_line_high_then_wfi() {
 /// PPI; when the guest enables the timer again, the expiry reaches it.
 #[test]
 fn acknowledge_race_is_spurious_and_releases_the_ppi() {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
         Step::Enter { cpu: 0 },
@@ -134,7 +139,7 @@ fn acknowledge_race_is_spurious_and_releases_the_ppi() {
 /// `handle_host_irq` now makes the PPI active again. Checked with the
 /// acknowledge at both points.
 fn cval_moved_ahead_while_the_ppi_is_signalled(ack: AckPoint) {
-    let mut hv = Hypervisor::new(1, 1);
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
     hv.set_ack_point(ack);
     let steps = [
         Step::Load { vcpu: 0, cpu: 0 },
@@ -176,4 +181,161 @@ fn cval_moved_ahead_while_signalled_with_the_acknowledge_after_exit() {
 #[test]
 fn cval_moved_ahead_while_signalled_with_the_acknowledge_in_the_vector() {
     cval_moved_ahead_while_the_ppi_is_signalled(AckPoint::AtException);
+}
+
+/// Issue 13, bug 1, in the model: the timer fires at the current virtual
+/// count and the line is raised; the VMM moves the VM offset by one tick,
+/// which a loaded vCPU takes through a physical timer register write.
+/// The virtual count is now one tick behind CVAL: the line must be low
+/// (checked by the step), and the expiry one tick later is delivered.
+#[test]
+fn offset_taken_by_a_physical_write_lowers_the_virtual_line() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+        hv.set_forwarding(forwarding).unwrap();
+        let steps = [
+            Step::Advance(1000),
+            Step::Load { vcpu: 0, cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::SetCval { ahead: 0 }),
+            guest(GuestOp::SetCtl(1)),
+            Step::HostIrq { cpu: 0 },
+            Step::SetOffset { delta: 1 },
+            Step::Enter { cpu: 0 },
+            Step::Advance(1),
+            Step::HostIrq { cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::Acknowledge),
+        ];
+        for (i, &s) in steps.iter().enumerate() {
+            assert!(
+                hv.step(s).unwrap(),
+                "{forwarding:?}: step {i} {s:?} skipped"
+            );
+        }
+        assert_eq!(hv.stats().offsets_taken_loaded, 1);
+        assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
+    }
+}
+
+/// Issue 13, bug 2, in the model: a vCPU sleeps with its timer 2000 ticks
+/// away, is scheduled out, and the VMM moves the counter 5000 ticks ahead.
+/// Blocked again, it wakes at once, and takes the interrupt when loaded.
+#[test]
+fn offset_change_wakes_a_sleeping_unloaded_vcpu() {
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+    let steps = [
+        Step::Advance(10_000),
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 2000 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::Wfi { cpu: 0 },
+        Step::Put { cpu: 0 },
+        Step::SetOffset { delta: -5000 },
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().sleeps_rearmed, 1);
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1);
+}
+
+/// Issue 13, gap 3, in the model: the VMM resets the vCPU while the guest
+/// handles its timer interrupt; the reset guest arms its timer and its
+/// first expiry reaches it.
+#[test]
+fn reset_inside_the_handler_then_the_next_expiry_arrives() {
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+    let steps = [
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCtl(1)),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+        Step::Reset { vcpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 10 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::Advance(10),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().resets_in_handler, 1);
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2);
+}
+
+/// Issue 13, gap 5, in the model: the interrupt controller fails at each
+/// call of the handler in turn; the host takes the PPI again (or the next
+/// entry repairs the PPI) and the interrupt reaches the guest.
+#[test]
+fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        for after in 0..3 {
+            let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+            hv.set_forwarding(forwarding).unwrap();
+            let steps = [
+                Step::Load { vcpu: 0, cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::SetCtl(1)),
+                Step::ChipFault { after },
+                Step::HostIrq { cpu: 0 },
+                Step::HostIrq { cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::Acknowledge),
+            ];
+            for &s in &steps {
+                hv.step(s)
+                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
+            }
+            assert_eq!(
+                hv.vcpu(0).guest.timer_irqs_taken(),
+                1,
+                "{forwarding:?}, fault at call {after}: {:?}",
+                hv.stats()
+            );
+        }
+    }
+}
+
+/// Found by `vcpus_and_cpus` once offset changes were generated: the VMM's
+/// round trip into a new `VcpuTimer` was allowed while the emulated
+/// physical timer's line was high in the vGIC (the model checked only the
+/// virtual timer's); the new `VcpuTimer` starts with both lines low, so the
+/// stale high line stayed after an offset change un-met the condition. A
+/// restore into a new `VcpuTimer` now waits until neither line is high, as
+/// on a new host with a fresh vGIC.
+#[test]
+fn fresh_restore_waits_for_the_physical_timer_line() {
+    let mut hv = Hypervisor::new(2, 2, FREQUENCY_HZ);
+    let g1 = |op| Step::Guest { cpu: 1, op };
+    let steps = [
+        Step::Advance(1454),
+        Step::Load { vcpu: 1, cpu: 1 },
+        Step::Enter { cpu: 1 },
+        g1(GuestOp::PhysSetCval { ahead: 0 }),
+        g1(GuestOp::PhysSetCtl(1)),
+        Step::Advance(881),
+        Step::Put { cpu: 1 },
+        Step::SaveRestore {
+            vcpu: 1,
+            order: 0,
+            fresh: true,
+        },
+        Step::SetOffset { delta: 882 },
+        Step::Load { vcpu: 1, cpu: 0 },
+        Step::Enter { cpu: 0 },
+    ];
+    for (i, &s) in steps.iter().enumerate() {
+        assert!(hv.step(s).unwrap(), "step {i} {s:?} skipped");
+    }
+    assert_eq!(hv.stats().fresh_restores, 0);
 }

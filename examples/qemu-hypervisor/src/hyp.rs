@@ -704,7 +704,7 @@ where
                     return None;
                 }
                 self.stats.wfi_exits += 1;
-                let wakeup = v.timer.block(&mut self.timer, &mut v.soft);
+                let wakeup = v.timer.block(&VM, &mut self.timer, &mut v.soft);
                 // The library's contract: `At(x)` armed the background
                 // soft timer at x, `Now` and `Never` armed nothing. The
                 // vCPU is woken by what was armed, not by the return value.

@@ -8,6 +8,10 @@ use arch_timer_virt_sim::{Counters, Machine};
 
 use crate::eager::EagerVcpu;
 
+/// The counter frequency of the measured machines (a common SoC crystal):
+/// the operations measured do not depend on it.
+const FREQUENCY_HZ: u32 = 24_000_000;
+
 /// The operations measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -65,7 +69,7 @@ impl Library {
     /// Ready to run `op`, with the line high if `op` wants it.
     pub fn new(op: Op) -> Self {
         let mut s = Self {
-            m: Machine::new(1, 1),
+            m: Machine::new(1, 1, FREQUENCY_HZ),
             vm: VmTimer::new(),
             t: VcpuTimer::new(),
         };
@@ -104,7 +108,7 @@ impl Library {
             }
             Op::BlockUnblock => {
                 let mut p = self.m.ports(0, 0);
-                let _ = self.t.block(&mut p.timer, &mut p.soft);
+                let _ = self.t.block(&self.vm, &mut p.timer, &mut p.soft);
                 self.t
                     .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
                     .unwrap();
@@ -138,7 +142,7 @@ impl Eager {
     /// Ready to run `op`, with the line high if `op` wants it.
     pub fn new(op: Op) -> Self {
         let mut s = Self {
-            m: Machine::new(1, 1),
+            m: Machine::new(1, 1, FREQUENCY_HZ),
             e: EagerVcpu::default(),
         };
         let mut p = s.m.ports(0, 0);

@@ -115,7 +115,7 @@ pub extern "C" fn probe_vcpu_timer(timer: &mut VcpuTimer, vm: &VmTimer, op: u32)
         0 => timer.load(vm, &mut Hw, &mut Gic).is_ok(),
         1 => timer.put(&mut Hw, &mut Soft).is_ok(),
         2 => !matches!(
-            timer.block(&mut Hw, &mut Soft),
+            timer.block(vm, &mut Hw, &mut Soft),
             arch_timer_virt::Wakeup::Never
         ),
         3 => timer.unblock(&mut Hw, &mut Gic, &mut Soft).is_ok(),
