@@ -11,6 +11,7 @@ mod backports;
 mod linux;
 mod load;
 mod msrv;
+mod package;
 mod qemu;
 
 /// The bare-metal target every `no_std` crate is built and linted for.
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("linux") => linux::linux(&args[1..], &caller_dir),
         Some("msrv") => msrv::check(),
+        Some("package") => package::check(),
         Some("help" | "--help" | "-h") | None => {
             print!("{}", HELP);
             Ok(())
@@ -67,9 +69,10 @@ fn main() -> ExitCode {
 const HELP: &str = "\
 usage: cargo xtask <command>
 
-  test    everything CI checks: formatting, MSRV, clippy (host and
-          aarch64-unknown-none), host tests, no_std builds, docs, and the
-          QEMU matrix on QEMU 7.2 and QEMU 10 [--qemu 7|10|PATH]...
+  test    everything CI checks: formatting, MSRV (stated and built),
+          package contents, clippy (host and aarch64-unknown-none), host
+          tests, no_std builds, docs, and the QEMU matrix on QEMU 7.2 and
+          QEMU 10 [--qemu 7|10|PATH]...
           [--under-load]
   demo    boot the example hypervisor under QEMU and show a guest's
           forwarded timer interrupts (installs QEMU when missing, as root)
@@ -101,7 +104,12 @@ usage: cargo xtask <command>
   --under-load  keep every core busy with one busy loop per core while
                 QEMU runs; the pass rules do not change
   msrv    check the stated rust-version against edition 2024 and
-          every library dependency's own rust-version
+          every library dependency's own rust-version, then build the
+          libraries with that toolchain (host, all features, and
+          aarch64-unknown-none) from the locked Cargo.lock
+  package check that `cargo package` of each library crate lists
+          LICENSE-MIT, LICENSE-APACHE, CHANGELOG.md and its README (the
+          same as the root files) and that it has docs.rs metadata
   bench   the hardware-access and timing report: lazy library vs eager
           save/restore on the host model, memory per vCPU and VM, and the
           core's code size for aarch64-unknown-none (needs llvm-size)
@@ -116,6 +124,7 @@ fn test(args: &[String], caller_dir: &Path) -> Result {
     ensure_target()?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step("msrv", msrv::check())?;
+    step("package contents", package::check())?;
     step("README run loop is the compiled one", readme_in_sync())?;
     // The example's host build is its configuration module and tests.
     let host = ["--workspace"];

@@ -1,6 +1,7 @@
 //! The MSRV check: the workspace's `rust-version` must be at least what
 //! edition 2024 needs and what every dependency of a published crate
-//! declares.
+//! declares, and the library crates must build with that toolchain from
+//! the committed `Cargo.lock`.
 
 use std::process::Command;
 
@@ -10,8 +11,16 @@ use serde_json::Value;
 const EDITION_2024: (u64, u64) = (1, 85);
 
 /// Checks the MSRV stated in the workspace against edition 2024 and every
-/// normal dependency's own `rust-version`.
+/// normal dependency's own `rust-version`, then builds the library crates
+/// with the toolchain of that version ([`build`]).
 pub(crate) fn check() -> Result<(), String> {
+    let stated = check_stated()?;
+    build(stated)
+}
+
+/// Checks the MSRV stated in the workspace against edition 2024 and every
+/// normal dependency's own `rust-version`; returns the stated version.
+fn check_stated() -> Result<(u64, u64), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1"])
@@ -89,7 +98,130 @@ pub(crate) fn check() -> Result<(), String> {
             stated.0, stated.1, needed.0, needed.1
         ));
     }
-    Ok(())
+    Ok(stated)
+}
+
+/// Where the MSRV build puts its artifacts, apart from the main toolchain's.
+const TARGET_DIR: &str = "target/msrv";
+
+/// Builds every library crate with the rustup toolchain of the stated
+/// `rust-version` (`1.88` for `rust-version = "1.88"`), `--locked` so that
+/// the committed `Cargo.lock` must resolve with that toolchain's cargo:
+/// for the host with all features (the core's `mock`, gicv3's `fake`), and
+/// the `no_std` crates' libraries for `aarch64-unknown-none`. Fails with
+/// the commands to run if the toolchain or its target is not installed.
+fn build(stated: (u64, u64)) -> Result<(), String> {
+    let version = format!("{}.{}", stated.0, stated.1);
+    let toolchain = msrv_toolchain(&version)?;
+    let rustc = rustup_output(&["run", &toolchain, "rustc", "--version"])?;
+    println!("MSRV toolchain {toolchain}: {}", rustc.trim());
+    if !rustc.starts_with(&format!("rustc {version}.")) {
+        return Err(format!(
+            "toolchain {toolchain} runs `{}`, not Rust {version}",
+            rustc.trim()
+        ));
+    }
+    let installed = rustup_output(&["target", "list", "--toolchain", &toolchain, "--installed"])?;
+    if !installed.lines().any(|l| l.trim() == crate::TARGET) {
+        return Err(format!(
+            "the MSRV toolchain {toolchain} lacks the {target} target: install it with \
+             `rustup target add --toolchain {version} {target}` (.ci/run does)",
+            target = crate::TARGET
+        ));
+    }
+
+    let libs = crate::package::libraries()?;
+    let mut host = vec![
+        "run",
+        &toolchain,
+        "cargo",
+        "build",
+        "--locked",
+        "--target-dir",
+        TARGET_DIR,
+        "--all-features",
+    ];
+    for lib in &libs {
+        host.extend(["-p", &lib.name]);
+    }
+    rustup(&host)?;
+
+    let mut bare = vec![
+        "run",
+        &toolchain,
+        "cargo",
+        "build",
+        "--locked",
+        "--target-dir",
+        TARGET_DIR,
+        "--target",
+        crate::TARGET,
+        "--lib",
+    ];
+    for c in crate::NO_STD_CRATES {
+        bare.extend(["-p", c]);
+    }
+    rustup(&bare)
+}
+
+/// The name of the installed rustup toolchain for Rust `version` (`1.88`
+/// or `1.88.x`), or the commands that install it.
+fn msrv_toolchain(version: &str) -> Result<String, String> {
+    let list = rustup_output(&["toolchain", "list"]).map_err(|e| {
+        format!(
+            "{e}\nthe MSRV build needs rustup with the Rust {version} toolchain: \
+             `rustup toolchain install {version} --profile minimal`"
+        )
+    })?;
+    pick_toolchain(&list, version).ok_or_else(|| {
+        format!(
+            "the MSRV toolchain Rust {version} is not installed: install it with \
+             `rustup toolchain install {version} --profile minimal` and \
+             `rustup target add --toolchain {version} {}` (.ci/run does)",
+            crate::TARGET
+        )
+    })
+}
+
+/// The toolchain of `rustup toolchain list` output that is Rust `version`:
+/// the `1.88-<host>` channel first, else a `1.88.x-<host>` release.
+fn pick_toolchain(list: &str, version: &str) -> Option<String> {
+    let names = || list.lines().filter_map(|l| l.split_whitespace().next());
+    let channel = format!("{version}-");
+    let release = format!("{version}.");
+    names()
+        .find(|n| n.starts_with(&channel))
+        .or_else(|| names().find(|n| n.starts_with(&release)))
+        .map(str::to_owned)
+}
+
+/// Runs `rustup args`, its output shown, with no variable that would make
+/// the nested cargo use the calling toolchain's compiler.
+fn rustup(args: &[&str]) -> Result<(), String> {
+    println!("$ rustup {}", args.join(" "));
+    crate::run(
+        Command::new("rustup")
+            .args(args)
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC"),
+    )
+}
+
+/// Runs `rustup args` and returns its standard output.
+fn rustup_output(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("rustup")
+        .args(args)
+        .env_remove("RUSTC")
+        .output()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rustup {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Workspace members that are tools or examples, not libraries with an MSRV.
@@ -106,4 +238,35 @@ fn parse(v: &str) -> Option<(u64, u64)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_toolchain_comes_before_a_point_release() {
+        let list = "stable-x86_64-unknown-linux-gnu (active, default)\n\
+                    1.88.0-x86_64-unknown-linux-gnu\n\
+                    1.88-x86_64-unknown-linux-gnu\n\
+                    1.95.0-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            pick_toolchain(list, "1.88").as_deref(),
+            Some("1.88-x86_64-unknown-linux-gnu")
+        );
+        let release_only = "1.88.0-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            pick_toolchain(release_only, "1.88").as_deref(),
+            Some("1.88.0-x86_64-unknown-linux-gnu")
+        );
+        // 1.880 is not 1.88, and a missing toolchain is no toolchain.
+        assert_eq!(
+            pick_toolchain("1.880-x86_64-unknown-linux-gnu\n", "1.88"),
+            None
+        );
+        assert_eq!(
+            pick_toolchain("stable-x86_64-unknown-linux-gnu\n", "1.88"),
+            None
+        );
+    }
 }
