@@ -591,6 +591,24 @@ mod tests {
     }
 
     #[test]
+    fn builds_a_pending_sgi_with_its_source_cpu() {
+        let lr = ok(ListRegister::sgi(3, 5, 0xa0, true));
+        assert_eq!(lr.virtual_id(), 3);
+        assert_eq!(lr.source_cpu(), 5);
+        assert_eq!(lr.state(), LrState::Pending);
+        assert_eq!(lr.priority(), 0xa0);
+        assert!(lr.is_group1() && !lr.is_hw() && !lr.eoi());
+        assert_eq!(
+            ListRegister::sgi(16, 0, 0, true),
+            Err(Error::InvalidIntId(16))
+        );
+        assert_eq!(
+            ListRegister::sgi(1, 8, 0, true),
+            Err(Error::InvalidIntId(1))
+        );
+    }
+
+    #[test]
     fn decodes_a_software_sgi_with_source_cpu() {
         // State active (0b10<<28 = 0x2000_0000) | CPUID 5 at 12:10 (0x1400) | vINTID 3.
         let lr = ListRegister::from_bits(0x2000_1403);

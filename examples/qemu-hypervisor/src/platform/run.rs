@@ -339,6 +339,8 @@ static START_CONTEXT: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX
 /// The mailbox of SGIs sent to each vCPU and not yet in its list
 /// registers: bit `16 * source + sgi`.
 static SGIS: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+// One bit per (source, SGI) pair fits the mailbox word.
+const _: () = assert!(MAX_VCPUS * 16 <= 32);
 /// SGIs the guest sent (one per target), for the run's summary.
 static SGIS_SENT: AtomicU64 = AtomicU64::new(0);
 /// How the guest ended the run: [`RUNNING`], [`POWERED_OFF`] or [`RESET`]
