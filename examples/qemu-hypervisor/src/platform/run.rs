@@ -22,7 +22,7 @@
 //!   Linux boot under TCG).
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use arch_timer_virt::IntId;
 use qemu_hypervisor::config::{RunConfig, Scenario};
@@ -32,6 +32,7 @@ use qemu_hypervisor::platform::boot::{
     RAM_SIZE, SMP_WORD_OFFSET, Smp,
 };
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
+use qemu_hypervisor::platform::ipi::{self, Mailbox};
 use qemu_hypervisor::platform::mmio::MmioAccess;
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
 use qemu_hypervisor::platform::vgic2::{self, Vgic2};
@@ -337,10 +338,10 @@ static START_ENTRY: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_V
 /// See [`START_ENTRY`].
 static START_CONTEXT: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 /// The mailbox of SGIs sent to each vCPU and not yet in its list
-/// registers: bit `16 * source + sgi`.
-static SGIS: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
-// One bit per (source, SGI) pair fits the mailbox word.
-const _: () = assert!(MAX_VCPUS * 16 <= 32);
+/// registers.
+static SGIS: [Mailbox; MAX_VCPUS] = [const { Mailbox::new() }; MAX_VCPUS];
+// Every vCPU can be told apart as a source.
+const _: () = assert!(MAX_VCPUS <= platform::ipi::MAX_SOURCES);
 /// SGIs the guest sent (one per target), for the run's summary.
 static SGIS_SENT: AtomicU64 = AtomicU64::new(0);
 /// How the guest ended the run: [`RUNNING`], [`POWERED_OFF`] or [`RESET`]
@@ -428,9 +429,7 @@ pub(crate) fn poll<V>(vcpus: &mut [Vcpu<V>], mode: qemu_hypervisor::config::Host
                 this_cpu()
             );
         }
-        let waiting = SGIS
-            .get(v.index)
-            .is_some_and(|m| m.load(Ordering::Acquire) != 0);
+        let waiting = sgis_waiting(v.index);
         if waiting && matches!(v.state, RunState::Blocked { .. }) {
             wake |= 1 << v.index;
         }
@@ -440,20 +439,18 @@ pub(crate) fn poll<V>(vcpus: &mut [Vcpu<V>], mode: qemu_hypervisor::config::Host
 
 /// Whether SGIs wait in `vcpu`'s mailbox.
 pub(crate) fn sgis_waiting(vcpu: usize) -> bool {
-    SGIS.get(vcpu)
-        .is_some_and(|m| m.load(Ordering::Acquire) != 0)
+    SGIS.get(vcpu).is_some_and(|m| !m.is_empty())
 }
 
 /// Sends SGI `sgi` from vCPU `from` to the vCPUs in `targets` (bit n =
 /// vCPU n): into their mailboxes, and a kick for those on another CPU.
 pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
     let s = smp();
-    for t in (0..s.vcpus).filter(|t| targets & (1 << t) != 0) {
+    for t in ipi::targets(targets, s.vcpus) {
         let Some(mailbox) = SGIS.get(t) else { continue };
-        let bit = 1_u32
-            .checked_shl(u32::try_from(16 * from).unwrap_or(32) + (sgi & 0xf))
-            .unwrap_or(0);
-        mailbox.fetch_or(bit, Ordering::AcqRel);
+        if !mailbox.post(from, sgi) {
+            fail!("hv: linux: SGI {sgi} from vCPU {from}: out of range");
+        }
         SGIS_SENT.fetch_add(1, Ordering::Relaxed);
         if s.host_cpu_of(t) != s.host_cpu_of(from) {
             crate::gic::kick(gicv3, s.host_cpu_of(t));
@@ -462,26 +459,23 @@ pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
 }
 
 /// Before entering `v` (loaded on this CPU): moves the SGIs in its
-/// mailbox into its list registers (those without room stay for the next
-/// entry).
+/// mailbox into its list registers (those without room go back for the
+/// next entry).
 pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
     let Some(mailbox) = SGIS.get(v.index) else {
         return;
     };
-    let mut bits = mailbox.swap(0, Ordering::AcqRel);
-    let mut kept = 0;
-    while bits != 0 {
-        let n = bits.trailing_zeros();
-        bits &= bits - 1;
-        let (source, sgi) = ((n / 16) as usize, n % 16);
+    if mailbox.is_empty() {
+        return;
+    }
+    for (source, sgi) in mailbox.take() {
         match gic.inject_sgi(&mut v.vgic, sgi, source) {
             Ok(true) => {}
-            Ok(false) => kept |= 1 << n,
+            Ok(false) => {
+                mailbox.post(source, sgi);
+            }
             Err(e) => fail!("hv: linux: SGI {sgi} to vCPU {}: {e:?}", v.index),
         }
-    }
-    if kept != 0 {
-        mailbox.fetch_or(kept, Ordering::AcqRel);
     }
 }
 
