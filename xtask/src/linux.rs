@@ -59,14 +59,21 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("target"), PathBuf::from)
 }
 
-/// `cargo xtask linux [--gic 2|3] [--mode vhe|nvhe] [--root DIR]
-/// [--timeout SECONDS] [--provision-only]`.
+/// `cargo xtask linux [--gic 2|3] [--mode vhe|nvhe] [--smp N]
+/// [--host-cpus 1|N] [--root DIR] [--timeout SECONDS] [--provision-only]`.
+///
+/// `--smp N`: the guest's vCPUs (1 or 2); `--host-cpus`: the physical CPUs
+/// they run on, QEMU's `-smp` (N by default: vCPU n on CPU n; 1: all
+/// time-sliced on CPU 0). Passed in the boot-info block's third word
+/// (`N | host_cpus << 8`).
 pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
     let mut gic = 3_u8;
     let mut vhe = false;
     let mut root = None;
     let mut timeout = DEFAULT_TIMEOUT;
     let mut provision_only = false;
+    let mut vcpus = 1_u8;
+    let mut host_cpus = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -90,6 +97,20 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
                 timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
             }
             "--provision-only" => provision_only = true,
+            "--smp" => {
+                vcpus = match value()?.as_str() {
+                    "1" => 1,
+                    "2" => 2,
+                    other => return Err(format!("--smp takes 1 or 2, not `{other}`")),
+                }
+            }
+            "--host-cpus" => {
+                host_cpus = Some(
+                    value()?
+                        .parse::<u8>()
+                        .map_err(|e| format!("--host-cpus: {e}"))?,
+                );
+            }
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -125,11 +146,19 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
     if provision_only {
         return Ok(());
     }
+    let host_cpus = host_cpus.unwrap_or(vcpus);
+    if host_cpus != 1 && host_cpus != vcpus {
+        return Err(format!(
+            "--host-cpus takes 1 or the vCPU count ({vcpus}), not {host_cpus}"
+        ));
+    }
     crate::ensure_target()?;
     let image = crate::qemu::build()?;
     let run = LinuxRun {
         gic,
         vhe,
+        vcpus,
+        host_cpus,
         kernel: files.kernel,
         initrd: initrd_path,
         initrd_len: u64::try_from(initramfs.len()).unwrap_or(u64::MAX),
@@ -478,6 +507,10 @@ impl Cpio {
 struct LinuxRun {
     gic: u8,
     vhe: bool,
+    /// The guest's vCPUs.
+    vcpus: u8,
+    /// The physical CPUs (QEMU `-smp`): 1 or `vcpus`.
+    host_cpus: u8,
     kernel: PathBuf,
     initrd: PathBuf,
     initrd_len: u64,
@@ -487,6 +520,12 @@ struct LinuxRun {
 impl LinuxRun {
     fn config_word(&self) -> u32 {
         u32::from_le_bytes([LINUX_SCENARIO, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
+    }
+
+    /// The boot-info block's third word: vCPUs in bits 7:0, physical CPUs
+    /// in bits 15:8 (`platform::boot::Smp` in the hypervisor).
+    fn smp_word(&self) -> u32 {
+        u32::from(self.vcpus) | (u32::from(self.host_cpus) << 8)
     }
 }
 
@@ -556,7 +595,7 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
         "-cpu",
         "max,sve=off,sme=off",
         "-smp",
-        "1",
+        &run.host_cpus.to_string(),
         "-m",
         QEMU_RAM,
         "-nographic",
@@ -572,6 +611,12 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
         &format!(
             "loader,addr={:#x},data={initrd_len:#x},data-len=4",
             BOOT_INFO_ADDR + 4
+        ),
+        "-device",
+        &format!(
+            "loader,addr={:#x},data={:#x},data-len=4",
+            BOOT_INFO_ADDR + 8,
+            run.smp_word()
         ),
         "-device",
         &format!(
@@ -1027,11 +1072,20 @@ ATV-INIT: done
         let run = LinuxRun {
             gic: 2,
             vhe: true,
+            vcpus: 2,
+            host_cpus: 1,
             kernel: PathBuf::new(),
             initrd: PathBuf::new(),
             initrd_len: 0,
             timeout: Duration::ZERO,
         };
         assert_eq!(run.config_word(), 0xA702_0109);
+        // 2 vCPUs time-sliced on 1 CPU; then one per CPU.
+        assert_eq!(run.smp_word(), 0x0102);
+        let spread = LinuxRun {
+            host_cpus: 2,
+            ..run
+        };
+        assert_eq!(spread.smp_word(), 0x0202);
     }
 }

@@ -329,6 +329,28 @@ impl ListRegister {
         Ok(Self(bits))
     }
 
+    /// A pending software SGI `sgi` (0..=15) sent by the CPU `source`
+    /// (0..=7): the guest's `GICC_IAR` returns the source in bits 12:10.
+    /// No EOI maintenance: an SGI is edge-triggered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] unless `sgi` is at most 15 and `source` at
+    /// most 7 (reported as `sgi`).
+    pub const fn sgi(sgi: u32, source: u32, priority: u8, group1: bool) -> Result<Self, Error> {
+        if sgi > 15 || source > Self::CPUID_MASK {
+            return Err(Error::InvalidIntId(sgi));
+        }
+        let mut bits = sgi
+            | (source << Self::PHYSICAL_ID_SHIFT)
+            | Self::priority_bits(priority)
+            | (LrState::Pending.bits() << Self::STATE_SHIFT);
+        if group1 {
+            bits |= Self::GROUP1;
+        }
+        Ok(Self(bits))
+    }
+
     const fn priority_bits(priority: u8) -> u32 {
         // Widening u8 -> u32; `u32::from` is not const.
         #[allow(clippy::cast_lossless, reason = "u8 to u32 widening in a const fn")]
@@ -566,6 +588,24 @@ mod tests {
         // Without EOI and in group 0: pending 0x1000_0000 | priority 0 | vINTID 1019.
         let lr = ok(ListRegister::software(1019, 0, false, false));
         assert_eq!(lr.bits(), 0x1000_03fb);
+    }
+
+    #[test]
+    fn builds_a_pending_sgi_with_its_source_cpu() {
+        let lr = ok(ListRegister::sgi(3, 5, 0xa0, true));
+        assert_eq!(lr.virtual_id(), 3);
+        assert_eq!(lr.source_cpu(), 5);
+        assert_eq!(lr.state(), LrState::Pending);
+        assert_eq!(lr.priority(), 0xa0);
+        assert!(lr.is_group1() && !lr.is_hw() && !lr.eoi());
+        assert_eq!(
+            ListRegister::sgi(16, 0, 0, true),
+            Err(Error::InvalidIntId(16))
+        );
+        assert_eq!(
+            ListRegister::sgi(1, 8, 0, true),
+            Err(Error::InvalidIntId(1))
+        );
     }
 
     #[test]

@@ -973,3 +973,43 @@ fn one_list_register_never_asks_for_underflow() {
     assert_eq!(gic.vcpu().queued(), 1);
     assert_eq!(hcr(&mut host), GICH_HCR_EN);
 }
+
+#[test]
+fn inject_sgi_keeps_one_list_register_per_source_and_reports_no_room() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.vcpu_load());
+    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
+    assert_eq!(gic.inject_sgi(1, 1), Ok(true));
+    // Again from the same source while pending: merged.
+    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
+    let held: std::vec::Vec<ListRegister> =
+        gic.list_registers().filter(|l| !l.is_empty()).collect();
+    assert_eq!(held.len(), 2);
+    assert!(
+        held.iter()
+            .all(|l| l.virtual_id() == 1 && l.state() == LrState::Pending)
+    );
+    assert_eq!(held.iter().map(|l| l.source_cpu()).sum::<u32>(), 1);
+    // The guest acknowledged the first: another one makes it pending and
+    // active, in the same list register.
+    let first = lr(gic.host(), 0);
+    set_lr(
+        gic.host(),
+        0,
+        ListRegister::from_bits(first)
+            .with_state(LrState::Active)
+            .bits(),
+    );
+    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
+    assert_eq!(
+        ListRegister::from_bits(lr(gic.host(), 0)).state(),
+        LrState::PendingActive
+    );
+    // Four list registers: two more SGIs fill them, the next finds no room.
+    assert_eq!(gic.inject_sgi(2, 0), Ok(true));
+    assert_eq!(gic.inject_sgi(3, 0), Ok(true));
+    assert_eq!(gic.inject_sgi(4, 0), Ok(false));
+    assert_eq!(gic.inject_sgi(16, 0), Err(Error::InvalidIntId(16)));
+}

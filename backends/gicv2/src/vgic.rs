@@ -529,6 +529,45 @@ impl<'a> Gic<'a> {
         (index < self.num_lrs()).then(|| self.read_lr(index))
     }
 
+    /// Makes the SGI `sgi` from the (v)CPU `source` pending for the guest
+    /// (an IPI between vCPUs): into the list register already holding
+    /// `sgi` from `source` (pending and active if it is active), or a free
+    /// one. SGIs are edge-triggered: no EOI maintenance, nothing queued.
+    /// Returns `false` if no list register is free: the caller keeps the
+    /// SGI and tries again at a later entry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidIntId`] (see [`ListRegister::sgi`]);
+    /// [`Error::LoadedOnOtherCpu`]. Nothing is touched then.
+    pub fn inject_sgi(&mut self, sgi: u32, source: u32) -> Result<bool, Error> {
+        self.on_this_cpu()?;
+        let lr = ListRegister::sgi(sgi, source, self.vcpu.priority, self.vcpu.group1)?;
+        let same = (0..self.num_lrs())
+            .map(|index| (index, self.read_lr(index)))
+            .find(|(_, held)| {
+                !held.is_empty()
+                    && !held.is_hw()
+                    && held.virtual_id() == sgi
+                    && held.source_cpu() == source
+            });
+        if let Some((index, held)) = same {
+            match held.state() {
+                LrState::Pending | LrState::PendingActive => {}
+                LrState::Active => self.write_lr(index, held.with_state(LrState::PendingActive)),
+                LrState::Invalid => self.write_lr(index, lr),
+            }
+            return Ok(true);
+        }
+        match self.free_lr() {
+            Some(index) => {
+                self.write_lr(index, lr);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// The list registers, as the guest sees them now (the stale saved
     /// copies while the vCPU is loaded on another CPU).
     pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {

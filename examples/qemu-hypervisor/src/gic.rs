@@ -86,6 +86,18 @@ pub(crate) trait HostIrqs {
     /// The home of the vCPU of the migration scenario, for this GIC's
     /// vCPU type (a static cannot be generic).
     fn migration_slot() -> &'static VcpuSlot<Self::Vgic>;
+    /// Makes SGI `sgi` from vCPU `source` pending in `vgic` (loaded on
+    /// this CPU or not loaded): an IPI of the Linux guest. `false`: no
+    /// room now (try again at a later entry).
+    fn inject_sgi(
+        &mut self,
+        vgic: &mut Self::Vgic,
+        sgi: u32,
+        source: usize,
+    ) -> Result<bool, Self::Error>;
+    /// The pending (`.0`) and active (`.1`) INTIDs 0..=31 in `vgic`'s list
+    /// registers (bit n = INTID n).
+    fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32);
 }
 
 /// [`HostIrqs`] for the `HostGic` of the backend crate `$backend`: one
@@ -93,7 +105,7 @@ pub(crate) trait HostIrqs {
 /// have the same shape. `$chip` names the backend's `Gic` with this
 /// program's type arguments; `$slot` is the migration slot.
 macro_rules! host_irqs {
-    ($backend:ident, $host:ty, $chip:ident, $slot:ident) => {
+    ($backend:ident, $host:ty, $chip:ident, $slot:ident, $inject_sgi:ident, $lr_state:ident) => {
         /// The migrating vCPU with this GIC.
         static $slot: VcpuSlot<$backend::VgicCpu> = VcpuSlot::new();
 
@@ -132,6 +144,17 @@ macro_rules! host_irqs {
             fn migration_slot() -> &'static VcpuSlot<Self::Vgic> {
                 &$slot
             }
+            fn inject_sgi(
+                &mut self,
+                vgic: &mut Self::Vgic,
+                sgi: u32,
+                source: usize,
+            ) -> Result<bool, Self::Error> {
+                $inject_sgi(&mut self.chip(vgic), sgi, source)
+            }
+            fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32) {
+                $lr_state(&self.chip(vgic))
+            }
         }
     };
 }
@@ -140,13 +163,137 @@ macro_rules! host_irqs {
 pub(crate) type Gicv3 = arch_timer_virt_gicv3::HostGic<'static, CpuSysRegs>;
 /// The GICv3 backend's `Gic` as this program uses it.
 type Gicv3Chip<'a> = arch_timer_virt_gicv3::Gic<'a, 'static, CpuSysRegs>;
-host_irqs!(arch_timer_virt_gicv3, Gicv3, Gicv3Chip, MIGRATION_SLOT_V3);
+host_irqs!(
+    arch_timer_virt_gicv3,
+    Gicv3,
+    Gicv3Chip,
+    MIGRATION_SLOT_V3,
+    inject_sgi_v3,
+    lr_state_v3
+);
+
+/// [`HostIrqs::inject_sgi`] with GICv3: a software list register (the
+/// backend merges it with one already pending; GICv3 SGIs carry no
+/// source).
+fn inject_sgi_v3(
+    chip: &mut Gicv3Chip<'_>,
+    sgi: u32,
+    _source: usize,
+) -> Result<bool, arch_timer_virt_gicv3::Error> {
+    use arch_timer_virt_gicv3::registers::{ListRegister, LrState};
+    let priority = chip.vcpu().priority();
+    match chip.inject(ListRegister::software(sgi, LrState::Pending, priority)) {
+        Ok(()) => Ok(true),
+        Err(arch_timer_virt_gicv3::Error::QueueFull { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`HostIrqs::private_lr_state`] with GICv3.
+fn lr_state_v3(chip: &Gicv3Chip<'_>) -> (u32, u32) {
+    let bit = |intid: u32| 1_u32.checked_shl(intid).unwrap_or(0);
+    let mut state = (0, 0);
+    for lr in chip.list_registers() {
+        if lr.state().is_pending() {
+            state.0 |= bit(lr.vintid());
+        }
+        if lr.state().is_active() {
+            state.1 |= bit(lr.vintid());
+        }
+    }
+    state
+}
 
 /// GICv2 through `arch-timer-virt-gicv2`.
 pub(crate) type Gicv2 = arch_timer_virt_gicv2::HostGic;
 /// The GICv2 backend's `Gic` as this program uses it.
 type Gicv2Chip<'a> = arch_timer_virt_gicv2::Gic<'a>;
-host_irqs!(arch_timer_virt_gicv2, Gicv2, Gicv2Chip, MIGRATION_SLOT_V2);
+host_irqs!(
+    arch_timer_virt_gicv2,
+    Gicv2,
+    Gicv2Chip,
+    MIGRATION_SLOT_V2,
+    inject_sgi_v2,
+    lr_state_v2
+);
+
+/// [`HostIrqs::inject_sgi`] with GICv2: a list register carrying the
+/// source vCPU (`GICC_IAR` bits 12:10).
+fn inject_sgi_v2(
+    chip: &mut Gicv2Chip<'_>,
+    sgi: u32,
+    source: usize,
+) -> Result<bool, arch_timer_virt_gicv2::Error> {
+    let source = u32::try_from(source).unwrap_or(u32::MAX);
+    chip.inject_sgi(sgi, source)
+}
+
+/// [`HostIrqs::private_lr_state`] with GICv2.
+fn lr_state_v2(chip: &Gicv2Chip<'_>) -> (u32, u32) {
+    let bit = |intid: u32| 1_u32.checked_shl(intid).unwrap_or(0);
+    let mut state = (0, 0);
+    for lr in chip.list_registers() {
+        if lr.state().is_pending() {
+            state.0 |= bit(lr.virtual_id());
+        }
+        if lr.state().is_active() {
+            state.1 |= bit(lr.virtual_id());
+        }
+    }
+    state
+}
+
+/// The host SGI one CPU sends another to make it look at the Linux
+/// guest's mailboxes (an IPI between vCPUs on different CPUs, a CPU_ON,
+/// the guest's power-off).
+pub(crate) const KICK_SGI: u32 = 8;
+
+/// Enables [`KICK_SGI`] on this CPU (GICv3: its redistributor; Group 1 as
+/// `HostGic::init` left every SGI).
+pub(crate) fn enable_kick_v3(host: &mut Gicv3) {
+    let mut rd = host.redistributor();
+    let mut sgi = safe_mmio::field!(rd, sgi);
+    if let Some(mut p) = safe_mmio::field!(sgi, ipriorityr).get(KICK_SGI as usize) {
+        p.write(0x80);
+    }
+    safe_mmio::field!(sgi, isenabler0).write(1 << KICK_SGI);
+}
+
+/// Enables [`KICK_SGI`] on this CPU (GICv2: the banked distributor
+/// registers).
+pub(crate) fn enable_kick_v2() {
+    // SAFETY: GICD_IPRIORITYR and GICD_ISENABLER0 of QEMU `virt`'s
+    // distributor, banked per CPU for SGIs; only this CPU's SGI changes.
+    unsafe {
+        core::ptr::write_volatile((GICD_BASE + 0x400 + KICK_SGI as usize) as *mut u8, 0x80);
+        core::ptr::write_volatile((GICD_BASE + 0x100) as *mut u32, 1 << KICK_SGI);
+    }
+}
+
+/// Sends [`KICK_SGI`] to the CPU with `MPIDR_EL1.Aff0` `cpu` (QEMU `virt`:
+/// Aff1..3 are 0 for up to 8 CPUs; a GICv2 CPU interface number is Aff0).
+pub(crate) fn kick(gicv3: bool, cpu: usize) {
+    let target = 1_u64
+        .checked_shl(u32::try_from(cpu).unwrap_or(64))
+        .unwrap_or(0)
+        & 0xff;
+    if gicv3 {
+        // SAFETY: ICC_SGI1R_EL1 at EL2 sends a Group 1 SGI; it has no
+        // other effect.
+        unsafe {
+            crate::sysreg::write_sysreg!("S3_0_C12_C11_5", (u64::from(KICK_SGI) << 24) | target);
+        }
+        crate::sysreg::isb();
+    } else {
+        // SAFETY: GICD_SGIR of QEMU `virt`'s distributor: sends the SGI.
+        unsafe {
+            core::ptr::write_volatile(
+                (GICD_BASE + 0xf00) as *mut u32,
+                ((target as u32) << 16) | KICK_SGI,
+            );
+        }
+    }
+}
 
 /// Brings up the GICv3 distributor (affinity routing, Group 1) and this
 /// CPU's redistributor and CPU interface, and enables the hypervisor's PPIs.
@@ -184,6 +331,7 @@ pub(crate) unsafe fn gicv3(ppis: &[(IntId, u8)]) -> Result<Gicv3, arch_timer_vir
     for &(ppi, priority) in ppis {
         host.enable_ppi(ppi, priority);
     }
+    enable_kick_v3(&mut host);
     Ok(host)
 }
 
@@ -226,5 +374,6 @@ pub(crate) unsafe fn gicv2(
     for &(ppi, priority) in ppis {
         host.enable_ppi(ppi, priority);
     }
+    enable_kick_v2();
     Ok(host)
 }

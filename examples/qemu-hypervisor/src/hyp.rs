@@ -20,7 +20,7 @@ use qemu_hypervisor::fault::GuestFault;
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail, hyp_timer_arm, hyp_timer_stop};
-use crate::gic::{HostIrqs, MAINTENANCE_PPI};
+use crate::gic::{HostIrqs, KICK_SGI, MAINTENANCE_PPI};
 use crate::guest::{
     self, Hypercall, MAX_DELIVERY_LATENCY_US, MAX_WAKE_LATENCY_US, Measured, Report, WFI_SLEEPS,
 };
@@ -29,7 +29,7 @@ use crate::sysreg::{read_sysreg, write_sysreg};
 use crate::vectors::{Exit, GuestRegs, enter_guest};
 
 /// `SPSR_EL2` for a guest's first entry: EL1h, D, A, I, F masked.
-const SPSR_EL1H_MASKED: u64 = 0x3c5;
+pub(crate) const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// The EL1 virtual timer's PPI, forwarded to the guest.
 pub(crate) const VTIMER_PPI: u32 = 27;
 /// More vtimer PPIs than this in one exit's drain is a storm (see
@@ -136,6 +136,9 @@ pub(crate) enum RunState {
     Blocked {
         fallback: Option<u64>,
     },
+    /// Powered off (a Linux secondary vCPU before its PSCI CPU_ON, or
+    /// after CPU_OFF): not run until a CPU_ON.
+    Off,
     Done(Report),
 }
 
@@ -188,6 +191,8 @@ pub(crate) struct Stats {
     /// vCPU switches (put + load).
     pub(crate) switches: u64,
     pub(crate) ticks: u64,
+    /// Host kick SGIs taken (the Linux guest on several CPUs).
+    pub(crate) kicks: u64,
     /// IRQ exits by cause (see [`ExitCauses`]).
     pub(crate) exit_cause: ExitCauses,
 }
@@ -255,6 +260,7 @@ impl Stats {
         spurious: 0,
         switches: 0,
         ticks: 0,
+        kicks: 0,
         exit_cause: ExitCauses::ZERO,
     };
 
@@ -269,6 +275,7 @@ impl Stats {
         self.spurious += other.spurious;
         self.switches += other.switches;
         self.ticks += other.ticks;
+        self.kicks += other.kicks;
         self.exit_cause.add(&other.exit_cause);
     }
 }
@@ -355,7 +362,7 @@ where
         self.hyp_timer_armed = None;
     }
 
-    fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
+    pub(crate) fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
         let mut regs = GuestRegs::new();
         regs.pstate = SPSR_EL1H_MASKED;
         regs.x[0] = index as u64;
@@ -382,7 +389,11 @@ where
             timer: VcpuTimer::new(),
             vgic: G::Vgic::default(),
             soft: Deadlines::default(),
-            state: RunState::Runnable,
+            state: if crate::linux::is_linux(self.config) && !crate::linux::starts_on(index) {
+                RunState::Off
+            } else {
+                RunState::Runnable
+            },
             loaded: false,
             measured: None,
         }
@@ -409,11 +420,39 @@ where
             slot.with_owned(|v| self.report(core::slice::from_ref(v)));
             fail!("hv: the vCPU did not come back to CPU 0");
         }
+        let linux = crate::linux::is_linux(self.config);
+        let count = if linux {
+            let smp = crate::linux::smp();
+            if smp.host_cpus > 1 {
+                self.start_linux_cpus(smp.host_cpus);
+                1
+            } else {
+                smp.vcpus
+            }
+        } else {
+            count
+        };
         let mut vcpus = [self.new_vcpu(0), self.new_vcpu(1)];
         let vcpus = vcpus.get_mut(..count).unwrap_or_default();
+        self.run_vcpus(vcpus);
+        if linux {
+            self.collect_linux_cpus();
+        }
+        self.report(vcpus)
+    }
+
+    /// Runs `vcpus` on this CPU, time-sliced, until every one is done.
+    pub(crate) fn run_vcpus(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
+        let linux = crate::linux::is_linux(self.config);
         self.arm_hyp_timer(self.next_tick);
         let mut current: Option<usize> = None;
         loop {
+            if linux {
+                let wake = crate::linux::poll(vcpus, self.config.host_mode);
+                for v in vcpus.iter_mut().filter(|v| wake & (1 << v.index) != 0) {
+                    self.unblock(v);
+                }
+            }
             if vcpus.iter().all(|v| matches!(v.state, RunState::Done(_))) {
                 break;
             }
@@ -425,7 +464,7 @@ where
             }
             let sharing = vcpus
                 .iter()
-                .filter(|v| !matches!(v.state, RunState::Done(_)))
+                .filter(|v| matches!(v.state, RunState::Runnable | RunState::Blocked { .. }))
                 .count()
                 > 1;
             let housekeeping = match self.gic_version {
@@ -467,7 +506,6 @@ where
             self.put(v);
         }
         self.stop_hyp_timer();
-        self.report(vcpus)
     }
 
     /// Sets the tick period; a shorter one takes effect at once.
@@ -540,7 +578,11 @@ where
     /// Runs the loaded vCPU `v` until the next tick, a WFI that sleeps, or
     /// its end.
     pub(crate) fn run_slice(&mut self, v: &mut Vcpu<G::Vgic>) -> SliceEnd {
+        let linux = crate::linux::is_linux(self.config);
         loop {
+            if linux {
+                crate::linux::deliver_sgis(v, &mut self.gic);
+            }
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
                 if let Err(e) = v
@@ -665,6 +707,14 @@ where
                         fail!("hv: vgic maintenance: {e:?}");
                     }
                 }
+                // Another CPU kicked this one (the Linux guest's IPIs,
+                // CPU_ON, power-off): the exit itself is the point; the
+                // run loop looks at the mailboxes next. GICv2 acknowledges
+                // an SGI with its source CPU in bits 12:10.
+                other if other & 0x3ff == KICK_SGI => {
+                    self.gic.deactivate(other);
+                    self.stats.kicks += 1;
+                }
                 other => {
                     self.gic.deactivate(other);
                     println!("hv: unexpected host interrupt {other}");
@@ -688,10 +738,20 @@ where
             // HVC from AArch64: PSCI for the Linux guest.
             0x16 if crate::linux::is_linux(self.config) => {
                 self.stats.hvc_exits += 1;
-                crate::linux::hvc(v)
+                crate::linux::hvc(v, self.gic_version == GicVersion::V3)
             }
             // Data abort from EL1: the Linux guest's devices.
-            0x24 if crate::linux::is_linux(self.config) => crate::linux::data_abort(v, esr),
+            0x24 if crate::linux::is_linux(self.config) => {
+                crate::linux::data_abort(v, &mut self.gic, esr)
+            }
+            // The Linux guest's IPIs by ICC_SGI1R_EL1.
+            0x18 if crate::linux::is_linux(self.config)
+                && let Some(end) =
+                    crate::linux::sysreg(v, iss, self.gic_version == GicVersion::V3) =>
+            {
+                self.stats.sysreg_exits += 1;
+                end
+            }
             // HVC from AArch64.
             0x16 => {
                 self.stats.hvc_exits += 1;
@@ -704,6 +764,14 @@ where
                     return None;
                 }
                 self.stats.wfi_exits += 1;
+                // A WFI with an interrupt pending for the vCPU (an IPI in
+                // its list registers or mailbox) completes at once.
+                if crate::linux::is_linux(self.config)
+                    && (crate::linux::sgis_waiting(v.index)
+                        || self.gic.private_lr_state(&mut v.vgic).0 != 0)
+                {
+                    return None;
+                }
                 let wakeup = v.timer.block(&VM, &mut self.timer, &mut v.soft);
                 // The library's contract: `At(x)` armed the background
                 // soft timer at x, `Now` and `Never` armed nothing. The
@@ -968,7 +1036,19 @@ where
                 ),
             );
         }
-        let exits_by_cpu = if scenario == Scenario::Migration {
+        if scenario == Scenario::Linux {
+            let smp = crate::linux::smp();
+            println!(
+                "hv: linux: {} vCPUs on {} CPUs; {} SGIs sent between vCPUs, {} host kicks, {} \
+                 vCPU switches",
+                smp.vcpus,
+                smp.host_cpus,
+                crate::linux::sgis_sent(),
+                s.kicks,
+                s.switches
+            );
+        }
+        let exits_by_cpu = if scenario == Scenario::Migration || self.exits_by_cpu[1] != 0 {
             self.exits_by_cpu
         } else {
             [s.exits, 0]
@@ -994,7 +1074,11 @@ where
             scenario.name(),
             self.gic_version,
             self.config.host_mode,
-            vcpus.len(),
+            if scenario == Scenario::Linux {
+                crate::linux::smp().vcpus
+            } else {
+                vcpus.len()
+            },
             total.interrupts,
             s.raised,
             s.exits,

@@ -24,8 +24,9 @@ use crate::sysreg::read_sysreg;
 pub(crate) static CPU1_STATS: Mutex<RefCell<Stats>> = Mutex::new(RefCell::new(Stats::ZERO));
 /// Hand the vCPU over after this many raised vtimer interrupts.
 const MIGRATE_EVERY: u64 = 3;
-/// The second CPU's EL2 stack.
-static mut CPU1_STACK: aarch64_rt::Stack<16> = aarch64_rt::Stack::new();
+/// The second CPU's EL2 stack (migration, or the Linux guest's second
+/// CPU).
+pub(crate) static mut CPU1_STACK: aarch64_rt::Stack<16> = aarch64_rt::Stack::new();
 
 /// This CPU's number (`MPIDR_EL1.Aff0`: 0 or 1 on QEMU `virt -smp 2`).
 fn this_cpu() -> u64 {
@@ -131,7 +132,7 @@ impl<V> VcpuSlot<V> {
 const PARK_POLL_US: u64 = 500;
 
 /// Waits with nothing armed: for good (the first CPU ends the run).
-fn park_forever() -> ! {
+pub(crate) fn park_forever() -> ! {
     loop {
         // SAFETY: wfi only waits for an interrupt.
         unsafe { core::arch::asm!("wfi", options(nostack)) };
@@ -190,6 +191,9 @@ where
     /// Migration, second CPU: runs the vCPU whenever the first CPU hands
     /// it over, and hands it back.
     pub(crate) fn secondary(mut self) -> ! {
+        if crate::linux::is_linux(self.config) {
+            self.linux_secondary()
+        }
         let slot = G::migration_slot();
         loop {
             while !slot.finished() && !slot.owned_here() {

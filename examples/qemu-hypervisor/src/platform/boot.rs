@@ -9,7 +9,7 @@
 //! | what | where | by |
 //! |---|---|---|
 //! | configuration word (scenario `linux`) | [`CONFIG_ADDR`](crate::config::CONFIG_ADDR) | `-device loader,data=...` |
-//! | boot-info block: [`BOOT_INFO_MAGIC`], initramfs size (two `u32`) | [`BOOT_INFO_ADDR`] | two `-device loader,data=...,data-len=4` |
+//! | boot-info block: [`BOOT_INFO_MAGIC`], initramfs size, [`Smp`] word (three `u32`) | [`BOOT_INFO_ADDR`] | three `-device loader,data=...,data-len=4` |
 //! | kernel `Image` (raw) | [`KERNEL_ADDR`] | `-device loader,file=Image,addr=...,force-raw=on` |
 //! | initramfs (raw `newc` cpio) | [`INITRD_ADDR`] | `-device loader,file=...,addr=...,force-raw=on` |
 //! | device tree | [`DTB_ADDR`] | written by the hypervisor |
@@ -52,6 +52,55 @@ const _: () = {
     assert!((BOOT_INFO_ADDR as u64) < RAM_BASE);
 };
 
+/// The boot-info block's third word (at [`BOOT_INFO_ADDR`] + 8): bits 7:0
+/// the guest's vCPUs, bits 15:8 the physical CPUs they run on (QEMU
+/// `-smp`), 0 meaning 1 in both; the other bits 0. A block without the
+/// word (QEMU's RAM reads 0) is 1 vCPU on 1 CPU.
+pub const SMP_WORD_OFFSET: usize = 8;
+/// The most vCPUs a Linux guest gets.
+pub const MAX_VCPUS: usize = 2;
+
+/// How many vCPUs the guest has and on how many physical CPUs: all on CPU
+/// 0 (time-sliced, put/load at every switch), or one per CPU (vCPU n on
+/// CPU n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Smp {
+    /// The guest's vCPUs, 1..=[`MAX_VCPUS`].
+    pub vcpus: usize,
+    /// The physical CPUs they run on: 1, or `vcpus`.
+    pub host_cpus: usize,
+}
+
+impl Smp {
+    /// One vCPU on one CPU.
+    pub const ONE: Self = Self {
+        vcpus: 1,
+        host_cpus: 1,
+    };
+
+    /// Decodes the [`SMP_WORD_OFFSET`] word.
+    ///
+    /// # Errors
+    ///
+    /// [`BootError::Smp`]: more than [`MAX_VCPUS`] vCPUs, a CPU count
+    /// other than 1 or the vCPU count, or reserved bits set.
+    pub fn decode(word: u32) -> Result<Self, BootError> {
+        let at_least_one = |n: u32| usize::try_from(n.max(1)).unwrap_or(usize::MAX);
+        let vcpus = at_least_one(word & 0xff);
+        let host_cpus = at_least_one((word >> 8) & 0xff);
+        if word >> 16 != 0 || vcpus > MAX_VCPUS || (host_cpus != 1 && host_cpus != vcpus) {
+            return Err(BootError::Smp(word));
+        }
+        Ok(Self { vcpus, host_cpus })
+    }
+
+    /// The physical CPU vCPU `vcpu` runs on.
+    #[must_use]
+    pub const fn host_cpu_of(&self, vcpu: usize) -> usize {
+        if self.host_cpus == 1 { 0 } else { vcpu }
+    }
+}
+
 /// What the boot-info block says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootInfo {
@@ -78,6 +127,8 @@ pub enum BootError {
     TextOffset(u64),
     /// The kernel's `image_size` runs into the device tree.
     TooLarge(u64),
+    /// The [`Smp`] word asks for what this hypervisor cannot give.
+    Smp(u32),
 }
 
 impl fmt::Display for BootError {
@@ -102,6 +153,11 @@ impl fmt::Display for BootError {
             Self::TextOffset(t) => write!(
                 f,
                 "the kernel's text_offset is {t:#x}; this layout needs 0 (Linux 5.10 and later)"
+            ),
+            Self::Smp(word) => write!(
+                f,
+                "the boot-info SMP word {word:#x} asks for more than {MAX_VCPUS} vCPUs, or a CPU \
+                 count other than 1 or the vCPU count"
             ),
             Self::TooLarge(n) => write!(
                 f,
@@ -204,6 +260,21 @@ impl ImageHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_smp_word_picks_vcpus_and_cpus() {
+        assert_eq!(Smp::decode(0), Ok(Smp::ONE));
+        assert_eq!(Smp::decode(0x0101), Ok(Smp::ONE));
+        let sliced = Smp::decode(0x0102).unwrap();
+        assert_eq!((sliced.vcpus, sliced.host_cpus), (2, 1));
+        assert_eq!(sliced.host_cpu_of(1), 0);
+        let spread = Smp::decode(0x0202).unwrap();
+        assert_eq!((spread.vcpus, spread.host_cpus), (2, 2));
+        assert_eq!(spread.host_cpu_of(1), 1);
+        for bad in [0x03, 0x0201, 0x0302, 0x1_0001] {
+            assert_eq!(Smp::decode(bad), Err(BootError::Smp(bad)), "{bad:#x}");
+        }
+    }
 
     fn header(text_offset: u64, image_size: u64, flags: u64) -> [u8; 64] {
         let mut h = [0_u8; 64];

@@ -6,6 +6,7 @@
 //! - [`fdt`] and [`devicetree`]: the flattened device tree the guest
 //!   boots with, written by the hypervisor;
 //! - [`psci`]: PSCI 1.0 over HVC;
+//! - [`ipi`]: the mailboxes that carry SGIs between vCPUs;
 //! - [`mmio`]: stage 2 data aborts decoded into emulatable accesses.
 //!
 //! The bare-metal glue (the run loop's hooks) is `src/platform/run.rs`,
@@ -14,6 +15,7 @@
 pub mod boot;
 pub mod devicetree;
 pub mod fdt;
+pub mod ipi;
 pub mod mmio;
 pub mod psci;
 pub mod vgic2;

@@ -4,7 +4,15 @@
 //! - [`prepare`]: before the guest runs, checks the boot-info block and
 //!   the kernel's `Image` header, and writes the guest's device tree;
 //! - [`boot_regs`]: the boot protocol's entry state;
-//! - [`hvc`]: PSCI calls;
+//! - [`hvc`]: PSCI calls; CPU_ON starts a secondary vCPU through a
+//!   start request the run loop that owns it picks up ([`poll`]);
+//! - SMP: [`Smp`] from the boot-info block: N vCPUs time-sliced on CPU 0,
+//!   or vCPU n on CPU n; IPIs ([`send_sgi`], from a trapped
+//!   `ICC_SGI1R_EL1` write or a `GICD_SGIR` store) go through a mailbox
+//!   per target vCPU that its run loop empties into the vCPU's list
+//!   registers before every entry ([`deliver_sgis`]); a target on another
+//!   CPU is kicked with a host SGI ([`crate::gic::KICK_SGI`]), which ends
+//!   its guest's slice or its idle WFI;
 //! - [`data_abort`]: stage 2 data aborts: the GICv3 distributor and
 //!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]); any
 //!   other ends the run with the device, the IPA and the access;
@@ -14,24 +22,29 @@
 //!   Linux boot under TCG).
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use arch_timer_virt::IntId;
 use qemu_hypervisor::config::{RunConfig, Scenario};
 use qemu_hypervisor::platform;
 use qemu_hypervisor::platform::boot::{
-    BOOT_INFO_ADDR, BootInfo, DTB_ADDR, DTB_MAX, ImageHeader, KERNEL_ADDR, RAM_BASE, RAM_SIZE,
+    BOOT_INFO_ADDR, BootInfo, DTB_ADDR, DTB_MAX, ImageHeader, KERNEL_ADDR, MAX_VCPUS, RAM_BASE,
+    RAM_SIZE, SMP_WORD_OFFSET, Smp,
 };
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
+use qemu_hypervisor::platform::ipi::{self, Mailbox};
 use qemu_hypervisor::platform::mmio::MmioAccess;
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
 use qemu_hypervisor::platform::vgic2::{self, Vgic2};
 use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3, Write};
 
 use crate::console::println;
+use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail};
+use crate::gic::HostIrqs;
 use crate::guest::Report;
-use crate::hyp::{RunState, SliceEnd, Vcpu};
+use crate::hyp::{Hyp, RunState, SliceEnd, Vcpu};
+use crate::migrate::CPU1_STATS;
 use crate::stage2::{GICC_IPA, GuestRam};
 use crate::sysreg::read_sysreg;
 use crate::vectors::GuestRegs;
@@ -62,8 +75,8 @@ pub(crate) fn is_linux(config: RunConfig) -> bool {
 /// `HCR_EL2.APK` and `HCR_EL2.API`: the guest's pointer authentication
 /// keys and instructions are not trapped. Linux signs its return addresses
 /// when the CPU has FEAT_PAuth (QEMU `-cpu max`). The keys are EL1
-/// registers the hypervisor never uses; with one vCPU per CPU they stay
-/// on the hardware (several vCPUs on one CPU must switch them).
+/// registers the hypervisor never uses; [`El1Regs`] switches them with
+/// the rest of a vCPU's EL1 context.
 const HCR_APK_API: u64 = (1 << 40) | (1 << 41);
 
 /// `HCR_EL2` for this run's guests, from the built-in guests' `hcr`.
@@ -99,16 +112,30 @@ pub(crate) fn prepare(gic: GicVersion) {
     // SAFETY: the boot-info block is RAM mapped by the initial page table,
     // outside the image and the guest's RAM; QEMU's loader wrote it (or
     // not) before reset.
-    let (magic, initrd_size) = unsafe {
+    let (magic, initrd_size, smp_word) = unsafe {
         (
             core::ptr::read_volatile(BOOT_INFO_ADDR as *const u32),
             core::ptr::read_volatile((BOOT_INFO_ADDR + 4) as *const u32),
+            core::ptr::read_volatile((BOOT_INFO_ADDR + SMP_WORD_OFFSET) as *const u32),
         )
     };
     let info = match BootInfo::decode(magic, initrd_size) {
         Ok(i) => i,
         Err(e) => fail!("hv: linux: {e}"),
     };
+    let smp = match Smp::decode(smp_word) {
+        Ok(s) => s,
+        Err(e) => fail!("hv: linux: {e}"),
+    };
+    SMP_VCPUS.store(smp.vcpus, Ordering::Relaxed);
+    SMP_HOST_CPUS.store(smp.host_cpus, Ordering::Relaxed);
+    if let Some(p) = POWER.first() {
+        p.store(ON, Ordering::Relaxed);
+    }
+    critical_section::with(|cs| {
+        *VGIC3.borrow_ref_mut(cs) = Vgic3::new(smp.vcpus);
+        *VGIC2.borrow_ref_mut(cs) = Vgic2::new(smp.vcpus);
+    });
     // SAFETY: the guest's RAM, mapped for EL2 by the initial page table;
     // no guest runs yet.
     let head = unsafe { core::ptr::read_volatile(KERNEL_ADDR as *const [u8; 64]) };
@@ -126,7 +153,7 @@ pub(crate) fn prepare(gic: GicVersion) {
     let counter_hz = u32::try_from(read_sysreg!(cntfrq_el0)).ok();
     let machine = GuestMachine {
         ram: (RAM_BASE, RAM_SIZE),
-        cpus: 1,
+        cpus: u32::try_from(smp.vcpus).unwrap_or(1),
         gic: match gic {
             GicVersion::V3 => GuestGic::V3 {
                 distributor: GICD_BASE,
@@ -164,9 +191,11 @@ pub(crate) fn prepare(gic: GicVersion) {
     println!(
         "hv: linux: Image at {KERNEL_ADDR:#x} (image_size {:#x}), initramfs \
          {initrd_start:#x}..{initrd_end:#x}, device tree {size} bytes at {DTB_ADDR:#x}, \
-         counter {} Hz",
+         counter {} Hz, {} vCPUs on {} CPUs",
         header.image_size,
-        counter_hz.unwrap_or(0)
+        counter_hz.unwrap_or(0),
+        smp.vcpus,
+        smp.host_cpus
     );
 }
 
@@ -199,12 +228,23 @@ pub(crate) fn boot_regs(regs: &mut GuestRegs) -> u64 {
 }
 
 /// A PSCI (or other SMCCC) call by HVC.
-pub(crate) fn hvc<V>(v: &mut Vcpu<V>) -> Option<SliceEnd> {
+pub(crate) fn hvc<V>(v: &mut Vcpu<V>, gicv3: bool) -> Option<SliceEnd> {
     let [x0, x1, x2, x3, ..] = v.regs.x;
     let call = Call::decode([x0, x1, x2, x3]);
-    // One vCPU so far: it is on.
-    let power = [Power::On];
-    match psci::handle(call, &power, RAM_BASE..RAM_BASE + RAM_SIZE) {
+    let vcpus = smp().vcpus;
+    let mut power = [Power::Off; MAX_VCPUS];
+    for (p, a) in power.iter_mut().zip(&POWER).take(vcpus) {
+        *p = match a.load(Ordering::Acquire) {
+            ON => Power::On,
+            ON_PENDING => Power::OnPending,
+            _ => Power::Off,
+        };
+    }
+    match psci::handle(
+        call,
+        power.get(..vcpus).unwrap_or_default(),
+        RAM_BASE..RAM_BASE + RAM_SIZE,
+    ) {
         Outcome::Return(value) => {
             if let Call::Unknown(id) = call {
                 println!("hv: linux: SMCCC function {id:#x} not supported");
@@ -215,6 +255,7 @@ pub(crate) fn hvc<V>(v: &mut Vcpu<V>) -> Option<SliceEnd> {
         Outcome::PowerOff => {
             println!("hv: linux: PSCI SYSTEM_OFF from vCPU {}", v.index);
             v.state = RunState::Done(Report::default());
+            end_run(POWERED_OFF, gicv3);
             Some(SliceEnd::Done)
         }
         Outcome::Reset => {
@@ -223,21 +264,240 @@ pub(crate) fn hvc<V>(v: &mut Vcpu<V>) -> Option<SliceEnd> {
                 status: 1,
                 ..Report::default()
             });
+            end_run(RESET, gicv3);
             Some(SliceEnd::Done)
         }
         Outcome::Stop => {
-            println!("hv: linux: PSCI CPU_OFF of the only vCPU");
-            v.state = RunState::Done(Report {
-                status: 2,
-                ..Report::default()
-            });
-            Some(SliceEnd::Done)
+            let others_on = POWER
+                .iter()
+                .enumerate()
+                .any(|(i, p)| i != v.index && p.load(Ordering::Acquire) != OFF);
+            if !others_on {
+                println!("hv: linux: PSCI CPU_OFF of the last vCPU that was on");
+                v.state = RunState::Done(Report {
+                    status: 2,
+                    ..Report::default()
+                });
+                end_run(RESET, gicv3);
+                return Some(SliceEnd::Done);
+            }
+            if let Some(p) = POWER.get(v.index) {
+                p.store(OFF, Ordering::Release);
+            }
+            v.state = RunState::Off;
+            Some(SliceEnd::Blocked)
         }
-        // `handle` starts only vCPUs that are off; the one vCPU is on.
-        Outcome::Start { vcpu, .. } => {
-            fail!("hv: linux: PSCI CPU_ON of vCPU {vcpu}: one vCPU only")
+        Outcome::Start {
+            vcpu,
+            entry,
+            context,
+        } => {
+            let (Some(e), Some(c), Some(p)) = (
+                START_ENTRY.get(vcpu),
+                START_CONTEXT.get(vcpu),
+                POWER.get(vcpu),
+            ) else {
+                fail!("hv: linux: PSCI CPU_ON of vCPU {vcpu}: no such vCPU")
+            };
+            e.store(entry, Ordering::Relaxed);
+            c.store(context, Ordering::Relaxed);
+            // Release: the owner of the target sees the entry and context
+            // once it sees ON_PENDING. `handle` saw it off; a concurrent
+            // CPU_ON of the same vCPU by another vCPU loses the race.
+            let won = p
+                .compare_exchange(OFF, ON_PENDING, Ordering::Release, Ordering::Relaxed)
+                .is_ok();
+            v.regs.x[0] = if won {
+                0
+            } else {
+                psci::PsciError::OnPending.to_x0()
+            };
+            if won {
+                let s = smp();
+                if s.host_cpu_of(vcpu) != s.host_cpu_of(v.index) {
+                    crate::gic::kick(gicv3, s.host_cpu_of(vcpu));
+                }
+            }
+            None
         }
     }
+}
+
+/// The guest's vCPU count and where they run (set by [`prepare`]).
+static SMP_VCPUS: AtomicUsize = AtomicUsize::new(1);
+/// See [`SMP_VCPUS`].
+static SMP_HOST_CPUS: AtomicUsize = AtomicUsize::new(1);
+/// A vCPU's PSCI power state: [`OFF`], [`ON_PENDING`] (CPU_ON accepted,
+/// not yet picked up by its run loop) or [`ON`].
+static POWER: [AtomicU8; MAX_VCPUS] = [const { AtomicU8::new(OFF) }; MAX_VCPUS];
+const OFF: u8 = 0;
+const ON_PENDING: u8 = 1;
+const ON: u8 = 2;
+/// A CPU_ON's entry point and context id, per target vCPU.
+static START_ENTRY: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+/// See [`START_ENTRY`].
+static START_CONTEXT: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+/// The mailbox of SGIs sent to each vCPU and not yet in its list
+/// registers.
+static SGIS: [Mailbox; MAX_VCPUS] = [const { Mailbox::new() }; MAX_VCPUS];
+// Every vCPU can be told apart as a source.
+const _: () = assert!(MAX_VCPUS <= platform::ipi::MAX_SOURCES);
+/// SGIs the guest sent (one per target), for the run's summary.
+static SGIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// How the guest ended the run: [`RUNNING`], [`POWERED_OFF`] or [`RESET`]
+/// (also a CPU_OFF of the last vCPU).
+static ENDED: AtomicU8 = AtomicU8::new(RUNNING);
+const RUNNING: u8 = 0;
+const POWERED_OFF: u8 = 1;
+const RESET: u8 = 2;
+
+/// The guest's SMP layout.
+pub(crate) fn smp() -> Smp {
+    Smp {
+        vcpus: SMP_VCPUS.load(Ordering::Relaxed),
+        host_cpus: SMP_HOST_CPUS.load(Ordering::Relaxed),
+    }
+}
+
+/// Whether vCPU `index` is powered on at start (only the boot vCPU).
+pub(crate) fn starts_on(index: usize) -> bool {
+    index == 0
+}
+
+/// Records how the guest ended the run and kicks the other CPUs so that
+/// their run loops see it.
+fn end_run(how: u8, gicv3: bool) {
+    ENDED.store(how, Ordering::Release);
+    let s = smp();
+    let me = this_cpu();
+    for cpu in (0..s.host_cpus).filter(|&c| c != me) {
+        crate::gic::kick(gicv3, cpu);
+    }
+}
+
+/// This CPU's `MPIDR_EL1.Aff0`.
+fn this_cpu() -> usize {
+    usize::try_from(read_sysreg!(mpidr_el1) & 0xff).unwrap_or(0)
+}
+
+/// SGIs sent so far (one per target vCPU).
+pub(crate) fn sgis_sent() -> u64 {
+    SGIS_SENT.load(Ordering::Relaxed)
+}
+
+/// The run loop's look at the shared state, at each turn: once the guest
+/// has ended the run every vCPU here is done; a vCPU with a CPU_ON
+/// request starts at its entry point (`x0` the context id, EL1h with
+/// interrupts masked, MMU off, a reset EL1 context). Returns the vCPUs
+/// blocked in WFI with SGIs waiting, to be woken.
+pub(crate) fn poll<V>(vcpus: &mut [Vcpu<V>], mode: qemu_hypervisor::config::HostMode) -> u32 {
+    let ended = ENDED.load(Ordering::Acquire);
+    let mut wake = 0;
+    for v in vcpus.iter_mut() {
+        if ended != RUNNING {
+            if !matches!(v.state, RunState::Done(_)) {
+                v.state = RunState::Done(Report {
+                    status: u64::from(ended != POWERED_OFF),
+                    ..Report::default()
+                });
+            }
+            continue;
+        }
+        let Some(power) = POWER.get(v.index) else {
+            continue;
+        };
+        if v.state == RunState::Off && power.load(Ordering::Acquire) == ON_PENDING {
+            let entry = START_ENTRY
+                .get(v.index)
+                .map_or(0, |e| e.load(Ordering::Relaxed));
+            let context = START_CONTEXT
+                .get(v.index)
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            v.regs.x = [0; 31];
+            v.regs.x[0] = context;
+            v.regs.pc = entry;
+            v.regs.pstate = crate::hyp::SPSR_EL1H_MASKED;
+            v.el1 = El1Regs::reset(0);
+            if v.loaded {
+                v.el1.restore(mode);
+            }
+            v.state = RunState::Runnable;
+            power.store(ON, Ordering::Release);
+            println!(
+                "hv: linux: vCPU {} started at {entry:#x} on CPU {}",
+                v.index,
+                this_cpu()
+            );
+        }
+        let waiting = sgis_waiting(v.index);
+        if waiting && matches!(v.state, RunState::Blocked { .. }) {
+            wake |= 1 << v.index;
+        }
+    }
+    wake
+}
+
+/// Whether SGIs wait in `vcpu`'s mailbox.
+pub(crate) fn sgis_waiting(vcpu: usize) -> bool {
+    SGIS.get(vcpu).is_some_and(|m| !m.is_empty())
+}
+
+/// Sends SGI `sgi` from vCPU `from` to the vCPUs in `targets` (bit n =
+/// vCPU n): into their mailboxes, and a kick for those on another CPU.
+pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
+    let s = smp();
+    for t in ipi::targets(targets, s.vcpus) {
+        let Some(mailbox) = SGIS.get(t) else { continue };
+        if !mailbox.post(from, sgi) {
+            fail!("hv: linux: SGI {sgi} from vCPU {from}: out of range");
+        }
+        SGIS_SENT.fetch_add(1, Ordering::Relaxed);
+        if s.host_cpu_of(t) != s.host_cpu_of(from) {
+            crate::gic::kick(gicv3, s.host_cpu_of(t));
+        }
+    }
+}
+
+/// Before entering `v` (loaded on this CPU): moves the SGIs in its
+/// mailbox into its list registers (those without room go back for the
+/// next entry).
+pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    let Some(mailbox) = SGIS.get(v.index) else {
+        return;
+    };
+    if mailbox.is_empty() {
+        return;
+    }
+    for (source, sgi) in mailbox.take() {
+        match gic.inject_sgi(&mut v.vgic, sgi, source) {
+            Ok(true) => {}
+            Ok(false) => {
+                mailbox.post(source, sgi);
+            }
+            Err(e) => fail!("hv: linux: SGI {sgi} to vCPU {}: {e:?}", v.index),
+        }
+    }
+}
+
+/// `ICC_SGI1R_EL1` as a trapped `MSR` (ESR_EL2 ISS, Rt and the direction
+/// masked out): Op0 3, Op2 5, Op1 0, CRn 12, CRm 11.
+const ISS_ICC_SGI1R: u32 = (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1);
+/// The ISS bits that name the register.
+const ISS_SYSREG_MASK: u32 = 0x3f_fc1e;
+
+/// A trapped system register access the Linux guest platform handles
+/// (`ICC_SGI1R_EL1` writes: the guest's IPIs with GICv3); `None` for the
+/// others.
+pub(crate) fn sysreg<V>(v: &mut Vcpu<V>, iss: u32, gicv3: bool) -> Option<Option<SliceEnd>> {
+    if iss & ISS_SYSREG_MASK != ISS_ICC_SGI1R || iss & 1 != 0 {
+        return None;
+    }
+    let rt = ((iss >> 5) & 0x1f) as usize;
+    let value = v.regs.x.get(rt).copied().unwrap_or(0);
+    let (sgi, targets) = platform::vgic3::sgi1r_targets(value, v.index, smp().vcpus);
+    send_sgi(v.index, sgi, targets, gicv3);
+    v.regs.pc += 4;
+    Some(None)
 }
 
 /// What the guest sees at `ipa`, for messages.
@@ -254,31 +514,38 @@ fn device_at(ipa: u64) -> &'static str {
     }
 }
 
-/// The guest's GICv3 distributor and redistributors (the Linux guest runs
-/// on CPU 0 only, so nothing else touches it).
+/// The guest's GICv3 distributor and redistributors (shared by every
+/// CPU; the critical section is a lock across CPUs).
 static VGIC3: critical_section::Mutex<RefCell<Vgic3>> =
     critical_section::Mutex::new(RefCell::new(Vgic3::new(1)));
-/// The guest's GICv2 distributor (CPU 0 only, as [`VGIC3`]).
+/// The guest's GICv2 distributor (shared, as [`VGIC3`]).
 static VGIC2: critical_section::Mutex<RefCell<Vgic2>> =
     critical_section::Mutex::new(RefCell::new(Vgic2::new(1)));
 /// The GIC this run gives the guest: 2 or 3 (0 before [`prepare`]).
 static GIC: AtomicU8 = AtomicU8::new(0);
 
-/// What the library holds of `v`'s timer lines, as pending PPIs.
-fn live<V>(v: &Vcpu<V>) -> Live {
+/// What the library holds of `v`'s timer lines (as pending PPIs) and what
+/// its list registers hold pending and active (SGIs, the timer PPIs).
+fn live<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) -> Live {
     let levels = v.timer.levels();
     let bit = |level: bool, intid: IntId| if level { 1_u32 << intid.get() } else { 0 };
+    let (lr_pending, lr_active) = gic.private_lr_state(&mut v.vgic);
     Live {
         pending: bit(levels.virtual_timer, v.timer.vtimer().irq())
-            | bit(levels.physical_timer, v.timer.ptimer().irq()),
-        active: 0,
+            | bit(levels.physical_timer, v.timer.ptimer().irq())
+            | lr_pending,
+        active: lr_active,
     }
 }
 
 /// A stage 2 data abort (`ESR_EL2` `esr`): the GICv3 distributor and
 /// redistributors are emulated; anything else ends the run with what the
 /// guest touched.
-pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
+pub(crate) fn data_abort<G: HostIrqs>(
+    v: &mut Vcpu<G::Vgic>,
+    host: &mut G,
+    esr: u64,
+) -> Option<SliceEnd> {
     let far = read_sysreg!(far_el2);
     let ipa = platform::mmio::fault_ipa(far, read_sysreg!(hpfar_el2));
     #[allow(clippy::cast_possible_truncation)] // the ISS, bits 24:0
@@ -294,8 +561,8 @@ pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
     };
     let reg = usize::from(a.reg);
     let stored = a.store_value(v.regs.x.get(reg).copied().unwrap_or(0));
+    let live = live(v, host);
     let gic = GIC.load(Ordering::Relaxed);
-    let live = live(v);
     let loaded = critical_section::with(|cs| {
         let mut g3 = VGIC3.borrow_ref_mut(cs);
         let mut g2 = VGIC2.borrow_ref_mut(cs);
@@ -343,18 +610,14 @@ pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
     match write {
         Write::Done => {}
         // Linux sends its IPIs by `ICC_SGI1R_EL1` or `GICD_SGIR` and never
-        // makes an SGI or PPI pending through the distributor; delivering
-        // SGIs is the next step of the Linux guest platform.
+        // makes an SGI or PPI pending through the distributor: that is not
+        // emulated, and says so.
         Write::Pend { intids, .. } => fail!(
             "hv: linux: vCPU {} made SGIs/PPIs {intids:#x} pending through the distributor: \
-             not delivered yet; ending the run",
+             not emulated; ending the run",
             v.index
         ),
-        Write::Sgi { intid, targets } => fail!(
-            "hv: linux: vCPU {} sent SGI {intid} to vCPUs {targets:#x} (GICD_SGIR): SGI delivery \
-             is not implemented yet; ending the run",
-            v.index
-        ),
+        Write::Sgi { intid, targets } => send_sgi(v.index, intid, targets, false),
     }
     if !a.write
         && let Some(x) = v.regs.x.get_mut(reg)
@@ -363,4 +626,64 @@ pub(crate) fn data_abort<V>(v: &mut Vcpu<V>, esr: u64) -> Option<SliceEnd> {
     }
     v.regs.pc += 4;
     None
+}
+
+/// The Linux guest's CPUs other than the first that are done (their
+/// statistics added to [`CPU1_STATS`]).
+static CPUS_DONE: AtomicUsize = AtomicUsize::new(0);
+/// How long the first CPU waits for the others' statistics at the end
+/// (they see the power-off at their next exit or idle wake-up): 200 ms.
+const COLLECT_WAIT_US: u64 = 200_000;
+
+impl<G: HostIrqs> Hyp<G>
+where
+    G::Vgic: Default,
+{
+    /// Starts the CPUs 1..`host_cpus` for vCPUs 1.. (one each).
+    pub(crate) fn start_linux_cpus(&mut self, host_cpus: usize) {
+        let (config, gic) = (self.config, self.gic_version);
+        for cpu in 1..host_cpus {
+            // SAFETY: CPU1_STACK is used only by the CPU started here, once
+            // (MAX_VCPUS is 2: one other CPU); the initial page table maps
+            // it for both CPUs alike.
+            let started = unsafe {
+                aarch64_rt::start_core::<smccc::Smc, _, 16>(
+                    cpu as u64,
+                    &raw mut crate::migrate::CPU1_STACK,
+                    move || crate::el2::secondary_main(config, gic),
+                )
+            };
+            if let Err(e) = started {
+                fail!("hv: linux: cannot start CPU {cpu} (run QEMU with -smp {host_cpus}): {e}");
+            }
+        }
+    }
+
+    /// Another CPU of the Linux guest: runs its vCPU (index = its
+    /// `MPIDR_EL1.Aff0`, off until a CPU_ON) until the guest ends the run,
+    /// hands its statistics to the first CPU and waits for good.
+    pub(crate) fn linux_secondary(mut self) -> ! {
+        let mut vcpus = [self.new_vcpu(this_cpu())];
+        self.run_vcpus(&mut vcpus);
+        critical_section::with(|cs| CPU1_STATS.borrow_ref_mut(cs).add(&self.stats));
+        CPUS_DONE.fetch_add(1, Ordering::Release);
+        crate::migrate::park_forever()
+    }
+
+    /// The first CPU, at the end: waits (at most [`COLLECT_WAIT_US`]) for
+    /// the other CPUs' statistics and adds them.
+    pub(crate) fn collect_linux_cpus(&mut self) {
+        let others = smp().host_cpus.saturating_sub(1);
+        if others == 0 {
+            return;
+        }
+        let deadline = self.now() + self.clock.ticks_us(COLLECT_WAIT_US);
+        while CPUS_DONE.load(Ordering::Acquire) < others && self.now() < deadline {
+            core::hint::spin_loop();
+        }
+        let mut other = crate::hyp::Stats::default();
+        critical_section::with(|cs| other = *CPU1_STATS.borrow_ref(cs));
+        self.exits_by_cpu = [self.stats.exits, other.exits];
+        self.stats.add(&other);
+    }
 }
