@@ -208,6 +208,7 @@ pub(crate) fn prepare(root: Option<&Path>) -> Result<Guest> {
         }
     };
     let files = find_files(&root)?;
+    verify_unpacked(&root, &files)?;
     println!(
         "==> kernel {} ({}), busybox {}",
         files.kernel.display(),
@@ -315,6 +316,64 @@ fn find_files(root: &Path) -> Result<LinuxFiles> {
         kernel,
         header,
         busybox,
+    })
+}
+
+/// Checks the unpacked kernel and busybox against the MD5 sums their
+/// packages ship (`dpkg-deb --info <deb> md5sums`) when the packages are
+/// kept beside `root` (provisioning keeps them in `debs/`): a file damaged
+/// or truncated after unpacking is named, with what to do, before a boot
+/// could stop somewhere in the kernel. Without the packages (a tree given
+/// with `--root`), only the headers are checked ([`find_files`]).
+fn verify_unpacked(root: &Path, files: &LinuxFiles) -> Result {
+    let debs = root.with_file_name("debs");
+    let Ok(entries) = std::fs::read_dir(&debs) else {
+        return Ok(());
+    };
+    let mut sums = String::new();
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            let out = Command::new("dpkg-deb")
+                .arg("--info")
+                .arg(&path)
+                .arg("md5sums")
+                .output()
+                .map_err(|e| format!("dpkg-deb: {e}"))?;
+            sums.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    for file in [&files.kernel, &files.busybox] {
+        let Some(relative) = file.strip_prefix(root).ok().and_then(Path::to_str) else {
+            continue;
+        };
+        let Some(want) = packaged_md5(&sums, relative) else {
+            continue;
+        };
+        let out = Command::new("md5sum")
+            .arg(file)
+            .output()
+            .map_err(|e| format!("md5sum: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let got = text.split_whitespace().next().unwrap_or("");
+        if got != want {
+            return Err(format!(
+                "{}: MD5 {got}, its package says {want}: a corrupt or truncated file. \
+                 Delete {} and provision again (`cargo xtask linux --provision-only`)",
+                file.display(),
+                root.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The MD5 sum `md5sums` (a package's list: `<md5>  <path>` per line,
+/// paths relative to `/`) gives for `path`.
+fn packaged_md5<'a>(md5sums: &'a str, path: &str) -> Option<&'a str> {
+    md5sums.lines().find_map(|line| {
+        let (sum, file) = line.split_once("  ")?;
+        (file.trim() == path && sum.len() == 32).then_some(sum)
     })
 }
 
@@ -1259,6 +1318,23 @@ mod tests {
             versioned_kernel("  Recommends: linux-image-6.1.0-57-arm64\n"),
             None
         );
+    }
+
+    #[test]
+    fn packaged_md5_sums_are_found_by_path() {
+        let sums = "0123456789abcdef0123456789abcdef  boot/vmlinuz-6.1.0-57-arm64\n\
+                    fedcba9876543210fedcba9876543210  bin/busybox\n\
+                    short  bin/other\n";
+        assert_eq!(
+            packaged_md5(sums, "bin/busybox"),
+            Some("fedcba9876543210fedcba9876543210")
+        );
+        assert_eq!(
+            packaged_md5(sums, "boot/vmlinuz-6.1.0-57-arm64"),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(packaged_md5(sums, "bin/other"), None);
+        assert_eq!(packaged_md5(sums, "bin/busy"), None);
     }
 
     #[test]
