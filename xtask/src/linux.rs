@@ -6,14 +6,21 @@
 //!   `busybox-static`, fetched with apt and unpacked under
 //!   `target/linux/root` (as root this is done here; otherwise the exact
 //!   commands are printed). `--root DIR` uses a tree unpacked elsewhere.
+//!   The unpacked kernel and busybox are checked against their packages'
+//!   MD5 sums when the packages are kept beside the tree.
 //! - The initramfs: a `newc` cpio archive written here (no external tool)
-//!   holding busybox and an `/init` script that prints the guest's timer
-//!   facts and powers off through PSCI (`poweroff -f`).
+//!   holding busybox, the project's timer check program
+//!   (`examples/linux-timer-check`, built here for `aarch64-unknown-none`)
+//!   and an `/init` script that prints the guest's timer facts, runs the
+//!   check and powers off through PSCI (`poweroff -f`).
 //! - The run: QEMU's generic loader puts the kernel `Image` and the
 //!   initramfs at fixed guest-physical addresses and a boot-info block
 //!   (the initramfs size) next to the configuration word; the hypervisor
 //!   builds the guest's device tree and enters the kernel (see
 //!   `examples/qemu-hypervisor/src/platform/boot.rs` for the contract).
+//! - One run (`cargo xtask linux`, `demo --linux`) shows the console; the
+//!   runs of [`CONFIGS`] ([`matrix`], after each QEMU matrix of
+//!   `cargo xtask test`) print one `LINUX` line each.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
