@@ -6,14 +6,21 @@
 //!   `busybox-static`, fetched with apt and unpacked under
 //!   `target/linux/root` (as root this is done here; otherwise the exact
 //!   commands are printed). `--root DIR` uses a tree unpacked elsewhere.
+//!   The unpacked kernel and busybox are checked against their packages'
+//!   MD5 sums when the packages are kept beside the tree.
 //! - The initramfs: a `newc` cpio archive written here (no external tool)
-//!   holding busybox and an `/init` script that prints the guest's timer
-//!   facts and powers off through PSCI (`poweroff -f`).
+//!   holding busybox, the project's timer check program
+//!   (`examples/linux-timer-check`, built here for `aarch64-unknown-none`)
+//!   and an `/init` script that prints the guest's timer facts, runs the
+//!   check and powers off through PSCI (`poweroff -f`).
 //! - The run: QEMU's generic loader puts the kernel `Image` and the
 //!   initramfs at fixed guest-physical addresses and a boot-info block
 //!   (the initramfs size) next to the configuration word; the hypervisor
 //!   builds the guest's device tree and enters the kernel (see
 //!   `examples/qemu-hypervisor/src/platform/boot.rs` for the contract).
+//! - One run (`cargo xtask linux`, `demo --linux`) shows the console; the
+//!   runs of [`CONFIGS`] ([`matrix`], after each QEMU matrix of
+//!   `cargo xtask test`) print one `LINUX` line each.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -21,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use linux_timer_check::Summary;
+
 use crate::Result;
+use crate::qemu::{MatrixReport, Qemu};
 
 /// The scenario number of the Linux guest in the configuration word
 /// (`Scenario::Linux` in the example's `config.rs`).
@@ -59,46 +69,136 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("target"), PathBuf::from)
 }
 
-/// `cargo xtask linux [--gic 2|3] [--mode vhe|nvhe] [--smp N]
-/// [--host-cpus 1|N] [--root DIR] [--timeout SECONDS] [--provision-only]`.
+/// The Linux configurations `cargo xtask test` runs on every QEMU: GICv3
+/// and GICv2, non-VHE and VHE hosts, each with 1 vCPU, with 2 vCPUs on
+/// 2 CPUs, and with 2 vCPUs time-sliced on 1 CPU (put/load at every
+/// switch).
+pub(crate) const CONFIGS: [Config; 12] = {
+    const fn c(gic: u8, vhe: bool, vcpus: u8, host_cpus: u8) -> Config {
+        Config {
+            gic,
+            vhe,
+            vcpus,
+            host_cpus,
+        }
+    }
+    [
+        c(3, false, 1, 1),
+        c(3, true, 1, 1),
+        c(2, false, 1, 1),
+        c(2, true, 1, 1),
+        c(3, false, 2, 2),
+        c(3, true, 2, 2),
+        c(2, false, 2, 2),
+        c(2, true, 2, 2),
+        c(3, false, 2, 1),
+        c(3, true, 2, 1),
+        c(2, false, 2, 1),
+        c(2, true, 2, 1),
+    ]
+};
+
+/// How long one Linux run of the matrix may take, in seconds of wall-clock
+/// time: a boot takes about half a minute under TCG, twice that with
+/// every core busy.
+const MATRIX_TIMEOUT: u64 = 150;
+
+/// One Linux configuration: what the configuration word and QEMU's
+/// machine options are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// GIC version, 2 or 3.
+    pub(crate) gic: u8,
+    /// A VHE host (`HCR_EL2.E2H`) rather than a non-VHE one.
+    pub(crate) vhe: bool,
+    /// The guest's vCPUs (1 or 2).
+    pub(crate) vcpus: u8,
+    /// The physical CPUs they run on, QEMU's `-smp`: `vcpus` (vCPU n on
+    /// CPU n) or 1 (all time-sliced on CPU 0).
+    pub(crate) host_cpus: u8,
+}
+
+impl Config {
+    /// One vCPU on one CPU, GICv3, non-VHE: `cargo xtask linux`'s default.
+    const DEFAULT: Self = Self {
+        gic: 3,
+        vhe: false,
+        vcpus: 1,
+        host_cpus: 1,
+    };
+
+    /// `gic=v3 mode=nvhe vcpus=2 cpus=1`, as the `RESULT` lines say it.
+    fn describe(&self) -> String {
+        format!(
+            "gic=v{} mode={} vcpus={} cpus={}",
+            self.gic,
+            if self.vhe { "vhe" } else { "nvhe" },
+            self.vcpus,
+            self.host_cpus
+        )
+    }
+
+    /// The boot-info block's third word: vCPUs in bits 7:0, physical CPUs
+    /// in bits 15:8 (`platform::boot::Smp` in the hypervisor).
+    fn smp_word(&self) -> u32 {
+        u32::from(self.vcpus) | (u32::from(self.host_cpus) << 8)
+    }
+}
+
+/// What `cargo xtask linux` (and `demo --linux`) was asked for.
+#[derive(Debug)]
+struct Options {
+    config: Config,
+    root: Option<PathBuf>,
+    timeout: u64,
+    provision_only: bool,
+    qemu: crate::qemu::Options,
+}
+
+/// Parses `[--gic 2|3] [--mode vhe|nvhe] [--smp N] [--host-cpus 1|N]
+/// [--root DIR] [--timeout SECONDS] [--provision-only] [--qemu 7|10|PATH]
+/// [--under-load]`; a relative `DIR` or `PATH` is taken from `caller_dir`.
 ///
 /// `--smp N`: the guest's vCPUs (1 or 2); `--host-cpus`: the physical CPUs
 /// they run on, QEMU's `-smp` (N by default: vCPU n on CPU n; 1: all
 /// time-sliced on CPU 0). Passed in the boot-info block's third word
 /// (`N | host_cpus << 8`).
-pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
-    let mut gic = 3_u8;
-    let mut vhe = false;
-    let mut root = None;
-    let mut timeout = DEFAULT_TIMEOUT;
-    let mut provision_only = false;
-    let mut vcpus = 1_u8;
+fn parse_options(args: &[String], caller_dir: &Path) -> Result<Options> {
+    let (qemu, rest) =
+        crate::qemu::Options::take(args, caller_dir, &[crate::qemu::Choice::Distro])?;
+    let mut o = Options {
+        config: Config::DEFAULT,
+        root: None,
+        timeout: DEFAULT_TIMEOUT,
+        provision_only: false,
+        qemu,
+    };
     let mut host_cpus = None;
-    let mut it = args.iter();
+    let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--gic" => {
-                gic = match value()?.as_str() {
+                o.config.gic = match value()?.as_str() {
                     "2" | "v2" => 2,
                     "3" | "v3" => 3,
                     other => return Err(format!("--gic takes 2 or 3, not `{other}`")),
                 }
             }
             "--mode" => {
-                vhe = match value()?.as_str() {
+                o.config.vhe = match value()?.as_str() {
                     "vhe" => true,
                     "nvhe" => false,
                     other => return Err(format!("--mode takes vhe or nvhe, not `{other}`")),
                 }
             }
-            "--root" => root = Some(caller_dir.join(value()?)),
+            "--root" => o.root = Some(caller_dir.join(value()?)),
             "--timeout" => {
-                timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
+                o.timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
             }
-            "--provision-only" => provision_only = true,
+            "--provision-only" => o.provision_only = true,
             "--smp" => {
-                vcpus = match value()?.as_str() {
+                o.config.vcpus = match value()?.as_str() {
                     "1" => 1,
                     "2" => 2,
                     other => return Err(format!("--smp takes 1 or 2, not `{other}`")),
@@ -114,8 +214,68 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
             other => return Err(format!("unknown option `{other}`")),
         }
     }
+    let vcpus = o.config.vcpus;
+    o.config.host_cpus = host_cpus.unwrap_or(vcpus);
+    if o.config.host_cpus != 1 && o.config.host_cpus != vcpus {
+        return Err(format!(
+            "--host-cpus takes 1 or the vCPU count ({vcpus}), not {}",
+            o.config.host_cpus
+        ));
+    }
+    o.qemu.single()?;
+    Ok(o)
+}
+
+/// `cargo xtask linux`: one boot with the console shown, then what the
+/// guest's checks found.
+pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
+    let o = parse_options(args, caller_dir)?;
+    let guest = prepare(o.root.as_deref())?;
+    if o.provision_only {
+        return Ok(());
+    }
+    let q = crate::qemu::Qemu::resolve(o.qemu.single()?)?;
+    crate::ensure_target()?;
+    let image = crate::qemu::build()?;
+    println!(
+        "==> booting Linux under the example hypervisor on {}: {}",
+        q.label(),
+        o.config.describe()
+    );
+    let run = LinuxRun {
+        config: o.config,
+        timeout: Duration::from_secs(o.timeout),
+    };
+    let load = o.qemu.under_load.then(crate::load::Load::start);
+    let report = boot(&q, &image, &guest, &run, true);
+    drop(load);
+    let report = report?;
+    println!("\n==> how far Linux got");
+    println!("{}", report.summary());
+    println!("{}", report.result_line(&run));
+    if report.passed {
+        Ok(())
+    } else {
+        Err("the Linux guest did not complete its checks".into())
+    }
+}
+
+/// A Linux guest ready to boot: the kernel, its tick rate, and the
+/// initramfs written for it.
+pub(crate) struct Guest {
+    kernel: PathBuf,
+    /// The kernel's `CONFIG_HZ`, when its config file is there.
+    tick_hz: Option<u64>,
+    initrd: PathBuf,
+    initrd_len: u64,
+}
+
+/// Provides the kernel and busybox (provisioning them under `target/` unless
+/// `root` names a tree unpacked elsewhere), builds the timer check
+/// program, and writes the initramfs.
+pub(crate) fn prepare(root: Option<&Path>) -> Result<Guest> {
     let root = match root {
-        Some(root) => root,
+        Some(root) => root.to_owned(),
         None => {
             let root = default_root();
             provision(&root)?;
@@ -123,6 +283,7 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
         }
     };
     let files = find_files(&root)?;
+    verify_unpacked(&root, &files)?;
     println!(
         "==> kernel {} ({}), busybox {}",
         files.kernel.display(),
@@ -131,7 +292,10 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
     );
     let busybox =
         std::fs::read(&files.busybox).map_err(|e| format!("{}: {e}", files.busybox.display()))?;
-    let initramfs = initramfs(&busybox)?;
+    crate::ensure_target()?;
+    let check_path = build_check()?;
+    let check = std::fs::read(&check_path).map_err(|e| format!("{}: {e}", check_path.display()))?;
+    let initramfs = initramfs(&busybox, &check)?;
     let initrd_path = target_dir().join("linux").join("initramfs.cpio");
     if let Some(dir) = initrd_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -143,35 +307,32 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
         initrd_path.display(),
         initramfs.len()
     );
-    if provision_only {
-        return Ok(());
-    }
-    let host_cpus = host_cpus.unwrap_or(vcpus);
-    if host_cpus != 1 && host_cpus != vcpus {
-        return Err(format!(
-            "--host-cpus takes 1 or the vCPU count ({vcpus}), not {host_cpus}"
-        ));
-    }
-    crate::ensure_target()?;
-    let image = crate::qemu::build()?;
-    let run = LinuxRun {
-        gic,
-        vhe,
-        vcpus,
-        host_cpus,
+    Ok(Guest {
+        tick_hz: kernel_tick_hz(&files.kernel),
         kernel: files.kernel,
         initrd: initrd_path,
         initrd_len: u64::try_from(initramfs.len()).unwrap_or(u64::MAX),
-        timeout: Duration::from_secs(timeout),
-    };
-    let report = boot(&image, &run)?;
-    println!("\n==> how far Linux got");
-    println!("{}", report.summary());
-    if report.passed {
-        Ok(())
-    } else {
-        Err("the Linux guest did not complete its checks".into())
-    }
+    })
+}
+
+/// The timer check program's package (`examples/linux-timer-check`).
+pub(crate) const CHECK_PACKAGE: &str = "linux-timer-check";
+
+/// Builds the timer check program for the guest and returns its path.
+fn build_check() -> Result<PathBuf> {
+    crate::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        CHECK_PACKAGE,
+        "--bins",
+        "--target",
+        crate::TARGET,
+    ])?;
+    Ok(target_dir()
+        .join(crate::TARGET)
+        .join("release")
+        .join(CHECK_PACKAGE))
 }
 
 /// The files of an unpacked kernel and busybox.
@@ -231,6 +392,70 @@ fn find_files(root: &Path) -> Result<LinuxFiles> {
         header,
         busybox,
     })
+}
+
+/// Checks the unpacked kernel and busybox against the MD5 sums their
+/// packages ship (`dpkg-deb --info <deb> md5sums`) when the packages are
+/// kept beside `root` (provisioning keeps them in `debs/`): a file damaged
+/// or truncated after unpacking is named, with what to do, before a boot
+/// could stop somewhere in the kernel. Without the packages (a tree given
+/// with `--root`), only the headers are checked ([`find_files`]).
+fn verify_unpacked(root: &Path, files: &LinuxFiles) -> Result {
+    let debs = root.with_file_name("debs");
+    let Ok(entries) = std::fs::read_dir(&debs) else {
+        return Ok(());
+    };
+    let mut sums = String::new();
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "deb") {
+            let out = Command::new("dpkg-deb")
+                .arg("--info")
+                .arg(&path)
+                .arg("md5sums")
+                .output()
+                .map_err(|e| format!("dpkg-deb: {e}"))?;
+            sums.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    for file in [&files.kernel, &files.busybox] {
+        let Some(relative) = file.strip_prefix(root).ok().and_then(Path::to_str) else {
+            continue;
+        };
+        // Several versions of a package may be kept: any one of them.
+        let wanted = packaged_md5(&sums, relative);
+        if wanted.is_empty() {
+            continue;
+        }
+        let out = Command::new("md5sum")
+            .arg(file)
+            .output()
+            .map_err(|e| format!("md5sum: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let got = text.split_whitespace().next().unwrap_or("");
+        if !wanted.contains(&got) {
+            return Err(format!(
+                "{}: MD5 {got}, its package says {}: a corrupt or truncated file. \
+                 Delete {} and provision again (`cargo xtask linux --provision-only`)",
+                file.display(),
+                wanted.join(" or "),
+                root.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The MD5 sums `md5sums` (packages' lists: `<md5>  <path>` per line,
+/// paths relative to `/`) give for `path`, one per package listing it.
+fn packaged_md5<'a>(md5sums: &'a str, path: &str) -> Vec<&'a str> {
+    md5sums
+        .lines()
+        .filter_map(|line| {
+            let (sum, file) = line.split_once("  ")?;
+            (file.trim() == path && sum.len() == 32).then_some(sum)
+        })
+        .collect()
 }
 
 /// The fields of an arm64 `Image` header the run relies on (Linux's
@@ -372,7 +597,8 @@ fn versioned_kernel(depends: &str) -> Option<String> {
     })
 }
 
-/// The guest's `/init`: prints the timer facts, then powers off through
+/// The guest's `/init`: prints the timer facts, runs the project's timer
+/// check program (`examples/linux-timer-check`), then powers off through
 /// PSCI. Every line it prints starts with `ATV-INIT:` so the run's report
 /// can find them among the kernel's messages.
 const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
@@ -397,13 +623,21 @@ u1=$(cut -d' ' -f1 /proc/uptime)
 i1=$(timer_irqs)
 echo "ATV-INIT: idle sleep 5 took $u0 -> $u1 s, arch_timer interrupts $i0 -> $i1"
 grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
+# Kernel messages to the console only for emergencies while the check runs:
+# none may split its summary line.
+printk=$(cut -f1 /proc/sys/kernel/printk)
+echo 1 > /proc/sys/kernel/printk
+/bin/linux-timer-check
+status=$?
+echo "$printk" > /proc/sys/kernel/printk
+echo "ATV-INIT: timer check exit status $status"
 echo "ATV-INIT: done"
 poweroff -f
 "#;
 
-/// The initramfs: busybox as `/bin/busybox`, `/init`, and the directories
-/// they need.
-fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
+/// The initramfs: busybox as `/bin/busybox`, the timer check program as
+/// `/bin/linux-timer-check`, `/init`, and the directories they need.
+fn initramfs(busybox: &[u8], check: &[u8]) -> Result<Vec<u8>> {
     let mut cpio = Cpio::new();
     for dir in ["bin", "dev", "proc", "sys", "tmp"] {
         cpio.directory(dir, 0o755)?;
@@ -413,6 +647,7 @@ fn initramfs(busybox: &[u8]) -> Result<Vec<u8>> {
     cpio.char_device("dev/console", 0o600, (5, 1))?;
     cpio.file("bin/busybox", 0o755, busybox)?;
     cpio.symlink("bin/sh", "busybox")?;
+    cpio.file("bin/linux-timer-check", 0o755, check)?;
     cpio.file("init", 0o755, INIT_SCRIPT.as_bytes())?;
     Ok(cpio.finish())
 }
@@ -505,27 +740,18 @@ impl Cpio {
 
 /// One Linux run's settings.
 struct LinuxRun {
-    gic: u8,
-    vhe: bool,
-    /// The guest's vCPUs.
-    vcpus: u8,
-    /// The physical CPUs (QEMU `-smp`): 1 or `vcpus`.
-    host_cpus: u8,
-    kernel: PathBuf,
-    initrd: PathBuf,
-    initrd_len: u64,
+    config: Config,
     timeout: Duration,
 }
 
 impl LinuxRun {
     fn config_word(&self) -> u32 {
-        u32::from_le_bytes([LINUX_SCENARIO, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
-    }
-
-    /// The boot-info block's third word: vCPUs in bits 7:0, physical CPUs
-    /// in bits 15:8 (`platform::boot::Smp` in the hypervisor).
-    fn smp_word(&self) -> u32 {
-        u32::from(self.vcpus) | (u32::from(self.host_cpus) << 8)
+        u32::from_le_bytes([
+            LINUX_SCENARIO,
+            u8::from(self.config.vhe),
+            self.config.gic,
+            0,
+        ]) | (CONFIG_MAGIC << 24)
     }
 }
 
@@ -538,6 +764,24 @@ struct LinuxReport {
     checks: std::result::Result<String, String>,
     lines: Vec<String>,
 }
+
+/// The figures of the hypervisor's `RESULT` line a Linux run's line
+/// carries: the counter frequency, the vtimer interrupts the library
+/// raised, the exits, the host interrupts by cause (27 the vtimer, 26 the
+/// hypervisor's own timer: background wake-ups of a vCPU asleep in WFI,
+/// 25 maintenance), spurious host vtimer interrupts, WFI exits and lost
+/// interrupts.
+const HV_FIELDS: [&str; 9] = [
+    "cntfrq_hz",
+    "raised",
+    "exits",
+    "irq_exits_27",
+    "irq_exits_26",
+    "irq_exits_25",
+    "spurious_host",
+    "wfi_exits",
+    "lost",
+];
 
 impl LinuxReport {
     /// The last kernel messages, the `/init` lines and the hypervisor's
@@ -575,27 +819,124 @@ impl LinuxReport {
         }
         s
     }
+
+    /// The hypervisor's `RESULT` line, if it printed one.
+    fn hv_result(&self) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|l| l.starts_with("RESULT "))
+            .map(String::as_str)
+    }
+
+    /// The timer check program's summary, if it printed one.
+    fn guest_summary(&self) -> Option<Summary> {
+        self.lines.iter().find_map(|l| Summary::parse(l))
+    }
+
+    /// One line for the run: the configuration, the hypervisor's figures
+    /// ([`HV_FIELDS`] and exits per raised vtimer interrupt), when user
+    /// space came up, the idle sleep's timer interrupts, the guest's timer
+    /// check figures, and the verdict.
+    fn result_line(&self, run: &LinuxRun) -> String {
+        let hv = self.hv_result().unwrap_or("");
+        let field = |key: &str| {
+            hv.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        };
+        let mut s = format!(
+            "LINUX {} hv_vcpus={} run_s={:.1}",
+            run.config.describe(),
+            field("vcpus").unwrap_or("?"),
+            self.seconds
+        );
+        if let Some(up) = after(&self.lines, "ATV-INIT: user space up at ")
+            && let Some(t) = up.split_whitespace().next()
+        {
+            let _ = write!(s, " user_space_s={t}");
+        }
+        for key in HV_FIELDS {
+            let _ = write!(s, " {key}={}", field(key).unwrap_or("?"));
+        }
+        let per = match (
+            field("exits").and_then(|v| v.parse::<u64>().ok()),
+            field("raised").and_then(|v| v.parse::<u64>().ok()),
+        ) {
+            (Some(exits), Some(raised)) if raised > 0 => {
+                let hundredths = exits.saturating_mul(100) / raised;
+                format!("{}.{:02}", hundredths / 100, hundredths % 100)
+            }
+            _ => "-".to_owned(),
+        };
+        let _ = write!(s, " exits_per_vtimer_irq={per}");
+        if let Some([_, _, i0, i1]) = idle_sleep(&self.lines) {
+            let _ = write!(s, " idle5s_timer_irqs={}", i1 - i0);
+        }
+        match self.guest_summary() {
+            Some(g) => {
+                let _ = write!(
+                    s,
+                    " sleeps={} early={} late_median_us={} late_max_us={} tfd_expirations={} \
+                     tfd_expected={}..{} tfd_overruns={} cpus={} mono_reads={} mono_back={}",
+                    g.sleeps,
+                    g.early,
+                    g.late_median_us,
+                    g.late_max_us,
+                    g.tfd_expirations,
+                    g.tfd_expected_min,
+                    g.tfd_expected_max,
+                    g.tfd_overruns,
+                    g.cpus,
+                    g.mono_reads,
+                    g.mono_back
+                );
+            }
+            None => s.push_str(" guest_check=missing"),
+        }
+        s.push_str(if self.passed { " PASS" } else { " FAIL" });
+        s
+    }
+
+    /// Why a failed run failed, and the console's last lines.
+    fn failure(&self) -> String {
+        let why = match &self.checks {
+            Err(why) => why.clone(),
+            Ok(_) if self.timed_out => "timed out".to_owned(),
+            Ok(_) => "the hypervisor's verdict or QEMU's exit status".to_owned(),
+        };
+        let tail: Vec<&str> = self.lines.iter().map(String::as_str).collect();
+        format!(
+            "  failed: {why}\n{}",
+            crate::qemu::tail(&tail.join("\n"), 15)
+        )
+    }
 }
 
-/// Boots the kernel under the hypervisor `image`, echoing the console.
-fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
-    if run.initrd_len > INITRD_MAX {
+/// Boots the kernel under the hypervisor `image` on `qemu`, echoing the
+/// console when `echo` is set.
+fn boot(
+    qemu: &Qemu,
+    image: &Path,
+    guest: &Guest,
+    run: &LinuxRun,
+    echo: bool,
+) -> Result<LinuxReport> {
+    if guest.initrd_len > INITRD_MAX {
         return Err(format!(
             "the initramfs is {} bytes, more than the {INITRD_MAX} the guest layout has room for",
-            run.initrd_len
+            guest.initrd_len
         ));
     }
-    let initrd_len = u32::try_from(run.initrd_len).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new("qemu-system-aarch64");
+    let initrd_len = u32::try_from(guest.initrd_len).map_err(|e| e.to_string())?;
+    let mut cmd = qemu.machine_command();
     cmd.args([
         "-machine",
-        &format!("virt,virtualization=on,gic-version={}", run.gic),
+        &format!("virt,virtualization=on,gic-version={}", run.config.gic),
         // SVE and SME off: the example's world switch saves the FP/SIMD
         // registers, not the wider SVE state (and a VHE host traps SVE).
         "-cpu",
         "max,sve=off,sme=off",
         "-smp",
-        &run.host_cpus.to_string(),
+        &run.config.host_cpus.to_string(),
         "-m",
         QEMU_RAM,
         "-nographic",
@@ -616,34 +957,36 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
         &format!(
             "loader,addr={:#x},data={:#x},data-len=4",
             BOOT_INFO_ADDR + 8,
-            run.smp_word()
+            run.config.smp_word()
         ),
         "-device",
         &format!(
             "loader,file={},addr={KERNEL_ADDR:#x},force-raw=on",
-            run.kernel.display()
+            guest.kernel.display()
         ),
         "-device",
         &format!(
             "loader,file={},addr={INITRD_ADDR:#x},force-raw=on",
-            run.initrd.display()
+            guest.initrd.display()
         ),
     ]);
     cmd.arg("-kernel").arg(image);
-    println!("$ {cmd:?}");
+    if echo {
+        println!("$ {cmd:?}");
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", qemu.program().display()))?;
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
     let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx2 = tx.clone();
     let readers = [
-        std::thread::spawn(move || echo_lines(stdout, &tx)),
-        std::thread::spawn(move || echo_lines(stderr, &tx2)),
+        std::thread::spawn(move || echo_lines(stdout, &tx, echo)),
+        std::thread::spawn(move || echo_lines(stderr, &tx2, echo)),
     ];
     let start = Instant::now();
     let status = loop {
@@ -664,7 +1007,7 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
     let verdict_pass = lines
         .iter()
         .any(|l| l.starts_with("RESULT scenario=linux") && l.ends_with(" PASS"));
-    let checks = guest_checks(&lines, kernel_tick_hz(&run.kernel));
+    let checks = guest_checks(&lines, guest.tick_hz);
     Ok(LinuxReport {
         passed: status.is_some_and(|s| s.success()) && verdict_pass && checks.is_ok(),
         timed_out: status.is_none(),
@@ -672,6 +1015,74 @@ fn boot(image: &Path, run: &LinuxRun) -> Result<LinuxReport> {
         checks,
         lines,
     })
+}
+
+/// Boots every configuration of [`CONFIGS`] on `qemu`, one after the
+/// other, printing one line per run ([`LinuxReport::result_line`]) and,
+/// for a failed run, why and the console's last lines. An error only when
+/// a run cannot be started.
+pub(crate) fn matrix(qemu: &Qemu, image: &Path, guest: &Guest) -> Result<MatrixReport> {
+    let start = Instant::now();
+    let mut report = MatrixReport {
+        qemu: format!("{} Linux guest", qemu.label()),
+        cntfrq: Vec::new(),
+        runs: CONFIGS.len(),
+        failed: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    println!(
+        "==> Linux guest on {}: {} runs",
+        qemu.label(),
+        CONFIGS.len()
+    );
+    for (i, config) in CONFIGS.iter().enumerate() {
+        let run = LinuxRun {
+            config: *config,
+            timeout: Duration::from_secs(MATRIX_TIMEOUT),
+        };
+        let r = boot(qemu, image, guest, &run, false)?;
+        let line = r.result_line(&run);
+        let hz = crate::qemu::result_cntfrq(&line);
+        if let Some(hz) = hz
+            && !report.cntfrq.contains(&hz)
+        {
+            report.cntfrq.push(hz);
+        }
+        println!(
+            "{:6} [{}/{}] {} {} {line}",
+            if r.passed { "ok" } else { "FAILED" },
+            i + 1,
+            CONFIGS.len(),
+            qemu.label(),
+            crate::qemu::describe_cntfrq(hz)
+        );
+        if !r.passed {
+            println!("{}", r.failure());
+            report.failed.push(format!("linux {}", config.describe()));
+        }
+    }
+    report.elapsed = start.elapsed();
+    println!("qemu: {}", report.summary());
+    Ok(report)
+}
+
+/// What follows `prefix` on the first console line holding it, trimmed.
+fn after(lines: &[String], prefix: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.find(prefix)
+            .map(|at| l[at + prefix.len()..].trim().to_owned())
+    })
+}
+
+/// The idle `sleep 5` of `/init`: uptime before and after, `arch_timer`
+/// interrupts before and after.
+fn idle_sleep(lines: &[String]) -> Option<[f64; 4]> {
+    let idle = after(lines, "ATV-INIT: idle sleep 5 took ")?;
+    let numbers: Vec<f64> = idle
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    numbers.try_into().ok()
 }
 
 /// The guest's timer checks, from the console: the kernel runs the
@@ -773,13 +1184,31 @@ fn guest_checks(lines: &[String], tick_hz: Option<u64>) -> std::result::Result<S
         }
         None => format!("{idle_irqs} timer interrupts in 5 s idle (CONFIG_HZ unknown)"),
     };
+    let g = lines
+        .iter()
+        .find_map(|l| Summary::parse(l))
+        .ok_or("the timer check program printed no summary (`ATV-CHECK:` line)")?;
+    g.check().map_err(|e| format!("timer check: {e}"))?;
     if !lines.iter().any(|l| l.contains(INIT_DONE)) {
         return Err("/init did not finish".into());
     }
     Ok(format!(
         "timer at {expected} (virt), clocksource {clocksource}, sleep 1 took {:.2} s, \
-         arch_timer interrupts {before} -> {after_sleep}; {tickless}",
-        t1 - t0
+         arch_timer interrupts {before} -> {after_sleep}; {tickless}; {} clock_nanosleep \
+         calls, none early, late by {} us median, {} us at most; timerfd: {} expirations \
+         ({}..={} for the time that passed) in {} reads, {} overruns; CLOCK_MONOTONIC: {} \
+         readings on {} CPU(s), none back",
+        t1 - t0,
+        g.sleeps,
+        g.late_median_us,
+        g.late_max_us,
+        g.tfd_expirations,
+        g.tfd_expected_min,
+        g.tfd_expected_max,
+        g.tfd_reads,
+        g.tfd_overruns,
+        g.mono_reads,
+        g.cpus
     ))
 }
 
@@ -794,15 +1223,18 @@ fn kernel_tick_hz(kernel: &Path) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Prints each line of `pipe` as it comes and sends it to `tx`.
-fn echo_lines(pipe: impl Read, tx: &std::sync::mpsc::Sender<String>) {
+/// Sends each line of `pipe` to `tx`, printing it as it comes when `echo`
+/// is set.
+fn echo_lines(pipe: impl Read, tx: &std::sync::mpsc::Sender<String>, echo: bool) {
     let reader = BufReader::new(pipe);
     for line in reader.split(b'\n') {
         let Ok(bytes) = line else { break };
         let text = String::from_utf8_lossy(&bytes)
             .trim_end_matches('\r')
             .to_owned();
-        println!("{text}");
+        if echo {
+            println!("{text}");
+        }
         let _ = tx.send(text);
     }
 }
@@ -937,7 +1369,8 @@ mod tests {
 
     #[test]
     fn the_initramfs_has_an_executable_init_and_busybox() {
-        let archive = initramfs(b"\x7fELFbusybox").unwrap_or_else(|e| panic!("{e}"));
+        let archive =
+            initramfs(b"\x7fELFbusybox", b"\x7fELFcheck").unwrap_or_else(|e| panic!("{e}"));
         let entries = read_newc(&archive).unwrap_or_else(|e| panic!("{e}"));
         let init = entries
             .iter()
@@ -951,6 +1384,14 @@ mod tests {
         assert!(text.contains(INIT_DONE));
         assert!(text.contains("current_clocksource"));
         assert!(entries.iter().any(|e| e.name == "bin/busybox"));
+        let check = entries
+            .iter()
+            .find(|e| e.name == "bin/linux-timer-check")
+            .unwrap_or_else(|| panic!("no timer check program"));
+        assert_eq!(check.data, b"\x7fELFcheck");
+        assert_ne!(check.mode & 0o111, 0, "the check must be executable");
+        assert!(text.contains("\n/bin/linux-timer-check\n"));
+        assert!(text.contains("echo 1 > /proc/sys/kernel/printk\n"));
         assert!(entries.iter().any(|e| e.name == "dev/console"));
     }
 
@@ -970,6 +1411,31 @@ mod tests {
         assert_eq!(
             versioned_kernel("  Recommends: linux-image-6.1.0-57-arm64\n"),
             None
+        );
+    }
+
+    #[test]
+    fn packaged_md5_sums_are_found_by_path() {
+        let sums = "0123456789abcdef0123456789abcdef  boot/vmlinuz-6.1.0-57-arm64\n\
+                    fedcba9876543210fedcba9876543210  bin/busybox\n\
+                    short  bin/other\n";
+        assert_eq!(
+            packaged_md5(sums, "bin/busybox"),
+            ["fedcba9876543210fedcba9876543210"]
+        );
+        assert_eq!(
+            packaged_md5(sums, "boot/vmlinuz-6.1.0-57-arm64"),
+            ["0123456789abcdef0123456789abcdef"]
+        );
+        assert!(packaged_md5(sums, "bin/other").is_empty());
+        assert!(packaged_md5(sums, "bin/busy").is_empty());
+        let two = format!("{sums}00112233445566778899aabbccddeeff  bin/busybox\n");
+        assert_eq!(
+            packaged_md5(&two, "bin/busybox"),
+            [
+                "fedcba9876543210fedcba9876543210",
+                "00112233445566778899aabbccddeeff"
+            ]
         );
     }
 
@@ -1014,9 +1480,64 @@ ATV-INIT: clocksource arch_sys_counter
 ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
 ATV-INIT: arch_timer interrupts 2168 -> 2249
 ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
+{CHECK_LINE}
+ATV-INIT: timer check exit status 0
 ATV-INIT: done
+RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=0 raised=2546 exits=3853 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 cntfrq_hz={hz} PASS
 "
         )
+    }
+
+    /// The timer check program's summary from a QEMU 7.2 run.
+    const CHECK_LINE: &str = "ATV-CHECK: sleeps=200 sleep_errors=0 early=0 late_median_us=817 \
+        late_max_us=197503 tfd_ms=2070 tfd_reads=904 tfd_expirations=2070 tfd_overruns=1166 \
+        tfd_expected_min=1994 tfd_expected_max=2070 tfd_errors=0 cpus=1 mono_reads=10000 \
+        mono_back=0 migrations=0 wrong_cpu=0 verdict=pass";
+
+    #[test]
+    fn a_run_has_one_line_with_the_hypervisor_and_guest_figures() {
+        let [(hz, mhz), _] = FREQUENCIES_UNDER_TEST;
+        let lines = console(&format!(
+            "[    8.18] Run /init\nATV-INIT: user space up at 8.18 s\n{}",
+            good(hz, mhz)
+        ));
+        let checks = guest_checks(&lines, TICK_HZ);
+        let report = LinuxReport {
+            passed: checks.is_ok(),
+            timed_out: false,
+            seconds: 24.6,
+            checks,
+            lines,
+        };
+        let run = LinuxRun {
+            config: Config::DEFAULT,
+            timeout: Duration::ZERO,
+        };
+        let line = report.result_line(&run);
+        assert_eq!(
+            line,
+            format!(
+                "LINUX gic=v3 mode=nvhe vcpus=1 cpus=1 hv_vcpus=1 run_s=24.6 user_space_s=8.18 cntfrq_hz={hz} \
+                 raised=2546 exits=3853 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 \
+                 spurious_host=0 wfi_exits=1187 lost=0 exits_per_vtimer_irq=1.51 \
+                 idle5s_timer_irqs=86 sleeps=200 early=0 late_median_us=817 \
+                 late_max_us=197503 tfd_expirations=2070 tfd_expected=1994..2070 \
+                 tfd_overruns=1166 cpus=1 mono_reads=10000 mono_back=0 PASS"
+            )
+        );
+        assert_eq!(crate::qemu::result_cntfrq(&line), Some(hz));
+        let failed = LinuxReport {
+            passed: false,
+            timed_out: true,
+            seconds: 150.0,
+            checks: Err("/init did not finish".into()),
+            lines: console("[    0.0] Booting Linux\n"),
+        };
+        let line = failed.result_line(&run);
+        assert!(line.contains(" raised=? "), "{line}");
+        assert!(line.contains(" exits_per_vtimer_irq=- "), "{line}");
+        assert!(line.ends_with(" guest_check=missing FAIL"), "{line}");
+        assert!(failed.failure().contains("/init did not finish"));
     }
 
     /// The tick rate of the kernel under test (Debian's `CONFIG_HZ`).
@@ -1042,6 +1563,10 @@ ATV-INIT: done
                 text.replace("-> 1906", "-> 2600"),
                 text.replace("-> 13.37", "-> 13.00"),
                 text.replace("ATV-INIT: idle", "ATV-INIT: busy"),
+                text.replace(CHECK_LINE, ""),
+                text.replace(" early=0 ", " early=1 "),
+                text.replace(" mono_back=0 ", " mono_back=3 "),
+                text.replace(" tfd_expirations=2070 ", " tfd_expirations=1500 "),
             ];
             for text in bad {
                 assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
@@ -1069,23 +1594,97 @@ ATV-INIT: done
 
     #[test]
     fn the_configuration_word_selects_the_linux_scenario() {
-        let run = LinuxRun {
+        let config = Config {
             gic: 2,
             vhe: true,
             vcpus: 2,
             host_cpus: 1,
-            kernel: PathBuf::new(),
-            initrd: PathBuf::new(),
-            initrd_len: 0,
+        };
+        let run = LinuxRun {
+            config,
             timeout: Duration::ZERO,
         };
         assert_eq!(run.config_word(), 0xA702_0109);
         // 2 vCPUs time-sliced on 1 CPU; then one per CPU.
-        assert_eq!(run.smp_word(), 0x0102);
-        let spread = LinuxRun {
+        assert_eq!(config.smp_word(), 0x0102);
+        let spread = Config {
             host_cpus: 2,
-            ..run
+            ..config
         };
         assert_eq!(spread.smp_word(), 0x0202);
+    }
+
+    #[test]
+    fn the_test_configurations_cover_both_gics_host_modes_and_cpu_layouts() {
+        for gic in [2, 3] {
+            for vhe in [false, true] {
+                for (vcpus, host_cpus) in [(1, 1), (2, 2), (2, 1)] {
+                    let want = Config {
+                        gic,
+                        vhe,
+                        vcpus,
+                        host_cpus,
+                    };
+                    let n = CONFIGS.iter().filter(|c| **c == want).count();
+                    assert_eq!(n, 1, "{}", want.describe());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn options_parse_with_the_qemu_choice() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let here = Path::new("/caller");
+        let o = parse_options(&args(&[]), here).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.config, Config::DEFAULT);
+        assert_eq!(o.qemu.qemus, [crate::qemu::Choice::Distro]);
+        assert!(!o.qemu.under_load && !o.provision_only && o.root.is_none());
+        let o = parse_options(
+            &args(&[
+                "--gic",
+                "2",
+                "--mode",
+                "vhe",
+                "--qemu",
+                "10",
+                "--under-load",
+                "--root",
+                "r",
+                "--timeout",
+                "90",
+            ]),
+            here,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o.config,
+            Config {
+                gic: 2,
+                vhe: true,
+                ..Config::DEFAULT
+            }
+        );
+        assert_eq!(o.qemu.qemus, [crate::qemu::Choice::Backports]);
+        assert!(o.qemu.under_load);
+        assert_eq!(o.root.as_deref(), Some(Path::new("/caller/r")));
+        assert_eq!(o.timeout, 90);
+        let o = parse_options(&args(&["--smp", "2"]), here).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((o.config.vcpus, o.config.host_cpus), (2, 2));
+        let o = parse_options(&args(&["--smp", "2", "--host-cpus", "1"]), here)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((o.config.vcpus, o.config.host_cpus), (2, 1));
+        for bad in [
+            &["--gic", "4"][..],
+            &["--mode", "el3"],
+            &["--qemu", "7", "--qemu", "10"],
+            &["--timeout", "x"],
+            &["--smp"],
+            &["--smp", "3"],
+            &["--smp", "2", "--host-cpus", "3"],
+            &["--gic"],
+        ] {
+            assert!(parse_options(&args(bad), here).is_err(), "{bad:?}");
+        }
     }
 }

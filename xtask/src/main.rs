@@ -71,25 +71,29 @@ usage: cargo xtask <command>
 
   test    everything CI checks: formatting, MSRV (stated and built),
           package contents, clippy (host and aarch64-unknown-none), host
-          tests, no_std builds, docs, and the QEMU matrix on QEMU 7.2 and
-          QEMU 10 [--qemu 7|10|PATH]...
-          [--under-load]
+          tests, no_std builds, docs, and the QEMU matrix and the Linux
+          guest on QEMU 7.2 and QEMU 10 [--qemu 7|10|PATH]... [--under-load]
   demo    boot the example hypervisor under QEMU and show a guest's
           forwarded timer interrupts (installs QEMU when missing, as root)
           [--qemu 7|10|PATH]; `demo --host`: one vCPU through its whole
           timer lifecycle on the host model, each step with the hardware
-          accesses it made
+          accesses it made; `demo --linux`: boot Linux and show its
+          console (takes the options of `linux`)
   qemu    one QEMU run of the example hypervisor:
           [--scenario NAME|N] [--gic 2|3] [--mode vhe|nvhe] [--smp N]
           [--guest FILE]  (an external guest image: ELF, or raw loaded
           at 0x4800_0000; see the example's README for the guest ABI)
           [--qemu 7|10|PATH] [--under-load]
   qemu-matrix
-          the QEMU matrix only (every scenario x GICv3/GICv2 x non-VHE/VHE)
+          the QEMU matrix only (every scenario x GICv3/GICv2 x non-VHE/VHE,
+          then the Linux guest on GICv3/GICv2 x non-VHE/VHE)
           [--qemu 7|10|PATH]... [--under-load]
-  linux   boot Debian's unmodified arm64 kernel under the example hypervisor
-          and report how far it got: [--gic 2|3] [--mode vhe|nvhe]
-          [--root DIR] [--timeout SECONDS] [--provision-only]
+  linux   boot Debian's unmodified arm64 kernel under the example hypervisor,
+          its /init running the project's timer check program, and report
+          how far it got: [--gic 2|3] [--mode vhe|nvhe] [--smp 1|2]
+          [--host-cpus 1|N] (N vCPUs one per CPU, or all on 1 CPU)
+          [--qemu 7|10|PATH] [--under-load] [--root DIR]
+          [--timeout SECONDS] [--provision-only]
           (provisions the kernel and busybox-static with apt, as root)
 
   QEMU options:
@@ -186,9 +190,19 @@ fn test(args: &[String], caller_dir: &Path) -> Result {
         cargo_env(&docs, &[("RUSTDOCFLAGS", "-D warnings")]),
     )?;
     step(
-        "clippy (example hypervisor, aarch64-unknown-none)",
+        "clippy (example hypervisor and Linux timer check, aarch64-unknown-none)",
         cargo(&[
-            "clippy", "-p", EXAMPLE, "--bins", "--target", TARGET, "--", "-D", "warnings",
+            "clippy",
+            "-p",
+            EXAMPLE,
+            "-p",
+            linux::CHECK_PACKAGE,
+            "--bins",
+            "--target",
+            TARGET,
+            "--",
+            "-D",
+            "warnings",
         ]),
     )?;
     qemu_matrices(&options)?;
@@ -210,12 +224,24 @@ fn no_more_args(rest: &[String]) -> Result {
     }
 }
 
-/// The QEMU matrix on every QEMU of `options`: all of them are provided
-/// first, then the matrices run one after the other (under load if asked).
+/// The QEMU matrix on every QEMU of `options`, each followed by the Linux
+/// guest's configurations ([`linux::CONFIGS`]): all QEMUs and the Linux
+/// guest are provided first, then the runs go one after the other (under
+/// load if asked).
 /// A QEMU that cannot be provided fails the command after the others ran.
 fn qemu_matrices(options: &qemu::Options) -> Result {
     let image = step("build the example hypervisor", qemu::build())?;
     let mut problems = Vec::new();
+    // The Linux guest (kernel, busybox, the timer check program, the
+    // initramfs) runs after each QEMU's matrix; without it those runs are
+    // reported as not run and the command fails.
+    let guest = match step("provide the Linux guest", linux::prepare(None)) {
+        Ok(guest) => Some(guest),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
     let mut qemus = Vec::new();
     for choice in &options.qemus {
         match step(
@@ -236,6 +262,23 @@ fn qemu_matrices(options: &qemu::Options) -> Result {
         for q in &qemus {
             let name = format!("QEMU matrix on {}{how}", q.label());
             match qemu::matrix(q, &image) {
+                Ok(report) => {
+                    let verdict = match report.failed.len() {
+                        0 => Ok(()),
+                        n => Err(format!("{n} runs failed")),
+                    };
+                    let _ = step(&name, verdict);
+                    reports.push(report);
+                }
+                Err(e) => {
+                    if let Err(e) = step(&name, Err::<(), String>(e)) {
+                        problems.push(e);
+                    }
+                }
+            }
+            let Some(guest) = &guest else { continue };
+            let name = format!("Linux guest on {}{how}", q.label());
+            match linux::matrix(q, &image, guest) {
                 Ok(report) => {
                     let verdict = match report.failed.len() {
                         0 => Ok(()),
@@ -290,6 +333,10 @@ fn demo(args: &[String], caller_dir: &Path) -> Result {
             "--example",
             "demo",
         ]);
+    }
+    if args.iter().any(|a| a == "--linux") {
+        let rest: Vec<String> = args.iter().filter(|a| *a != "--linux").cloned().collect();
+        return linux::linux(&rest, caller_dir);
     }
     let (options, rest) = qemu::Options::take(args, caller_dir, &[qemu::Choice::Distro])?;
     no_more_args(&rest)?;

@@ -195,6 +195,19 @@ impl Qemu {
         format!("QEMU {}", self.version)
     }
 
+    /// The command to boot a machine: the data and module directories set
+    /// and the options this QEMU needs on every run given.
+    pub(crate) fn machine_command(&self) -> Command {
+        let mut cmd = self.command();
+        cmd.args(&self.extra_args);
+        cmd
+    }
+
+    /// The program, for messages.
+    pub(crate) fn program(&self) -> &Path {
+        &self.program
+    }
+
     /// The command with the data and module directories set.
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
@@ -240,7 +253,7 @@ pub(crate) fn mhz(hz: u64) -> String {
 }
 
 /// The frequency part of a result, or why there is none.
-fn describe_cntfrq(hz: Option<u64>) -> String {
+pub(crate) fn describe_cntfrq(hz: Option<u64>) -> String {
     hz.map_or_else(
         || "CNTFRQ not reported".to_owned(),
         |hz| format!("CNTFRQ {}", mhz(hz)),
@@ -416,8 +429,7 @@ pub(crate) fn build() -> Result<PathBuf> {
 /// QEMU's current `virt` (its counter frequency is the QEMU version's:
 /// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
 pub(crate) fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
-    let mut cmd = qemu.command();
-    cmd.args(&qemu.extra_args);
+    let mut cmd = qemu.machine_command();
     cmd.args([
         "-machine",
         &format!("virt,virtualization=on,gic-version={}", run.gic),
@@ -669,7 +681,7 @@ pub(crate) fn matrix(qemu: &Qemu, image: &Path) -> Result<MatrixReport> {
     Ok(report)
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
