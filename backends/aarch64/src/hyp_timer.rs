@@ -242,6 +242,23 @@ impl<const N: usize> VcpuSoftTimers<'_, N> {
     pub fn deadline(&self, timer: SoftTimer) -> Option<Ticks> {
         self.table.deadline(self.slots.slot(timer))
     }
+
+    /// The vCPU's slots.
+    #[must_use]
+    pub const fn slots(&self) -> VcpuSlots {
+        self.slots
+    }
+
+    /// [`HypTimer::program`] of the whole table, for a run loop that holds
+    /// only this view (before each guest entry and each wait).
+    pub fn program<R: RegisterFile + ?Sized>(&mut self, regs: &mut R) {
+        self.table.program(regs);
+    }
+
+    /// [`HypTimer::expire`] of the whole table.
+    pub fn expire<R: RegisterFile + ?Sized>(&mut self, regs: &mut R) -> Expired {
+        self.table.expire(regs)
+    }
 }
 
 impl<const N: usize> SoftTimers for VcpuSoftTimers<'_, N> {
