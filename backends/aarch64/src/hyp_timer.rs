@@ -289,6 +289,23 @@ impl Expired {
         self.0 == 0
     }
 
+    /// The slots of both sets: for a hypervisor that collects expiries in
+    /// its interrupt path and acts on them later (waking vCPUs).
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The set without `slot` (once the hypervisor has acted on it).
+    #[must_use]
+    pub const fn without(self, slot: usize) -> Self {
+        if slot < MAX_SLOTS {
+            Self(self.0 & !(1 << slot))
+        } else {
+            self
+        }
+    }
+
     /// The expired slots, in increasing order.
     pub fn iter(self) -> impl Iterator<Item = usize> {
         (0..MAX_SLOTS).filter(move |&slot| self.contains(slot))

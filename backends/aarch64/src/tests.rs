@@ -392,6 +392,11 @@ fn hyp_timer_multiplexes_the_earliest_deadline() {
     assert_eq!(expired.iter().collect::<std::vec::Vec<_>>(), [2, 3]);
     assert_eq!(expired.vcpu(v0), (false, true));
     assert_eq!(expired.vcpu(v1), (true, false));
+    let kept = expired
+        .union(crate::Expired::default())
+        .without(3)
+        .without(usize::MAX);
+    assert_eq!(kept.iter().collect::<std::vec::Vec<_>>(), [2]);
     assert_eq!(regs.cnthp_cval_el2, 1000, "the tick is next");
     assert!(!regs.hyp_timer_asserted(), "reprogramming lowers the line");
 
