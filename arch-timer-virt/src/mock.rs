@@ -3,7 +3,7 @@
 //!
 //! [`MockTimerHw::lenient`] accepts any number of `barrier()` calls, so a
 //! test states only the accesses it is about. The crate re-exports
-//! [`mockall`](crate::mockall) for `Sequence`s and predicates, and the
+//! [`mockall`] for `Sequence`s and predicates, and the
 //! feature turns on `critical-section`'s `std` implementation, so a test
 //! links without a dependency of its own.
 //!

@@ -159,7 +159,7 @@ pub struct Ports<'a> {
 impl Machine {
     /// `cpus` CPUs and `vcpus` vCPU interfaces, the counter at zero running
     /// at `frequency_hz` (what `CNTFRQ_EL0` reports through
-    /// `TimerHw::features`), no VHE, no ECV.
+    /// [`SimTimer::features`]), no VHE, no ECV.
     #[must_use]
     pub fn new(cpus: usize, vcpus: usize, frequency_hz: u32) -> Self {
         Self {
@@ -235,7 +235,7 @@ impl Machine {
         self.timer_ppi
     }
 
-    /// Sets what `TimerHw::features` reports.
+    /// Sets what [`SimTimer::features`] reports.
     pub const fn set_features(&mut self, features: TimerFeatures) {
         self.features = features;
     }
