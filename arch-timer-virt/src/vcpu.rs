@@ -72,6 +72,13 @@ pub struct TimerLevels {
 /// `block, unblock`, and the registers are written only when the state
 /// really moves.
 ///
+/// No operation takes a lock: the per-CPU register sequences rely on the
+/// [`TimerHw`] implementation being the only writer of its CPU's timer
+/// registers (see its "Per-CPU exclusion"), and a guest exit runs with
+/// IRQs masked. Share a `VcpuTimer` with an interrupt handler through
+/// [`SharedVcpuTimer`](crate::SharedVcpuTimer), the one place that uses
+/// `critical-section`.
+///
 /// A clone copies the record, not the hardware: a clone of a loaded
 /// `VcpuTimer` also believes its virtual timer is on the CPU. Use such a
 /// clone as a snapshot to read; drive only the original.
