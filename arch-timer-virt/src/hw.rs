@@ -10,28 +10,29 @@ use core::fmt;
 
 use crate::{IntId, Ticks, TimerCtl};
 
-/// What the timer hardware of this CPU offers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TimerFeatures {
-    /// The host runs with `HCR_EL2.E2H = 1` (FEAT_VHE in use), which moves
-    /// the EL1 physical timer access bits of `CNTHCTL_EL2` to bits 10/11.
-    pub vhe: bool,
-    /// FEAT_ECV is implemented: `CNTPOFF_EL2` exists.
-    pub ecv: bool,
-    /// The counter frequency, `CNTFRQ_EL0`, in Hz.
-    pub frequency_hz: u32,
-}
-
 /// The generic timer registers of *this* physical CPU, as seen from EL2.
 ///
 /// Infallible: these are system register accesses. Reads without side
-/// effects take `&self`, writes `&mut self`. The virtual timer accessors
+/// effects take `&self`, writes `&mut self`. What the CPU offers (VHE,
+/// FEAT_ECV, the counter frequency) is the backend's business, read when
+/// it is built: the core needs none of it.
+///
+/// # Per-CPU exclusion
+///
+/// The core takes no lock around its register sequences (a save reads
+/// CTL and CVAL, then disables the timer; a restore writes CVAL, a
+/// barrier, then CTL). They rely on the implementation being the only
+/// writer of these registers on its CPU: no interrupt handler on this CPU
+/// touches them except through the same `TimerHw` (which Rust's `&mut`
+/// then rules out during a call). An implementation on real registers
+/// makes that its constructor's safety contract, as the aarch64 backend's
+/// `SysRegs::new` does. Nothing else is needed: a guest exit at EL2 runs
+/// with IRQs masked (`PSTATE.I` set on exception entry) until the
+/// hypervisor unmasks them, and a handler that does reach the vCPU's timer
+/// goes through [`SharedVcpuTimer`](crate::SharedVcpuTimer). The virtual timer accessors
 /// reach the *EL1* virtual timer (`CNTV_CTL_EL0`/`CNTV_CVAL_EL0` with
 /// `HCR_EL2.E2H = 0`, `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` with E2H = 1).
 pub trait TimerHw {
-    /// What this CPU's timer offers.
-    fn features(&self) -> TimerFeatures;
-
     /// The physical count, `CNTPCT_EL0`.
     fn physical_count(&self) -> Ticks;
 
@@ -163,9 +164,6 @@ pub trait SoftTimers {
 }
 
 impl<T: TimerHw + ?Sized> TimerHw for &mut T {
-    fn features(&self) -> TimerFeatures {
-        T::features(self)
-    }
     fn physical_count(&self) -> Ticks {
         T::physical_count(self)
     }

@@ -2,13 +2,16 @@
 
 use core::fmt;
 
-use crate::Error;
+use crate::ConfigError;
 
-/// A GIC interrupt identifier (INTID) of a private peripheral interrupt
-/// (PPI), 16..=31: the range every generic timer interrupt lives in.
+/// A GIC interrupt identifier (INTID): the one type for interrupt numbers
+/// across the core and every backend (timer PPIs, what a backend's
+/// `acknowledge` returns, the maintenance interrupt).
 ///
-/// Built only through [`IntId::ppi`], which rejects anything else, so an
-/// `IntId` held by the library is always a valid PPI.
+/// Built only through a validating constructor: [`IntId::ppi`] (16..=31,
+/// the range every generic timer interrupt lives in, and what the timer
+/// configuration requires), or [`IntId::new`] for any INTID a GIC can
+/// signal (SGIs 0..=15, PPIs, SPIs 32..=1019, LPIs from 8192).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(transparent)]
 pub struct IntId(u32);
@@ -27,18 +30,55 @@ impl IntId {
     pub const HYP_PHYSICAL_TIMER: Self = Self(26);
     /// EL2 virtual timer, the usual INTID.
     pub const HYP_VIRTUAL_TIMER: Self = Self(28);
+    /// The GIC virtual CPU interface's maintenance interrupt, the usual
+    /// INTID (QEMU `virt`, the Arm base boards; the firmware says).
+    pub const MAINTENANCE: Self = Self(25);
+
+    /// The last SPI, INTID 1019 (1020..=1023 are special).
+    pub const LAST_SPI: u32 = 1019;
+    /// The first LPI, INTID 8192 (GICv3).
+    pub const FIRST_LPI: u32 = 8192;
+    /// One past the largest INTID a GICv3 can report (24 bits).
+    pub const INTID_LIMIT: u32 = 1 << 24;
 
     /// The PPI with INTID `intid`.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPpi`] unless `intid` is in 16..=31.
-    pub const fn ppi(intid: u32) -> Result<Self, Error> {
+    /// [`ConfigError::InvalidPpi`] unless `intid` is in 16..=31.
+    pub const fn ppi(intid: u32) -> Result<Self, ConfigError> {
         if intid >= Self::FIRST_PPI && intid <= Self::LAST_PPI {
             Ok(Self(intid))
         } else {
-            Err(Error::InvalidPpi(intid))
+            Err(ConfigError::InvalidPpi(intid))
         }
+    }
+
+    /// Any interrupt a GIC can signal: an SGI, PPI or SPI (0..=1019) or an
+    /// LPI (8192 up to 2^24).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidIntId`] for the special INTIDs 1020..=1023,
+    /// the reserved 1024..=8191 and anything from 2^24.
+    pub const fn new(intid: u32) -> Result<Self, ConfigError> {
+        if intid <= Self::LAST_SPI || (intid >= Self::FIRST_LPI && intid < Self::INTID_LIMIT) {
+            Ok(Self(intid))
+        } else {
+            Err(ConfigError::InvalidIntId(intid))
+        }
+    }
+
+    /// Whether this is a PPI (16..=31).
+    #[must_use]
+    pub const fn is_ppi(self) -> bool {
+        self.0 >= Self::FIRST_PPI && self.0 <= Self::LAST_PPI
+    }
+
+    /// Whether this is an SGI (0..=15).
+    #[must_use]
+    pub const fn is_sgi(self) -> bool {
+        self.0 < Self::FIRST_PPI
     }
 
     /// The INTID as a number.
@@ -48,10 +88,14 @@ impl IntId {
     }
 
     /// The bit for this interrupt in a 32-bit SGI/PPI register such as
-    /// `GICR_ISACTIVER0` or `GICD_ISENABLER0` (bit *n* is INTID *n*).
+    /// `GICR_ISACTIVER0` or `GICD_ISENABLER0` (bit *n* is INTID *n*); 0 for
+    /// an INTID from 32 (an SPI or LPI has no bit there).
     #[must_use]
     pub const fn bit(self) -> u32 {
-        1 << self.0
+        match 1u32.checked_shl(self.0) {
+            Some(bit) => bit,
+            None => 0,
+        }
     }
 }
 
@@ -62,10 +106,11 @@ impl From<IntId> for u32 {
 }
 
 impl TryFrom<u32> for IntId {
-    type Error = Error;
+    type Error = ConfigError;
 
-    fn try_from(intid: u32) -> Result<Self, Error> {
-        Self::ppi(intid)
+    /// [`IntId::new`].
+    fn try_from(intid: u32) -> Result<Self, ConfigError> {
+        Self::new(intid)
     }
 }
 
@@ -91,8 +136,21 @@ mod tests {
             assert_eq!(IntId::ppi(n).map(IntId::get), Ok(n));
         }
         for n in [0, 15, 32, 1019, 1023, u32::MAX] {
-            assert_eq!(IntId::ppi(n), Err(Error::InvalidPpi(n)));
+            assert_eq!(IntId::ppi(n), Err(ConfigError::InvalidPpi(n)));
         }
+    }
+
+    #[test]
+    fn new_accepts_sgis_ppis_spis_and_lpis_only() {
+        for n in [0, 15, 16, 31, 32, 1019, 8192, (1 << 24) - 1] {
+            assert_eq!(IntId::new(n).map(IntId::get), Ok(n));
+            assert_eq!(IntId::try_from(n).map(IntId::get), Ok(n));
+        }
+        for n in [1020, 1023, 1024, 8191, 1 << 24, u32::MAX] {
+            assert_eq!(IntId::new(n), Err(ConfigError::InvalidIntId(n)));
+        }
+        assert!(IntId::new(3).is_ok_and(IntId::is_sgi));
+        assert!(IntId::new(40).is_ok_and(|i| !i.is_ppi() && !i.is_sgi()));
     }
 
     #[test]
@@ -100,5 +158,7 @@ mod tests {
         assert_eq!(IntId::VIRTUAL_TIMER.bit(), 1 << 27);
         assert_eq!(IntId::ppi(31).map(IntId::bit), Ok(1 << 31));
         assert_eq!(IntId::ppi(16).map(IntId::bit), Ok(1 << 16));
+        assert_eq!(IntId::new(32).map(IntId::bit), Ok(0));
+        assert_eq!(IntId::new(8192).map(IntId::bit), Ok(0));
     }
 }

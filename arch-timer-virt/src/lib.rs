@@ -16,10 +16,16 @@
 #[cfg(any(test, feature = "mock"))]
 extern crate std;
 
+/// [mockall], re-exported for tests built on [`mock`] (a `Sequence`, a
+/// `predicate`) without a dependency of their own (feature `mock`).
+#[cfg(feature = "mock")]
+pub use mockall;
+
 mod context;
 mod ctl;
 pub mod emulate;
 mod error;
+mod gic;
 mod hw;
 mod intid;
 #[cfg(feature = "mock")]
@@ -32,8 +38,9 @@ mod vm;
 
 pub use context::{Residency, TimerContext, TimerId};
 pub use ctl::TimerCtl;
-pub use error::Error;
-pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerFeatures, TimerHw};
+pub use error::{Busy, ConfigError, Error, NotLoaded};
+pub use gic::GicCpu;
+pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerHw};
 pub use intid::IntId;
 pub use regs::TimerReg;
 pub use shared::SharedVcpuTimer;

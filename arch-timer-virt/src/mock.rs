@@ -1,6 +1,12 @@
 //! [mockall] mocks of the hardware traits, for tests that check the exact
 //! sequence of hardware accesses (feature `mock`).
 //!
+//! [`MockTimerHw::lenient`] accepts any number of `barrier()` calls, so a
+//! test states only the accesses it is about. The crate re-exports
+//! [`mockall`] for `Sequence`s and predicates, and the
+//! feature turns on `critical-section`'s `std` implementation, so a test
+//! links without a dependency of its own.
+//!
 //! ```
 //! use arch_timer_virt::mock::MockTimerHw;
 //! use arch_timer_virt::{Ticks, TimerHw};
@@ -10,7 +16,7 @@
 //! assert_eq!(hw.physical_count(), Ticks::new(100));
 //! ```
 
-use crate::{IntId, SoftTimer, Ticks, TimerCtl, TimerFeatures};
+use crate::{GicCpu, IntId, SoftTimer, Ticks, TimerCtl};
 
 /// The error of [`MockIrqChip`]: tests make a mock fail by returning it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +32,6 @@ mockall::mock! {
     /// A mock [`TimerHw`](crate::TimerHw).
     pub TimerHw {}
     impl crate::TimerHw for TimerHw {
-        fn features(&self) -> TimerFeatures;
         fn physical_count(&self) -> Ticks;
         fn vtimer_ctl(&self) -> TimerCtl;
         fn set_vtimer_ctl(&mut self, ctl: TimerCtl);
@@ -58,5 +63,106 @@ mockall::mock! {
     impl crate::SoftTimers for SoftTimers {
         fn arm(&mut self, timer: SoftTimer, at: Ticks);
         fn cancel(&mut self, timer: SoftTimer);
+    }
+}
+
+impl MockTimerHw {
+    /// A mock that accepts any number of [`barrier`](crate::TimerHw::barrier)
+    /// calls (an internal step of a register sequence), so a test expects
+    /// only the accesses it checks. Use [`new`](Self::new) where the
+    /// barrier's place in a sequence is the point.
+    #[must_use]
+    pub fn lenient() -> Self {
+        let mut hw = Self::new();
+        hw.expect_barrier().return_const(());
+        hw
+    }
+}
+
+mockall::mock! {
+    /// The host-side operations of [`MockGicCpu`], one mock method per
+    /// [`GicCpu`] method that is not [`chip`](GicCpu::chip).
+    pub GicOps {
+        /// [`GicCpu::maintenance_intid`].
+        pub fn maintenance_intid(&self) -> IntId;
+        /// [`GicCpu::acknowledge`].
+        pub fn acknowledge(&mut self) -> Option<IntId>;
+        /// [`GicCpu::priority_drop`].
+        pub fn priority_drop(&mut self, intid: IntId);
+        /// [`GicCpu::deactivate`].
+        pub fn deactivate(&mut self, intid: IntId);
+        /// [`GicCpu::maintenance_asserted`].
+        pub fn maintenance_asserted(&self) -> bool;
+        /// [`GicCpu::vcpu_load`], for the vCPU `vgic`.
+        pub fn vcpu_load(&mut self, vgic: usize) -> Result<(), MockChipError>;
+        /// [`GicCpu::vcpu_put`], for the vCPU `vgic`.
+        pub fn vcpu_put(&mut self, vgic: usize) -> Result<(), MockChipError>;
+        /// [`GicCpu::sync_after_exit`], for the vCPU `vgic`.
+        pub fn sync_after_exit(&mut self, vgic: usize) -> Result<(), MockChipError>;
+        /// [`GicCpu::maintenance`], for the vCPU `vgic`.
+        pub fn maintenance(&mut self, vgic: usize) -> Result<(), MockChipError>;
+    }
+}
+
+/// A mock [`GicCpu`]: the host-side operations on [`ops`](Self::ops), the
+/// [`IrqChip`](crate::IrqChip) that [`chip`](GicCpu::chip) lends on
+/// [`chip`](Self::chip). A vCPU's state ([`GicCpu::Vgic`]) is its index, a
+/// `usize`, which the `ops` expectations see.
+#[derive(Default)]
+pub struct MockGicCpu {
+    /// Expectations of the host-side operations.
+    pub ops: MockGicOps,
+    /// Expectations of the timer operations' interrupt controller calls.
+    pub chip: MockIrqChip,
+}
+
+impl MockGicCpu {
+    /// A mock with no expectations.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl core::fmt::Debug for MockGicCpu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MockGicCpu")
+    }
+}
+
+impl GicCpu for MockGicCpu {
+    type Vgic = usize;
+    type Error = MockChipError;
+    type Chip<'a> = &'a mut MockIrqChip;
+
+    fn chip<'a>(&'a mut self, _vgic: &'a mut usize) -> &'a mut MockIrqChip {
+        &mut self.chip
+    }
+    fn maintenance_intid(&self) -> IntId {
+        self.ops.maintenance_intid()
+    }
+    fn acknowledge(&mut self) -> Option<IntId> {
+        self.ops.acknowledge()
+    }
+    fn priority_drop(&mut self, intid: IntId) {
+        self.ops.priority_drop(intid);
+    }
+    fn deactivate(&mut self, intid: IntId) {
+        self.ops.deactivate(intid);
+    }
+    fn maintenance_asserted(&self) -> bool {
+        self.ops.maintenance_asserted()
+    }
+    fn vcpu_load(&mut self, vgic: &mut usize) -> Result<(), MockChipError> {
+        self.ops.vcpu_load(*vgic)
+    }
+    fn vcpu_put(&mut self, vgic: &mut usize) -> Result<(), MockChipError> {
+        self.ops.vcpu_put(*vgic)
+    }
+    fn sync_after_exit(&mut self, vgic: &mut usize) -> Result<(), MockChipError> {
+        self.ops.sync_after_exit(*vgic)
+    }
+    fn maintenance(&mut self, vgic: &mut usize) -> Result<(), MockChipError> {
+        self.ops.maintenance(*vgic)
     }
 }

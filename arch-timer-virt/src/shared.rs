@@ -5,7 +5,7 @@ use core::cell::RefCell;
 
 use critical_section::Mutex;
 
-use crate::{Error, VcpuTimer};
+use crate::{Busy, VcpuTimer};
 
 /// A [`VcpuTimer`] behind a [`critical_section::Mutex`], so the host's
 /// vtimer interrupt handler and the vCPU's run loop can both reach it (for
@@ -40,15 +40,11 @@ impl SharedVcpuTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::Busy`] when called from inside another `with` on the same
+    /// [`Busy`] when called from inside another `with` on the same
     /// timer; `f` does not run.
-    pub fn with<R>(&self, f: impl FnOnce(&mut VcpuTimer) -> R) -> Result<R, Error> {
+    pub fn with<R>(&self, f: impl FnOnce(&mut VcpuTimer) -> R) -> Result<R, Busy> {
         critical_section::with(|cs| {
-            let mut timer = self
-                .inner
-                .borrow(cs)
-                .try_borrow_mut()
-                .map_err(|_| Error::Busy)?;
+            let mut timer = self.inner.borrow(cs).try_borrow_mut().map_err(|_| Busy)?;
             Ok(f(&mut timer))
         })
     }
@@ -68,7 +64,7 @@ mod tests {
     fn reentrant_use_is_refused_not_a_panic() {
         let shared = SharedVcpuTimer::new(VcpuTimer::new());
         let inner = shared.with(|_| shared.with(|t| t.is_loaded()));
-        assert_eq!(inner, Ok(Err(Error::Busy)));
+        assert_eq!(inner, Ok(Err(Busy)));
         assert_eq!(shared.with(|t| t.is_loaded()), Ok(false));
     }
 }

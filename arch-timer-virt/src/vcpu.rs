@@ -1,23 +1,29 @@
 //! A vCPU's timers and their lifecycle: [`VcpuTimer`].
 
 use crate::{
-    Error, Forwarding, IntId, IrqChip, Residency, SoftTimer, SoftTimers, Ticks, TimerContext,
-    TimerCtl, TimerHw, TimerId, VmTimer,
+    Error, Forwarding, IntId, IrqChip, NotLoaded, Residency, SoftTimer, SoftTimers, Ticks,
+    TimerContext, TimerCtl, TimerHw, TimerId, VmTimer,
 };
 
-/// What [`VcpuTimer::handle_host_irq`] did.
+/// What [`VcpuTimer::handle_host_irq`] did, and so what the hypervisor
+/// does with the physical interrupt it acknowledged.
+///
+/// Exhaustive on purpose: every case tells the caller whether the
+/// interrupt still needs a deactivate, and a new case would be a breaking
+/// change that the compiler points out in every `match`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum HostIrq {
     /// The virtual timer's output is asserted: its virtual line is raised
     /// (injected with [`Forwarding::Hardware`], reported through
     /// [`VcpuTimer::should_notify_user`] with [`Forwarding::Masking`]).
-    /// The hypervisor should wake the vCPU if it sleeps.
+    /// The hypervisor should wake the vCPU if it sleeps, and must *not*
+    /// deactivate the interrupt: the guest's deactivation completes it.
     Raised,
     /// The timer cannot fire or its condition no longer holds (the guest
     /// changed it while the interrupt was on its way, or the vCPU is
     /// blocked and its timer saved): nothing injected, and the physical
-    /// interrupt deactivated so that the next expiry is taken.
+    /// interrupt deactivated so that the next expiry is taken. The
+    /// hypervisor does nothing more.
     Spurious,
     /// This vCPU is not loaded: nothing was touched. If no vCPU is loaded on
     /// the CPU, the hypervisor deactivates the interrupt itself (the timer
@@ -65,6 +71,13 @@ pub struct TimerLevels {
 /// `block`/`unblock` may nest in the orders `block, put, load, unblock` and
 /// `block, unblock`, and the registers are written only when the state
 /// really moves.
+///
+/// No operation takes a lock: the per-CPU register sequences rely on the
+/// [`TimerHw`] implementation being the only writer of its CPU's timer
+/// registers (see its "Per-CPU exclusion"), and a guest exit runs with
+/// IRQs masked. Share a `VcpuTimer` with an interrupt handler through
+/// [`SharedVcpuTimer`](crate::SharedVcpuTimer), the one place that uses
+/// `critical-section`.
 ///
 /// A clone copies the record, not the hardware: a clone of a loaded
 /// `VcpuTimer` also believes its virtual timer is on the CPU. Use such a
@@ -280,15 +293,17 @@ impl VcpuTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::NotLoaded`] if the vCPU is not loaded; nothing is touched.
+    /// [`NotLoaded`] if the vCPU is not loaded; nothing is touched. It
+    /// converts into [`Error::NotLoaded`] with `?` in a function returning
+    /// [`Error`] of any interrupt controller.
     #[doc(alias = "kvm_timer_vcpu_put")]
-    pub fn put<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Result<(), Error>
+    pub fn put<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Result<(), NotLoaded>
     where
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
         if !self.loaded {
-            return Err(Error::NotLoaded);
+            return Err(NotLoaded);
         }
         hw.set_el1_physical_access(true);
         self.save(hw);
@@ -496,7 +511,7 @@ impl VcpuTimer {
         if !self.vtimer.level() {
             return Ok(());
         }
-        let fire = critical_section::with(|_| self.sample_vtimer(hw));
+        let fire = self.sample_vtimer(hw);
         if !fire {
             self.set_level(TimerId::Virtual, false, chip)?;
             self.release_host_irq(chip)?;
@@ -682,12 +697,14 @@ impl VcpuTimer {
     /// longer does, as after the counter was moved back). Returns whether
     /// the line is high.
     ///
+    /// On a vCPU that is not loaded (a soft timer that fired while
+    /// [`put`](Self::put) cancelled it, a harmless race) this touches
+    /// nothing and returns `Ok(false)`: the next
+    /// [`before_entry`](Self::before_entry) looks at the timer again.
+    ///
     /// # Errors
     ///
-    /// [`Error::NotLoaded`] if the vCPU is not loaded (a soft timer that
-    /// fired while [`put`](Self::put) cancelled it): nothing is touched,
-    /// the next [`before_entry`](Self::before_entry) looks at the timer
-    /// again. [`Error::IrqChip`].
+    /// [`Error::IrqChip`].
     pub fn physical_timer_expired<H, C>(
         &mut self,
         hw: &mut H,
@@ -699,7 +716,7 @@ impl VcpuTimer {
     {
         self.physical_armed = false;
         if !self.loaded {
-            return Err(Error::NotLoaded);
+            return Ok(false);
         }
         let fire = self.ptimer.should_fire(hw.physical_count());
         if fire != self.ptimer.level() {
@@ -762,13 +779,11 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
-        critical_section::with(|_| {
-            if self.vtimer.residency() == Residency::Hardware {
-                hw.set_vtimer_ctl(TimerCtl::empty());
-            }
-            self.vtimer.set_ctl(TimerCtl::empty());
-            self.ptimer.set_ctl(TimerCtl::empty());
-        });
+        if self.vtimer.residency() == Residency::Hardware {
+            hw.set_vtimer_ctl(TimerCtl::empty());
+        }
+        self.vtimer.set_ctl(TimerCtl::empty());
+        self.ptimer.set_ctl(TimerCtl::empty());
         self.cancel_background(soft);
         self.cancel_physical(soft);
         if self.ptimer.level() {
@@ -809,30 +824,28 @@ impl VcpuTimer {
     /// disables the hardware timer; does nothing if it is already there.
     #[doc(alias = "vtimer_save_state")]
     pub(crate) fn save<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
-        critical_section::with(|_| {
-            if self.vtimer.residency() == Residency::Memory {
-                return;
-            }
-            self.vtimer.set_ctl(hw.vtimer_ctl());
-            self.vtimer.set_cval(hw.vtimer_cval());
-            hw.set_vtimer_ctl(TimerCtl::empty());
-            self.vtimer.set_residency(Residency::Memory);
-        });
+        // No lock: `TimerHw`'s per-CPU exclusion contract keeps any other
+        // writer of these registers away between the reads and the write.
+        if self.vtimer.residency() == Residency::Memory {
+            return;
+        }
+        self.vtimer.set_ctl(hw.vtimer_ctl());
+        self.vtimer.set_cval(hw.vtimer_cval());
+        hw.set_vtimer_ctl(TimerCtl::empty());
+        self.vtimer.set_residency(Residency::Memory);
     }
 
     /// Moves the virtual timer's state from memory onto the hardware (CVAL,
     /// barrier, CTL); does nothing if it is already there.
     #[doc(alias = "vtimer_restore_state")]
     pub(crate) fn restore<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
-        critical_section::with(|_| {
-            if self.vtimer.residency() == Residency::Hardware {
-                return;
-            }
-            hw.set_vtimer_cval(self.vtimer.cval());
-            hw.barrier();
-            hw.set_vtimer_ctl(self.vtimer.ctl().writable());
-            self.vtimer.set_residency(Residency::Hardware);
-        });
+        if self.vtimer.residency() == Residency::Hardware {
+            return;
+        }
+        hw.set_vtimer_cval(self.vtimer.cval());
+        hw.barrier();
+        hw.set_vtimer_ctl(self.vtimer.ctl().writable());
+        self.vtimer.set_residency(Residency::Hardware);
     }
 
     /// Refreshes the virtual timer's memory copy and tells whether its

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Error, IntId, Ticks};
+use crate::{ConfigError, IntId, Ticks};
 
 /// How the virtual timer's interrupt reaches the guest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -25,7 +25,7 @@ pub enum Forwarding {
 ///
 /// The interrupt numbers can change until the first
 /// [`VcpuTimer::load`](crate::VcpuTimer::load) of any vCPU of the VM; after
-/// that they are locked and changes fail with [`Error::ConfigLocked`].
+/// that they are locked and changes fail with [`ConfigError::ConfigLocked`].
 #[derive(Debug)]
 pub struct VmTimer {
     virtual_irq: IntId,
@@ -123,12 +123,18 @@ impl VmTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::DuplicatePpi`] if both are the same; [`Error::ConfigLocked`]
+    /// [`ConfigError::InvalidPpi`] if either is not a PPI (16..=31);
+    /// [`ConfigError::DuplicatePpi`] if both are the same; [`ConfigError::ConfigLocked`]
     /// once a vCPU has been loaded. Either way nothing changes.
-    pub fn set_irqs(&mut self, virtual_irq: IntId, physical_irq: IntId) -> Result<(), Error> {
+    pub fn set_irqs(&mut self, virtual_irq: IntId, physical_irq: IntId) -> Result<(), ConfigError> {
         self.check_unlocked()?;
+        for irq in [virtual_irq, physical_irq] {
+            if !irq.is_ppi() {
+                return Err(ConfigError::InvalidPpi(irq.get()));
+            }
+        }
         if virtual_irq == physical_irq {
-            return Err(Error::DuplicatePpi(virtual_irq));
+            return Err(ConfigError::DuplicatePpi(virtual_irq));
         }
         self.virtual_irq = virtual_irq;
         self.physical_irq = physical_irq;
@@ -139,9 +145,13 @@ impl VmTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::ConfigLocked`] once a vCPU has been loaded.
-    pub fn set_host_virtual_ppi(&mut self, ppi: IntId) -> Result<(), Error> {
+    /// [`ConfigError::InvalidPpi`] if `ppi` is not a PPI (16..=31);
+    /// [`ConfigError::ConfigLocked`] once a vCPU has been loaded.
+    pub fn set_host_virtual_ppi(&mut self, ppi: IntId) -> Result<(), ConfigError> {
         self.check_unlocked()?;
+        if !ppi.is_ppi() {
+            return Err(ConfigError::InvalidPpi(ppi.get()));
+        }
         self.host_virtual_ppi = ppi;
         Ok(())
     }
@@ -150,16 +160,16 @@ impl VmTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::ConfigLocked`] once a vCPU has been loaded.
-    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), Error> {
+    /// [`ConfigError::ConfigLocked`] once a vCPU has been loaded.
+    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), ConfigError> {
         self.check_unlocked()?;
         self.forwarding = forwarding;
         Ok(())
     }
 
-    fn check_unlocked(&self) -> Result<(), Error> {
+    fn check_unlocked(&self) -> Result<(), ConfigError> {
         if self.is_locked() {
-            Err(Error::ConfigLocked)
+            Err(ConfigError::ConfigLocked)
         } else {
             Ok(())
         }
@@ -195,9 +205,15 @@ mod tests {
         let mut vm = VmTimer::new();
         assert_eq!(
             vm.set_irqs(ppi(20), ppi(20)),
-            Err(Error::DuplicatePpi(ppi(20)))
+            Err(ConfigError::DuplicatePpi(ppi(20)))
         );
         assert_eq!(vm.virtual_irq().get(), 27);
+        let spi = IntId::new(40).unwrap_or(IntId::VIRTUAL_TIMER);
+        assert_eq!(vm.set_irqs(spi, ppi(21)), Err(ConfigError::InvalidPpi(40)));
+        assert_eq!(
+            vm.set_host_virtual_ppi(spi),
+            Err(ConfigError::InvalidPpi(40))
+        );
         assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Ok(()));
         assert_eq!((vm.virtual_irq().get(), vm.physical_irq().get()), (20, 21));
     }
@@ -207,11 +223,17 @@ mod tests {
         let mut vm = VmTimer::new();
         vm.lock();
         assert!(vm.is_locked());
-        assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Err(Error::ConfigLocked));
-        assert_eq!(vm.set_host_virtual_ppi(ppi(20)), Err(Error::ConfigLocked));
+        assert_eq!(
+            vm.set_irqs(ppi(20), ppi(21)),
+            Err(ConfigError::ConfigLocked)
+        );
+        assert_eq!(
+            vm.set_host_virtual_ppi(ppi(20)),
+            Err(ConfigError::ConfigLocked)
+        );
         assert_eq!(
             vm.set_forwarding(Forwarding::Masking),
-            Err(Error::ConfigLocked)
+            Err(ConfigError::ConfigLocked)
         );
         assert_eq!(vm.virtual_irq().get(), 27);
     }

@@ -4,7 +4,9 @@
 mod common;
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{Error, Forwarding, IntId, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer};
+use arch_timer_virt::{
+    ConfigError, Error, Forwarding, IntId, NotLoaded, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer,
+};
 use common::{FakeChip, FakeCpu, FakeSoft};
 use proptest::prelude::*;
 
@@ -133,9 +135,9 @@ proptest! {
                         let before = (vm.virtual_irq(), vm.physical_irq());
                         let r = vm.set_irqs(vi, pi);
                         if vm.is_locked() {
-                            prop_assert_eq!(r, Err(Error::ConfigLocked));
+                            prop_assert_eq!(r, Err(ConfigError::ConfigLocked));
                         } else if v == p {
-                            prop_assert_eq!(r, Err(Error::DuplicatePpi(vi)));
+                            prop_assert_eq!(r, Err(ConfigError::DuplicatePpi(vi)));
                         } else {
                             prop_assert_eq!(r, Ok(()));
                         }
@@ -151,7 +153,7 @@ proptest! {
                 }
                 Op::Put => {
                     let was = timer.is_loaded();
-                    prop_assert_eq!(timer.put(&mut cpu, &mut soft), if was { Ok(()) } else { Err(Error::NotLoaded) });
+                    prop_assert_eq!(timer.put(&mut cpu, &mut soft), if was { Ok(()) } else { Err(NotLoaded) });
                     if was {
                         prop_assert_eq!(cpu.cntvoff, 0);
                         prop_assert_eq!(cpu.ctl, 0);
@@ -179,7 +181,7 @@ proptest! {
                     if timer.is_loaded() {
                         prop_assert!(r.is_ok());
                     } else {
-                        prop_assert_eq!(r, Err(Error::NotLoaded));
+                        prop_assert_eq!(r, Ok(false), "not loaded: harmless, nothing touched");
                     }
                 }
                 Op::Reset => prop_assert_eq!(timer.reset(&mut cpu, &mut chip, &mut soft), Ok(())),
@@ -240,7 +242,7 @@ proptest! {
         if let (Ok(vi), Ok(pi)) = (IntId::ppi(v), IntId::ppi(p)) {
             let r = vm.set_irqs(vi, pi);
             if v == p {
-                prop_assert_eq!(r, Err(Error::DuplicatePpi(vi)));
+                prop_assert_eq!(r, Err(ConfigError::DuplicatePpi(vi)));
                 prop_assert_eq!(vm.virtual_irq(), IntId::VIRTUAL_TIMER);
             } else {
                 prop_assert_eq!(r, Ok(()));

@@ -348,7 +348,10 @@ fn wrong_state_calls_are_reported_and_touch_nothing() {
     let mut chip = MockIrqChip::new();
     let mut soft = MockSoftTimers::new();
 
-    assert_eq!(timer.put(&mut hw, &mut soft), Err(Error::NotLoaded));
+    assert_eq!(
+        timer.put(&mut hw, &mut soft),
+        Err(arch_timer_virt::NotLoaded)
+    );
     assert_eq!(
         timer.before_entry(&mut hw, &mut chip, &mut soft),
         Err(Error::NotLoaded)
@@ -474,5 +477,8 @@ fn configured_interrupt_numbers_are_used_at_load() {
     assert_eq!(timer.load(&vm, &mut quiet_hw(), &mut chip), Ok(()));
     assert_eq!(timer.vtimer().irq(), ppi(20));
     assert_eq!(timer.ptimer().irq(), ppi(21));
-    assert_eq!(vm.set_irqs(ppi(22), ppi(23)), Err(Error::ConfigLocked));
+    assert_eq!(
+        vm.set_irqs(ppi(22), ppi(23)),
+        Err(arch_timer_virt::ConfigError::ConfigLocked)
+    );
 }

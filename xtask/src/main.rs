@@ -17,11 +17,12 @@ mod qemu;
 /// The bare-metal target every `no_std` crate is built and linted for.
 const TARGET: &str = "aarch64-unknown-none";
 /// The crates that must build with no std for [`TARGET`].
-const NO_STD_CRATES: [&str; 4] = [
+const NO_STD_CRATES: [&str; 5] = [
     "arch-timer-virt",
     "arch-timer-virt-aarch64",
     "arch-timer-virt-gicv3",
     "arch-timer-virt-gicv2",
+    "hypervisor-skeleton",
 ];
 /// The bare-metal example, built for [`TARGET`] only.
 const EXAMPLE: &str = "qemu-hypervisor";

@@ -88,9 +88,6 @@ pub struct FakeCpu {
 }
 
 impl arch_timer_virt::TimerHw for FakeCpu {
-    fn features(&self) -> arch_timer_virt::TimerFeatures {
-        arch_timer_virt::TimerFeatures::default()
-    }
     fn physical_count(&self) -> Ticks {
         Ticks::new(self.now)
     }

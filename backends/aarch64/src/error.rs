@@ -21,6 +21,9 @@ pub enum Error {
     /// `CNTPOFF_EL2` was written, but `ID_AA64MMFR0_EL1.ECV` is 0: this CPU
     /// does not implement FEAT_ECV (QEMU 7.2 does not).
     EcvNotImplemented,
+    /// A [`HypTimer`](crate::HypTimer) slot that does not exist (from its
+    /// `N`), or the same slot given for both of a vCPU's soft timers.
+    NoSuchSlot(usize),
 }
 
 impl fmt::Display for Error {
@@ -34,6 +37,7 @@ impl fmt::Display for Error {
             Self::EcvNotImplemented => {
                 write!(f, "this CPU does not implement FEAT_ECV (no CNTPOFF_EL2)")
             }
+            Self::NoSuchSlot(slot) => write!(f, "no usable HypTimer slot {slot}"),
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct FakeRegisters {
     pub el2_vtimer_ctl: u64,
     /// The EL2 virtual timer's compare value, `CNTHV_CVAL_EL2`.
     pub el2_vtimer_cval: u64,
+    /// The EL2 physical timer's control register, ENABLE and IMASK
+    /// (`CNTHP_CTL_EL2`; reads add ISTATUS as the hardware computes it).
+    pub cnthp_ctl_el2: u64,
+    /// The EL2 physical timer's compare value, `CNTHP_CVAL_EL2`.
+    pub cnthp_cval_el2: u64,
     /// How many `isb`s ran.
     pub isb_count: u64,
     /// How many register writes ran (UNDEFINED ones included).
@@ -66,6 +71,7 @@ pub struct FakeRegisters {
 const CTL_ENABLE: u64 = 1 << 0;
 const CTL_WRITABLE: u64 = 0b11;
 const CTL_ISTATUS: u64 = 1 << 2;
+const CTL_IMASK: u64 = 1 << 1;
 
 impl FakeRegisters {
     /// The CNTFRQ QEMU's `virt` machine reports: 62.5 MHz.
@@ -93,6 +99,8 @@ impl FakeRegisters {
             el1_vtimer_cval: 0,
             el2_vtimer_ctl: 0,
             el2_vtimer_cval: 0,
+            cnthp_ctl_el2: 0,
+            cnthp_cval_el2: 0,
             isb_count: 0,
             write_count: 0,
             undefined: Cell::new(0),
@@ -138,6 +146,23 @@ impl FakeRegisters {
         self.undefined.set(self.undefined.get().saturating_add(1));
     }
 
+    fn hyp_ctl_with_istatus(&self) -> u64 {
+        let ctl = self.cnthp_ctl_el2 & CTL_WRITABLE;
+        if ctl & CTL_ENABLE != 0 && self.cntpct >= self.cnthp_cval_el2 {
+            ctl | CTL_ISTATUS
+        } else {
+            ctl
+        }
+    }
+
+    /// Whether the EL2 physical timer's interrupt (PPI 26 on most
+    /// systems) is asserted: enabled, not masked, and the count at or past
+    /// its compare value.
+    #[must_use]
+    pub fn hyp_timer_asserted(&self) -> bool {
+        self.hyp_ctl_with_istatus() & (CTL_ISTATUS | CTL_IMASK) == CTL_ISTATUS
+    }
+
     fn el1_ctl_with_istatus(&self) -> u64 {
         let ctl = self.el1_vtimer_ctl & CTL_WRITABLE;
         let now = self.cntpct.wrapping_sub(self.cntvoff_el2);
@@ -167,6 +192,8 @@ impl RegisterFile for FakeRegisters {
             Register::CntvoffEl2 => self.cntvoff_el2,
             Register::CntpoffEl2 => self.cntpoff_el2,
             Register::CnthctlEl2 => self.cnthctl_el2,
+            Register::CnthpCtlEl2 => self.hyp_ctl_with_istatus(),
+            Register::CnthpCvalEl2 => self.cnthp_cval_el2,
             Register::HcrEl2 => self.hcr_el2,
             Register::IdAa64mmfr0El1 => self.id_aa64mmfr0_el1,
             Register::IdAa64mmfr1El1 => self.id_aa64mmfr1_el1,
@@ -190,11 +217,15 @@ impl RegisterFile for FakeRegisters {
             WritableRegister::CntvoffEl2 => &mut self.cntvoff_el2,
             WritableRegister::CntpoffEl2 => &mut self.cntpoff_el2,
             WritableRegister::CnthctlEl2 => &mut self.cnthctl_el2,
+            WritableRegister::CnthpCtlEl2 => &mut self.cnthp_ctl_el2,
+            WritableRegister::CnthpCvalEl2 => &mut self.cnthp_cval_el2,
         };
         *slot = value;
         if matches!(
             reg,
-            WritableRegister::CntvCtlEl0 | WritableRegister::CntvCtlEl02
+            WritableRegister::CntvCtlEl0
+                | WritableRegister::CntvCtlEl02
+                | WritableRegister::CnthpCtlEl2
         ) {
             // ISTATUS is read-only, the other bits RES0.
             *slot &= CTL_WRITABLE;

@@ -17,15 +17,17 @@ extern crate std;
 
 mod error;
 mod fake;
+mod hyp_timer;
 mod registers;
 mod sysregs;
 mod timer;
 
 pub use error::Error;
 pub use fake::FakeRegisters;
+pub use hyp_timer::{Expired, HypTimer, MAX_SLOTS, VcpuSlots, VcpuSoftTimers};
 pub use registers::{Register, RegisterFile, WritableRegister};
 pub use sysregs::{El2Timer, SysRegs};
-pub use timer::{GenericTimer, HostMode};
+pub use timer::{GenericTimer, HostMode, TimerFeatures};
 
 #[cfg(test)]
 mod tests;

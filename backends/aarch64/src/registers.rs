@@ -42,6 +42,13 @@ pub enum Register {
     /// `CNTHCTL_EL2`, the counter-timer hypervisor control
     /// (`S3_4_C14_C1_0`). Its layout depends on `HCR_EL2.E2H`.
     CnthctlEl2,
+    /// `CNTHP_CTL_EL2`, the EL2 physical timer's control (`S3_4_C14_C2_1`),
+    /// ISTATUS included: the hypervisor's own timer, which
+    /// [`HypTimer`](crate::HypTimer) multiplexes.
+    CnthpCtlEl2,
+    /// `CNTHP_CVAL_EL2`, the EL2 physical timer's compare value
+    /// (`S3_4_C14_C2_2`).
+    CnthpCvalEl2,
     /// `HCR_EL2`, the hypervisor configuration (`S3_4_C1_C1_0`). Read-only
     /// here: this crate only looks at E2H.
     HcrEl2,
@@ -69,6 +76,10 @@ pub enum WritableRegister {
     CntpoffEl2,
     /// `CNTHCTL_EL2`, see [`Register::CnthctlEl2`].
     CnthctlEl2,
+    /// `CNTHP_CTL_EL2`, see [`Register::CnthpCtlEl2`].
+    CnthpCtlEl2,
+    /// `CNTHP_CVAL_EL2`, see [`Register::CnthpCvalEl2`].
+    CnthpCvalEl2,
 }
 
 impl From<WritableRegister> for Register {
@@ -81,6 +92,8 @@ impl From<WritableRegister> for Register {
             WritableRegister::CntvoffEl2 => Self::CntvoffEl2,
             WritableRegister::CntpoffEl2 => Self::CntpoffEl2,
             WritableRegister::CnthctlEl2 => Self::CnthctlEl2,
+            WritableRegister::CnthpCtlEl2 => Self::CnthpCtlEl2,
+            WritableRegister::CnthpCvalEl2 => Self::CnthpCvalEl2,
         }
     }
 }
@@ -207,6 +220,8 @@ impl PresentRegisters {
             | Register::CntvCvalEl0
             | Register::CntvoffEl2
             | Register::CnthctlEl2
+            | Register::CnthpCtlEl2
+            | Register::CnthpCvalEl2
             | Register::HcrEl2
             | Register::IdAa64mmfr0El1
             | Register::IdAa64mmfr1El1 => true,

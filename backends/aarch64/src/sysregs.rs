@@ -1,5 +1,7 @@
 //! [`SysRegs`]: the real system registers, and [`El2Timer`].
 
+use core::marker::PhantomData;
+
 use crate::GenericTimer;
 use crate::registers::PresentRegisters;
 
@@ -23,6 +25,21 @@ use crate::registers::PresentRegisters;
 /// through [`GenericTimer::registers_mut`]) cannot fault the CPU. Every
 /// other register always exists at EL2. [`GenericTimer`] never asks for
 /// an absent register.
+///
+/// Neither `Send` nor `Sync`: `mrs`/`msr` reach the registers of the CPU
+/// that runs them, so a token (and an [`El2Timer`]) moved to, or shared
+/// with, another CPU would touch that CPU's registers, which its own token
+/// owns. Build one on each CPU, where it is used.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<arch_timer_virt_aarch64::El2Timer>();
+/// ```
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<arch_timer_virt_aarch64::SysRegs>();
+/// ```
 #[derive(Debug)]
 pub struct SysRegs {
     /// Which optional registers exist, read by `new` (the only
@@ -30,6 +47,8 @@ pub struct SysRegs {
     /// AArch64 accessors read it.
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     present: PresentRegisters,
+    /// Stays on its CPU: neither `Send` nor `Sync`.
+    _this_cpu: PhantomData<*const ()>,
 }
 
 impl SysRegs {
@@ -49,7 +68,10 @@ impl SysRegs {
     ///   nothing else (no other token, no other code, no interrupt handler
     ///   that does not go through this token) writes `CNTV_CTL_EL0`/
     ///   `CNTV_CVAL_EL0` (or their `_EL02` forms), `CNTVOFF_EL2`,
-    ///   `CNTPOFF_EL2` or the EL1PCTEN/EL1PCEN bits of `CNTHCTL_EL2`.
+    ///   `CNTPOFF_EL2`, the EL1PCTEN/EL1PCEN bits of `CNTHCTL_EL2` or the
+    ///   EL2 physical timer (`CNTHP_CTL_EL2`/`CNTHP_CVAL_EL2`, which the
+    ///   hypervisor drives through this token, for example with
+    ///   [`HypTimer`](crate::HypTimer)).
     /// - `HCR_EL2.E2H` does not change while the token, or a
     ///   [`GenericTimer`] built on it, lives.
     #[must_use]
@@ -63,7 +85,10 @@ impl SysRegs {
         };
         #[cfg(not(target_arch = "aarch64"))]
         let present = PresentRegisters::NONE;
-        Self { present }
+        Self {
+            present,
+            _this_cpu: PhantomData,
+        }
     }
 }
 
@@ -98,7 +123,7 @@ mod aarch64 {
             // `self.present` has the register: `new` read E2H = 1 (for
             // `_EL02`, and E2H cannot change while the token lives) or
             // FEAT_ECV (for `CNTPOFF_EL2`) from the CPU, so the register
-            // exists. Reading it has no side effects and touches no
+            // exists (`CNTHP_*_EL2` always exist at EL2). Reading it has no side effects and touches no
             // memory.
             unsafe {
                 core::arch::asm!(
@@ -152,6 +177,11 @@ mod aarch64 {
                 // CNTPOFF_EL2: op0 3, op1 4, CRn 14, CRm 0, op2 6.
                 Register::CntpoffEl2 => mrs_raw!("S3_4_C14_C0_6"),
                 Register::CnthctlEl2 => CNTHCTL_EL2.get(),
+                // CNTHP_CTL_EL2: op0 3, op1 4, CRn 14, CRm 2, op2 1 (not
+                // in aarch64-cpu 11).
+                Register::CnthpCtlEl2 => mrs_raw!("S3_4_C14_C2_1"),
+                // CNTHP_CVAL_EL2: op0 3, op1 4, CRn 14, CRm 2, op2 2.
+                Register::CnthpCvalEl2 => mrs_raw!("S3_4_C14_C2_2"),
                 Register::HcrEl2 => HCR_EL2.get(),
                 Register::IdAa64mmfr0El1 => ID_AA64MMFR0_EL1.get(),
                 Register::IdAa64mmfr1El1 => ID_AA64MMFR1_EL1.get(),
@@ -173,6 +203,8 @@ mod aarch64 {
                 WritableRegister::CntvoffEl2 => CNTVOFF_EL2.set(value),
                 WritableRegister::CntpoffEl2 => msr_raw!("S3_4_C14_C0_6", value),
                 WritableRegister::CnthctlEl2 => CNTHCTL_EL2.set(value),
+                WritableRegister::CnthpCtlEl2 => msr_raw!("S3_4_C14_C2_1", value),
+                WritableRegister::CnthpCvalEl2 => msr_raw!("S3_4_C14_C2_2", value),
             }
         }
 

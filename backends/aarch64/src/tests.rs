@@ -1,8 +1,11 @@
 //! Host tests of [`GenericTimer`] against [`FakeRegisters`].
 
-use arch_timer_virt::{Ticks, TimerCtl, TimerFeatures, TimerHw};
+use arch_timer_virt::{SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw};
 
-use crate::{Error, FakeRegisters, GenericTimer, HostMode, RegisterFile, WritableRegister};
+use crate::{
+    Error, FakeRegisters, GenericTimer, HostMode, HypTimer, RegisterFile, TimerFeatures, VcpuSlots,
+    WritableRegister,
+};
 
 fn timer(mode: HostMode) -> GenericTimer<FakeRegisters> {
     GenericTimer::detect(FakeRegisters::new(mode))
@@ -352,4 +355,110 @@ fn reset_cpu_disables_the_el1_vtimer_zeroes_cntvoff_and_allows_el1_access() {
         assert_eq!(r.cntvoff_el2, 0, "{mode:?}");
         assert_eq!(r.cnthctl_el2, bits, "{mode:?}");
     }
+}
+
+/// The hypervisor's tick (slot 0) and two vCPUs' soft timers share the EL2
+/// physical timer: the earliest deadline is on the hardware, an expiry
+/// empties exactly the passed slots and programs the next one.
+#[test]
+fn hyp_timer_multiplexes_the_earliest_deadline() {
+    const TICK: usize = 0;
+    let mut regs = FakeRegisters::new(HostMode::Vhe);
+    let mut hyp = HypTimer::<5>::new();
+    let (v0, v1) = (VcpuSlots::new(1, 2), VcpuSlots::new(3, 4));
+    assert_eq!(VcpuSlots::nth(1, 1), Some(v1));
+
+    hyp.program(&mut regs);
+    assert_eq!(regs.cnthp_ctl_el2, 0, "nothing armed: disabled");
+    assert_eq!(hyp.arm(TICK, Ticks::new(1000)), Ok(()));
+    hyp.vcpu(v0)
+        .map(|mut s| s.arm(SoftTimer::Physical, Ticks::new(700)))
+        .unwrap();
+    hyp.vcpu(v1)
+        .map(|mut s| s.arm(SoftTimer::Background, Ticks::new(300)))
+        .unwrap();
+    assert_eq!(regs.cnthp_cval_el2, 0, "arming alone touches no register");
+    hyp.program(&mut regs);
+    assert_eq!((regs.cnthp_cval_el2, regs.cnthp_ctl_el2), (300, 1));
+    let writes = regs.write_count;
+    hyp.program(&mut regs);
+    assert_eq!(regs.write_count, writes, "unchanged: no write");
+
+    regs.cntpct = 299;
+    assert!(!regs.hyp_timer_asserted());
+    regs.cntpct = 700;
+    assert!(regs.hyp_timer_asserted());
+    let expired = hyp.expire(&mut regs);
+    assert_eq!(expired.iter().collect::<std::vec::Vec<_>>(), [2, 3]);
+    assert_eq!(expired.vcpu(v0), (false, true));
+    assert_eq!(expired.vcpu(v1), (true, false));
+    let kept = expired
+        .union(crate::Expired::default())
+        .without(3)
+        .without(usize::MAX);
+    assert_eq!(kept.iter().collect::<std::vec::Vec<_>>(), [2]);
+    assert_eq!(regs.cnthp_cval_el2, 1000, "the tick is next");
+    assert!(!regs.hyp_timer_asserted(), "reprogramming lowers the line");
+
+    // Cancelled on its way: an interrupt with nothing due only reprograms.
+    assert_eq!(hyp.cancel(TICK), Ok(()));
+    regs.cntpct = 1000;
+    assert!(hyp.expire(&mut regs).is_empty());
+    assert_eq!(regs.cnthp_ctl_el2, 0);
+    assert_eq!(regs.undefined_accesses(), 0);
+}
+
+#[test]
+fn hyp_timer_rejects_bad_slots_without_panicking() {
+    let mut hyp = HypTimer::<3>::new();
+    assert_eq!(hyp.arm(3, Ticks::new(1)), Err(Error::NoSuchSlot(3)));
+    assert_eq!(hyp.cancel(usize::MAX), Err(Error::NoSuchSlot(usize::MAX)));
+    assert_eq!(hyp.deadline(99), None);
+    assert_eq!(
+        hyp.vcpu(VcpuSlots::new(1, 1)).err(),
+        Some(Error::NoSuchSlot(1))
+    );
+    assert_eq!(
+        hyp.vcpu(VcpuSlots::new(2, 3)).err(),
+        Some(Error::NoSuchSlot(3))
+    );
+    assert_eq!(VcpuSlots::nth(usize::MAX, 1), None);
+    let mut soft = hyp.vcpu(VcpuSlots::new(0, 2)).unwrap();
+    soft.arm(SoftTimer::Background, Ticks::new(5));
+    assert_eq!(soft.deadline(SoftTimer::Background), Some(Ticks::new(5)));
+    soft.cancel(SoftTimer::Background);
+    assert_eq!(soft.deadline(SoftTimer::Background), None);
+}
+
+/// The library's lifecycle on the fakes: `block` arms the background slot
+/// of the vCPU in the `HypTimer`, `unblock` cancels it.
+#[test]
+fn vcpu_timer_block_arms_its_hyp_timer_slot() {
+    use arch_timer_virt::mock::MockIrqChip;
+    use arch_timer_virt::{VcpuTimer, VmTimer, Wakeup};
+    let vm = VmTimer::new();
+    let mut t = timer(HostMode::Vhe);
+    let mut hyp = HypTimer::<3>::new();
+    let slots = VcpuSlots::new(1, 2);
+    let mut vcpu = VcpuTimer::new();
+    let mut chip = MockIrqChip::new();
+    chip.expect_map_virtual().returning(|_, _| Ok(()));
+    chip.expect_set_host_active().returning(|_, _| Ok(()));
+    chip.expect_set_host_masked().returning(|_, _| Ok(()));
+    chip.expect_virtual_active().returning(|_| Ok(false));
+    vcpu.load(&vm, &mut t, &mut chip).unwrap();
+    // The guest arms its virtual timer 500 ticks ahead and waits.
+    t.registers_mut().cntpct = 100;
+    t.set_vtimer_cval(Ticks::new(600));
+    t.set_vtimer_ctl(TimerCtl::ENABLE);
+    let wake = vcpu.block(&vm, &mut t, &mut hyp.vcpu(slots).unwrap());
+    assert_eq!(wake, Wakeup::At(Ticks::new(600)));
+    hyp.program(t.registers_mut());
+    assert_eq!(t.registers().cnthp_cval_el2, 600);
+    t.registers_mut().cntpct = 600;
+    assert!(hyp.expire(t.registers_mut()).contains(slots.background));
+    chip.expect_set_virtual_level().returning(|_, _| Ok(()));
+    vcpu.unblock(&mut t, &mut chip, &mut hyp.vcpu(slots).unwrap())
+        .unwrap();
+    assert_eq!(hyp.next_deadline(), None);
 }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use arch_timer_virt::{Ticks, TimerCtl, TimerFeatures, TimerHw};
+use arch_timer_virt::{Ticks, TimerCtl, TimerHw};
 
 use crate::Error;
 use crate::registers::{
@@ -80,6 +80,21 @@ impl fmt::Display for HostMode {
             Self::Vhe => "VHE (E2H = 1)",
         })
     }
+}
+
+/// What the timer hardware of a CPU offers, read once when its
+/// [`GenericTimer`] is built ([`GenericTimer::features`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimerFeatures {
+    /// The host runs with `HCR_EL2.E2H = 1` (FEAT_VHE in use), which moves
+    /// the EL1 physical timer access bits of `CNTHCTL_EL2` to bits 10/11.
+    pub vhe: bool,
+    /// FEAT_ECV is implemented: `CNTPOFF_EL2` exists.
+    pub ecv: bool,
+    /// The counter frequency, `CNTFRQ_EL0`, in Hz: derive every period
+    /// from it.
+    pub frequency_hz: u32,
 }
 
 /// [`TimerHw`] on a [`RegisterFile`]: the generic timer of one CPU, seen
@@ -187,6 +202,13 @@ impl<R: RegisterFile> GenericTimer<R> {
 }
 
 impl<R> GenericTimer<R> {
+    /// What this CPU's timer offers (host mode, FEAT_ECV, the counter
+    /// frequency), as read at construction.
+    #[must_use]
+    pub const fn features(&self) -> TimerFeatures {
+        self.features
+    }
+
     /// How the host runs: the `HCR_EL2.E2H` this timer was built for.
     #[must_use]
     pub const fn host_mode(&self) -> HostMode {
@@ -224,10 +246,6 @@ impl<R> GenericTimer<R> {
 }
 
 impl<R: RegisterFile> TimerHw for GenericTimer<R> {
-    fn features(&self) -> TimerFeatures {
-        self.features
-    }
-
     fn physical_count(&self) -> Ticks {
         Ticks::new(self.regs.read(Register::CntpctEl0))
     }

@@ -17,7 +17,7 @@ use crate::registers::{
 /// The INTID of the GICv2 virtual interface maintenance interrupt on most
 /// systems (QEMU `virt`, GIC-400 based boards): PPI 25. Check the firmware
 /// description of the machine.
-pub const MAINTENANCE_INTID: u32 = 25;
+pub const MAINTENANCE_INTID: IntId = IntId::MAINTENANCE;
 
 /// How a CPU is named in [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
 /// and [`HostGic::cpu_id`]: its bit in the `GICD_ITARGETSR` CPU targets
@@ -40,8 +40,12 @@ pub const DEFAULT_PRIORITY_MASK: u8 = 0xf0;
 /// [`deactivate`](Self::deactivate), or leave the deactivation to the
 /// guest through a hardware-mapped list register.
 ///
-/// Not `Send`: the `GICC`/`GICH` frames and the Distributor registers it
-/// uses are the banked copies of the CPU it was built on.
+/// `Send`, so that it can live in a per-CPU static (such as a
+/// `critical_section::Mutex<RefCell<Option<HostGic>>>` per CPU) without an
+/// unsafe wrapper; not `Sync`. Moving it is fine, *using* it on a CPU other
+/// than the one it was built on breaks the constructors' safety contract:
+/// the `GICC`/`GICH` frames and the Distributor registers it uses are the
+/// banked copies of the CPU that accesses them.
 #[derive(Debug)]
 pub struct HostGic {
     /// The whole Distributor, shared by every CPU's `HostGic`: only ever
@@ -57,9 +61,21 @@ pub struct HostGic {
     num_lrs: usize,
     cpu_mask: u8,
     vcpu_loaded: bool,
-    /// Stays on its CPU.
-    _not_send: PhantomData<*const ()>,
+    /// The source CPU (`GICC_IAR.CPUID`, bits 12:10) of the last
+    /// acknowledge of each SGI, which its EOI and deactivation must name.
+    sgi_source: [u8; 16],
+    /// Not `Sync`: one CPU uses it at a time (see the type docs for `Send`).
+    _not_sync: PhantomData<core::cell::Cell<()>>,
 }
+
+// SAFETY: the only field that is not `Send` by itself is `gicd`, a
+// pointer to the Distributor that every CPU's `HostGic` shares: device
+// memory valid for the program's life (the constructors' contract), used
+// only for this CPU's banked registers (already unique pointers here) and
+// `GICD_CTLR` in `enable_distributor`, with volatile accesses through
+// `&mut self`. Moving the `HostGic` to another thread moves that use
+// with it and creates no second access path; `Sync` is not implemented.
+unsafe impl Send for HostGic {}
 
 /// This CPU's banked copies of the Distributor registers of INTIDs 0..=31
 /// that the driver uses. Each other CPU sees its own copies at the same
@@ -207,7 +223,8 @@ impl HostGic {
             num_lrs,
             cpu_mask,
             vcpu_loaded: false,
-            _not_send: PhantomData,
+            sgi_source: [0; 16],
+            _not_sync: PhantomData,
         }
     }
 
@@ -281,12 +298,33 @@ impl HostGic {
 
     /// Acknowledges the highest priority pending interrupt (`GICC_IAR`).
     ///
-    /// Returns the `GICC_IAR` value: the INTID in bits 9:0 and, for an SGI,
-    /// the source CPU in bits 12:10 (for a PPI or SPI the value is the
-    /// INTID). Pass it unchanged to [`priority_drop`](Self::priority_drop)
-    /// and [`deactivate`](Self::deactivate). `None` if nothing was pending
-    /// (INTID 1023, or another special INTID 1020..=1022).
-    pub fn acknowledge(&mut self) -> Option<u32> {
+    /// Returns its INTID (`GICC_IAR` bits 9:0), or `None` if nothing was
+    /// pending (INTID 1023, or another special INTID 1020..=1022). For an
+    /// SGI the source CPU (bits 12:10) is remembered, per SGI, until its
+    /// [`priority_drop`](Self::priority_drop) and
+    /// [`deactivate`](Self::deactivate), which write it back: with GICv2,
+    /// `GICC_EOIR` and `GICC_DIR` must name it. (One SGI active from two
+    /// source CPUs at once is told apart only by the raw IAR value:
+    /// [`acknowledge_iar`](Self::acknowledge_iar).)
+    pub fn acknowledge(&mut self) -> Option<IntId> {
+        let iar = self.acknowledge_iar()?;
+        let intid = IntId::new(iar & 0x3ff).ok()?;
+        if intid.is_sgi() {
+            let source = u8::try_from((iar >> 10) & 0x7).unwrap_or(0);
+            if let Some(slot) = self.sgi_source.get_mut(iar_index(intid)) {
+                *slot = source;
+            }
+        }
+        Some(intid)
+    }
+
+    /// Acknowledges the highest priority pending interrupt and returns the
+    /// raw `GICC_IAR` value: the INTID in bits 9:0 and, for an SGI, the
+    /// source CPU in bits 12:10. Pass it unchanged to
+    /// [`priority_drop_iar`](Self::priority_drop_iar) and
+    /// [`deactivate_iar`](Self::deactivate_iar). `None` if nothing was
+    /// pending.
+    pub fn acknowledge_iar(&mut self) -> Option<u32> {
         let iar = field!(self.gicc, iar).read();
         if iar & 0x3ff > MAX_INTID {
             None
@@ -295,15 +333,40 @@ impl HostGic {
         }
     }
 
-    /// Drops the running priority of the acknowledged interrupt `iar`
-    /// (`GICC_EOIR`). With `EOImodeNS = 1` the interrupt stays active.
-    pub fn priority_drop(&mut self, iar: u32) {
+    /// Drops the running priority of the acknowledged interrupt `intid`
+    /// (`GICC_EOIR`; an SGI's with the source CPU of its acknowledge).
+    /// With `EOImodeNS = 1` the interrupt stays active.
+    pub fn priority_drop(&mut self, intid: IntId) {
+        let iar = self.iar_of(intid);
+        self.priority_drop_iar(iar);
+    }
+
+    /// Deactivates the interrupt `intid` (`GICC_DIR`; an SGI's with the
+    /// source CPU of its acknowledge).
+    pub fn deactivate(&mut self, intid: IntId) {
+        let iar = self.iar_of(intid);
+        self.deactivate_iar(iar);
+    }
+
+    /// [`priority_drop`](Self::priority_drop) of a raw `GICC_IAR` value.
+    pub fn priority_drop_iar(&mut self, iar: u32) {
         field!(self.gicc, eoir).write(iar);
     }
 
-    /// Deactivates the interrupt `iar` (`GICC_DIR`).
-    pub fn deactivate(&mut self, iar: u32) {
+    /// [`deactivate`](Self::deactivate) of a raw `GICC_IAR` value.
+    pub fn deactivate_iar(&mut self, iar: u32) {
         field!(self.gicc, dir).write(iar);
+    }
+
+    /// The `GICC_IAR` value that names `intid`: its INTID, and for an SGI
+    /// the source CPU its last acknowledge reported.
+    fn iar_of(&self, intid: IntId) -> u32 {
+        let source = if intid.is_sgi() {
+            self.sgi_source.get(iar_index(intid)).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        intid.get() | (u32::from(source) << 10)
     }
 
     /// Sets (`GICD_ISACTIVER0`) or clears (`GICD_ICACTIVER0`) the active
@@ -482,4 +545,48 @@ pub(crate) fn lr_mask(n: usize) -> u64 {
         .ok()
         .and_then(|n| 1u64.checked_shl(n))
         .map_or(u64::MAX, |bit| bit.wrapping_sub(1))
+}
+
+/// An SGI's index in [`HostGic`]'s per-SGI table (0..=15 for an SGI; the
+/// caller checks).
+fn iar_index(intid: IntId) -> usize {
+    usize::try_from(intid.get()).unwrap_or(usize::MAX)
+}
+
+/// The run loop's view: one body for both GIC versions.
+impl arch_timer_virt::GicCpu for HostGic {
+    type Vgic = crate::VgicCpu;
+    type Error = Error;
+    type Chip<'a> = crate::Gic<'a>;
+
+    fn chip<'a>(&'a mut self, vgic: &'a mut crate::VgicCpu) -> crate::Gic<'a> {
+        crate::Gic::new(self, vgic)
+    }
+    fn maintenance_intid(&self) -> IntId {
+        MAINTENANCE_INTID
+    }
+    fn acknowledge(&mut self) -> Option<IntId> {
+        Self::acknowledge(self)
+    }
+    fn priority_drop(&mut self, intid: IntId) {
+        Self::priority_drop(self, intid);
+    }
+    fn deactivate(&mut self, intid: IntId) {
+        Self::deactivate(self, intid);
+    }
+    fn maintenance_asserted(&self) -> bool {
+        Self::maintenance_asserted(self)
+    }
+    fn vcpu_load(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).vcpu_load()
+    }
+    fn vcpu_put(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).vcpu_put()
+    }
+    fn sync_after_exit(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).sync_after_exit().map(drop)
+    }
+    fn maintenance(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).maintenance().map(drop)
+    }
 }

@@ -18,7 +18,7 @@ use crate::sysreg::{GicSysRegs, SysReg};
 /// The INTID of the maintenance interrupt of the virtual CPU interface on
 /// most systems (QEMU `virt`, the Arm base boards): PPI 25. Check the
 /// firmware description of the machine.
-pub const MAINTENANCE_INTID: u32 = 25;
+pub const MAINTENANCE_INTID: IntId = IntId::MAINTENANCE;
 
 /// How a CPU is named in [`VgicCpu::loaded_on`](crate::VgicCpu::loaded_on)
 /// and [`HostGic::cpu_id`]: its [`Affinity`]. (The GICv2 backend's
@@ -39,7 +39,12 @@ const WAKE_POLLS: u32 = 1_000_000;
 /// [`priority_drop`](Self::priority_drop), then (unless the interrupt is
 /// forwarded to a guest with the HW bit) [`deactivate`](Self::deactivate).
 ///
-/// Not `Send`: its system registers and redistributor are its CPU's.
+/// `Send`, so that it can live in a per-CPU static (such as a
+/// `critical_section::Mutex<RefCell<Option<HostGic>>>` per CPU) without an
+/// unsafe wrapper; not `Sync`. Moving it is fine, *using* it on a CPU other
+/// than the one it was built for breaks [`new`](Self::new)'s safety
+/// contract (its system registers are the running CPU's, its
+/// redistributor the building CPU's).
 pub struct HostGic<'r, R: GicSysRegs> {
     regs: R,
     redistributor: UniqueMmioPointer<'r, Redistributor>,
@@ -51,8 +56,8 @@ pub struct HostGic<'r, R: GicSysRegs> {
     /// derived registers (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`, `ICH_MISR_EL2`)
     /// may not reflect it yet.
     lr_written: bool,
-    /// Stays on its CPU.
-    _not_send: PhantomData<*const ()>,
+    /// Not `Sync`: one CPU uses it at a time (see the type docs for `Send`).
+    _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
 impl<'r, R: GicSysRegs> HostGic<'r, R> {
@@ -144,7 +149,7 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             active_priority_registers: 0,
             vcpu_loaded: false,
             lr_written: false,
-            _not_send: PhantomData,
+            _not_sync: PhantomData,
         })
     }
 
@@ -210,28 +215,26 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     /// Acknowledges the highest priority pending Group 1 interrupt
     /// (`ICC_IAR1_EL1`), which becomes active. `None` for the special
     /// INTIDs 1020..=1023 (nothing to handle).
-    pub fn acknowledge(&mut self) -> Option<u32> {
+    pub fn acknowledge(&mut self) -> Option<IntId> {
         // Masked to 24 bits: the cast cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
         let intid = (self.regs.read_iar1() & ICC_IAR_INTID_MASK) as u32;
-        if (1020..=1023).contains(&intid) {
-            None
-        } else {
-            Some(intid)
-        }
+        // The special INTIDs 1020..=1023 (and the reserved range, which
+        // the GIC never returns) are no interrupt.
+        IntId::new(intid).ok()
     }
 
     /// Drops the running priority of `intid` (`ICC_EOIR1_EL1`). With
     /// EOImode = 1 the interrupt stays active until
     /// [`deactivate`](Self::deactivate) or, for an interrupt forwarded with
     /// the HW bit, until the guest deactivates it.
-    pub fn priority_drop(&mut self, intid: u32) {
-        self.regs.write_eoir1(u64::from(intid));
+    pub fn priority_drop(&mut self, intid: IntId) {
+        self.regs.write_eoir1(u64::from(intid.get()));
     }
 
     /// Deactivates `intid` (`ICC_DIR_EL1`).
-    pub fn deactivate(&mut self, intid: u32) {
-        self.regs.write_dir(u64::from(intid));
+    pub fn deactivate(&mut self, intid: IntId) {
+        self.regs.write_dir(u64::from(intid.get()));
     }
 
     /// Sets (`GICR_ISACTIVER0`) or clears (`GICR_ICACTIVER0`) the active
@@ -382,5 +385,46 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
 
     fn sgi(&mut self) -> UniqueMmioPointer<'_, SgiFrame> {
         field!(self.redistributor, sgi)
+    }
+}
+
+/// The run loop's view: one body for both GIC versions.
+impl<'r, R: GicSysRegs> arch_timer_virt::GicCpu for HostGic<'r, R> {
+    type Vgic = crate::VgicCpu;
+    type Error = Error;
+    type Chip<'a>
+        = crate::Gic<'a, 'r, R>
+    where
+        Self: 'a;
+
+    fn chip<'a>(&'a mut self, vgic: &'a mut crate::VgicCpu) -> Self::Chip<'a> {
+        crate::Gic::new(self, vgic)
+    }
+    fn maintenance_intid(&self) -> IntId {
+        MAINTENANCE_INTID
+    }
+    fn acknowledge(&mut self) -> Option<IntId> {
+        Self::acknowledge(self)
+    }
+    fn priority_drop(&mut self, intid: IntId) {
+        Self::priority_drop(self, intid);
+    }
+    fn deactivate(&mut self, intid: IntId) {
+        Self::deactivate(self, intid);
+    }
+    fn maintenance_asserted(&self) -> bool {
+        Self::maintenance_asserted(self)
+    }
+    fn vcpu_load(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).vcpu_load()
+    }
+    fn vcpu_put(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).vcpu_put()
+    }
+    fn sync_after_exit(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).sync_after_exit().map(drop)
+    }
+    fn maintenance(&mut self, vgic: &mut crate::VgicCpu) -> Result<(), Error> {
+        crate::Gic::new(self, vgic).maintenance().map(drop)
     }
 }

@@ -265,16 +265,43 @@ fn acknowledge_priority_drop_and_deactivate_are_separate() {
     let mut frames = frames(&[GICR_TYPER_LAST]);
     let mut host = host(&mut frames, VTR_4_LRS, 0);
     host.regs_mut().iar = 27;
-    assert_eq!(host.acknowledge(), Some(27));
+    assert_eq!(host.acknowledge(), Some(ppi(27)));
     // The fake returns 1023 once nothing is pending.
     assert_eq!(host.acknowledge(), None);
     host.regs_mut().iar = 1020;
     assert_eq!(host.acknowledge(), None);
-    host.priority_drop(27);
+    host.regs_mut().iar = 8200;
+    assert_eq!(host.acknowledge().map(IntId::get), Some(8200), "an LPI");
+    host.priority_drop(ppi(27));
     assert_eq!(host.regs().last_eoir1, Some(27));
     assert_eq!(host.regs().last_dir, None);
-    host.deactivate(27);
+    host.deactivate(ppi(27));
     assert_eq!(host.regs().last_dir, Some(27));
+}
+
+/// `HostGic` can live in a per-CPU static (behind a `Mutex`, which needs
+/// `Send`); `GicCpu` drives it as the inherent methods do.
+#[test]
+fn host_gic_is_send_and_a_gic_cpu() {
+    fn send<T: Send>() {}
+    send::<HostGic<'static, FakeSysRegs>>();
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vgic = VgicCpu::new();
+    fn run<G: arch_timer_virt::GicCpu>(g: &mut G, vgic: &mut G::Vgic) -> Option<IntId> {
+        g.vcpu_load(vgic).ok()?;
+        g.sync_after_exit(vgic).ok()?;
+        let id = g.acknowledge()?;
+        g.priority_drop(id);
+        g.deactivate(id);
+        g.vcpu_put(vgic).ok()?;
+        Some(g.maintenance_intid())
+    }
+    host.regs_mut().iar = 30;
+    assert_eq!(run(&mut host, &mut vgic), Some(crate::MAINTENANCE_INTID));
+    assert_eq!(host.regs().last_eoir1, Some(30));
+    assert_eq!(host.regs().last_dir, Some(30));
+    assert!(!vgic.is_loaded());
 }
 
 #[test]
@@ -588,9 +615,9 @@ fn forwarded_vtimer_cycle_through_the_core() {
         Ordering::SeqCst,
     );
     gic.host().regs_mut().iar = 27;
-    assert_eq!(gic.host().acknowledge(), Some(27));
+    assert_eq!(gic.host().acknowledge(), Some(ppi(27)));
     set_hw_active(gic.host(), 1 << 27);
-    gic.host().priority_drop(27);
+    gic.host().priority_drop(ppi(27));
     assert_eq!(gic.host().regs().last_eoir1, Some(27));
     gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();

@@ -7,8 +7,8 @@ use core::fmt;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
-    Error, Forwarding, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg, VcpuTimer,
-    VmTimer, Wakeup,
+    ConfigError, Error, Forwarding, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg,
+    VcpuTimer, VmTimer, Wakeup,
 };
 
 use crate::guest::{Guest, GuestOp};
@@ -434,8 +434,8 @@ impl Hypervisor {
     ///
     /// # Errors
     ///
-    /// `Error::ConfigLocked` once a vCPU has been loaded.
-    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), Error> {
+    /// `ConfigError::ConfigLocked` once a vCPU has been loaded.
+    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), ConfigError> {
         self.vm.set_forwarding(forwarding)
     }
 
@@ -1030,7 +1030,7 @@ impl Hypervisor {
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .put(&mut p.timer, &mut p.soft)
-            .map_err(|e| library("put", e))?;
+            .map_err(|e| library::<core::convert::Infallible>("put", e.into()))?;
         v.cpu = None;
         self.on_cpu[cpu] = None;
         // Invariant 3: a timer `block` saved is not saved again.
@@ -1373,7 +1373,7 @@ impl Hypervisor {
                 self.wake(vcpu)?;
             }
             HostIrq::Spurious => self.stats.spurious = self.stats.spurious.saturating_add(1),
-            HostIrq::NotLoaded | _ => {
+            HostIrq::NotLoaded => {
                 self.stats.orphan = self.stats.orphan.saturating_add(1);
                 self.machine.host_deactivate(cpu, ppi);
             }

@@ -8,7 +8,8 @@ pub mod machine;
 pub use gic::{PpiState, Ppis, VirtualInterface, VirtualIrq, VirtualState};
 pub use log::{Access, AccessLog, Counters};
 pub use machine::{
-    Cpu, Machine, Ports, SimChipError, SimGic, SimSoftTimers, SimTimer, SoftTimerState, TimerRegs,
+    Cpu, Machine, Ports, SimChipError, SimGic, SimSoftTimers, SimTimer, SoftTimerState,
+    TimerFeatures, TimerRegs,
 };
 pub mod guest;
 pub mod host;

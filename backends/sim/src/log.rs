@@ -10,7 +10,7 @@ use arch_timer_virt::{IntId, SoftTimer, Ticks, TimerCtl};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
-    /// `TimerHw::features` (`CNTFRQ_EL0`, ID registers).
+    /// `SimTimer::features` (`CNTFRQ_EL0`, ID registers).
     ReadFeatures,
     /// `CNTPCT_EL0` read, with the value returned.
     ReadCount(Ticks),
@@ -134,7 +134,7 @@ impl fmt::Display for Access {
 /// one operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Counters {
-    /// `TimerHw::features` calls.
+    /// `SimTimer::features` calls.
     pub feature_reads: u64,
     /// `CNTPCT_EL0` reads.
     pub count_reads: u64,

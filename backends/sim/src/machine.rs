@@ -5,9 +5,7 @@
 use core::cell::{Cell, RefCell};
 use core::fmt;
 
-use arch_timer_virt::{
-    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw,
-};
+use arch_timer_virt::{IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw};
 
 use crate::gic::{Ppis, VirtualInterface, VirtualIrq};
 use crate::log::{Access, AccessLog, Counters};
@@ -161,7 +159,7 @@ pub struct Ports<'a> {
 impl Machine {
     /// `cpus` CPUs and `vcpus` vCPU interfaces, the counter at zero running
     /// at `frequency_hz` (what `CNTFRQ_EL0` reports through
-    /// `TimerHw::features`), no VHE, no ECV.
+    /// [`SimTimer::features`]), no VHE, no ECV.
     #[must_use]
     pub fn new(cpus: usize, vcpus: usize, frequency_hz: u32) -> Self {
         Self {
@@ -237,7 +235,7 @@ impl Machine {
         self.timer_ppi
     }
 
-    /// Sets what `TimerHw::features` reports.
+    /// Sets what [`SimTimer::features`] reports.
     pub const fn set_features(&mut self, features: TimerFeatures) {
         self.features = features;
     }
@@ -485,6 +483,18 @@ impl Machine {
     }
 }
 
+/// What a model CPU's timer offers, as a backend reads it at start-up
+/// (the core's `TimerHw` needs none of it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerFeatures {
+    /// The host runs with `HCR_EL2.E2H = 1`.
+    pub vhe: bool,
+    /// FEAT_ECV is implemented.
+    pub ecv: bool,
+    /// The counter frequency, `CNTFRQ_EL0`, in Hz.
+    pub frequency_hz: u32,
+}
+
 /// [`TimerHw`] on one model CPU.
 #[derive(Debug)]
 pub struct SimTimer<'a> {
@@ -507,12 +517,17 @@ impl SimTimer<'_> {
     }
 }
 
-impl TimerHw for SimTimer<'_> {
-    fn features(&self) -> TimerFeatures {
+impl SimTimer<'_> {
+    /// What this CPU's timer offers (recorded as a `CNTFRQ_EL0`/ID
+    /// register read).
+    #[must_use]
+    pub fn features(&self) -> TimerFeatures {
         self.record(Access::ReadFeatures);
         self.features
     }
+}
 
+impl TimerHw for SimTimer<'_> {
     fn physical_count(&self) -> Ticks {
         self.record(Access::ReadCount(self.now));
         self.now

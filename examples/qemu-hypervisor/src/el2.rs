@@ -296,20 +296,3 @@ unsafe fn enter_vhe() {
         );
     }
 }
-
-/// Arms the EL2 physical timer for `at`.
-pub(crate) fn hyp_timer_arm(at: u64) {
-    // SAFETY: the EL2 physical timer is the hypervisor's own.
-    unsafe {
-        write_sysreg!(cnthp_cval_el2, at);
-        write_sysreg!(cnthp_ctl_el2, 1);
-    }
-    crate::sysreg::isb();
-}
-
-/// Stops the EL2 physical timer (its interrupt line drops).
-pub(crate) fn hyp_timer_stop() {
-    // SAFETY: the EL2 physical timer is the hypervisor's own.
-    unsafe { write_sysreg!(cnthp_ctl_el2, 0) };
-    crate::sysreg::isb();
-}

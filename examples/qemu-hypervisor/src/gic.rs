@@ -1,19 +1,18 @@
 //! The host interrupt controller as the run loop sees it.
 //!
-//! The two GIC backends have the same per-CPU (`HostGic`) and per-vCPU
-//! (`Gic`, `VgicCpu`) API: a run loop written against one compiles
-//! against the other once its `use` lines name the other crate. This
+//! Both GIC backends' `HostGic` implement the library's [`GicCpu`]. This
 //! program picks the GIC version at run time, so its run loop is generic
-//! over [`HostIrqs`], which `host_irqs!` implements for both backends'
-//! `HostGic` with the *same* method bodies. What differs is only the
-//! bring-up ([`gicv3`], [`gicv2`]): the backends take different hardware.
+//! over [`HostIrqs`] (`GicCpu` plus the migration scenario's slot and the
+//! Linux guest's SGIs, on the chip [`GicCpu::chip`] gives). What
+//! differs is only the bring-up ([`gicv3`], [`gicv2`]): the backends take
+//! different hardware.
 //! It adds no register access of its own except the distributor bring-up,
-//! which the backends leave to the system's boot code.
+//! which the backends leave to the system's boot code, and the host kick
+//! SGI between CPUs ([`KICK_SGI`]: its enable and its send).
 
-use core::fmt;
 use core::ptr::NonNull;
 
-use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt::{GicCpu, IntId};
 use arch_timer_virt_gicv2::registers::{GiccRegs, GicdRegs, GichRegs};
 use arch_timer_virt_gicv3::Redistributor;
 use arch_timer_virt_gicv3::sysreg::CpuSysRegs;
@@ -50,39 +49,10 @@ pub(crate) fn distributor_arch_rev(gicv3: bool) -> u32 {
     (pidr2 >> 4) & 0xf
 }
 
-/// A host GIC on one CPU, with the per-vCPU virtual interface state `Vgic`:
-/// the part of a backend's API the run loop uses, so that it can be generic
-/// over the GIC version chosen at run time.
-pub(crate) trait HostIrqs {
-    /// One vCPU's virtual CPU interface state.
-    type Vgic: 'static;
-    /// The library's [`IrqChip`] for one vCPU on this CPU.
-    type Chip<'a>: IrqChip<Error = Self::Error>
-    where
-        Self: 'a;
-    /// The backend's error.
-    type Error: fmt::Debug;
-
-    /// The chip for `vgic` on this CPU.
-    fn chip<'a>(&'a mut self, vgic: &'a mut Self::Vgic) -> Self::Chip<'a>;
-    /// Acknowledges the highest priority pending interrupt.
-    fn acknowledge(&mut self) -> Option<u32>;
-    /// Drops its running priority (EOImode 1: it stays active).
-    fn priority_drop(&mut self, intid: u32);
-    /// Deactivates it.
-    fn deactivate(&mut self, intid: u32);
-    /// Loads a vCPU's virtual interface state onto this CPU.
-    fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
-    /// Saves it back.
-    fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
-    /// Whether the maintenance interrupt is asserted now. Read it right
-    /// after an exit, before [`sync_after_exit`](Self::sync_after_exit),
-    /// which handles (and so clears) the EOI condition that raised it.
-    fn maintenance_asserted(&self) -> bool;
-    /// Synchronizes the virtual interface after a guest exit.
-    fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
-    /// The maintenance interrupt was taken.
-    fn maintenance(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error>;
+/// A host GIC on one CPU as the run loop uses it: the library's
+/// [`GicCpu`] (both backends' `HostGic` implement it), plus where the
+/// migration scenario keeps its vCPU for this GIC's vCPU type.
+pub(crate) trait HostIrqs: GicCpu<Vgic: 'static> {
     /// The home of the vCPU of the migration scenario, for this GIC's
     /// vCPU type (a static cannot be generic).
     fn migration_slot() -> &'static VcpuSlot<Self::Vgic>;
@@ -100,47 +70,16 @@ pub(crate) trait HostIrqs {
     fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32);
 }
 
-/// [`HostIrqs`] for the `HostGic` of the backend crate `$backend`: one
-/// body for both GIC versions, which compiles because the backends' APIs
-/// have the same shape. `$chip` names the backend's `Gic` with this
-/// program's type arguments; `$slot` is the migration slot.
+/// [`HostIrqs`] for the `HostGic` of the backend crate `$backend`;
+/// `$slot` is the migration slot; `$inject_sgi` and `$lr_state` are this
+/// backend's [`HostIrqs::inject_sgi`] and [`HostIrqs::private_lr_state`],
+/// taking the chip that [`GicCpu::chip`] gives.
 macro_rules! host_irqs {
-    ($backend:ident, $host:ty, $chip:ident, $slot:ident, $inject_sgi:ident, $lr_state:ident) => {
+    ($backend:ident, $host:ty, $slot:ident, $inject_sgi:ident, $lr_state:ident) => {
         /// The migrating vCPU with this GIC.
         static $slot: VcpuSlot<$backend::VgicCpu> = VcpuSlot::new();
 
         impl HostIrqs for $host {
-            type Vgic = $backend::VgicCpu;
-            type Chip<'a> = $chip<'a>;
-            type Error = $backend::Error;
-
-            fn chip<'a>(&'a mut self, vgic: &'a mut Self::Vgic) -> Self::Chip<'a> {
-                $backend::Gic::new(self, vgic)
-            }
-            fn acknowledge(&mut self) -> Option<u32> {
-                $backend::HostGic::acknowledge(self)
-            }
-            fn priority_drop(&mut self, intid: u32) {
-                $backend::HostGic::priority_drop(self, intid);
-            }
-            fn deactivate(&mut self, intid: u32) {
-                $backend::HostGic::deactivate(self, intid);
-            }
-            fn vcpu_load(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
-                self.chip(vgic).vcpu_load()
-            }
-            fn vcpu_put(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
-                self.chip(vgic).vcpu_put()
-            }
-            fn maintenance_asserted(&self) -> bool {
-                $backend::HostGic::maintenance_asserted(self)
-            }
-            fn sync_after_exit(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
-                self.chip(vgic).sync_after_exit().map(drop)
-            }
-            fn maintenance(&mut self, vgic: &mut Self::Vgic) -> Result<(), Self::Error> {
-                self.chip(vgic).maintenance().map(drop)
-            }
             fn migration_slot() -> &'static VcpuSlot<Self::Vgic> {
                 &$slot
             }
@@ -150,10 +89,10 @@ macro_rules! host_irqs {
                 sgi: u32,
                 source: usize,
             ) -> Result<bool, Self::Error> {
-                $inject_sgi(&mut self.chip(vgic), sgi, source)
+                $inject_sgi(&mut GicCpu::chip(self, vgic), sgi, source)
             }
             fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32) {
-                $lr_state(&self.chip(vgic))
+                $lr_state(&GicCpu::chip(self, vgic))
             }
         }
     };
@@ -161,12 +100,12 @@ macro_rules! host_irqs {
 
 /// GICv3 through `arch-timer-virt-gicv3`.
 pub(crate) type Gicv3 = arch_timer_virt_gicv3::HostGic<'static, CpuSysRegs>;
-/// The GICv3 backend's `Gic` as this program uses it.
+/// The GICv3 backend's `Gic` as this program uses it (`Gicv3`'s
+/// [`GicCpu::Chip`]).
 type Gicv3Chip<'a> = arch_timer_virt_gicv3::Gic<'a, 'static, CpuSysRegs>;
 host_irqs!(
     arch_timer_virt_gicv3,
     Gicv3,
-    Gicv3Chip,
     MIGRATION_SLOT_V3,
     inject_sgi_v3,
     lr_state_v3
@@ -206,12 +145,12 @@ fn lr_state_v3(chip: &Gicv3Chip<'_>) -> (u32, u32) {
 
 /// GICv2 through `arch-timer-virt-gicv2`.
 pub(crate) type Gicv2 = arch_timer_virt_gicv2::HostGic;
-/// The GICv2 backend's `Gic` as this program uses it.
+/// The GICv2 backend's `Gic` as this program uses it (`Gicv2`'s
+/// [`GicCpu::Chip`]).
 type Gicv2Chip<'a> = arch_timer_virt_gicv2::Gic<'a>;
 host_irqs!(
     arch_timer_virt_gicv2,
     Gicv2,
-    Gicv2Chip,
     MIGRATION_SLOT_V2,
     inject_sgi_v2,
     lr_state_v2

@@ -4,22 +4,24 @@
 //! `load` at schedule-in; `before_entry`, the guest, the vGIC's
 //! `sync_after_exit`, `after_exit` around every entry; `handle_host_irq`
 //! for the vtimer PPI; `block`/`unblock` around a WFI; `emulate::access`
-//! for trapped `CNTP_*`; `put` at schedule-out. The hypervisor's own
-//! business here: the EL2 physical timer (`CNTHP_*`, PPI 26) for scheduler
-//! ticks and the library's soft timers, and the result line.
+//! for trapped `CNTP_*`; `put` at schedule-out. The EL2 physical timer
+//! (`CNTHP_*`, PPI 26) is the aarch64 backend's [`HypTimer`]: slot
+//! [`OWN_SLOT`] holds the hypervisor's own next deadline (scheduler tick,
+//! park poll, WFI fallback), each vCPU has two slots for the library's soft
+//! timers. The result line is the hypervisor's own business.
 
 use core::fmt;
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, SoftTimer, SoftTimers, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
-use arch_timer_virt_aarch64::El2Timer;
+use arch_timer_virt::{HostIrq, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE, RunConfig, Scenario};
 use qemu_hypervisor::fault::GuestFault;
 
 use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
-use crate::el2::{GicVersion, fail, hyp_timer_arm, hyp_timer_stop};
+use crate::el2::{GicVersion, fail};
 use crate::gic::{HostIrqs, KICK_SGI, MAINTENANCE_PPI};
 use crate::guest::{
     self, Hypercall, MAX_DELIVERY_LATENCY_US, MAX_WAKE_LATENCY_US, Measured, Report, WFI_SLEEPS,
@@ -101,35 +103,20 @@ impl Periods {
 /// The one VM's timer settings, shared by every vCPU on every CPU.
 pub(crate) static VM: VmTimer = VmTimer::new();
 
-/// The library's soft timers of one vCPU: deadlines the hypervisor folds
-/// into the EL2 physical timer.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Deadlines {
-    pub(crate) background: Option<Ticks>,
-    pub(crate) physical: Option<Ticks>,
-}
-
-impl SoftTimers for Deadlines {
-    fn arm(&mut self, timer: SoftTimer, at: Ticks) {
-        match timer {
-            SoftTimer::Background => self.background = Some(at),
-            SoftTimer::Physical => self.physical = Some(at),
-        }
-    }
-    fn cancel(&mut self, timer: SoftTimer) {
-        match timer {
-            SoftTimer::Background => self.background = None,
-            SoftTimer::Physical => self.physical = None,
-        }
-    }
-}
+/// The [`HypTimer`] slot of the hypervisor's own next deadline: the
+/// scheduler tick, or earlier a park poll or a WFI fallback.
+pub(crate) const OWN_SLOT: usize = 0;
+/// The most vCPUs with soft timers on one CPU (the Linux guests' limit).
+const MAX_SOFT_VCPUS: usize = qemu_hypervisor::platform::vgic3::MAX_VCPUS;
+/// [`OWN_SLOT`] and two slots per vCPU ([`VcpuSlots::nth`]).
+const HYP_SLOTS: usize = 1 + 2 * MAX_SOFT_VCPUS;
 
 /// Where a vCPU is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RunState {
     Runnable,
     /// Sleeping in WFI. `fallback: None`: until the vCPU's background soft
-    /// timer ([`Deadlines::background`], armed by `VcpuTimer::block`)
+    /// timer (its [`HypTimer`] slot, armed by `VcpuTimer::block`)
     /// expires. `fallback: Some(at)`: no timer can fire
     /// (`Wakeup::Never`), so nothing is armed; the WFI ends at this
     /// physical count ([`NEVER_WAKE_US`] after it began), as a WFI may.
@@ -155,7 +142,12 @@ pub(crate) struct Vcpu<V> {
     pub(crate) el1: El1Regs,
     pub(crate) timer: VcpuTimer,
     pub(crate) vgic: V,
-    pub(crate) soft: Deadlines,
+    /// Its two slots in the [`HypTimer`] of the CPU it runs on.
+    pub(crate) slots: VcpuSlots,
+    /// The background deadline it takes along when it moves to another
+    /// CPU's [`HypTimer`] (migration scenario); `Ticks::ZERO` for one that
+    /// had already expired.
+    pub(crate) carried_background: Option<Ticks>,
     pub(crate) state: RunState,
     pub(crate) loaded: bool,
     /// What the guest measured (the measure hypercall), if it said.
@@ -163,14 +155,10 @@ pub(crate) struct Vcpu<V> {
 }
 
 impl<V> Vcpu<V> {
-    /// When a blocked vCPU wakes: its armed background soft timer (what the
-    /// library asked for through `SoftTimers::arm`), or the fallback of a
-    /// WFI that nothing can end. `None`: not blocked, or blocked with
-    /// nothing armed (never wakes: the run limit ends the run).
-    pub(crate) fn wake_time(&self) -> Option<u64> {
+    /// The fallback end of a WFI that no timer can end, if it is in one.
+    pub(crate) fn fallback(&self) -> Option<u64> {
         match self.state {
-            RunState::Blocked { fallback: Some(at) } => Some(at),
-            RunState::Blocked { fallback: None } => self.soft.background.map(Ticks::get),
+            RunState::Blocked { fallback } => fallback,
             _ => None,
         }
     }
@@ -298,9 +286,12 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) start: u64,
     /// Guest exits on each CPU (migration; otherwise all on CPU 0).
     pub(crate) exits_by_cpu: [u64; 2],
-    /// The compare value the EL2 physical timer is armed with, if armed: a
-    /// guest entry with an unchanged deadline then writes no timer register.
-    pub(crate) hyp_timer_armed: Option<u64>,
+    /// The EL2 physical timer's deadlines on this CPU (it writes no
+    /// register for a guest entry with unchanged deadlines).
+    pub(crate) hyp: HypTimer<HYP_SLOTS>,
+    /// Slots that expired (collected in the interrupt path) and that the
+    /// scheduler has not acted on yet: background timers of sleeping vCPUs.
+    pub(crate) expired: Expired,
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -340,7 +331,8 @@ where
             tick_period: periods.tick,
             start: now,
             exits_by_cpu: [0; 2],
-            hyp_timer_armed: None,
+            hyp: HypTimer::new(),
+            expired: Expired::default(),
         }
     }
 
@@ -348,18 +340,75 @@ where
         self.timer.physical_count().get()
     }
 
-    /// Arms the EL2 physical timer at `at`, unless it already is.
+    /// Sets the hypervisor's own deadline to `at` and programs the EL2
+    /// physical timer for the earliest deadline of the CPU (no register
+    /// write if it is unchanged).
     pub(crate) fn arm_hyp_timer(&mut self, at: u64) {
-        if self.hyp_timer_armed != Some(at) {
-            hyp_timer_arm(at);
-            self.hyp_timer_armed = Some(at);
+        if let Err(e) = self.hyp.arm(OWN_SLOT, Ticks::new(at)) {
+            fail!("hv: HypTimer: {e}");
+        }
+        self.hyp.program(self.timer.registers_mut());
+    }
+
+    /// Cancels the hypervisor's own deadline (the vCPUs' soft timers stay).
+    pub(crate) fn stop_hyp_timer(&mut self) {
+        if let Err(e) = self.hyp.cancel(OWN_SLOT) {
+            fail!("hv: HypTimer: {e}");
+        }
+        self.hyp.program(self.timer.registers_mut());
+    }
+
+    /// When a blocked vCPU wakes: its background soft timer (what the
+    /// library armed through `SoftTimers::arm`; now if it has expired), or
+    /// the fallback of a WFI that nothing can end. `None`: not blocked, or
+    /// blocked with nothing armed (never wakes: the run limit ends the run).
+    pub(crate) fn wake_time(&self, v: &Vcpu<G::Vgic>) -> Option<u64> {
+        match v.state {
+            RunState::Blocked { fallback: Some(at) } => Some(at),
+            RunState::Blocked { fallback: None } if self.expired.contains(v.slots.background) => {
+                Some(0)
+            }
+            RunState::Blocked { fallback: None } => {
+                self.hyp.deadline(v.slots.background).map(Ticks::get)
+            }
+            _ => None,
         }
     }
 
-    /// Stops the EL2 physical timer.
-    pub(crate) fn stop_hyp_timer(&mut self) {
-        hyp_timer_stop();
-        self.hyp_timer_armed = None;
+    /// Takes `v`'s background deadline out of this CPU's [`HypTimer`], to
+    /// carry it to another CPU (migration).
+    pub(crate) fn release_soft_timers(&mut self, v: &mut Vcpu<G::Vgic>) {
+        let bg = v.slots.background;
+        v.carried_background = if self.expired.contains(bg) {
+            Some(Ticks::ZERO)
+        } else {
+            self.hyp.deadline(bg)
+        };
+        self.expired = self.expired.without(bg);
+        if let Err(e) = self.hyp.cancel(bg) {
+            fail!("hv: HypTimer: {e}");
+        }
+    }
+
+    /// Cancels `v`'s soft timers in this CPU's [`HypTimer`] and forgets
+    /// their expiries: the run is over for it.
+    pub(crate) fn drop_soft_timers(&mut self, v: &Vcpu<G::Vgic>) {
+        for slot in [v.slots.background, v.slots.physical] {
+            self.expired = self.expired.without(slot);
+            if let Err(e) = self.hyp.cancel(slot) {
+                fail!("hv: HypTimer: {e}");
+            }
+        }
+    }
+
+    /// Puts the background deadline `v` carried into this CPU's
+    /// [`HypTimer`] (migration).
+    pub(crate) fn adopt_soft_timers(&mut self, v: &mut Vcpu<G::Vgic>) {
+        if let Some(at) = v.carried_background.take()
+            && let Err(e) = self.hyp.arm(v.slots.background, at)
+        {
+            fail!("hv: HypTimer: {e}");
+        }
     }
 
     pub(crate) fn new_vcpu(&self, index: usize) -> Vcpu<G::Vgic> {
@@ -388,7 +437,11 @@ where
             el1: El1Regs::reset(sp_el1),
             timer: VcpuTimer::new(),
             vgic: G::Vgic::default(),
-            soft: Deadlines::default(),
+            slots: match VcpuSlots::nth(OWN_SLOT + 1, index) {
+                Some(slots) if index < MAX_SOFT_VCPUS => slots,
+                _ => fail!("hv: vCPU {index}: no HypTimer slots (at most {MAX_SOFT_VCPUS} vCPUs)"),
+            },
+            carried_background: None,
             state: if crate::linux::is_linux(self.config) && !crate::linux::starts_on(index) {
                 RunState::Off
             } else {
@@ -505,6 +558,13 @@ where
         if let Some(v) = current.and_then(|c| vcpus.get_mut(c)) {
             self.put(v);
         }
+        // A Linux vCPU may end blocked with its background soft timer
+        // armed: nothing runs it any more, so that `stop_hyp_timer` leaves
+        // the EL2 physical timer off (a CPU that parks afterwards waits
+        // with no interrupt pending).
+        for v in vcpus.iter() {
+            self.drop_soft_timers(v);
+        }
         self.stop_hyp_timer();
     }
 
@@ -519,18 +579,22 @@ where
     /// Wakes `v` from its WFI sleep (`VcpuTimer::unblock`).
     pub(crate) fn unblock(&mut self, v: &mut Vcpu<G::Vgic>) {
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut v.soft) {
+        let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+            fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+        };
+        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut soft) {
             fail!("hv: unblock: {e:?}");
         }
+        self.expired = self.expired.without(v.slots.background);
         v.state = RunState::Runnable;
     }
 
     /// Wakes the blocked vCPUs whose background soft timer (or WFI
-    /// fallback, see [`Vcpu::wake_time`]) has expired.
+    /// fallback, see [`Hyp::wake_time`]) has expired.
     pub(crate) fn wake_blocked(&mut self, vcpus: &mut [Vcpu<G::Vgic>]) {
         let now = self.now();
         for v in vcpus.iter_mut() {
-            if v.wake_time().is_some_and(|at| now >= at) {
+            if self.wake_time(v).is_some_and(|at| now >= at) {
                 self.unblock(v);
             }
         }
@@ -538,9 +602,10 @@ where
 
     /// Nothing to run: sleep until the earliest wake-up or tick.
     pub(crate) fn idle(&mut self, vcpus: &mut [Vcpu<G::Vgic>], current: Option<usize>) {
+        // The vCPUs' background soft timers are in the HypTimer already.
         let wake = vcpus
             .iter()
-            .filter_map(Vcpu::wake_time)
+            .filter_map(Vcpu::fallback)
             .fold(self.next_tick, u64::min);
         self.arm_hyp_timer(wake);
         // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
@@ -565,7 +630,10 @@ where
     }
 
     pub(crate) fn put(&mut self, v: &mut Vcpu<G::Vgic>) {
-        if let Err(e) = v.timer.put(&mut self.timer, &mut v.soft) {
+        let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+            fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+        };
+        if let Err(e) = v.timer.put(&mut self.timer, &mut soft) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -585,18 +653,15 @@ where
             }
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
-                if let Err(e) = v
-                    .timer
-                    .before_entry(&mut self.timer, &mut chip, &mut v.soft)
-                {
+                let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+                    fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+                };
+                if let Err(e) = v.timer.before_entry(&mut self.timer, &mut chip, &mut soft) {
                     fail!("hv: before_entry: {e:?}");
                 }
             }
-            let deadline = v
-                .soft
-                .physical
-                .map_or(self.next_tick, |p| p.get().min(self.next_tick));
-            self.arm_hyp_timer(deadline);
+            // The tick; the vCPU's physical soft timer is in the HypTimer.
+            self.arm_hyp_timer(self.next_tick);
             // SAFETY: HCR_EL2, stage 2 and the vCPU's EL1 registers are set
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
@@ -609,7 +674,10 @@ where
             }
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
-                if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut v.soft) {
+                let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+                    fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+                };
+                if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut soft) {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -640,7 +708,8 @@ where
         let mut tick = false;
         let mut first = None;
         let mut vtimer_taken = 0_u32;
-        while let Some(intid) = self.gic.acknowledge() {
+        while let Some(id) = self.gic.acknowledge() {
+            let intid = id.get();
             if intid == VTIMER_PPI {
                 vtimer_taken += 1;
                 if vtimer_taken > STORM_LIMIT {
@@ -658,12 +727,12 @@ where
             if first.is_none() || intid == VTIMER_PPI {
                 first = Some(intid);
             }
-            self.gic.priority_drop(intid);
+            self.gic.priority_drop(id);
             match intid {
                 VTIMER_PPI => {
                     let Some(v) = loaded.as_deref_mut() else {
                         self.stats.spurious += 1;
-                        self.gic.deactivate(intid);
+                        self.gic.deactivate(id);
                         continue;
                     };
                     let result = {
@@ -674,15 +743,17 @@ where
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
                         Ok(HostIrq::NotLoaded) => {
                             self.stats.spurious += 1;
-                            self.gic.deactivate(intid);
+                            self.gic.deactivate(id);
                         }
-                        Ok(_) => self.stats.spurious += 1,
+                        Ok(HostIrq::Spurious) => self.stats.spurious += 1,
                         Err(e) => fail!("hv: handle_host_irq: {e:?}"),
                     }
                 }
                 HYP_TIMER_PPI => {
-                    self.stop_hyp_timer();
-                    self.gic.deactivate(intid);
+                    // Empties the passed slots, programs the next deadline.
+                    let expired = self.hyp.expire(self.timer.registers_mut());
+                    self.expired = self.expired.union(expired);
+                    self.gic.deactivate(id);
                     let now = self.now();
                     if now >= self.next_tick {
                         self.stats.ticks += 1;
@@ -690,9 +761,9 @@ where
                         tick = true;
                     }
                     if let Some(v) = loaded.as_deref_mut()
-                        && v.soft.physical.is_some_and(|p| now >= p.get())
+                        && self.expired.contains(v.slots.physical)
                     {
-                        v.soft.physical = None;
+                        self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
                         if let Err(e) = v.timer.physical_timer_expired(&mut self.timer, &mut chip) {
                             fail!("hv: physical_timer_expired: {e:?}");
@@ -700,7 +771,7 @@ where
                     }
                 }
                 MAINTENANCE_PPI => {
-                    self.gic.deactivate(intid);
+                    self.gic.deactivate(id);
                     if let Some(v) = loaded.as_deref_mut()
                         && let Err(e) = self.gic.maintenance(&mut v.vgic)
                     {
@@ -709,14 +780,14 @@ where
                 }
                 // Another CPU kicked this one (the Linux guest's IPIs,
                 // CPU_ON, power-off): the exit itself is the point; the
-                // run loop looks at the mailboxes next. GICv2 acknowledges
-                // an SGI with its source CPU in bits 12:10.
-                other if other & 0x3ff == KICK_SGI => {
-                    self.gic.deactivate(other);
+                // run loop looks at the mailboxes next. (With GICv2 the
+                // backend keeps the SGI's source CPU for `deactivate`.)
+                KICK_SGI => {
+                    self.gic.deactivate(id);
                     self.stats.kicks += 1;
                 }
                 other => {
-                    self.gic.deactivate(other);
+                    self.gic.deactivate(id);
                     println!("hv: unexpected host interrupt {other}");
                 }
             }
@@ -772,11 +843,14 @@ where
                 {
                     return None;
                 }
-                let wakeup = v.timer.block(&VM, &mut self.timer, &mut v.soft);
+                let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+                    fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+                };
+                let wakeup = v.timer.block(&VM, &mut self.timer, &mut soft);
                 // The library's contract: `At(x)` armed the background
                 // soft timer at x, `Now` and `Never` armed nothing. The
                 // vCPU is woken by what was armed, not by the return value.
-                let armed = v.soft.background;
+                let armed = self.hyp.deadline(v.slots.background);
                 let kept = match wakeup {
                     Wakeup::At(at) => armed == Some(at),
                     Wakeup::Now | Wakeup::Never => armed.is_none(),

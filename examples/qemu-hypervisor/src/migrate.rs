@@ -241,6 +241,7 @@ where
         self.tick_period = self.periods.tick;
         self.next_tick = self.now() + self.periods.tick;
         self.arm_hyp_timer(self.next_tick);
+        self.adopt_soft_timers(v);
         self.load(v);
         let start = self.stats.raised;
         let done = loop {
@@ -269,6 +270,7 @@ where
             }
         };
         self.put(v);
+        self.release_soft_timers(v);
         self.stop_hyp_timer();
         done
     }

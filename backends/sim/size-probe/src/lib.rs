@@ -7,7 +7,7 @@
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{
-    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerFeatures, TimerHw, TimerId,
+    IntId, IrqChip, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw, TimerId,
     TimerReg, VcpuTimer, VmTimer,
 };
 
@@ -42,13 +42,6 @@ fn gic(op: u32, intid: IntId, value: bool) -> Result<bool, ()> {
 }
 
 impl TimerHw for Hw {
-    fn features(&self) -> TimerFeatures {
-        TimerFeatures {
-            vhe: read(0) != 0,
-            ecv: false,
-            frequency_hz: 62_500_000,
-        }
-    }
     fn physical_count(&self) -> Ticks {
         Ticks::new(read(1))
     }
