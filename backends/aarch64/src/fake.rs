@@ -74,7 +74,9 @@ const CTL_ISTATUS: u64 = 1 << 2;
 const CTL_IMASK: u64 = 1 << 1;
 
 impl FakeRegisters {
-    /// The CNTFRQ QEMU's `virt` machine reports: 62.5 MHz.
+    /// The CNTFRQ QEMU 7.2's `virt` machine reports, and the fake's default:
+    /// 62.5 MHz. QEMU 10 (`-machine virt`; `virt-8.2` keeps 62.5 MHz) reports 1 GHz, as
+    /// Armv8.6 requires; nothing in the backend depends on the value.
     pub const QEMU_FREQUENCY_HZ: u64 = 62_500_000;
 
     /// A CPU like QEMU 7.2's `-cpu max` at EL2: FEAT_VHE implemented
