@@ -2,7 +2,7 @@
 //! package, and the metadata docs.rs reads.
 //!
 //! Every published crate must carry both license texts and the changelog
-//! (crates.io users get nothing else), its README, a `documentation` link
+//! (users of a published crate get nothing else), its README, a `documentation` link
 //! and `[package.metadata.docs.rs]` with `--cfg docsrs` (which turns on the
 //! `doc_cfg` badges). The license and changelog files in the packages are
 //! symlinks to the root files; they must read the same as the root files, so
