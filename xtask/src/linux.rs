@@ -127,10 +127,10 @@ impl Config {
         host_cpus: 1,
     };
 
-    /// `gic=v3 mode=nvhe vcpus=2 cpus=1`, as the `RESULT` lines say it.
+    /// `gic=v3 mode=nvhe vcpus=2 host_cpus=1`, as the `RESULT` lines say it.
     fn describe(&self) -> String {
         format!(
-            "gic=v{} mode={} vcpus={} cpus={}",
+            "gic=v{} mode={} vcpus={} host_cpus={}",
             self.gic,
             if self.vhe { "vhe" } else { "nvhe" },
             self.vcpus,
@@ -1517,7 +1517,7 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=0 raised=2546 exits=385
         assert_eq!(
             line,
             format!(
-                "LINUX gic=v3 mode=nvhe vcpus=1 cpus=1 hv_vcpus=1 run_s=24.6 user_space_s=8.18 cntfrq_hz={hz} \
+                "LINUX gic=v3 mode=nvhe vcpus=1 host_cpus=1 hv_vcpus=1 run_s=24.6 user_space_s=8.18 cntfrq_hz={hz} \
                  raised=2546 exits=3853 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 \
                  spurious_host=0 wfi_exits=1187 lost=0 exits_per_vtimer_irq=1.51 \
                  idle5s_timer_irqs=86 sleeps=200 early=0 late_median_us=817 \
