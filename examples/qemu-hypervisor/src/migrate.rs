@@ -276,7 +276,9 @@ where
         done
     }
 
-    /// carry it to another CPU (migration).
+    /// Takes `v`'s background deadline out of this CPU's
+    /// [`HypTimer`](arch_timer_virt_aarch64::HypTimer), to carry it to
+    /// another CPU (migration).
     pub(crate) fn release_soft_timers(&mut self, v: &mut Vcpu<G::Vgic>) {
         let bg = v.slots.background;
         v.carried_background = if self.expired.contains(bg) {

@@ -212,6 +212,8 @@ pub(crate) struct Drained {
     /// The vtimer PPI if it was acknowledged, else the first INTID
     /// acknowledged (`None`: nothing was pending).
     pub(crate) first: Option<u32>,
+    /// The maintenance interrupt was acknowledged.
+    pub(crate) maintenance: bool,
 }
 
 /// Why a slice of guest execution ended.
@@ -312,7 +314,6 @@ where
         }
     }
 
-    /// Takes `v`'s background deadline out of this CPU's [`HypTimer`], to
     /// Cancels `v`'s soft timers in this CPU's [`HypTimer`] and forgets
     /// their expiries: the run is over for it.
     pub(crate) fn drop_soft_timers(&mut self, v: &Vcpu<G::Vgic>) {
@@ -419,6 +420,7 @@ where
         let now = self.now();
         for v in vcpus.iter_mut() {
             if self.wake_time(v).is_some_and(|at| now >= at) {
+                self.stats.bg_wakeups += u64::from(v.fallback().is_none());
                 self.unblock(v);
             }
         }
@@ -436,7 +438,8 @@ where
         // pending one still ends the wait).
         unsafe { core::arch::asm!("wfi", options(nostack)) };
         let loaded = current.and_then(|c| vcpus.get_mut(c));
-        let _ = self.drain_irqs(loaded);
+        let drained = self.drain_irqs(loaded);
+        self.stats.maintenance += u64::from(drained.maintenance);
     }
 
     pub(crate) fn load(&mut self, v: &mut Vcpu<G::Vgic>) {
@@ -482,12 +485,16 @@ where
                     fail!("hv: before_entry: {e:?}");
                 }
             }
+            // Statistics: a vtimer interrupt pending in a list register now
+            // and not at the exit was taken by the guest.
+            let offered = self.vtimer_offered(v);
             // The tick; the vCPU's physical soft timer is in the HypTimer.
             self.arm_hyp_timer(self.next_tick);
             // SAFETY: HCR_EL2, stage 2 and the vCPU's EL1 registers are set
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
             self.stats.exits += 1;
+            self.count_delivery(v, offered);
             // Before the sync, which clears the EOI maintenance condition;
             // only an IRQ exit can have been caused by it.
             let maintenance = matches!(exit, Exit::Irq) && self.gic.maintenance_asserted();
@@ -505,9 +512,8 @@ where
             }
             match exit {
                 Exit::Irq => {
-                    self.stats.irq_exits += 1;
                     let drained = self.drain_irqs(Some(v));
-                    self.stats.exit_cause.count(drained.first, maintenance);
+                    self.stats.count_irq_exit(&drained, maintenance);
                     if drained.tick {
                         return SliceEnd::Tick;
                     }
@@ -529,6 +535,7 @@ where
     pub(crate) fn drain_irqs(&mut self, mut loaded: Option<&mut Vcpu<G::Vgic>>) -> Drained {
         let mut tick = false;
         let mut first = None;
+        let mut maintenance = false;
         let mut vtimer_taken = 0_u32;
         while let Some(id) = self.gic.acknowledge() {
             let intid = id.get();
@@ -585,6 +592,7 @@ where
                     }
                 }
                 MAINTENANCE_PPI => {
+                    maintenance = true;
                     self.gic.deactivate(id);
                     if let Some(v) = loaded.as_deref_mut()
                         && let Err(e) = self.gic.maintenance(&mut v.vgic)
@@ -609,7 +617,11 @@ where
         if tick {
             self.arm_hyp_timer(self.next_tick);
         }
-        Drained { tick, first }
+        Drained {
+            tick,
+            first,
+            maintenance,
+        }
     }
 
     /// Handles a synchronous exit (decoded from `ESR_EL2`, see

@@ -352,6 +352,15 @@ where
                 ),
             );
         }
+        // An unmodified guest reports no counts: a sanity bound on the
+        // hypervisor's own. A Linux boot that keeps time takes vtimer
+        // interrupts (its clock events).
+        if scenario == Scenario::Linux {
+            check(
+                s.delivered > 0,
+                format_args!("the Linux guest took no virtual timer interrupt"),
+            );
+        }
         self.print_result(vcpus.len(), &total, &m, pass);
         if pass {
             crate::exit::pass()
