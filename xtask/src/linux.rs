@@ -766,19 +766,25 @@ struct LinuxReport {
 }
 
 /// The figures of the hypervisor's `RESULT` line a Linux run's line
-/// carries: the counter frequency, the vtimer interrupts the library
-/// raised, the exits, the host interrupts by cause (27 the vtimer, 26 the
-/// hypervisor's own timer: background wake-ups of a vCPU asleep in WFI,
-/// 25 maintenance), spurious host vtimer interrupts, WFI exits and lost
-/// interrupts.
-const HV_FIELDS: [&str; 9] = [
+/// carries: the counter frequency, the vtimer interrupts the guest took
+/// (`delivered`, counted by the hypervisor at its exits) and the library
+/// raised, the exits and exits per delivered vtimer interrupt, the host
+/// interrupts that exited the guest by cause (27 the vtimer, 26 the
+/// hypervisor's own timer, 25 maintenance), spurious host vtimer
+/// interrupts, maintenance interrupts, background wake-ups of a vCPU
+/// asleep in WFI, WFI exits and lost interrupts.
+const HV_FIELDS: [&str; 13] = [
     "cntfrq_hz",
+    "delivered",
     "raised",
     "exits",
+    "exits_per_delivered",
     "irq_exits_27",
     "irq_exits_26",
     "irq_exits_25",
-    "spurious_host",
+    "spurious",
+    "maintenance",
+    "bg_wakeups",
     "wfi_exits",
     "lost",
 ];
@@ -834,7 +840,7 @@ impl LinuxReport {
     }
 
     /// One line for the run: the configuration, the hypervisor's figures
-    /// ([`HV_FIELDS`] and exits per raised vtimer interrupt), when user
+    /// ([`HV_FIELDS`]), when user
     /// space came up, the idle sleep's timer interrupts, the guest's timer
     /// check figures, and the verdict.
     fn result_line(&self, run: &LinuxRun) -> String {
@@ -857,17 +863,6 @@ impl LinuxReport {
         for key in HV_FIELDS {
             let _ = write!(s, " {key}={}", field(key).unwrap_or("?"));
         }
-        let per = match (
-            field("exits").and_then(|v| v.parse::<u64>().ok()),
-            field("raised").and_then(|v| v.parse::<u64>().ok()),
-        ) {
-            (Some(exits), Some(raised)) if raised > 0 => {
-                let hundredths = exits.saturating_mul(100) / raised;
-                format!("{}.{:02}", hundredths / 100, hundredths % 100)
-            }
-            _ => "-".to_owned(),
-        };
-        let _ = write!(s, " exits_per_vtimer_irq={per}");
         if let Some([_, _, i0, i1]) = idle_sleep(&self.lines) {
             let _ = write!(s, " idle5s_timer_irqs={}", i1 - i0);
         }
@@ -1483,7 +1478,7 @@ ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
 {CHECK_LINE}
 ATV-INIT: timer check exit status 0
 ATV-INIT: done
-RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=0 raised=2546 exits=3853 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 cntfrq_hz={hz} PASS
+RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=3853 exits_per_irq=1.51 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 exits_per_delivered=1.51 spurious=0 maintenance=0 bg_wakeups=905 cntfrq_hz={hz} PASS
 "
         )
     }
@@ -1518,8 +1513,9 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=0 raised=2546 exits=385
             line,
             format!(
                 "LINUX gic=v3 mode=nvhe vcpus=1 host_cpus=1 hv_vcpus=1 run_s=24.6 user_space_s=8.18 cntfrq_hz={hz} \
-                 raised=2546 exits=3853 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 \
-                 spurious_host=0 wfi_exits=1187 lost=0 exits_per_vtimer_irq=1.51 \
+                 delivered=2540 raised=2546 exits=3853 exits_per_delivered=1.51 irq_exits_27=2546 \
+                 irq_exits_26=19 irq_exits_25=0 spurious=0 maintenance=0 bg_wakeups=905 \
+                 wfi_exits=1187 lost=0 \
                  idle5s_timer_irqs=86 sleeps=200 early=0 late_median_us=817 \
                  late_max_us=197503 tfd_expirations=2070 tfd_expected=1994..2070 \
                  tfd_overruns=1166 cpus=1 mono_reads=10000 mono_back=0 PASS"
@@ -1535,7 +1531,8 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=0 raised=2546 exits=385
         };
         let line = failed.result_line(&run);
         assert!(line.contains(" raised=? "), "{line}");
-        assert!(line.contains(" exits_per_vtimer_irq=- "), "{line}");
+        assert!(line.contains(" delivered=? "), "{line}");
+        assert!(line.contains(" exits_per_delivered=? "), "{line}");
         assert!(line.ends_with(" guest_check=missing FAIL"), "{line}");
         assert!(failed.failure().contains("/init did not finish"));
     }

@@ -3,7 +3,7 @@
 //!
 //! Everything about the guests' timers goes through `arch-timer-virt` on
 //! the `arch-timer-virt-aarch64` registers ([`El2Timer`]) and a GIC backend
-//! (see [`crate::gic`]); see [`crate::hyp`] for the run loop.
+//! (see [`crate::gic`]); see [`crate::hyp::run_loop`] for the run loop.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};

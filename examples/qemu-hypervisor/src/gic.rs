@@ -68,14 +68,19 @@ pub(crate) trait HostIrqs: GicCpu<Vgic: 'static> {
     /// The pending (`.0`) and active (`.1`) INTIDs 0..=31 in `vgic`'s list
     /// registers (bit n = INTID n).
     fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32);
+    /// Whether a list register of `vgic` holds virtual INTID `intid`
+    /// pending (pending, or pending and active). Reads every list
+    /// register (an empty one may still name an INTID).
+    fn lr_pending(&mut self, vgic: &mut Self::Vgic, intid: u32) -> bool;
 }
 
 /// [`HostIrqs`] for the `HostGic` of the backend crate `$backend`;
-/// `$slot` is the migration slot; `$inject_sgi` and `$lr_state` are this
-/// backend's [`HostIrqs::inject_sgi`] and [`HostIrqs::private_lr_state`],
-/// taking the chip that [`GicCpu::chip`] gives.
+/// `$slot` is the migration slot; `$inject_sgi`, `$lr_state` and
+/// `$lr_pending` are this backend's [`HostIrqs::inject_sgi`],
+/// [`HostIrqs::private_lr_state`] and [`HostIrqs::lr_pending`], taking the
+/// chip that [`GicCpu::chip`] gives.
 macro_rules! host_irqs {
-    ($backend:ident, $host:ty, $slot:ident, $inject_sgi:ident, $lr_state:ident) => {
+    ($backend:ident, $host:ty, $slot:ident, $inject_sgi:ident, $lr_state:ident, $lr_pending:ident) => {
         /// The migrating vCPU with this GIC.
         static $slot: VcpuSlot<$backend::VgicCpu> = VcpuSlot::new();
 
@@ -94,6 +99,9 @@ macro_rules! host_irqs {
             fn private_lr_state(&mut self, vgic: &mut Self::Vgic) -> (u32, u32) {
                 $lr_state(&GicCpu::chip(self, vgic))
             }
+            fn lr_pending(&mut self, vgic: &mut Self::Vgic, intid: u32) -> bool {
+                $lr_pending(&GicCpu::chip(self, vgic), intid)
+            }
         }
     };
 }
@@ -108,7 +116,8 @@ host_irqs!(
     Gicv3,
     MIGRATION_SLOT_V3,
     inject_sgi_v3,
-    lr_state_v3
+    lr_state_v3,
+    lr_pending_v3
 );
 
 /// [`HostIrqs::inject_sgi`] with GICv3: a software list register (the
@@ -143,6 +152,12 @@ fn lr_state_v3(chip: &Gicv3Chip<'_>) -> (u32, u32) {
     state
 }
 
+/// [`HostIrqs::lr_pending`] with GICv3.
+fn lr_pending_v3(chip: &Gicv3Chip<'_>, intid: u32) -> bool {
+    chip.list_registers()
+        .any(|lr| lr.vintid() == intid && lr.state().is_pending())
+}
+
 /// GICv2 through `arch-timer-virt-gicv2`.
 pub(crate) type Gicv2 = arch_timer_virt_gicv2::HostGic;
 /// The GICv2 backend's `Gic` as this program uses it (`Gicv2`'s
@@ -153,7 +168,8 @@ host_irqs!(
     Gicv2,
     MIGRATION_SLOT_V2,
     inject_sgi_v2,
-    lr_state_v2
+    lr_state_v2,
+    lr_pending_v2
 );
 
 /// [`HostIrqs::inject_sgi`] with GICv2: a list register carrying the
@@ -180,6 +196,12 @@ fn lr_state_v2(chip: &Gicv2Chip<'_>) -> (u32, u32) {
         }
     }
     state
+}
+
+/// [`HostIrqs::lr_pending`] with GICv2.
+fn lr_pending_v2(chip: &Gicv2Chip<'_>, intid: u32) -> bool {
+    chip.list_registers()
+        .any(|lr| lr.virtual_id() == intid && lr.state().is_pending())
 }
 
 /// The host SGI one CPU sends another to make it look at the Linux

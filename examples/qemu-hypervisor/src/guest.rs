@@ -71,7 +71,7 @@ pub(crate) struct Measured {
 /// or loaded CI machine (the host may deschedule QEMU's threads between
 /// the compare value and the guest's wake-up, which no hypervisor can
 /// prevent), while a background timer that was not armed, which only the
-/// [`NEVER_WAKE_US`](crate::hyp::NEVER_WAKE_US) fallback (100 ms) or the
+/// [`NEVER_WAKE_US`](crate::hyp::run_loop::NEVER_WAKE_US) fallback (100 ms) or the
 /// guest's 1 s timeout ends, is beyond it.
 pub(crate) const MAX_WAKE_LATENCY_US: u64 = 50_000;
 

@@ -13,6 +13,7 @@
 use core::cell::{RefCell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arch_timer_virt::Ticks;
 use critical_section::Mutex;
 
 use crate::el2::{fail, secondary_main};
@@ -273,5 +274,31 @@ where
         self.release_soft_timers(v);
         self.stop_hyp_timer();
         done
+    }
+
+    /// Takes `v`'s background deadline out of this CPU's
+    /// [`HypTimer`](arch_timer_virt_aarch64::HypTimer), to carry it to
+    /// another CPU (migration).
+    pub(crate) fn release_soft_timers(&mut self, v: &mut Vcpu<G::Vgic>) {
+        let bg = v.slots.background;
+        v.carried_background = if self.expired.contains(bg) {
+            Some(Ticks::ZERO)
+        } else {
+            self.hyp.deadline(bg)
+        };
+        self.expired = self.expired.without(bg);
+        if let Err(e) = self.hyp.cancel(bg) {
+            fail!("hv: HypTimer: {e}");
+        }
+    }
+
+    /// Puts the background deadline `v` carried into this CPU's
+    /// [`HypTimer`](arch_timer_virt_aarch64::HypTimer) (migration).
+    pub(crate) fn adopt_soft_timers(&mut self, v: &mut Vcpu<G::Vgic>) {
+        if let Some(at) = v.carried_background.take()
+            && let Err(e) = self.hyp.arm(v.slots.background, at)
+        {
+            fail!("hv: HypTimer: {e}");
+        }
     }
 }
