@@ -1048,3 +1048,42 @@ fn inject_sgi_keeps_one_list_register_per_source_and_reports_no_room() {
     assert_eq!(gic.inject_sgi(4, 0), Ok(false));
     assert_eq!(gic.inject_sgi(16, 0), Err(Error::InvalidIntId(16)));
 }
+
+#[test]
+fn overflow_queue_is_first_in_first_out_with_its_capacity() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    // Not loaded: the list registers are the saved copies.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    let lrs = u32::try_from(gic.list_registers().count()).unwrap();
+    let capacity = u32::try_from(QUEUE_CAPACITY).unwrap();
+    let first = 100;
+    for intid in first..first + lrs + capacity {
+        ok(gic.set_level(intid, true));
+    }
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
+    let newest = first + lrs + capacity;
+    assert_eq!(
+        gic.set_level(newest, true),
+        Err(Error::QueueFull { intid: newest })
+    );
+    // A queued one from the middle leaves; the newest takes the freed
+    // place at the end.
+    let middle = first + lrs + 3;
+    ok(gic.set_level(middle, false));
+    ok(gic.set_level(newest, true));
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
+    // Lowering what list register 0 holds frees it; the oldest queued
+    // interrupt moves in.
+    let mut refilled = std::vec::Vec::new();
+    while gic.vcpu().queued() > 0 {
+        let held = gic.list_register(0).unwrap().virtual_id();
+        ok(gic.set_level(held, false));
+        refilled.push(gic.list_register(0).unwrap().virtual_id());
+    }
+    let expected: std::vec::Vec<u32> = (first + lrs..first + lrs + capacity)
+        .filter(|&intid| intid != middle)
+        .chain([newest])
+        .collect();
+    assert_eq!(refilled, expected);
+}

@@ -10,8 +10,14 @@ use crate::registers::{
 };
 
 /// How many pending interrupts wait for a free list register at most, per
-/// vCPU.
+/// vCPU: the capacity of the overflow queue (a [`heapless::Vec`] of INTIDs
+/// inside [`VgicCpu`], oldest first). One more is refused with
+/// [`Error::QueueFull`].
 pub const QUEUE_CAPACITY: usize = 32;
+
+/// The overflow queue: INTIDs waiting for a free list register, oldest
+/// first.
+type Queue = heapless::Vec<u16, QUEUE_CAPACITY>;
 
 /// How many virtual INTIDs one vCPU can have hardware-mapped.
 pub const MAX_MAPPINGS: usize = 16;
@@ -47,8 +53,7 @@ pub struct VgicCpu {
     apr: u32,
     mappings: [Option<Mapping>; MAX_MAPPINGS],
     levels: [u32; LEVEL_WORDS],
-    queue: [u16; QUEUE_CAPACITY],
-    queue_len: usize,
+    queue: Queue,
     priority: u8,
     group1: bool,
     /// The [`HostGic::cpu_mask`] of the CPU whose list registers hold the
@@ -75,8 +80,7 @@ impl VgicCpu {
             apr: 0,
             mappings: [None; MAX_MAPPINGS],
             levels: [0; LEVEL_WORDS],
-            queue: [0; QUEUE_CAPACITY],
-            queue_len: 0,
+            queue: Queue::new(),
             priority: DEFAULT_PRIORITY,
             group1: false,
             loaded_on: None,
@@ -151,8 +155,8 @@ impl VgicCpu {
 
     /// How many interrupts wait for a free list register.
     #[must_use]
-    pub const fn queued(&self) -> usize {
-        self.queue_len
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     fn set_line(&mut self, intid: u32, level: bool) {
@@ -211,37 +215,23 @@ impl VgicCpu {
         Ok(())
     }
 
-    fn queue_slice(&self) -> &[u16] {
-        self.queue.get(..self.queue_len).unwrap_or(&[])
-    }
-
     fn is_queued(&self, intid: u16) -> bool {
-        self.queue_slice().contains(&intid)
+        self.queue.contains(&intid)
     }
 
+    /// Appends `intid` to the queue; `false` if it is full.
     fn enqueue(&mut self, intid: u16) -> bool {
-        match self.queue.get_mut(self.queue_len) {
-            Some(slot) => {
-                *slot = intid;
-                self.queue_len = self.queue_len.saturating_add(1);
-                true
-            }
-            None => false,
-        }
+        self.queue.push(intid).is_ok()
     }
 
-    fn dequeue_at(&mut self, position: usize) {
-        if position < self.queue_len {
-            self.queue
-                .copy_within(position.saturating_add(1)..self.queue_len, position);
-            self.queue_len = self.queue_len.saturating_sub(1);
-        }
+    /// Takes the oldest queued INTID out, keeping the others' order.
+    fn dequeue_first(&mut self) -> Option<u16> {
+        // `Vec::remove` panics on an empty vector: check first.
+        (!self.queue.is_empty()).then(|| self.queue.remove(0))
     }
 
     fn remove_queued(&mut self, intid: u16) {
-        if let Some(position) = self.queue_slice().iter().position(|&q| q == intid) {
-            self.dequeue_at(position);
-        }
+        self.queue.retain(|&q| q != intid);
     }
 
     /// The list register value that makes `intid` pending now.
@@ -706,11 +696,13 @@ impl<'a> Gic<'a> {
     /// Moves queued interrupts into free list registers, oldest first.
     fn refill(&mut self) -> usize {
         let mut moved = 0usize;
-        while let Some(&next) = self.vcpu.queue_slice().first() {
+        while !self.vcpu.queue.is_empty() {
             let Some(index) = self.free_lr() else {
                 break;
             };
-            self.vcpu.dequeue_at(0);
+            let Some(next) = self.vcpu.dequeue_first() else {
+                break;
+            };
             let intid = u32::from(next);
             if !self.vcpu.level(intid) {
                 continue;
@@ -740,7 +732,7 @@ impl<'a> Gic<'a> {
     /// [`sync_after_exit`](Self::sync_after_exit).
     fn update_hcr(&mut self) {
         if self.here() {
-            let uie = if self.vcpu.queue_len > 0 && self.valid_lrs() >= 2 {
+            let uie = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
                 GICH_HCR_UIE
             } else {
                 0

@@ -1038,3 +1038,44 @@ fn u32_injection_api_matches_gicv2() {
     assert_eq!(gic.is_active(1020), Err(Error::InvalidIntId(1020)));
     assert_eq!(gic.map(27, 40), Err(Error::InvalidPhysicalIntId(40)));
 }
+
+#[test]
+fn overflow_queue_is_first_in_first_out_with_its_capacity() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_1_LR, 0);
+    let mut vcpu = VgicCpu::new();
+    // Not loaded: the list register is the saved copy.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    let spi = |n: u32| ListRegister::software(n, LrState::Pending, 0xA0);
+    let capacity = u32::try_from(QUEUE_CAPACITY).unwrap();
+    // 32 in the list register, 33.. in the queue.
+    for n in 32..=32 + capacity {
+        gic.inject(spi(n)).unwrap();
+    }
+    assert_eq!(gic.vcpu().queued().len(), QUEUE_CAPACITY);
+    let newest = 33 + capacity;
+    assert_eq!(
+        gic.inject(spi(newest)),
+        Err(Error::QueueFull { intid: newest })
+    );
+    // A queued one from the middle leaves; the newest takes the freed
+    // place at the end.
+    let middle = 36;
+    gic.withdraw(middle).unwrap();
+    gic.inject(spi(newest)).unwrap();
+    let expected: std::vec::Vec<u32> = (33..33 + capacity)
+        .filter(|&n| n != middle)
+        .chain([newest])
+        .collect();
+    let queued: std::vec::Vec<u32> = gic.vcpu().queued().iter().map(|lr| lr.vintid()).collect();
+    assert_eq!(queued, expected);
+    // Withdrawing what the list register holds frees it; the oldest queued
+    // interrupt moves in.
+    let mut refilled = std::vec::Vec::new();
+    while !gic.vcpu().queued().is_empty() {
+        let held = gic.list_register(0).unwrap().vintid();
+        gic.withdraw(held).unwrap();
+        refilled.push(gic.list_register(0).unwrap().vintid());
+    }
+    assert_eq!(refilled, expected);
+}

@@ -11,8 +11,14 @@ use crate::sysreg::{GicSysRegs, SysReg};
 use crate::{CpuId, Error, HostGic};
 
 /// How many pending virtual interrupts wait for a free list register at
-/// most.
+/// most, per vCPU: the capacity of the overflow queue (a
+/// [`heapless::Vec`] inside [`VgicCpu`], oldest first). One more is
+/// refused with [`Error::QueueFull`].
 pub const QUEUE_CAPACITY: usize = 16;
+
+/// The overflow queue: pending virtual interrupts waiting for a free list
+/// register, oldest first.
+type Queue = heapless::Vec<ListRegister, QUEUE_CAPACITY>;
 
 /// The priority [`VgicCpu::new`] injects virtual interrupts with.
 pub const DEFAULT_PRIORITY: u8 = 0xA0;
@@ -54,8 +60,7 @@ pub struct VgicCpu {
     ap1r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
     mapped: [Option<IntId>; 16],
     levels: u32,
-    queue: [ListRegister; QUEUE_CAPACITY],
-    queued: usize,
+    queue: Queue,
     priority: u8,
     /// The affinity of the CPU whose list registers hold the state.
     loaded_on: Option<CpuId>,
@@ -79,8 +84,7 @@ impl VgicCpu {
             ap1r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
             mapped: [None; 16],
             levels: 0,
-            queue: [ListRegister::EMPTY; QUEUE_CAPACITY],
-            queued: 0,
+            queue: Queue::new(),
             priority: DEFAULT_PRIORITY,
             loaded_on: None,
         }
@@ -158,7 +162,7 @@ impl VgicCpu {
     /// first.
     #[must_use]
     pub fn queued(&self) -> &[ListRegister] {
-        self.queue.get(..self.queued).unwrap_or(&[])
+        &self.queue
     }
 
     fn queue_position(&self, vintid: u32) -> Option<usize> {
@@ -166,21 +170,16 @@ impl VgicCpu {
     }
 
     fn push(&mut self, lr: ListRegister) -> Result<(), Error> {
-        let slot = self
-            .queue
-            .get_mut(self.queued)
-            .ok_or(Error::QueueFull { intid: lr.vintid() })?;
-        *slot = lr;
-        self.queued = self.queued.saturating_add(1);
-        Ok(())
+        self.queue
+            .push(lr)
+            .map_err(|lr| Error::QueueFull { intid: lr.vintid() })
     }
 
+    /// Takes the queued interrupt at `position` out, keeping the others'
+    /// order.
     fn remove(&mut self, position: usize) -> Option<ListRegister> {
-        let lr = *self.queued().get(position)?;
-        self.queue
-            .copy_within(position.saturating_add(1)..self.queued, position);
-        self.queued = self.queued.saturating_sub(1);
-        Some(lr)
+        // `Vec::remove` panics past the end: check first.
+        (position < self.queue.len()).then(|| self.queue.remove(position))
     }
 
     /// The list register for a virtual PPI raised now: HW with the physical
@@ -592,7 +591,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// Moves queued interrupts into free list registers; returns how many.
     fn refill(&mut self) -> usize {
         let mut moved = 0usize;
-        while self.vcpu.queued > 0 {
+        while !self.vcpu.queue.is_empty() {
             let Some(n) = self.free_lr() else { break };
             let Some(lr) = self.vcpu.remove(0) else { break };
             self.write_lr(n, lr);
@@ -617,7 +616,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             return;
         }
         let hcr = self.host.regs().read(SysReg::IchHcrEl2);
-        let wanted = if self.vcpu.queued > 0 && self.valid_lrs() >= 2 {
+        let wanted = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
             hcr | ICH_HCR_UIE
         } else {
             hcr & !ICH_HCR_UIE
