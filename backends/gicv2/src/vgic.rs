@@ -138,7 +138,19 @@ impl VgicCpu {
 
     /// The physical INTID `intid` is mapped to, if any.
     #[must_use]
-    pub fn mapping(&self, intid: u32) -> Option<u32> {
+    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+        self.mapped_to(intid.get())
+            .and_then(|phys| IntId::new(phys).ok())
+    }
+
+    /// The level of the vCPU's line `intid` as last set.
+    #[must_use]
+    pub fn level(&self, intid: IntId) -> bool {
+        self.line(intid.get())
+    }
+
+    /// [`mapping`](Self::mapping) of a raw INTID from a list register.
+    fn mapped_to(&self, intid: u32) -> Option<u32> {
         self.mappings
             .iter()
             .flatten()
@@ -146,9 +158,8 @@ impl VgicCpu {
             .map(|m| u32::from(m.phys))
     }
 
-    /// The level of the vCPU's line `intid` as last set.
-    #[must_use]
-    pub fn level(&self, intid: u32) -> bool {
+    /// [`level`](Self::level) of a raw INTID from a list register.
+    fn line(&self, intid: u32) -> bool {
         let (word, bit) = level_position(intid);
         self.levels.get(word).is_some_and(|w| w & bit != 0)
     }
@@ -236,7 +247,7 @@ impl VgicCpu {
 
     /// The list register value that makes `intid` pending now.
     fn pending_lr(&self, intid: u32) -> Result<ListRegister, Error> {
-        match self.mapping(intid) {
+        match self.mapped_to(intid) {
             Some(phys) => ListRegister::hardware(intid, phys, self.priority, self.group1),
             None => ListRegister::software(intid, self.priority, self.group1, true),
         }
@@ -425,7 +436,7 @@ impl<'a> Gic<'a> {
             if !lr.eoi_maintenance() {
                 continue;
             }
-            if self.vcpu.level(lr.virtual_id()) {
+            if self.vcpu.line(lr.virtual_id()) {
                 self.write_lr(index, lr.with_state(LrState::Pending));
                 report.reinjected = report.reinjected.saturating_add(1);
             } else {
@@ -450,7 +461,8 @@ impl<'a> Gic<'a> {
     }
 
     /// Sets the level of the vCPU's line `intid` (any INTID 0..=1019, not
-    /// only PPIs): the [`IrqChip::set_virtual_level`] of this backend.
+    /// only PPIs): the [`IrqChip::set_virtual_level`] of this backend,
+    /// without importing the trait.
     ///
     /// Raising makes the interrupt pending in a free list register (HW = 1
     /// with the physical INTID when mapped, HW = 0 with EOI otherwise),
@@ -461,10 +473,11 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`]; [`Error::QueueFull`] if it cannot be queued
-    /// (the level is remembered all the same); [`Error::LoadedOnOtherCpu`]
-    /// (nothing is touched).
-    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+    /// [`Error::InvalidIntId`] for an LPI (GICv2 has none);
+    /// [`Error::QueueFull`] if it cannot be queued (the level is remembered
+    /// all the same); [`Error::LoadedOnOtherCpu`] (nothing is touched).
+    pub fn set_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
+        let intid = intid.get();
         let v = checked_intid(intid)?;
         self.on_this_cpu()?;
         self.vcpu.set_line(intid, level);
@@ -480,8 +493,9 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`]; [`Error::LoadedOnOtherCpu`].
-    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+    /// [`Error::InvalidIntId`] for an LPI; [`Error::LoadedOnOtherCpu`].
+    pub fn is_active(&self, intid: IntId) -> Result<bool, Error> {
+        let intid = intid.get();
         checked_intid(intid)?;
         self.on_this_cpu()?;
         Ok(self
@@ -495,20 +509,20 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`], [`Error::InvalidPhysicalIntId`],
-    /// [`Error::HostIntIdInUse`] if another INTID of this vCPU is mapped
-    /// to `host`, [`Error::MappingTableFull`].
-    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
-        self.vcpu.map(intid, host)
+    /// [`Error::InvalidIntId`] for an LPI, [`Error::InvalidPhysicalIntId`]
+    /// for an SGI or an LPI, [`Error::HostIntIdInUse`] if another INTID of
+    /// this vCPU is mapped to `host`, [`Error::MappingTableFull`].
+    pub fn map(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        self.vcpu.map(intid.get(), host.get())
     }
 
     /// Undoes [`map`](Self::map); unmapping an unmapped INTID does nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`].
-    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
-        self.vcpu.unmap(intid)
+    /// [`Error::InvalidIntId`] for an LPI.
+    pub fn unmap(&mut self, intid: IntId) -> Result<(), Error> {
+        self.vcpu.unmap(intid.get())
     }
 
     /// The list register `index` where the vCPU's state is now (hardware
@@ -528,9 +542,11 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`] (see [`ListRegister::sgi`]);
+    /// [`Error::InvalidIntId`] unless `sgi` is an SGI (0..=15) and
+    /// `source` at most 7 (see [`ListRegister::sgi`]);
     /// [`Error::LoadedOnOtherCpu`]. Nothing is touched then.
-    pub fn inject_sgi(&mut self, sgi: u32, source: u32) -> Result<bool, Error> {
+    pub fn inject_sgi(&mut self, sgi: IntId, source: u32) -> Result<bool, Error> {
+        let sgi = sgi.get();
         self.on_this_cpu()?;
         let lr = ListRegister::sgi(sgi, source, self.vcpu.priority, self.vcpu.group1)?;
         let same = (0..self.num_lrs())
@@ -704,7 +720,7 @@ impl<'a> Gic<'a> {
                 break;
             };
             let intid = u32::from(next);
-            if !self.vcpu.level(intid) {
+            if !self.vcpu.line(intid) {
                 continue;
             }
             // Queued INTIDs and mappings were checked on the way in, so the
@@ -768,18 +784,18 @@ impl IrqChip for Gic<'_> {
     }
 
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
-        self.set_level(intid.get(), level)
+        self.set_level(intid, level)
     }
 
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
-        self.is_active(intid.get())
+        self.is_active(intid)
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
-        self.map(intid.get(), host.get())
+        self.map(intid, host)
     }
 
     fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Error> {
-        self.unmap(intid.get())
+        self.unmap(intid)
     }
 }

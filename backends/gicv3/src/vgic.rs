@@ -29,9 +29,13 @@ fn ppi_index(intid: IntId) -> usize {
     usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
 }
 
-/// `intid` as a PPI.
-fn ppi_id(intid: u32) -> Result<IntId, Error> {
-    IntId::ppi(intid).map_err(|_| Error::InvalidIntId(intid))
+/// `intid` if it is a PPI.
+fn ppi_id(intid: IntId) -> Result<IntId, Error> {
+    if intid.is_ppi() {
+        Ok(intid)
+    } else {
+        Err(Error::InvalidIntId(intid.get()))
+    }
 }
 
 /// The `u8` number of list register `n` (`n` < 16).
@@ -136,16 +140,15 @@ impl VgicCpu {
     /// The physical INTID the virtual INTID `intid` is mapped to, if any
     /// (only PPIs are ever mapped here: `None` for any other INTID).
     #[must_use]
-    pub fn mapping(&self, intid: u32) -> Option<u32> {
-        let ppi = IntId::ppi(intid).ok()?;
-        self.ppi_mapping(ppi).map(IntId::get)
+    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+        self.ppi_mapping(ppi_id(intid).ok()?)
     }
 
     /// The level of the software (not mapped) virtual INTID `intid` as last
     /// set (only PPIs have a level here: `false` for any other INTID).
     #[must_use]
-    pub fn level(&self, intid: u32) -> bool {
-        IntId::ppi(intid).is_ok_and(|ppi| self.ppi_level(ppi))
+    pub fn level(&self, intid: IntId) -> bool {
+        ppi_id(intid).is_ok_and(|ppi| self.ppi_level(ppi))
     }
 
     /// The physical PPI the virtual PPI `intid` is mapped to.
@@ -455,7 +458,8 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// # Errors
     ///
     /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
-    pub fn withdraw(&mut self, vintid: u32) -> Result<(), Error> {
+    pub fn withdraw(&mut self, vintid: IntId) -> Result<(), Error> {
+        let vintid = vintid.get();
         self.on_this_cpu()?;
         if let Some(position) = self.vcpu.queue_position(vintid) {
             self.vcpu.remove(position);
@@ -475,15 +479,15 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// Sets the level of the vCPU's virtual PPI `intid`: the
-    /// [`IrqChip::set_virtual_level`] of this backend with a `u32`, named as
-    /// in `arch-timer-virt-gicv2`. For other INTIDs use
+    /// [`IrqChip::set_virtual_level`] of this backend without importing the
+    /// trait, named as in `arch-timer-virt-gicv2`. For other INTIDs use
     /// [`inject`](Self::inject)/[`withdraw`](Self::withdraw).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI (16..=31); as
     /// [`IrqChip::set_virtual_level`] otherwise.
-    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+    pub fn set_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
         self.set_virtual_level(ppi_id(intid)?, level)
     }
 
@@ -494,7 +498,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI;
     /// [`Error::LoadedOnOtherCpu`].
-    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+    pub fn is_active(&self, intid: IntId) -> Result<bool, Error> {
         self.virtual_active(ppi_id(intid)?)
     }
 
@@ -505,8 +509,10 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::InvalidIntId`] or [`Error::InvalidPhysicalIntId`] unless
     /// both are PPIs; [`Error::HostIntIdInUse`].
-    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
-        let host = IntId::ppi(host).map_err(|_| Error::InvalidPhysicalIntId(host))?;
+    pub fn map(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        if !host.is_ppi() {
+            return Err(Error::InvalidPhysicalIntId(host.get()));
+        }
         self.map_virtual(ppi_id(intid)?, host)
     }
 
@@ -515,7 +521,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// # Errors
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI.
-    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
+    pub fn unmap(&mut self, intid: IntId) -> Result<(), Error> {
         self.unmap_virtual(ppi_id(intid)?)
     }
 
@@ -653,7 +659,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
             let lr = self.vcpu.lr_for(intid);
             self.inject(lr)
         } else {
-            self.withdraw(intid.get())
+            self.withdraw(intid)
         }
     }
 
