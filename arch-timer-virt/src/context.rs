@@ -3,7 +3,11 @@
 use crate::{IntId, Ticks, TimerCtl};
 
 /// Which of a vCPU's two EL1 timers.
+///
+/// `#[non_exhaustive]`: a later version may add timers (the EL2 timers of
+/// a nested guest, FEAT_NV2); match with a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TimerId {
     /// The EL1 virtual timer (`CNTV_*`), run directly on the hardware.
     #[doc(alias = "vtimer")]
@@ -14,8 +18,14 @@ pub enum TimerId {
 }
 
 /// Where a timer's live state is.
+///
+/// Not part of the stable API (hidden from the docs): the library's own
+/// bookkeeping, public only so that `arch-timer-virt-sim`'s invariant
+/// checks can see whether a `put` after a `block` saved again. It may
+/// change in any release.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[doc(alias = "loaded")]
+#[doc(hidden)]
 pub enum Residency {
     /// On the timer registers of the CPU the vCPU is loaded on; the copy in
     /// memory may be stale.
@@ -41,7 +51,7 @@ pub struct TimerContext {
 impl TimerContext {
     /// A disabled timer, with its state in memory.
     #[must_use]
-    pub const fn new(id: TimerId, irq: IntId) -> Self {
+    pub(crate) const fn new(id: TimerId, irq: IntId) -> Self {
         Self {
             id,
             ctl: TimerCtl::empty(),
@@ -91,8 +101,10 @@ impl TimerContext {
         self.level
     }
 
-    /// Where the live state is.
+    /// Where the live state is. Not part of the stable API (see
+    /// [`Residency`]).
     #[must_use]
+    #[doc(hidden)]
     pub const fn residency(&self) -> Residency {
         self.residency
     }

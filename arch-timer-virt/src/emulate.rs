@@ -22,7 +22,11 @@
 use crate::{Error, IrqChip, TimerHw, TimerId, TimerReg, VcpuTimer, VmTimer};
 
 /// An EL0-encoded generic timer system register a guest can access.
+///
+/// `#[non_exhaustive]`: a later version may decode more of them (the
+/// self-synchronized counts of FEAT_ECV, `CNTPCTSS_EL0`/`CNTVCTSS_EL0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TimerSysReg {
     /// `CNTP_CTL_EL0`.
     PhysicalCtl,
@@ -95,7 +99,11 @@ impl TimerSysReg {
 }
 
 /// A decoded trapped `MRS`/`MSR` of a timer register.
+///
+/// `#[non_exhaustive]`: a later version may decode more of the syndrome.
+/// Build one with [`SysRegTrap::decode`] or [`SysRegTrap::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct SysRegTrap {
     /// The register accessed.
     pub reg: TimerSysReg,
@@ -106,6 +114,14 @@ pub struct SysRegTrap {
 }
 
 impl SysRegTrap {
+    /// An access to `reg` through general-purpose register `rt` (31 is
+    /// XZR), a read (`MRS`) if `is_read`: for a hypervisor that decodes the
+    /// syndrome itself.
+    #[must_use]
+    pub const fn new(reg: TimerSysReg, rt: u8, is_read: bool) -> Self {
+        Self { reg, rt, is_read }
+    }
+
     /// Decodes the ISS of an `ESR_EL2` with exception class 0x18 (trapped
     /// `MSR`/`MRS`/system instruction): Op0 21:20, Op2 19:17, Op1 16:14,
     /// CRn 13:10, Rt 9:5, CRm 4:1, Direction 0 (1 = read). `None` if the

@@ -10,10 +10,12 @@ use crate::{IntId, IrqChip};
 /// deactivate), the maintenance interrupt, and the virtual CPU interface
 /// of the vCPU it runs (load, put, the sync after each exit).
 ///
-/// Implemented by the GICv3 and GICv2 backends' `HostGic`, by the host
-/// model of `arch-timer-virt-sim` and by `mock::MockGicCpu` (feature
-/// `mock`). A run loop written against this trait compiles unchanged
-/// against any of them.
+/// Implemented by the GICv3 and GICv2 backends' `HostGic` and by
+/// `mock::MockGicCpu` (feature `mock`). A run loop written against this
+/// trait compiles unchanged against any of them. (The model in
+/// `arch-timer-virt-sim` does not implement it: its host GIC reads the
+/// timer line from the same CPU state its `TimerHw` view borrows
+/// mutably.)
 ///
 /// [`chip`](Self::chip) lends the [`IrqChip`] the timer operations of
 /// [`VcpuTimer`](crate::VcpuTimer) take: one `&mut` borrow of the host GIC

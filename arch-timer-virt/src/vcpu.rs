@@ -46,7 +46,10 @@ pub enum Wakeup {
 
 /// The levels of a vCPU's two timer lines, as reported to a VMM that owns
 /// the interrupt controller ([`Forwarding::Masking`]).
+///
+/// `#[non_exhaustive]`: a later version may report more timers' lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct TimerLevels {
     /// The virtual timer's line.
     pub virtual_timer: bool,
@@ -179,13 +182,6 @@ impl VcpuTimer {
     #[must_use]
     pub const fn is_blocked(&self) -> bool {
         self.blocked
-    }
-
-    /// Whether the background timer is armed (between
-    /// [`block`](Self::block) and [`unblock`](Self::unblock)).
-    #[must_use]
-    pub const fn background_armed(&self) -> bool {
-        self.background_armed
     }
 
     /// The vCPU is scheduled onto this CPU: the timer state moves onto its

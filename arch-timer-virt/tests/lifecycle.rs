@@ -258,7 +258,6 @@ fn block_put_load_unblock_saves_once_and_restores_once() {
         timer.unblock(&mut hw, &mut MockIrqChip::new(), &mut soft),
         Ok(())
     );
-    assert!(!timer.background_armed());
     assert_eq!(timer.vtimer().residency(), Residency::Hardware);
 }
 
@@ -337,7 +336,6 @@ fn unblock_when_not_loaded_leaves_the_hardware_alone() {
     let mut chip = MockIrqChip::new();
     assert_eq!(timer.unblock(&mut untouched, &mut chip, &mut soft), Ok(()));
     assert_eq!(timer.vtimer().residency(), Residency::Memory);
-    assert!(!timer.background_armed());
 }
 
 #[test]

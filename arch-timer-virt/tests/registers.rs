@@ -282,6 +282,7 @@ fn moving_the_counter_under_an_armed_timer() {
                 assert_eq!(rig.cpu.now.wrapping_sub(rig.cpu.cntvoff), 300);
                 assert!(arch_timer_virt::TimerHw::vtimer_ctl(&rig.cpu).output_asserted());
             }
+            other => panic!("no such timer in this test: {other:?}"),
         }
         // Moved behind: pending again with the new distance, no early fire.
         rig.set(timer, TimerReg::Cnt, 150);
@@ -301,6 +302,7 @@ fn moving_the_counter_under_an_armed_timer() {
                 rig.cpu.now += 50;
                 assert!(arch_timer_virt::TimerHw::vtimer_ctl(&rig.cpu).output_asserted());
             }
+            other => panic!("no such timer in this test: {other:?}"),
         }
     }
     // A virtual CNT write while loaded reaches CNTVOFF_EL2 at once.
@@ -491,11 +493,7 @@ fn trapped_accesses_decode_and_emulate() {
     let write_tval = SysRegTrap::decode(iss(2, 0, 7, false));
     assert_eq!(
         write_tval,
-        Some(SysRegTrap {
-            reg: TimerSysReg::PhysicalTval,
-            rt: 7,
-            is_read: false
-        })
+        Some(SysRegTrap::new(TimerSysReg::PhysicalTval, 7, false))
     );
     let read_cval = SysRegTrap::decode(iss(2, 2, 1, true)).map(|t| t.reg);
     assert_eq!(read_cval, Some(TimerSysReg::PhysicalCval));

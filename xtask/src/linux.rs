@@ -234,7 +234,7 @@ pub(crate) fn linux(args: &[String], caller_dir: &Path) -> Result {
     if o.provision_only {
         return Ok(());
     }
-    let q = crate::qemu::Qemu::resolve(o.qemu.single()?)?;
+    let q = crate::qemu::resolve(o.qemu.single()?)?;
     crate::ensure_target()?;
     let image = crate::qemu::build()?;
     println!(

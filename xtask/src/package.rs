@@ -6,8 +6,11 @@
 //! and `[package.metadata.docs.rs]` with `--cfg docsrs` (which turns on the
 //! `doc_cfg` badges). The license and changelog files in the packages are
 //! symlinks to the root files; they must read the same as the root files, so
-//! a copy that fell behind fails too.
+//! a copy that fell behind fails too. A README is also the crate's docs
+//! (`#![doc = include_str!("../README.md")]`) and the registry's page, so
+//! its links must work in both: no rustdoc-only intra-doc paths.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,9 +129,10 @@ pub(crate) fn check() -> Result<(), String> {
         // The current directory is the workspace root (see `main`).
         problems.extend(differing_files(lib, Path::new(".")));
         problems.extend(docs_metadata(lib));
+        problems.extend(readme_links(lib));
         if problems.len() == before {
             println!(
-                "    {}: {} files, {} present, docs.rs metadata present",
+                "    {}: {} files, {} present, docs.rs metadata present, README links absolute",
                 lib.name,
                 listing.lines().count(),
                 required(lib).join(", ")
@@ -215,6 +219,92 @@ fn docs_metadata(lib: &Library) -> Vec<String> {
     problems
 }
 
+/// The links of `lib`'s README that only rustdoc resolves (see
+/// [`rustdoc_only_links`]).
+fn readme_links(lib: &Library) -> Vec<String> {
+    let Some(readme) = &lib.readme else {
+        return Vec::new();
+    };
+    match fs::read_to_string(lib.dir.join(readme)) {
+        Ok(text) => rustdoc_only_links(&text)
+            .into_iter()
+            .map(|link| {
+                format!(
+                    "{}: {readme}: the link {link} works only in rustdoc, not on the \
+                     registry's page (use its docs.rs URL)",
+                    lib.name
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("{}: cannot read {readme}: {e}", lib.name)],
+    }
+}
+
+/// Whether a link target works outside rustdoc: a web address or an anchor
+/// of the same page.
+fn absolute(target: &str) -> bool {
+    target.starts_with("https://") || target.starts_with("http://") || target.starts_with('#')
+}
+
+/// The links of a Markdown text that only rustdoc resolves, outside code
+/// blocks: an inline link or a reference definition whose target is not a
+/// web address (`[x](arch_timer_virt::TimerHw)`), and a reference link
+/// (`` [`VcpuTimer::load`] ``, `[text][key]`) with no definition in the
+/// text.
+pub(crate) fn rustdoc_only_links(text: &str) -> Vec<String> {
+    let mut defs = HashSet::new();
+    let mut bad = Vec::new();
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if let Some((key, target)) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("]: "))
+            .filter(|(key, _)| !key.contains(']'))
+        {
+            defs.insert(key.to_owned());
+            if !absolute(target.trim()) {
+                bad.push(format!("[{key}]: {}", target.trim()));
+            }
+            continue;
+        }
+        prose.push_str(line);
+        prose.push('\n');
+    }
+    // Inline links: `](target)`.
+    for (at, _) in prose.match_indices("](") {
+        let target = prose[at + 2..].split(')').next().unwrap_or_default();
+        if !absolute(target) {
+            bad.push(format!("({target})"));
+        }
+    }
+    // Full references `][key]` and rustdoc's shortcut `` [`path`] ``.
+    for (at, _) in prose.match_indices("][") {
+        let key = prose[at + 2..].split(']').next().unwrap_or_default();
+        if !defs.contains(key) {
+            bad.push(format!("[{key}]"));
+        }
+    }
+    for (at, _) in prose.match_indices("[`") {
+        let Some(len) = prose[at + 1..].find("`]") else {
+            continue;
+        };
+        let key = &prose[at + 1..at + 1 + len + 1];
+        let after = prose[at + 1 + len + 2..].chars().next();
+        if !matches!(after, Some('(' | '[')) && !defs.contains(key) {
+            bad.push(format!("[{key}]"));
+        }
+    }
+    bad
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -280,6 +370,29 @@ mod tests {
         lib.docs_rs = None;
         lib.documentation = None;
         assert_eq!(docs_metadata(&lib).len(), 2);
+    }
+
+    #[test]
+    fn readme_links_must_work_outside_rustdoc() {
+        let good = "See [`TimerHw`] and [`load`](https://docs.rs/a/latest/a/x.html), [b][k], [c](#top).\n\
+                    ```rust\n// [`InCode`] is fine\n```\n\n\
+                    [`TimerHw`]: https://docs.rs/a/latest/a/trait.TimerHw.html\n[k]: https://example.org/\n";
+        assert!(
+            rustdoc_only_links(good).is_empty(),
+            "{:?}",
+            rustdoc_only_links(good)
+        );
+        let bad = "[`TimerHw`](arch_timer_virt::TimerHw), [`VcpuTimer::load`], [x][nokey].\n\
+                   [`Local`]: arch_timer_virt\n";
+        assert_eq!(
+            rustdoc_only_links(bad),
+            [
+                "[`Local`]: arch_timer_virt",
+                "(arch_timer_virt::TimerHw)",
+                "[nokey]",
+                "[`VcpuTimer::load`]",
+            ]
+        );
     }
 
     #[test]

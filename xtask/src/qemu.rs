@@ -1,34 +1,18 @@
-//! Building the example hypervisor and running it under QEMU: one run, the
-//! test matrix, the QEMUs themselves (the distribution's, QEMU 10 from
-//! Debian 12's backports, or any other).
+//! The QEMUs to run (the distribution's, QEMU 10 from Debian 12's
+//! backports, or any other) and the options that pick them; building the
+//! example hypervisor. Running it under QEMU, one run or the whole matrix,
+//! is `arch_timer_virt_tests::qemu`, which the `qemu_matrix` test of
+//! `arch-timer-virt-tests` uses too.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+pub(crate) use arch_timer_virt_tests::qemu::{
+    EXTERNAL_SCENARIO, MatrixReport, Qemu, Run, SCENARIOS, boot, describe_cntfrq, matrix,
+    result_cntfrq, tail, target_dir,
+};
 
 use crate::{Result, TARGET, backports, cargo};
-
-/// Where the hypervisor reads its configuration word (see
-/// `examples/qemu-hypervisor/src/config.rs`).
-const CONFIG_ADDR: &str = "0x47000000";
-/// The configuration word's magic top byte.
-const CONFIG_MAGIC: u32 = 0xA7;
-/// How long one QEMU run may take before it counts as hung.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The scenarios, by configuration number, with the CPUs each needs.
-pub(crate) const SCENARIOS: [(&str, u8, u8); 9] = [
-    ("hello", 0, 1),
-    ("periodic", 1, 1),
-    ("programming", 2, 1),
-    ("masking", 3, 1),
-    ("wfi-sleep", 4, 1),
-    ("ptimer", 5, 1),
-    ("two-vcpus", 6, 1),
-    ("migration", 7, 2),
-    ("external", EXTERNAL_SCENARIO, 1),
-];
 
 /// Which QEMU to run: `--qemu 7|10|PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,151 +97,28 @@ impl Options {
     }
 }
 
-/// A QEMU ready to run: its binary, and for an unpacked QEMU the directories
-/// it must be pointed at.
-#[derive(Clone, Debug)]
-pub(crate) struct Qemu {
-    program: PathBuf,
-    /// `-L`: firmware and keymaps.
-    data_dir: Option<PathBuf>,
-    /// `QEMU_MODULE_DIR`: the modules QEMU opens at start-up.
-    module_dir: Option<PathBuf>,
-    /// Options this QEMU needs on every run.
-    extra_args: Vec<&'static str>,
-    /// What `--version` says, e.g. `7.2.22`.
-    pub(crate) version: String,
-}
-
-impl Qemu {
-    /// Finds (installing or unpacking it when it can) the QEMU of `choice`.
-    pub(crate) fn resolve(choice: &Choice) -> Result<Qemu> {
-        let mut qemu = match choice {
-            Choice::Distro => {
-                ensure_qemu()?;
-                Qemu::plain(PathBuf::from("qemu-system-aarch64"))
-            }
-            Choice::Backports => {
-                let unpacked = backports::ensure()?;
-                Qemu {
-                    program: unpacked.binary,
-                    data_dir: Some(unpacked.data_dir),
-                    module_dir: Some(unpacked.module_dir),
-                    // Unpacked, not installed: the libraries of its audio
-                    // modules (PipeWire) may be missing, and it would say
-                    // so on every run while probing them. No audio device.
-                    extra_args: vec!["-audio", "none"],
-                    version: String::new(),
-                }
-            }
-            Choice::Path(path) => Qemu::plain(path.clone()),
-        };
-        let out = qemu
-            .command()
-            .arg("--version")
-            .output()
-            .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`{} --version` failed: {}",
-                qemu.program.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+/// Finds (installing or unpacking it when it can) the QEMU of `choice`.
+pub(crate) fn resolve(choice: &Choice) -> Result<Qemu> {
+    let qemu = match choice {
+        Choice::Distro => {
+            ensure_qemu()?;
+            Qemu::plain(PathBuf::from("qemu-system-aarch64"))
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        qemu.version = parse_version(&text)
-            .ok_or(format!(
-                "{} --version printed no QEMU version",
-                qemu.program.display()
-            ))?
-            .to_owned();
-        if *choice == Choice::Distro && !qemu.version.starts_with("7.") {
-            println!(
-                "note: the distribution's QEMU is {} here, not 7.2 (Debian 12's): \
-                 the `7` runs test that one",
-                qemu.version
-            );
+        Choice::Backports => {
+            let unpacked = backports::ensure()?;
+            Qemu::unpacked(unpacked.binary, unpacked.data_dir, unpacked.module_dir)
         }
-        Ok(qemu)
+        Choice::Path(path) => Qemu::plain(path.clone()),
     }
-
-    fn plain(program: PathBuf) -> Qemu {
-        Qemu {
-            program,
-            data_dir: None,
-            module_dir: None,
-            extra_args: Vec::new(),
-            version: String::new(),
-        }
+    .probe()?;
+    if *choice == Choice::Distro && !qemu.version.starts_with("7.") {
+        println!(
+            "note: the distribution's QEMU is {} here, not 7.2 (Debian 12's): \
+             the `7` runs test that one",
+            qemu.version
+        );
     }
-
-    /// `QEMU <version>`.
-    pub(crate) fn label(&self) -> String {
-        format!("QEMU {}", self.version)
-    }
-
-    /// The command to boot a machine: the data and module directories set
-    /// and the options this QEMU needs on every run given.
-    pub(crate) fn machine_command(&self) -> Command {
-        let mut cmd = self.command();
-        cmd.args(&self.extra_args);
-        cmd
-    }
-
-    /// The program, for messages.
-    pub(crate) fn program(&self) -> &Path {
-        &self.program
-    }
-
-    /// The command with the data and module directories set.
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        if let Some(dir) = &self.data_dir {
-            cmd.arg("-L").arg(dir);
-        }
-        if let Some(dir) = &self.module_dir {
-            cmd.env("QEMU_MODULE_DIR", dir);
-        }
-        cmd
-    }
-}
-
-/// The version in `qemu-system-aarch64 --version` output
-/// (`QEMU emulator version 7.2.22 (Debian ...)`).
-fn parse_version(text: &str) -> Option<&str> {
-    text.lines()
-        .find_map(|l| l.split_once("QEMU emulator version "))
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-}
-
-/// The counter frequency a `RESULT` line reports (`cntfrq_hz=<N>`), if it
-/// reports one.
-pub(crate) fn result_cntfrq(line: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("cntfrq_hz="))
-        .and_then(|v| v.parse().ok())
-}
-
-/// Hertz in a megahertz, for printing.
-const HZ_PER_MHZ: u64 = 1_000_000;
-
-/// A frequency in MHz for people: `62.5 MHz`, `1000 MHz`, `24 MHz`.
-pub(crate) fn mhz(hz: u64) -> String {
-    let whole = hz / HZ_PER_MHZ;
-    let frac = hz % HZ_PER_MHZ;
-    if frac == 0 {
-        format!("{whole} MHz")
-    } else {
-        let digits = format!("{frac:06}");
-        format!("{whole}.{} MHz", digits.trim_end_matches('0'))
-    }
-}
-
-/// The frequency part of a result, or why there is none.
-pub(crate) fn describe_cntfrq(hz: Option<u64>) -> String {
-    hz.map_or_else(
-        || "CNTFRQ not reported".to_owned(),
-        |hz| format!("CNTFRQ {}", mhz(hz)),
-    )
+    Ok(qemu)
 }
 
 /// Whether this process runs as root.
@@ -266,48 +127,6 @@ pub(crate) fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// One QEMU run of the example hypervisor.
-#[derive(Clone, Debug)]
-pub(crate) struct Run {
-    pub(crate) scenario: u8,
-    pub(crate) gic: u8,
-    pub(crate) vhe: bool,
-    pub(crate) smp: u8,
-    pub(crate) guest: Option<PathBuf>,
-}
-
-impl Run {
-    fn word(&self) -> u32 {
-        u32::from_le_bytes([self.scenario, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
-    }
-
-    fn describe(&self) -> String {
-        let name = SCENARIOS
-            .iter()
-            .find(|s| s.1 == self.scenario)
-            .map_or("?", |s| s.0);
-        format!(
-            "{name} gic=v{} mode={} smp={}",
-            self.gic,
-            if self.vhe { "vhe" } else { "nvhe" },
-            self.smp
-        )
-    }
-}
-
-/// What a finished run printed and how it ended.
-pub(crate) struct Outcome {
-    pub(crate) passed: bool,
-    pub(crate) output: String,
-}
-
-impl Outcome {
-    /// The hypervisor's `RESULT` line, if it printed one.
-    pub(crate) fn result_line(&self) -> Option<&str> {
-        self.output.lines().find(|l| l.starts_with("RESULT"))
-    }
 }
 
 /// Parses `--scenario NAME|N --gic 2|3 --mode vhe|nvhe --smp N --guest FILE`;
@@ -401,13 +220,6 @@ fn ensure_qemu() -> Result {
     })
 }
 
-/// The Cargo target directory (`CARGO_TARGET_DIR`, or `target`).
-pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-}
-
 /// Builds the hypervisor image and returns its path.
 pub(crate) fn build() -> Result<PathBuf> {
     cargo(&[
@@ -419,334 +231,12 @@ pub(crate) fn build() -> Result<PathBuf> {
         "--target",
         TARGET,
     ])?;
-    Ok(target_dir()
-        .join(TARGET)
-        .join("release")
-        .join("qemu-hypervisor"))
-}
-
-/// Boots `image` under `qemu` for `run`, with a timeout. The machine is
-/// QEMU's current `virt` (its counter frequency is the QEMU version's:
-/// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
-pub(crate) fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
-    let mut cmd = qemu.machine_command();
-    cmd.args([
-        "-machine",
-        &format!("virt,virtualization=on,gic-version={}", run.gic),
-        "-cpu",
-        "max",
-        "-smp",
-        &run.smp.to_string(),
-        "-m",
-        // An external guest lives at 0x4800_0000, past the first 128 MiB.
-        if run.scenario == EXTERNAL_SCENARIO {
-            "256M"
-        } else {
-            "128M"
-        },
-        "-nographic",
-        "-semihosting",
-        "-device",
-        &format!(
-            "loader,addr={CONFIG_ADDR},data={:#x},data-len=4",
-            run.word()
-        ),
-    ]);
-    if run.scenario == EXTERNAL_SCENARIO {
-        let guest = match &run.guest {
-            Some(guest) => guest.clone(),
-            None => sample_guest(image),
-        };
-        cmd.args(["-device", &guest_loader(&guest)?]);
-    }
-    cmd.arg("-kernel").arg(image);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
-    // Both pipes are drained while QEMU runs, so a chatty QEMU cannot
-    // block on a full pipe and be mistaken for a hung run.
-    let stdout = drain(child.stdout.take().ok_or("no QEMU stdout")?);
-    let stderr = drain(child.stderr.take().ok_or("no QEMU stderr")?);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut output = stdout.join().unwrap_or_default();
-    output.push_str(&stderr.join().unwrap_or_default());
-    if echo {
-        print!("{output}");
-    }
-    let Some(status) = status else {
-        return Ok(Outcome {
-            passed: false,
-            output: format!("{output}\n(timed out after {} s)", RUN_TIMEOUT.as_secs()),
-        });
-    };
-    // A run passes only with both verdicts: QEMU's exit status (the
-    // hypervisor's semihosting exit) and a RESULT line that says PASS for
-    // this very run. A guest that powers the machine off, or exits QEMU
-    // some other way, leaves no such line.
-    let verdict = passing_result(&output, run);
-    let passed = status.success() && verdict.is_ok();
-    if let Err(why) = verdict
-        && status.success()
-    {
-        output.push_str(&format!("\n(exit status 0, but {why})"));
-    }
-    Ok(Outcome { passed, output })
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Checks that `output` holds a `RESULT` line ending in `PASS` whose
-/// scenario, GIC and host mode are those of `run`.
-fn passing_result(output: &str, run: &Run) -> std::result::Result<(), String> {
-    let line = output
-        .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .ok_or("no RESULT line")?;
-    let field = |key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-    };
-    let scenario = SCENARIOS
-        .iter()
-        .find(|s| s.1 == run.scenario)
-        .map_or("?", |s| s.0);
-    let gic = format!("v{}", run.gic);
-    let mode = if run.vhe { "vhe" } else { "nvhe" };
-    let expected = [
-        ("scenario", scenario),
-        ("gic", gic.as_str()),
-        ("mode", mode),
-    ];
-    for (key, want) in expected {
-        if field(key) != Some(want) {
-            return Err(format!(
-                "the RESULT line is not for this run ({key} should be {want})"
-            ));
-        }
-    }
-    if line.split_whitespace().last() == Some("PASS") {
-        Ok(())
-    } else {
-        Err("the RESULT line does not say PASS".into())
-    }
-}
-
-/// Where an external guest image is loaded (see the README's guest ABI).
-pub(crate) const GUEST_LOAD_ADDR: &str = "0x48000000";
-/// The configuration number of the scenario that runs an external guest.
-pub(crate) const EXTERNAL_SCENARIO: u8 = 8;
-
-/// The example's own external guest, `guest-hello`, built beside the
-/// hypervisor image.
-fn sample_guest(image: &Path) -> PathBuf {
-    image.with_file_name("guest-hello")
-}
-
-/// QEMU's loader argument for a guest image: an ELF file is loaded at its
-/// segments' addresses, anything else raw at [`GUEST_LOAD_ADDR`].
-fn guest_loader(guest: &Path) -> Result<String> {
-    let mut magic = [0_u8; 4];
-    std::fs::File::open(guest)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("guest image {}: {e}", guest.display()))?;
-    Ok(if magic == *b"\x7fELF" {
-        format!("loader,file={}", guest.display())
-    } else {
-        format!(
-            "loader,file={},addr={GUEST_LOAD_ADDR},force-raw=on",
-            guest.display()
-        )
-    })
-}
-
-/// What one QEMU's matrix gave.
-pub(crate) struct MatrixReport {
-    /// `QEMU <version>`.
-    pub(crate) qemu: String,
-    /// The counter frequencies the runs reported (`cntfrq_hz`), once each.
-    pub(crate) cntfrq: Vec<u64>,
-    /// How many runs there were.
-    pub(crate) runs: usize,
-    /// The runs that failed, described.
-    pub(crate) failed: Vec<String>,
-    /// How long the matrix took.
-    pub(crate) elapsed: Duration,
-}
-
-impl MatrixReport {
-    /// `QEMU 7.2.22, CNTFRQ 62.5 MHz: 36 passed, 0 failed in 75 s`.
-    pub(crate) fn summary(&self) -> String {
-        let freq = match self.cntfrq.as_slice() {
-            [] => describe_cntfrq(None),
-            [one] => describe_cntfrq(Some(*one)),
-            many => format!(
-                "CNTFRQ {}",
-                many.iter()
-                    .map(|&hz| mhz(hz))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            ),
-        };
-        format!(
-            "{}, {freq}: {} passed, {} failed in {} s",
-            self.qemu,
-            self.runs - self.failed.len(),
-            self.failed.len(),
-            self.elapsed.as_secs()
-        )
-    }
-}
-
-/// The runs of the matrix: every scenario on GICv3 and GICv2, non-VHE and
-/// VHE hosts.
-pub(crate) fn matrix_runs() -> Vec<Run> {
-    let mut runs = Vec::new();
-    for gic in [3, 2] {
-        for vhe in [false, true] {
-            for &(_, scenario, smp) in &SCENARIOS {
-                runs.push(Run {
-                    scenario,
-                    gic,
-                    vhe,
-                    smp,
-                    guest: None,
-                });
-            }
-        }
-    }
-    runs
-}
-
-/// Runs the whole matrix on `qemu`, one run after the other (two QEMUs at
-/// once on a 2-core machine would make each run's timing depend on the
-/// other). Prints one line per run, naming the QEMU version and the counter
-/// frequency the hypervisor reported; a failed run prints its output's
-/// tail. An error only when a run cannot be started.
-pub(crate) fn matrix(qemu: &Qemu, image: &Path) -> Result<MatrixReport> {
-    let start = Instant::now();
-    let runs = matrix_runs();
-    let mut report = MatrixReport {
-        qemu: qemu.label(),
-        cntfrq: Vec::new(),
-        runs: runs.len(),
-        failed: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
-    println!("==> QEMU matrix on {}: {} runs", qemu.label(), runs.len());
-    for (i, run) in runs.iter().enumerate() {
-        let outcome = boot(qemu, image, run, false)?;
-        let line = outcome.result_line().unwrap_or("(no RESULT line)");
-        let hz = result_cntfrq(line);
-        if let Some(hz) = hz
-            && !report.cntfrq.contains(&hz)
-        {
-            report.cntfrq.push(hz);
-        }
-        let verdict = if outcome.passed { "ok" } else { "FAILED" };
-        println!(
-            "{verdict:6} [{:2}/{}] {} {} {:32} {line}",
-            i + 1,
-            runs.len(),
-            qemu.label(),
-            describe_cntfrq(hz),
-            run.describe()
-        );
-        if !outcome.passed {
-            println!("{}", tail(&outcome.output, 15));
-            report.failed.push(run.describe());
-        }
-    }
-    report.elapsed = start.elapsed();
-    println!("qemu: {}", report.summary());
-    Ok(report)
-}
-
-pub(crate) fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    Ok(arch_timer_virt_tests::qemu::image_path())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(scenario: u8, gic: u8, vhe: bool) -> Run {
-        Run {
-            scenario,
-            gic,
-            vhe,
-            smp: 1,
-            guest: None,
-        }
-    }
-
-    const LINE: &str = "hv: boot\nRESULT scenario=periodic gic=v3 mode=nvhe vcpus=1 lost=0 PASS\n";
-
-    #[test]
-    fn a_pass_needs_a_result_line_for_this_run() {
-        assert_eq!(passing_result(LINE, &run(1, 3, false)), Ok(()));
-        assert!(passing_result("hv: boot\n", &run(1, 3, false)).is_err());
-        assert!(passing_result(LINE, &run(1, 2, false)).is_err());
-        assert!(passing_result(LINE, &run(1, 3, true)).is_err());
-        assert!(passing_result(LINE, &run(2, 3, false)).is_err());
-        let failed = LINE.replace(" PASS", " FAIL");
-        assert!(passing_result(&failed, &run(1, 3, false)).is_err());
-    }
-
-    /// Counter frequencies the fixtures below pick: a common board's
-    /// 24 MHz and QEMU 7.2's 62.5 MHz.
-    const FIXTURE_HZ: [u64; 2] = [24_000_000, 62_500_000];
-
-    #[test]
-    fn the_counter_frequency_is_read_from_the_result_line_when_there() {
-        for hz in FIXTURE_HZ {
-            let with = LINE.replace(" PASS", &format!(" cntfrq_hz={hz} PASS"));
-            assert_eq!(result_cntfrq(&with), Some(hz));
-            // The new field does not change the verdict.
-            assert_eq!(passing_result(&with, &run(1, 3, false)), Ok(()));
-            let failed = with.replace(" PASS", " FAIL");
-            assert!(passing_result(&failed, &run(1, 3, false)).is_err());
-        }
-        assert_eq!(result_cntfrq(LINE), None);
-        assert_eq!(result_cntfrq("RESULT cntfrq_hz=x PASS"), None);
-        assert_eq!(result_cntfrq("RESULT max_cntfrq_hz=5 PASS"), None);
-        assert_eq!(mhz(FIXTURE_HZ[0]), "24 MHz");
-        assert_eq!(mhz(FIXTURE_HZ[1]), "62.5 MHz");
-        assert_eq!(mhz(FIXTURE_HZ[1] + 1), "62.500001 MHz");
-        assert_eq!(describe_cntfrq(None), "CNTFRQ not reported");
-    }
-
-    #[test]
-    fn the_qemu_version_is_read_from_its_banner() {
-        let banner = "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\n\
-                      Copyright (c) 2003-2025 Fabrice Bellard and the QEMU Project developers\n";
-        assert_eq!(parse_version(banner), Some("10.0.2"));
-        assert_eq!(
-            parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
-            Some("7.2.22")
-        );
-        assert_eq!(parse_version("qemu-system-aarch64: not found"), None);
-    }
 
     #[test]
     fn qemu_options_are_taken_out_of_the_arguments() {
@@ -781,31 +271,6 @@ mod tests {
 
         assert!(take(&["--qemu"]).is_err());
         assert!(take(&["--qemu", ""]).is_err());
-    }
-
-    #[test]
-    fn the_matrix_has_every_scenario_on_both_gics_and_host_modes() {
-        let runs = matrix_runs();
-        assert_eq!(runs.len(), SCENARIOS.len() * 4);
-        for gic in [2, 3] {
-            for vhe in [false, true] {
-                for s in SCENARIOS {
-                    assert_eq!(
-                        runs.iter()
-                            .filter(|r| (r.scenario, r.gic, r.vhe, r.smp) == (s.1, gic, vhe, s.2))
-                            .count(),
-                        1
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_configuration_word_matches_the_hypervisor_format() {
-        // 0xA7GGMMSS: magic, GIC, host mode, scenario.
-        assert_eq!(run(7, 2, true).word(), 0xA702_0107);
-        assert_eq!(run(1, 3, false).word(), 0xA703_0001);
     }
 
     #[test]

@@ -15,7 +15,11 @@
 ///
 /// The encodings in the variant docs are `op0, op1, CRn, CRm, op2`, written
 /// as the assembler's generic `S<op0>_<op1>_C<CRn>_C<CRm>_<op2>` name.
+///
+/// `#[non_exhaustive]`: new timer features add registers; a
+/// [`RegisterFile`] outside this crate (a test fake) needs a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Register {
     /// `CNTPCT_EL0`, the physical count (`S3_3_C14_C0_1`). Read-only.
     CntpctEl0,
@@ -60,7 +64,10 @@ pub enum Register {
 
 /// A system register [`RegisterFile::write`] can write: the writable subset
 /// of [`Register`].
+///
+/// `#[non_exhaustive]`, as [`Register`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WritableRegister {
     /// `CNTV_CTL_EL0`, see [`Register::CntvCtlEl0`].
     CntvCtlEl0,

@@ -13,6 +13,7 @@
 use core::fmt;
 
 use safe_mmio::fields::{ReadOnly, ReadPure, ReadPureWrite, WriteOnly};
+#[cfg(test)]
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::Error;
@@ -65,7 +66,8 @@ pub const GICV_SIZE: usize = 0x2000;
 ///
 /// Registers of INTIDs 0..=31 (word 0 of the bit arrays, bytes 0..=31 of
 /// the byte arrays) are banked: each CPU accesses its own copy.
-#[derive(Debug, FromBytes, Immutable, IntoBytes, KnownLayout)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(FromBytes, Immutable, IntoBytes, KnownLayout))]
 #[repr(C, align(4))]
 pub struct GicdRegs {
     /// 0x000 `GICD_CTLR`: Distributor control.
@@ -117,7 +119,8 @@ pub struct GicdRegs {
 
 /// The physical CPU interface, `GICC_*` (IHI 0048B table 4-2), banked per
 /// CPU.
-#[derive(Debug, FromBytes, Immutable, IntoBytes, KnownLayout)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(FromBytes, Immutable, IntoBytes, KnownLayout))]
 #[repr(C, align(4))]
 pub struct GiccRegs {
     /// 0x0000 `GICC_CTLR`: CPU interface control.
@@ -158,7 +161,8 @@ pub struct GiccRegs {
 
 /// The virtual interface control, `GICH_*` (IHI 0048B table 5-1): the
 /// hypervisor's view of the virtual CPU interface of *this* CPU.
-#[derive(Debug, FromBytes, Immutable, IntoBytes, KnownLayout)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(FromBytes, Immutable, IntoBytes, KnownLayout))]
 #[repr(C, align(4))]
 pub struct GichRegs {
     /// 0x000 `GICH_HCR`: hypervisor control.

@@ -52,6 +52,11 @@ pub(crate) fn derive_elrsr(gich: &mut UniqueMmioPointer<'_, GichRegs>) {
     }
 }
 
+/// `n` as an INTID (tests use valid ones).
+fn id(n: u32) -> IntId {
+    IntId::new(n).unwrap()
+}
+
 /// A `HostGic` over zeroed RAM blocks whose `GICH_VTR` reports `vtr`.
 /// The blocks are leaked: a few KiB per test.
 fn host_with_vtr(vtr: u32) -> HostGic {
@@ -396,19 +401,19 @@ fn lowering_withdraws_pending_and_leaves_active() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    ok(gic.set_level(30, true));
-    ok(gic.set_level(31, true));
-    ok(gic.set_level(40, true));
-    ok(gic.set_level(30, false));
+    ok(gic.set_level(id(30), true));
+    ok(gic.set_level(id(31), true));
+    ok(gic.set_level(id(40), true));
+    ok(gic.set_level(id(30), false));
     assert_eq!(lr(&mut host, 0), 0, "pending LR withdrawn");
 
     // The guest acknowledges 31 (active) and 40 is made active and pending.
     set_lr(&mut host, 1, sw_pending(31) ^ (0b11 << 28));
     set_lr(&mut host, 2, sw_pending(40) | (0b11 << 28));
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    assert!(ok(gic.is_active(31)));
-    ok(gic.set_level(31, false));
-    ok(gic.set_level(40, false));
+    assert!(ok(gic.is_active(id(31))));
+    ok(gic.set_level(id(31), false));
+    ok(gic.set_level(id(40), false));
     assert_eq!(
         lr(&mut host, 1),
         sw_pending(31) ^ (0b11 << 28),
@@ -428,9 +433,9 @@ fn exhaustion_queues_then_refills_as_list_registers_free_up() {
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
     for intid in 32..38 {
-        ok(gic.set_level(intid, true));
+        ok(gic.set_level(id(intid), true));
     }
-    ok(gic.set_level(37, true)); // queued already: no duplicate
+    ok(gic.set_level(id(37), true)); // queued already: no duplicate
     assert_eq!(gic.vcpu().queued(), 2);
     for (index, intid) in (32..36).enumerate() {
         assert_eq!(lr(&mut host, index), sw_pending(intid));
@@ -443,13 +448,13 @@ fn exhaustion_queues_then_refills_as_list_registers_free_up() {
 
     // The guest takes and deactivates 33 (LR1); its line is now low.
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    ok(gic.set_level(33, false)); // still pending: withdrawn, LR1 refilled with 36
+    ok(gic.set_level(id(33), false)); // still pending: withdrawn, LR1 refilled with 36
     assert_eq!(lr(&mut host, 1), sw_pending(36));
 
     // The guest deactivates 34 (LR2) with its line low after it acked it.
     set_lr(&mut host, 2, sw_pending(34) ^ (0b11 << 28)); // active
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    ok(gic.set_level(34, false));
+    ok(gic.set_level(id(34), false));
     set_lr(&mut host, 2, sw_pending(34) & !(0b11 << 28)); // invalid + EOI
     set_eisr0(&mut host, 1 << 2);
     let report = ok(Gic::new(&mut host, &mut vcpu).maintenance());
@@ -495,14 +500,14 @@ fn elrsr_decides_the_free_list_register() {
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     // LR0 and LR1 read as zero, but the GIC reports only LR2 and LR3 empty.
     set_elrsr0(&mut host, 0b1100);
-    ok(Gic::new(&mut host, &mut vcpu).set_level(40, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(40), true));
     assert_eq!(lr(&mut host, 2), sw_pending(40), "first empty per ELRSR");
     for index in [0, 1, 3] {
         assert_eq!(lr(&mut host, index), 0, "LR{index}");
     }
     // No empty list register per ELRSR: queued, whatever the contents.
     set_elrsr0(&mut host, 0);
-    ok(Gic::new(&mut host, &mut vcpu).set_level(41, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(41), true));
     assert_eq!(vcpu.queued(), 1);
     assert_eq!(lr(&mut host, 0), 0);
     assert_eq!(lr(&mut host, 3), 0);
@@ -516,8 +521,8 @@ fn put_reads_only_the_list_registers_that_are_not_empty() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    ok(gic.set_level(30, true)); // LR0
-    ok(gic.set_level(31, true)); // LR1
+    ok(gic.set_level(id(30), true)); // LR0
+    ok(gic.set_level(id(31), true)); // LR1
     // LR2: the remains of a hardware interrupt the guest deactivated
     // (State invalid, HW): empty, but not zero.
     set_lr(&mut host, 2, 0x8a00_6c1b);
@@ -568,11 +573,11 @@ fn load_and_put_keep_the_hypervisors_gich_hcr_bits() {
     assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN, "UIE only when queued");
     let mut gic = Gic::new(&mut host, &mut vcpu);
     for intid in 32..37 {
-        ok(gic.set_level(intid, true));
+        ok(gic.set_level(id(intid), true));
     }
     assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN | GICH_HCR_UIE);
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    ok(gic.set_level(36, false)); // the queue empties
+    ok(gic.set_level(id(36), false)); // the queue empties
     assert_eq!(hcr(&mut host), OTHERS | GICH_HCR_EN);
     ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
     assert_eq!(hcr(&mut host), OTHERS);
@@ -586,18 +591,22 @@ fn full_queue_is_a_clear_error_and_a_lowered_line_leaves_the_queue() {
     ok(gic.vcpu_load());
     let total = u32::try_from(4 + QUEUE_CAPACITY).unwrap_or(u32::MAX);
     for intid in 100..100 + total {
-        ok(gic.set_level(intid, true));
+        ok(gic.set_level(id(intid), true));
     }
     assert_eq!(
-        gic.set_level(999, true),
+        gic.set_level(id(999), true),
         Err(Error::QueueFull { intid: 999 })
     );
-    assert!(gic.vcpu().level(999), "the level is remembered");
-    ok(gic.set_level(104, false)); // first queued entry
+    assert!(gic.vcpu().level(id(999)), "the level is remembered");
+    ok(gic.set_level(id(104), false)); // first queued entry
     assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY - 1);
-    ok(gic.set_level(999, true));
+    ok(gic.set_level(id(999), true));
     assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
-    assert_eq!(gic.set_level(1020, true), Err(Error::InvalidIntId(1020)));
+    assert_eq!(
+        gic.set_level(id(8192), true),
+        Err(Error::InvalidIntId(8192)),
+        "no LPIs"
+    );
 }
 
 #[test]
@@ -606,9 +615,9 @@ fn save_restore_round_trip() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    ok(gic.map(27, 27));
-    ok(gic.set_level(27, true));
-    ok(gic.set_level(30, true));
+    ok(gic.map(id(27), id(27)));
+    ok(gic.set_level(id(27), true));
+    ok(gic.set_level(id(30), true));
     // The guest runs: it enables its interface, acks 27 and has an active priority.
     set_lr(&mut host, 0, 0xaa00_6c1b);
     {
@@ -634,8 +643,8 @@ fn save_restore_round_trip() {
 
     // While saved, queries and changes use memory.
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    assert!(ok(gic.is_active(27)));
-    ok(gic.set_level(31, true));
+    assert!(ok(gic.is_active(id(27))));
+    ok(gic.set_level(id(31), true));
     assert_eq!(lr(&mut host, 2), 0, "hardware untouched while not loaded");
 
     // Another vCPU uses the interface meanwhile.
@@ -683,7 +692,7 @@ fn eoi_maintenance_reinjects_a_software_line_still_high() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     // The guest acks and deactivates it: state invalid, EOI kept, EISR bit set.
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
     set_eisr0(&mut host, 1);
@@ -704,9 +713,9 @@ fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     set_lr(&mut host, 0, sw_pending(30) ^ (0b11 << 28)); // acked: active
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, false));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), false));
     assert_eq!(
         lr(&mut host, 0),
         sw_pending(30) ^ (0b11 << 28),
@@ -724,8 +733,8 @@ fn eoi_maintenance_of_a_saved_vcpu_works_on_memory() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
-    ok(Gic::new(&mut host, &mut vcpu).set_level(31, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(31), true));
     // Both deactivated by the guest before the exit that puts the vCPU.
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
     set_lr(&mut host, 1, sw_pending(31) & !(0b11 << 28));
@@ -733,7 +742,7 @@ fn eoi_maintenance_of_a_saved_vcpu_works_on_memory() {
     // The EISR bits belong to whatever runs next; the saved copy decides.
     set_eisr0(&mut host, 0);
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    ok(gic.set_level(31, false));
+    ok(gic.set_level(id(31), false));
     let report = ok(gic.sync_after_exit());
     assert_eq!(
         (report.reinjected, report.retired),
@@ -753,7 +762,7 @@ fn a_stale_eisr_bit_does_not_touch_a_pending_register() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     set_eisr0(&mut host, 0xffff_ffff);
     let report = ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
     assert_eq!(report, crate::SyncReport::default());
@@ -765,9 +774,9 @@ fn raising_a_deactivated_line_before_maintenance_reuses_its_register() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
-    ok(Gic::new(&mut host, &mut vcpu).set_level(30, true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     assert_eq!(lr(&mut host, 0), sw_pending(30));
     assert_eq!(lr(&mut host, 1), 0);
 }
@@ -778,14 +787,14 @@ fn a_deactivated_hardware_register_is_free_and_the_line_can_rise_again() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    ok(gic.map(27, 27));
-    ok(gic.set_level(40, true));
-    ok(gic.set_level(27, true));
+    ok(gic.map(id(27), id(27)));
+    ok(gic.set_level(id(40), true));
+    ok(gic.set_level(id(27), true));
     assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
     set_lr(&mut host, 1, 0x8a00_6c1b); // guest deactivated: invalid, HW
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    assert!(!ok(gic.is_active(27)));
-    ok(gic.set_level(27, true));
+    assert!(!ok(gic.is_active(id(27))));
+    ok(gic.set_level(id(27), true));
     assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
 }
 
@@ -794,27 +803,27 @@ fn mapping_checks_its_input() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    assert_eq!(gic.map(27, 3), Err(Error::InvalidPhysicalIntId(3)));
-    assert_eq!(gic.map(1020, 27), Err(Error::InvalidIntId(1020)));
+    assert_eq!(gic.map(id(27), id(3)), Err(Error::InvalidPhysicalIntId(3)));
+    assert_eq!(gic.map(id(8192), id(27)), Err(Error::InvalidIntId(8192)));
     for v in 0..16 {
-        ok(gic.map(v, 16 + v));
+        ok(gic.map(id(v), id(16 + v)));
     }
-    ok(gic.map(3, 40)); // remapping replaces
-    assert_eq!(gic.map(16, 100), Err(Error::MappingTableFull));
+    ok(gic.map(id(3), id(40))); // remapping replaces
+    assert_eq!(gic.map(id(16), id(100)), Err(Error::MappingTableFull));
     // Physical 16 is virtual 0's: one deactivation would end both.
     assert_eq!(
-        gic.map(16, 16),
+        gic.map(id(16), id(16)),
         Err(Error::HostIntIdInUse {
             host: 16,
             mapped_to: 0
         })
     );
-    ok(gic.map(0, 16)); // remapping the same pair is fine
-    ok(gic.unmap(0));
-    ok(gic.unmap(0));
-    ok(gic.map(16, 16));
-    assert_eq!(gic.vcpu().mapping(3), Some(40));
-    assert_eq!(gic.vcpu().mapping(0), None);
+    ok(gic.map(id(0), id(16))); // remapping the same pair is fine
+    ok(gic.unmap(id(0)));
+    ok(gic.unmap(id(0)));
+    ok(gic.map(id(16), id(16)));
+    assert_eq!(gic.vcpu().mapping(id(3)), Some(id(40)));
+    assert_eq!(gic.vcpu().mapping(id(0)), None);
 }
 
 // --- The core through this backend ------------------------------------------
@@ -858,7 +867,11 @@ fn one_forwarded_vtimer_interrupt_cycle() {
     timer
         .load(&vm, &mut hw, &mut gic)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(gic.vcpu().mapping(27), Some(27), "vtimer mapped at load");
+    assert_eq!(
+        gic.vcpu().mapping(id(27)),
+        Some(id(27)),
+        "vtimer mapped at load"
+    );
     // Line low, nothing active: the physical PPI is deactivated and unmasked.
     assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
     assert_eq!(gicd_word0(&mut host, Banked::IsEnabler), 1 << 27);
@@ -915,7 +928,7 @@ fn one_forwarded_vtimer_interrupt_cycle() {
         .after_exit(&mut hw, &mut gic, &mut soft)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!timer.vtimer().level());
-    assert!(!gic.vcpu().level(27));
+    assert!(!gic.vcpu().level(id(27)));
     assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
     assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
     assert!(ListRegister::from_bits(lr(&mut host, 0)).is_empty());
@@ -933,7 +946,7 @@ fn review_loaded_vcpu_driven_from_another_cpu_touches_that_cpus_lrs() {
     let mut cpu1 = host();
     let mut a = VgicCpu::new();
     ok(Gic::new(&mut cpu0, &mut a).vcpu_load());
-    let r = Gic::new(&mut cpu1, &mut a).set_level(30, true);
+    let r = Gic::new(&mut cpu1, &mut a).set_level(id(30), true);
     let lr1 = lr(&mut cpu1, 0);
     assert!(r.is_err() && lr1 == 0, "CPU1's LR0 = {lr1:#x}");
 }
@@ -950,13 +963,13 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     // CPU1 runs B, with software interrupt 31 pending in its LR0.
     let mut b = VgicCpu::new();
     ok(Gic::new(&mut cpu1, &mut b).vcpu_load());
-    ok(Gic::new(&mut cpu1, &mut b).set_level(31, true));
+    ok(Gic::new(&mut cpu1, &mut b).set_level(id(31), true));
     let lr0 = lr(&mut cpu1, 0);
     let hcr1 = hcr(&mut cpu1);
     let mut gic = Gic::new(&mut cpu1, &mut a);
-    assert_eq!(gic.set_level(30, true), Err(Error::LoadedOnOtherCpu));
-    assert_eq!(gic.set_level(31, false), Err(Error::LoadedOnOtherCpu));
-    assert_eq!(gic.is_active(31), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.set_level(id(30), true), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.set_level(id(31), false), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.is_active(id(31)), Err(Error::LoadedOnOtherCpu));
     assert_eq!(gic.sync_after_exit(), Err(Error::LoadedOnOtherCpu));
     assert_eq!(gic.maintenance(), Err(Error::LoadedOnOtherCpu));
     assert_eq!(gic.vcpu_put(), Err(Error::LoadedOnOtherCpu));
@@ -976,7 +989,7 @@ fn load_refuses_saved_state_that_needs_more_list_registers() {
     let mut gic = Gic::new(&mut big, &mut vcpu);
     ok(gic.vcpu_load());
     for intid in 32..37 {
-        ok(gic.set_level(intid, true));
+        ok(gic.set_level(id(intid), true));
     }
     ok(gic.vcpu_put());
     let mut small = host(); // 4 list registers
@@ -1003,8 +1016,8 @@ fn one_list_register_never_asks_for_underflow() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    ok(gic.set_level(40, true));
-    ok(gic.set_level(41, true));
+    ok(gic.set_level(id(40), true));
+    ok(gic.set_level(id(41), true));
     assert_eq!(gic.vcpu().queued(), 1);
     assert_eq!(hcr(&mut host), GICH_HCR_EN);
 }
@@ -1015,10 +1028,10 @@ fn inject_sgi_keeps_one_list_register_per_source_and_reports_no_room() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
-    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
-    assert_eq!(gic.inject_sgi(1, 1), Ok(true));
+    assert_eq!(gic.inject_sgi(id(1), 0), Ok(true));
+    assert_eq!(gic.inject_sgi(id(1), 1), Ok(true));
     // Again from the same source while pending: merged.
-    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
+    assert_eq!(gic.inject_sgi(id(1), 0), Ok(true));
     let held: std::vec::Vec<ListRegister> =
         gic.list_registers().filter(|l| !l.is_empty()).collect();
     assert_eq!(held.len(), 2);
@@ -1037,14 +1050,53 @@ fn inject_sgi_keeps_one_list_register_per_source_and_reports_no_room() {
             .with_state(LrState::Active)
             .bits(),
     );
-    assert_eq!(gic.inject_sgi(1, 0), Ok(true));
+    assert_eq!(gic.inject_sgi(id(1), 0), Ok(true));
     assert_eq!(
         ListRegister::from_bits(lr(gic.host(), 0)).state(),
         LrState::PendingActive
     );
     // Four list registers: two more SGIs fill them, the next finds no room.
-    assert_eq!(gic.inject_sgi(2, 0), Ok(true));
-    assert_eq!(gic.inject_sgi(3, 0), Ok(true));
-    assert_eq!(gic.inject_sgi(4, 0), Ok(false));
-    assert_eq!(gic.inject_sgi(16, 0), Err(Error::InvalidIntId(16)));
+    assert_eq!(gic.inject_sgi(id(2), 0), Ok(true));
+    assert_eq!(gic.inject_sgi(id(3), 0), Ok(true));
+    assert_eq!(gic.inject_sgi(id(4), 0), Ok(false));
+    assert_eq!(gic.inject_sgi(id(16), 0), Err(Error::InvalidIntId(16)));
+}
+
+#[test]
+fn overflow_queue_is_first_in_first_out_with_its_capacity() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    // Not loaded: the list registers are the saved copies.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    let lrs = u32::try_from(gic.list_registers().count()).unwrap();
+    let capacity = u32::try_from(QUEUE_CAPACITY).unwrap();
+    let first = 100;
+    for intid in first..first + lrs + capacity {
+        ok(gic.set_level(id(intid), true));
+    }
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
+    let newest = first + lrs + capacity;
+    assert_eq!(
+        gic.set_level(id(newest), true),
+        Err(Error::QueueFull { intid: newest })
+    );
+    // A queued one from the middle leaves; the newest takes the freed
+    // place at the end.
+    let middle = first + lrs + 3;
+    ok(gic.set_level(id(middle), false));
+    ok(gic.set_level(id(newest), true));
+    assert_eq!(gic.vcpu().queued(), QUEUE_CAPACITY);
+    // Lowering what list register 0 holds frees it; the oldest queued
+    // interrupt moves in.
+    let mut refilled = std::vec::Vec::new();
+    while gic.vcpu().queued() > 0 {
+        let held = gic.list_register(0).unwrap().virtual_id();
+        ok(gic.set_level(id(held), false));
+        refilled.push(gic.list_register(0).unwrap().virtual_id());
+    }
+    let expected: std::vec::Vec<u32> = (first + lrs..first + lrs + capacity)
+        .filter(|&intid| intid != middle)
+        .chain([newest])
+        .collect();
+    assert_eq!(refilled, expected);
 }

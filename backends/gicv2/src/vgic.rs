@@ -10,8 +10,14 @@ use crate::registers::{
 };
 
 /// How many pending interrupts wait for a free list register at most, per
-/// vCPU.
+/// vCPU: the capacity of the overflow queue (a [`heapless::Vec`] of INTIDs
+/// inside [`VgicCpu`], oldest first). One more is refused with
+/// [`Error::QueueFull`].
 pub const QUEUE_CAPACITY: usize = 32;
+
+/// The overflow queue: INTIDs waiting for a free list register, oldest
+/// first.
+type Queue = heapless::Vec<u16, QUEUE_CAPACITY>;
 
 /// How many virtual INTIDs one vCPU can have hardware-mapped.
 pub const MAX_MAPPINGS: usize = 16;
@@ -47,8 +53,7 @@ pub struct VgicCpu {
     apr: u32,
     mappings: [Option<Mapping>; MAX_MAPPINGS],
     levels: [u32; LEVEL_WORDS],
-    queue: [u16; QUEUE_CAPACITY],
-    queue_len: usize,
+    queue: Queue,
     priority: u8,
     group1: bool,
     /// The [`HostGic::cpu_mask`] of the CPU whose list registers hold the
@@ -75,8 +80,7 @@ impl VgicCpu {
             apr: 0,
             mappings: [None; MAX_MAPPINGS],
             levels: [0; LEVEL_WORDS],
-            queue: [0; QUEUE_CAPACITY],
-            queue_len: 0,
+            queue: Queue::new(),
             priority: DEFAULT_PRIORITY,
             group1: false,
             loaded_on: None,
@@ -134,7 +138,19 @@ impl VgicCpu {
 
     /// The physical INTID `intid` is mapped to, if any.
     #[must_use]
-    pub fn mapping(&self, intid: u32) -> Option<u32> {
+    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+        self.mapped_to(intid.get())
+            .and_then(|phys| IntId::new(phys).ok())
+    }
+
+    /// The level of the vCPU's line `intid` as last set.
+    #[must_use]
+    pub fn level(&self, intid: IntId) -> bool {
+        self.line(intid.get())
+    }
+
+    /// [`mapping`](Self::mapping) of a raw INTID from a list register.
+    fn mapped_to(&self, intid: u32) -> Option<u32> {
         self.mappings
             .iter()
             .flatten()
@@ -142,17 +158,16 @@ impl VgicCpu {
             .map(|m| u32::from(m.phys))
     }
 
-    /// The level of the vCPU's line `intid` as last set.
-    #[must_use]
-    pub fn level(&self, intid: u32) -> bool {
+    /// [`level`](Self::level) of a raw INTID from a list register.
+    fn line(&self, intid: u32) -> bool {
         let (word, bit) = level_position(intid);
         self.levels.get(word).is_some_and(|w| w & bit != 0)
     }
 
     /// How many interrupts wait for a free list register.
     #[must_use]
-    pub const fn queued(&self) -> usize {
-        self.queue_len
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     fn set_line(&mut self, intid: u32, level: bool) {
@@ -211,42 +226,28 @@ impl VgicCpu {
         Ok(())
     }
 
-    fn queue_slice(&self) -> &[u16] {
-        self.queue.get(..self.queue_len).unwrap_or(&[])
-    }
-
     fn is_queued(&self, intid: u16) -> bool {
-        self.queue_slice().contains(&intid)
+        self.queue.contains(&intid)
     }
 
+    /// Appends `intid` to the queue; `false` if it is full.
     fn enqueue(&mut self, intid: u16) -> bool {
-        match self.queue.get_mut(self.queue_len) {
-            Some(slot) => {
-                *slot = intid;
-                self.queue_len = self.queue_len.saturating_add(1);
-                true
-            }
-            None => false,
-        }
+        self.queue.push(intid).is_ok()
     }
 
-    fn dequeue_at(&mut self, position: usize) {
-        if position < self.queue_len {
-            self.queue
-                .copy_within(position.saturating_add(1)..self.queue_len, position);
-            self.queue_len = self.queue_len.saturating_sub(1);
-        }
+    /// Takes the oldest queued INTID out, keeping the others' order.
+    fn dequeue_first(&mut self) -> Option<u16> {
+        // `Vec::remove` panics on an empty vector: check first.
+        (!self.queue.is_empty()).then(|| self.queue.remove(0))
     }
 
     fn remove_queued(&mut self, intid: u16) {
-        if let Some(position) = self.queue_slice().iter().position(|&q| q == intid) {
-            self.dequeue_at(position);
-        }
+        self.queue.retain(|&q| q != intid);
     }
 
     /// The list register value that makes `intid` pending now.
     fn pending_lr(&self, intid: u32) -> Result<ListRegister, Error> {
-        match self.mapping(intid) {
+        match self.mapped_to(intid) {
             Some(phys) => ListRegister::hardware(intid, phys, self.priority, self.group1),
             None => ListRegister::software(intid, self.priority, self.group1, true),
         }
@@ -435,7 +436,7 @@ impl<'a> Gic<'a> {
             if !lr.eoi_maintenance() {
                 continue;
             }
-            if self.vcpu.level(lr.virtual_id()) {
+            if self.vcpu.line(lr.virtual_id()) {
                 self.write_lr(index, lr.with_state(LrState::Pending));
                 report.reinjected = report.reinjected.saturating_add(1);
             } else {
@@ -460,7 +461,8 @@ impl<'a> Gic<'a> {
     }
 
     /// Sets the level of the vCPU's line `intid` (any INTID 0..=1019, not
-    /// only PPIs): the [`IrqChip::set_virtual_level`] of this backend.
+    /// only PPIs): the [`IrqChip::set_virtual_level`] of this backend,
+    /// without importing the trait.
     ///
     /// Raising makes the interrupt pending in a free list register (HW = 1
     /// with the physical INTID when mapped, HW = 0 with EOI otherwise),
@@ -471,10 +473,11 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`]; [`Error::QueueFull`] if it cannot be queued
-    /// (the level is remembered all the same); [`Error::LoadedOnOtherCpu`]
-    /// (nothing is touched).
-    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+    /// [`Error::InvalidIntId`] for an LPI (GICv2 has none);
+    /// [`Error::QueueFull`] if it cannot be queued (the level is remembered
+    /// all the same); [`Error::LoadedOnOtherCpu`] (nothing is touched).
+    pub fn set_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
+        let intid = intid.get();
         let v = checked_intid(intid)?;
         self.on_this_cpu()?;
         self.vcpu.set_line(intid, level);
@@ -490,8 +493,9 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`]; [`Error::LoadedOnOtherCpu`].
-    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+    /// [`Error::InvalidIntId`] for an LPI; [`Error::LoadedOnOtherCpu`].
+    pub fn is_active(&self, intid: IntId) -> Result<bool, Error> {
+        let intid = intid.get();
         checked_intid(intid)?;
         self.on_this_cpu()?;
         Ok(self
@@ -505,20 +509,20 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`], [`Error::InvalidPhysicalIntId`],
-    /// [`Error::HostIntIdInUse`] if another INTID of this vCPU is mapped
-    /// to `host`, [`Error::MappingTableFull`].
-    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
-        self.vcpu.map(intid, host)
+    /// [`Error::InvalidIntId`] for an LPI, [`Error::InvalidPhysicalIntId`]
+    /// for an SGI or an LPI, [`Error::HostIntIdInUse`] if another INTID of
+    /// this vCPU is mapped to `host`, [`Error::MappingTableFull`].
+    pub fn map(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        self.vcpu.map(intid.get(), host.get())
     }
 
     /// Undoes [`map`](Self::map); unmapping an unmapped INTID does nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`].
-    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
-        self.vcpu.unmap(intid)
+    /// [`Error::InvalidIntId`] for an LPI.
+    pub fn unmap(&mut self, intid: IntId) -> Result<(), Error> {
+        self.vcpu.unmap(intid.get())
     }
 
     /// The list register `index` where the vCPU's state is now (hardware
@@ -538,9 +542,11 @@ impl<'a> Gic<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidIntId`] (see [`ListRegister::sgi`]);
+    /// [`Error::InvalidIntId`] unless `sgi` is an SGI (0..=15) and
+    /// `source` at most 7 (see [`ListRegister::sgi`]);
     /// [`Error::LoadedOnOtherCpu`]. Nothing is touched then.
-    pub fn inject_sgi(&mut self, sgi: u32, source: u32) -> Result<bool, Error> {
+    pub fn inject_sgi(&mut self, sgi: IntId, source: u32) -> Result<bool, Error> {
+        let sgi = sgi.get();
         self.on_this_cpu()?;
         let lr = ListRegister::sgi(sgi, source, self.vcpu.priority, self.vcpu.group1)?;
         let same = (0..self.num_lrs())
@@ -706,13 +712,15 @@ impl<'a> Gic<'a> {
     /// Moves queued interrupts into free list registers, oldest first.
     fn refill(&mut self) -> usize {
         let mut moved = 0usize;
-        while let Some(&next) = self.vcpu.queue_slice().first() {
+        while !self.vcpu.queue.is_empty() {
             let Some(index) = self.free_lr() else {
                 break;
             };
-            self.vcpu.dequeue_at(0);
+            let Some(next) = self.vcpu.dequeue_first() else {
+                break;
+            };
             let intid = u32::from(next);
-            if !self.vcpu.level(intid) {
+            if !self.vcpu.line(intid) {
                 continue;
             }
             // Queued INTIDs and mappings were checked on the way in, so the
@@ -740,7 +748,7 @@ impl<'a> Gic<'a> {
     /// [`sync_after_exit`](Self::sync_after_exit).
     fn update_hcr(&mut self) {
         if self.here() {
-            let uie = if self.vcpu.queue_len > 0 && self.valid_lrs() >= 2 {
+            let uie = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
                 GICH_HCR_UIE
             } else {
                 0
@@ -776,18 +784,18 @@ impl IrqChip for Gic<'_> {
     }
 
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
-        self.set_level(intid.get(), level)
+        self.set_level(intid, level)
     }
 
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
-        self.is_active(intid.get())
+        self.is_active(intid)
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
-        self.map(intid.get(), host.get())
+        self.map(intid, host)
     }
 
     fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Error> {
-        self.unmap(intid.get())
+        self.unmap(intid)
     }
 }

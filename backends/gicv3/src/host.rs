@@ -344,16 +344,6 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
         &self.regs
     }
 
-    /// The system registers, for what this type does not cover.
-    ///
-    /// Counts as a possible list register write: the next read of
-    /// `ICH_ELRSR_EL2`/`ICH_EISR_EL2` by [`Gic`](crate::Gic) is preceded by
-    /// an `isb`.
-    pub const fn regs_mut(&mut self) -> &mut R {
-        self.lr_written = true;
-        &mut self.regs
-    }
-
     /// The system registers, for writes that are not to a list register.
     pub(crate) const fn sysregs_mut(&mut self) -> &mut R {
         &mut self.regs
@@ -389,6 +379,24 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
 }
 
 /// The run loop's view: one body for both GIC versions.
+/// Host tests on the fake registers (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "fake")))]
+impl HostGic<'_, crate::sysreg::FakeSysRegs> {
+    /// The fake system registers, for a test that plays the GIC (an
+    /// interrupt to acknowledge in `iar`, a list register the guest
+    /// changed). Only for the fake: with real registers a write here would
+    /// bypass this driver's bookkeeping.
+    ///
+    /// Counts as a possible list register write: the next read of
+    /// `ICH_ELRSR_EL2`/`ICH_EISR_EL2` by [`Gic`](crate::Gic) is preceded by
+    /// an `isb`.
+    pub const fn regs_mut(&mut self) -> &mut crate::sysreg::FakeSysRegs {
+        self.lr_written = true;
+        &mut self.regs
+    }
+}
+
 impl<'r, R: GicSysRegs> arch_timer_virt::GicCpu for HostGic<'r, R> {
     type Vgic = crate::VgicCpu;
     type Error = Error;

@@ -25,6 +25,10 @@ mod vgic;
 #[cfg(test)]
 mod tests;
 
+/// [`safe_mmio`], re-exported: [`HostGic`]'s constructors take its
+/// `UniqueMmioPointer`s, so a hypervisor names the version this crate uses.
+pub use safe_mmio;
+
 pub use error::Error;
 pub use host::{CpuId, HostGic, MAINTENANCE_INTID};
 pub use registers::{Affinity, ListRegister, LrState, Redistributor};

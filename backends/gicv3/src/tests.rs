@@ -32,6 +32,11 @@ fn ppi(n: u32) -> IntId {
     IntId::ppi(n).unwrap()
 }
 
+/// `n` as an INTID (tests use valid ones).
+fn id(n: u32) -> IntId {
+    IntId::new(n).unwrap()
+}
+
 /// Zeroed redistributors with the given `GICR_TYPER`s.
 fn frames(typers: &[u64]) -> Box<[Redistributor]> {
     // SAFETY: every field of `Redistributor` is an integer (or a
@@ -464,7 +469,7 @@ fn a_full_queue_is_an_error_not_a_panic() {
         })
     );
     // Withdrawing a queued one makes room again.
-    gic.withdraw(40).unwrap();
+    gic.withdraw(id(40)).unwrap();
     gic.inject(spi(32 + capacity)).unwrap();
 }
 
@@ -560,8 +565,8 @@ fn a_host_ppi_backs_one_virtual_ppi_only() {
     assert!(format!("{err}").contains("INTID 27"));
     gic.unmap_virtual(ppi(27)).unwrap();
     gic.map_virtual(ppi(28), ppi(27)).unwrap();
-    assert_eq!(gic.vcpu().mapping(28), Some(27));
-    assert_eq!(gic.vcpu().mapping(27), None);
+    assert_eq!(gic.vcpu().mapping(id(28)), Some(id(27)));
+    assert_eq!(gic.vcpu().mapping(id(27)), None);
 }
 
 /// A CTL value the mock timer reports, changed by the test as it goes.
@@ -601,8 +606,8 @@ fn forwarded_vtimer_cycle_through_the_core() {
     gic.vcpu_load().unwrap();
     timer.load(&vm, &mut hw, &mut gic).unwrap();
     assert_eq!(
-        gic.vcpu().mapping(IntId::VIRTUAL_TIMER.get()),
-        Some(IntId::VIRTUAL_TIMER.get())
+        gic.vcpu().mapping(IntId::VIRTUAL_TIMER),
+        Some(IntId::VIRTUAL_TIMER)
     );
     assert_eq!(take_writes(gic.host()), [0, 1 << 27, 1 << 27, 0]);
     timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
@@ -827,7 +832,7 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
         gic.inject(ListRegister::software(40, LrState::Pending, 0xA0)),
         Err(Error::LoadedOnOtherCpu)
     );
-    assert_eq!(gic.withdraw(31), Err(Error::LoadedOnOtherCpu));
+    assert_eq!(gic.withdraw(id(31)), Err(Error::LoadedOnOtherCpu));
     assert_eq!(*host1.regs(), before, "CPU1's registers changed");
     assert!(host1.vcpu_loaded() && a.is_loaded());
     // On its own CPU, A is put as usual.
@@ -888,17 +893,17 @@ fn level_and_mapping_take_any_intid() {
     let mut host = host(&mut frames, VTR_4_LRS, 0);
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
-    gic.set_level(30, true).unwrap();
-    gic.map(27, 27).unwrap();
-    assert!(gic.vcpu().level(30));
-    assert!(!gic.vcpu().level(31));
-    assert_eq!(gic.vcpu().mapping(27), Some(27));
-    assert_eq!(gic.vcpu().mapping(30), None);
+    gic.set_level(id(30), true).unwrap();
+    gic.map(id(27), id(27)).unwrap();
+    assert!(gic.vcpu().level(id(30)));
+    assert!(!gic.vcpu().level(id(31)));
+    assert_eq!(gic.vcpu().mapping(id(27)), Some(id(27)));
+    assert_eq!(gic.vcpu().mapping(id(30)), None);
     // Not PPIs: never mapped, no level here (and no panic).
-    assert!(!gic.vcpu().level(40));
-    assert!(!gic.vcpu().level(u32::MAX));
-    assert_eq!(gic.vcpu().mapping(1020), None);
-    assert_eq!(gic.set_level(40, true), Err(Error::InvalidIntId(40)));
+    assert!(!gic.vcpu().level(id(40)));
+    assert!(!gic.vcpu().level(id(8192)));
+    assert_eq!(gic.vcpu().mapping(id(1019)), None);
+    assert_eq!(gic.set_level(id(40), true), Err(Error::InvalidIntId(40)));
 }
 
 /// The fake's derived registers follow the specification's definitions on
@@ -1024,17 +1029,61 @@ fn u32_injection_api_matches_gicv2() {
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     gic.vcpu_load().unwrap();
-    gic.map(27, 27).unwrap();
-    gic.set_level(27, true).unwrap();
+    gic.map(id(27), id(27)).unwrap();
+    gic.set_level(id(27), true).unwrap();
     assert_eq!(
         ListRegister::from_bits(lr(gic.host(), 0)).pintid(),
         Some(27)
     );
     gic.host().regs_mut().ich_lr[0] |= 0b11 << 62; // guest acknowledged
-    assert_eq!(gic.is_active(27), Ok(true));
-    gic.unmap(27).unwrap();
-    assert_eq!(gic.vcpu().mapping(27), None);
-    assert_eq!(gic.set_level(40, true), Err(Error::InvalidIntId(40)));
-    assert_eq!(gic.is_active(1020), Err(Error::InvalidIntId(1020)));
-    assert_eq!(gic.map(27, 40), Err(Error::InvalidPhysicalIntId(40)));
+    assert_eq!(gic.is_active(id(27)), Ok(true));
+    gic.unmap(id(27)).unwrap();
+    assert_eq!(gic.vcpu().mapping(id(27)), None);
+    assert_eq!(gic.set_level(id(40), true), Err(Error::InvalidIntId(40)));
+    assert_eq!(gic.is_active(id(1019)), Err(Error::InvalidIntId(1019)));
+    assert_eq!(
+        gic.map(id(27), id(40)),
+        Err(Error::InvalidPhysicalIntId(40))
+    );
+}
+
+#[test]
+fn overflow_queue_is_first_in_first_out_with_its_capacity() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_1_LR, 0);
+    let mut vcpu = VgicCpu::new();
+    // Not loaded: the list register is the saved copy.
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    let spi = |n: u32| ListRegister::software(n, LrState::Pending, 0xA0);
+    let capacity = u32::try_from(QUEUE_CAPACITY).unwrap();
+    // 32 in the list register, 33.. in the queue.
+    for n in 32..=32 + capacity {
+        gic.inject(spi(n)).unwrap();
+    }
+    assert_eq!(gic.vcpu().queued().len(), QUEUE_CAPACITY);
+    let newest = 33 + capacity;
+    assert_eq!(
+        gic.inject(spi(newest)),
+        Err(Error::QueueFull { intid: newest })
+    );
+    // A queued one from the middle leaves; the newest takes the freed
+    // place at the end.
+    let middle = 36;
+    gic.withdraw(id(middle)).unwrap();
+    gic.inject(spi(newest)).unwrap();
+    let expected: std::vec::Vec<u32> = (33..33 + capacity)
+        .filter(|&n| n != middle)
+        .chain([newest])
+        .collect();
+    let queued: std::vec::Vec<u32> = gic.vcpu().queued().iter().map(|lr| lr.vintid()).collect();
+    assert_eq!(queued, expected);
+    // Withdrawing what the list register holds frees it; the oldest queued
+    // interrupt moves in.
+    let mut refilled = std::vec::Vec::new();
+    while !gic.vcpu().queued().is_empty() {
+        let held = gic.list_register(0).unwrap().vintid();
+        gic.withdraw(id(held)).unwrap();
+        refilled.push(gic.list_register(0).unwrap().vintid());
+    }
+    assert_eq!(refilled, expected);
 }

@@ -11,8 +11,14 @@ use crate::sysreg::{GicSysRegs, SysReg};
 use crate::{CpuId, Error, HostGic};
 
 /// How many pending virtual interrupts wait for a free list register at
-/// most.
+/// most, per vCPU: the capacity of the overflow queue (a
+/// [`heapless::Vec`] inside [`VgicCpu`], oldest first). One more is
+/// refused with [`Error::QueueFull`].
 pub const QUEUE_CAPACITY: usize = 16;
+
+/// The overflow queue: pending virtual interrupts waiting for a free list
+/// register, oldest first.
+type Queue = heapless::Vec<ListRegister, QUEUE_CAPACITY>;
 
 /// The priority [`VgicCpu::new`] injects virtual interrupts with.
 pub const DEFAULT_PRIORITY: u8 = 0xA0;
@@ -23,9 +29,13 @@ fn ppi_index(intid: IntId) -> usize {
     usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
 }
 
-/// `intid` as a PPI.
-fn ppi_id(intid: u32) -> Result<IntId, Error> {
-    IntId::ppi(intid).map_err(|_| Error::InvalidIntId(intid))
+/// `intid` if it is a PPI.
+fn ppi_id(intid: IntId) -> Result<IntId, Error> {
+    if intid.is_ppi() {
+        Ok(intid)
+    } else {
+        Err(Error::InvalidIntId(intid.get()))
+    }
 }
 
 /// The `u8` number of list register `n` (`n` < 16).
@@ -54,8 +64,7 @@ pub struct VgicCpu {
     ap1r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
     mapped: [Option<IntId>; 16],
     levels: u32,
-    queue: [ListRegister; QUEUE_CAPACITY],
-    queued: usize,
+    queue: Queue,
     priority: u8,
     /// The affinity of the CPU whose list registers hold the state.
     loaded_on: Option<CpuId>,
@@ -79,8 +88,7 @@ impl VgicCpu {
             ap1r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
             mapped: [None; 16],
             levels: 0,
-            queue: [ListRegister::EMPTY; QUEUE_CAPACITY],
-            queued: 0,
+            queue: Queue::new(),
             priority: DEFAULT_PRIORITY,
             loaded_on: None,
         }
@@ -132,16 +140,15 @@ impl VgicCpu {
     /// The physical INTID the virtual INTID `intid` is mapped to, if any
     /// (only PPIs are ever mapped here: `None` for any other INTID).
     #[must_use]
-    pub fn mapping(&self, intid: u32) -> Option<u32> {
-        let ppi = IntId::ppi(intid).ok()?;
-        self.ppi_mapping(ppi).map(IntId::get)
+    pub fn mapping(&self, intid: IntId) -> Option<IntId> {
+        self.ppi_mapping(ppi_id(intid).ok()?)
     }
 
     /// The level of the software (not mapped) virtual INTID `intid` as last
     /// set (only PPIs have a level here: `false` for any other INTID).
     #[must_use]
-    pub fn level(&self, intid: u32) -> bool {
-        IntId::ppi(intid).is_ok_and(|ppi| self.ppi_level(ppi))
+    pub fn level(&self, intid: IntId) -> bool {
+        ppi_id(intid).is_ok_and(|ppi| self.ppi_level(ppi))
     }
 
     /// The physical PPI the virtual PPI `intid` is mapped to.
@@ -158,7 +165,7 @@ impl VgicCpu {
     /// first.
     #[must_use]
     pub fn queued(&self) -> &[ListRegister] {
-        self.queue.get(..self.queued).unwrap_or(&[])
+        &self.queue
     }
 
     fn queue_position(&self, vintid: u32) -> Option<usize> {
@@ -166,21 +173,16 @@ impl VgicCpu {
     }
 
     fn push(&mut self, lr: ListRegister) -> Result<(), Error> {
-        let slot = self
-            .queue
-            .get_mut(self.queued)
-            .ok_or(Error::QueueFull { intid: lr.vintid() })?;
-        *slot = lr;
-        self.queued = self.queued.saturating_add(1);
-        Ok(())
+        self.queue
+            .push(lr)
+            .map_err(|lr| Error::QueueFull { intid: lr.vintid() })
     }
 
+    /// Takes the queued interrupt at `position` out, keeping the others'
+    /// order.
     fn remove(&mut self, position: usize) -> Option<ListRegister> {
-        let lr = *self.queued().get(position)?;
-        self.queue
-            .copy_within(position.saturating_add(1)..self.queued, position);
-        self.queued = self.queued.saturating_sub(1);
-        Some(lr)
+        // `Vec::remove` panics past the end: check first.
+        (position < self.queue.len()).then(|| self.queue.remove(position))
     }
 
     /// The list register for a virtual PPI raised now: HW with the physical
@@ -456,7 +458,8 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// # Errors
     ///
     /// [`Error::LoadedOnOtherCpu`]; nothing is touched.
-    pub fn withdraw(&mut self, vintid: u32) -> Result<(), Error> {
+    pub fn withdraw(&mut self, vintid: IntId) -> Result<(), Error> {
+        let vintid = vintid.get();
         self.on_this_cpu()?;
         if let Some(position) = self.vcpu.queue_position(vintid) {
             self.vcpu.remove(position);
@@ -476,15 +479,15 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// Sets the level of the vCPU's virtual PPI `intid`: the
-    /// [`IrqChip::set_virtual_level`] of this backend with a `u32`, named as
-    /// in `arch-timer-virt-gicv2`. For other INTIDs use
+    /// [`IrqChip::set_virtual_level`] of this backend without importing the
+    /// trait, named as in `arch-timer-virt-gicv2`. For other INTIDs use
     /// [`inject`](Self::inject)/[`withdraw`](Self::withdraw).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI (16..=31); as
     /// [`IrqChip::set_virtual_level`] otherwise.
-    pub fn set_level(&mut self, intid: u32, level: bool) -> Result<(), Error> {
+    pub fn set_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
         self.set_virtual_level(ppi_id(intid)?, level)
     }
 
@@ -495,7 +498,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI;
     /// [`Error::LoadedOnOtherCpu`].
-    pub fn is_active(&self, intid: u32) -> Result<bool, Error> {
+    pub fn is_active(&self, intid: IntId) -> Result<bool, Error> {
         self.virtual_active(ppi_id(intid)?)
     }
 
@@ -506,8 +509,10 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::InvalidIntId`] or [`Error::InvalidPhysicalIntId`] unless
     /// both are PPIs; [`Error::HostIntIdInUse`].
-    pub fn map(&mut self, intid: u32, host: u32) -> Result<(), Error> {
-        let host = IntId::ppi(host).map_err(|_| Error::InvalidPhysicalIntId(host))?;
+    pub fn map(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        if !host.is_ppi() {
+            return Err(Error::InvalidPhysicalIntId(host.get()));
+        }
         self.map_virtual(ppi_id(intid)?, host)
     }
 
@@ -516,7 +521,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// # Errors
     ///
     /// [`Error::InvalidIntId`] unless `intid` is a PPI.
-    pub fn unmap(&mut self, intid: u32) -> Result<(), Error> {
+    pub fn unmap(&mut self, intid: IntId) -> Result<(), Error> {
         self.unmap_virtual(ppi_id(intid)?)
     }
 
@@ -592,7 +597,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// Moves queued interrupts into free list registers; returns how many.
     fn refill(&mut self) -> usize {
         let mut moved = 0usize;
-        while self.vcpu.queued > 0 {
+        while !self.vcpu.queue.is_empty() {
             let Some(n) = self.free_lr() else { break };
             let Some(lr) = self.vcpu.remove(0) else { break };
             self.write_lr(n, lr);
@@ -617,7 +622,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             return;
         }
         let hcr = self.host.regs().read(SysReg::IchHcrEl2);
-        let wanted = if self.vcpu.queued > 0 && self.valid_lrs() >= 2 {
+        let wanted = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
             hcr | ICH_HCR_UIE
         } else {
             hcr & !ICH_HCR_UIE
@@ -654,7 +659,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
             let lr = self.vcpu.lr_for(intid);
             self.inject(lr)
         } else {
-            self.withdraw(intid.get())
+            self.withdraw(intid)
         }
     }
 

@@ -485,7 +485,10 @@ impl Machine {
 
 /// What a model CPU's timer offers, as a backend reads it at start-up
 /// (the core's `TimerHw` needs none of it).
+///
+/// `#[non_exhaustive]`: the model may report more features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TimerFeatures {
     /// The host runs with `HCR_EL2.E2H = 1`.
     pub vhe: bool,

@@ -180,6 +180,7 @@ fn inject_sgi_v2(
     source: usize,
 ) -> Result<bool, arch_timer_virt_gicv2::Error> {
     let source = u32::try_from(source).unwrap_or(u32::MAX);
+    let sgi = IntId::new(sgi).map_err(|_| arch_timer_virt_gicv2::Error::InvalidIntId(sgi))?;
     chip.inject_sgi(sgi, source)
 }
 

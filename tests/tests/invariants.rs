@@ -7,7 +7,7 @@
 //! Long mode: `PROPTEST_CASES=<n>` runs `n` cases for *every* property, e.g.
 //!
 //! ```text
-//! PROPTEST_CASES=100000 cargo test -p arch-timer-virt-sim --release --test invariants
+//! PROPTEST_CASES=100000 cargo test -p arch-timer-virt-tests --release --test invariants
 //! ```
 
 use core::time::Duration;
