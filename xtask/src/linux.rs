@@ -622,7 +622,7 @@ sleep 5
 u1=$(cut -d' ' -f1 /proc/uptime)
 i1=$(timer_irqs)
 echo "ATV-INIT: idle sleep 5 took $u0 -> $u1 s, arch_timer interrupts $i0 -> $i1"
-grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
+grep -E 'arch_timer|IPI|uart-pl011' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
 # Kernel messages to the console only for emergencies while the check runs:
 # none may split its summary line.
 printk=$(cut -f1 /proc/sys/kernel/printk)

@@ -14,17 +14,23 @@
 //!   CPU is kicked with a host SGI ([`crate::gic::KICK_SGI`]), which ends
 //!   its guest's slice or its idle WFI;
 //! - [`data_abort`]: stage 2 data aborts: the GICv3 distributor and
-//!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]); any
-//!   other ends the run with the device, the IPA and the access;
+//!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]), the
+//!   PL011 ([`Pl011`]); any other ends the run with the device, the IPA
+//!   and the access;
+//! - the console: the guest's PL011 output is printed a line at a time
+//!   (the hypervisor's messages never split one); the UART's interrupt
+//!   line, `MIS != 0`, is the SPI of the distributor's choice of vCPU:
+//!   [`deliver_sgis`] sets that vCPU's virtual line (a software,
+//!   level-sensitive list register) before every entry;
 //! - [`hcr`], [`stage2_ram`], [`within_run_limit`]: what differs from the
 //!   built-in guests (`HCR_EL2.DC` off so the guest's MMU works, pointer
-//!   authentication not trapped, its RAM and UART, a run limit that fits a
-//!   Linux boot under TCG).
+//!   authentication not trapped, its RAM, a run limit that fits a Linux
+//!   boot under TCG).
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use arch_timer_virt::IntId;
+use arch_timer_virt::{IntId, IrqChip};
 use qemu_hypervisor::config::{RunConfig, Scenario};
 use qemu_hypervisor::platform;
 use qemu_hypervisor::platform::boot::{
@@ -34,11 +40,12 @@ use qemu_hypervisor::platform::boot::{
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
 use qemu_hypervisor::platform::ipi::{self, Mailbox};
 use qemu_hypervisor::platform::mmio::MmioAccess;
+use qemu_hypervisor::platform::pl011::{self, Effect, LineBuffer, Pl011};
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
 use qemu_hypervisor::platform::vgic2::{self, Vgic2};
 use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3, Write};
 
-use crate::console::println;
+use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail};
 use crate::gic::HostIrqs;
@@ -49,10 +56,12 @@ use crate::stage2::{GICC_IPA, GuestRam};
 use crate::sysreg::read_sysreg;
 use crate::vectors::GuestRegs;
 
-/// The PL011 (QEMU `virt`), passed through to the guest for now.
+/// The guest's PL011, emulated (where QEMU `virt` has its own).
 const UART_BASE: u64 = 0x0900_0000;
+const UART_END: u64 = UART_BASE + pl011::SIZE;
 /// Its SPI (INTID 33).
 const UART_SPI: u32 = 1;
+const UART_INTID: u32 = 32 + UART_SPI;
 /// The GIC distributor and the first redistributor as the guest sees
 /// them (QEMU `virt`'s addresses).
 const GICD_BASE: u64 = 0x0800_0000;
@@ -88,11 +97,10 @@ pub(crate) fn hcr(config: RunConfig, hcr: u64) -> u64 {
     }
 }
 
-/// The Linux guest's stage 2: its RAM and the UART.
+/// The Linux guest's stage 2: its RAM (its devices are emulated).
 pub(crate) fn stage2_ram() -> GuestRam {
     GuestRam::Linux {
         ram: RAM_BASE..RAM_BASE + RAM_SIZE,
-        uart: UART_BASE,
     }
 }
 
@@ -367,6 +375,7 @@ pub(crate) fn starts_on(index: usize) -> bool {
 /// Records how the guest ended the run and kicks the other CPUs so that
 /// their run loops see it.
 fn end_run(how: u8, gicv3: bool) {
+    flush_console();
     ENDED.store(how, Ordering::Release);
     let s = smp();
     let me = this_cpu();
@@ -437,9 +446,11 @@ pub(crate) fn poll<V>(vcpus: &mut [Vcpu<V>], mode: qemu_hypervisor::config::Host
     wake
 }
 
-/// Whether SGIs wait in `vcpu`'s mailbox.
+/// Whether interrupts wait for `vcpu`: SGIs in its mailbox, or the
+/// UART's SPI pending for it (a WFI completes at once, a blocked vCPU is
+/// woken).
 pub(crate) fn sgis_waiting(vcpu: usize) -> bool {
-    SGIS.get(vcpu).is_some_and(|m| !m.is_empty())
+    SGIS.get(vcpu).is_some_and(|m| !m.is_empty()) || uart_line_for(vcpu)
 }
 
 /// Sends SGI `sgi` from vCPU `from` to the vCPUs in `targets` (bit n =
@@ -462,6 +473,7 @@ pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
 /// mailbox into its list registers (those without room go back for the
 /// next entry).
 pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    sync_uart_line(v, gic);
     let Some(mailbox) = SGIS.get(v.index) else {
         return;
     };
@@ -561,6 +573,16 @@ pub(crate) fn data_abort<G: HostIrqs>(
     };
     let reg = usize::from(a.reg);
     let stored = a.store_value(v.regs.x.get(reg).copied().unwrap_or(0));
+    if (UART_BASE..UART_END).contains(&ipa) {
+        let value = uart_access(v.index, ipa - UART_BASE, a, stored);
+        if !a.write
+            && let Some(x) = v.regs.x.get_mut(reg)
+        {
+            *x = a.load_value(u64::from(value));
+        }
+        v.regs.pc += 4;
+        return None;
+    }
     let live = live(v, host);
     let gic = GIC.load(Ordering::Relaxed);
     let loaded = critical_section::with(|cs| {
@@ -607,6 +629,10 @@ pub(crate) fn data_abort<G: HostIrqs>(
             v.regs.pc
         )
     };
+    if a.write {
+        // The UART's SPI may have been enabled, disabled or routed.
+        update_uart_target(v.index);
+    }
     match write {
         Write::Done => {}
         // Linux sends its IPIs by `ICC_SGI1R_EL1` or `GICD_SGIR` and never
@@ -626,6 +652,145 @@ pub(crate) fn data_abort<G: HostIrqs>(
     }
     v.regs.pc += 4;
     None
+}
+
+/// The guest's UART and the line of output it is collecting.
+struct Console {
+    uart: Pl011,
+    line: LineBuffer,
+    /// Lines printed.
+    lines: u64,
+}
+
+/// The guest's console (shared by every CPU, as [`VGIC3`]).
+static CONSOLE: critical_section::Mutex<RefCell<Console>> =
+    critical_section::Mutex::new(RefCell::new(Console {
+        uart: Pl011::new(),
+        line: LineBuffer::new(),
+        lines: 0,
+    }));
+/// The vCPU (index + 1) the UART's SPI is pending for; 0: none (its
+/// line low, the SPI disabled or routed nowhere).
+static UART_TARGET: AtomicUsize = AtomicUsize::new(0);
+/// Per vCPU: whether its virtual line for the UART's SPI is high (what
+/// [`sync_uart_line`] last set in its list registers).
+static UART_RAISED: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+/// How many times a vCPU's virtual UART line went high.
+static UART_RAISES: AtomicU64 = AtomicU64::new(0);
+
+/// A guest access at `offset` in the PL011's page (`stored`: what a
+/// store writes). Returns what a load reads.
+fn uart_access(vcpu: usize, offset: u64, a: MmioAccess, stored: u64) -> u32 {
+    let value = critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        if !a.write {
+            return c.uart.read(offset, a.width);
+        }
+        if let Effect::Transmit(byte) = c.uart.write(offset, a.width, stored) {
+            let printed = c.line.push(byte).map(print_guest_line).is_some();
+            if printed {
+                c.line.clear();
+                c.lines += 1;
+            }
+        }
+        0
+    });
+    if a.write {
+        update_uart_target(vcpu);
+    }
+    value
+}
+
+/// Prints a line of the guest's output and a newline. A line that could
+/// pass for one of the hypervisor's gets a `guest: ` prefix. Called in
+/// the console's critical section, so no other CPU prints in between.
+fn print_guest_line(line: &[u8]) {
+    if pl011::looks_like_hypervisor(line) {
+        write_bytes(b"guest: ");
+    }
+    write_bytes(line);
+    write_bytes(b"\n");
+}
+
+/// Prints what is left of the guest's last line (the run is ending) and
+/// the console's figures.
+fn flush_console() {
+    let lines = critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        if !c.line.pending().is_empty() {
+            print_guest_line(c.line.pending());
+            c.line.clear();
+            c.lines += 1;
+        }
+        c.lines
+    });
+    println!(
+        "hv: linux: console: {lines} lines through the emulated PL011; its interrupt (INTID \
+         {UART_INTID}) raised {} times",
+        UART_RAISES.load(Ordering::Relaxed)
+    );
+}
+
+/// Recomputes which vCPU the UART's SPI is pending for, after vCPU
+/// `from` changed the UART or the distributor; a vCPU on another CPU
+/// whose line changes is kicked, to see it at its next entry.
+fn update_uart_target(from: usize) {
+    let gic = GIC.load(Ordering::Relaxed);
+    let target = critical_section::with(|cs| {
+        if !CONSOLE.borrow_ref(cs).uart.line() {
+            return None;
+        }
+        match gic {
+            3 => VGIC3.borrow_ref(cs).spi_target(UART_INTID),
+            2 => VGIC2.borrow_ref(cs).spi_target(UART_INTID),
+            _ => None,
+        }
+    });
+    let new = target.map_or(0, |t| t + 1);
+    let old = UART_TARGET.swap(new, Ordering::AcqRel);
+    if old == new {
+        return;
+    }
+    let s = smp();
+    for vcpu in [old, new].into_iter().filter_map(|n| n.checked_sub(1)) {
+        if s.host_cpu_of(vcpu) != s.host_cpu_of(from) {
+            crate::gic::kick(gic == 3, s.host_cpu_of(vcpu));
+        }
+    }
+}
+
+/// Whether the UART's SPI is pending for `vcpu`.
+fn uart_line_for(vcpu: usize) -> bool {
+    UART_TARGET.load(Ordering::Acquire) == vcpu + 1
+}
+
+/// Before entering `v` (loaded on this CPU): its virtual line for the
+/// UART's SPI follows [`uart_line_for`]. Raising it again while it is
+/// high is harmless (the backend keeps one list register per INTID) and
+/// makes it pending again once the guest has deactivated it with the
+/// line still high, as a level-sensitive interrupt is.
+fn sync_uart_line<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    let Some(raised) = UART_RAISED.get(v.index) else {
+        return;
+    };
+    let want = uart_line_for(v.index);
+    let was = raised.load(Ordering::Relaxed);
+    if !want && !was {
+        return;
+    }
+    let Ok(intid) = IntId::new(UART_INTID) else {
+        return;
+    };
+    if let Err(e) = gic.chip(&mut v.vgic).set_virtual_level(intid, want) {
+        fail!(
+            "hv: linux: UART interrupt (INTID {UART_INTID}) to vCPU {}: {e:?}",
+            v.index
+        );
+    }
+    if want && !was {
+        UART_RAISES.fetch_add(1, Ordering::Relaxed);
+    }
+    raised.store(want, Ordering::Relaxed);
 }
 
 /// The Linux guest's CPUs other than the first that are done (their

@@ -151,6 +151,26 @@ impl Vgic2 {
         }
     }
 
+    /// The vCPU that SPI `intid` (a level the caller holds high) is
+    /// pending for: `None` while the guest has it disabled, the
+    /// distributor disabled, or no target CPU in `GICD_ITARGETSR`. With
+    /// several targets (1-N) it goes to the first.
+    #[must_use]
+    pub fn spi_target(&self, intid: u32) -> Option<usize> {
+        let n = usize::try_from(intid.checked_sub(32)?).ok()?;
+        let enabled = self
+            .spis
+            .get(n / 32)?
+            .read(BankReg::SetEnable, Live::default())
+            & (1 << (n % 32))
+            != 0;
+        if !enabled || self.ctlr & 1 == 0 {
+            return None;
+        }
+        let targets = u32::from(*self.targets.get(n)?) & self.all();
+        (targets != 0).then(|| targets.trailing_zeros() as usize)
+    }
+
     /// Whether the guest enabled SGI/PPI `intid` on `vcpu`.
     #[must_use]
     pub fn private_enabled(&self, vcpu: usize, intid: u32) -> bool {
@@ -206,6 +226,27 @@ mod tests {
         assert_eq!(g.read(0, 0x200, Width::Word, live), 1 << 27);
         assert_eq!(g.read(0, 0x300, Width::Word, live), 1 << 27);
         assert_eq!(g.read(0, 0xc00, Width::Word, live), 0xaaaa_aaaa);
+    }
+
+    #[test]
+    fn spi_target_follows_enable_and_itargetsr() {
+        let mut g = Vgic2::new(2);
+        assert_eq!(g.spi_target(33), None);
+        g.write(0, 0x104, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "distributor disabled");
+        g.write(0, 0, Width::Word, 1);
+        assert_eq!(g.spi_target(33), None, "no target CPU");
+        // Linux: every SPI to CPU 0 (ITARGETSR byte 0x01).
+        g.write(0, 0x820, Width::Word, 0x0101_0101);
+        assert_eq!(g.spi_target(33), Some(0));
+        g.write(0, 0x821, Width::Byte, 2);
+        assert_eq!(g.spi_target(33), Some(1));
+        g.write(0, 0x821, Width::Byte, 3);
+        assert_eq!(g.spi_target(33), Some(0), "1-N: the first");
+        g.write(0, 0x184, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "disabled again");
+        assert_eq!(g.spi_target(27), None);
+        assert_eq!(g.spi_target(32 + u32::try_from(SPIS).unwrap()), None);
     }
 
     #[test]

@@ -266,6 +266,32 @@ impl Vgic3 {
             .unwrap_or(0)
     }
 
+    /// The vCPU that SPI `intid` (a level the caller holds high) is
+    /// pending for: `None` while the guest has it disabled, or its group
+    /// disabled in `GICD_CTLR`, or routed to no vCPU here. `GICD_IROUTER`
+    /// names the vCPU by Aff0 (Aff1..Aff3 0); with `IRM` (any
+    /// participating PE) it goes to vCPU 0.
+    #[must_use]
+    pub fn spi_target(&self, intid: u32) -> Option<usize> {
+        let n = usize::try_from(intid.checked_sub(32)?).ok()?;
+        let bank = self.spis.get(n / 32)?;
+        let bit = 1_u32 << (n % 32);
+        let group_enable = if bank.group & bit != 0 {
+            CTLR_ENABLE_GRP1
+        } else {
+            CTLR_ENABLE_GRP0
+        };
+        if bank.enabled & bit == 0 || self.ctlr & group_enable == 0 {
+            return None;
+        }
+        let route = *self.routes.get(n)?;
+        if route & (1 << 31) != 0 {
+            return Some(0);
+        }
+        let vcpu = usize::try_from(route & 0xff).ok()?;
+        (route & 0xff_00ff_ff00 == 0 && vcpu < self.cpus).then_some(vcpu)
+    }
+
     /// A distributor read at `offset` (below [`GICD_SIZE`]).
     #[must_use]
     pub fn read_distributor(&self, offset: u64, width: Width) -> u64 {
@@ -549,6 +575,34 @@ mod tests {
         assert_eq!(g.read_distributor(0x108, Width::Word), 0);
         g.write_distributor(0x7ff8, Width::Double, 1);
         assert_eq!(g.read_distributor(0x7ff8, Width::Double), 0);
+    }
+
+    #[test]
+    fn spi_target_follows_enable_group_and_route() {
+        let mut g = Vgic3::new(2);
+        // SPI 33 (the UART's): disabled at reset.
+        assert_eq!(g.spi_target(33), None);
+        g.write_distributor(0x104, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "group 0 not enabled");
+        // Linux: every SPI group 1, then Group 1 enabled.
+        g.write_distributor(0x084, Width::Word, u64::MAX);
+        g.write_distributor(0, Width::Word, u64::from(CTLR_ARE | CTLR_ENABLE_GRP1));
+        assert_eq!(g.spi_target(33), Some(0), "IROUTER 0: vCPU 0");
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 1);
+        assert_eq!(g.spi_target(33), Some(1));
+        // A CPU that does not exist, or another cluster: nobody.
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 2);
+        assert_eq!(g.spi_target(33), None);
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 1 << 8);
+        assert_eq!(g.spi_target(33), None);
+        // IRM: any CPU, vCPU 0.
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, (1 << 31) | 1);
+        assert_eq!(g.spi_target(33), Some(0));
+        g.write_distributor(0x184, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "disabled again");
+        // Not an implemented SPI, not an SPI.
+        assert_eq!(g.spi_target(32 + u32::try_from(SPIS).unwrap()), None);
+        assert_eq!(g.spi_target(27), None);
     }
 
     #[test]
