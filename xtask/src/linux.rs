@@ -23,7 +23,7 @@
 //!   `cargo xtask test`) print one `LINUX` line each.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +56,9 @@ const QEMU_RAM: &str = "512M";
 const DEFAULT_TIMEOUT: u64 = 300;
 /// The marker the `/init` script prints before powering off.
 const INIT_DONE: &str = "ATV-INIT: done";
+/// What `cargo xtask linux` types at the guest's console: the guest's
+/// terminal echoes it as a line of its own.
+const CONSOLE_INPUT: &[u8] = b"atv-console-input\n";
 
 /// Where provisioning unpacks the Debian packages.
 fn default_root() -> PathBuf {
@@ -974,12 +977,20 @@ fn boot(
     if echo {
         println!("$ {cmd:?}");
     }
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.program().display()))?;
+    // A line of console input: the hypervisor hands it to the guest's
+    // emulated PL011 once its driver listens, whose receive interrupts
+    // then show in /proc/interrupts (`uart-pl011`). The pipe stays open
+    // until QEMU ends (QEMU sees no end of its input).
+    let mut input = child.stdin.take().ok_or("no QEMU stdin")?;
+    input
+        .write_all(CONSOLE_INPUT)
+        .map_err(|e| format!("cannot write QEMU's input: {e}"))?;
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
     let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -1000,6 +1011,7 @@ fn boot(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    drop(input);
     for r in readers {
         let _ = r.join();
     }

@@ -46,6 +46,18 @@ pub(crate) fn write_bytes(bytes: &[u8]) {
     });
 }
 
+/// Takes a byte the host's UART received, if any (input for the Linux
+/// guest's console); `None` before [`init`], when nothing came, or on a
+/// receive error.
+pub(crate) fn read_byte() -> Option<u8> {
+    critical_section::with(|cs| {
+        CONSOLE
+            .borrow_ref_mut(cs)
+            .as_mut()
+            .and_then(|uart| uart.read_word().ok().flatten())
+    })
+}
+
 /// Prints to the console.
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::write_fmt(format_args!($($arg)*)) };

@@ -10,18 +10,28 @@
 //!   (`earlycon` writes a UART that firmware would have enabled); with
 //!   `CR.LBE` (loopback) it goes nowhere (the receive side is not
 //!   modelled).
-//! - Receive: the receive FIFO is always empty (`FR.RXFE` set, `UARTDR`
-//!   reads 0), so the receive, receive-timeout and error interrupts never
-//!   assert.
-//! - Interrupts: the transmit interrupt follows the TRM's FIFO-level rule
-//!   (asserted while the transmit FIFO is at or below its trigger level,
-//!   whatever `UARTIFLS` says): with a FIFO that drains at once the
-//!   condition always holds, so `RIS.TXRIS` is always set and a write of
-//!   `ICR.TXIC` clears it only for the condition to assert it again at
-//!   once. `MIS = RIS & IMSC`; the UART's interrupt line ([`Pl011::line`])
-//!   is `MIS != 0`, level-sensitive, so the transmit interrupt follows
-//!   `IMSC.TXIM`, which the driver sets while it has characters waiting
-//!   for room in the FIFO and clears once its buffer is empty.
+//! - Receive: bytes the hypervisor hands in ([`Pl011::receive`], the
+//!   host console's input) wait in a receive FIFO of [`FIFO_DEPTH`]
+//!   entries (one with `LCR_H.FEN` clear) until the guest reads `UARTDR`;
+//!   a byte that finds it full is lost and sets the overrun interrupt
+//!   (`OERIS`, cleared by `ICR.OEIC`) and `RSR.OE` (cleared by a write of
+//!   `ECR`). The hypervisor hands bytes in only while the guest is ready
+//!   for them ([`Pl011::wants_input`]); until then they wait in the host's
+//!   UART.
+//! - Interrupts are levels of the FIFOs' state (PL011 TRM, 2.8): the
+//!   transmit interrupt is asserted while the transmit FIFO is at or below
+//!   its trigger level; with a FIFO that drains at once that always
+//!   holds, so `RIS.TXRIS` is always set and a write of `ICR.TXIC` clears
+//!   it only for the condition to assert it again at once. The receive
+//!   interrupt is asserted while the receive FIFO is at or above its
+//!   trigger level (`IFLS.RXIFLSEL`; any byte without the FIFO), the
+//!   receive timeout interrupt while it holds data (the model has no bit
+//!   periods: the timeout has always passed). `MIS = RIS & IMSC`; the
+//!   UART's interrupt line ([`Pl011::line`]) is `MIS != 0`,
+//!   level-sensitive: the transmit interrupt follows `IMSC.TXIM`, which
+//!   Linux sets while it has characters waiting for room in the FIFO and
+//!   clears once its buffer is empty; the receive interrupts last until
+//!   the guest has read the FIFO empty.
 //! - Identification: the PrimeCell peripheral and cell ID registers at
 //!   0xFE0..0xFFC read as an ARM PL011 r1p4 (`0x00141011`, `0xB105F00D`),
 //!   as QEMU's, so the AMBA bus probes the driver.
@@ -66,6 +76,23 @@ const IFLS_RESET: u32 = 0x12;
 const INT_MASK: u32 = 0x7ff;
 /// The transmit interrupt.
 pub const INT_TX: u32 = 1 << 5;
+/// The receive interrupt.
+pub const INT_RX: u32 = 1 << 4;
+/// The receive timeout interrupt.
+pub const INT_RT: u32 = 1 << 6;
+/// The overrun error interrupt.
+const INT_OE: u32 = 1 << 10;
+/// `UARTFR`: receive FIFO full.
+const FR_RXFF: u32 = 1 << 6;
+/// `UARTRSR`: overrun error.
+const RSR_OE: u32 = 1 << 3;
+/// `UARTLCR_H`: FIFOs enabled.
+const LCRH_FEN: u32 = 1 << 4;
+/// `UARTCR`: UART enable, receive enable.
+const CR_UARTEN: u32 = 1 << 0;
+const CR_RXE: u32 = 1 << 9;
+/// The receive FIFO's depth (a PL011 r1p4: 16 entries).
+pub const FIFO_DEPTH: usize = 16;
 
 /// The UART's registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +105,13 @@ pub struct Pl011 {
     ifls: u32,
     imsc: u32,
     dmacr: u32,
+    /// The receive FIFO: `rx_len` bytes from `rx_head`.
+    rx: [u8; FIFO_DEPTH],
+    rx_head: usize,
+    rx_len: usize,
+    /// Overrun: `RSR.OE` and `RIS.OERIS`.
+    rsr: u32,
+    overrun: bool,
 }
 
 impl Default for Pl011 {
@@ -108,14 +142,78 @@ impl Pl011 {
             ifls: IFLS_RESET,
             imsc: 0,
             dmacr: 0,
+            rx: [0; FIFO_DEPTH],
+            rx_head: 0,
+            rx_len: 0,
+            rsr: 0,
+            overrun: false,
         }
     }
 
-    /// The raw interrupt status (`UARTRIS`): the transmit interrupt only
-    /// (see the module's documentation).
+    /// The receive FIFO's size now: [`FIFO_DEPTH`], or 1 with the FIFOs
+    /// disabled.
+    const fn rx_capacity(&self) -> usize {
+        if self.lcr_h & LCRH_FEN != 0 {
+            FIFO_DEPTH
+        } else {
+            1
+        }
+    }
+
+    /// Whether the guest is ready for input: receiver enabled (`UARTEN`,
+    /// `RXE`), a receive interrupt unmasked (the driver's port is open),
+    /// room in the receive FIFO.
+    #[must_use]
+    pub const fn wants_input(&self) -> bool {
+        self.cr & (CR_UARTEN | CR_RXE) == CR_UARTEN | CR_RXE
+            && self.imsc & (INT_RX | INT_RT) != 0
+            && self.rx_len < self.rx_capacity()
+    }
+
+    /// A byte arrives on the receive line: into the receive FIFO, or lost
+    /// with an overrun if it is full. Returns whether it was kept.
+    pub fn receive(&mut self, byte: u8) -> bool {
+        if self.rx_len >= self.rx_capacity() {
+            self.overrun = true;
+            self.rsr |= RSR_OE;
+            return false;
+        }
+        if let Some(slot) = self.rx.get_mut((self.rx_head + self.rx_len) % FIFO_DEPTH) {
+            *slot = byte;
+        }
+        self.rx_len += 1;
+        true
+    }
+
+    /// The receive FIFO's trigger level (`IFLS.RXIFLSEL`: 1/8 .. 7/8).
+    const fn rx_trigger(&self) -> usize {
+        if self.lcr_h & LCRH_FEN == 0 {
+            return 1;
+        }
+        match (self.ifls >> 3) & 7 {
+            0 => FIFO_DEPTH / 8,
+            1 => FIFO_DEPTH / 4,
+            2 => FIFO_DEPTH / 2,
+            3 => FIFO_DEPTH * 3 / 4,
+            _ => FIFO_DEPTH * 7 / 8,
+        }
+    }
+
+    /// The raw interrupt status (`UARTRIS`; see the module's
+    /// documentation).
     #[must_use]
     pub const fn raw_status(&self) -> u32 {
-        INT_TX
+        let mut ris = INT_TX;
+        if self.rx_len > 0 {
+            ris |= INT_RT;
+        }
+        if self.rx_len >= self.rx_trigger() {
+            ris |= INT_RX;
+        }
+        if self.overrun {
+            ris |= INT_OE;
+        }
+        ris
     }
 
     /// The masked interrupt status (`UARTMIS`).
@@ -132,13 +230,24 @@ impl Pl011 {
 
     /// A read of `width` at `offset` (below [`SIZE`]).
     #[must_use]
-    pub fn read(&self, offset: u64, width: Width) -> u32 {
+    /// A read of `UARTDR` takes a byte from the receive FIFO.
+    pub fn read(&mut self, offset: u64, width: Width) -> u32 {
         if matches!(width, Width::Double) {
             return 0;
         }
         let value = match offset {
-            DR | RSR_ECR => 0,
-            FR => FR_RXFE | FR_TXFE,
+            DR => self.take_byte(),
+            RSR_ECR => self.rsr,
+            FR => {
+                let mut fr = FR_TXFE;
+                if self.rx_len == 0 {
+                    fr |= FR_RXFE;
+                }
+                if self.rx_len >= self.rx_capacity() {
+                    fr |= FR_RXFF;
+                }
+                fr
+            }
             ILPR => self.ilpr,
             IBRD => self.ibrd,
             FBRD => self.fbrd,
@@ -162,6 +271,17 @@ impl Pl011 {
         }
     }
 
+    /// The oldest byte of the receive FIFO (0 if it is empty).
+    fn take_byte(&mut self) -> u32 {
+        if self.rx_len == 0 {
+            return 0;
+        }
+        let byte = self.rx.get(self.rx_head).copied().unwrap_or(0);
+        self.rx_head = (self.rx_head + 1) % FIFO_DEPTH;
+        self.rx_len -= 1;
+        u32::from(byte)
+    }
+
     /// A write of `value` (`width` wide) at `offset`.
     pub fn write(&mut self, offset: u64, width: Width, value: u64) -> Effect {
         if matches!(width, Width::Double) {
@@ -176,9 +296,10 @@ impl Pl011 {
                 }
                 return Effect::Transmit(value.to_le_bytes()[0]);
             }
-            // Clears the receive errors: there are none. ICR clears
-            // interrupts whose conditions persist or never occur.
-            RSR_ECR | ICR => {}
+            RSR_ECR => self.rsr = 0,
+            // The other interrupts are levels of the FIFOs' state: ICR
+            // cannot clear a condition that still holds.
+            ICR if value & INT_OE != 0 => self.overrun = false,
             ILPR => self.ilpr = value & 0xff,
             IBRD => self.ibrd = value & 0xffff,
             FBRD => self.fbrd = value & 0x3f,
@@ -270,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_amba_bus_reads_a_pl011_id() {
-        let u = Pl011::new();
+        let mut u = Pl011::new();
         let id: Vec<u32> = (0..8)
             .map(|n| u.read(ID_BASE + 4 * n, Width::Word))
             .collect();
@@ -369,6 +490,72 @@ mod tests {
         u.write(IMSC, Width::Half, (1 << 4) | (1 << 6));
         assert!(!u.line());
         assert_eq!(u.read(MIS, Width::Half), 0);
+    }
+
+    #[test]
+    fn received_bytes_raise_rx_interrupts_until_read() {
+        let mut u = Pl011::new();
+        assert!(!u.wants_input(), "disabled, masked");
+        // The driver's startup: FIFOs on, RX at 1/2, UART on, RX and RT
+        // unmasked.
+        u.write(LCR_H, Width::Half, u64::from(LCRH_FEN | 0x60));
+        u.write(IFLS, Width::Half, 2 << 3);
+        u.write(CR, Width::Half, u64::from(CR_UARTEN | CR_RXE | (1 << 8)));
+        assert!(!u.wants_input(), "interrupts masked");
+        u.write(IMSC, Width::Half, u64::from(INT_RX | INT_RT));
+        assert!(u.wants_input());
+        assert!(!u.line());
+        // One byte: the receive timeout interrupt (not yet the level).
+        assert!(u.receive(b'a'));
+        assert_eq!(u.read(MIS, Width::Half), INT_RT);
+        assert!(u.line());
+        assert_eq!(u.read(FR, Width::Half) & FR_RXFE, 0);
+        // ICR cannot clear a condition that holds.
+        u.write(ICR, Width::Half, u64::from(INT_MASK));
+        assert!(u.line());
+        // Up to the trigger level (8 of 16): RXRIS too.
+        for b in b"bcdefgh" {
+            assert!(u.receive(*b));
+        }
+        assert_eq!(u.read(RIS, Width::Half), INT_TX | INT_RX | INT_RT);
+        // Read empty, in order: every interrupt drops.
+        let read: Vec<u8> = (0..8)
+            .map(|_| u.read(DR, Width::Half).to_le_bytes()[0])
+            .collect();
+        assert_eq!(read, b"abcdefgh");
+        assert_ne!(u.read(FR, Width::Half) & FR_RXFE, 0);
+        assert!(!u.line());
+        assert_eq!(u.read(DR, Width::Half), 0, "empty");
+    }
+
+    #[test]
+    fn a_full_receive_fifo_overruns() {
+        let mut u = Pl011::new();
+        u.write(LCR_H, Width::Half, u64::from(LCRH_FEN));
+        u.write(CR, Width::Half, u64::from(CR_UARTEN | CR_RXE));
+        u.write(IMSC, Width::Half, u64::from(INT_RX | INT_RT | INT_OE));
+        for n in 0..FIFO_DEPTH {
+            assert!(u.receive(u8::try_from(n).unwrap()));
+        }
+        assert!(!u.wants_input(), "full");
+        assert_ne!(u.read(FR, Width::Half) & FR_RXFF, 0);
+        assert!(!u.receive(0xff));
+        assert_ne!(u.read(RIS, Width::Half) & INT_OE, 0);
+        assert_eq!(u.read(RSR_ECR, Width::Half), RSR_OE);
+        u.write(RSR_ECR, Width::Half, 0);
+        assert_eq!(u.read(RSR_ECR, Width::Half), 0);
+        u.write(ICR, Width::Half, u64::from(INT_OE));
+        assert_eq!(u.read(RIS, Width::Half) & INT_OE, 0);
+        // The oldest byte comes out first; the lost one never does.
+        assert_eq!(u.read(DR, Width::Byte), 0);
+        // Without the FIFOs: one byte at a time.
+        let mut u = Pl011::new();
+        u.write(CR, Width::Half, u64::from(CR_UARTEN | CR_RXE));
+        u.write(IMSC, Width::Half, u64::from(INT_RX));
+        assert!(u.receive(1));
+        assert_eq!(u.read(MIS, Width::Half), INT_RX, "the level is one byte");
+        assert!(!u.wants_input());
+        assert!(!u.receive(2));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   PL011 ([`Pl011`]); any other ends the run with the device, the IPA
 //!   and the access;
 //! - the console: the guest's PL011 output is printed a line at a time
-//!   (the hypervisor's messages never split one); the UART's interrupt
+//!   (the hypervisor's messages never split one), the host console's
+//!   input goes to its receive FIFO once it is ready for it; the UART's interrupt
 //!   line, `MIS != 0`, is the SPI of the distributor's choice of vCPU:
 //!   [`deliver_sgis`] sets that vCPU's virtual line (a software,
 //!   level-sensitive list register) before every entry;
@@ -683,22 +684,48 @@ static UART_RAISES: AtomicU64 = AtomicU64::new(0);
 fn uart_access(vcpu: usize, offset: u64, a: MmioAccess, stored: u64) -> u32 {
     let value = critical_section::with(|cs| {
         let mut c = CONSOLE.borrow_ref_mut(cs);
-        if !a.write {
-            return c.uart.read(offset, a.width);
-        }
-        if let Effect::Transmit(byte) = c.uart.write(offset, a.width, stored) {
-            let printed = c.line.push(byte).map(print_guest_line).is_some();
-            if printed {
-                c.line.clear();
-                c.lines += 1;
+        let value = if a.write {
+            if let Effect::Transmit(byte) = c.uart.write(offset, a.width, stored) {
+                let printed = c.line.push(byte).map(print_guest_line).is_some();
+                if printed {
+                    c.line.clear();
+                    c.lines += 1;
+                }
             }
-        }
-        0
+            0
+        } else {
+            c.uart.read(offset, a.width)
+        };
+        UART_WANTS_INPUT.store(c.uart.wants_input(), Ordering::Relaxed);
+        value
     });
-    if a.write {
-        update_uart_target(vcpu);
-    }
+    update_uart_target(vcpu);
     value
+}
+
+/// Whether the guest's UART is ready for input ([`Pl011::wants_input`]
+/// after its last change).
+static UART_WANTS_INPUT: AtomicBool = AtomicBool::new(false);
+/// Bytes of input handed to the guest's UART.
+static UART_INPUT: AtomicU64 = AtomicU64::new(0);
+
+/// Hands a byte the host's UART received (the console's input) to the
+/// guest's UART, if it is ready for one (vCPU `from` is about to run).
+fn poll_input(from: usize) {
+    if !UART_WANTS_INPUT.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(byte) = crate::console::read_byte() else {
+        return;
+    };
+    critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        if c.uart.receive(byte) {
+            UART_INPUT.fetch_add(1, Ordering::Relaxed);
+        }
+        UART_WANTS_INPUT.store(c.uart.wants_input(), Ordering::Relaxed);
+    });
+    update_uart_target(from);
 }
 
 /// Prints a line of the guest's output and a newline. A line that could
@@ -725,8 +752,9 @@ fn flush_console() {
         c.lines
     });
     println!(
-        "hv: linux: console: {lines} lines through the emulated PL011; its interrupt (INTID \
-         {UART_INTID}) raised {} times",
+        "hv: linux: console: {lines} lines out and {} bytes in through the emulated PL011; its \
+         interrupt (INTID {UART_INTID}) raised {} times",
+        UART_INPUT.load(Ordering::Relaxed),
         UART_RAISES.load(Ordering::Relaxed)
     );
 }
@@ -770,6 +798,7 @@ fn uart_line_for(vcpu: usize) -> bool {
 /// makes it pending again once the guest has deactivated it with the
 /// line still high, as a level-sensitive interrupt is.
 fn sync_uart_line<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    poll_input(v.index);
     let Some(raised) = UART_RAISED.get(v.index) else {
         return;
     };
