@@ -29,7 +29,7 @@
 //!   boot under TCG).
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use arch_timer_virt::{IntId, IrqChip};
 use qemu_hypervisor::config::{RunConfig, Scenario};
@@ -474,6 +474,7 @@ pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
 /// mailbox into its list registers (those without room go back for the
 /// next entry).
 pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    withdraw_unpended(v, gic);
     sync_uart_line(v, gic);
     let Some(mailbox) = SGIS.get(v.index) else {
         return;
@@ -495,19 +496,46 @@ pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
 /// `ICC_SGI1R_EL1` as a trapped `MSR` (ESR_EL2 ISS, Rt and the direction
 /// masked out): Op0 3, Op2 5, Op1 0, CRn 12, CRm 11.
 const ISS_ICC_SGI1R: u32 = (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1);
+/// `ICC_ASGI1R_EL1`: Op2 6.
+const ISS_ICC_ASGI1R: u32 = (3 << 20) | (6 << 17) | (12 << 10) | (11 << 1);
+/// `ICC_SGI0R_EL1`: Op2 7.
+const ISS_ICC_SGI0R: u32 = (3 << 20) | (7 << 17) | (12 << 10) | (11 << 1);
 /// The ISS bits that name the register.
 const ISS_SYSREG_MASK: u32 = 0x3f_fc1e;
 
 /// A trapped system register access the Linux guest platform handles
-/// (`ICC_SGI1R_EL1` writes: the guest's IPIs with GICv3); `None` for the
-/// others.
+/// (GICv3 SGI register writes: the guest's IPIs); `None` for the others.
+///
+/// - `ICC_SGI1R_EL1`: the SGI goes to every target, whatever group the
+///   target has it in (in a single security state, `GICD_CTLR.DS = 1`,
+///   it generates Group 1 SGIs and Group 0 ones where the target has the
+///   SGI in Group 0).
+/// - `ICC_SGI0R_EL1`: a Group 0 SGI; it reaches only the targets that
+///   have the SGI in Group 0 (`GICR_IGROUPR0` bit clear). Linux puts
+///   every SGI in Group 1, so for it these reach nobody.
+/// - `ICC_ASGI1R_EL1`: the alternate group, Secure Group 1 from
+///   Non-secure: with one security state there is no other Group 1, and
+///   it behaves as `ICC_SGI0R_EL1` (Group 0 targets only).
 pub(crate) fn sysreg<V>(v: &mut Vcpu<V>, iss: u32, gicv3: bool) -> Option<Option<SliceEnd>> {
-    if iss & ISS_SYSREG_MASK != ISS_ICC_SGI1R || iss & 1 != 0 {
+    let reg = iss & ISS_SYSREG_MASK;
+    let group0_only = match reg {
+        ISS_ICC_SGI1R => false,
+        ISS_ICC_SGI0R | ISS_ICC_ASGI1R => true,
+        _ => return None,
+    };
+    if iss & 1 != 0 {
+        // A read: these registers are write-only; MRS is UNDEFINED, left
+        // to the caller's message.
         return None;
     }
     let rt = ((iss >> 5) & 0x1f) as usize;
     let value = v.regs.x.get(rt).copied().unwrap_or(0);
     let (sgi, targets) = platform::vgic3::sgi1r_targets(value, v.index, smp().vcpus);
+    let targets = if group0_only {
+        critical_section::with(|cs| VGIC3.borrow_ref(cs).sgi_group0_targets(sgi, targets))
+    } else {
+        targets
+    };
     send_sgi(v.index, sgi, targets, gicv3);
     v.regs.pc += 4;
     Some(None)
@@ -593,8 +621,7 @@ pub(crate) fn data_abort<G: HostIrqs>(
         let (value, write) = match ipa {
             GICD_BASE..GICD_END if gic == 3 => {
                 if a.write {
-                    g3.write_distributor(ipa - GICD_BASE, a.width, stored);
-                    (0, Write::Done)
+                    (0, g3.write_distributor(ipa - GICD_BASE, a.width, stored))
                 } else {
                     (g3.read_distributor(ipa - GICD_BASE, a.width), Write::Done)
                 }
@@ -617,6 +644,18 @@ pub(crate) fn data_abort<G: HostIrqs>(
             }
             _ => return None,
         };
+        // SGIs made pending are delivered as IPIs (their pending state is
+        // then the list registers'); the timer PPIs' pending state is
+        // their timer's line (see `pend_private`): neither stays in the
+        // register file.
+        if let Write::Pend { vcpu, intids } = write {
+            let taken = intids & (SGI_BITS | timer_ppis());
+            if gic == 3 {
+                g3.clear_private_pending(vcpu, taken);
+            } else {
+                g2.clear_private_pending(vcpu, taken);
+            }
+        }
         Some((value, write))
     });
     let Some((value, write)) = loaded else {
@@ -636,14 +675,9 @@ pub(crate) fn data_abort<G: HostIrqs>(
     }
     match write {
         Write::Done => {}
-        // Linux sends its IPIs by `ICC_SGI1R_EL1` or `GICD_SGIR` and never
-        // makes an SGI or PPI pending through the distributor: that is not
-        // emulated, and says so.
-        Write::Pend { intids, .. } => fail!(
-            "hv: linux: vCPU {} made SGIs/PPIs {intids:#x} pending through the distributor: \
-             not emulated; ending the run",
-            v.index
-        ),
+        Write::Pend { vcpu, intids } => pend_private(v.index, vcpu, intids, gic == 3),
+        Write::Unpend { vcpu, intids } => unpend_private(v.index, vcpu, intids, gic == 3),
+        Write::PendSpis { first, intids } => note_kept_pending(v.index, first, intids),
         Write::Sgi { intid, targets } => send_sgi(v.index, intid, targets, false),
     }
     if !a.write
@@ -820,6 +854,101 @@ fn sync_uart_line<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
         UART_RAISES.fetch_add(1, Ordering::Relaxed);
     }
     raised.store(want, Ordering::Relaxed);
+}
+
+/// INTIDs 0..=15.
+const SGI_BITS: u32 = 0xffff;
+/// The timer's PPIs (bit n = INTID n), as the guest's device tree names
+/// them.
+fn timer_ppis() -> u32 {
+    TimerPpis::qemu_virt().mask()
+}
+/// Per vCPU: SGIs (bit n = SGI n) a `GICR_ICPENDR0` write took back, to
+/// be withdrawn from its list registers at its next entry.
+static SGIS_UNPENDED: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// Whether the run has said that a pending state set through the
+/// distributor is kept but not delivered.
+static KEPT_PENDING_SAID: AtomicBool = AtomicBool::new(false);
+
+/// vCPU `from` made the SGIs/PPIs `intids` of vCPU `vcpu` pending through
+/// the distributor (`GICR_ISPENDR0`, GICv2 `GICD_ISPENDR0`):
+///
+/// - SGIs (GICv3; GICv2 ignores these bits): delivered to `vcpu` as the
+///   IPI they name, as if sent by `ICC_SGI1R_EL1`;
+/// - the timer PPIs: ignored. Their pending state is their timer's line
+///   as the library holds it (what `GICR_ISPENDR0` reads): the virtual
+///   timer's is forwarded with the HW bit, whose pending state is the
+///   physical PPI's, and a set-pending would have the guest take a timer
+///   interrupt its timer never raised;
+/// - other PPIs: no device of this machine signals them; the pending bit
+///   is kept in the register file (it reads back, `ICPENDR0` clears it)
+///   and not delivered (said once per run).
+fn pend_private(from: usize, vcpu: usize, intids: u32, gicv3: bool) {
+    let sgis = intids & SGI_BITS;
+    for sgi in (0..16).filter(|n| sgis & (1 << n) != 0) {
+        send_sgi(from, sgi, 1 << vcpu, gicv3);
+    }
+    let kept = intids & !(SGI_BITS | timer_ppis());
+    if kept != 0 {
+        note_kept_pending(from, 0, kept);
+    }
+}
+
+/// vCPU `from` cleared the pending state of the SGIs/PPIs `intids` of
+/// vCPU `vcpu` (`GICR_ICPENDR0`, GICv2 `GICD_ICPENDR0`): SGIs not yet
+/// taken by the guest are taken back (from its mailbox now, from its list
+/// registers at its next entry); the timer PPIs' pending state is their
+/// line (see [`pend_private`]); other PPIs' bits are cleared in the
+/// register file.
+fn unpend_private(from: usize, vcpu: usize, intids: u32, gicv3: bool) {
+    let sgis = intids & SGI_BITS;
+    if sgis == 0 {
+        return;
+    }
+    if let (Some(m), Some(u)) = (SGIS.get(vcpu), SGIS_UNPENDED.get(vcpu)) {
+        m.withdraw(sgis);
+        u.fetch_or(sgis, Ordering::AcqRel);
+    }
+    let s = smp();
+    if s.host_cpu_of(vcpu) != s.host_cpu_of(from) {
+        crate::gic::kick(gicv3, s.host_cpu_of(vcpu));
+    }
+}
+
+/// Says (once per run) that vCPU `from` made interrupts pending through
+/// the distributor that no device of this machine signals (bit n = INTID
+/// `first + n`): their pending bit is kept in the register file, readable
+/// and clearable, and not delivered.
+fn note_kept_pending(from: usize, first: u32, intids: u32) {
+    if !KEPT_PENDING_SAID.swap(true, Ordering::Relaxed) {
+        println!(
+            "hv: linux: vCPU {from} made INTIDs {first}+{intids:#x} pending through the \
+             distributor: kept in its registers, not delivered (no device signals them; said \
+             once)"
+        );
+    }
+}
+
+/// Before entering `v`: withdraws the SGIs a `GICR_ICPENDR0` write took
+/// back that are still pending (not active) in its list registers.
+fn withdraw_unpended<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    let Some(u) = SGIS_UNPENDED.get(v.index) else {
+        return;
+    };
+    if u.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let sgis = u.swap(0, Ordering::AcqRel);
+    let mut chip = gic.chip(&mut v.vgic);
+    for sgi in (0..16).filter(|n| sgis & (1 << n) != 0) {
+        let Ok(intid) = IntId::new(sgi) else { continue };
+        if let Err(e) = chip.set_virtual_level(intid, false) {
+            fail!(
+                "hv: linux: withdrawing SGI {sgi} from vCPU {}: {e:?}",
+                v.index
+            );
+        }
+    }
 }
 
 /// The Linux guest's CPUs other than the first that are done (their
