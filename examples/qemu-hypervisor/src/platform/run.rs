@@ -541,20 +541,6 @@ pub(crate) fn sysreg<V>(v: &mut Vcpu<V>, iss: u32, gicv3: bool) -> Option<Option
     Some(None)
 }
 
-/// What the guest sees at `ipa`, for messages.
-fn device_at(ipa: u64) -> &'static str {
-    match ipa {
-        0x0800_0000..0x0801_0000 => "the GIC distributor (GICD)",
-        0x0801_0000..0x0802_0000 => "the GICv2 CPU interface (GICC)",
-        0x080a_0000..0x0900_0000 => "a GICv3 redistributor (GICR)",
-        0x0900_0000..0x0901_0000 => "the PL011 UART",
-        0x0901_0000..0x0902_0000 => "the PL031 RTC",
-        0x0a00_0000..0x0a00_4000 => "a virtio-mmio transport",
-        0x4000_0000..0x4800_0000 => "RAM below the guest's (the hypervisor's)",
-        _ => "no device of the guest",
-    }
-}
-
 /// The guest's GICv3 distributor and redistributors (shared by every
 /// CPU; the critical section is a lock across CPUs).
 static VGIC3: critical_section::Mutex<RefCell<Vgic3>> =
@@ -597,7 +583,7 @@ pub(crate) fn data_abort<G: HostIrqs>(
             "hv: linux: vCPU {} at PC {:#x}: {e} ({})",
             v.index,
             v.regs.pc,
-            device_at(ipa)
+            platform::mmio::device_at(ipa)
         ),
     };
     let reg = usize::from(a.reg);
@@ -665,7 +651,7 @@ pub(crate) fn data_abort<G: HostIrqs>(
             v.index,
             if a.write { "stored" } else { "loaded" },
             a.width.bytes(),
-            device_at(ipa),
+            platform::mmio::device_at(ipa),
             v.regs.pc
         )
     };
