@@ -63,13 +63,13 @@ macro_rules! print {
     ($($arg:tt)*) => { $crate::console::write_fmt(format_args!($($arg)*)) };
 }
 
-/// Prints a line to the console.
+/// Prints a line to the console, in one critical section: no other
+/// CPU's output (a guest's console line) comes between it and its end.
 macro_rules! println {
     () => { $crate::console::write_fmt(format_args!("\n")) };
-    ($($arg:tt)*) => {{
-        $crate::console::write_fmt(format_args!($($arg)*));
-        $crate::console::write_fmt(format_args!("\n"));
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 pub(crate) use {print, println};
