@@ -516,6 +516,10 @@ const ISS_SYSREG_MASK: u32 = 0x3f_fc1e;
 /// - `ICC_ASGI1R_EL1`: the alternate group, Secure Group 1 from
 ///   Non-secure: with one security state there is no other Group 1, and
 ///   it behaves as `ICC_SGI0R_EL1` (Group 0 targets only).
+///
+/// An SGI that reaches a target goes through its mailbox like any other;
+/// the list register the GICv3 backend writes is Group 1 (this example's
+/// guests handle every interrupt in Group 1).
 pub(crate) fn sysreg<V>(v: &mut Vcpu<V>, iss: u32, gicv3: bool) -> Option<Option<SliceEnd>> {
     let reg = iss & ISS_SYSREG_MASK;
     let group0_only = match reg {
