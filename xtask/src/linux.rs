@@ -23,7 +23,7 @@
 //!   `cargo xtask test`) print one `LINUX` line each.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +56,13 @@ const QEMU_RAM: &str = "512M";
 const DEFAULT_TIMEOUT: u64 = 300;
 /// The marker the `/init` script prints before powering off.
 const INIT_DONE: &str = "ATV-INIT: done";
+/// What `cargo xtask linux` types at the guest's console, once at the
+/// start and once when user space is up: the guest's terminal echoes it
+/// as a line of its own, and each time the guest's UART interrupt
+/// (`uart-pl011` in `/proc/interrupts`) takes it.
+const CONSOLE_INPUT: &[u8] = b"atv-console-input\n";
+/// The console line after which the input is typed a second time.
+const USER_SPACE_UP: &str = "ATV-INIT: user space up at ";
 
 /// Where provisioning unpacks the Debian packages.
 fn default_root() -> PathBuf {
@@ -622,7 +629,7 @@ sleep 5
 u1=$(cut -d' ' -f1 /proc/uptime)
 i1=$(timer_irqs)
 echo "ATV-INIT: idle sleep 5 took $u0 -> $u1 s, arch_timer interrupts $i0 -> $i1"
-grep -E 'arch_timer|IPI' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
+grep -E 'arch_timer|IPI|uart-pl011' /proc/interrupts | tr -s ' ' | sed 's/^/ATV-INIT: /'
 # Kernel messages to the console only for emergencies while the check runs:
 # none may split its summary line.
 printk=$(cut -f1 /proc/sys/kernel/printk)
@@ -866,6 +873,9 @@ impl LinuxReport {
         if let Some([_, _, i0, i1]) = idle_sleep(&self.lines) {
             let _ = write!(s, " idle5s_timer_irqs={}", i1 - i0);
         }
+        if let Some(n) = uart_interrupts(&self.lines) {
+            let _ = write!(s, " uart_irqs={n}");
+        }
         match self.guest_summary() {
             Some(g) => {
                 let _ = write!(
@@ -969,19 +979,28 @@ fn boot(
     if echo {
         println!("$ {cmd:?}");
     }
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.program().display()))?;
+    // Console input ([`CONSOLE_INPUT`]): the hypervisor hands it to the
+    // guest's emulated PL011 once its driver listens, whose receive
+    // interrupts then show in /proc/interrupts (`uart-pl011`). The reader
+    // of QEMU's output types it again when user space is up and keeps the
+    // pipe open until QEMU ends (QEMU sees no end of its input).
+    let mut input = child.stdin.take().ok_or("no QEMU stdin")?;
+    input
+        .write_all(CONSOLE_INPUT)
+        .map_err(|e| format!("cannot write QEMU's input: {e}"))?;
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
     let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx2 = tx.clone();
     let readers = [
-        std::thread::spawn(move || echo_lines(stdout, &tx, echo)),
-        std::thread::spawn(move || echo_lines(stderr, &tx2, echo)),
+        std::thread::spawn(move || echo_lines(stdout, &tx, echo, Some(input))),
+        std::thread::spawn(move || echo_lines(stderr, &tx2, echo, None)),
     ];
     let start = Instant::now();
     let status = loop {
@@ -1179,6 +1198,14 @@ fn guest_checks(lines: &[String], tick_hz: Option<u64>) -> std::result::Result<S
         }
         None => format!("{idle_irqs} timer interrupts in 5 s idle (CONFIG_HZ unknown)"),
     };
+    let uart = uart_interrupts(lines).ok_or("/init did not list the uart-pl011 interrupt")?;
+    if uart == 0 {
+        return Err(
+            "the guest's UART interrupt (uart-pl011) never came: the console input the xtask \
+             types did not reach it"
+                .into(),
+        );
+    }
     let g = lines
         .iter()
         .find_map(|l| Summary::parse(l))
@@ -1189,7 +1216,8 @@ fn guest_checks(lines: &[String], tick_hz: Option<u64>) -> std::result::Result<S
     }
     Ok(format!(
         "timer at {expected} (virt), clocksource {clocksource}, sleep 1 took {:.2} s, \
-         arch_timer interrupts {before} -> {after_sleep}; {tickless}; {} clock_nanosleep \
+         arch_timer interrupts {before} -> {after_sleep}; {tickless}; {uart} uart-pl011 \
+         interrupts; {} clock_nanosleep \
          calls, none early, late by {} us median, {} us at most; timerfd: {} expirations \
          ({}..={} for the time that passed) in {} reads, {} overruns; CLOCK_MONOTONIC: {} \
          readings on {} CPU(s), none back",
@@ -1220,8 +1248,17 @@ fn kernel_tick_hz(kernel: &Path) -> Option<u64> {
 
 /// Sends each line of `pipe` to `tx`, printing it as it comes when `echo`
 /// is set.
-fn echo_lines(pipe: impl Read, tx: &std::sync::mpsc::Sender<String>, echo: bool) {
+/// With `input` (QEMU's standard input), types [`CONSOLE_INPUT`] when
+/// the line [`USER_SPACE_UP`] comes, and keeps `input` open until `pipe`
+/// ends.
+fn echo_lines(
+    pipe: impl Read,
+    tx: &std::sync::mpsc::Sender<String>,
+    echo: bool,
+    mut input: Option<std::process::ChildStdin>,
+) {
     let reader = BufReader::new(pipe);
+    let mut typed = false;
     for line in reader.split(b'\n') {
         let Ok(bytes) = line else { break };
         let text = String::from_utf8_lossy(&bytes)
@@ -1230,8 +1267,33 @@ fn echo_lines(pipe: impl Read, tx: &std::sync::mpsc::Sender<String>, echo: bool)
         if echo {
             println!("{text}");
         }
+        if !typed
+            && text.contains(USER_SPACE_UP)
+            && let Some(i) = input.as_mut()
+        {
+            // A failed write shows as a missing interrupt in the checks.
+            let _ = i.write_all(CONSOLE_INPUT).and_then(|()| i.flush());
+            typed = true;
+        }
         let _ = tx.send(text);
     }
+    drop(input);
+}
+
+/// The guest's UART interrupts, all CPUs together, from `/init`'s
+/// `/proc/interrupts` excerpt (`ATV-INIT:  13: 2 0 GICv3 33 Level
+/// uart-pl011`).
+fn uart_interrupts(lines: &[String]) -> Option<u64> {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("ATV-INIT:") && l.ends_with(" uart-pl011"))?;
+    let mut words = line.split_whitespace().skip(2);
+    let mut total = None;
+    for w in words.by_ref() {
+        let Ok(n) = w.parse::<u64>() else { break };
+        total = Some(total.unwrap_or(0) + n);
+    }
+    total
 }
 
 #[cfg(test)]
@@ -1475,6 +1537,8 @@ ATV-INIT: clocksource arch_sys_counter
 ATV-INIT: sleep 1 took 8.80 -> 9.87 s of /proc/uptime
 ATV-INIT: arch_timer interrupts 2168 -> 2249
 ATV-INIT: idle sleep 5 took 8.31 -> 13.37 s, arch_timer interrupts 1820 -> 1906
+ATV-INIT:  11: 2249 GICv3 27 Level arch_timer
+ATV-INIT:  13: 2 GICv3 33 Level uart-pl011
 {CHECK_LINE}
 ATV-INIT: timer check exit status 0
 ATV-INIT: done
@@ -1516,7 +1580,7 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=
                  delivered=2540 raised=2546 exits=3853 exits_per_delivered=1.51 irq_exits_27=2546 \
                  irq_exits_26=19 irq_exits_25=0 spurious=0 maintenance=0 bg_wakeups=905 \
                  wfi_exits=1187 lost=0 \
-                 idle5s_timer_irqs=86 sleeps=200 early=0 late_median_us=817 \
+                 idle5s_timer_irqs=86 uart_irqs=2 sleeps=200 early=0 late_median_us=817 \
                  late_max_us=197503 tfd_expirations=2070 tfd_expected=1994..2070 \
                  tfd_overruns=1166 cpus=1 mono_reads=10000 mono_back=0 PASS"
             )
@@ -1564,6 +1628,8 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=
                 text.replace(" early=0 ", " early=1 "),
                 text.replace(" mono_back=0 ", " mono_back=3 "),
                 text.replace(" tfd_expirations=2070 ", " tfd_expirations=1500 "),
+                text.replace("13: 2 GICv3", "13: 0 GICv3"),
+                text.replace(" uart-pl011", " uart-pl011-gone"),
             ];
             for text in bad {
                 assert!(guest_checks(&console(&text), TICK_HZ).is_err(), "{text}");
@@ -1572,6 +1638,18 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=
         // The kernel's frequency must be the counter's.
         let [(hz, _), (_, other)] = FREQUENCIES_UNDER_TEST;
         assert!(guest_checks(&console(&good(hz, other)), TICK_HZ).is_err());
+    }
+
+    #[test]
+    fn uart_interrupts_add_up_every_cpu() {
+        let lines = console("ATV-INIT:  13: 1 0 GICv3 33 Level uart-pl011\n");
+        assert_eq!(uart_interrupts(&lines), Some(1));
+        let lines = console("ATV-INIT:  13: 3 4 GIC-0 33 Level uart-pl011\n");
+        assert_eq!(uart_interrupts(&lines), Some(7));
+        let lines = console("ATV-INIT:  11: 5 GICv3 27 Level arch_timer\n");
+        assert_eq!(uart_interrupts(&lines), None);
+        let lines = console("[ 1.0] uart-pl011 9000000.pl011: no DMA platform data\n");
+        assert_eq!(uart_interrupts(&lines), None);
     }
 
     #[test]

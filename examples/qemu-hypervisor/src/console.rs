@@ -46,18 +46,30 @@ pub(crate) fn write_bytes(bytes: &[u8]) {
     });
 }
 
+/// Takes a byte the host's UART received, if any (input for the Linux
+/// guest's console); `None` before [`init`], when nothing came, or on a
+/// receive error.
+pub(crate) fn read_byte() -> Option<u8> {
+    critical_section::with(|cs| {
+        CONSOLE
+            .borrow_ref_mut(cs)
+            .as_mut()
+            .and_then(|uart| uart.read_word().ok().flatten())
+    })
+}
+
 /// Prints to the console.
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::write_fmt(format_args!($($arg)*)) };
 }
 
-/// Prints a line to the console.
+/// Prints a line to the console, in one critical section: no other
+/// CPU's output (a guest's console line) comes between it and its end.
 macro_rules! println {
     () => { $crate::console::write_fmt(format_args!("\n")) };
-    ($($arg:tt)*) => {{
-        $crate::console::write_fmt(format_args!($($arg)*));
-        $crate::console::write_fmt(format_args!("\n"));
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 pub(crate) use {print, println};

@@ -41,8 +41,6 @@ impl Table {
 static L1: Table = Table::new();
 static L2_LOW: Table = Table::new();
 static L3_GIC: Table = Table::new();
-/// The page table of the 2 MiB around the PL011 (Linux guest).
-static L3_UART: Table = Table::new();
 static L2_RAM: Table = Table::new();
 /// Page tables for the built-in guests' pages: each covers 2 MiB, enough
 /// for the 15 MiB image.
@@ -83,9 +81,10 @@ pub(crate) enum GuestRam {
     /// The built-in guests: `code` (the image's code and read-only data)
     /// read-only, `data` (their own pages) read/write; 4 KiB pages.
     BuiltIn { code: Range<u64>, data: Range<u64> },
-    /// An unmodified Linux guest (`platform::boot`): `ram` in 2 MiB blocks
-    /// and the PL011's page at `uart` passed through (device memory).
-    Linux { ram: Range<u64>, uart: u64 },
+    /// An unmodified Linux guest (`platform::boot`): `ram` in 2 MiB
+    /// blocks. Its devices (the GIC distributor and redistributors, the
+    /// PL011) are unmapped: the hypervisor emulates them on data aborts.
+    Linux { ram: Range<u64> },
 }
 
 /// Why [`build`] could not map the guests' memory.
@@ -143,7 +142,7 @@ pub(crate) unsafe fn build(map_gicv: bool, ram: &GuestRam) -> Result<(), Stage2E
             pages.map(code.clone(), S2_NORMAL | S2_RO | SH_INNER | AF)?;
             pages.map(data.clone(), S2_NORMAL | S2_RW | SH_INNER | AF | S2_XN)?;
         }
-        GuestRam::Linux { ram, uart } => {
+        GuestRam::Linux { ram } => {
             let blocks = ram.clone().step_by(1 << 21);
             for block in blocks {
                 let index = block
@@ -153,15 +152,6 @@ pub(crate) unsafe fn build(map_gicv: bool, ram: &GuestRam) -> Result<(), Stage2E
                     .ok_or(Stage2Error::OutOfReach(block))?;
                 *index = block | BLOCK | S2_NORMAL | S2_RW | SH_INNER | AF;
             }
-            // SAFETY: as above, the caller guarantees no other access.
-            let l3_uart = unsafe { &mut *L3_UART.0.get() };
-            let region = usize::try_from(uart >> 21).unwrap_or(usize::MAX);
-            let page = usize::try_from((uart >> 12) & 0x1ff).unwrap_or(0);
-            let (Some(l2e), Some(l3e)) = (l2.get_mut(region), l3_uart.get_mut(page)) else {
-                return Err(Stage2Error::OutOfReach(*uart));
-            };
-            *l2e = L3_UART.addr() | TABLE_OR_PAGE;
-            *l3e = (uart & !0xfff) | TABLE_OR_PAGE | S2_DEVICE | S2_RW | AF | S2_XN;
         }
     }
     if map_gicv {

@@ -54,6 +54,15 @@ impl TimerPpis {
             hyp_physical: IntId::HYP_PHYSICAL_TIMER,
         }
     }
+
+    /// The four PPIs as a mask of INTIDs 0..=31 (bit n = INTID n).
+    #[must_use]
+    pub const fn mask(&self) -> u32 {
+        self.secure_physical.bit()
+            | self.physical.bit()
+            | self.virtual_timer.bit()
+            | self.hyp_physical.bit()
+    }
 }
 
 /// A PL011 UART.
@@ -430,6 +439,12 @@ mod tests {
             t.cells("/timer", "interrupts"),
             Some([1, 13, 0x304, 1, 14, 0x304, 1, 11, 0x304, 1, 10, 0x304].to_vec())
         );
+    }
+
+    #[test]
+    fn the_timer_ppis_mask() {
+        let m = TimerPpis::qemu_virt().mask();
+        assert_eq!(m, (1 << 26) | (1 << 27) | (1 << 29) | (1 << 30));
     }
 
     #[test]

@@ -38,6 +38,22 @@ impl Mailbox {
         }
     }
 
+    /// Takes SGIs back before they are delivered: every `sgi` whose bit
+    /// is set in `sgis` (bit n = SGI n), from every source.
+    pub fn withdraw(&self, sgis: u32) {
+        let mut mask = 0_u32;
+        for source in 0..MAX_SOURCES {
+            for sgi in 0..SGIS {
+                if sgis & (1 << sgi) != 0
+                    && let Some(b) = bit(source, sgi)
+                {
+                    mask |= b;
+                }
+            }
+        }
+        self.0.fetch_and(!mask, Ordering::AcqRel);
+    }
+
     /// Whether SGIs wait.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -108,6 +124,19 @@ mod tests {
         assert_eq!(taken, [(0, 1), (0, 15), (1, 2)]);
         assert!(m.is_empty());
         assert_eq!(m.take().count(), 0);
+    }
+
+    #[test]
+    fn withdrawn_sgis_are_not_taken() {
+        let m = Mailbox::new();
+        assert!(m.post(0, 1));
+        assert!(m.post(1, 1));
+        assert!(m.post(1, 2));
+        m.withdraw((1 << 1) | (1 << 16));
+        let taken: Vec<_> = m.take().collect();
+        assert_eq!(taken, [(1, 2)]);
+        m.withdraw(u32::MAX);
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -224,9 +224,48 @@ impl fmt::Display for SysRegAccess {
     }
 }
 
+/// What QEMU `virt` has at the guest-physical address `ipa`, for the
+/// message that ends a run on an access nothing emulates: the device, or
+/// which emulated one (its registers at that offset are then not
+/// emulated, or the access has no syndrome).
+#[must_use]
+pub fn device_at(ipa: u64) -> &'static str {
+    match ipa {
+        0x0800_0000..0x0801_0000 => "the GIC distributor (GICD)",
+        0x0801_0000..0x0802_0000 => "the GICv2 CPU interface (GICC)",
+        0x0802_0000..0x080a_0000 => "the GIC ITS or virtualization frames (not the guest's)",
+        0x080a_0000..0x0900_0000 => "a GICv3 redistributor (GICR)",
+        0x0900_0000..0x0901_0000 => "the PL011 UART",
+        0x0901_0000..0x0902_0000 => "the PL031 RTC (not emulated)",
+        0x0902_0000..0x0903_0000 => "the fw_cfg interface (not emulated)",
+        0x0903_0000..0x0904_0000 => "the PL061 GPIO controller (not emulated)",
+        0x0a00_0000..0x0a00_4000 => "a virtio-mmio transport (not emulated)",
+        0x1000_0000..0x3f00_0000 => "the PCIe MMIO window (not emulated)",
+        0x4000_0000..0x4800_0000 => "RAM below the guest's (the hypervisor's)",
+        _ => "no device of the guest",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
+
+    #[test]
+    fn unemulated_devices_are_named() {
+        assert_eq!(device_at(0x0901_0000), "the PL031 RTC (not emulated)");
+        assert_eq!(
+            device_at(0x0a00_0200),
+            "a virtio-mmio transport (not emulated)"
+        );
+        assert_eq!(device_at(0x0900_0ffc), "the PL011 UART");
+        assert_eq!(device_at(0x0800_0000), "the GIC distributor (GICD)");
+        assert_eq!(device_at(0x080c_0000), "a GICv3 redistributor (GICR)");
+        assert_eq!(
+            device_at(0x4000_1000),
+            "RAM below the guest's (the hypervisor's)"
+        );
+        assert_eq!(device_at(0x1_0000_0000), "no device of the guest");
+    }
 
     use super::*;
 

@@ -7,7 +7,9 @@
 //!   boots with, written by the hypervisor;
 //! - [`psci`]: PSCI 1.0 over HVC;
 //! - [`ipi`]: the mailboxes that carry SGIs between vCPUs;
-//! - [`mmio`]: stage 2 data aborts decoded into emulatable accesses.
+//! - [`mmio`]: stage 2 data aborts decoded into emulatable accesses;
+//! - [`pl011`]: the guest's console UART, emulated;
+//! - [`vgic2`], [`vgic3`]: the guest's distributor (and redistributors).
 //!
 //! The bare-metal glue (the run loop's hooks) is `src/platform/run.rs`,
 //! part of the hypervisor binary.
@@ -17,6 +19,7 @@ pub mod devicetree;
 pub mod fdt;
 pub mod ipi;
 pub mod mmio;
+pub mod pl011;
 pub mod psci;
 pub mod vgic2;
 pub mod vgic3;

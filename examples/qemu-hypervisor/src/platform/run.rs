@@ -14,17 +14,24 @@
 //!   CPU is kicked with a host SGI ([`crate::gic::KICK_SGI`]), which ends
 //!   its guest's slice or its idle WFI;
 //! - [`data_abort`]: stage 2 data aborts: the GICv3 distributor and
-//!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]); any
-//!   other ends the run with the device, the IPA and the access;
+//!   redistributors ([`Vgic3`]) or the GICv2 distributor ([`Vgic2`]), the
+//!   PL011 ([`Pl011`]); any other ends the run with the device, the IPA
+//!   and the access;
+//! - the console: the guest's PL011 output is printed a line at a time
+//!   (the hypervisor's messages never split one), the host console's
+//!   input goes to its receive FIFO once it is ready for it; the UART's interrupt
+//!   line, `MIS != 0`, is the SPI of the distributor's choice of vCPU:
+//!   [`deliver_sgis`] sets that vCPU's virtual line (a software,
+//!   level-sensitive list register) before every entry;
 //! - [`hcr`], [`stage2_ram`], [`within_run_limit`]: what differs from the
 //!   built-in guests (`HCR_EL2.DC` off so the guest's MMU works, pointer
-//!   authentication not trapped, its RAM and UART, a run limit that fits a
-//!   Linux boot under TCG).
+//!   authentication not trapped, its RAM, a run limit that fits a Linux
+//!   boot under TCG).
 
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use arch_timer_virt::IntId;
+use arch_timer_virt::{IntId, IrqChip};
 use qemu_hypervisor::config::{RunConfig, Scenario};
 use qemu_hypervisor::platform;
 use qemu_hypervisor::platform::boot::{
@@ -34,11 +41,12 @@ use qemu_hypervisor::platform::boot::{
 use qemu_hypervisor::platform::devicetree::{GuestGic, GuestMachine, TimerPpis, Uart};
 use qemu_hypervisor::platform::ipi::{self, Mailbox};
 use qemu_hypervisor::platform::mmio::MmioAccess;
+use qemu_hypervisor::platform::pl011::{self, Effect, LineBuffer, Pl011};
 use qemu_hypervisor::platform::psci::{self, Call, Outcome, Power};
 use qemu_hypervisor::platform::vgic2::{self, Vgic2};
 use qemu_hypervisor::platform::vgic3::{GICD_SIZE, GICR_STRIDE, Live, Vgic3, Write};
 
-use crate::console::println;
+use crate::console::{println, write_bytes};
 use crate::el1::El1Regs;
 use crate::el2::{GicVersion, fail};
 use crate::gic::HostIrqs;
@@ -49,10 +57,12 @@ use crate::stage2::{GICC_IPA, GuestRam};
 use crate::sysreg::read_sysreg;
 use crate::vectors::GuestRegs;
 
-/// The PL011 (QEMU `virt`), passed through to the guest for now.
+/// The guest's PL011, emulated (where QEMU `virt` has its own).
 const UART_BASE: u64 = 0x0900_0000;
+const UART_END: u64 = UART_BASE + pl011::SIZE;
 /// Its SPI (INTID 33).
 const UART_SPI: u32 = 1;
+const UART_INTID: u32 = 32 + UART_SPI;
 /// The GIC distributor and the first redistributor as the guest sees
 /// them (QEMU `virt`'s addresses).
 const GICD_BASE: u64 = 0x0800_0000;
@@ -88,11 +98,10 @@ pub(crate) fn hcr(config: RunConfig, hcr: u64) -> u64 {
     }
 }
 
-/// The Linux guest's stage 2: its RAM and the UART.
+/// The Linux guest's stage 2: its RAM (its devices are emulated).
 pub(crate) fn stage2_ram() -> GuestRam {
     GuestRam::Linux {
         ram: RAM_BASE..RAM_BASE + RAM_SIZE,
-        uart: UART_BASE,
     }
 }
 
@@ -367,6 +376,7 @@ pub(crate) fn starts_on(index: usize) -> bool {
 /// Records how the guest ended the run and kicks the other CPUs so that
 /// their run loops see it.
 fn end_run(how: u8, gicv3: bool) {
+    flush_console();
     ENDED.store(how, Ordering::Release);
     let s = smp();
     let me = this_cpu();
@@ -437,9 +447,11 @@ pub(crate) fn poll<V>(vcpus: &mut [Vcpu<V>], mode: qemu_hypervisor::config::Host
     wake
 }
 
-/// Whether SGIs wait in `vcpu`'s mailbox.
+/// Whether interrupts wait for `vcpu`: SGIs in its mailbox, or the
+/// UART's SPI pending for it (a WFI completes at once, a blocked vCPU is
+/// woken).
 pub(crate) fn sgis_waiting(vcpu: usize) -> bool {
-    SGIS.get(vcpu).is_some_and(|m| !m.is_empty())
+    SGIS.get(vcpu).is_some_and(|m| !m.is_empty()) || uart_line_for(vcpu)
 }
 
 /// Sends SGI `sgi` from vCPU `from` to the vCPUs in `targets` (bit n =
@@ -462,6 +474,8 @@ pub(crate) fn send_sgi(from: usize, sgi: u32, targets: u32, gicv3: bool) {
 /// mailbox into its list registers (those without room go back for the
 /// next entry).
 pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    withdraw_unpended(v, gic);
+    sync_uart_line(v, gic);
     let Some(mailbox) = SGIS.get(v.index) else {
         return;
     };
@@ -482,36 +496,53 @@ pub(crate) fn deliver_sgis<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
 /// `ICC_SGI1R_EL1` as a trapped `MSR` (ESR_EL2 ISS, Rt and the direction
 /// masked out): Op0 3, Op2 5, Op1 0, CRn 12, CRm 11.
 const ISS_ICC_SGI1R: u32 = (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1);
+/// `ICC_ASGI1R_EL1`: Op2 6.
+const ISS_ICC_ASGI1R: u32 = (3 << 20) | (6 << 17) | (12 << 10) | (11 << 1);
+/// `ICC_SGI0R_EL1`: Op2 7.
+const ISS_ICC_SGI0R: u32 = (3 << 20) | (7 << 17) | (12 << 10) | (11 << 1);
 /// The ISS bits that name the register.
 const ISS_SYSREG_MASK: u32 = 0x3f_fc1e;
 
 /// A trapped system register access the Linux guest platform handles
-/// (`ICC_SGI1R_EL1` writes: the guest's IPIs with GICv3); `None` for the
-/// others.
+/// (GICv3 SGI register writes: the guest's IPIs); `None` for the others.
+///
+/// - `ICC_SGI1R_EL1`: the SGI goes to every target, whatever group the
+///   target has it in (in a single security state, `GICD_CTLR.DS = 1`,
+///   it generates Group 1 SGIs and Group 0 ones where the target has the
+///   SGI in Group 0).
+/// - `ICC_SGI0R_EL1`: a Group 0 SGI; it reaches only the targets that
+///   have the SGI in Group 0 (`GICR_IGROUPR0` bit clear). Linux puts
+///   every SGI in Group 1, so for it these reach nobody.
+/// - `ICC_ASGI1R_EL1`: the alternate group, Secure Group 1 from
+///   Non-secure: with one security state there is no other Group 1, and
+///   it behaves as `ICC_SGI0R_EL1` (Group 0 targets only).
+///
+/// An SGI that reaches a target goes through its mailbox like any other;
+/// the list register the GICv3 backend writes is Group 1 (this example's
+/// guests handle every interrupt in Group 1).
 pub(crate) fn sysreg<V>(v: &mut Vcpu<V>, iss: u32, gicv3: bool) -> Option<Option<SliceEnd>> {
-    if iss & ISS_SYSREG_MASK != ISS_ICC_SGI1R || iss & 1 != 0 {
+    let reg = iss & ISS_SYSREG_MASK;
+    let group0_only = match reg {
+        ISS_ICC_SGI1R => false,
+        ISS_ICC_SGI0R | ISS_ICC_ASGI1R => true,
+        _ => return None,
+    };
+    if iss & 1 != 0 {
+        // A read: these registers are write-only; MRS is UNDEFINED, left
+        // to the caller's message.
         return None;
     }
     let rt = ((iss >> 5) & 0x1f) as usize;
     let value = v.regs.x.get(rt).copied().unwrap_or(0);
     let (sgi, targets) = platform::vgic3::sgi1r_targets(value, v.index, smp().vcpus);
+    let targets = if group0_only {
+        critical_section::with(|cs| VGIC3.borrow_ref(cs).sgi_group0_targets(sgi, targets))
+    } else {
+        targets
+    };
     send_sgi(v.index, sgi, targets, gicv3);
     v.regs.pc += 4;
     Some(None)
-}
-
-/// What the guest sees at `ipa`, for messages.
-fn device_at(ipa: u64) -> &'static str {
-    match ipa {
-        0x0800_0000..0x0801_0000 => "the GIC distributor (GICD)",
-        0x0801_0000..0x0802_0000 => "the GICv2 CPU interface (GICC)",
-        0x080a_0000..0x0900_0000 => "a GICv3 redistributor (GICR)",
-        0x0900_0000..0x0901_0000 => "the PL011 UART",
-        0x0901_0000..0x0902_0000 => "the PL031 RTC",
-        0x0a00_0000..0x0a00_4000 => "a virtio-mmio transport",
-        0x4000_0000..0x4800_0000 => "RAM below the guest's (the hypervisor's)",
-        _ => "no device of the guest",
-    }
 }
 
 /// The guest's GICv3 distributor and redistributors (shared by every
@@ -556,11 +587,21 @@ pub(crate) fn data_abort<G: HostIrqs>(
             "hv: linux: vCPU {} at PC {:#x}: {e} ({})",
             v.index,
             v.regs.pc,
-            device_at(ipa)
+            platform::mmio::device_at(ipa)
         ),
     };
     let reg = usize::from(a.reg);
     let stored = a.store_value(v.regs.x.get(reg).copied().unwrap_or(0));
+    if (UART_BASE..UART_END).contains(&ipa) {
+        let value = uart_access(v.index, ipa - UART_BASE, a, stored);
+        if !a.write
+            && let Some(x) = v.regs.x.get_mut(reg)
+        {
+            *x = a.load_value(u64::from(value));
+        }
+        v.regs.pc += 4;
+        return None;
+    }
     let live = live(v, host);
     let gic = GIC.load(Ordering::Relaxed);
     let loaded = critical_section::with(|cs| {
@@ -570,8 +611,7 @@ pub(crate) fn data_abort<G: HostIrqs>(
         let (value, write) = match ipa {
             GICD_BASE..GICD_END if gic == 3 => {
                 if a.write {
-                    g3.write_distributor(ipa - GICD_BASE, a.width, stored);
-                    (0, Write::Done)
+                    (0, g3.write_distributor(ipa - GICD_BASE, a.width, stored))
                 } else {
                     (g3.read_distributor(ipa - GICD_BASE, a.width), Write::Done)
                 }
@@ -594,6 +634,18 @@ pub(crate) fn data_abort<G: HostIrqs>(
             }
             _ => return None,
         };
+        // SGIs made pending are delivered as IPIs (their pending state is
+        // then the list registers'); the timer PPIs' pending state is
+        // their timer's line (see `pend_private`): neither stays in the
+        // register file.
+        if let Write::Pend { vcpu, intids } = write {
+            let taken = intids & (SGI_BITS | timer_ppis());
+            if gic == 3 {
+                g3.clear_private_pending(vcpu, taken);
+            } else {
+                g2.clear_private_pending(vcpu, taken);
+            }
+        }
         Some((value, write))
     });
     let Some((value, write)) = loaded else {
@@ -603,20 +655,19 @@ pub(crate) fn data_abort<G: HostIrqs>(
             v.index,
             if a.write { "stored" } else { "loaded" },
             a.width.bytes(),
-            device_at(ipa),
+            platform::mmio::device_at(ipa),
             v.regs.pc
         )
     };
+    if a.write {
+        // The UART's SPI may have been enabled, disabled or routed.
+        update_uart_target(v.index);
+    }
     match write {
         Write::Done => {}
-        // Linux sends its IPIs by `ICC_SGI1R_EL1` or `GICD_SGIR` and never
-        // makes an SGI or PPI pending through the distributor: that is not
-        // emulated, and says so.
-        Write::Pend { intids, .. } => fail!(
-            "hv: linux: vCPU {} made SGIs/PPIs {intids:#x} pending through the distributor: \
-             not emulated; ending the run",
-            v.index
-        ),
+        Write::Pend { vcpu, intids } => pend_private(v.index, vcpu, intids, gic == 3),
+        Write::Unpend { vcpu, intids } => unpend_private(v.index, vcpu, intids, gic == 3),
+        Write::PendSpis { first, intids } => note_kept_pending(v.index, first, intids),
         Write::Sgi { intid, targets } => send_sgi(v.index, intid, targets, false),
     }
     if !a.write
@@ -626,6 +677,268 @@ pub(crate) fn data_abort<G: HostIrqs>(
     }
     v.regs.pc += 4;
     None
+}
+
+/// The guest's UART and the line of output it is collecting.
+struct Console {
+    uart: Pl011,
+    line: LineBuffer,
+    /// Lines printed.
+    lines: u64,
+}
+
+/// The guest's console (shared by every CPU, as [`VGIC3`]).
+static CONSOLE: critical_section::Mutex<RefCell<Console>> =
+    critical_section::Mutex::new(RefCell::new(Console {
+        uart: Pl011::new(),
+        line: LineBuffer::new(),
+        lines: 0,
+    }));
+/// The vCPU (index + 1) the UART's SPI is pending for; 0: none (its
+/// line low, the SPI disabled or routed nowhere).
+static UART_TARGET: AtomicUsize = AtomicUsize::new(0);
+/// Per vCPU: whether its virtual line for the UART's SPI is high (what
+/// [`sync_uart_line`] last set in its list registers).
+static UART_RAISED: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+/// How many times a vCPU's virtual UART line went high.
+static UART_RAISES: AtomicU64 = AtomicU64::new(0);
+
+/// A guest access at `offset` in the PL011's page (`stored`: what a
+/// store writes). Returns what a load reads.
+fn uart_access(vcpu: usize, offset: u64, a: MmioAccess, stored: u64) -> u32 {
+    let value = critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        let value = if a.write {
+            if let Effect::Transmit(byte) = c.uart.write(offset, a.width, stored) {
+                let printed = c.line.push(byte).map(print_guest_line).is_some();
+                if printed {
+                    c.line.clear();
+                    c.lines += 1;
+                }
+            }
+            0
+        } else {
+            c.uart.read(offset, a.width)
+        };
+        UART_WANTS_INPUT.store(c.uart.wants_input(), Ordering::Relaxed);
+        value
+    });
+    update_uart_target(vcpu);
+    value
+}
+
+/// Whether the guest's UART is ready for input ([`Pl011::wants_input`]
+/// after its last change).
+static UART_WANTS_INPUT: AtomicBool = AtomicBool::new(false);
+/// Bytes of input handed to the guest's UART.
+static UART_INPUT: AtomicU64 = AtomicU64::new(0);
+
+/// Hands a byte the host's UART received (the console's input) to the
+/// guest's UART, if it is ready for one (vCPU `from` is about to run).
+fn poll_input(from: usize) {
+    if !UART_WANTS_INPUT.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(byte) = crate::console::read_byte() else {
+        return;
+    };
+    critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        if c.uart.receive(byte) {
+            UART_INPUT.fetch_add(1, Ordering::Relaxed);
+        }
+        UART_WANTS_INPUT.store(c.uart.wants_input(), Ordering::Relaxed);
+    });
+    update_uart_target(from);
+}
+
+/// Prints a line of the guest's output and a newline. A line that could
+/// pass for one of the hypervisor's gets a `guest: ` prefix. Called in
+/// the console's critical section, so no other CPU prints in between.
+fn print_guest_line(line: &[u8]) {
+    if pl011::looks_like_hypervisor(line) {
+        write_bytes(b"guest: ");
+    }
+    write_bytes(line);
+    write_bytes(b"\n");
+}
+
+/// Prints what is left of the guest's last line (the run is ending) and
+/// the console's figures.
+fn flush_console() {
+    let lines = critical_section::with(|cs| {
+        let mut c = CONSOLE.borrow_ref_mut(cs);
+        if !c.line.pending().is_empty() {
+            print_guest_line(c.line.pending());
+            c.line.clear();
+            c.lines += 1;
+        }
+        c.lines
+    });
+    println!(
+        "hv: linux: console: {lines} lines out and {} bytes in through the emulated PL011; its \
+         interrupt (INTID {UART_INTID}) raised {} times",
+        UART_INPUT.load(Ordering::Relaxed),
+        UART_RAISES.load(Ordering::Relaxed)
+    );
+}
+
+/// Recomputes which vCPU the UART's SPI is pending for, after vCPU
+/// `from` changed the UART or the distributor; a vCPU on another CPU
+/// whose line changes is kicked, to see it at its next entry.
+fn update_uart_target(from: usize) {
+    let gic = GIC.load(Ordering::Relaxed);
+    let target = critical_section::with(|cs| {
+        if !CONSOLE.borrow_ref(cs).uart.line() {
+            return None;
+        }
+        match gic {
+            3 => VGIC3.borrow_ref(cs).spi_target(UART_INTID),
+            2 => VGIC2.borrow_ref(cs).spi_target(UART_INTID),
+            _ => None,
+        }
+    });
+    let new = target.map_or(0, |t| t + 1);
+    let old = UART_TARGET.swap(new, Ordering::AcqRel);
+    if old == new {
+        return;
+    }
+    let s = smp();
+    for vcpu in [old, new].into_iter().filter_map(|n| n.checked_sub(1)) {
+        if s.host_cpu_of(vcpu) != s.host_cpu_of(from) {
+            crate::gic::kick(gic == 3, s.host_cpu_of(vcpu));
+        }
+    }
+}
+
+/// Whether the UART's SPI is pending for `vcpu`.
+fn uart_line_for(vcpu: usize) -> bool {
+    UART_TARGET.load(Ordering::Acquire) == vcpu + 1
+}
+
+/// Before entering `v` (loaded on this CPU): its virtual line for the
+/// UART's SPI follows [`uart_line_for`]. Raising it again while it is
+/// high is harmless (the backend keeps one list register per INTID) and
+/// makes it pending again once the guest has deactivated it with the
+/// line still high, as a level-sensitive interrupt is.
+fn sync_uart_line<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    poll_input(v.index);
+    let Some(raised) = UART_RAISED.get(v.index) else {
+        return;
+    };
+    let want = uart_line_for(v.index);
+    let was = raised.load(Ordering::Relaxed);
+    if !want && !was {
+        return;
+    }
+    let Ok(intid) = IntId::new(UART_INTID) else {
+        return;
+    };
+    if let Err(e) = gic.chip(&mut v.vgic).set_virtual_level(intid, want) {
+        fail!(
+            "hv: linux: UART interrupt (INTID {UART_INTID}) to vCPU {}: {e:?}",
+            v.index
+        );
+    }
+    if want && !was {
+        UART_RAISES.fetch_add(1, Ordering::Relaxed);
+    }
+    raised.store(want, Ordering::Relaxed);
+}
+
+/// INTIDs 0..=15.
+const SGI_BITS: u32 = 0xffff;
+/// The timer's PPIs (bit n = INTID n), as the guest's device tree names
+/// them.
+fn timer_ppis() -> u32 {
+    TimerPpis::qemu_virt().mask()
+}
+/// Per vCPU: SGIs (bit n = SGI n) a `GICR_ICPENDR0` write took back, to
+/// be withdrawn from its list registers at its next entry.
+static SGIS_UNPENDED: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// Whether the run has said that a pending state set through the
+/// distributor is kept but not delivered.
+static KEPT_PENDING_SAID: AtomicBool = AtomicBool::new(false);
+
+/// vCPU `from` made the SGIs/PPIs `intids` of vCPU `vcpu` pending through
+/// the distributor (`GICR_ISPENDR0`, GICv2 `GICD_ISPENDR0`):
+///
+/// - SGIs (GICv3; GICv2 ignores these bits): delivered to `vcpu` as the
+///   IPI they name, as if sent by `ICC_SGI1R_EL1`;
+/// - the timer PPIs: ignored. Their pending state is their timer's line
+///   as the library holds it (what `GICR_ISPENDR0` reads): the virtual
+///   timer's is forwarded with the HW bit, whose pending state is the
+///   physical PPI's, and a set-pending would have the guest take a timer
+///   interrupt its timer never raised;
+/// - other PPIs: no device of this machine signals them; the pending bit
+///   is kept in the register file (it reads back, `ICPENDR0` clears it)
+///   and not delivered (said once per run).
+fn pend_private(from: usize, vcpu: usize, intids: u32, gicv3: bool) {
+    let sgis = intids & SGI_BITS;
+    for sgi in (0..16).filter(|n| sgis & (1 << n) != 0) {
+        send_sgi(from, sgi, 1 << vcpu, gicv3);
+    }
+    let kept = intids & !(SGI_BITS | timer_ppis());
+    if kept != 0 {
+        note_kept_pending(from, 0, kept);
+    }
+}
+
+/// vCPU `from` cleared the pending state of the SGIs/PPIs `intids` of
+/// vCPU `vcpu` (`GICR_ICPENDR0`, GICv2 `GICD_ICPENDR0`): SGIs not yet
+/// taken by the guest are taken back (from its mailbox now, from its list
+/// registers at its next entry); the timer PPIs' pending state is their
+/// line (see [`pend_private`]); other PPIs' bits are cleared in the
+/// register file.
+fn unpend_private(from: usize, vcpu: usize, intids: u32, gicv3: bool) {
+    let sgis = intids & SGI_BITS;
+    if sgis == 0 {
+        return;
+    }
+    if let (Some(m), Some(u)) = (SGIS.get(vcpu), SGIS_UNPENDED.get(vcpu)) {
+        m.withdraw(sgis);
+        u.fetch_or(sgis, Ordering::AcqRel);
+    }
+    let s = smp();
+    if s.host_cpu_of(vcpu) != s.host_cpu_of(from) {
+        crate::gic::kick(gicv3, s.host_cpu_of(vcpu));
+    }
+}
+
+/// Says (once per run) that vCPU `from` made interrupts pending through
+/// the distributor that no device of this machine signals (bit n = INTID
+/// `first + n`): their pending bit is kept in the register file, readable
+/// and clearable, and not delivered.
+fn note_kept_pending(from: usize, first: u32, intids: u32) {
+    if !KEPT_PENDING_SAID.swap(true, Ordering::Relaxed) {
+        println!(
+            "hv: linux: vCPU {from} made INTIDs {first}+{intids:#x} pending through the \
+             distributor: kept in its registers, not delivered (no device signals them; said \
+             once)"
+        );
+    }
+}
+
+/// Before entering `v`: withdraws the SGIs a `GICR_ICPENDR0` write took
+/// back that are still pending (not active) in its list registers.
+fn withdraw_unpended<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
+    let Some(u) = SGIS_UNPENDED.get(v.index) else {
+        return;
+    };
+    if u.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let sgis = u.swap(0, Ordering::AcqRel);
+    let mut chip = gic.chip(&mut v.vgic);
+    for sgi in (0..16).filter(|n| sgis & (1 << n) != 0) {
+        let Ok(intid) = IntId::new(sgi) else { continue };
+        if let Err(e) = chip.set_virtual_level(intid, false) {
+            fail!(
+                "hv: linux: withdrawing SGI {sgi} from vCPU {}: {e:?}",
+                v.index
+            );
+        }
+    }
 }
 
 /// The Linux guest's CPUs other than the first that are done (their

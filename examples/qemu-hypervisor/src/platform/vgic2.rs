@@ -10,12 +10,16 @@
 //! included) read as zero and ignore writes.
 
 use super::mmio::Width;
+#[cfg(doc)]
+use super::vgic3::Vgic3;
 use super::vgic3::{Bank, BankReg, Live, MAX_VCPUS, SPIS, Write, bank_reg};
 
 /// The distributor's size.
 pub const GICD_SIZE: u64 = 0x1000;
 /// `PIDR2` with ArchRev 2.
 const PIDR2_GICV2: u32 = 0x2b;
+/// INTIDs 0..=15.
+const SGI_BITS: u32 = 0xffff;
 
 /// The guest's GICv2 distributor.
 #[derive(Clone, Debug)]
@@ -134,20 +138,73 @@ impl Vgic2 {
                     let Some(b) = self.private.get_mut(vcpu) else {
                         return Write::Done;
                     };
-                    b.write(reg, word);
                     match reg {
-                        BankReg::SetPending => Write::Pend { vcpu, intids: word },
-                        _ => Write::Done,
+                        // The SGIs' bits of ISPENDR0/ICPENDR0 are
+                        // read-only on GICv2 (their pending state is set
+                        // and cleared per source with SPENDSGIR and
+                        // CPENDSGIR, not implemented here).
+                        BankReg::SetPending => {
+                            b.write(reg, word & !SGI_BITS);
+                            Write::Pend {
+                                vcpu,
+                                intids: word & !SGI_BITS,
+                            }
+                        }
+                        BankReg::ClearPending => {
+                            b.write(reg, word & !SGI_BITS);
+                            Write::Unpend {
+                                vcpu,
+                                intids: word & !SGI_BITS,
+                            }
+                        }
+                        _ => {
+                            b.write(reg, word);
+                            Write::Done
+                        }
                     }
                 }
                 Some((bank, reg)) => {
                     if let Some(b) = self.spis.get_mut(bank - 1) {
                         b.write(reg, word);
+                        if reg == BankReg::SetPending && word != 0 {
+                            return Write::PendSpis {
+                                first: u32::try_from(bank * 32).unwrap_or(u32::MAX),
+                                intids: word,
+                            };
+                        }
                     }
                     Write::Done
                 }
                 None => Write::Done,
             },
+        }
+    }
+
+    /// The vCPU that SPI `intid` (a level the caller holds high) is
+    /// pending for: `None` while the guest has it disabled, the
+    /// distributor disabled, or no target CPU in `GICD_ITARGETSR`. With
+    /// several targets (1-N) it goes to the first.
+    #[must_use]
+    pub fn spi_target(&self, intid: u32) -> Option<usize> {
+        let n = usize::try_from(intid.checked_sub(32)?).ok()?;
+        let enabled = self
+            .spis
+            .get(n / 32)?
+            .read(BankReg::SetEnable, Live::default())
+            & (1 << (n % 32))
+            != 0;
+        if !enabled || self.ctlr & 1 == 0 {
+            return None;
+        }
+        let targets = u32::from(*self.targets.get(n)?) & self.all();
+        (targets != 0).then(|| targets.trailing_zeros() as usize)
+    }
+
+    /// Takes the pending bits `intids` of `vcpu`'s SGIs and PPIs out of
+    /// the register file (see [`Vgic3::clear_private_pending`]).
+    pub fn clear_private_pending(&mut self, vcpu: usize, intids: u32) {
+        if let Some(b) = self.private.get_mut(vcpu) {
+            b.write(BankReg::ClearPending, intids);
         }
     }
 
@@ -206,6 +263,65 @@ mod tests {
         assert_eq!(g.read(0, 0x200, Width::Word, live), 1 << 27);
         assert_eq!(g.read(0, 0x300, Width::Word, live), 1 << 27);
         assert_eq!(g.read(0, 0xc00, Width::Word, live), 0xaaaa_aaaa);
+    }
+
+    #[test]
+    fn spi_target_follows_enable_and_itargetsr() {
+        let mut g = Vgic2::new(2);
+        assert_eq!(g.spi_target(33), None);
+        g.write(0, 0x104, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "distributor disabled");
+        g.write(0, 0, Width::Word, 1);
+        assert_eq!(g.spi_target(33), None, "no target CPU");
+        // Linux: every SPI to CPU 0 (ITARGETSR byte 0x01).
+        g.write(0, 0x820, Width::Word, 0x0101_0101);
+        assert_eq!(g.spi_target(33), Some(0));
+        g.write(0, 0x821, Width::Byte, 2);
+        assert_eq!(g.spi_target(33), Some(1));
+        g.write(0, 0x821, Width::Byte, 3);
+        assert_eq!(g.spi_target(33), Some(0), "1-N: the first");
+        g.write(0, 0x184, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "disabled again");
+        assert_eq!(g.spi_target(27), None);
+        assert_eq!(g.spi_target(32 + u32::try_from(SPIS).unwrap()), None);
+    }
+
+    #[test]
+    fn pending_writes_skip_sgis_and_go_to_the_run_loop() {
+        let mut g = Vgic2::new(2);
+        let none = Live::default();
+        // ISPENDR0 by vCPU 1: SGI 2 (read-only on GICv2), PPIs 27 and 20.
+        let set = (1 << 2) | (1 << 27) | (1 << 20);
+        assert_eq!(
+            g.write(1, 0x200, Width::Word, set),
+            Write::Pend {
+                vcpu: 1,
+                intids: (1 << 27) | (1 << 20)
+            }
+        );
+        assert_eq!(g.read(1, 0x200, Width::Word, none), (1 << 27) | (1 << 20));
+        g.clear_private_pending(1, 1 << 27);
+        assert_eq!(g.read(1, 0x200, Width::Word, none), 1 << 20);
+        assert_eq!(g.read(0, 0x200, Width::Word, none), 0, "banked");
+        assert_eq!(
+            g.write(1, 0x280, Width::Word, u64::from(u32::MAX)),
+            Write::Unpend {
+                vcpu: 1,
+                intids: !0xffff
+            }
+        );
+        assert_eq!(g.read(1, 0x200, Width::Word, none), 0);
+        // SPIs: kept, and said.
+        assert_eq!(
+            g.write(0, 0x204, Width::Word, 1 << 1),
+            Write::PendSpis {
+                first: 32,
+                intids: 1 << 1
+            }
+        );
+        assert_eq!(g.read(1, 0x204, Width::Word, none), 1 << 1);
+        g.write(0, 0x284, Width::Word, 1 << 1);
+        assert_eq!(g.read(1, 0x204, Width::Word, none), 0);
     }
 
     #[test]

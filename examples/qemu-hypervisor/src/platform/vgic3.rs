@@ -184,11 +184,30 @@ pub enum Write {
     /// Nothing.
     Done,
     /// The guest made these SGIs/PPIs of vCPU `vcpu` pending (bit n =
-    /// INTID n): the run loop injects them.
+    /// INTID n; `GICR_ISPENDR0`, `GICD_ISPENDR0`): the run loop delivers
+    /// or ignores them and keeps in the register file what it keeps
+    /// ([`Vgic3::clear_private_pending`]).
     Pend {
         /// The vCPU.
         vcpu: usize,
         /// INTIDs 0..=31.
+        intids: u32,
+    },
+    /// The guest cleared the pending state of these SGIs/PPIs of vCPU
+    /// `vcpu` (`GICR_ICPENDR0`, `GICD_ICPENDR0`): the run loop takes back
+    /// what it has not delivered yet.
+    Unpend {
+        /// The vCPU.
+        vcpu: usize,
+        /// INTIDs 0..=31.
+        intids: u32,
+    },
+    /// The guest made these SPIs pending (`GICD_ISPENDR<n>`; bit n =
+    /// INTID `first + n`): kept in the register file.
+    PendSpis {
+        /// The INTID of bit 0.
+        first: u32,
+        /// The SPIs.
         intids: u32,
     },
     /// The guest sent SGI `intid` (GICv2 `GICD_SGIR`) to the vCPUs in
@@ -266,6 +285,32 @@ impl Vgic3 {
             .unwrap_or(0)
     }
 
+    /// The vCPU that SPI `intid` (a level the caller holds high) is
+    /// pending for: `None` while the guest has it disabled, or its group
+    /// disabled in `GICD_CTLR`, or routed to no vCPU here. `GICD_IROUTER`
+    /// names the vCPU by Aff0 (Aff1..Aff3 0); with `IRM` (any
+    /// participating PE) it goes to vCPU 0.
+    #[must_use]
+    pub fn spi_target(&self, intid: u32) -> Option<usize> {
+        let n = usize::try_from(intid.checked_sub(32)?).ok()?;
+        let bank = self.spis.get(n / 32)?;
+        let bit = 1_u32 << (n % 32);
+        let group_enable = if bank.group & bit != 0 {
+            CTLR_ENABLE_GRP1
+        } else {
+            CTLR_ENABLE_GRP0
+        };
+        if bank.enabled & bit == 0 || self.ctlr & group_enable == 0 {
+            return None;
+        }
+        let route = *self.routes.get(n)?;
+        if route & (1 << 31) != 0 {
+            return Some(0);
+        }
+        let vcpu = usize::try_from(route & 0xff).ok()?;
+        (route & 0xff_00ff_ff00 == 0 && vcpu < self.cpus).then_some(vcpu)
+    }
+
     /// A distributor read at `offset` (below [`GICD_SIZE`]).
     #[must_use]
     pub fn read_distributor(&self, offset: u64, width: Width) -> u64 {
@@ -292,14 +337,42 @@ impl Vgic3 {
         }
     }
 
-    /// A distributor write at `offset`.
-    pub fn write_distributor(&mut self, offset: u64, width: Width, value: u64) {
+    /// Takes the pending bits `intids` (bit n = INTID n) of `vcpu`'s SGIs
+    /// and PPIs out of the register file: the run loop delivered them, or
+    /// their pending state is the live one ([`Live`]).
+    pub fn clear_private_pending(&mut self, vcpu: usize, intids: u32) {
+        if let Some(b) = self.private.get_mut(vcpu) {
+            b.pending &= !intids;
+        }
+    }
+
+    /// Of the vCPUs in `targets` (bit n = vCPU n), those that have SGI
+    /// `intid` in Group 0 (`GICR_IGROUPR0` bit clear): the ones a Group 0
+    /// SGI reaches.
+    #[must_use]
+    pub fn sgi_group0_targets(&self, intid: u32, targets: u32) -> u32 {
+        let Some(bit) = 1_u32.checked_shl(intid).filter(|_| intid < 16) else {
+            return 0;
+        };
+        let mut reached = 0;
+        for (n, b) in self.private.iter().enumerate().take(self.cpus) {
+            if targets & (1 << n) != 0 && b.group & bit == 0 {
+                reached |= 1 << n;
+            }
+        }
+        reached
+    }
+
+    /// A distributor write at `offset`; [`Write::PendSpis`] for a store
+    /// to `GICD_ISPENDR<n>` (n >= 1).
+    pub fn write_distributor(&mut self, offset: u64, width: Width, value: u64) -> Write {
         #[allow(clippy::cast_possible_truncation)] // 32-bit registers
         let word = value as u32;
         match (offset, width) {
             (0x0, Width::Word) => {
                 // ARE is RAO/WI here: this GIC only routes by affinity.
                 self.ctlr = (word & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1)) | CTLR_ARE;
+                Write::Done
             }
             (0x6000..0x8000, Width::Double) => {
                 let n = usize::try_from((offset - 0x6000) / 8).unwrap_or(usize::MAX);
@@ -307,6 +380,7 @@ impl Vgic3 {
                     // Aff3 (39:32), IRM (31), Aff2..Aff0 (23:0).
                     *route = value & 0xff_80ff_ffff;
                 }
+                Write::Done
             }
             _ => {
                 if let Some((bank, reg)) = bank_reg(offset, width)
@@ -314,7 +388,14 @@ impl Vgic3 {
                     && let Some(b) = self.spis.get_mut(bank - 1)
                 {
                     b.write(reg, word);
+                    if reg == BankReg::SetPending && word != 0 {
+                        return Write::PendSpis {
+                            first: u32::try_from(bank * 32).unwrap_or(u32::MAX),
+                            intids: word,
+                        };
+                    }
                 }
+                Write::Done
             }
         }
     }
@@ -384,6 +465,10 @@ impl Vgic3 {
                     BankReg::SetPending => {
                         bank.write(reg, word);
                         Write::Pend { vcpu, intids: word }
+                    }
+                    BankReg::ClearPending => {
+                        bank.write(reg, word);
+                        Write::Unpend { vcpu, intids: word }
                     }
                     _ => {
                         bank.write(reg, word);
@@ -549,6 +634,119 @@ mod tests {
         assert_eq!(g.read_distributor(0x108, Width::Word), 0);
         g.write_distributor(0x7ff8, Width::Double, 1);
         assert_eq!(g.read_distributor(0x7ff8, Width::Double), 0);
+    }
+
+    #[test]
+    fn set_and_clear_pending_go_to_the_run_loop() {
+        let mut g = Vgic3::new(2);
+        let none = Live::default();
+        let rd1 = GICR_STRIDE + D;
+        // GICR_ISPENDR0 of vCPU 1: SGI 3, the vtimer PPI 27, PPI 20.
+        let set = (1 << 3) | (1 << 27) | (1 << 20);
+        assert_eq!(
+            g.write_redistributor(rd1 + 0x200, Width::Word, set),
+            Write::Pend {
+                vcpu: 1,
+                intids: u32::try_from(set).unwrap()
+            }
+        );
+        assert_eq!(g.read_redistributor(rd1 + 0x200, Width::Word, none), set);
+        // The run loop delivers the SGI and ignores the timer PPI: only
+        // PPI 20 stays in the register file.
+        g.clear_private_pending(1, (1 << 3) | (1 << 27));
+        assert_eq!(
+            g.read_redistributor(rd1 + 0x200, Width::Word, none),
+            1 << 20
+        );
+        assert_eq!(
+            g.read_redistributor(D + 0x200, Width::Word, none),
+            0,
+            "vCPU 0's"
+        );
+        // GICR_ICPENDR0 clears the kept bit and is handed on.
+        assert_eq!(
+            g.write_redistributor(rd1 + 0x280, Width::Word, (1 << 20) | (1 << 5)),
+            Write::Unpend {
+                vcpu: 1,
+                intids: (1 << 20) | (1 << 5)
+            }
+        );
+        assert_eq!(g.read_redistributor(rd1 + 0x280, Width::Word, none), 0);
+        // The timer's line still reads pending whatever was written.
+        let live = Live {
+            pending: 1 << 27,
+            active: 0,
+        };
+        g.write_redistributor(rd1 + 0x280, Width::Word, 1 << 27);
+        assert_eq!(
+            g.read_redistributor(rd1 + 0x200, Width::Word, live),
+            1 << 27
+        );
+    }
+
+    #[test]
+    fn spi_set_pending_is_kept_and_reported() {
+        let mut g = Vgic3::new(1);
+        assert_eq!(
+            g.write_distributor(0x204, Width::Word, 1 << 1),
+            Write::PendSpis {
+                first: 32,
+                intids: 1 << 1
+            }
+        );
+        assert_eq!(g.read_distributor(0x204, Width::Word), 1 << 1);
+        assert_eq!(g.write_distributor(0x284, Width::Word, 1 << 1), Write::Done);
+        assert_eq!(g.read_distributor(0x204, Width::Word), 0);
+        // Bank 0 (SGIs/PPIs) of the distributor is RAZ/WI with ARE.
+        assert_eq!(g.write_distributor(0x200, Width::Word, 1), Write::Done);
+        assert_eq!(g.write_distributor(0x204, Width::Word, 0), Write::Done);
+    }
+
+    #[test]
+    fn group0_sgis_reach_only_group0_targets() {
+        let mut g = Vgic3::new(2);
+        // At reset every SGI is Group 0.
+        assert_eq!(g.sgi_group0_targets(1, 0b11), 0b11);
+        // Linux puts every SGI of every vCPU in Group 1.
+        g.write_redistributor(D + 0x080, Width::Word, u64::from(u32::MAX));
+        assert_eq!(g.sgi_group0_targets(1, 0b11), 0b10);
+        g.write_redistributor(GICR_STRIDE + D + 0x080, Width::Word, u64::from(u32::MAX));
+        assert_eq!(g.sgi_group0_targets(1, 0b11), 0);
+        // Only SGIs, only existing vCPUs.
+        let mut g = Vgic3::new(1);
+        assert_eq!(g.sgi_group0_targets(16, 1), 0);
+        assert_eq!(g.sgi_group0_targets(2, 0b110), 0);
+        g.write_redistributor(D + 0x080, Width::Word, 1 << 2);
+        assert_eq!(g.sgi_group0_targets(2, 1), 0);
+        assert_eq!(g.sgi_group0_targets(3, 1), 1);
+    }
+
+    #[test]
+    fn spi_target_follows_enable_group_and_route() {
+        let mut g = Vgic3::new(2);
+        // SPI 33 (the UART's): disabled at reset.
+        assert_eq!(g.spi_target(33), None);
+        g.write_distributor(0x104, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "group 0 not enabled");
+        // Linux: every SPI group 1, then Group 1 enabled.
+        g.write_distributor(0x084, Width::Word, u64::MAX);
+        g.write_distributor(0, Width::Word, u64::from(CTLR_ARE | CTLR_ENABLE_GRP1));
+        assert_eq!(g.spi_target(33), Some(0), "IROUTER 0: vCPU 0");
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 1);
+        assert_eq!(g.spi_target(33), Some(1));
+        // A CPU that does not exist, or another cluster: nobody.
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 2);
+        assert_eq!(g.spi_target(33), None);
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, 1 << 8);
+        assert_eq!(g.spi_target(33), None);
+        // IRM: any CPU, vCPU 0.
+        g.write_distributor(0x6000 + 33 * 8, Width::Double, (1 << 31) | 1);
+        assert_eq!(g.spi_target(33), Some(0));
+        g.write_distributor(0x184, Width::Word, 1 << 1);
+        assert_eq!(g.spi_target(33), None, "disabled again");
+        // Not an implemented SPI, not an SPI.
+        assert_eq!(g.spi_target(32 + u32::try_from(SPIS).unwrap()), None);
+        assert_eq!(g.spi_target(27), None);
     }
 
     #[test]
