@@ -323,6 +323,31 @@ fn enable_ppi_sets_priority_byte_and_enable_bit() {
     assert_eq!(frames[0].sgi.isenabler0.0, 1 << 26);
 }
 
+/// An SPI or SGI shares bits 3:0 with a PPI (INTID 43 with PPI 27): its
+/// level must never take that PPI's hardware mapping.
+#[test]
+fn an_spi_never_aliases_a_mapped_ppi() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.map_virtual(ppi(27), ppi(27)).unwrap();
+    gic.set_virtual_level(id(43), true).unwrap();
+    // State 01 | Group 1 | priority 0xA0 | EOI maintenance | vINTID 43: a
+    // software list register, no HW bit, no pINTID.
+    assert_eq!(lr(gic.host(), 0), 0x50A0_0200_0000_002B);
+    assert_eq!(gic.vcpu().mapping(id(27)), Some(id(27)));
+    assert_eq!(
+        gic.map_virtual(id(43), ppi(30)),
+        Err(Error::InvalidIntId(43))
+    );
+    assert_eq!(gic.unmap_virtual(id(11)), Err(Error::InvalidIntId(11)));
+    assert_eq!(gic.vcpu().mapping(id(27)), Some(id(27)), "PPI 27 kept");
+    gic.set_virtual_level(id(43), false).unwrap();
+    assert_eq!(lr(gic.host(), 0), 0);
+}
+
 #[test]
 fn mapped_level_goes_into_a_list_register_with_hw_once() {
     let mut frames = frames(&[GICR_TYPER_LAST]);

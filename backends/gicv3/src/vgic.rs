@@ -23,10 +23,15 @@ type Queue = heapless::Vec<ListRegister, QUEUE_CAPACITY>;
 /// The priority [`VgicCpu::new`] injects virtual interrupts with.
 pub const DEFAULT_PRIORITY: u8 = 0xA0;
 
-/// Index 0..=15 of a PPI in per-PPI tables.
-fn ppi_index(intid: IntId) -> usize {
-    // IntId is always 16..=31: bits 3:0 tell them apart.
-    usize::from(u8::try_from(intid.get() & 0xF).unwrap_or(0))
+/// Index 0..=15 of a PPI in per-PPI tables; `None` for an SGI, SPI or LPI
+/// (which must never alias a PPI's slot).
+fn ppi_index(intid: IntId) -> Option<usize> {
+    if intid.is_ppi() {
+        // A PPI is 16..=31: bits 3:0 tell them apart.
+        usize::try_from(intid.get() & 0xF).ok()
+    } else {
+        None
+    }
 }
 
 /// `intid` if it is a PPI.
@@ -153,12 +158,12 @@ impl VgicCpu {
 
     /// The physical PPI the virtual PPI `intid` is mapped to.
     fn ppi_mapping(&self, intid: IntId) -> Option<IntId> {
-        self.mapped.get(ppi_index(intid)).copied().flatten()
+        self.mapped.get(ppi_index(intid)?).copied().flatten()
     }
 
     /// The level of the software (not mapped) virtual PPI `intid`.
     const fn ppi_level(&self, intid: IntId) -> bool {
-        self.levels & intid.bit() != 0
+        intid.is_ppi() && self.levels & intid.bit() != 0
     }
 
     /// The pending interrupts waiting for a free list register, oldest
@@ -647,8 +652,10 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     }
 
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
+        // Only PPIs have a recorded level; an SGI or SPI is injected and
+        // withdrawn as asked, with no level kept for it.
         let software = self.vcpu.ppi_mapping(intid).is_none();
-        if software {
+        if software && intid.is_ppi() {
             if level {
                 self.vcpu.levels |= intid.bit();
             } else {
@@ -671,6 +678,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
+        let index = ppi_index(intid).ok_or(Error::InvalidIntId(intid.get()))?;
         if let Some(other) = (IntId::FIRST_PPI..=IntId::LAST_PPI)
             .filter_map(|n| IntId::ppi(n).ok())
             .find(|&other| other != intid && self.vcpu.ppi_mapping(other) == Some(host))
@@ -680,7 +688,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
                 mapped_to: other.get(),
             });
         }
-        if let Some(slot) = self.vcpu.mapped.get_mut(ppi_index(intid)) {
+        if let Some(slot) = self.vcpu.mapped.get_mut(index) {
             *slot = Some(host);
         }
         self.vcpu.levels &= !intid.bit();
@@ -688,7 +696,8 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     }
 
     fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Error> {
-        if let Some(slot) = self.vcpu.mapped.get_mut(ppi_index(intid)) {
+        let index = ppi_index(intid).ok_or(Error::InvalidIntId(intid.get()))?;
+        if let Some(slot) = self.vcpu.mapped.get_mut(index) {
             *slot = None;
         }
         Ok(())

@@ -945,8 +945,10 @@ fn withdraw_unpended<G: HostIrqs>(v: &mut Vcpu<G::Vgic>, gic: &mut G) {
 /// statistics added to [`CPU1_STATS`]).
 static CPUS_DONE: AtomicUsize = AtomicUsize::new(0);
 /// How long the first CPU waits for the others' statistics at the end
-/// (they see the power-off at their next exit or idle wake-up): 200 ms.
-const COLLECT_WAIT_US: u64 = 200_000;
+/// (they are kicked and see the power-off at their next exit or idle
+/// wake-up, which a loaded host running QEMU's CPU threads can delay by
+/// far more than the 200 ms this once was): 2 s.
+const COLLECT_WAIT_US: u64 = 2_000_000;
 
 impl<G: HostIrqs> Hyp<G>
 where
@@ -993,6 +995,15 @@ where
         let deadline = self.now() + self.clock.ticks_us(COLLECT_WAIT_US);
         while CPUS_DONE.load(Ordering::Acquire) < others && self.now() < deadline {
             core::hint::spin_loop();
+        }
+        let done = CPUS_DONE.load(Ordering::Acquire);
+        if done < others {
+            println!(
+                "hv: linux: {} of {others} other CPUs handed in their statistics within {} ms: \
+                 the figures below leave the rest out",
+                done,
+                COLLECT_WAIT_US / 1000
+            );
         }
         let mut other = crate::hyp::Stats::default();
         critical_section::with(|cs| other = *CPU1_STATS.borrow_ref(cs));
