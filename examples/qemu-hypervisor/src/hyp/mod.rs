@@ -14,6 +14,7 @@
 //! the migration scenario [`crate::migrate`].
 
 pub(crate) mod exits;
+pub(crate) mod perf;
 pub(crate) mod report;
 pub(crate) mod run_loop;
 pub(crate) mod scenarios;

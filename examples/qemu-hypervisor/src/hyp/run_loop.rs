@@ -37,6 +37,7 @@ use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::RunConfig;
 
 use super::exits::{ExitClass, SyncExit};
+use super::perf::Counted;
 use super::report::Stats;
 use super::scenarios::check_storm;
 use crate::console::println;
@@ -202,6 +203,8 @@ pub(crate) struct Hyp<G: HostIrqs> {
     /// Slots that expired (collected in the interrupt path) and that the
     /// scheduler has not acted on yet: background timers of sleeping vCPUs.
     pub(crate) expired: Expired,
+    /// The perf scenario's counts ([`super::perf`]).
+    pub(crate) perf: super::perf::Bench,
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -245,6 +248,7 @@ where
             exits_by_cpu: [0; 2],
             hyp: HypTimer::new(),
             expired: Expired::default(),
+            perf: super::perf::Bench::default(),
         }
     }
 
@@ -349,6 +353,8 @@ where
                 GicVersion::V2 => self.periods.housekeeping_gicv2,
                 GicVersion::V3 => self.periods.housekeeping,
             };
+            // Hook: no tick inside the perf scenario's counted loops.
+            let housekeeping = self.platform_housekeeping(housekeeping);
             self.set_tick_period(if sharing {
                 self.periods.tick
             } else {
@@ -407,7 +413,11 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut soft) {
+        if let Err(e) = v.timer.unblock(
+            &mut Counted(&mut self.timer),
+            &mut Counted(&mut chip),
+            &mut soft,
+        ) {
             fail!("hv: unblock: {e:?}");
         }
         self.expired = self.expired.without(v.slots.background);
@@ -450,7 +460,10 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v.timer.load(&VM, &mut self.timer, &mut chip) {
+        if let Err(e) = v
+            .timer
+            .load(&VM, &mut Counted(&mut self.timer), &mut Counted(&mut chip))
+        {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
@@ -460,7 +473,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.put(&mut self.timer, &mut soft) {
+        if let Err(e) = v.timer.put(&mut Counted(&mut self.timer), &mut soft) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -481,7 +494,11 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.before_entry(&mut self.timer, &mut chip, &mut soft) {
+                if let Err(e) = v.timer.before_entry(
+                    &mut Counted(&mut self.timer),
+                    &mut Counted(&mut chip),
+                    &mut soft,
+                ) {
                     fail!("hv: before_entry: {e:?}");
                 }
             }
@@ -506,7 +523,11 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut soft) {
+                if let Err(e) = v.timer.after_exit(
+                    &mut Counted(&mut self.timer),
+                    &mut Counted(&mut chip),
+                    &mut soft,
+                ) {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -558,7 +579,8 @@ where
                     };
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        v.timer.handle_host_irq(&mut self.timer, &mut chip)
+                        v.timer
+                            .handle_host_irq(&mut Counted(&mut self.timer), &mut Counted(&mut chip))
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -586,7 +608,10 @@ where
                     {
                         self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        if let Err(e) = v.timer.physical_timer_expired(&mut self.timer, &mut chip) {
+                        if let Err(e) = v.timer.physical_timer_expired(
+                            &mut Counted(&mut self.timer),
+                            &mut Counted(&mut chip),
+                        ) {
                             fail!("hv: physical_timer_expired: {e:?}");
                         }
                     }
@@ -670,7 +695,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        let wakeup = v.timer.block(&VM, &mut self.timer, &mut soft);
+        let wakeup = v.timer.block(&VM, &mut Counted(&mut self.timer), &mut soft);
         // The library's contract: `At(x)` armed the background
         // soft timer at x, `Now` and `Never` armed nothing. The
         // vCPU is woken by what was armed, not by the return value.
@@ -723,8 +748,8 @@ where
         match emulate::access(
             &mut v.timer,
             &VM,
-            &mut self.timer,
-            &mut chip,
+            &mut Counted(&mut self.timer),
+            &mut Counted(&mut chip),
             trap.reg,
             access,
         ) {
