@@ -1,0 +1,356 @@
+//! `cargo xtask bench`: the example hypervisor's `perf` scenario under
+//! QEMU with `-icount shift=0`, on GICv3 and GICv2, non-VHE and VHE: the
+//! instructions retired at EL2 and at EL1 and the library's timer register
+//! accesses and GIC calls per round trip of each path, counted by the PMU
+//! and by counting wrappers in the hypervisor (see the example's
+//! `src/hyp/perf.rs`), printed as one table per configuration.
+//!
+//! The counts are deterministic (`-icount`): `--twice` boots each
+//! configuration twice and fails if any count differs. The command fails
+//! if the quiet exit (a yield with the timer's line low) made any timer
+//! register access.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::qemu::{self, Choice, Qemu};
+
+/// The example's `perf` scenario (`Scenario::Perf` in its `config.rs`).
+const PERF_SCENARIO: u8 = 10;
+/// The paths of a perf run, in the order the hypervisor prints them.
+const PATHS: [&str; 5] = [
+    "yield-low",
+    "yield-high",
+    "vtimer-irq",
+    "put-load",
+    "wfi-wake",
+];
+/// The quiet exit: its timer register accesses must be 0.
+const QUIET_PATH: &str = "yield-low";
+/// How long one perf run may take (it takes well under a second on an
+/// idle host).
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One path's counts per round trip, in thousandths (the hypervisor
+/// prints three decimals).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Row {
+    /// The path's name.
+    pub(crate) path: String,
+    /// Instructions retired at EL2.
+    pub(crate) el2: i64,
+    /// Instructions retired at EL1.
+    pub(crate) el1: i64,
+    /// Timer register accesses the library made.
+    pub(crate) timer: i64,
+    /// GIC calls the library made.
+    pub(crate) gic: i64,
+}
+
+/// `cargo xtask bench [--qemu 7|10|PATH]... [--twice] [--under-load]`;
+/// `--model`: the
+/// host model's report instead.
+pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
+    if args.iter().any(|a| a == "--model") {
+        if args.len() > 1 {
+            return Err("bench --model takes no other option".into());
+        }
+        return crate::bench_model();
+    }
+    let (options, rest) = qemu::Options::take(args, caller_dir, &[Choice::Distro])?;
+    let mut twice = false;
+    for arg in &rest {
+        match arg.as_str() {
+            "--twice" => twice = true,
+            other => return Err(format!("bench: unknown option `{other}`")),
+        }
+    }
+    crate::ensure_target()?;
+    let image = qemu::build()?;
+    // The counts do not depend on the host's load (-icount): --under-load
+    // shows it.
+    let _load = options.under_load.then(crate::load::Load::start);
+    let mut problems = Vec::new();
+    for choice in &options.qemus {
+        let q = Qemu::resolve(choice)?;
+        for gic in [3_u8, 2] {
+            for vhe in [false, true] {
+                let mode = if vhe { "vhe" } else { "nvhe" };
+                let title = format!("{}, GICv{gic}, {mode}", q.label());
+                let rows = match run(&q, &image, gic, vhe) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        problems.push(format!("{title}: {e}"));
+                        continue;
+                    }
+                };
+                if twice {
+                    match run(&q, &image, gic, vhe) {
+                        Ok(again) if again == rows => {
+                            println!("{title}: two runs, identical counts");
+                        }
+                        Ok(_) => problems.push(format!("{title}: two runs gave different counts")),
+                        Err(e) => problems.push(format!("{title}: second run: {e}")),
+                    }
+                }
+                print!("{}", table(&title, &rows));
+                if let Err(e) = quiet_exit_check(&rows) {
+                    problems.push(format!("{title}: {e}"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Boots the perf scenario once and returns its rows.
+fn run(q: &Qemu, image: &Path, gic: u8, vhe: bool) -> Result<Vec<Row>> {
+    let word = u32::from_le_bytes([PERF_SCENARIO, u8::from(vhe), gic, 0xA7]);
+    let mut cmd = q.machine_command();
+    cmd.args([
+        "-machine",
+        &format!("virt,virtualization=on,gic-version={gic}"),
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-m",
+        "128M",
+        "-nographic",
+        "-semihosting",
+        "-icount",
+        "shift=0",
+        "-device",
+        &format!("loader,addr=0x47000000,data={word:#x},data-len=4"),
+    ]);
+    cmd.arg("-kernel").arg(image);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", q.program().display()))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = stdout.join().unwrap_or_default();
+    output.push_str(&stderr.join().unwrap_or_default());
+    let tail = || crate::qemu::tail(&output, 12);
+    match status {
+        None => Err(format!(
+            "timed out after {} s:\n{}",
+            RUN_TIMEOUT.as_secs(),
+            tail()
+        )),
+        Some(s) if !s.success() => Err(format!("the run failed ({s}):\n{}", tail())),
+        Some(_) => parse(&output).map_err(|e| format!("{e}:\n{}", tail())),
+    }
+}
+
+/// The rows of a perf run's output: one `PERF` line per path, all of
+/// [`PATHS`] in order, and a passing `RESULT` line of the perf scenario.
+pub(crate) fn parse(output: &str) -> Result<Vec<Row>> {
+    let rows = output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("PERF "))
+        .map(parse_line)
+        .collect::<Result<Vec<Row>>>()?;
+    let names: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
+    if names != PATHS {
+        return Err(format!(
+            "PERF lines for {names:?}, expected {PATHS:?} in that order"
+        ));
+    }
+    let passed = output.lines().any(|l| {
+        l.starts_with("RESULT ") && l.contains(" scenario=perf ") && l.trim_end().ends_with(" PASS")
+    });
+    if !passed {
+        return Err("no passing RESULT line of the perf scenario".into());
+    }
+    Ok(rows)
+}
+
+/// One `PERF` line's fields after the `PERF ` prefix.
+fn parse_line(fields: &str) -> Result<Row> {
+    let field = |key: &str| -> Result<&str> {
+        fields
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .ok_or(format!("PERF line without {key}=: `{fields}`"))
+    };
+    let number = |key: &str| -> Result<i64> {
+        let text = field(key)?;
+        thousandths(text).ok_or(format!("PERF {key}={text}: not a number with 3 decimals"))
+    };
+    Ok(Row {
+        path: field("path")?.to_owned(),
+        el2: number("el2")?,
+        el1: number("el1")?,
+        timer: number("timer")?,
+        gic: number("gic")?,
+    })
+}
+
+/// `"599.007"` as 599007; `None` unless it has exactly three decimals.
+fn thousandths(text: &str) -> Option<i64> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = text.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || frac.len() != 3 || !digits(frac) {
+        return None;
+    }
+    let value = whole.parse::<i64>().ok()?.checked_mul(1000)? + frac.parse::<i64>().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// `n` thousandths with three decimals.
+fn decimal(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    let n = n.unsigned_abs();
+    format!("{sign}{}.{:03}", n / 1000, n % 1000)
+}
+
+/// The table of one configuration, in Markdown.
+pub(crate) fn table(title: &str, rows: &[Row]) -> String {
+    let mut out = format!(
+        "\n{title} (-icount shift=0; per round trip: (count of 1100 - count of 100) / 1000)\n\n\
+         | path | EL2 insns | EL1 insns | timer reg accesses | GIC calls |\n\
+         |---|---:|---:|---:|---:|\n"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.path,
+            decimal(r.el2),
+            decimal(r.el1),
+            decimal(r.timer),
+            decimal(r.gic)
+        ));
+    }
+    out
+}
+
+/// The quiet exit makes no timer register access.
+fn quiet_exit_check(rows: &[Row]) -> Result {
+    match rows.iter().find(|r| r.path == QUIET_PATH) {
+        Some(r) if r.timer == 0 => Ok(()),
+        Some(r) => Err(format!(
+            "the quiet exit ({QUIET_PATH}) made {} timer register accesses per round trip, \
+             expected 0",
+            decimal(r.timer)
+        )),
+        None => Err(format!("no {QUIET_PATH} row")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "\
+hv: EL2, scenario perf, host mode nvhe, GIC v3, counter 62500000 Hz
+PERF path=yield-low n1=100 n2=1100 el2=599.000 el1=14.000 timer=0.000 gic=0.000 el2_n1=1 el2_n2=2
+PERF path=yield-high n1=100 n2=1100 el2=794.000 el1=14.000 timer=2.000 gic=0.000 el2_n1=1 el2_n2=2
+PERF path=vtimer-irq n1=100 n2=1100 el2=1652.000 el1=132.000 timer=3.000 gic=1.000 el2_n1=1 el2_n2=2
+PERF path=put-load n1=100 n2=1100 el2=2252.000 el1=17.000 timer=10.000 gic=3.000 el2_n1=1 el2_n2=2
+PERF path=wfi-wake n1=100 n2=1100 el2=3793.007 el1=210.000 timer=9.000 gic=6.000 el2_n1=1 el2_n2=2
+[vcpu0] guest 0: perf done, status 0, 2402 interrupts, 0 lost
+RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
+";
+
+    #[test]
+    fn a_perf_run_parses_into_one_row_per_path() {
+        let rows = parse(OUTPUT).unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(
+            rows[4],
+            Row {
+                path: "wfi-wake".into(),
+                el2: 3_793_007,
+                el1: 210_000,
+                timer: 9000,
+                gic: 6000,
+            }
+        );
+        assert!(quiet_exit_check(&rows).is_ok());
+        let text = table("QEMU 7.2.22, GICv3, nvhe", &rows);
+        assert!(text.contains("| wfi-wake | 3793.007 | 210.000 | 9.000 | 6.000 |"));
+        assert!(text.contains("| yield-low | 599.000 | 14.000 | 0.000 | 0.000 |"));
+    }
+
+    #[test]
+    fn a_missing_path_or_failed_run_is_an_error() {
+        let without = OUTPUT.replace("PERF path=put-load", "PERF path=other");
+        assert!(parse(&without).is_err());
+        let failed = OUTPUT.replace(" PASS", " FAIL");
+        assert!(parse(&failed).is_err());
+        let cut: String = OUTPUT
+            .lines()
+            .filter(|l| !l.contains("wfi-wake"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(parse(&cut).is_err());
+    }
+
+    #[test]
+    fn a_quiet_exit_with_a_timer_access_fails() {
+        let noisy = OUTPUT.replace(
+            "path=yield-low n1=100 n2=1100 el2=599.000 el1=14.000 timer=0.000",
+            "path=yield-low n1=100 n2=1100 el2=599.000 el1=14.000 timer=0.001",
+        );
+        let rows = parse(&noisy).unwrap();
+        assert!(quiet_exit_check(&rows).is_err());
+    }
+
+    #[test]
+    fn numbers_need_three_decimals() {
+        assert_eq!(thousandths("599.000"), Some(599_000));
+        assert_eq!(thousandths("-2.500"), Some(-2500));
+        assert_eq!(thousandths("0.007"), Some(7));
+        assert_eq!(thousandths("599"), None);
+        assert_eq!(thousandths("599.0"), None);
+        assert_eq!(thousandths("a.000"), None);
+        assert_eq!(decimal(-2500), "-2.500");
+        assert_eq!(decimal(3_793_007), "3793.007");
+    }
+}
