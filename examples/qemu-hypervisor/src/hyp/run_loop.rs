@@ -31,11 +31,12 @@
 //! replaces those.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt::{HostIrq, Ticks, TimerHw, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::RunConfig;
 
+use super::eager::GuestTimer;
 use super::exits::{ExitClass, SyncExit};
 use super::perf::Counted;
 use super::report::Stats;
@@ -155,7 +156,9 @@ pub(crate) struct Vcpu<V> {
     pub(crate) index: usize,
     pub(crate) regs: GuestRegs,
     pub(crate) el1: El1Regs,
-    pub(crate) timer: VcpuTimer,
+    /// The library's `VcpuTimer` (the eager baseline with the `eager`
+    /// feature, see [`super::eager`]).
+    pub(crate) timer: GuestTimer,
     pub(crate) vgic: V,
     /// Its two slots in the [`HypTimer`] of the CPU it runs on.
     pub(crate) slots: VcpuSlots,
@@ -266,7 +269,7 @@ where
             index,
             regs,
             el1: El1Regs::reset(sp_el1),
-            timer: VcpuTimer::new(),
+            timer: GuestTimer::new(),
             vgic: G::Vgic::default(),
             slots: match VcpuSlots::nth(OWN_SLOT + 1, index) {
                 Some(slots) if index < MAX_SOFT_VCPUS => slots,

@@ -86,6 +86,9 @@ where
     /// Runs this run's scenario on the first CPU and ends the run with its
     /// verdict.
     pub(crate) fn run(mut self) -> ! {
+        if cfg!(feature = "eager") && self.config.scenario != Scenario::Perf {
+            fail!("hv: the eager baseline (feature `eager`) runs the perf scenario only");
+        }
         let count = match self.config.scenario {
             Scenario::TwoVcpus => 2,
             _ => 1,
