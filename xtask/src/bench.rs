@@ -3,7 +3,10 @@
 //! instructions retired at EL2 and at EL1 and the library's timer register
 //! accesses and GIC calls per round trip of each path, counted by the PMU
 //! and by counting wrappers in the hypervisor (see the example's
-//! `src/hyp/perf.rs`), printed as one table per configuration.
+//! `src/hyp/perf.rs`), printed as one table per configuration,
+//! beside the same counts for the eager baseline (the example built with
+//! its `eager` feature, see its `src/hyp/eager.rs`) and the ratio
+//! eager / library of EL2 instructions.
 //!
 //! The counts are deterministic (`-icount`): `--twice` boots each
 //! configuration twice and fails if any count differs. The command fails
@@ -11,12 +14,12 @@
 //! register access.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::Result;
 use crate::qemu::{self, Choice, Qemu};
+use crate::{Result, TARGET};
 
 /// The example's `perf` scenario (`Scenario::Perf` in its `config.rs`).
 const PERF_SCENARIO: u8 = 10;
@@ -62,14 +65,19 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
     }
     let (options, rest) = qemu::Options::take(args, caller_dir, &[Choice::Distro])?;
     let mut twice = false;
+    let mut eager = true;
     for arg in &rest {
         match arg.as_str() {
             "--twice" => twice = true,
+            "--library-only" => eager = false,
             other => return Err(format!("bench: unknown option `{other}`")),
         }
     }
     crate::ensure_target()?;
-    let image = qemu::build()?;
+    // The eager build first, so that the default build is the one left
+    // in place for the other commands.
+    let eager_image = if eager { Some(build_copy(true)?) } else { None };
+    let image = build_copy(false)?;
     // The counts do not depend on the host's load (-icount): --under-load
     // shows it.
     let _load = options.under_load.then(crate::load::Load::start);
@@ -80,23 +88,27 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
             for vhe in [false, true] {
                 let mode = if vhe { "vhe" } else { "nvhe" };
                 let title = format!("{}, GICv{gic}, {mode}", q.label());
-                let rows = match run(&q, &image, gic, vhe) {
+                let rows = match runs(&q, &image, gic, vhe, twice) {
                     Ok(rows) => rows,
                     Err(e) => {
                         problems.push(format!("{title}: {e}"));
                         continue;
                     }
                 };
-                if twice {
-                    match run(&q, &image, gic, vhe) {
-                        Ok(again) if again == rows => {
-                            println!("{title}: two runs, identical counts");
+                let eager_rows = match &eager_image {
+                    Some(image) => match runs(&q, image, gic, vhe, twice) {
+                        Ok(rows) => Some(rows),
+                        Err(e) => {
+                            problems.push(format!("{title}, eager: {e}"));
+                            None
                         }
-                        Ok(_) => problems.push(format!("{title}: two runs gave different counts")),
-                        Err(e) => problems.push(format!("{title}: second run: {e}")),
-                    }
+                    },
+                    None => None,
+                };
+                if twice {
+                    println!("{title}: two runs of each build, identical counts");
                 }
-                print!("{}", table(&title, &rows));
+                print!("{}", table(&title, &rows, eager_rows.as_deref()));
                 if let Err(e) = quiet_exit_check(&rows) {
                     problems.push(format!("{title}: {e}"));
                 }
@@ -108,6 +120,43 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// Builds the hypervisor (with the `eager` feature or not) and copies the
+/// image beside it, named for the build.
+fn build_copy(eager: bool) -> Result<PathBuf> {
+    let mut args = vec![
+        "build",
+        "--release",
+        "-p",
+        "qemu-hypervisor",
+        "--bins",
+        "--target",
+        TARGET,
+    ];
+    if eager {
+        args.extend(["--features", "eager"]);
+    }
+    crate::cargo(&args)?;
+    let dir = qemu::target_dir().join(TARGET).join("release");
+    let name = if eager { "eager" } else { "library" };
+    let copy = dir.join(format!("qemu-hypervisor-bench-{name}"));
+    std::fs::copy(dir.join("qemu-hypervisor"), &copy)
+        .map_err(|e| format!("cannot copy the image to {}: {e}", copy.display()))?;
+    Ok(copy)
+}
+
+/// Boots the perf scenario once (twice with `twice`, failing if the
+/// counts differ) and returns its rows.
+fn runs(q: &Qemu, image: &Path, gic: u8, vhe: bool, twice: bool) -> Result<Vec<Row>> {
+    let rows = run(q, image, gic, vhe)?;
+    if twice && run(q, image, gic, vhe)? != rows {
+        return Err(format!(
+            "two runs of {} gave different counts",
+            image.display()
+        ));
+    }
+    Ok(rows)
 }
 
 /// Boots the perf scenario once and returns its rows.
@@ -250,21 +299,59 @@ fn decimal(n: i64) -> String {
     format!("{sign}{}.{:03}", n / 1000, n % 1000)
 }
 
-/// The table of one configuration, in Markdown.
-pub(crate) fn table(title: &str, rows: &[Row]) -> String {
+/// `eager / library` with two decimals (`-` if the library's is 0).
+fn ratio(library: i64, eager: i64) -> String {
+    if library <= 0 {
+        return "-".into();
+    }
+    let hundredths = (eager * 100 + library / 2) / library;
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+/// The table of one configuration, in Markdown: the library's counts, and
+/// with `eager` the baseline's beside them.
+pub(crate) fn table(title: &str, rows: &[Row], eager: Option<&[Row]>) -> String {
     let mut out = format!(
-        "\n{title} (-icount shift=0; per round trip: (count of 1100 - count of 100) / 1000)\n\n\
-         | path | EL2 insns | EL1 insns | timer reg accesses | GIC calls |\n\
-         |---|---:|---:|---:|---:|\n"
+        "\n{title} (-icount shift=0; per round trip: (count of 1100 - count of 100) / 1000)\n\n"
+    );
+    let Some(eager) = eager else {
+        out.push_str(
+            "| path | EL2 insns | EL1 insns | timer reg accesses | GIC calls |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for r in rows {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.path,
+                decimal(r.el2),
+                decimal(r.el1),
+                decimal(r.timer),
+                decimal(r.gic)
+            ));
+        }
+        return out;
+    };
+    out.push_str(
+        "| path | EL2 library | EL2 eager | eager / library | EL1 library | EL1 eager \
+         | timer reg library | timer reg eager | GIC calls library | GIC calls eager |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
+        let Some(e) = eager.iter().find(|e| e.path == r.path) else {
+            continue;
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.path,
             decimal(r.el2),
+            decimal(e.el2),
+            ratio(r.el2, e.el2),
             decimal(r.el1),
+            decimal(e.el1),
             decimal(r.timer),
-            decimal(r.gic)
+            decimal(e.timer),
+            decimal(r.gic),
+            decimal(e.gic)
         ));
     }
     out
@@ -313,9 +400,18 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
             }
         );
         assert!(quiet_exit_check(&rows).is_ok());
-        let text = table("QEMU 7.2.22, GICv3, nvhe", &rows);
+        let text = table("QEMU 7.2.22, GICv3, nvhe", &rows, None);
         assert!(text.contains("| wfi-wake | 3793.007 | 210.000 | 9.000 | 6.000 |"));
         assert!(text.contains("| yield-low | 599.000 | 14.000 | 0.000 | 0.000 |"));
+        let mut eager = rows.clone();
+        eager[0].el2 = 1_076_000;
+        eager[0].timer = 11_000;
+        let text = table("QEMU 7.2.22, GICv3, nvhe", &rows, Some(&eager));
+        assert!(text.contains(
+            "| yield-low | 599.000 | 1076.000 | 1.80 | 14.000 | 14.000 | 0.000 | 11.000 | 0.000 | \
+             0.000 |"
+        ));
+        assert!(text.contains("| put-load | 2252.000 | 2252.000 | 1.00 |"));
     }
 
     #[test]
@@ -352,5 +448,8 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
         assert_eq!(thousandths("a.000"), None);
         assert_eq!(decimal(-2500), "-2.500");
         assert_eq!(decimal(3_793_007), "3793.007");
+        assert_eq!(ratio(599_000, 1_076_000), "1.80");
+        assert_eq!(ratio(2_252_000, 2_225_994), "0.99");
+        assert_eq!(ratio(0, 5), "-");
     }
 }

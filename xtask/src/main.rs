@@ -119,10 +119,12 @@ usage: cargo xtask <command>
   bench   the example hypervisor's perf scenario under QEMU -icount shift=0
           on GICv3/GICv2 x non-VHE/VHE: EL2 and EL1 instructions (PMU),
           the library's timer register accesses and GIC calls per round
-          trip of each path, one table per configuration; fails if the
-          quiet exit (line low) makes a timer register access
-          [--qemu 7|10|PATH]... [--twice] (each configuration twice: the
-          counts must be identical);
+          trip of each path, beside the eager baseline (the example's
+          `eager` feature) and the ratio eager / library, one table per
+          configuration; fails if the quiet exit (line low) makes a timer
+          register access [--qemu 7|10|PATH]... [--twice] (each
+          configuration twice: the counts must be identical)
+          [--library-only] (no eager build);
           `bench --model`: the hardware-access and timing report: lazy
           library vs eager save/restore on the host model, memory per vCPU
           and VM, and the core's code size for aarch64-unknown-none (needs
