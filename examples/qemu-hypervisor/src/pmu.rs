@@ -139,7 +139,13 @@ impl Pmu {
         isb();
     }
 
-    fn counter(counter: u64) -> u32 {
+    /// The number of the counter that counts EL2 instructions.
+    pub(crate) const fn el2_counter(self) -> u64 {
+        self.el2
+    }
+
+    /// Reads event counter `counter` (one of the two this module set up).
+    pub(crate) fn counter(counter: u64) -> u32 {
         // SAFETY: selects a counter reserved for EL2.
         unsafe { write_sysreg!(pmselr_el0, counter) };
         isb();

@@ -7,16 +7,18 @@
 //! ([`PERF_BEGIN`], [`PERF_END`]); the hypervisor reads the counters at
 //! both marks. The difference of the two runs divided by `N2 - N1` is one
 //! round trip: the marks, the loop set-up and everything else that does
-//! not repeat cancels out. One line per path:
+//! not repeat cancels out. It does so twice: the second time (`x4` = 1)
+//! with the run loop's calls into the timer bracketed ([`timer_code`]), for
+//! the timer code's share of the EL2 instructions. One line per path:
 //!
 //! ```text
-//! PERF path=yield-low n1=100 n2=1100 el2=411.000 el1=12.000 timer=0.000 gic=0.000
+//! PERF path=yield-low n1=100 n2=1100 el2=599.000 el2_timer=31.000 el1=14.000 timer=0.000 gic=0.000 ...
 //! ```
 //!
 //! With `-icount shift=0` the counts are deterministic (`cargo xtask bench`
 //! checks that two runs agree).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use arch_timer_virt::{IntId, IrqChip, Ticks, TimerCtl, TimerHw};
 
@@ -84,6 +86,42 @@ impl Path {
 static TIMER_CALLS: AtomicU32 = AtomicU32::new(0);
 /// GIC calls ([`IrqChip`]) the library made through [`Counted`].
 static GIC_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// EL2 instructions retired inside the library's calls ([`timer_code`]).
+static TIMER_INSNS: AtomicU32 = AtomicU32::new(0);
+/// The calls [`timer_code`] bracketed.
+static TIMER_CODE_CALLS: AtomicU32 = AtomicU32::new(0);
+/// The PMU counter that counts EL2 instructions, once the perf scenario
+/// set it up; [`NO_PMU`] before.
+static EL2_COUNTER: AtomicU64 = AtomicU64::new(NO_PMU);
+/// [`EL2_COUNTER`] without a PMU.
+const NO_PMU: u64 = u64::MAX;
+
+/// Runs `f`, a call of the run loop into the vCPU's timer (the library's
+/// or the eager baseline's), and inside the perf guest's second round of
+/// loops adds the EL2 instructions it retired to the timer code's count:
+/// the `el2_timer` of the `PERF` line, the timer's own share of the exit,
+/// with the GIC calls it makes, less what a bracket around nothing counts.
+/// The first round, without brackets, gives the totals. Otherwise it costs
+/// a load and a branch.
+#[inline(always)]
+pub(crate) fn timer_code<R>(f: impl FnOnce() -> R) -> R {
+    let counter = EL2_COUNTER.load(Ordering::Relaxed);
+    if counter == NO_PMU {
+        return f();
+    }
+    let before = Pmu::counter(counter);
+    let result = f();
+    let after = Pmu::counter(counter);
+    TIMER_INSNS.store(
+        TIMER_INSNS
+            .load(Ordering::Relaxed)
+            .wrapping_add(after.wrapping_sub(before)),
+        Ordering::Relaxed,
+    );
+    bump(&TIMER_CODE_CALLS);
+    result
+}
 
 /// One more (a load and a store, not an atomic add: the counts are read
 /// by the perf scenario, which runs on one CPU; on two CPUs the migration
@@ -183,18 +221,25 @@ impl<T: IrqChip + ?Sized> IrqChip for Counted<'_, T> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
     insns: Sample,
+    /// EL2 instructions inside the timer's calls ([`timer_code`]), with
+    /// the brackets' own.
+    timer_insns: u32,
+    /// Calls bracketed by [`timer_code`].
+    timer_code_calls: u32,
     timer: u32,
     gic: u32,
 }
 
 impl Counts {
     fn now(pmu: Pmu) -> Self {
-        // The PMU first: the two loads below are then outside the EL2
-        // count at the begin mark and inside it at the end mark, the same
-        // in both runs.
+        // The PMU first: the loads below are then outside the EL2 count
+        // at the begin mark and inside it at the end mark, the same in
+        // both runs.
         let insns = pmu.read();
         Self {
             insns,
+            timer_insns: TIMER_INSNS.load(Ordering::Relaxed),
+            timer_code_calls: TIMER_CODE_CALLS.load(Ordering::Relaxed),
             timer: TIMER_CALLS.load(Ordering::Relaxed),
             gic: GIC_CALLS.load(Ordering::Relaxed),
         }
@@ -203,20 +248,36 @@ impl Counts {
     fn since(self, earlier: Self) -> Self {
         Self {
             insns: self.insns.since(earlier.insns),
+            timer_insns: self.timer_insns.wrapping_sub(earlier.timer_insns),
+            timer_code_calls: self.timer_code_calls.wrapping_sub(earlier.timer_code_calls),
             timer: self.timer.wrapping_sub(earlier.timer),
             gic: self.gic.wrapping_sub(earlier.gic),
         }
     }
+
+    /// The timer code's EL2 instructions without the brackets' own
+    /// (`bracket` per call).
+    fn timer_code(self, bracket: u32) -> u32 {
+        self.timer_insns
+            .saturating_sub(self.timer_code_calls.saturating_mul(bracket))
+    }
 }
+
+/// One path's loops: [`N1`] (`.0`) and [`N2`] (`.1`) round trips.
+type Loops = (Option<Counts>, Option<Counts>);
 
 /// The perf scenario's state in the hypervisor.
 #[derive(Debug, Default)]
 pub(crate) struct Bench {
     pmu: Option<Pmu>,
-    /// The open loop: its path, round trips and counts at its begin mark.
-    open: Option<(Path, u64, Counts)>,
-    /// Each path's counts over [`N1`] (`.0`) and [`N2`] (`.1`) round trips.
-    done: [(Option<Counts>, Option<Counts>); 5],
+    /// What one [`timer_code`] bracket around nothing counts.
+    bracket: u32,
+    /// The open loop: its path, round trips, round and counts at its
+    /// begin mark.
+    open: Option<(Path, u64, bool, Counts)>,
+    /// Each path's loops in the round without brackets (`.0`: the
+    /// totals) and with them (`.1`: the timer code's share).
+    done: [(Loops, Loops); 5],
 }
 
 /// What a perf hypercall asks of the run loop.
@@ -228,23 +289,38 @@ pub(crate) enum Request {
 }
 
 impl Bench {
-    /// Serves perf hypercall `op` (`x1`) with `x2`, `x3`; `Err` is a
+    /// The PMU, set up at the first use; `Err` ends the run.
+    fn pmu(&mut self) -> Result<Pmu, &'static str> {
+        if let Some(pmu) = self.pmu {
+            return Ok(pmu);
+        }
+        let pmu = Pmu::init().map_err(|e| {
+            println!("hv: PMU: {e:?}");
+            "hv: perf: no PMU counting (run QEMU with -icount shift=0)"
+        })?;
+        self.pmu = Some(pmu);
+        // The bracket's own count: one around nothing.
+        EL2_COUNTER.store(pmu.el2_counter(), Ordering::Relaxed);
+        let before = TIMER_INSNS.load(Ordering::Relaxed);
+        timer_code(|| core::hint::black_box(()));
+        self.bracket = TIMER_INSNS.load(Ordering::Relaxed).wrapping_sub(before);
+        EL2_COUNTER.store(NO_PMU, Ordering::Relaxed);
+        Ok(pmu)
+    }
+
+    /// Serves perf hypercall `op` (`x1`) with `x2`, `x3`, `x4`; `Err` is a
     /// message that ends the run.
-    pub(crate) fn hypercall(&mut self, op: u64, x2: u64, x3: u64) -> Result<Request, &'static str> {
+    pub(crate) fn hypercall(
+        &mut self,
+        op: u64,
+        x2: u64,
+        x3: u64,
+        x4: u64,
+    ) -> Result<Request, &'static str> {
         match op {
             PERF_PUT_LOAD => Ok(Request::PutLoad),
             PERF_BEGIN => {
-                let pmu = match self.pmu {
-                    Some(pmu) => pmu,
-                    None => {
-                        let pmu = Pmu::init().map_err(|e| {
-                            println!("hv: PMU: {e:?}");
-                            "hv: perf: no PMU counting (run QEMU with -icount shift=0)"
-                        })?;
-                        self.pmu = Some(pmu);
-                        pmu
-                    }
-                };
+                let pmu = self.pmu()?;
                 let path = usize::try_from(x2)
                     .ok()
                     .and_then(|n| Path::ALL.get(n).copied())
@@ -252,28 +328,41 @@ impl Bench {
                 if x3 != N1 && x3 != N2 {
                     return Err("hv: perf: a loop is N1 or N2 round trips");
                 }
-                self.open = Some((path, x3, Counts::now(pmu)));
+                let bracketed = x4 != 0;
+                if bracketed {
+                    EL2_COUNTER.store(pmu.el2_counter(), Ordering::Relaxed);
+                }
+                self.open = Some((path, x3, bracketed, Counts::now(pmu)));
                 Ok(Request::Resume)
             }
             PERF_END => {
-                let (Some(pmu), Some((path, n, begin))) = (self.pmu, self.open.take()) else {
+                let (Some(pmu), Some((path, n, bracketed, begin))) = (self.pmu, self.open.take())
+                else {
                     return Err("hv: perf: end without begin");
                 };
                 let counts = Counts::now(pmu).since(begin);
-                if x2 != path as u64 || x3 != n {
+                EL2_COUNTER.store(NO_PMU, Ordering::Relaxed);
+                if x2 != path as u64 || x3 != n || (x4 != 0) != bracketed {
                     return Err("hv: perf: end of another loop than the one begun");
                 }
-                let slot = self
+                let both = self
                     .done
                     .get_mut(path as usize)
                     .ok_or("hv: perf: unknown path")?;
+                let slot = if bracketed { &mut both.1 } else { &mut both.0 };
                 if n == N1 {
                     slot.0 = Some(counts);
                 } else {
                     slot.1 = Some(counts);
                 }
-                if let (Some(short), Some(long)) = *slot {
-                    print_line(path, short, long);
+                if let ((Some(short), Some(long)), (Some(short_b), Some(long_b))) = *both {
+                    print_line(
+                        path,
+                        short,
+                        long,
+                        short_b.timer_code(self.bracket),
+                        long_b.timer_code(self.bracket),
+                    );
                 }
                 Ok(Request::Resume)
             }
@@ -283,13 +372,16 @@ impl Bench {
 
     /// Whether every path printed its line.
     pub(crate) fn complete(&self) -> bool {
-        self.done.iter().all(|d| d.0.is_some() && d.1.is_some())
+        self.done
+            .iter()
+            .all(|(a, b)| a.0.is_some() && a.1.is_some() && b.0.is_some() && b.1.is_some())
     }
 }
 
 /// Prints `path`'s `PERF` line: per round trip, (long - short) / (N2 - N1),
-/// with three decimals.
-fn print_line(path: Path, short: Counts, long: Counts) {
+/// with three decimals; the timer code's EL2 instructions from the
+/// bracketed round (`timer_short`, `timer_long`).
+fn print_line(path: Path, short: Counts, long: Counts, timer_short: u32, timer_long: u32) {
     let per = |a: u32, b: u32| {
         let d = i64::from(b) - i64::from(a);
         let sign = if d < 0 { "-" } else { "" };
@@ -298,12 +390,13 @@ fn print_line(path: Path, short: Counts, long: Counts) {
         (sign, d / n, (d % n) * 1000 / n)
     };
     let (s2, i2, f2) = per(short.insns.el2, long.insns.el2);
+    let (sx, ix, fx) = per(timer_short, timer_long);
     let (s1, i1, f1) = per(short.insns.el1, long.insns.el1);
     let (st, it, ft) = per(short.timer, long.timer);
     let (sg, ig, fg) = per(short.gic, long.gic);
     println!(
-        "PERF path={} n1={N1} n2={N2} el2={s2}{i2}.{f2:03} el1={s1}{i1}.{f1:03} \
-         timer={st}{it}.{ft:03} gic={sg}{ig}.{fg:03} el2_n1={} el2_n2={}",
+        "PERF path={} n1={N1} n2={N2} el2={s2}{i2}.{f2:03} el2_timer={sx}{ix}.{fx:03} \
+         el1={s1}{i1}.{f1:03} timer={st}{it}.{ft:03} gic={sg}{ig}.{fg:03} el2_n1={} el2_n2={}",
         path.name(),
         short.insns.el2,
         long.insns.el2,

@@ -38,7 +38,7 @@ use qemu_hypervisor::config::RunConfig;
 
 use super::eager::GuestTimer;
 use super::exits::{ExitClass, SyncExit};
-use super::perf::Counted;
+use super::perf::{Counted, timer_code};
 use super::report::Stats;
 use super::scenarios::check_storm;
 use crate::console::println;
@@ -416,11 +416,13 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.unblock(
-            &mut Counted(&mut self.timer),
-            &mut Counted(&mut chip),
-            &mut soft,
-        ) {
+        if let Err(e) = timer_code(|| {
+            v.timer.unblock(
+                &mut Counted(&mut self.timer),
+                &mut Counted(&mut chip),
+                &mut soft,
+            )
+        }) {
             fail!("hv: unblock: {e:?}");
         }
         self.expired = self.expired.without(v.slots.background);
@@ -463,10 +465,10 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v
-            .timer
-            .load(&VM, &mut Counted(&mut self.timer), &mut Counted(&mut chip))
-        {
+        if let Err(e) = timer_code(|| {
+            v.timer
+                .load(&VM, &mut Counted(&mut self.timer), &mut Counted(&mut chip))
+        }) {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
@@ -476,7 +478,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.put(&mut Counted(&mut self.timer), &mut soft) {
+        if let Err(e) = timer_code(|| v.timer.put(&mut Counted(&mut self.timer), &mut soft)) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -497,11 +499,13 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.before_entry(
-                    &mut Counted(&mut self.timer),
-                    &mut Counted(&mut chip),
-                    &mut soft,
-                ) {
+                if let Err(e) = timer_code(|| {
+                    v.timer.before_entry(
+                        &mut Counted(&mut self.timer),
+                        &mut Counted(&mut chip),
+                        &mut soft,
+                    )
+                }) {
                     fail!("hv: before_entry: {e:?}");
                 }
             }
@@ -526,11 +530,13 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.after_exit(
-                    &mut Counted(&mut self.timer),
-                    &mut Counted(&mut chip),
-                    &mut soft,
-                ) {
+                if let Err(e) = timer_code(|| {
+                    v.timer.after_exit(
+                        &mut Counted(&mut self.timer),
+                        &mut Counted(&mut chip),
+                        &mut soft,
+                    )
+                }) {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -582,8 +588,12 @@ where
                     };
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        v.timer
-                            .handle_host_irq(&mut Counted(&mut self.timer), &mut Counted(&mut chip))
+                        timer_code(|| {
+                            v.timer.handle_host_irq(
+                                &mut Counted(&mut self.timer),
+                                &mut Counted(&mut chip),
+                            )
+                        })
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -611,10 +621,12 @@ where
                     {
                         self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        if let Err(e) = v.timer.physical_timer_expired(
-                            &mut Counted(&mut self.timer),
-                            &mut Counted(&mut chip),
-                        ) {
+                        if let Err(e) = timer_code(|| {
+                            v.timer.physical_timer_expired(
+                                &mut Counted(&mut self.timer),
+                                &mut Counted(&mut chip),
+                            )
+                        }) {
                             fail!("hv: physical_timer_expired: {e:?}");
                         }
                     }
@@ -698,7 +710,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        let wakeup = v.timer.block(&VM, &mut Counted(&mut self.timer), &mut soft);
+        let wakeup = timer_code(|| v.timer.block(&VM, &mut Counted(&mut self.timer), &mut soft));
         // The library's contract: `At(x)` armed the background
         // soft timer at x, `Now` and `Never` armed nothing. The
         // vCPU is woken by what was armed, not by the return value.
@@ -748,14 +760,16 @@ where
             Access::Write(v.regs.x.get(rt).copied().unwrap_or(0))
         };
         let mut chip = self.gic.chip(&mut v.vgic);
-        match emulate::access(
-            &mut v.timer,
-            &VM,
-            &mut Counted(&mut self.timer),
-            &mut Counted(&mut chip),
-            trap.reg,
-            access,
-        ) {
+        match timer_code(|| {
+            emulate::access(
+                &mut v.timer,
+                &VM,
+                &mut Counted(&mut self.timer),
+                &mut Counted(&mut chip),
+                trap.reg,
+                access,
+            )
+        }) {
             Ok(value) => {
                 if trap.is_read
                     && let Some(x) = v.regs.x.get_mut(rt)

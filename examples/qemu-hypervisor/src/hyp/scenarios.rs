@@ -225,7 +225,7 @@ where
                 None
             }
             Some(Hypercall::Yield) => None,
-            Some(Hypercall::Perf) => match self.perf.hypercall(x1, x2, x3) {
+            Some(Hypercall::Perf) => match self.perf.hypercall(x1, x2, x3, x4) {
                 Ok(super::perf::Request::Resume) => None,
                 Ok(super::perf::Request::PutLoad) => {
                     self.put(v);
