@@ -125,6 +125,22 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
     }
 }
 
+/// `cargo xtask test`'s share of the bench: the library's perf scenario
+/// once on the first QEMU of `options` (GICv3, non-VHE, a few seconds):
+/// the table must be produced and the quiet exit make no timer register
+/// access.
+pub(crate) fn quick(options: &qemu::Options) -> Result {
+    let choice = options.qemus.first().ok_or("no QEMU to run")?;
+    let q = Qemu::resolve(choice)?;
+    let image = qemu::build()?;
+    let rows = run(&q, &image, 3, false)?;
+    print!(
+        "{}",
+        table(&format!("{}, GICv3, nvhe", q.label()), &rows, None)
+    );
+    quiet_exit_check(&rows)
+}
+
 /// Builds the hypervisor (with the `eager` feature or not) and copies the
 /// image beside it, named for the build.
 fn build_copy(eager: bool) -> Result<PathBuf> {

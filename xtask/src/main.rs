@@ -217,6 +217,10 @@ fn test(args: &[String], caller_dir: &Path) -> Result {
             "warnings",
         ]),
     )?;
+    step(
+        "perf scenario: the quiet exit makes no timer register access",
+        bench::quick(&options),
+    )?;
     qemu_matrices(&options)?;
     println!("\nxtask test: all checks passed");
     Ok(())
