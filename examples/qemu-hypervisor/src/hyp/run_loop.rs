@@ -28,7 +28,11 @@
 //! (`platform_*`, [`super::scenarios`]), the exits the example does not
 //! handle ([`super::exits`]) and the statistics for the result line
 //! (`self.stats`, [`super::report`]). An integrator keeps this file and
-//! replaces those.
+//! replaces those. The calls into the vCPU's timer go through the `perf`
+//! scenario's instruments ([`super::perf`]: `timer_code(|| ...)` and the
+//! `Counted` wrappers, which count and pass on), and the vCPU's timer is
+//! [`GuestTimer`] (the library's `VcpuTimer`, or the eager baseline with
+//! the `eager` feature): an integrator calls `VcpuTimer` directly.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
 use arch_timer_virt::{HostIrq, Ticks, TimerHw, VmTimer, Wakeup};
