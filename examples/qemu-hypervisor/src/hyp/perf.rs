@@ -136,7 +136,9 @@ fn bump(counter: &AtomicU32) {
 
 /// A [`TimerHw`] or [`IrqChip`] that counts the calls the library makes
 /// through it and passes them on: every timer register access
-/// ([`TimerHw`] without [`barrier`](TimerHw::barrier)) and every GIC call.
+/// ([`TimerHw`] without [`barrier`](TimerHw::barrier); the read-modify-write
+/// of `CNTHCTL_EL2` counts as one) and every GIC call (one however many
+/// registers the backend touches for it).
 /// It costs the run loop a load, an add and a store per call.
 pub(crate) struct Counted<'a, T: ?Sized>(pub(crate) &'a mut T);
 
