@@ -67,6 +67,13 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
         return crate::bench_model();
     }
     let (options, rest) = qemu::Options::take(args, caller_dir, &[Choice::Distro])?;
+    if rest.iter().any(|a| a == "--quick") {
+        if rest.len() > 1 {
+            return Err("bench --quick takes only the QEMU options".into());
+        }
+        crate::ensure_target()?;
+        return quick(&options);
+    }
     let mut twice = false;
     let mut eager = true;
     for arg in &rest {
@@ -125,7 +132,8 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
     }
 }
 
-/// `cargo xtask test`'s share of the bench: the library's perf scenario
+/// `cargo xtask test`'s share of the bench (and `bench --quick`): the
+/// library's perf scenario
 /// once on the first QEMU of `options` (GICv3, non-VHE, a few seconds):
 /// the table must be produced and the quiet exit make no timer register
 /// access.

@@ -124,7 +124,8 @@ usage: cargo xtask <command>
           configuration; fails if the quiet exit (line low) makes a timer
           register access [--qemu 7|10|PATH]... [--twice] (each
           configuration twice: the counts must be identical)
-          [--library-only] (no eager build);
+          [--library-only] (no eager build); `bench --quick`: the library
+          on GICv3 non-VHE only, as `test` runs it;
           `bench --model`: the hardware-access and timing report: lazy
           library vs eager save/restore on the host model, memory per vCPU
           and VM, and the core's code size for aarch64-unknown-none (needs
