@@ -12,7 +12,7 @@
 //! the timer code's share of the EL2 instructions. One line per path:
 //!
 //! ```text
-//! PERF path=yield-low n1=100 n2=1100 el2=599.000 el2_timer=31.000 el1=14.000 timer=0.000 gic=0.000 ...
+//! PERF path=yield-low n1=100 n2=1100 el2=613.000 el2_timer=80.000 el1=14.000 timer=0.000 gic=0.000 ...
 //! ```
 //!
 //! With `-icount shift=0` the counts are deterministic (`cargo xtask bench`
