@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod backports;
+mod bench;
 mod linux;
 mod load;
 mod msrv;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..], &caller_dir),
         Some("qemu") => qemu_run(&args[1..], &caller_dir),
         Some("qemu-matrix") => qemu_matrix(&args[1..], &caller_dir),
-        Some("bench") => bench(),
+        Some("bench") => bench::bench(&args[1..], &caller_dir),
         Some("linux") => linux::linux(&args[1..], &caller_dir),
         Some("msrv") => msrv::check(),
         Some("package") => package::check(),
@@ -115,9 +116,20 @@ usage: cargo xtask <command>
   package check that `cargo package` of each library crate lists
           LICENSE-MIT, LICENSE-APACHE, CHANGELOG.md and its README (the
           same as the root files) and that it has docs.rs metadata
-  bench   the hardware-access and timing report: lazy library vs eager
-          save/restore on the host model, memory per vCPU and VM, and the
-          core's code size for aarch64-unknown-none (needs llvm-size)
+  bench   the example hypervisor's perf scenario under QEMU -icount shift=0
+          on GICv3/GICv2 x non-VHE/VHE: EL2 and EL1 instructions (PMU),
+          the library's timer register accesses and GIC calls per round
+          trip of each path, beside the eager baseline (the example's
+          `eager` feature) and the ratio eager / library, one table per
+          configuration; fails if the quiet exit (line low) makes a timer
+          register access [--qemu 7|10|PATH]... [--twice] (each
+          configuration twice: the counts must be identical)
+          [--library-only] (no eager build); `bench --quick`: the library
+          on GICv3 non-VHE only, as `test` runs it;
+          `bench --model`: the hardware-access and timing report: lazy
+          library vs eager save/restore on the host model, memory per vCPU
+          and VM, and the core's code size for aarch64-unknown-none (needs
+          llvm-size)
 ";
 
 /// The QEMUs `test` and `qemu-matrix` run by default.
@@ -210,6 +222,10 @@ fn test(args: &[String], caller_dir: &Path) -> Result {
             "-D",
             "warnings",
         ]),
+    )?;
+    step(
+        "perf scenario: the quiet exit makes no timer register access",
+        bench::quick(&options),
     )?;
     qemu_matrices(&options)?;
     println!("\nxtask test: all checks passed");
@@ -380,7 +396,8 @@ fn qemu_run(args: &[String], caller_dir: &Path) -> Result {
     }
 }
 
-fn bench() -> Result {
+/// `cargo xtask bench --model`: the host model's report.
+fn bench_model() -> Result {
     cargo(&[
         "run",
         "--quiet",

@@ -77,6 +77,10 @@ pub enum Scenario {
     /// An unmodified arm64 Linux kernel and its initramfs, loaded by QEMU
     /// (`cargo xtask linux`; layout in [`platform::boot`](crate::platform::boot)).
     Linux,
+    /// Each timer path driven 100 and 1100 times, its instructions and
+    /// timer/GIC calls counted (`cargo xtask bench`; needs
+    /// `-icount shift=0`).
+    Perf,
 }
 
 /// Where an external guest image is loaded and entered (IPA = PA).
@@ -87,7 +91,7 @@ pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -98,6 +102,7 @@ impl Scenario {
         Self::Migration,
         Self::External,
         Self::Linux,
+        Self::Perf,
     ];
 
     /// The scenario with number `n`.
@@ -120,6 +125,7 @@ impl Scenario {
             Self::Migration => "migration",
             Self::External => "external",
             Self::Linux => "linux",
+            Self::Perf => "perf",
         }
     }
 }
@@ -234,6 +240,13 @@ mod tests {
     fn linux_is_scenario_9() {
         assert_eq!(Scenario::from_number(9), Some(Scenario::Linux));
         assert_eq!(Scenario::Linux.name(), "linux");
+    }
+
+    #[test]
+    fn perf_is_scenario_10() {
+        assert_eq!(Scenario::from_number(10), Some(Scenario::Perf));
+        assert_eq!(Scenario::Perf.name(), "perf");
+        assert_eq!(Scenario::from_number(11), None);
     }
 
     #[test]

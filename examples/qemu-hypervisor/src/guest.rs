@@ -528,6 +528,7 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
         Scenario::Masking => masking(vcpu, &t),
         Scenario::WfiSleep => wfi_sleep(vcpu, &t),
         Scenario::PhysicalTimer => physical(vcpu, &t),
+        Scenario::Perf => perf(vcpu, &t),
         // Entered at the external image or the Linux kernel, never here.
         Scenario::External | Scenario::Linux => finish(vcpu, 0xe8, 0),
     }
@@ -1287,5 +1288,145 @@ fn physical(vcpu: u64, t: &Times) -> ! {
     }
     gprintln!("guest {vcpu}: ptimer done, status {status}");
     measure(vcpu, 0, 0, 0);
+    finish(vcpu, status, lost)
+}
+
+// ---------------------------------------------------------------------------
+// The perf scenario (`cargo xtask bench`).
+
+/// How far ahead the perf guest arms its timer for a quiet path: 10 s,
+/// far beyond the run.
+const PERF_FAR_US: u64 = 10_000_000;
+
+/// How long the perf guest yields before it counts: 5 ms, past the
+/// hypervisor's first tick.
+const PERF_WARM_US: u64 = 5000;
+
+/// How far ahead the perf guest arms its timer before a WFI: 50 us, long
+/// enough that the guest is asleep before it fires.
+const PERF_SLEEP_US: u64 = 50;
+
+/// Spins until the handler has taken an interrupt more than `before`;
+/// `false` if none came within [`LOST_AFTER_US`] of counter time.
+fn perf_wait_irq(s: &GuestState, before: u64, t: &Times) -> bool {
+    let start = vcount();
+    while s.interrupts.load(Ordering::Relaxed) == before {
+        if vcount().wrapping_sub(start) > t.lost_after {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// One round trip of `path` (numbered as `hyp::perf::Path`); `false` if an
+/// interrupt that must come did not.
+fn perf_round_trip(s: &GuestState, path: u64, t: &Times) -> bool {
+    use crate::hyp::perf::PERF_PUT_LOAD;
+    match path {
+        // Yield, line low or line high: one exit.
+        0 | 1 => hvc(Hypercall::Yield, [0; 6]),
+        // The timer fires at once; the handler acknowledges, disables it
+        // and EOIs.
+        2 => {
+            let before = s.interrupts.load(Ordering::Relaxed);
+            msr!("cntv_cval_el0", vcount());
+            msr!("cntv_ctl_el0", CTL_ENABLE);
+            return perf_wait_irq(s, before, t);
+        }
+        3 => hvc(Hypercall::Perf, [PERF_PUT_LOAD, 0, 0, 0, 0, 0]),
+        // WFI with IRQs masked until the timer wakes the vCPU, then the
+        // interrupt.
+        _ => {
+            let before = s.interrupts.load(Ordering::Relaxed);
+            let cval = vcount() + t.us(PERF_SLEEP_US);
+            msr!("cntv_cval_el0", cval);
+            msr!("cntv_ctl_el0", CTL_ENABLE);
+            let start = vcount();
+            while !irq_pending() {
+                // SAFETY: wfi only waits.
+                unsafe { asm!("wfi", options(nostack)) };
+                if vcount().wrapping_sub(start) > t.lost_after {
+                    return false;
+                }
+            }
+            irqs_on();
+            let ok = perf_wait_irq(s, before, t);
+            irqs_off();
+            return ok;
+        }
+    }
+    true
+}
+
+/// The perf scenario: each path of `hyp::perf::Path` run `N1` and `N2`
+/// times between two perf marks, the hypervisor counting. Before each
+/// loop the timer is put in the path's state: armed far ahead (line low)
+/// for the yield, put + load and WFI paths' start, expired with
+/// `PSTATE.I` set (line high) for the line-high yield, disabled with IRQs
+/// on for the interrupt path.
+fn perf(vcpu: u64, t: &Times) -> ! {
+    use crate::hyp::perf::{N1, N2, PERF_BEGIN, PERF_END, Path};
+    let s = state(vcpu);
+    s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
+    irqs_off();
+    // Past the hypervisor's first scheduler tick (1 ms after the start):
+    // after it, the perf scenario's tick period is the run limit, and no
+    // tick falls in a counted loop.
+    let warm = vcount() + t.us(PERF_WARM_US);
+    while vcount() < warm {
+        hvc(Hypercall::Yield, [0; 6]);
+    }
+    let mut status = 0;
+    let mut lost = 0;
+    // Round 0 counts the totals, round 1 the timer code's share.
+    for (round, (number, path)) in [0, 1]
+        .into_iter()
+        .flat_map(|r| Path::ALL.iter().enumerate().map(move |p| (r, p)))
+    {
+        let number = number as u64;
+        for n in [N1, N2] {
+            match path {
+                Path::YieldHigh => {
+                    msr!("cntv_cval_el0", vcount());
+                    msr!("cntv_ctl_el0", CTL_ENABLE);
+                }
+                Path::VtimerIrq => {
+                    msr!("cntv_ctl_el0", 0);
+                    irqs_on();
+                }
+                Path::YieldLow | Path::PutLoad | Path::WfiWake => {
+                    msr!("cntv_cval_el0", vcount() + t.us(PERF_FAR_US));
+                    msr!("cntv_ctl_el0", CTL_ENABLE);
+                }
+            }
+            // One exit in that state before the count begins.
+            hvc(Hypercall::Yield, [0; 6]);
+            hvc(Hypercall::Perf, [PERF_BEGIN, number, n, round, 0, 0]);
+            for _ in 0..n {
+                if !perf_round_trip(s, number, t) {
+                    lost += 1;
+                }
+            }
+            hvc(Hypercall::Perf, [PERF_END, number, n, round, 0, 0]);
+            if *path == Path::YieldHigh {
+                // Take the interrupt that stayed pending.
+                let before = s.interrupts.load(Ordering::Relaxed);
+                irqs_on();
+                if !perf_wait_irq(s, before, t) {
+                    lost += 1;
+                }
+            }
+            irqs_off();
+            msr!("cntv_ctl_el0", 0);
+        }
+    }
+    if s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0 {
+        status = 2;
+    }
+    gprintln!(
+        "guest {vcpu}: perf done, status {status}, {} interrupts, {lost} lost",
+        s.interrupts.load(Ordering::Relaxed)
+    );
     finish(vcpu, status, lost)
 }

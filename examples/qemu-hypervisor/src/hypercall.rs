@@ -21,14 +21,23 @@ pub(crate) enum Hypercall {
     /// Report the guest's timing measurements (`x1..=x4`),
     /// before [`Exit`](Self::Exit).
     Measure = 4,
+    /// The perf scenario's marks and requests (`x1` the operation, see
+    /// `hyp::perf`).
+    Perf = 5,
 }
 
 impl Hypercall {
     /// The hypercall numbered `n`.
     pub(crate) fn from_number(n: u64) -> Option<Self> {
-        [Self::Print, Self::Exit, Self::Yield, Self::Measure]
-            .into_iter()
-            .find(|h| *h as u64 == n)
+        [
+            Self::Print,
+            Self::Exit,
+            Self::Yield,
+            Self::Measure,
+            Self::Perf,
+        ]
+        .into_iter()
+        .find(|h| *h as u64 == n)
     }
 }
 

@@ -25,6 +25,8 @@ mod linux;
 #[cfg(target_os = "none")]
 mod migrate;
 #[cfg(target_os = "none")]
+mod pmu;
+#[cfg(target_os = "none")]
 mod stage2;
 #[cfg(target_os = "none")]
 mod sysreg;

@@ -8,12 +8,17 @@
 //! - [`scenarios`]: the test scenarios (vCPUs and their entry state, the
 //!   guests' hypercalls, the Linux guest platform's hooks) and their
 //!   verdicts;
-//! - [`report`]: the statistics and the `RESULT` line.
+//! - [`report`]: the statistics and the `RESULT` line;
+//! - [`perf`]: the `perf` scenario's counts (`cargo xtask bench`), and
+//!   [`eager`]: the eager baseline it is compared with (the `eager`
+//!   feature).
 //!
 //! The guest platform for Linux is [`crate::linux`] (`src/platform/`),
 //! the migration scenario [`crate::migrate`].
 
+pub(crate) mod eager;
 pub(crate) mod exits;
+pub(crate) mod perf;
 pub(crate) mod report;
 pub(crate) mod run_loop;
 pub(crate) mod scenarios;

@@ -28,15 +28,21 @@
 //! (`platform_*`, [`super::scenarios`]), the exits the example does not
 //! handle ([`super::exits`]) and the statistics for the result line
 //! (`self.stats`, [`super::report`]). An integrator keeps this file and
-//! replaces those.
+//! replaces those. The calls into the vCPU's timer go through the `perf`
+//! scenario's instruments ([`super::perf`]: `timer_code(|| ...)` and the
+//! `Counted` wrappers, which count and pass on), and the vCPU's timer is
+//! [`GuestTimer`] (the library's `VcpuTimer`, or the eager baseline with
+//! the `eager` feature): an integrator calls `VcpuTimer` directly.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt::{HostIrq, Ticks, TimerHw, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::RunConfig;
 
+use super::eager::GuestTimer;
 use super::exits::{ExitClass, SyncExit};
+use super::perf::{Counted, timer_code};
 use super::report::Stats;
 use super::scenarios::check_storm;
 use crate::console::println;
@@ -154,7 +160,9 @@ pub(crate) struct Vcpu<V> {
     pub(crate) index: usize,
     pub(crate) regs: GuestRegs,
     pub(crate) el1: El1Regs,
-    pub(crate) timer: VcpuTimer,
+    /// The library's `VcpuTimer` (the eager baseline with the `eager`
+    /// feature, see [`super::eager`]).
+    pub(crate) timer: GuestTimer,
     pub(crate) vgic: V,
     /// Its two slots in the [`HypTimer`] of the CPU it runs on.
     pub(crate) slots: VcpuSlots,
@@ -202,6 +210,8 @@ pub(crate) struct Hyp<G: HostIrqs> {
     /// Slots that expired (collected in the interrupt path) and that the
     /// scheduler has not acted on yet: background timers of sleeping vCPUs.
     pub(crate) expired: Expired,
+    /// The perf scenario's counts ([`super::perf`]).
+    pub(crate) perf: super::perf::Bench,
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -245,6 +255,7 @@ where
             exits_by_cpu: [0; 2],
             hyp: HypTimer::new(),
             expired: Expired::default(),
+            perf: super::perf::Bench::default(),
         }
     }
 
@@ -262,7 +273,7 @@ where
             index,
             regs,
             el1: El1Regs::reset(sp_el1),
-            timer: VcpuTimer::new(),
+            timer: GuestTimer::new(),
             vgic: G::Vgic::default(),
             slots: match VcpuSlots::nth(OWN_SLOT + 1, index) {
                 Some(slots) if index < MAX_SOFT_VCPUS => slots,
@@ -349,6 +360,8 @@ where
                 GicVersion::V2 => self.periods.housekeeping_gicv2,
                 GicVersion::V3 => self.periods.housekeeping,
             };
+            // Hook: no tick inside the perf scenario's counted loops.
+            let housekeeping = self.platform_housekeeping(housekeeping);
             self.set_tick_period(if sharing {
                 self.periods.tick
             } else {
@@ -407,7 +420,13 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.unblock(&mut self.timer, &mut chip, &mut soft) {
+        if let Err(e) = timer_code(|| {
+            v.timer.unblock(
+                &mut Counted(&mut self.timer),
+                &mut Counted(&mut chip),
+                &mut soft,
+            )
+        }) {
             fail!("hv: unblock: {e:?}");
         }
         self.expired = self.expired.without(v.slots.background);
@@ -450,7 +469,10 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v.timer.load(&VM, &mut self.timer, &mut chip) {
+        if let Err(e) = timer_code(|| {
+            v.timer
+                .load(&VM, &mut Counted(&mut self.timer), &mut Counted(&mut chip))
+        }) {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
@@ -460,7 +482,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = v.timer.put(&mut self.timer, &mut soft) {
+        if let Err(e) = timer_code(|| v.timer.put(&mut Counted(&mut self.timer), &mut soft)) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -481,7 +503,13 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.before_entry(&mut self.timer, &mut chip, &mut soft) {
+                if let Err(e) = timer_code(|| {
+                    v.timer.before_entry(
+                        &mut Counted(&mut self.timer),
+                        &mut Counted(&mut chip),
+                        &mut soft,
+                    )
+                }) {
                     fail!("hv: before_entry: {e:?}");
                 }
             }
@@ -506,7 +534,13 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = v.timer.after_exit(&mut self.timer, &mut chip, &mut soft) {
+                if let Err(e) = timer_code(|| {
+                    v.timer.after_exit(
+                        &mut Counted(&mut self.timer),
+                        &mut Counted(&mut chip),
+                        &mut soft,
+                    )
+                }) {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -558,7 +592,12 @@ where
                     };
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        v.timer.handle_host_irq(&mut self.timer, &mut chip)
+                        timer_code(|| {
+                            v.timer.handle_host_irq(
+                                &mut Counted(&mut self.timer),
+                                &mut Counted(&mut chip),
+                            )
+                        })
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -586,7 +625,12 @@ where
                     {
                         self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        if let Err(e) = v.timer.physical_timer_expired(&mut self.timer, &mut chip) {
+                        if let Err(e) = timer_code(|| {
+                            v.timer.physical_timer_expired(
+                                &mut Counted(&mut self.timer),
+                                &mut Counted(&mut chip),
+                            )
+                        }) {
                             fail!("hv: physical_timer_expired: {e:?}");
                         }
                     }
@@ -670,7 +714,7 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        let wakeup = v.timer.block(&VM, &mut self.timer, &mut soft);
+        let wakeup = timer_code(|| v.timer.block(&VM, &mut Counted(&mut self.timer), &mut soft));
         // The library's contract: `At(x)` armed the background
         // soft timer at x, `Now` and `Never` armed nothing. The
         // vCPU is woken by what was armed, not by the return value.
@@ -720,14 +764,16 @@ where
             Access::Write(v.regs.x.get(rt).copied().unwrap_or(0))
         };
         let mut chip = self.gic.chip(&mut v.vgic);
-        match emulate::access(
-            &mut v.timer,
-            &VM,
-            &mut self.timer,
-            &mut chip,
-            trap.reg,
-            access,
-        ) {
+        match timer_code(|| {
+            emulate::access(
+                &mut v.timer,
+                &VM,
+                &mut Counted(&mut self.timer),
+                &mut Counted(&mut chip),
+                trap.reg,
+                access,
+            )
+        }) {
             Ok(value) => {
                 if trap.is_read
                     && let Some(x) = v.regs.x.get_mut(rt)

@@ -1,0 +1,301 @@
+//! The vCPU's timer in the run loop: the library's [`VcpuTimer`], or, with
+//! the example's `eager` cargo feature, [`EagerTimer`], the eager
+//! baseline `cargo xtask bench` measures the library against.
+//!
+//! The baseline follows Linux KVM's timer before it went lazy (the
+//! behaviour of `virt/kvm/arm/arch_timer.c` before "Avoid timer
+//! save/restore in vcpu entry/exit"), with the same
+//! backends and the same run loop, method for method:
+//!
+//! - every exit (`after_exit`, KVM's `kvm_timer_sync_hwstate`): non-VHE,
+//!   EL1 physical timer access back to the host (`CNTHCTL_EL2`); read
+//!   `CNTV_CTL` and `CNTV_CVAL`, disable the timer, zero `CNTVOFF_EL2`;
+//!   then recompute the line from the saved state (a counter read if the
+//!   timer can fire) and tell the vGIC if it changed;
+//! - every entry (`before_entry`, `kvm_timer_flush_hwstate`): recompute
+//!   the line again (a counter read if the timer can fire); the physical
+//!   PPI's active state = line high or the virtual interrupt active
+//!   (asking the vGIC only when the line is low), written unless it is
+//!   "clear" and was cleared last time (`active_cleared_last`, forgotten
+//!   at a line change and at put); a high line raised again (KVM's vGIC
+//!   queued a high level-sensitive line and wrote it to a list register
+//!   at every entry: the guest's deactivation of a forwarded interrupt
+//!   makes it pending again while the line stays high); restore `CNTVOFF_EL2`, non-VHE trap
+//!   EL1 physical timer access, `CNTV_CVAL`, `isb`, `CNTV_CTL`;
+//! - `put` forgets the active-cleared cache, `load` does nothing but the
+//!   vCPU's first one (map the virtual interrupt to the PPI and unmask it,
+//!   and with VHE trap EL1 physical timer access, which KVM set once per
+//!   CPU);
+//! - `block` (`kvm_timer_schedule`): nothing if the timer cannot fire,
+//!   `Now` if it fires already (a counter read), else the background soft
+//!   timer at its expiry (another counter read, for the delta);
+//!   `unblock` cancels it;
+//! - the vtimer PPI at EL2 is not expected (the timer is disabled before
+//!   the host takes interrupts): it is left active and the cache forgotten,
+//!   so that the next entry writes the active state.
+//!
+//! The baseline has no emulated physical timer (its scenarios are refused:
+//! only the `perf` scenario runs with the feature). Everything else the
+//! run loop asks of the timer (`levels`, `vtimer` for the statistics) it
+//! answers from the baseline's own state or the unused library timer it
+//! wraps.
+
+#[cfg(not(feature = "eager"))]
+pub(crate) use arch_timer_virt::VcpuTimer as GuestTimer;
+#[cfg(feature = "eager")]
+pub(crate) use imp::EagerTimer as GuestTimer;
+
+#[cfg(feature = "eager")]
+mod imp {
+    use core::ops::{Deref, DerefMut};
+
+    use arch_timer_virt::{
+        Error, HostIrq, IntId, IrqChip, NotLoaded, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw,
+        TimerLevels, VcpuTimer, VmTimer, Wakeup,
+    };
+
+    use crate::sysreg::read_sysreg;
+
+    /// `HCR_EL2.E2H`.
+    const HCR_E2H: u64 = 1 << 34;
+
+    /// The eager baseline's timer of one vCPU (see the module docs).
+    #[derive(Debug)]
+    pub(crate) struct EagerTimer {
+        /// The library's timer, never loaded: what the run loop reads
+        /// through it (INTIDs) and nothing else.
+        inner: VcpuTimer,
+        ctl: TimerCtl,
+        cval: Ticks,
+        offset: Ticks,
+        /// The virtual line as the vGIC was last told.
+        level: bool,
+        /// The physical PPI's active state was cleared at the last entry
+        /// and nothing changed since.
+        active_cleared_last: bool,
+        /// The virtual interrupt is mapped to the PPI (the first load).
+        mapped: bool,
+        vhe: bool,
+        virtual_irq: IntId,
+        host_ppi: IntId,
+    }
+
+    impl Deref for EagerTimer {
+        type Target = VcpuTimer;
+        fn deref(&self) -> &VcpuTimer {
+            &self.inner
+        }
+    }
+
+    impl DerefMut for EagerTimer {
+        fn deref_mut(&mut self) -> &mut VcpuTimer {
+            &mut self.inner
+        }
+    }
+
+    impl EagerTimer {
+        /// A vCPU's timer, disabled.
+        pub(crate) const fn new() -> Self {
+            Self {
+                inner: VcpuTimer::new(),
+                ctl: TimerCtl::empty(),
+                cval: Ticks::ZERO,
+                offset: Ticks::ZERO,
+                level: false,
+                active_cleared_last: false,
+                mapped: false,
+                vhe: false,
+                virtual_irq: IntId::VIRTUAL_TIMER,
+                host_ppi: IntId::VIRTUAL_TIMER,
+            }
+        }
+
+        /// The lines as the vGIC was last told (the physical timer is
+        /// not emulated).
+        pub(crate) fn levels(&self) -> TimerLevels {
+            TimerLevels {
+                virtual_timer: self.level,
+                physical_timer: false,
+            }
+        }
+
+        /// KVM's `kvm_timer_should_fire`: reads the counter only if the
+        /// saved timer can fire.
+        fn should_fire<H: TimerHw + ?Sized>(&self, hw: &H) -> bool {
+            if !self.ctl.can_fire() {
+                return false;
+            }
+            let now = hw.physical_count().wrapping_sub(self.offset);
+            now.get() >= self.cval.get()
+        }
+
+        /// KVM's `kvm_timer_update_state`; `true` if the line changed.
+        fn update_state<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<bool, Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            let level = self.should_fire(hw);
+            if level != self.level {
+                self.level = level;
+                self.active_cleared_last = false;
+                chip.set_virtual_level(self.virtual_irq, level)
+                    .map_err(Error::IrqChip)?;
+                return Ok(true);
+            }
+            Ok(false)
+        }
+
+        /// Schedule-in: the vCPU's first maps its interrupt.
+        pub(crate) fn load<H, C>(
+            &mut self,
+            vm: &VmTimer,
+            hw: &mut H,
+            chip: &mut C,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            if !self.mapped {
+                self.vhe = read_sysreg!(hcr_el2) & HCR_E2H != 0;
+                self.virtual_irq = vm.virtual_irq();
+                self.host_ppi = vm.host_virtual_ppi();
+                self.offset = vm.counter_offset().unwrap_or(Ticks::ZERO);
+                chip.map_virtual(self.virtual_irq, self.host_ppi)
+                    .map_err(Error::IrqChip)?;
+                chip.set_host_masked(self.host_ppi, false)
+                    .map_err(Error::IrqChip)?;
+                if self.vhe {
+                    hw.set_el1_physical_access(false);
+                }
+                self.mapped = true;
+            }
+            Ok(())
+        }
+
+        /// Schedule-out: the state is in memory since the last exit.
+        pub(crate) fn put<H, S>(&mut self, _hw: &mut H, _soft: &mut S) -> Result<(), NotLoaded>
+        where
+            H: TimerHw + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            self.active_cleared_last = false;
+            Ok(())
+        }
+
+        /// KVM's `kvm_timer_flush_hwstate` and the timer restore.
+        pub(crate) fn before_entry<H, C, S>(
+            &mut self,
+            hw: &mut H,
+            chip: &mut C,
+            _soft: &mut S,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            let changed = self.update_state(hw, chip)?;
+            if self.level && !changed {
+                // KVM's vGIC flush: a high line is in a list register.
+                chip.set_virtual_level(self.virtual_irq, true)
+                    .map_err(Error::IrqChip)?;
+            }
+            let phys_active = self.level
+                || chip
+                    .virtual_active(self.virtual_irq)
+                    .map_err(Error::IrqChip)?;
+            // Skipped only when clear and cleared last time.
+            if !self.active_cleared_last || phys_active {
+                chip.set_host_active(self.host_ppi, phys_active)
+                    .map_err(Error::IrqChip)?;
+                self.active_cleared_last = !phys_active;
+            }
+            hw.set_virtual_offset(self.offset);
+            if !self.vhe {
+                hw.set_el1_physical_access(false);
+            }
+            hw.set_vtimer_cval(self.cval);
+            hw.barrier();
+            hw.set_vtimer_ctl(self.ctl);
+            Ok(())
+        }
+
+        /// KVM's `kvm_timer_sync_hwstate` and the timer save.
+        pub(crate) fn after_exit<H, C, S>(
+            &mut self,
+            hw: &mut H,
+            chip: &mut C,
+            _soft: &mut S,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            if !self.vhe {
+                hw.set_el1_physical_access(true);
+            }
+            self.ctl = hw.vtimer_ctl();
+            self.cval = hw.vtimer_cval();
+            hw.set_vtimer_ctl(TimerCtl::empty());
+            hw.set_virtual_offset(Ticks::ZERO);
+            self.update_state(hw, chip).map(|_| ())
+        }
+
+        /// The vtimer PPI at EL2: not expected; left active for the next
+        /// entry to set or clear.
+        pub(crate) fn handle_host_irq<H, C>(
+            &mut self,
+            _hw: &mut H,
+            _chip: &mut C,
+        ) -> Result<HostIrq, Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            self.active_cleared_last = false;
+            Ok(HostIrq::Spurious)
+        }
+
+        /// KVM's `kvm_timer_schedule`.
+        pub(crate) fn block<H, S>(&mut self, _vm: &VmTimer, hw: &mut H, soft: &mut S) -> Wakeup
+        where
+            H: TimerHw + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            if !self.ctl.can_fire() {
+                return Wakeup::Never;
+            }
+            if self.should_fire(hw) {
+                return Wakeup::Now;
+            }
+            // The delta from now, as KVM's `kvm_timer_compute_delta`.
+            let now = hw.physical_count();
+            let delta = self
+                .cval
+                .get()
+                .saturating_sub(now.wrapping_sub(self.offset).get());
+            let at = now.saturating_add(Ticks::new(delta));
+            soft.arm(SoftTimer::Background, at);
+            Wakeup::At(at)
+        }
+
+        /// KVM's `kvm_timer_unschedule`.
+        pub(crate) fn unblock<H, C, S>(
+            &mut self,
+            _hw: &mut H,
+            _chip: &mut C,
+            soft: &mut S,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            soft.cancel(SoftTimer::Background);
+            Ok(())
+        }
+    }
+}
