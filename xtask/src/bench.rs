@@ -93,7 +93,7 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
     let _load = options.under_load.then(crate::load::Load::start);
     let mut problems = Vec::new();
     for choice in &options.qemus {
-        let q = Qemu::resolve(choice)?;
+        let q = qemu::resolve(choice)?;
         for gic in [3_u8, 2] {
             for vhe in [false, true] {
                 let mode = if vhe { "vhe" } else { "nvhe" };
@@ -139,7 +139,7 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
 /// access.
 pub(crate) fn quick(options: &qemu::Options) -> Result {
     let choice = options.qemus.first().ok_or("no QEMU to run")?;
-    let q = Qemu::resolve(choice)?;
+    let q = qemu::resolve(choice)?;
     let image = qemu::build()?;
     let rows = run(&q, &image, 3, false)?;
     print!(
