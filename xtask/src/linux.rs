@@ -779,8 +779,9 @@ struct LinuxReport {
 /// interrupts that exited the guest by cause (27 the vtimer, 26 the
 /// hypervisor's own timer, 25 maintenance), spurious host vtimer
 /// interrupts, maintenance interrupts, background wake-ups of a vCPU
-/// asleep in WFI, WFI exits and lost interrupts.
-const HV_FIELDS: [&str; 13] = [
+/// asleep in WFI, WFI exits, lost interrupts, and the library's timer
+/// calls that entered a critical section (a lock shared across CPUs; 0).
+const HV_FIELDS: [&str; 14] = [
     "cntfrq_hz",
     "delivered",
     "raised",
@@ -794,6 +795,7 @@ const HV_FIELDS: [&str; 13] = [
     "bg_wakeups",
     "wfi_exits",
     "lost",
+    "timer_path_locks",
 ];
 
 impl LinuxReport {
@@ -1542,7 +1544,7 @@ ATV-INIT:  13: 2 GICv3 33 Level uart-pl011
 {CHECK_LINE}
 ATV-INIT: timer check exit status 0
 ATV-INIT: done
-RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=3853 exits_per_irq=1.51 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 exits_per_delivered=1.51 spurious=0 maintenance=0 bg_wakeups=905 cntfrq_hz={hz} PASS
+RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=3853 exits_per_irq=1.51 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 exits_per_delivered=1.51 spurious=0 maintenance=0 bg_wakeups=905 timer_path_locks=0 cntfrq_hz={hz} PASS
 "
         )
     }
@@ -1579,7 +1581,7 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=
                 "LINUX gic=v3 mode=nvhe vcpus=1 host_cpus=1 hv_vcpus=1 run_s=24.6 user_space_s=8.18 cntfrq_hz={hz} \
                  delivered=2540 raised=2546 exits=3853 exits_per_delivered=1.51 irq_exits_27=2546 \
                  irq_exits_26=19 irq_exits_25=0 spurious=0 maintenance=0 bg_wakeups=905 \
-                 wfi_exits=1187 lost=0 \
+                 wfi_exits=1187 lost=0 timer_path_locks=0 \
                  idle5s_timer_irqs=86 uart_irqs=2 sleeps=200 early=0 late_median_us=817 \
                  late_max_us=197503 tfd_expirations=2070 tfd_expected=1994..2070 \
                  tfd_overruns=1166 cpus=1 mono_reads=10000 mono_back=0 PASS"

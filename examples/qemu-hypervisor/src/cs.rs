@@ -1,8 +1,12 @@
 //! The `critical-section` implementation of this binary: IRQs and FIQs
 //! masked on this CPU, plus a spin lock shared by all CPUs that the owning
 //! CPU may take again (nested critical sections).
+//!
+//! Each CPU counts the critical sections it enters ([`entered`]), so that
+//! the run loop can show that the library's per-CPU timer paths take none
+//! (`timer_path_locks` on the result line, see `hyp::perf::timer_code`).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::sysreg::{read_sysreg, write_sysreg};
 
@@ -18,6 +22,24 @@ fn this_cpu() -> u64 {
     (read_sysreg!(mpidr_el1) & 0xff_00ff_ffff) + 1
 }
 
+/// Counters of [`ENTERED`]: one per `MPIDR_EL1.Aff0` (QEMU `virt` numbers
+/// its CPUs 0..8 there); a CPU beyond them shares the last.
+const COUNTED_CPUS: usize = 8;
+/// Critical sections entered (nested ones too) per CPU; each counter is
+/// written only by its own CPU with interrupts masked.
+static ENTERED: [AtomicU32; COUNTED_CPUS] = [const { AtomicU32::new(0) }; COUNTED_CPUS];
+
+/// The [`ENTERED`] counter of this CPU.
+fn counter() -> &'static AtomicU32 {
+    let aff0 = usize::try_from(read_sysreg!(mpidr_el1) & 0xff).unwrap_or(usize::MAX);
+    &ENTERED[aff0.min(COUNTED_CPUS - 1)]
+}
+
+/// How many critical sections this CPU has entered so far (wrapping).
+pub(crate) fn entered() -> u32 {
+    counter().load(Ordering::Relaxed)
+}
+
 struct SpinIrqCs;
 critical_section::set_impl!(SpinIrqCs);
 
@@ -30,6 +52,13 @@ unsafe impl critical_section::Impl for SpinIrqCs {
         let daif = read_sysreg!(daif);
         // SAFETY: masking IRQ and FIQ on this CPU only delays interrupts.
         unsafe { write_sysreg!(daif, daif | DAIF_IF) };
+        // Only this CPU writes its counter, and not from an interrupt
+        // handler now: a load and a store are enough.
+        let entered = counter();
+        entered.store(
+            entered.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         let me = this_cpu();
         if OWNER.load(Ordering::Relaxed) == me {
             return daif;

@@ -104,15 +104,23 @@ const NO_PMU: u64 = u64::MAX;
 /// with the GIC calls it makes, less what a bracket around nothing counts.
 /// The first round, without brackets, gives the totals. Otherwise it costs
 /// a load and a branch.
+///
+/// In every scenario it also counts the calls during which this CPU entered
+/// a critical section ([`timer_path_locks`]): the library's per-CPU paths
+/// must take no lock shared across CPUs.
 #[inline(always)]
 pub(crate) fn timer_code<R>(f: impl FnOnce() -> R) -> R {
+    let entered = crate::cs::entered();
     let counter = EL2_COUNTER.load(Ordering::Relaxed);
     if counter == NO_PMU {
-        return f();
+        let result = f();
+        count_locks(entered);
+        return result;
     }
     let before = Pmu::counter(counter);
     let result = f();
     let after = Pmu::counter(counter);
+    count_locks(entered);
     TIMER_INSNS.store(
         TIMER_INSNS
             .load(Ordering::Relaxed)
@@ -121,6 +129,25 @@ pub(crate) fn timer_code<R>(f: impl FnOnce() -> R) -> R {
     );
     bump(&TIMER_CODE_CALLS);
     result
+}
+
+/// Calls bracketed by [`timer_code`] during which their CPU entered a
+/// critical section (all CPUs).
+static TIMER_PATH_LOCKS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts a [`TIMER_PATH_LOCKS`] if this CPU entered a critical section
+/// since it had entered `entered`.
+#[inline(always)]
+fn count_locks(entered: u32) {
+    if crate::cs::entered() != entered {
+        TIMER_PATH_LOCKS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The library's timer calls, on any CPU, during which that CPU entered a
+/// critical section (the example's is a spin lock shared by all CPUs).
+pub(crate) fn timer_path_locks() -> u32 {
+    TIMER_PATH_LOCKS.load(Ordering::Relaxed)
 }
 
 /// One more (a load and a store, not an atomic add: the counts are read

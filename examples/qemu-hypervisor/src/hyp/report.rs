@@ -265,7 +265,8 @@ where
             );
         }
         println!(
-            " cntfrq_hz={} {}",
+            " timer_path_locks={} cntfrq_hz={} {}",
+            super::perf::timer_path_locks(),
             self.clock.hz(),
             if pass { "PASS" } else { "FAIL" }
         );

@@ -195,13 +195,23 @@ where
         }
     }
 
-    /// Hook, at a WFI: whether an interrupt other than the timer's is
-    /// pending for `v` (an IPI in its list registers or mailbox), so that
-    /// the WFI completes at once (Linux guest).
+    /// Hook, at a WFI: whether an interrupt is pending for `v` that its
+    /// virtual CPU interface would signal (an SGI or PPI pending in its list
+    /// registers, or waiting in its mailbox), so that the WFI completes at
+    /// once (Linux guest).
+    ///
+    /// Every virtual interrupt here has the same priority, so none is
+    /// signalled while an SGI or PPI is active: the guest is inside that
+    /// interrupt's handler. Linux parks a CPU it stops (the stop IPI at
+    /// power-off) in a WFI loop inside the IPI's handler; waking that WFI
+    /// for a pending timer interrupt it can never take made the vCPU
+    /// exit tens of thousands of times until the run ended.
     pub(crate) fn platform_irq_pending(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
-        crate::linux::is_linux(self.config)
-            && (crate::linux::sgis_waiting(v.index)
-                || self.gic.private_lr_state(&mut v.vgic).0 != 0)
+        if !crate::linux::is_linux(self.config) {
+            return false;
+        }
+        let (pending, active) = self.gic.private_lr_state(&mut v.vgic);
+        active == 0 && (pending != 0 || crate::linux::sgis_waiting(v.index))
     }
 
     /// The built-in and external guests' hypercalls (HVC, `x0` the
@@ -337,6 +347,15 @@ where
                 ),
             );
         }
+        // The library's per-CPU timer paths take no lock shared across CPUs
+        // (`critical_section` is one here): none of its calls entered one.
+        check(
+            super::perf::timer_path_locks() == 0,
+            format_args!(
+                "{} calls into the vCPU timer entered a critical section",
+                super::perf::timer_path_locks()
+            ),
+        );
         if matches!(scenario, Scenario::TwoVcpus | Scenario::Migration) {
             check(
                 s.switches > 0,
