@@ -730,7 +730,9 @@ where
             );
         }
         match wakeup {
-            Wakeup::Now => {
+            // Hook: unless the guest cannot take the timer's interrupt now
+            // (then it sleeps as with nothing armed, until another event).
+            Wakeup::Now if !self.platform_wfi_cannot_wake(v) => {
                 self.unblock(v);
                 None
             }
@@ -738,7 +740,7 @@ where
                 v.state = RunState::Blocked { fallback: None };
                 Some(SliceEnd::Blocked)
             }
-            Wakeup::Never => {
+            Wakeup::Now | Wakeup::Never => {
                 v.state = RunState::Blocked {
                     fallback: Some(self.now() + self.periods.never_wake),
                 };

@@ -214,6 +214,16 @@ where
         active == 0 && (pending != 0 || crate::linux::sgis_waiting(v.index))
     }
 
+    /// Hook, at a WFI whose timer would end it at once
+    /// (`Wakeup::Now`): whether the guest cannot take that interrupt now,
+    /// an SGI or PPI of the same priority being active (Linux guest: the
+    /// CPU it stops at power-off, parked in a WFI loop inside the stop
+    /// IPI's handler, with its timer expired). The vCPU then sleeps as one
+    /// with no timer armed, until an SGI, a kick or its fallback wakes it.
+    pub(crate) fn platform_wfi_cannot_wake(&mut self, v: &mut Vcpu<G::Vgic>) -> bool {
+        crate::linux::is_linux(self.config) && self.gic.private_lr_state(&mut v.vgic).1 != 0
+    }
+
     /// The built-in and external guests' hypercalls (HVC, `x0` the
     /// [`Hypercall`]).
     pub(crate) fn hypercall(&mut self, v: &mut Vcpu<G::Vgic>) -> Option<SliceEnd> {
