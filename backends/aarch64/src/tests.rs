@@ -223,7 +223,7 @@ fn physical_offset_is_refused_without_ecv() {
     for mode in [HostMode::NonVhe, HostMode::Vhe] {
         let mut t = timer(mode);
         assert_eq!(
-            t.set_physical_offset(Ticks::new(5)),
+            t.try_set_physical_offset(Ticks::new(5)),
             Err(Error::EcvNotImplemented)
         );
         let regs = t.registers();
@@ -237,7 +237,7 @@ fn physical_offset_is_refused_without_ecv() {
 fn physical_offset_is_written_with_ecv() {
     for level in [1, 2] {
         let mut t = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe).with_ecv(level));
-        assert_eq!(t.set_physical_offset(Ticks::new(5)), Ok(()));
+        assert_eq!(t.try_set_physical_offset(Ticks::new(5)), Ok(()));
         assert_eq!(t.registers().cntpoff_el2, 5);
         assert_eq!(t.registers().undefined_accesses(), 0);
     }

@@ -6,21 +6,23 @@ use arch_timer_virt::{Ticks, TimerCtl, TimerHw};
 
 use crate::Error;
 use crate::registers::{
-    self, CNTHCTL_NVHE_EL1PCEN, CNTHCTL_NVHE_EL1PCTEN, CNTHCTL_VHE_EL1PCTEN, CNTHCTL_VHE_EL1PTEN,
-    Register, RegisterFile, WritableRegister,
+    self, CNTHCTL_ECV, CNTHCTL_NVHE_EL1PCEN, CNTHCTL_NVHE_EL1PCTEN, CNTHCTL_VHE_EL1PCTEN,
+    CNTHCTL_VHE_EL1PTEN, Register, RegisterFile, WritableRegister,
 };
 
 /// How the host runs at EL2: `HCR_EL2.E2H`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HostMode {
     /// `HCR_EL2.E2H = 0`: a classic (split) hypervisor. The EL1 virtual
-    /// timer is `CNTV_CTL_EL0`/`CNTV_CVAL_EL0`; `CNTHCTL_EL2.EL1PCTEN`/
-    /// `EL1PCEN` are bits 0/1.
+    /// timer is `CNTV_CTL_EL0`/`CNTV_CVAL_EL0`, the EL1 physical timer
+    /// `CNTP_CTL_EL0`/`CNTP_CVAL_EL0`; `CNTHCTL_EL2.EL1PCTEN`/`EL1PCEN` are
+    /// bits 0/1.
     NonVhe,
-    /// `HCR_EL2.E2H = 1` (FEAT_VHE in use). From EL2, `CNTV_*_EL0` then name
-    /// the EL2 virtual timer (`CNTHV_*_EL2`), so the guest's EL1 virtual
-    /// timer is `CNTV_CTL_EL02`/`CNTV_CVAL_EL02`; `CNTHCTL_EL2.EL1PCTEN`/
-    /// `EL1PTEN` are bits 10/11.
+    /// `HCR_EL2.E2H = 1` (FEAT_VHE in use). From EL2, `CNTV_*_EL0` and
+    /// `CNTP_*_EL0` then name the EL2 timers (`CNTHV_*_EL2`,
+    /// `CNTHP_*_EL2`), so the guest's EL1 timers are `CNTV_*_EL02` and
+    /// `CNTP_*_EL02`; `CNTHCTL_EL2.EL1PCTEN`/`EL1PTEN` are bits 10/11
+    /// (Arm ARM D24.10, `CNTHCTL_EL2` with `FEAT_VHE` and E2H = 1).
     Vhe,
 }
 
@@ -69,6 +71,28 @@ impl HostMode {
         match self {
             Self::NonVhe => WritableRegister::CntvCvalEl0,
             Self::Vhe => WritableRegister::CntvCvalEl02,
+        }
+    }
+}
+
+impl HostMode {
+    /// The register that reaches the guest's EL1 physical timer control
+    /// from EL2 in this mode.
+    #[must_use]
+    pub const fn ptimer_ctl_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntpCtlEl0,
+            Self::Vhe => WritableRegister::CntpCtlEl02,
+        }
+    }
+
+    /// The register that reaches the guest's EL1 physical timer compare
+    /// value from EL2 in this mode.
+    #[must_use]
+    pub const fn ptimer_cval_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntpCvalEl0,
+            Self::Vhe => WritableRegister::CntpCvalEl02,
         }
     }
 }
@@ -172,31 +196,41 @@ impl<R: RegisterFile> GenericTimer<R> {
     }
 
     /// Puts this CPU's timer where the core expects it with no vCPU
-    /// loaded: the EL1 virtual timer disabled, `CNTVOFF_EL2` = 0 (its
-    /// reset value is UNKNOWN) and EL1 physical timer and counter access
-    /// allowed. Call it once per CPU before the first
-    /// [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
+    /// loaded: the EL1 virtual and physical timers disabled,
+    /// `CNTVOFF_EL2` = 0 (its reset value is UNKNOWN), with FEAT_ECV
+    /// `CNTPOFF_EL2` = 0 and `CNTHCTL_EL2.ECV` clear, and EL1 physical
+    /// timer and counter access allowed. Call it once per CPU before the
+    /// first [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
     pub fn reset_cpu(&mut self) {
         self.set_vtimer_ctl(TimerCtl::empty());
+        self.set_ptimer_ctl(TimerCtl::empty());
         self.set_virtual_offset(Ticks::ZERO);
+        self.set_physical_offset(Ticks::ZERO);
         self.set_el1_physical_access(true);
     }
 
-    /// Writes the physical offset, `CNTPOFF_EL2` (FEAT_ECV only).
-    ///
-    /// The offset applies to the EL1 physical counter and timer only while
-    /// `CNTHCTL_EL2.ECV` is set; this method does not change
-    /// `CNTHCTL_EL2`.
+    /// Writes the physical offset, `CNTPOFF_EL2`, and sets
+    /// `CNTHCTL_EL2.ECV` exactly when it is not zero (FEAT_ECV only): the
+    /// checked form of [`TimerHw::set_physical_offset`].
     ///
     /// # Errors
     ///
     /// [`Error::EcvNotImplemented`] without FEAT_ECV (the register does not
-    /// exist and is not touched).
-    pub fn set_physical_offset(&mut self, offset: Ticks) -> Result<(), Error> {
+    /// exist and nothing is touched).
+    pub fn try_set_physical_offset(&mut self, offset: Ticks) -> Result<(), Error> {
         if !self.features.ecv {
             return Err(Error::EcvNotImplemented);
         }
         self.regs.write(WritableRegister::CntpoffEl2, offset.get());
+        let old = self.regs.read(Register::CnthctlEl2);
+        let new = if offset == Ticks::ZERO {
+            old & !CNTHCTL_ECV
+        } else {
+            old | CNTHCTL_ECV
+        };
+        if new != old {
+            self.regs.write(WritableRegister::CnthctlEl2, new);
+        }
         Ok(())
     }
 }
@@ -287,5 +321,35 @@ impl<R: RegisterFile> TimerHw for GenericTimer<R> {
         if new != old {
             self.regs.write(WritableRegister::CnthctlEl2, new);
         }
+    }
+
+    fn ptimer_ctl(&self) -> TimerCtl {
+        let reg = self.host_mode().ptimer_ctl_register();
+        TimerCtl::from_bits_retain(self.regs.read(reg.into()))
+    }
+
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        let reg = self.host_mode().ptimer_ctl_register();
+        self.regs.write(reg, ctl.writable().bits());
+    }
+
+    fn ptimer_cval(&self) -> Ticks {
+        let reg = self.host_mode().ptimer_cval_register();
+        Ticks::new(self.regs.read(reg.into()))
+    }
+
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        let reg = self.host_mode().ptimer_cval_register();
+        self.regs.write(reg, cval.get());
+    }
+
+    fn has_physical_offset(&self) -> bool {
+        self.features.ecv
+    }
+
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        // Without FEAT_ECV there is nothing to write (the trait's
+        // contract): the error is the expected "no such register".
+        let _absent = self.try_set_physical_offset(offset);
     }
 }
