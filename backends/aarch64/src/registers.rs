@@ -310,13 +310,17 @@ mod tests {
         assert_eq!(counter_frequency(u64::from(u32::MAX)), u32::MAX);
     }
 
-    const ALL: [Register; 12] = [
+    const ALL: [Register; 16] = [
         Register::CntpctEl0,
         Register::CntfrqEl0,
         Register::CntvCtlEl0,
         Register::CntvCvalEl0,
         Register::CntvCtlEl02,
         Register::CntvCvalEl02,
+        Register::CntpCtlEl0,
+        Register::CntpCvalEl0,
+        Register::CntpCtlEl02,
+        Register::CntpCvalEl02,
         Register::CntvoffEl2,
         Register::CntpoffEl2,
         Register::CnthctlEl2,
@@ -328,7 +332,11 @@ mod tests {
     fn optional(reg: Register) -> bool {
         matches!(
             reg,
-            Register::CntvCtlEl02 | Register::CntvCvalEl02 | Register::CntpoffEl2
+            Register::CntvCtlEl02
+                | Register::CntvCvalEl02
+                | Register::CntpCtlEl02
+                | Register::CntpCvalEl02
+                | Register::CntpoffEl2
         )
     }
 
@@ -341,7 +349,11 @@ mod tests {
         let nvhe = PresentRegisters::from_id_registers(!HCR_EL2_E2H, 0);
         assert!(!nvhe.has(Register::CntvCtlEl02));
         assert!(!nvhe.has(Register::CntvCvalEl02));
+        assert!(!nvhe.has(Register::CntpCtlEl02));
+        assert!(!nvhe.has(Register::CntpCvalEl02));
         let vhe = PresentRegisters::from_id_registers(HCR_EL2_E2H, 0);
+        assert!(vhe.has(Register::CntpCtlEl02));
+        assert!(vhe.has(Register::CntpCvalEl02));
         assert!(vhe.has(Register::CntvCtlEl02));
         assert!(vhe.has(Register::CntvCvalEl02));
         // E2H says nothing about CNTPOFF_EL2.
@@ -391,5 +403,13 @@ mod tests {
             Register::from(WritableRegister::CntpoffEl2),
             Register::CntpoffEl2
         );
+        for (w, r) in [
+            (WritableRegister::CntpCtlEl0, Register::CntpCtlEl0),
+            (WritableRegister::CntpCvalEl0, Register::CntpCvalEl0),
+            (WritableRegister::CntpCtlEl02, Register::CntpCtlEl02),
+            (WritableRegister::CntpCvalEl02, Register::CntpCvalEl02),
+        ] {
+            assert_eq!(Register::from(w), r);
+        }
     }
 }
