@@ -650,6 +650,7 @@ impl TimerHw for SimTimer<'_> {
     fn barrier(&mut self) {
         self.record(Access::Barrier);
         self.regs.cval_unsynchronized = false;
+        self.pregs.cval_unsynchronized = false;
     }
 
     fn set_el1_physical_access(&mut self, allowed: bool) {
