@@ -221,6 +221,15 @@ impl VmTimer {
         Ok(())
     }
 
+    /// `self` with the physical timer mode `mode`: the `const` form of
+    /// [`set_phys_timer_mode`](Self::set_phys_timer_mode), for a VM
+    /// configuration in a `static`.
+    #[must_use]
+    pub const fn with_phys_timer_mode(mut self, mode: PhysTimerMode) -> Self {
+        self.phys_timer_mode = mode;
+        self
+    }
+
     /// Chooses whether the physical timer may be direct.
     ///
     /// # Errors
@@ -276,6 +285,9 @@ mod tests {
         assert_eq!(vm.host_physical_ppi().get(), 30);
         assert_eq!(vm.forwarding(), Forwarding::Hardware);
         assert_eq!(vm.phys_timer_mode(), PhysTimerMode::Emulated);
+        const AUTO: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+        assert_eq!(AUTO.phys_timer_mode(), PhysTimerMode::Auto);
+        assert!(!AUTO.is_locked());
     }
 
     #[test]

@@ -13,7 +13,9 @@
 use core::fmt;
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt::{
+    HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VcpuTimer, VmTimer, Wakeup,
+};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE, RunConfig, Scenario};
@@ -34,6 +36,9 @@ use crate::vectors::{Exit, GuestRegs, enter_guest};
 pub(crate) const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// The EL1 virtual timer's PPI, forwarded to the guest.
 pub(crate) const VTIMER_PPI: u32 = 27;
+/// The EL1 physical timer's PPI, forwarded to the guest while its physical
+/// timer is direct (the `ptimer` scenario's timer map).
+pub(crate) const PTIMER_PPI: u32 = 30;
 /// More vtimer PPIs than this in one exit's drain is a storm (see
 /// [`Hyp::drain_irqs`]).
 const STORM_LIMIT: u32 = 8;
@@ -102,6 +107,18 @@ impl Periods {
 
 /// The one VM's timer settings, shared by every vCPU on every CPU.
 pub(crate) static VM: VmTimer = VmTimer::new();
+/// The same for the `ptimer` scenario: the physical timer direct where the
+/// CPU allows it (offset 0, or FEAT_ECV), emulated otherwise.
+static VM_PTIMER: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+
+/// The VM settings `scenario` runs with.
+fn vm_for(scenario: Scenario) -> &'static VmTimer {
+    if scenario == Scenario::PhysicalTimer {
+        &VM_PTIMER
+    } else {
+        &VM
+    }
+}
 
 /// The [`HypTimer`] slot of the hypervisor's own next deadline: the
 /// scheduler tick, or earlier a park poll or a WFI fallback.
@@ -196,6 +213,8 @@ pub(crate) struct Stats {
 pub(crate) struct ExitCauses {
     /// PPI 27, the guest's virtual timer.
     pub(crate) vtimer: u64,
+    /// PPI 30, the guest's physical timer while it is direct.
+    pub(crate) ptimer: u64,
     /// PPI 26, the EL2 physical timer (ticks, soft timers).
     pub(crate) hyp_timer: u64,
     /// PPI 25, the GIC maintenance interrupt (asserted at the exit, or
@@ -210,6 +229,7 @@ pub(crate) struct ExitCauses {
 impl ExitCauses {
     const ZERO: Self = Self {
         vtimer: 0,
+        ptimer: 0,
         hyp_timer: 0,
         maintenance: 0,
         spurious: 0,
@@ -219,6 +239,7 @@ impl ExitCauses {
     fn count(&mut self, first: Option<u32>, maintenance: bool) {
         let slot = match first {
             Some(VTIMER_PPI) => &mut self.vtimer,
+            Some(PTIMER_PPI) => &mut self.ptimer,
             _ if maintenance => &mut self.maintenance,
             Some(HYP_TIMER_PPI) => &mut self.hyp_timer,
             Some(MAINTENANCE_PPI) => &mut self.maintenance,
@@ -230,6 +251,7 @@ impl ExitCauses {
 
     fn add(&mut self, other: &Self) {
         self.vtimer += other.vtimer;
+        self.ptimer += other.ptimer;
         self.hyp_timer += other.hyp_timer;
         self.maintenance += other.maintenance;
         self.spurious += other.spurious;
@@ -623,7 +645,10 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = v.timer.load(&VM, &mut self.timer, &mut chip) {
+        if let Err(e) = v
+            .timer
+            .load(vm_for(self.config.scenario), &mut self.timer, &mut chip)
+        {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
@@ -708,6 +733,7 @@ where
         let mut tick = false;
         let mut first = None;
         let mut vtimer_taken = 0_u32;
+        let mut ptimer_taken = 0_u32;
         while let Some(id) = self.gic.acknowledge() {
             let intid = id.get();
             if intid == VTIMER_PPI {
@@ -722,22 +748,44 @@ where
                     );
                 }
             }
-            // The vtimer PPI names the exit wherever it comes in the
-            // drain (equal priorities are taken lowest INTID first).
-            if first.is_none() || intid == VTIMER_PPI {
+            if intid == PTIMER_PPI {
+                ptimer_taken += 1;
+                if ptimer_taken > STORM_LIMIT {
+                    fail!(
+                        "hv: interrupt storm: ptimer PPI {PTIMER_PPI} taken {ptimer_taken} times in one exit"
+                    );
+                }
+            }
+            // A timer PPI names the exit wherever it comes in the drain
+            // (equal priorities are taken lowest INTID first).
+            if first.is_none()
+                || intid == VTIMER_PPI
+                || (intid == PTIMER_PPI && first != Some(VTIMER_PPI))
+            {
                 first = Some(intid);
             }
             self.gic.priority_drop(id);
             match intid {
-                VTIMER_PPI => {
+                VTIMER_PPI | PTIMER_PPI => {
                     let Some(v) = loaded.as_deref_mut() else {
                         self.stats.spurious += 1;
                         self.gic.deactivate(id);
                         continue;
                     };
+                    // The physical timer's PPI comes only while it is
+                    // direct (its hardware timer is disabled otherwise;
+                    // the library then finds it spurious).
+                    let timer = v
+                        .timer
+                        .timer_for_host_ppi(id)
+                        .unwrap_or(if intid == PTIMER_PPI {
+                            TimerId::Physical
+                        } else {
+                            TimerId::Virtual
+                        });
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        v.timer.handle_host_irq(&mut self.timer, &mut chip)
+                        v.timer.handle_timer_irq(timer, &mut self.timer, &mut chip)
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -846,7 +894,9 @@ where
                 let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                let wakeup = v.timer.block(&VM, &mut self.timer, &mut soft);
+                let wakeup =
+                    v.timer
+                        .block(vm_for(self.config.scenario), &mut self.timer, &mut soft);
                 // The library's contract: `At(x)` armed the background
                 // soft timer at x, `Now` and `Never` armed nothing. The
                 // vCPU is woken by what was armed, not by the return value.
@@ -910,7 +960,7 @@ where
                 let mut chip = self.gic.chip(&mut v.vgic);
                 match emulate::access(
                     &mut v.timer,
-                    &VM,
+                    vm_for(self.config.scenario),
                     &mut self.timer,
                     &mut chip,
                     trap.reg,
@@ -1138,9 +1188,14 @@ where
                 .checked_mul(100)
                 .and_then(|e| e.checked_div(total.interrupts)),
         );
+        let ptimer_per = Hundredths(
+            c.ptimer
+                .checked_mul(100)
+                .and_then(|e| e.checked_div(total.interrupts)),
+        );
         println!(
             "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \
-             vtimer_exits_per_irq={vtimer_per} irq_exits={} irq_exits_27={} irq_exits_26={} irq_exits_25={} \
+             vtimer_exits_per_irq={vtimer_per} ptimer_exits_per_irq={ptimer_per} irq_exits={} irq_exits_27={} irq_exits_30={} irq_exits_26={} irq_exits_25={} \
              irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} \
              exits_cpu0={} exits_cpu1={} spurious_host={} lost={} early={} duplicates={} guest_spurious={} \
              max_latency_ticks={} max_latency_us={} max_run_latency_us={} skipped={} sleeps={} overruns={} max_wake_ticks={} max_wake_us={} \
@@ -1158,6 +1213,7 @@ where
             s.exits,
             s.irq_exits,
             c.vtimer,
+            c.ptimer,
             c.hyp_timer,
             c.maintenance,
             c.spurious,
