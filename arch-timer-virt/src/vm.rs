@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(vm.host_physical_ppi().get(), 30);
         assert_eq!(vm.forwarding(), Forwarding::Hardware);
         assert_eq!(vm.phys_timer_mode(), PhysTimerMode::Emulated);
-        const AUTO: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+        static AUTO: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
         assert_eq!(AUTO.phys_timer_mode(), PhysTimerMode::Auto);
         assert!(!AUTO.is_locked());
     }
