@@ -230,6 +230,15 @@ impl VmTimer {
         self
     }
 
+    /// `self` with the VM-wide counter offset `offset`: the `const` form
+    /// of [`set_counter_offset`](Self::set_counter_offset), for a VM
+    /// configuration in a `static`.
+    #[must_use]
+    pub const fn with_counter_offset(mut self, offset: Ticks) -> Self {
+        self.counter_offset = Some(offset);
+        self
+    }
+
     /// Chooses whether the physical timer may be direct.
     ///
     /// # Errors
@@ -288,6 +297,9 @@ mod tests {
         static AUTO: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
         assert_eq!(AUTO.phys_timer_mode(), PhysTimerMode::Auto);
         assert!(!AUTO.is_locked());
+        static AHEAD: VmTimer = VmTimer::new().with_counter_offset(Ticks::new(7));
+        assert_eq!(AHEAD.counter_offset(), Some(Ticks::new(7)));
+        assert_eq!(AHEAD.phys_timer_mode(), PhysTimerMode::Emulated);
     }
 
     #[test]

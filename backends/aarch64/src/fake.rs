@@ -71,6 +71,10 @@ pub struct FakeRegisters {
     pub cnthp_ctl_el2: u64,
     /// The EL2 physical timer's compare value, `CNTHP_CVAL_EL2`.
     pub cnthp_cval_el2: u64,
+    /// `SCR_EL3.ECVEn`: EL3 lets `CNTPOFF_EL2` take effect (FEAT_ECV
+    /// only). `true` by default; QEMU without an emulated EL3 behaves as
+    /// `false`.
+    pub scr_el3_ecven: bool,
     /// How many `isb`s ran.
     pub isb_count: u64,
     /// How many register writes ran (UNDEFINED ones included).
@@ -116,6 +120,7 @@ impl FakeRegisters {
             el2_vtimer_cval: 0,
             cnthp_ctl_el2: 0,
             cnthp_cval_el2: 0,
+            scr_el3_ecven: true,
             isb_count: 0,
             write_count: 0,
             undefined: Cell::new(0),
@@ -179,10 +184,14 @@ impl FakeRegisters {
     }
 
     /// The physical count EL1 sees: offset by `CNTPOFF_EL2` while
-    /// `CNTHCTL_EL2.ECV` is set (and FEAT_ECV is implemented).
+    /// `CNTHCTL_EL2.ECV` is set (FEAT_ECV implemented and
+    /// [`scr_el3_ecven`](Self::scr_el3_ecven)).
     #[must_use]
     pub fn el1_physical_count(&self) -> u64 {
-        if self.present().cntpoff && self.cnthctl_el2 & registers::CNTHCTL_ECV != 0 {
+        if self.present().cntpoff
+            && self.scr_el3_ecven
+            && self.cnthctl_el2 & registers::CNTHCTL_ECV != 0
+        {
             self.cntpct.wrapping_sub(self.cntpoff_el2)
         } else {
             self.cntpct

@@ -268,6 +268,42 @@ fn physical_offset_sets_the_ecv_bit_only_while_non_zero() {
     }
 }
 
+/// `reset_cpu` probes whether the physical offset takes effect: with
+/// FEAT_ECV and `SCR_EL3.ECVEn` it does, and the timer offers it; with EL3
+/// keeping it off (QEMU without EL3) it does not, and
+/// `has_physical_offset` says no although the ID register says FEAT_ECV.
+/// Either way the probe leaves the EL1 physical timer disabled, the offset
+/// 0 and the ECV bit clear, at any counter value.
+#[test]
+fn reset_cpu_probes_whether_the_physical_offset_takes_effect() {
+    const ECV: u64 = 1 << 12;
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        for ecven in [true, false] {
+            for now in [0, 12_345, u64::MAX / 2] {
+                let mut t = GenericTimer::detect(FakeRegisters::new(mode).with_ecv(1));
+                t.registers_mut().scr_el3_ecven = ecven;
+                t.registers_mut().cntpct = now;
+                assert_eq!(t.physical_offset_effective(), None);
+                assert!(t.has_physical_offset(), "trusted until probed");
+                t.reset_cpu();
+                let what = std::format!("{mode:?} ECVEn={ecven} now={now}");
+                assert_eq!(t.physical_offset_effective(), Some(ecven), "{what}");
+                assert_eq!(t.has_physical_offset(), ecven, "{what}");
+                let r = t.registers();
+                assert_eq!(r.el1_ptimer_ctl, 0, "{what}");
+                assert_eq!(r.cntpoff_el2, 0, "{what}");
+                assert_eq!(r.cnthctl_el2 & ECV, 0, "{what}");
+                assert_eq!(r.undefined_accesses(), 0, "{what}");
+            }
+        }
+    }
+    // Without FEAT_ECV there is nothing to probe.
+    let mut t = timer(HostMode::Vhe);
+    t.reset_cpu();
+    assert_eq!(t.physical_offset_effective(), None);
+    assert!(!t.has_physical_offset());
+}
+
 /// The EL1 physical timer: `CNTP_*_EL02` with E2H = 1 (never `CNTP_*_EL0`,
 /// which reaches the hypervisor's own `CNTHP_*_EL2` there), `CNTP_*_EL0`
 /// with E2H = 0; ISTATUS counts with the physical offset while ECV is on.

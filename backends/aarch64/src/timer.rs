@@ -139,6 +139,10 @@ pub struct GenericTimer<R> {
     regs: R,
     features: TimerFeatures,
     vhe_implemented: bool,
+    /// What [`reset_cpu`](GenericTimer::reset_cpu)'s probe found: whether
+    /// `CNTPOFF_EL2` really offsets the EL1 physical timer (`None`: not
+    /// probed).
+    offset_effective: Option<bool>,
 }
 
 impl<R: RegisterFile> GenericTimer<R> {
@@ -192,6 +196,7 @@ impl<R: RegisterFile> GenericTimer<R> {
                 frequency_hz,
             },
             vhe_implemented,
+            offset_effective: None,
         }
     }
 
@@ -201,12 +206,53 @@ impl<R: RegisterFile> GenericTimer<R> {
     /// `CNTPOFF_EL2` = 0 and `CNTHCTL_EL2.ECV` clear, and EL1 physical
     /// timer and counter access allowed. Call it once per CPU before the
     /// first [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
+    ///
+    /// With FEAT_ECV it first probes whether the physical offset takes
+    /// effect ([`physical_offset_effective`](Self::physical_offset_effective)):
+    /// the ID register says `CNTPOFF_EL2` exists, but the offset applies
+    /// only if EL3 allows it too (`SCR_EL3.ECVEn`, firmware's choice; QEMU
+    /// without an emulated EL3 leaves it clear). The probe enables the EL1
+    /// physical timer, masked, with a compare value that only the offset
+    /// count reaches, reads ISTATUS, and undoes it all.
     pub fn reset_cpu(&mut self) {
         self.set_vtimer_ctl(TimerCtl::empty());
         self.set_ptimer_ctl(TimerCtl::empty());
+        if self.features.ecv {
+            self.offset_effective = Some(self.probe_physical_offset());
+        }
         self.set_virtual_offset(Ticks::ZERO);
         self.set_physical_offset(Ticks::ZERO);
         self.set_el1_physical_access(true);
+    }
+
+    /// `reset_cpu`'s ECV probe (FEAT_ECV implemented, the EL1 physical
+    /// timer disabled): with an offset of `-2d` the EL1 count is `now +
+    /// 2d`, past a compare value of `now + d`; without it, `now` is not.
+    /// `d` is a count far beyond the probe's duration at any frequency.
+    fn probe_physical_offset(&mut self) -> bool {
+        const D: u64 = 1 << 40;
+        let now = self.physical_count();
+        // Never wraps in the counter's lifetime (2^64 - 2^41 ticks).
+        let cval = now.saturating_add(Ticks::new(D));
+        let _ = self.try_set_physical_offset(Ticks::new(D.wrapping_mul(2).wrapping_neg()));
+        self.set_ptimer_cval(cval);
+        self.regs.isb();
+        self.set_ptimer_ctl(TimerCtl::ENABLE | TimerCtl::IMASK);
+        self.regs.isb();
+        let effective = self.ptimer_ctl().contains(TimerCtl::ISTATUS);
+        self.set_ptimer_ctl(TimerCtl::empty());
+        self.regs.isb();
+        effective
+    }
+
+    /// What [`reset_cpu`](Self::reset_cpu)'s probe found: `Some(true)` if
+    /// `CNTPOFF_EL2` offsets the EL1 physical timer, `Some(false)` if
+    /// FEAT_ECV is implemented but the offset has no effect (EL3 keeps
+    /// `SCR_EL3.ECVEn` clear), `None` without FEAT_ECV or before the
+    /// probe.
+    #[must_use]
+    pub const fn physical_offset_effective(&self) -> Option<bool> {
+        self.offset_effective
     }
 
     /// Writes the physical offset, `CNTPOFF_EL2`, and sets
@@ -344,7 +390,8 @@ impl<R: RegisterFile> TimerHw for GenericTimer<R> {
     }
 
     fn has_physical_offset(&self) -> bool {
-        self.features.ecv
+        // FEAT_ECV, and not found ineffective by `reset_cpu`'s probe.
+        self.features.ecv && self.offset_effective != Some(false)
     }
 
     fn set_physical_offset(&mut self, offset: Ticks) {

@@ -77,6 +77,10 @@ pub enum Scenario {
     /// An unmodified arm64 Linux kernel and its initramfs, loaded by QEMU
     /// (`cargo xtask linux`; layout in [`platform::boot`](crate::platform::boot)).
     Linux,
+    /// [`PhysicalTimer`](Self::PhysicalTimer)'s guest in a VM with a
+    /// non-zero counter offset: its physical timer is direct with FEAT_ECV
+    /// (`CNTPOFF_EL2`, QEMU 10) and emulated without (QEMU 7.2).
+    PhysicalTimerOffset,
 }
 
 /// Where an external guest image is loaded and entered (IPA = PA).
@@ -87,7 +91,7 @@ pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -98,6 +102,7 @@ impl Scenario {
         Self::Migration,
         Self::External,
         Self::Linux,
+        Self::PhysicalTimerOffset,
     ];
 
     /// The scenario with number `n`.
@@ -116,6 +121,7 @@ impl Scenario {
             Self::Masking => "masking",
             Self::WfiSleep => "wfi-sleep",
             Self::PhysicalTimer => "ptimer",
+            Self::PhysicalTimerOffset => "ptimer-offset",
             Self::TwoVcpus => "two-vcpus",
             Self::Migration => "migration",
             Self::External => "external",

@@ -110,13 +110,22 @@ pub(crate) static VM: VmTimer = VmTimer::new();
 /// The same for the `ptimer` scenario: the physical timer direct where the
 /// CPU allows it (offset 0, or FEAT_ECV), emulated otherwise.
 static VM_PTIMER: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+/// How far the `ptimer-offset` guest's counters run ahead of the physical
+/// count, in ticks (a VM-wide offset of minus this, modulo 2^64): a count,
+/// not a frequency, far enough that a missing offset cannot go unseen.
+const PTIMER_GUEST_AHEAD: u64 = 1 << 48;
+/// The `ptimer-offset` scenario's VM: as [`VM_PTIMER`], with a VM-wide
+/// counter offset, so its physical timer is direct only with FEAT_ECV.
+static VM_PTIMER_OFFSET: VmTimer = VmTimer::new()
+    .with_phys_timer_mode(PhysTimerMode::Auto)
+    .with_counter_offset(Ticks::new(PTIMER_GUEST_AHEAD.wrapping_neg()));
 
 /// The VM settings `scenario` runs with.
 fn vm_for(scenario: Scenario) -> &'static VmTimer {
-    if scenario == Scenario::PhysicalTimer {
-        &VM_PTIMER
-    } else {
-        &VM
+    match scenario {
+        Scenario::PhysicalTimer => &VM_PTIMER,
+        Scenario::PhysicalTimerOffset => &VM_PTIMER_OFFSET,
+        _ => &VM,
     }
 }
 
@@ -1072,7 +1081,13 @@ where
             }
             let measured = v.measured;
             if measured.is_none()
-                && (periodic || matches!(scenario, Scenario::WfiSleep | Scenario::PhysicalTimer))
+                && (periodic
+                    || matches!(
+                        scenario,
+                        Scenario::WfiSleep
+                            | Scenario::PhysicalTimer
+                            | Scenario::PhysicalTimerOffset
+                    ))
             {
                 println!("hv: vCPU {} sent no measurements", v.index);
                 pass = false;
@@ -1110,7 +1125,12 @@ where
                 ),
             );
         }
-        if periodic || scenario == Scenario::PhysicalTimer {
+        if periodic
+            || matches!(
+                scenario,
+                Scenario::PhysicalTimer | Scenario::PhysicalTimerOffset
+            )
+        {
             check(
                 m.max_run_latency <= self.periods.max_delivery,
                 format_args!(
