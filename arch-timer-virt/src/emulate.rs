@@ -1,7 +1,9 @@
 //! Trapped guest accesses to timer system registers.
 //!
 //! [`VcpuTimer::load`](crate::VcpuTimer::load) traps EL1 accesses to the
-//! physical timer and counter (`CNTHCTL_EL2.EL1PCEN`/`EL1PCTEN` clear), so
+//! physical timer and counter (`CNTHCTL_EL2.EL1PCEN`/`EL1PCTEN` clear)
+//! while the physical timer is emulated (see
+//! [`TimerMap`](crate::TimerMap); a direct one is not trapped), so
 //! a guest's `MRS`/`MSR` of `CNTP_CTL_EL0`, `CNTP_CVAL_EL0`,
 //! `CNTP_TVAL_EL0` or `CNTPCT_EL0` exits to the hypervisor with exception
 //! class 0x18. [`SysRegTrap::decode`] reads the syndrome and [`access`]

@@ -14,8 +14,11 @@ use crate::{IntId, Ticks, TimerCtl};
 ///
 /// Infallible: these are system register accesses. Reads without side
 /// effects take `&self`, writes `&mut self`. What the CPU offers (VHE,
-/// FEAT_ECV, the counter frequency) is the backend's business, read when
-/// it is built: the core needs none of it.
+/// the counter frequency) is the backend's business, read when it is
+/// built; the core asks only whether the EL1 physical counter can be
+/// offset ([`has_physical_offset`](Self::has_physical_offset), FEAT_ECV),
+/// which decides whether a guest's physical timer can run on the hardware
+/// (see [`TimerMap`](crate::TimerMap)).
 ///
 /// # Per-CPU exclusion
 ///
@@ -31,7 +34,11 @@ use crate::{IntId, Ticks, TimerCtl};
 /// hypervisor unmasks them, and a handler that does reach the vCPU's timer
 /// goes through [`SharedVcpuTimer`](crate::SharedVcpuTimer). The virtual timer accessors
 /// reach the *EL1* virtual timer (`CNTV_CTL_EL0`/`CNTV_CVAL_EL0` with
-/// `HCR_EL2.E2H = 0`, `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` with E2H = 1).
+/// `HCR_EL2.E2H = 0`, `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` with E2H = 1), the
+/// physical timer accessors the *EL1* physical timer (`CNTP_CTL_EL0`/
+/// `CNTP_CVAL_EL0` with E2H = 0, `CNTP_CTL_EL02`/`CNTP_CVAL_EL02` with
+/// E2H = 1). The hypervisor's own timer is the EL2 physical timer
+/// (`CNTHP_*`), which nothing here touches.
 pub trait TimerHw {
     /// The physical count, `CNTPCT_EL0`.
     fn physical_count(&self) -> Ticks;
@@ -57,8 +64,42 @@ pub trait TimerHw {
 
     /// Allows (`true`) or traps (`false`) EL1 and EL0 accesses to the
     /// physical timer and counter: `CNTHCTL_EL2.EL1PCEN`/`EL1PCTEN`, at bits
-    /// 1/0 with E2H = 0 and 11/10 with E2H = 1.
+    /// 1/0 with E2H = 0 and `EL1PTEN`/`EL1PCTEN` at 11/10 with E2H = 1.
     fn set_el1_physical_access(&mut self, allowed: bool);
+
+    /// The EL1 physical timer control register, ISTATUS included. Its
+    /// ISTATUS compares CVAL with the *offset* physical count
+    /// (`CNTPCT - CNTPOFF_EL2`) while a physical offset is in effect (see
+    /// [`set_physical_offset`](Self::set_physical_offset)).
+    fn ptimer_ctl(&self) -> TimerCtl;
+
+    /// Writes the EL1 physical timer control register.
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl);
+
+    /// The EL1 physical timer compare value.
+    fn ptimer_cval(&self) -> Ticks;
+
+    /// Writes the EL1 physical timer compare value.
+    fn set_ptimer_cval(&mut self, cval: Ticks);
+
+    /// Whether this CPU can offset the EL1 physical counter and timer:
+    /// FEAT_ECV (`ID_AA64MMFR0_EL1.ECV != 0`), which adds `CNTPOFF_EL2`
+    /// and `CNTHCTL_EL2.ECV`. A pure read of what the backend learned when
+    /// it was built.
+    #[doc(alias = "has_cntpoff")]
+    fn has_physical_offset(&self) -> bool;
+
+    /// Sets the offset EL1 and EL0 see on the physical counter and timer:
+    /// writes `CNTPOFF_EL2` and sets `CNTHCTL_EL2.ECV` exactly when
+    /// `offset` is not zero (so an offset of zero leaves the CPU as without
+    /// FEAT_ECV). EL2's own view of the counter is never offset.
+    ///
+    /// The core calls it only when
+    /// [`has_physical_offset`](Self::has_physical_offset) is `true`, while
+    /// the EL1 physical timer is disabled. Without FEAT_ECV there is no
+    /// such register: an implementation then does nothing.
+    #[doc(alias = "CNTPOFF_EL2")]
+    fn set_physical_offset(&mut self, offset: Ticks);
 }
 
 /// The interrupt controller, host side and virtual side.
@@ -140,7 +181,7 @@ pub enum SoftTimer {
     #[doc(alias = "bg_timer")]
     Background,
     /// Raises the emulated physical timer's line at its expiry while the
-    /// guest runs.
+    /// guest runs (never armed for a direct physical timer).
     #[doc(alias = "phys_timer")]
     Physical,
 }
@@ -187,6 +228,24 @@ impl<T: TimerHw + ?Sized> TimerHw for &mut T {
     }
     fn set_el1_physical_access(&mut self, allowed: bool) {
         T::set_el1_physical_access(self, allowed);
+    }
+    fn ptimer_ctl(&self) -> TimerCtl {
+        T::ptimer_ctl(self)
+    }
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        T::set_ptimer_ctl(self, ctl);
+    }
+    fn ptimer_cval(&self) -> Ticks {
+        T::ptimer_cval(self)
+    }
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        T::set_ptimer_cval(self, cval);
+    }
+    fn has_physical_offset(&self) -> bool {
+        T::has_physical_offset(self)
+    }
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        T::set_physical_offset(self, offset);
     }
 }
 

@@ -40,6 +40,12 @@ mockall::mock! {
         fn set_virtual_offset(&mut self, offset: Ticks);
         fn barrier(&mut self);
         fn set_el1_physical_access(&mut self, allowed: bool);
+        fn ptimer_ctl(&self) -> TimerCtl;
+        fn set_ptimer_ctl(&mut self, ctl: TimerCtl);
+        fn ptimer_cval(&self) -> Ticks;
+        fn set_ptimer_cval(&mut self, cval: Ticks);
+        fn has_physical_offset(&self) -> bool;
+        fn set_physical_offset(&mut self, offset: Ticks);
     }
 }
 

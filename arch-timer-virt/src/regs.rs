@@ -33,7 +33,9 @@ impl TimerReg {
 
 impl VcpuTimer {
     /// Reads a timer register, whether the vCPU is loaded or not (from the
-    /// hardware while the virtual timer is on it): what the guest reads.
+    /// hardware while the timer is on it, as a direct timer is): what the
+    /// guest reads, with one meaning whether the timer is direct or
+    /// emulated.
     /// A VM-wide counter offset set while the vCPU is loaded shows only
     /// once the vCPU takes it (at its next [`load`](Self::load) or
     /// [`set_reg`](Self::set_reg)).
@@ -62,14 +64,18 @@ impl VcpuTimer {
 
     /// Writes a timer register, whether the vCPU is loaded or not.
     ///
-    /// A loaded virtual timer is saved, changed in memory and restored. With
-    /// the vCPU loaded, line levels follow at once (a cleared condition
-    /// lowers the line and releases the physical interrupt; the physical
-    /// timer's line is raised or lowered); otherwise at the next
+    /// A timer on the hardware is saved, changed in memory and restored.
+    /// With the vCPU loaded, line levels follow at once (a direct timer's
+    /// cleared condition lowers the line and releases the physical
+    /// interrupt; an emulated timer's line is raised or lowered); otherwise at the next
     /// [`load`](Self::load) and [`before_entry`](Self::before_entry). A
     /// loaded vCPU takes a new VM-wide counter offset here, whichever timer
     /// and register is named; since that moves both timers' counts, both
     /// lines follow then.
+    /// A direct physical timer of a loaded vCPU that gets a non-zero offset
+    /// (a `Cnt` write, or a new VM-wide offset) on a CPU without FEAT_ECV
+    /// becomes emulated here (see [`timer_map`](Self::timer_map)); the next
+    /// [`load`](Self::load) decides the map again.
     /// Every value is accepted: unknown CTL bits and ISTATUS are ignored,
     /// TVAL uses its low 32 bits, all arithmetic wraps as the counter does.
     ///
@@ -91,19 +97,22 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        // A loaded vCPU takes a new VM-wide offset here, which moves its
-        // virtual count under the live timer: saved and restored around it
-        // like a virtual timer register write.
+        // A loaded vCPU takes a new VM-wide offset here, which moves the
+        // counts under its live timers: each direct timer on the hardware
+        // is saved and restored around it like a register write of its own.
         let offset_moves = self.loaded
-            && vm
-                .counter_offset()
-                .is_some_and(|offset| offset != self.vtimer.offset());
-        let on_hardware = (timer == TimerId::Virtual || offset_moves)
-            && self.vtimer.residency() == Residency::Hardware;
-        if on_hardware {
-            self.save(hw);
-        }
-        let offset_before = self.vtimer.offset();
+            && vm.counter_offset().is_some_and(|offset| {
+                offset != self.vtimer.offset() || offset != self.ptimer.offset()
+            });
+        let saved = [TimerId::Virtual, TimerId::Physical].map(|id| {
+            let on_hardware = (timer == id || offset_moves)
+                && self.context(id).residency() == Residency::Hardware;
+            if on_hardware {
+                self.save(id, hw);
+            }
+            on_hardware
+        });
+        let offsets_before = (self.vtimer.offset(), self.ptimer.offset());
         self.apply_vm_offset(vm);
         let now = hw.physical_count();
         let ctx = self.context_mut(timer);
@@ -124,32 +133,53 @@ impl VcpuTimer {
                 }
             }
         }
-        // A loaded vCPU's offset lives in CNTVOFF_EL2: written before the
-        // timer is restored, as on load.
-        if self.loaded && self.vtimer.offset() != offset_before {
-            hw.set_virtual_offset(self.vtimer.offset());
+        let offsets = (self.vtimer.offset(), self.ptimer.offset());
+        // A loaded vCPU's offsets live in CNTVOFF_EL2 and, for a direct
+        // physical timer, CNTPOFF_EL2: written before the timer is
+        // restored, as on load. A direct physical timer given an offset a
+        // CPU without FEAT_ECV cannot apply becomes emulated (it was saved
+        // above, since only a write to it or a moved VM-wide offset
+        // changes its offset).
+        let mut demoted = false;
+        if self.loaded {
+            if offsets.0 != offsets_before.0 {
+                hw.set_virtual_offset(offsets.0);
+            }
+            if offsets.1 != offsets_before.1 && self.is_direct(TimerId::Physical) {
+                if self.has_physical_offset() {
+                    hw.set_physical_offset(offsets.1);
+                } else if offsets.1 != Ticks::ZERO {
+                    self.demote_ptimer(hw, chip)?;
+                    demoted = true;
+                }
+            }
         }
-        if on_hardware {
-            self.restore(hw);
+        for (id, was_saved) in [TimerId::Virtual, TimerId::Physical].into_iter().zip(saved) {
+            if was_saved && self.is_direct(id) {
+                self.restore(id, hw);
+            }
         }
         if self.loaded {
-            // A moved offset moves both timers' counts, whichever register
-            // was named: both lines follow.
-            if self.vtimer.offset() != offset_before {
-                self.sync_loaded_line(TimerId::Virtual, now, chip)?;
-                self.sync_loaded_line(TimerId::Physical, now, chip)?;
-            } else {
-                self.sync_loaded_line(timer, now, chip)?;
+            // A moved offset moves the timers' counts, whichever register
+            // was named: their lines follow.
+            for id in [TimerId::Virtual, TimerId::Physical] {
+                let moved = match id {
+                    TimerId::Virtual => offsets.0 != offsets_before.0,
+                    TimerId::Physical => offsets.1 != offsets_before.1,
+                };
+                if id == timer || moved || (demoted && id == TimerId::Physical) {
+                    self.sync_loaded_line(id, now, chip)?;
+                }
             }
         }
         Ok(())
     }
 
     /// Brings a loaded vCPU's line for `timer` in step with its state after
-    /// a register write: the virtual line is lowered (and the physical
+    /// a register write: a direct timer's line is lowered (and the physical
     /// interrupt released) if its condition no longer holds, and left to
-    /// the hardware PPI if it newly holds; the physical line follows its
-    /// condition either way.
+    /// the hardware PPI if it newly holds; an emulated timer's line follows
+    /// its condition either way.
     fn sync_loaded_line<C: IrqChip + ?Sized>(
         &mut self,
         timer: TimerId,
@@ -159,28 +189,27 @@ impl VcpuTimer {
         let ctx = self.context(timer);
         let fire = ctx.should_fire(now);
         if fire != ctx.level() {
-            match timer {
-                // A newly met condition raises the physical PPI by itself.
-                TimerId::Virtual if !fire => {
-                    self.set_level(timer, false, chip)?;
-                    self.release_host_irq(chip)?;
-                }
-                TimerId::Virtual => {}
-                TimerId::Physical => self.set_level(timer, fire, chip)?,
+            if !self.is_direct(timer) {
+                self.set_level(timer, fire, chip)?;
+            } else if !fire {
+                self.set_level(timer, false, chip)?;
+                self.release_host_irq(timer, chip)?;
             }
+            // A direct timer's newly met condition raises its physical PPI
+            // by itself.
         }
         Ok(())
     }
 
     /// The timer's state as the guest sees it now: read from the hardware
-    /// while the virtual timer is on it; with the VM-wide offset applied
+    /// while the timer is on it; with the VM-wide offset applied
     /// unless the vCPU is loaded (a loaded vCPU runs with the offset it
     /// took at `load` or at its last `set_reg`).
     fn current<H: TimerHw + ?Sized>(&self, vm: &VmTimer, hw: &H, timer: TimerId) -> TimerContext {
         let mut ctx = self.context(timer).clone();
-        if timer == TimerId::Virtual && ctx.residency() == Residency::Hardware {
-            ctx.set_ctl(hw.vtimer_ctl());
-            ctx.set_cval(hw.vtimer_cval());
+        if ctx.residency() == Residency::Hardware {
+            ctx.set_ctl(crate::vcpu::hw_ctl(hw, timer));
+            ctx.set_cval(crate::vcpu::hw_cval(hw, timer));
         }
         if !self.loaded
             && let Some(offset) = vm.counter_offset()

@@ -5,7 +5,7 @@ use crate::{
     TimerContext, TimerCtl, TimerHw, TimerId, VmTimer,
 };
 
-/// What [`VcpuTimer::handle_host_irq`] did, and so what the hypervisor
+/// What [`VcpuTimer::handle_timer_irq`] did, and so what the hypervisor
 /// does with the physical interrupt it acknowledged.
 ///
 /// Exhaustive on purpose: every case tells the caller whether the
@@ -13,7 +13,7 @@ use crate::{
 /// change that the compiler points out in every `match`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HostIrq {
-    /// The virtual timer's output is asserted: its virtual line is raised
+    /// The timer's output is asserted: its virtual line is raised
     /// (injected with [`Forwarding::Hardware`], reported through
     /// [`VcpuTimer::should_notify_user`] with [`Forwarding::Masking`]).
     /// The hypervisor should wake the vCPU if it sleeps, and must *not*
@@ -57,6 +57,81 @@ pub struct TimerLevels {
     pub physical_timer: bool,
 }
 
+/// Whether a timer runs on the hardware or is emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimerMode {
+    /// On the hardware while the vCPU is loaded: lazy save and restore,
+    /// the interrupt forwarded from its host PPI (with the HW bit under
+    /// [`Forwarding::Hardware`]), no trapped register access.
+    Direct,
+    /// In memory: the guest's register accesses trap and go through
+    /// [`emulate`](crate::emulate), a host soft timer
+    /// ([`SoftTimer::Physical`]) raises the line.
+    Emulated,
+}
+
+/// Which of a vCPU's timers are direct and which emulated (KVM's "timer
+/// map"), as decided at [`VcpuTimer::load`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[doc(alias = "timer_map")]
+pub struct TimerMap {
+    /// The virtual timer: always [`TimerMode::Direct`].
+    pub virtual_timer: TimerMode,
+    /// The physical timer: [`TimerMode::Direct`] when the VM allows it
+    /// ([`PhysTimerMode::Auto`](crate::PhysTimerMode::Auto)) and its
+    /// counter offset is zero or the CPU has FEAT_ECV; else
+    /// [`TimerMode::Emulated`].
+    pub physical_timer: TimerMode,
+}
+
+impl TimerMap {
+    /// The mode of `timer`.
+    #[must_use]
+    pub const fn mode(self, timer: TimerId) -> TimerMode {
+        match timer {
+            TimerId::Virtual => self.virtual_timer,
+            TimerId::Physical => self.physical_timer,
+        }
+    }
+
+    /// Whether `timer` is [`TimerMode::Direct`].
+    #[must_use]
+    pub const fn is_direct(self, timer: TimerId) -> bool {
+        matches!(self.mode(timer), TimerMode::Direct)
+    }
+}
+
+/// A direct timer's host interrupt: its physical PPI and what the library
+/// knows of that PPI's state.
+#[derive(Clone, Copy, Debug)]
+struct HostPpi {
+    ppi: IntId,
+    /// The (virtual INTID, host PPI) pair mapped with the HW bit.
+    mapped: Option<(IntId, IntId)>,
+    /// The physical PPI was deactivated by this vCPU's `after_exit` (or
+    /// `reset`, or a register write) since the last guest entry: a host
+    /// interrupt acknowledged at that exit may have lost its active state.
+    released: bool,
+    /// A failed interrupt controller call may have left the physical PPI's
+    /// host state (active, masked) wrong: the next
+    /// [`before_entry`](VcpuTimer::before_entry) writes it again.
+    stale: bool,
+}
+
+impl HostPpi {
+    const fn new(ppi: IntId) -> Self {
+        Self {
+            ppi,
+            mapped: None,
+            released: false,
+            stale: false,
+        }
+    }
+}
+
+/// Both timers, virtual first: the order every per-timer loop uses.
+const TIMERS: [TimerId; 2] = [TimerId::Virtual, TimerId::Physical];
+
 /// A vCPU's two EL1 timers and the background deadlines that go with them.
 ///
 /// Plain data: every operation borrows the hardware it needs. The intended
@@ -65,15 +140,18 @@ pub struct TimerLevels {
 /// ```text
 /// on schedule-in:   load
 /// loop:             before_entry, (guest runs), after_exit,
-///                   then on a vtimer host IRQ: handle_host_irq,
+///                   then on a timer host IRQ: handle_timer_irq,
 ///                   on WFI: block, sleep, unblock
 /// on schedule-out:  put
 /// ```
 ///
-/// Save and restore of the virtual timer are idempotent: `load`/`put` and
-/// `block`/`unblock` may nest in the orders `block, put, load, unblock` and
-/// `block, unblock`, and the registers are written only when the state
-/// really moves.
+/// The virtual timer is always *direct*: on the hardware while the vCPU
+/// is loaded. The physical timer is direct too when the VM allows it and
+/// the CPU can (see [`TimerMap`], decided at every [`load`](Self::load)),
+/// and emulated otherwise. Save and restore of a direct timer are
+/// idempotent: `load`/`put` and `block`/`unblock` may nest in the orders
+/// `block, put, load, unblock` and `block, unblock`, and the registers are
+/// written only when the state really moves.
 ///
 /// No operation takes a lock: the per-CPU register sequences rely on the
 /// [`TimerHw`] implementation being the only writer of its CPU's timer
@@ -83,26 +161,21 @@ pub struct TimerLevels {
 /// `critical-section`.
 ///
 /// A clone copies the record, not the hardware: a clone of a loaded
-/// `VcpuTimer` also believes its virtual timer is on the CPU. Use such a
+/// `VcpuTimer` also believes its direct timers are on the CPU. Use such a
 /// clone as a snapshot to read; drive only the original.
 #[derive(Clone, Debug)]
 #[doc(alias = "arch_timer_cpu")]
 pub struct VcpuTimer {
     pub(crate) vtimer: TimerContext,
     pub(crate) ptimer: TimerContext,
-    host_ppi: IntId,
+    vhost: HostPpi,
+    phost: HostPpi,
     forwarding: Forwarding,
     pub(crate) loaded: bool,
-    /// The (virtual INTID, host PPI) pair mapped with the HW bit.
-    mapped: Option<(IntId, IntId)>,
-    /// The physical PPI was deactivated by this vCPU's `after_exit` (or
-    /// `reset`, or a register write) since the last guest entry: a host
-    /// interrupt acknowledged at that exit may have lost its active state.
-    host_released: bool,
-    /// A failed interrupt controller call may have left the physical PPI's
-    /// host state (active, masked) wrong: the next
-    /// [`before_entry`](Self::before_entry) writes it again.
-    host_stale: bool,
+    /// The physical timer is direct (decided at `load`).
+    ptimer_direct: bool,
+    /// The CPU this vCPU was last loaded on has FEAT_ECV.
+    ecv: bool,
     /// Between `block` and `unblock`.
     blocked: bool,
     background_armed: bool,
@@ -118,20 +191,20 @@ impl Default for VcpuTimer {
 
 impl VcpuTimer {
     /// A vCPU with both timers disabled and not loaded. The interrupt
-    /// numbers and forwarding mode come from the [`VmTimer`] at
-    /// [`load`](Self::load).
+    /// numbers, forwarding mode and physical timer mode come from the
+    /// [`VmTimer`] at [`load`](Self::load).
     #[must_use]
     pub const fn new() -> Self {
         let vm = VmTimer::new();
         Self {
             vtimer: TimerContext::new(TimerId::Virtual, vm.virtual_irq()),
             ptimer: TimerContext::new(TimerId::Physical, vm.physical_irq()),
-            host_ppi: vm.host_virtual_ppi(),
+            vhost: HostPpi::new(vm.host_virtual_ppi()),
+            phost: HostPpi::new(vm.host_physical_ppi()),
             forwarding: vm.forwarding(),
             loaded: false,
-            mapped: None,
-            host_released: false,
-            host_stale: false,
+            ptimer_direct: false,
+            ecv: false,
             blocked: false,
             background_armed: false,
             physical_armed: false,
@@ -171,6 +244,41 @@ impl VcpuTimer {
         self.loaded
     }
 
+    /// Which timers are direct and which emulated, as decided at the last
+    /// [`load`](Self::load) (or changed since by a [`set_reg`](Self::set_reg)
+    /// that gave a direct physical timer an offset the CPU cannot apply).
+    /// Before the first `load`, both as [`VcpuTimer::new`] has them: the
+    /// physical timer emulated.
+    #[doc(alias = "get_timer_map")]
+    #[must_use]
+    pub const fn timer_map(&self) -> TimerMap {
+        TimerMap {
+            virtual_timer: TimerMode::Direct,
+            physical_timer: if self.ptimer_direct {
+                TimerMode::Direct
+            } else {
+                TimerMode::Emulated
+            },
+        }
+    }
+
+    /// Whether `timer` is direct (see [`timer_map`](Self::timer_map)).
+    #[must_use]
+    pub const fn is_direct(&self, timer: TimerId) -> bool {
+        self.timer_map().is_direct(timer)
+    }
+
+    /// The direct timer whose host PPI is `ppi`, if any: which timer a host
+    /// interrupt acknowledged on this vCPU's CPU belongs to, for
+    /// [`handle_timer_irq`](Self::handle_timer_irq). An emulated physical
+    /// timer has no host PPI.
+    #[must_use]
+    pub fn timer_for_host_ppi(&self, ppi: IntId) -> Option<TimerId> {
+        TIMERS
+            .into_iter()
+            .find(|&id| self.is_direct(id) && self.host(id).ppi == ppi)
+    }
+
     /// The forwarding mode, as of the last [`load`](Self::load).
     #[must_use]
     pub const fn forwarding(&self) -> Forwarding {
@@ -187,17 +295,24 @@ impl VcpuTimer {
     /// The vCPU is scheduled onto this CPU: the timer state moves onto its
     /// hardware.
     ///
-    /// Takes the interrupt numbers and forwarding mode from `vm` (and locks
-    /// its configuration). Then, in this order: maps the virtual timer's
-    /// INTID to the host PPI (first load, [`Forwarding::Hardware`]); brings
-    /// the virtual line in step with the saved timer (raised if the timer
+    /// Takes the interrupt numbers, forwarding mode and physical timer mode
+    /// from `vm` (and locks its configuration), and decides the
+    /// [`TimerMap`]: the physical timer is direct if `vm` says
+    /// [`PhysTimerMode::Auto`](crate::PhysTimerMode::Auto) and its counter
+    /// offset is zero or the CPU has FEAT_ECV
+    /// ([`TimerHw::has_physical_offset`]). Then, for each direct timer in
+    /// this order: maps its INTID to its host PPI ([`Forwarding::Hardware`];
+    /// an emulated physical timer that was direct before is unmapped);
+    /// brings its line in step with the saved timer (raised if the timer
     /// fires, lowered if not, raised again if the guest deactivated it with
-    /// the condition still met); sets the physical PPI unmasked and active
-    /// exactly when the line is high or the guest has the virtual interrupt
-    /// active ([`Forwarding::Hardware`]), or inactive and masked while the
-    /// line is high ([`Forwarding::Masking`]); writes `CNTVOFF_EL2`;
-    /// restores the virtual timer (CVAL, barrier, CTL) unless it is already
-    /// on the hardware; traps EL1 physical timer accesses.
+    /// the condition still met); sets its physical PPI unmasked and active
+    /// exactly when the line is high or the guest has the virtual
+    /// interrupt active ([`Forwarding::Hardware`]), or inactive and masked
+    /// while the line is high ([`Forwarding::Masking`]). Then writes
+    /// `CNTVOFF_EL2` (and `CNTPOFF_EL2` for a direct physical timer on a
+    /// CPU with FEAT_ECV), restores each direct timer (CVAL, barrier, CTL)
+    /// unless it is already on the hardware, and traps EL1 physical timer
+    /// accesses if the physical timer is emulated (allows them if direct).
     ///
     /// The EL1 physical timer traps are set here and cleared by
     /// [`put`](Self::put) with and without VHE. KVM does this only with VHE,
@@ -211,7 +326,7 @@ impl VcpuTimer {
     /// [`Error::AlreadyLoaded`] (nothing touched); [`Error::IrqChip`] if the
     /// interrupt controller fails, in which case the vCPU stays unloaded and
     /// the timer registers are untouched (the VM's configuration is locked
-    /// and the line level may already have been updated).
+    /// and the line levels may already have been updated).
     #[doc(alias = "kvm_timer_vcpu_load")]
     pub fn load<H, C>(
         &mut self,
@@ -229,63 +344,107 @@ impl VcpuTimer {
         vm.lock();
         self.vtimer.set_irq(vm.virtual_irq());
         self.ptimer.set_irq(vm.physical_irq());
-        self.host_ppi = vm.host_virtual_ppi();
+        self.vhost.ppi = vm.host_virtual_ppi();
+        self.phost.ppi = vm.host_physical_ppi();
         self.forwarding = vm.forwarding();
         self.apply_vm_offset(vm);
 
+        // The timer map. The ECV question is asked only when the answer
+        // matters, so a VM that keeps its physical timer emulated sees no
+        // new hardware access.
+        let (direct, ecv) = match vm.phys_timer_mode() {
+            crate::PhysTimerMode::Auto => {
+                let ecv = hw.has_physical_offset();
+                (ecv || self.ptimer.offset() == Ticks::ZERO, ecv)
+            }
+            crate::PhysTimerMode::Emulated => (false, false),
+        };
+        if !direct && let Some((old, _)) = self.phost.mapped {
+            // Direct on an earlier load: its interrupt is injected without
+            // the HW bit from now on.
+            chip.unmap_virtual(old).map_err(Error::IrqChip)?;
+            self.phost.mapped = None;
+        }
+        self.ptimer_direct = direct;
+        self.ecv = ecv;
+
+        self.attach(TimerId::Virtual, hw, chip)?;
+        if direct {
+            self.attach(TimerId::Physical, hw, chip)?;
+        }
+
+        hw.set_virtual_offset(self.vtimer.offset());
+        if direct && ecv {
+            hw.set_physical_offset(self.ptimer.offset());
+        }
+        for host in [&mut self.vhost, &mut self.phost] {
+            host.released = false;
+            host.stale = false;
+        }
+        self.loaded = true;
+        self.restore(TimerId::Virtual, hw);
+        if direct {
+            self.restore(TimerId::Physical, hw);
+        }
+        hw.set_el1_physical_access(direct);
+        Ok(())
+    }
+
+    /// `load`'s interrupt half for one direct timer: maps its INTID, brings
+    /// its line in step with the saved state, writes its host PPI's state.
+    /// Reads the count and nothing else of the timer registers.
+    fn attach<H, C>(&mut self, id: TimerId, hw: &H, chip: &mut C) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        let irq = self.context(id).irq();
         let virtual_active = match self.forwarding {
             Forwarding::Hardware => {
                 // Once per vCPU; again only if it is loaded with another
                 // VM's interrupt numbers.
-                let pair = (self.vtimer.irq(), self.host_ppi);
-                if self.mapped != Some(pair) {
-                    if let Some((old, _)) = self.mapped.take() {
+                let host = self.host_mut(id);
+                let pair = (irq, host.ppi);
+                if host.mapped != Some(pair) {
+                    if let Some((old, _)) = host.mapped.take() {
                         chip.unmap_virtual(old).map_err(Error::IrqChip)?;
                     }
                     chip.map_virtual(pair.0, pair.1).map_err(Error::IrqChip)?;
-                    self.mapped = Some(pair);
+                    host.mapped = Some(pair);
                 }
-                chip.virtual_active(self.vtimer.irq())
-                    .map_err(Error::IrqChip)?
+                chip.virtual_active(irq).map_err(Error::IrqChip)?
             }
             Forwarding::Masking => false,
         };
-        self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        self.sync_direct_line(id, hw.physical_count(), virtual_active, chip)?;
+        let level = self.context(id).level();
+        let ppi = self.host(id).ppi;
         // Both host states are written in either mode: the previous vCPU on
         // this CPU may have used the other mode.
         match self.forwarding {
             Forwarding::Hardware => {
-                chip.set_host_masked(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
-                chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
+                chip.set_host_masked(ppi, false).map_err(Error::IrqChip)?;
+                chip.set_host_active(ppi, level || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
             Forwarding::Masking => {
-                chip.set_host_active(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
-                chip.set_host_masked(self.host_ppi, self.vtimer.level())
-                    .map_err(Error::IrqChip)?;
+                chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                chip.set_host_masked(ppi, level).map_err(Error::IrqChip)?;
             }
         }
-
-        hw.set_virtual_offset(self.vtimer.offset());
-        self.host_released = false;
-        self.host_stale = false;
-        self.loaded = true;
-        self.restore(hw);
-        hw.set_el1_physical_access(false);
         Ok(())
     }
 
     /// The vCPU is scheduled away from this CPU: the timer state moves into
     /// memory.
     ///
-    /// Allows EL1 physical timer accesses again, saves the virtual timer
+    /// Allows EL1 physical timer accesses again, saves each direct timer
     /// unless it is already saved (reads CTL and CVAL, then disables it),
-    /// writes 0 to `CNTVOFF_EL2` and cancels the physical timer's soft
-    /// timer if it is still armed (the vCPU was scheduled out between
-    /// [`before_entry`](Self::before_entry) and the guest entry), so that
-    /// nothing of the vCPU is left on the CPU.
+    /// writes 0 to `CNTVOFF_EL2` (and to `CNTPOFF_EL2` if the physical
+    /// timer was direct on a CPU with FEAT_ECV) and cancels the physical
+    /// timer's soft timer if it is still armed (the vCPU was scheduled out
+    /// between [`before_entry`](Self::before_entry) and the guest entry),
+    /// so that nothing of the vCPU is left on the CPU.
     ///
     /// # Errors
     ///
@@ -302,14 +461,17 @@ impl VcpuTimer {
             return Err(NotLoaded);
         }
         hw.set_el1_physical_access(true);
-        self.save(hw);
+        self.save_all(hw);
         hw.set_virtual_offset(Ticks::ZERO);
+        if self.ptimer_direct && self.ecv {
+            hw.set_physical_offset(Ticks::ZERO);
+        }
         self.cancel_physical(soft);
         self.loaded = false;
         Ok(())
     }
 
-    /// The vCPU is about to sleep (WFI): saves the virtual timer and arms
+    /// The vCPU is about to sleep (WFI): saves the direct timers and arms
     /// the background timer at the earliest expiry of the two timers.
     ///
     /// Arms nothing if a timer has already expired ([`Wakeup::Now`]: do not
@@ -337,7 +499,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
-        self.save(hw);
+        self.save_all(hw);
         self.blocked = true;
         if !self.loaded {
             // Not on a CPU: no CNTVOFF_EL2 to keep in step, and the offset
@@ -365,10 +527,10 @@ impl VcpuTimer {
     }
 
     /// The vCPU has woken: cancels the background timer and, if the vCPU is
-    /// loaded and its virtual timer saved, restores it. A timer that
-    /// expired during the sleep has its line raised here (and the physical
-    /// PPI made active, [`Forwarding::Hardware`]), so the guest takes the
-    /// interrupt on entry without another exit.
+    /// loaded, restores each direct timer that is saved. A direct timer
+    /// that expired during the sleep has its line raised here (and its
+    /// physical PPI made active, [`Forwarding::Hardware`]), so the guest
+    /// takes the interrupt on entry without another exit.
     ///
     /// # Errors
     ///
@@ -387,54 +549,73 @@ impl VcpuTimer {
     {
         self.cancel_background(soft);
         self.blocked = false;
-        if !self.loaded || self.vtimer.residency() == Residency::Hardware {
+        if !self.loaded {
             return Ok(());
         }
-        let was_high = self.vtimer.level();
+        for id in TIMERS {
+            if self.is_direct(id) && self.context(id).residency() == Residency::Memory {
+                self.unblock_timer(id, hw, chip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `unblock` for one saved direct timer of a loaded vCPU.
+    fn unblock_timer<H, C>(
+        &mut self,
+        id: TimerId,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        let was_high = self.context(id).level();
         let virtual_active = match self.forwarding {
             Forwarding::Hardware => chip
-                .virtual_active(self.vtimer.irq())
+                .virtual_active(self.context(id).irq())
                 .map_err(Error::IrqChip)?,
             Forwarding::Masking => false,
         };
-        let raised = self.sync_vtimer_line(hw.physical_count(), virtual_active, chip)?;
+        let raised = self.sync_direct_line(id, hw.physical_count(), virtual_active, chip)?;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
-        let stale = self.host_stale;
+        let level = self.context(id).level();
+        let HostPpi { ppi, stale, .. } = *self.host(id);
         match self.forwarding {
-            Forwarding::Hardware if raised || was_high != self.vtimer.level() || stale => {
-                chip.set_host_active(self.host_ppi, self.vtimer.level() || virtual_active)
+            Forwarding::Hardware if raised || was_high != level || stale => {
+                chip.set_host_active(ppi, level || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
-            Forwarding::Masking if was_high != self.vtimer.level() || stale => {
+            Forwarding::Masking if was_high != level || stale => {
                 if stale {
-                    chip.set_host_active(self.host_ppi, false)
-                        .map_err(Error::IrqChip)?;
+                    chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
                 }
-                chip.set_host_masked(self.host_ppi, self.vtimer.level())
-                    .map_err(Error::IrqChip)?;
+                chip.set_host_masked(ppi, level).map_err(Error::IrqChip)?;
             }
             Forwarding::Hardware | Forwarding::Masking => {}
         }
-        self.host_stale = false;
-        self.restore(hw);
+        self.host_mut(id).stale = false;
+        self.restore(id, hw);
         Ok(())
     }
 
     /// Right before entering the guest: brings the emulated physical
     /// timer's line up to date and arms its soft timer for the next expiry.
     ///
-    /// Touches no virtual timer register, and nothing at all while the
-    /// physical timer can neither fire nor has its line high. If an
-    /// interrupt controller error in an earlier call (see
-    /// [`handle_host_irq`](Self::handle_host_irq)) may have left the
-    /// physical PPI's active or masked state wrong, writes it again first.
+    /// Touches no direct timer's register, and nothing at all while the
+    /// emulated physical timer can neither fire nor has its line high (or
+    /// the physical timer is direct). If an interrupt controller error in
+    /// an earlier call (see [`handle_timer_irq`](Self::handle_timer_irq))
+    /// may have left a direct timer's physical PPI active or masked
+    /// wrongly, writes it again first.
     ///
     /// # Errors
     ///
     /// [`Error::NotLoaded`]; [`Error::Blocked`] between
-    /// [`block`](Self::block) and [`unblock`](Self::unblock) (the virtual
-    /// timer is saved and disabled on the hardware; nothing is touched);
+    /// [`block`](Self::block) and [`unblock`](Self::unblock) (the direct
+    /// timers are saved and disabled on the hardware; nothing is touched);
     /// [`Error::IrqChip`].
     #[doc(alias = "kvm_timer_flush_hwstate")]
     pub fn before_entry<H, C, S>(
@@ -454,13 +635,15 @@ impl VcpuTimer {
         if self.blocked {
             return Err(Error::Blocked);
         }
-        if self.host_stale {
-            self.repair_host_irq(chip)?;
+        for id in TIMERS {
+            if self.is_direct(id) && self.host(id).stale {
+                self.repair_host_irq(id, chip)?;
+            }
+            // Memory only: the guest runs again, so a host interrupt taken
+            // from now on is acknowledged after any release so far.
+            self.host_mut(id).released = false;
         }
-        // Memory only: the guest runs again, so a host interrupt taken
-        // from now on is acknowledged after any release so far.
-        self.host_released = false;
-        if !self.ptimer.can_fire() && !self.ptimer.level() {
+        if self.ptimer_direct || (!self.ptimer.can_fire() && !self.ptimer.level()) {
             return Ok(());
         }
         let now = hw.physical_count();
@@ -476,14 +659,14 @@ impl VcpuTimer {
     }
 
     /// Right after the guest exits, after the interrupt controller's own
-    /// state has been synchronized: cancels the physical timer's soft
-    /// timer, and if the virtual timer's line is high, checks whether the
-    /// guest has since cleared the condition; if so, lowers the line and
-    /// releases the physical interrupt (deactivates it unless the guest
-    /// still has the virtual one active, or unmasks it).
+    /// state has been synchronized: cancels the emulated physical timer's
+    /// soft timer, and for each direct timer whose line is high, checks
+    /// whether the guest has since cleared the condition; if so, lowers the
+    /// line and releases the physical interrupt (deactivates it unless the
+    /// guest still has the virtual one active, or unmasks it).
     ///
-    /// With the line low this touches no timer register; with it high it
-    /// reads CTL and CVAL.
+    /// With the direct timers' lines low this touches no timer register;
+    /// for each one high it reads CTL and CVAL.
     ///
     /// # Errors
     ///
@@ -504,19 +687,43 @@ impl VcpuTimer {
             return Err(Error::NotLoaded);
         }
         self.cancel_physical(soft);
-        if !self.vtimer.level() {
-            return Ok(());
-        }
-        let fire = self.sample_vtimer(hw);
-        if !fire {
-            self.set_level(TimerId::Virtual, false, chip)?;
-            self.release_host_irq(chip)?;
+        for id in TIMERS {
+            if !self.is_direct(id) || !self.context(id).level() {
+                continue;
+            }
+            if !self.sample(id, hw) {
+                self.set_level(id, false, chip)?;
+                self.release_host_irq(id, chip)?;
+            }
         }
         Ok(())
     }
 
-    /// The host took the virtual timer's PPI (after acknowledging it and,
-    /// with [`Forwarding::Hardware`], dropping its priority only).
+    /// The host took the virtual timer's PPI: [`handle_timer_irq`] for
+    /// [`TimerId::Virtual`].
+    ///
+    /// [`handle_timer_irq`]: Self::handle_timer_irq
+    ///
+    /// # Errors
+    ///
+    /// As [`handle_timer_irq`](Self::handle_timer_irq).
+    #[doc(alias = "kvm_arch_timer_handler")]
+    pub fn handle_host_irq<H, C>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<HostIrq, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        self.handle_timer_irq(TimerId::Virtual, hw, chip)
+    }
+
+    /// The host took the PPI of the direct timer `timer` (after
+    /// acknowledging it and, with [`Forwarding::Hardware`], dropping its
+    /// priority only). [`timer_for_host_ppi`](Self::timer_for_host_ppi)
+    /// tells which timer an acknowledged PPI belongs to.
     ///
     /// Call it on the vCPU loaded on *this* CPU (as KVM's per-CPU running
     /// vCPU): the timer registers read are this CPU's. With no vCPU loaded
@@ -537,7 +744,9 @@ impl VcpuTimer {
     /// already high, the guest has deactivated the interrupt with the
     /// condition still met, and it is raised again. Otherwise the interrupt
     /// is spurious: a raised line is lowered, and the physical interrupt is
-    /// deactivated so the next expiry is taken.
+    /// deactivated so the next expiry is taken. The physical timer's PPI
+    /// taken while that timer is emulated (its hardware timer is disabled)
+    /// is spurious too.
     ///
     /// # Errors
     ///
@@ -549,8 +758,9 @@ impl VcpuTimer {
     /// [`before_entry`](Self::before_entry); a line left high for a cleared
     /// condition is lowered at the next [`after_exit`](Self::after_exit).
     #[doc(alias = "kvm_arch_timer_handler")]
-    pub fn handle_host_irq<H, C>(
+    pub fn handle_timer_irq<H, C>(
         &mut self,
+        timer: TimerId,
         hw: &mut H,
         chip: &mut C,
     ) -> Result<HostIrq, Error<C::Error>>
@@ -561,10 +771,11 @@ impl VcpuTimer {
         if !self.loaded {
             return Ok(HostIrq::NotLoaded);
         }
-        let on_hardware = self.vtimer.residency() == Residency::Hardware;
+        let id = timer;
+        let on_hardware = self.context(id).residency() == Residency::Hardware;
         let fire = on_hardware && {
-            let ctl = hw.vtimer_ctl();
-            self.vtimer.set_ctl(ctl);
+            let ctl = hw_ctl(hw, id);
+            self.context_mut(id).set_ctl(ctl);
             ctl.output_asserted()
         };
         if !fire {
@@ -572,16 +783,18 @@ impl VcpuTimer {
             // guest holds no hardware-mapped virtual interrupt for it. A
             // raised line whose condition the guest cleared goes low; the
             // line of a blocked vCPU (timer saved and disabled) stays as it
-            // is until `unblock` looks at the timer again.
+            // is until `unblock` looks at the timer again, and an emulated
+            // physical timer's line is `before_entry`'s.
             //
             // If the interrupt controller fails on the way, the PPI may be
             // left active: the next `before_entry` writes its state again,
             // and a line still recorded high is lowered at the next exit.
-            let result = self.dismiss_host_irq(on_hardware, chip);
+            let result = self.dismiss_host_irq(id, on_hardware, chip);
             // Written whole on success, possibly wrong on an error.
-            self.host_stale = result.is_err();
+            self.host_mut(id).stale = result.is_err() && self.is_direct(id);
             return result.map(|()| HostIrq::Spurious);
         }
+        let ppi = self.host(id).ppi;
         match self.forwarding {
             Forwarding::Hardware => {
                 // The acknowledge came before this exit's `after_exit`,
@@ -591,100 +804,102 @@ impl VcpuTimer {
                 // the PPI signal again, so it is made active as the
                 // acknowledge had left it. If that fails, nothing is
                 // injected: released as below.
-                if self.host_released {
-                    if let Err(e) = chip.set_host_active(self.host_ppi, true) {
-                        self.release_after_error(chip);
+                if self.host(id).released {
+                    if let Err(e) = chip.set_host_active(ppi, true) {
+                        self.release_after_error(id, chip);
                         return Err(Error::IrqChip(e));
                     }
-                    self.host_released = false;
+                    self.host_mut(id).released = false;
                 }
-                if let Err(e) = self.set_level(TimerId::Virtual, true, chip) {
+                if let Err(e) = self.set_level(id, true, chip) {
                     // Nothing injected: an active PPI would hold back this
                     // expiry for good. Released, it signals again while the
                     // timer fires, and the host retries.
-                    self.release_after_error(chip);
+                    self.release_after_error(id, chip);
                     return Err(e);
                 }
             }
             Forwarding::Masking => {
-                if let Err(e) = chip.set_host_masked(self.host_ppi, true) {
+                if let Err(e) = chip.set_host_masked(ppi, true) {
                     // Not masked, line not reported: released, the PPI
                     // signals again and the host retries.
-                    self.release_after_error(chip);
+                    self.release_after_error(id, chip);
                     return Err(Error::IrqChip(e));
                 }
-                self.set_level(TimerId::Virtual, true, chip)?;
-                if let Err(e) = chip.set_host_active(self.host_ppi, false) {
+                self.set_level(id, true, chip)?;
+                if let Err(e) = chip.set_host_active(ppi, false) {
                     // Masked with the line reported: no storm and nothing
                     // lost now, but an active PPI would hold back the next
                     // expiry once unmasked. `before_entry` deactivates it.
-                    self.host_stale = true;
+                    self.host_mut(id).stale = true;
                     return Err(Error::IrqChip(e));
                 }
             }
         }
         // The host state is what a raise leaves, whatever an earlier error
         // left: nothing to repair.
-        self.host_stale = false;
+        self.host_mut(id).stale = false;
         Ok(HostIrq::Raised)
     }
 
-    /// The spurious half of [`handle_host_irq`](Self::handle_host_irq):
+    /// The spurious half of [`handle_timer_irq`](Self::handle_timer_irq):
     /// lowers a raised line whose condition the guest cleared (unmasking
     /// the PPI with [`Forwarding::Masking`]) and deactivates the PPI.
     fn dismiss_host_irq<C: IrqChip + ?Sized>(
         &mut self,
+        id: TimerId,
         on_hardware: bool,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
-        if on_hardware && self.vtimer.level() {
-            self.set_level(TimerId::Virtual, false, chip)?;
+        let ppi = self.host(id).ppi;
+        if on_hardware && self.context(id).level() {
+            self.set_level(id, false, chip)?;
             if self.forwarding == Forwarding::Masking {
-                chip.set_host_masked(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
+                chip.set_host_masked(ppi, false).map_err(Error::IrqChip)?;
             }
         }
-        chip.set_host_active(self.host_ppi, false)
-            .map_err(Error::IrqChip)?;
-        self.host_released = false;
+        chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+        self.host_mut(id).released = false;
         Ok(())
     }
 
-    /// After a failed raise in `handle_host_irq`: deactivates the PPI so
+    /// After a failed raise in `handle_timer_irq`: deactivates the PPI so
     /// that it signals again, or leaves that to the next `before_entry` if
     /// this fails too.
-    fn release_after_error<C: IrqChip + ?Sized>(&mut self, chip: &mut C) {
-        if chip.set_host_active(self.host_ppi, false).is_err() {
-            self.host_stale = true;
+    fn release_after_error<C: IrqChip + ?Sized>(&mut self, id: TimerId, chip: &mut C) {
+        let ppi = self.host(id).ppi;
+        if chip.set_host_active(ppi, false).is_err() {
+            self.host_mut(id).stale = true;
         }
     }
 
-    /// Writes the physical PPI's host state again after an interrupt
-    /// controller error may have left it wrong: inactive unless the guest
-    /// holds the hardware-mapped virtual interrupt ([`Forwarding::Hardware`]),
-    /// or inactive and masked exactly while the line is high
-    /// ([`Forwarding::Masking`]). Touches no timer register.
+    /// Writes a direct timer's physical PPI host state again after an
+    /// interrupt controller error may have left it wrong: inactive unless
+    /// the guest holds the hardware-mapped virtual interrupt
+    /// ([`Forwarding::Hardware`]), or inactive and masked exactly while the
+    /// line is high ([`Forwarding::Masking`]). Touches no timer register.
     ///
-    /// Only a failed `handle_host_irq` leaves the host state stale, and
+    /// Only a failed `handle_timer_irq` leaves the host state stale, and
     /// every later call that writes it whole (a successful
-    /// `handle_host_irq`, `load`, `unblock`, `reset`) clears that, so with
+    /// `handle_timer_irq`, `load`, `unblock`, `reset`) clears that, so with
     /// [`Forwarding::Hardware`] a line still recorded high here is one the
     /// guest holds no pending interrupt for (a lowering that failed):
     /// released, the PPI signals again if the timer fires.
     fn repair_host_irq<C: IrqChip + ?Sized>(
         &mut self,
+        id: TimerId,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
         match self.forwarding {
-            Forwarding::Hardware => self.release_host_irq(chip)?,
+            Forwarding::Hardware => self.release_host_irq(id, chip)?,
             Forwarding::Masking => {
-                chip.set_host_active(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
-                chip.set_host_masked(self.host_ppi, self.vtimer.level())
+                let ppi = self.host(id).ppi;
+                chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                chip.set_host_masked(ppi, self.context(id).level())
                     .map_err(Error::IrqChip)?;
             }
         }
-        self.host_stale = false;
+        self.host_mut(id).stale = false;
         Ok(())
     }
 
@@ -694,9 +909,11 @@ impl VcpuTimer {
     /// the line is high.
     ///
     /// On a vCPU that is not loaded (a soft timer that fired while
-    /// [`put`](Self::put) cancelled it, a harmless race) this touches
-    /// nothing and returns `Ok(false)`: the next
-    /// [`before_entry`](Self::before_entry) looks at the timer again.
+    /// [`put`](Self::put) cancelled it, a harmless race), or whose physical
+    /// timer is direct (a soft timer armed before the map changed), this
+    /// touches nothing and returns the recorded level (`false` if not
+    /// loaded): the next [`before_entry`](Self::before_entry) or the
+    /// hardware looks at the timer again.
     ///
     /// # Errors
     ///
@@ -713,6 +930,9 @@ impl VcpuTimer {
         self.physical_armed = false;
         if !self.loaded {
             return Ok(false);
+        }
+        if self.ptimer_direct {
+            return Ok(self.ptimer.level());
         }
         let fire = self.ptimer.should_fire(hw.physical_count());
         if fire != self.ptimer.level() {
@@ -747,18 +967,18 @@ impl VcpuTimer {
     }
 
     /// vCPU reset: disables both timers (CVAL and offsets are kept), lowers
-    /// their lines, releases the physical interrupt and cancels the soft
-    /// timers. Works loaded or not; only a loaded vCPU touches the timer
-    /// registers and the host PPI.
+    /// their lines, releases the direct timers' physical interrupts and
+    /// cancels the soft timers. Works loaded or not; only a loaded vCPU
+    /// touches the timer registers and the host PPIs.
     ///
-    /// A loaded vCPU's physical PPI is deactivated (and unmasked) even if the
-    /// reset guest was still handling its timer interrupt (as KVM does): the
-    /// old guest's deactivation will never come, and the reset guest's
-    /// first expiry must be taken. The virtual interrupt's state in the
-    /// vCPU's virtual interrupt controller (a list register holding it
-    /// active) is the VMM's to reset along with the rest of that
-    /// controller, as a vCPU reset does; [`load`](Self::load) makes the PPI
-    /// active again for a virtual interrupt still active there.
+    /// A loaded vCPU's direct timers' physical PPIs are deactivated (and
+    /// unmasked) even if the reset guest was still handling a timer
+    /// interrupt (as KVM does): the old guest's deactivation will never
+    /// come, and the reset guest's first expiry must be taken. The virtual
+    /// interrupts' state in the vCPU's virtual interrupt controller (a list
+    /// register holding one active) is the VMM's to reset along with the
+    /// rest of that controller, as a vCPU reset does; [`load`](Self::load)
+    /// makes a PPI active again for a virtual interrupt still active there.
     ///
     /// # Errors
     ///
@@ -775,11 +995,12 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
-        if self.vtimer.residency() == Residency::Hardware {
-            hw.set_vtimer_ctl(TimerCtl::empty());
+        for id in TIMERS {
+            if self.context(id).residency() == Residency::Hardware {
+                hw_set_ctl(hw, id, TimerCtl::empty());
+            }
+            self.context_mut(id).set_ctl(TimerCtl::empty());
         }
-        self.vtimer.set_ctl(TimerCtl::empty());
-        self.ptimer.set_ctl(TimerCtl::empty());
         self.cancel_background(soft);
         self.cancel_physical(soft);
         if self.ptimer.level() {
@@ -789,14 +1010,18 @@ impl VcpuTimer {
             self.set_level(TimerId::Virtual, false, chip)?;
         }
         if self.loaded {
-            chip.set_host_active(self.host_ppi, false)
-                .map_err(Error::IrqChip)?;
-            self.host_released = true;
-            if self.forwarding == Forwarding::Masking {
-                chip.set_host_masked(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
+            for id in TIMERS {
+                if !self.is_direct(id) {
+                    continue;
+                }
+                let ppi = self.host(id).ppi;
+                chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                self.host_mut(id).released = true;
+                if self.forwarding == Forwarding::Masking {
+                    chip.set_host_masked(ppi, false).map_err(Error::IrqChip)?;
+                }
+                self.host_mut(id).stale = false;
             }
-            self.host_stale = false;
         }
         Ok(())
     }
@@ -816,46 +1041,108 @@ impl VcpuTimer {
         }
     }
 
-    /// Moves the virtual timer's state from the hardware into memory and
-    /// disables the hardware timer; does nothing if it is already there.
-    #[doc(alias = "vtimer_save_state")]
-    pub(crate) fn save<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+    const fn host(&self, id: TimerId) -> &HostPpi {
+        match id {
+            TimerId::Virtual => &self.vhost,
+            TimerId::Physical => &self.phost,
+        }
+    }
+
+    const fn host_mut(&mut self, id: TimerId) -> &mut HostPpi {
+        match id {
+            TimerId::Virtual => &mut self.vhost,
+            TimerId::Physical => &mut self.phost,
+        }
+    }
+
+    /// Whether the CPU applies the physical timer's offset while it is
+    /// direct (FEAT_ECV), as found at the last `load`.
+    pub(crate) const fn has_physical_offset(&self) -> bool {
+        self.ecv
+    }
+
+    /// Turns a loaded vCPU's direct physical timer, already saved, into an
+    /// emulated one: its host PPI released and unmapped, the EL1 physical
+    /// timer accesses trapped. For an offset the CPU cannot apply.
+    pub(crate) fn demote_ptimer<H, C>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        self.ptimer_direct = false;
+        hw.set_el1_physical_access(false);
+        let ppi = self.phost.ppi;
+        chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+        if self.forwarding == Forwarding::Masking {
+            chip.set_host_masked(ppi, false).map_err(Error::IrqChip)?;
+        }
+        if let Some((old, _)) = self.phost.mapped {
+            chip.unmap_virtual(old).map_err(Error::IrqChip)?;
+            self.phost.mapped = None;
+        }
+        self.phost.stale = false;
+        Ok(())
+    }
+
+    /// Saves every direct timer that is on the hardware.
+    fn save_all<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+        for id in TIMERS {
+            self.save(id, hw);
+        }
+    }
+
+    /// Moves a timer's state from the hardware into memory and disables
+    /// the hardware timer; does nothing if it is already there (as an
+    /// emulated timer always is).
+    #[doc(alias = "timer_save_state")]
+    pub(crate) fn save<H: TimerHw + ?Sized>(&mut self, id: TimerId, hw: &mut H) {
         // No lock: `TimerHw`'s per-CPU exclusion contract keeps any other
         // writer of these registers away between the reads and the write.
-        if self.vtimer.residency() == Residency::Memory {
+        if self.context(id).residency() == Residency::Memory {
             return;
         }
-        self.vtimer.set_ctl(hw.vtimer_ctl());
-        self.vtimer.set_cval(hw.vtimer_cval());
-        hw.set_vtimer_ctl(TimerCtl::empty());
-        self.vtimer.set_residency(Residency::Memory);
+        let ctl = hw_ctl(hw, id);
+        let cval = hw_cval(hw, id);
+        hw_set_ctl(hw, id, TimerCtl::empty());
+        let ctx = self.context_mut(id);
+        ctx.set_ctl(ctl);
+        ctx.set_cval(cval);
+        ctx.set_residency(Residency::Memory);
     }
 
-    /// Moves the virtual timer's state from memory onto the hardware (CVAL,
+    /// Moves a direct timer's state from memory onto the hardware (CVAL,
     /// barrier, CTL); does nothing if it is already there.
-    #[doc(alias = "vtimer_restore_state")]
-    pub(crate) fn restore<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
-        if self.vtimer.residency() == Residency::Hardware {
+    #[doc(alias = "timer_restore_state")]
+    pub(crate) fn restore<H: TimerHw + ?Sized>(&mut self, id: TimerId, hw: &mut H) {
+        let ctx = self.context(id);
+        if ctx.residency() == Residency::Hardware {
             return;
         }
-        hw.set_vtimer_cval(self.vtimer.cval());
+        let (cval, ctl) = (ctx.cval(), ctx.ctl().writable());
+        hw_set_cval(hw, id, cval);
         hw.barrier();
-        hw.set_vtimer_ctl(self.vtimer.ctl().writable());
-        self.vtimer.set_residency(Residency::Hardware);
+        hw_set_ctl(hw, id, ctl);
+        self.context_mut(id).set_residency(Residency::Hardware);
     }
 
-    /// Refreshes the virtual timer's memory copy and tells whether its
-    /// output is asserted: from CTL and CVAL on the hardware, or by
-    /// computing the condition when the state is in memory.
-    fn sample_vtimer<H: TimerHw + ?Sized>(&mut self, hw: &mut H) -> bool {
-        match self.vtimer.residency() {
+    /// Refreshes a direct timer's memory copy and tells whether its output
+    /// is asserted: from CTL and CVAL on the hardware, or by computing the
+    /// condition when the state is in memory.
+    fn sample<H: TimerHw + ?Sized>(&mut self, id: TimerId, hw: &mut H) -> bool {
+        match self.context(id).residency() {
             Residency::Hardware => {
-                let ctl = hw.vtimer_ctl();
-                self.vtimer.set_ctl(ctl);
-                self.vtimer.set_cval(hw.vtimer_cval());
+                let ctl = hw_ctl(hw, id);
+                let cval = hw_cval(hw, id);
+                let ctx = self.context_mut(id);
+                ctx.set_ctl(ctl);
+                ctx.set_cval(cval);
                 ctl.output_asserted()
             }
-            Residency::Memory => self.vtimer.should_fire(hw.physical_count()),
+            Residency::Memory => self.context(id).should_fire(hw.physical_count()),
         }
     }
 
@@ -882,12 +1169,15 @@ impl VcpuTimer {
         Ok(())
     }
 
-    /// Lets the physical PPI signal again after the virtual line went low.
+    /// Lets a direct timer's physical PPI signal again after its virtual
+    /// line went low.
     #[doc(alias = "unmask_vtimer_irq")]
     pub(crate) fn release_host_irq<C: IrqChip + ?Sized>(
         &mut self,
+        id: TimerId,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
+        let ppi = self.host(id).ppi;
         match self.forwarding {
             Forwarding::Hardware => {
                 // If the guest disabled the timer without deactivating the
@@ -895,42 +1185,39 @@ impl VcpuTimer {
                 // the next expiry; deactivate it unless the guest is still
                 // handling the virtual one (its deactivation will do it).
                 if !chip
-                    .virtual_active(self.vtimer.irq())
+                    .virtual_active(self.context(id).irq())
                     .map_err(Error::IrqChip)?
                 {
-                    chip.set_host_active(self.host_ppi, false)
-                        .map_err(Error::IrqChip)?;
-                    self.host_released = true;
+                    chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                    self.host_mut(id).released = true;
                 }
             }
             Forwarding::Masking => {
-                chip.set_host_masked(self.host_ppi, false)
-                    .map_err(Error::IrqChip)?;
+                chip.set_host_masked(ppi, false).map_err(Error::IrqChip)?;
             }
         }
         Ok(())
     }
 
-    /// Brings the virtual timer's line in step with its saved state at
-    /// `now`: raised if it fires, lowered if not, and raised again if it
-    /// fires, was raised before, and the guest no longer has the
-    /// hardware-mapped interrupt active (it deactivated it with the
-    /// condition still met, so it is pending again). Returns whether the
-    /// line was raised.
-    fn sync_vtimer_line<C: IrqChip + ?Sized>(
+    /// Brings a direct timer's line in step with its saved state at `now`:
+    /// raised if it fires, lowered if not, and raised again if it fires,
+    /// was raised before, and the guest no longer has the hardware-mapped
+    /// interrupt active (it deactivated it with the condition still met, so
+    /// it is pending again). Returns whether the line was raised.
+    fn sync_direct_line<C: IrqChip + ?Sized>(
         &mut self,
+        id: TimerId,
         now: Ticks,
         virtual_active: bool,
         chip: &mut C,
     ) -> Result<bool, Error<C::Error>> {
-        let fire = self.vtimer.should_fire(now);
-        let changed = fire != self.vtimer.level();
-        let reraise = fire
-            && self.vtimer.level()
-            && self.forwarding == Forwarding::Hardware
-            && !virtual_active;
+        let ctx = self.context(id);
+        let fire = ctx.should_fire(now);
+        let changed = fire != ctx.level();
+        let reraise =
+            fire && ctx.level() && self.forwarding == Forwarding::Hardware && !virtual_active;
         if changed || reraise {
-            self.set_level(TimerId::Virtual, fire, chip)?;
+            self.set_level(id, fire, chip)?;
         }
         Ok(fire && (changed || reraise))
     }
@@ -947,5 +1234,35 @@ impl VcpuTimer {
             soft.cancel(SoftTimer::Background);
             self.background_armed = false;
         }
+    }
+}
+
+/// A timer's CTL on the hardware.
+pub(crate) fn hw_ctl<H: TimerHw + ?Sized>(hw: &H, id: TimerId) -> TimerCtl {
+    match id {
+        TimerId::Virtual => hw.vtimer_ctl(),
+        TimerId::Physical => hw.ptimer_ctl(),
+    }
+}
+
+/// A timer's CVAL on the hardware.
+pub(crate) fn hw_cval<H: TimerHw + ?Sized>(hw: &H, id: TimerId) -> Ticks {
+    match id {
+        TimerId::Virtual => hw.vtimer_cval(),
+        TimerId::Physical => hw.ptimer_cval(),
+    }
+}
+
+fn hw_set_ctl<H: TimerHw + ?Sized>(hw: &mut H, id: TimerId, ctl: TimerCtl) {
+    match id {
+        TimerId::Virtual => hw.set_vtimer_ctl(ctl),
+        TimerId::Physical => hw.set_ptimer_ctl(ctl),
+    }
+}
+
+fn hw_set_cval<H: TimerHw + ?Sized>(hw: &mut H, id: TimerId, cval: Ticks) {
+    match id {
+        TimerId::Virtual => hw.set_vtimer_cval(cval),
+        TimerId::Physical => hw.set_ptimer_cval(cval),
     }
 }

@@ -1,4 +1,5 @@
-//! VM-wide timer settings: [`VmTimer`] and [`Forwarding`].
+//! VM-wide timer settings: [`VmTimer`], [`Forwarding`] and
+//! [`PhysTimerMode`].
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +22,28 @@ pub enum Forwarding {
     Masking,
 }
 
+/// Whether a VM's EL1 physical timer may run directly on the hardware.
+///
+/// The choice is the hypervisor's; what each vCPU gets is decided at every
+/// [`VcpuTimer::load`](crate::VcpuTimer::load) and reported by
+/// [`VcpuTimer::timer_map`](crate::VcpuTimer::timer_map).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PhysTimerMode {
+    /// Direct whenever the CPU allows it: when the physical timer's counter
+    /// offset is zero, or the CPU has FEAT_ECV (`CNTPOFF_EL2`) to apply it;
+    /// emulated otherwise. The hypervisor must then take the host PPI
+    /// [`VmTimer::host_physical_ppi`] (enabled, EOImode = 1) and hand it to
+    /// [`VcpuTimer::handle_timer_irq`](crate::VcpuTimer::handle_timer_irq),
+    /// as it does the virtual timer's.
+    Auto,
+    /// Always emulated: the guest's `CNTP_*` and `CNTPCT_EL0` accesses trap
+    /// and go through [`emulate`](crate::emulate), a soft timer raises the
+    /// line. The default, because it asks nothing of a run loop written for
+    /// the virtual timer only.
+    #[default]
+    Emulated,
+}
+
 /// The timer settings every vCPU of a VM shares.
 ///
 /// The interrupt numbers can change until the first
@@ -31,6 +54,8 @@ pub struct VmTimer {
     virtual_irq: IntId,
     physical_irq: IntId,
     host_virtual_ppi: IntId,
+    host_physical_ppi: IntId,
+    phys_timer_mode: PhysTimerMode,
     forwarding: Forwarding,
     counter_offset: Option<Ticks>,
     locked: AtomicBool,
@@ -44,13 +69,16 @@ impl Default for VmTimer {
 
 impl VmTimer {
     /// The usual settings: virtual timer on INTID 27 for guest and host,
-    /// physical timer on 30, [`Forwarding::Hardware`].
+    /// physical timer on 30 for guest and host, [`Forwarding::Hardware`],
+    /// [`PhysTimerMode::Emulated`].
     #[must_use]
     pub const fn new() -> Self {
         Self {
             virtual_irq: IntId::VIRTUAL_TIMER,
             physical_irq: IntId::PHYSICAL_TIMER,
             host_virtual_ppi: IntId::VIRTUAL_TIMER,
+            host_physical_ppi: IntId::PHYSICAL_TIMER,
+            phys_timer_mode: PhysTimerMode::Emulated,
             forwarding: Forwarding::Hardware,
             counter_offset: None,
             locked: AtomicBool::new(false),
@@ -74,6 +102,20 @@ impl VmTimer {
     #[must_use]
     pub const fn host_virtual_ppi(&self) -> IntId {
         self.host_virtual_ppi
+    }
+
+    /// The host PPI that the EL1 physical timer is wired to on this machine
+    /// (from the firmware's description, usually 30): taken by the host
+    /// while a vCPU's physical timer is direct.
+    #[must_use]
+    pub const fn host_physical_ppi(&self) -> IntId {
+        self.host_physical_ppi
+    }
+
+    /// Whether the physical timer may be direct.
+    #[must_use]
+    pub const fn phys_timer_mode(&self) -> PhysTimerMode {
+        self.phys_timer_mode
     }
 
     /// How the virtual timer interrupt reaches the guest.
@@ -146,13 +188,65 @@ impl VmTimer {
     /// # Errors
     ///
     /// [`ConfigError::InvalidPpi`] if `ppi` is not a PPI (16..=31);
-    /// [`ConfigError::ConfigLocked`] once a vCPU has been loaded.
+    /// [`ConfigError::DuplicatePpi`] if it is the physical timer's host
+    /// PPI; [`ConfigError::ConfigLocked`] once a vCPU has been loaded.
     pub fn set_host_virtual_ppi(&mut self, ppi: IntId) -> Result<(), ConfigError> {
+        self.set_host_ppis(ppi, self.host_physical_ppi)
+    }
+
+    /// Sets the host PPIs of the EL1 virtual and physical timers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidPpi`] if either is not a PPI (16..=31);
+    /// [`ConfigError::DuplicatePpi`] if both are the same;
+    /// [`ConfigError::ConfigLocked`] once a vCPU has been loaded. Either way
+    /// nothing changes.
+    pub fn set_host_ppis(
+        &mut self,
+        virtual_ppi: IntId,
+        physical_ppi: IntId,
+    ) -> Result<(), ConfigError> {
         self.check_unlocked()?;
-        if !ppi.is_ppi() {
-            return Err(ConfigError::InvalidPpi(ppi.get()));
+        for ppi in [virtual_ppi, physical_ppi] {
+            if !ppi.is_ppi() {
+                return Err(ConfigError::InvalidPpi(ppi.get()));
+            }
         }
-        self.host_virtual_ppi = ppi;
+        if virtual_ppi == physical_ppi {
+            return Err(ConfigError::DuplicatePpi(virtual_ppi));
+        }
+        self.host_virtual_ppi = virtual_ppi;
+        self.host_physical_ppi = physical_ppi;
+        Ok(())
+    }
+
+    /// `self` with the physical timer mode `mode`: the `const` form of
+    /// [`set_phys_timer_mode`](Self::set_phys_timer_mode), for a VM
+    /// configuration in a `static`.
+    #[must_use]
+    pub const fn with_phys_timer_mode(mut self, mode: PhysTimerMode) -> Self {
+        self.phys_timer_mode = mode;
+        self
+    }
+
+    /// `self` with the VM-wide counter offset `offset`: the `const` form
+    /// of [`set_counter_offset`](Self::set_counter_offset), for a VM
+    /// configuration in a `static`.
+    #[must_use]
+    pub const fn with_counter_offset(mut self, offset: Ticks) -> Self {
+        self.counter_offset = Some(offset);
+        self
+    }
+
+    /// Chooses whether the physical timer may be direct.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ConfigLocked`] once a vCPU has been loaded.
+    pub fn set_phys_timer_mode(&mut self, mode: PhysTimerMode) -> Result<(), ConfigError> {
+        self.check_unlocked()?;
+        self.phys_timer_mode = mode;
         Ok(())
     }
 
@@ -197,7 +291,15 @@ mod tests {
         assert_eq!(vm.virtual_irq().get(), 27);
         assert_eq!(vm.physical_irq().get(), 30);
         assert_eq!(vm.host_virtual_ppi().get(), 27);
+        assert_eq!(vm.host_physical_ppi().get(), 30);
         assert_eq!(vm.forwarding(), Forwarding::Hardware);
+        assert_eq!(vm.phys_timer_mode(), PhysTimerMode::Emulated);
+        static AUTO: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+        assert_eq!(AUTO.phys_timer_mode(), PhysTimerMode::Auto);
+        assert!(!AUTO.is_locked());
+        static AHEAD: VmTimer = VmTimer::new().with_counter_offset(Ticks::new(7));
+        assert_eq!(AHEAD.counter_offset(), Some(Ticks::new(7)));
+        assert_eq!(AHEAD.phys_timer_mode(), PhysTimerMode::Emulated);
     }
 
     #[test]
@@ -213,6 +315,20 @@ mod tests {
         assert_eq!(
             vm.set_host_virtual_ppi(spi),
             Err(ConfigError::InvalidPpi(40))
+        );
+        assert_eq!(
+            vm.set_host_ppis(ppi(20), ppi(20)),
+            Err(ConfigError::DuplicatePpi(ppi(20)))
+        );
+        assert_eq!(
+            vm.set_host_virtual_ppi(ppi(30)),
+            Err(ConfigError::DuplicatePpi(ppi(30)))
+        );
+        assert_eq!(vm.host_virtual_ppi().get(), 27);
+        assert_eq!(vm.set_host_ppis(ppi(19), ppi(18)), Ok(()));
+        assert_eq!(
+            (vm.host_virtual_ppi().get(), vm.host_physical_ppi().get()),
+            (19, 18)
         );
         assert_eq!(vm.set_irqs(ppi(20), ppi(21)), Ok(()));
         assert_eq!((vm.virtual_irq().get(), vm.physical_irq().get()), (20, 21));
@@ -233,6 +349,14 @@ mod tests {
         );
         assert_eq!(
             vm.set_forwarding(Forwarding::Masking),
+            Err(ConfigError::ConfigLocked)
+        );
+        assert_eq!(
+            vm.set_phys_timer_mode(PhysTimerMode::Auto),
+            Err(ConfigError::ConfigLocked)
+        );
+        assert_eq!(
+            vm.set_host_ppis(ppi(20), ppi(21)),
             Err(ConfigError::ConfigLocked)
         );
         assert_eq!(vm.virtual_irq().get(), 27);

@@ -36,13 +36,14 @@ const CONFIG_MAGIC: u32 = 0xA7;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The scenarios, by configuration number, with the CPUs each needs.
-pub const SCENARIOS: [(&str, u8, u8); 9] = [
+pub const SCENARIOS: [(&str, u8, u8); 10] = [
     ("hello", 0, 1),
     ("periodic", 1, 1),
     ("programming", 2, 1),
     ("masking", 3, 1),
     ("wfi-sleep", 4, 1),
     ("ptimer", 5, 1),
+    ("ptimer-offset", 11, 1),
     ("two-vcpus", 6, 1),
     ("migration", 7, 2),
     ("external", EXTERNAL_SCENARIO, 1),

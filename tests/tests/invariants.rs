@@ -2,8 +2,9 @@
 //! model, with every DESIGN.md section 7 invariant checked after each step
 //! (see `Hypervisor::check`).
 //!
-//! The default run executes 12,000 cases in all (see `cases`), plus the
-//! 600 histories of `histories_reach_every_path`.
+//! The default run executes 13,500 cases in all (see `cases`), plus the
+//! 600 histories of `histories_reach_every_path` and the 750 of
+//! `histories_reach_the_direct_physical_timer`.
 //! Long mode: `PROPTEST_CASES=<n>` runs `n` cases for *every* property, e.g.
 //!
 //! ```text
@@ -12,7 +13,7 @@
 
 use core::time::Duration;
 
-use arch_timer_virt::{Forwarding, Ticks};
+use arch_timer_virt::{Forwarding, PhysTimerMode, Ticks};
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Step};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -376,21 +377,36 @@ fn forwarding() -> impl Strategy<Value = Forwarding> {
     prop_oneof![2 => Just(Forwarding::Hardware), 1 => Just(Forwarding::Masking)]
 }
 
-/// A history's setting: where the host acknowledges, the forwarding, and
-/// the counter frequency.
+/// The timer map a history runs with: `None` keeps the physical timer
+/// emulated (the default `PhysTimerMode::Emulated`); `Some(ecv)` lets it be
+/// direct (`PhysTimerMode::Auto`) on CPUs with or without FEAT_ECV.
+/// Without ECV a history is direct while the VM's counter offset is 0 and
+/// emulated while it is not (an initial offset, a `Step::SetOffset`), so
+/// one history moves the same vCPU between both modes.
+fn ptimer_map() -> impl Strategy<Value = Option<bool>> {
+    prop_oneof![2 => Just(None), 1 => Just(Some(false)), 1 => Just(Some(true))]
+}
+
+/// A history's setting: where the host acknowledges, the forwarding, the
+/// counter frequency and the physical timer's map.
 #[derive(Clone, Copy, Debug)]
 struct Setup {
     ack: AckPoint,
     forwarding: Forwarding,
     frequency_hz: u32,
+    /// See [`ptimer_map`].
+    direct_ptimer: Option<bool>,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (ack_point(), forwarding(), frequency()).prop_map(|(ack, forwarding, frequency_hz)| Setup {
-        ack,
-        forwarding,
-        frequency_hz,
-    })
+    (ack_point(), forwarding(), frequency(), ptimer_map()).prop_map(
+        |(ack, forwarding, frequency_hz, direct_ptimer)| Setup {
+            ack,
+            forwarding,
+            frequency_hz,
+            direct_ptimer,
+        },
+    )
 }
 
 /// Replays `events`; the first broken invariant fails the case.
@@ -412,6 +428,11 @@ fn run(
     hv.set_ack_point(setup.ack);
     hv.set_forwarding(setup.forwarding)
         .map_err(|e| TestCaseError::fail(format!("forwarding: {e}")))?;
+    if let Some(ecv) = setup.direct_ptimer {
+        hv.set_phys_timer_mode(PhysTimerMode::Auto)
+            .map_err(|e| TestCaseError::fail(format!("physical timer mode: {e}")))?;
+        hv.set_ecv(ecv);
+    }
     if let Some(Offset { offset, start }) = offset {
         hv.step(Step::Advance(start))
             .map_err(|v| TestCaseError::fail(format!("advance to {start}: {v}")))?;
@@ -476,6 +497,26 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(cases(1500))]
+    /// The timer map: three vCPUs on two CPUs whose physical timers may be
+    /// direct, on CPUs with or without FEAT_ECV, with VM offsets and offset
+    /// changes that move a vCPU between direct and emulated within one
+    /// history.
+    #[test]
+    fn direct_and_emulated_physical_timer(
+        offset in counter_offset(false),
+        ack in ack_point(),
+        forwarding in forwarding(),
+        frequency_hz in frequency(),
+        ecv in any::<bool>(),
+        steps in history(2, 3, 120, false),
+    ) {
+        let setup = Setup { ack, forwarding, frequency_hz, direct_ptimer: Some(ecv) };
+        run(2, 3, offset, setup, &steps, false)?;
+    }
+}
+
+proptest! {
     #![proptest_config(cases(1000))]
     /// Two vCPUs on two CPUs with a vGIC that keeps level semantics in
     /// software (KVM's): a deactivated interrupt whose line is still high
@@ -489,9 +530,10 @@ proptest! {
         offset in counter_offset(false),
         ack in ack_point(),
         frequency_hz in frequency(),
+        direct_ptimer in ptimer_map(),
         steps in history_with(2, 2, 100, false, false),
     ) {
-        let setup = Setup { ack, forwarding: Forwarding::Hardware, frequency_hz };
+        let setup = Setup { ack, forwarding: Forwarding::Hardware, frequency_hz, direct_ptimer };
         run(2, 2, offset, setup, &steps, true)?;
     }
 }
@@ -769,6 +811,7 @@ fn recorded_histories() {
                     ack,
                     forwarding,
                     frequency_hz,
+                    direct_ptimer: None,
                 };
                 if let Err(e) = run(3, 3, None, setup, events, resample) {
                     panic!("history {i}, {setup:?}, resample {resample}: {e}");
@@ -781,7 +824,11 @@ fn recorded_histories() {
 /// Totals over `n` reference histories on 2 CPUs and 3 vCPUs with
 /// `forwarding`, the acknowledge point alternating: the statistics and the
 /// virtual and physical timer interrupts the guests took.
-fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, u64) {
+fn reach(
+    n: usize,
+    forwarding: Forwarding,
+    direct_ptimer: Option<bool>,
+) -> (arch_timer_virt_sim::Stats, u64, u64) {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 
@@ -802,6 +849,7 @@ fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, 
             ack,
             forwarding,
             frequency_hz,
+            direct_ptimer,
         };
         let hv = run(2, 3, None, setup, &events, false).unwrap();
         total += hv.stats();
@@ -813,7 +861,7 @@ fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, 
             .sum::<u64>();
     }
     println!(
-        "{forwarding:?}: {total:?}, guest took {taken} virtual and {ptimer_taken} physical timer interrupts"
+        "{forwarding:?} {direct_ptimer:?}: {total:?}, guest took {taken} virtual and {ptimer_taken} physical timer interrupts"
     );
     (total, taken, ptimer_taken)
 }
@@ -823,7 +871,7 @@ fn reach(n: usize, forwarding: Forwarding) -> (arch_timer_virt_sim::Stats, u64, 
 /// properties above without testing anything.
 #[test]
 fn histories_reach_every_path() {
-    let (total, taken, ptimer_taken) = reach(600, Forwarding::Hardware);
+    let (total, taken, ptimer_taken) = reach(600, Forwarding::Hardware, None);
     // Each minimum is about half of what 600 histories reach (1500 reach
     // 2.5 times as much): 300 histories were too few for a stable count.
     assert!(total.raised > 120, "{total:?}");
@@ -860,7 +908,7 @@ fn histories_reach_every_path() {
     // The userspace-irqchip mode reaches its paths too: raised by the host
     // interrupt (the PPI masked), lowered at the exit (unmasked), raised
     // at load and unblock, taken by the guests through the VMM's vGIC.
-    let (total, taken, _) = reach(300, Forwarding::Masking);
+    let (total, taken, _) = reach(300, Forwarding::Masking, None);
     assert!(total.raised > 60, "{total:?}");
     assert!(taken > 60, "{taken}");
     assert!(total.spurious > 10, "{total:?}");
@@ -868,4 +916,32 @@ fn histories_reach_every_path() {
     assert!(total.unblock_raised > 40, "{total:?}");
     assert!(total.load_raised > 20, "{total:?}");
     assert_eq!(total.reactivated, 0, "nothing is active to re-activate");
+}
+
+/// The histories with the timer map reach the direct physical timer's
+/// paths: loads that make it direct, guest writes on the hardware, its PPI
+/// taken and forwarded, guests taking its interrupt; without FEAT_ECV also
+/// loads that keep it emulated (a non-zero VM offset) and direct timers
+/// turned emulated by an offset change; with ECV never either.
+#[test]
+fn histories_reach_the_direct_physical_timer() {
+    let (total, _, ptimer_taken) = reach(300, Forwarding::Hardware, Some(false));
+    assert!(total.ptimer_direct_loads > 300, "{total:?}");
+    assert!(total.ptimer_emulated_loads > 20, "{total:?}");
+    assert!(total.ptimer_demotions > 5, "{total:?}");
+    assert!(total.ptimer_direct_writes > 300, "{total:?}");
+    assert!(total.ptimer_host_raised > 50, "{total:?}");
+    assert!(total.traps > 10, "emulated after an offset: {total:?}");
+    assert!(ptimer_taken > 50, "{ptimer_taken}");
+
+    let (total, _, ptimer_taken) = reach(300, Forwarding::Hardware, Some(true));
+    assert_eq!(total.ptimer_emulated_loads, 0, "{total:?}");
+    assert_eq!(total.ptimer_demotions, 0, "{total:?}");
+    assert_eq!(total.traps, 0, "never trapped with ECV: {total:?}");
+    assert!(total.ptimer_host_raised > 50, "{total:?}");
+    assert!(ptimer_taken > 50, "{ptimer_taken}");
+
+    let (total, _, ptimer_taken) = reach(150, Forwarding::Masking, Some(true));
+    assert!(total.ptimer_host_raised > 20, "{total:?}");
+    assert!(ptimer_taken > 20, "{ptimer_taken}");
 }

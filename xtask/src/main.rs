@@ -224,6 +224,22 @@ fn test(args: &[String], caller_dir: &Path) -> Result {
         ]),
     )?;
     step(
+        "clippy (example hypervisor with the eager baseline, aarch64-unknown-none)",
+        cargo(&[
+            "clippy",
+            "-p",
+            EXAMPLE,
+            "--features",
+            "eager",
+            "--bins",
+            "--target",
+            TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
         "perf scenario: the quiet exit makes no timer register access",
         bench::quick(&options),
     )?;

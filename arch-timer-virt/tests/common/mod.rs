@@ -77,7 +77,8 @@ pub fn raised(forwarding: arch_timer_virt::Forwarding) -> (VmTimer, VcpuTimer) {
 }
 
 /// A behavioural fake of one CPU's timer registers: a counter the test
-/// sets, the EL1 virtual timer with ISTATUS derived from its condition.
+/// sets, the EL1 virtual and physical timers with ISTATUS derived from
+/// their conditions, and FEAT_ECV's physical offset if `ecv`.
 #[derive(Debug, Default)]
 pub struct FakeCpu {
     pub now: u64,
@@ -85,6 +86,32 @@ pub struct FakeCpu {
     pub cval: u64,
     pub cntvoff: u64,
     pub el1_physical_access: bool,
+    pub pctl: u64,
+    pub pcval: u64,
+    pub ecv: bool,
+    pub cntpoff: u64,
+    /// `CNTHCTL_EL2.ECV`.
+    pub ecv_enabled: bool,
+}
+
+impl FakeCpu {
+    /// The EL1 physical timer's output line.
+    pub fn ptimer_line(&self) -> bool {
+        use arch_timer_virt::TimerHw;
+        self.ptimer_ctl().output_asserted()
+    }
+
+    /// The EL1 virtual timer's output line.
+    pub fn vtimer_line(&self) -> bool {
+        use arch_timer_virt::TimerHw;
+        self.vtimer_ctl().output_asserted()
+    }
+
+    /// The physical count the guest reads (`CNTPCT_EL0` at EL1).
+    pub fn guest_physical_count(&self) -> u64 {
+        let off = if self.ecv_enabled { self.cntpoff } else { 0 };
+        self.now.wrapping_sub(off)
+    }
 }
 
 impl arch_timer_virt::TimerHw for FakeCpu {
@@ -110,6 +137,27 @@ impl arch_timer_virt::TimerHw for FakeCpu {
     fn barrier(&mut self) {}
     fn set_el1_physical_access(&mut self, allowed: bool) {
         self.el1_physical_access = allowed;
+    }
+    fn ptimer_ctl(&self) -> TimerCtl {
+        let met = self.guest_physical_count() >= self.pcval;
+        TimerCtl::from_write(self.pctl).with_istatus(met)
+    }
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        self.pctl = ctl.writable().bits();
+    }
+    fn ptimer_cval(&self) -> Ticks {
+        Ticks::new(self.pcval)
+    }
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        self.pcval = cval.get();
+    }
+    fn has_physical_offset(&self) -> bool {
+        self.ecv
+    }
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        assert!(self.ecv, "CNTPOFF_EL2 written without FEAT_ECV");
+        self.cntpoff = offset.get();
+        self.ecv_enabled = offset != Ticks::ZERO;
     }
 }
 

@@ -25,6 +25,11 @@ use crate::registers::{self, PresentRegisters, Register, RegisterFile, WritableR
 ///   the hardware computes it: ENABLE set and the virtual count
 ///   (`cntpct - cntvoff_el2`, wrapping) at or past the compare value.
 ///   Writes keep ENABLE and IMASK only.
+/// - The EL1 physical timer likewise, with `CNTP_CTL_EL0`/`CNTP_CVAL_EL0`
+///   reaching it with E2H = 0 and the EL2 physical timer (`CNTHP_*_EL2`)
+///   with E2H = 1, where `CNTP_CTL_EL02`/`CNTP_CVAL_EL02` reach it. Its
+///   count is `cntpct - cntpoff_el2` while `CNTHCTL_EL2.ECV` (bit 12) is
+///   set, `cntpct` otherwise.
 ///
 /// The counter does not advance by itself: set [`cntpct`](Self::cntpct).
 #[derive(Debug)]
@@ -51,6 +56,12 @@ pub struct FakeRegisters {
     pub el1_vtimer_ctl: u64,
     /// The EL1 virtual timer's compare value (the guest's `CNTV_CVAL_EL0`).
     pub el1_vtimer_cval: u64,
+    /// The EL1 physical timer's control register, ENABLE and IMASK (the
+    /// guest's `CNTP_CTL_EL0`).
+    pub el1_ptimer_ctl: u64,
+    /// The EL1 physical timer's compare value (the guest's
+    /// `CNTP_CVAL_EL0`).
+    pub el1_ptimer_cval: u64,
     /// The EL2 virtual timer's control register, `CNTHV_CTL_EL2`.
     pub el2_vtimer_ctl: u64,
     /// The EL2 virtual timer's compare value, `CNTHV_CVAL_EL2`.
@@ -60,6 +71,10 @@ pub struct FakeRegisters {
     pub cnthp_ctl_el2: u64,
     /// The EL2 physical timer's compare value, `CNTHP_CVAL_EL2`.
     pub cnthp_cval_el2: u64,
+    /// `SCR_EL3.ECVEn`: EL3 lets `CNTPOFF_EL2` take effect (FEAT_ECV
+    /// only). `true` by default; QEMU without an emulated EL3 behaves as
+    /// `false`.
+    pub scr_el3_ecven: bool,
     /// How many `isb`s ran.
     pub isb_count: u64,
     /// How many register writes ran (UNDEFINED ones included).
@@ -99,10 +114,13 @@ impl FakeRegisters {
             cntpoff_el2: 0,
             el1_vtimer_ctl: 0,
             el1_vtimer_cval: 0,
+            el1_ptimer_ctl: 0,
+            el1_ptimer_cval: 0,
             el2_vtimer_ctl: 0,
             el2_vtimer_cval: 0,
             cnthp_ctl_el2: 0,
             cnthp_cval_el2: 0,
+            scr_el3_ecven: true,
             isb_count: 0,
             write_count: 0,
             undefined: Cell::new(0),
@@ -165,6 +183,37 @@ impl FakeRegisters {
         self.hyp_ctl_with_istatus() & (CTL_ISTATUS | CTL_IMASK) == CTL_ISTATUS
     }
 
+    /// The physical count EL1 sees: offset by `CNTPOFF_EL2` while
+    /// `CNTHCTL_EL2.ECV` is set (FEAT_ECV implemented and
+    /// [`scr_el3_ecven`](Self::scr_el3_ecven)).
+    #[must_use]
+    pub fn el1_physical_count(&self) -> u64 {
+        if self.present().cntpoff
+            && self.scr_el3_ecven
+            && self.cnthctl_el2 & registers::CNTHCTL_ECV != 0
+        {
+            self.cntpct.wrapping_sub(self.cntpoff_el2)
+        } else {
+            self.cntpct
+        }
+    }
+
+    fn el1_pctl_with_istatus(&self) -> u64 {
+        let ctl = self.el1_ptimer_ctl & CTL_WRITABLE;
+        if ctl & CTL_ENABLE != 0 && self.el1_physical_count() >= self.el1_ptimer_cval {
+            ctl | CTL_ISTATUS
+        } else {
+            ctl
+        }
+    }
+
+    /// Whether the EL1 physical timer's interrupt (PPI 30 on most systems)
+    /// is asserted.
+    #[must_use]
+    pub fn el1_ptimer_asserted(&self) -> bool {
+        self.el1_pctl_with_istatus() & (CTL_ISTATUS | CTL_IMASK) == CTL_ISTATUS
+    }
+
     fn el1_ctl_with_istatus(&self) -> u64 {
         let ctl = self.el1_vtimer_ctl & CTL_WRITABLE;
         let now = self.cntpct.wrapping_sub(self.cntvoff_el2);
@@ -191,6 +240,12 @@ impl RegisterFile for FakeRegisters {
             Register::CntvCvalEl0 => self.el1_vtimer_cval,
             Register::CntvCtlEl02 => self.el1_ctl_with_istatus(),
             Register::CntvCvalEl02 => self.el1_vtimer_cval,
+            Register::CntpCtlEl0 if self.e2h() => self.hyp_ctl_with_istatus(),
+            Register::CntpCtlEl0 => self.el1_pctl_with_istatus(),
+            Register::CntpCvalEl0 if self.e2h() => self.cnthp_cval_el2,
+            Register::CntpCvalEl0 => self.el1_ptimer_cval,
+            Register::CntpCtlEl02 => self.el1_pctl_with_istatus(),
+            Register::CntpCvalEl02 => self.el1_ptimer_cval,
             Register::CntvoffEl2 => self.cntvoff_el2,
             Register::CntpoffEl2 => self.cntpoff_el2,
             Register::CnthctlEl2 => self.cnthctl_el2,
@@ -216,6 +271,12 @@ impl RegisterFile for FakeRegisters {
             WritableRegister::CntvCvalEl0 => &mut self.el1_vtimer_cval,
             WritableRegister::CntvCtlEl02 => &mut self.el1_vtimer_ctl,
             WritableRegister::CntvCvalEl02 => &mut self.el1_vtimer_cval,
+            WritableRegister::CntpCtlEl0 if e2h => &mut self.cnthp_ctl_el2,
+            WritableRegister::CntpCtlEl0 => &mut self.el1_ptimer_ctl,
+            WritableRegister::CntpCvalEl0 if e2h => &mut self.cnthp_cval_el2,
+            WritableRegister::CntpCvalEl0 => &mut self.el1_ptimer_cval,
+            WritableRegister::CntpCtlEl02 => &mut self.el1_ptimer_ctl,
+            WritableRegister::CntpCvalEl02 => &mut self.el1_ptimer_cval,
             WritableRegister::CntvoffEl2 => &mut self.cntvoff_el2,
             WritableRegister::CntpoffEl2 => &mut self.cntpoff_el2,
             WritableRegister::CnthctlEl2 => &mut self.cnthctl_el2,
@@ -227,6 +288,8 @@ impl RegisterFile for FakeRegisters {
             reg,
             WritableRegister::CntvCtlEl0
                 | WritableRegister::CntvCtlEl02
+                | WritableRegister::CntpCtlEl0
+                | WritableRegister::CntpCtlEl02
                 | WritableRegister::CnthpCtlEl2
         ) {
             // ISTATUS is read-only, the other bits RES0.

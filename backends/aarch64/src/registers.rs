@@ -38,6 +38,19 @@ pub enum Register {
     /// `CNTV_CVAL_EL02` (`S3_5_C14_C3_2`): the EL1 virtual timer compare
     /// value from EL2 with `HCR_EL2.E2H = 1`. UNDEFINED with E2H = 0.
     CntvCvalEl02,
+    /// `CNTP_CTL_EL0` (`S3_3_C14_C2_1`): the EL1 physical timer control
+    /// from EL2 with `HCR_EL2.E2H = 0`. With E2H = 1 this reaches
+    /// `CNTHP_CTL_EL2`, the *EL2* physical timer.
+    CntpCtlEl0,
+    /// `CNTP_CVAL_EL0` (`S3_3_C14_C2_2`). From EL2 with `HCR_EL2.E2H = 1`
+    /// this reaches `CNTHP_CVAL_EL2`.
+    CntpCvalEl0,
+    /// `CNTP_CTL_EL02` (`S3_5_C14_C2_1`): the EL1 physical timer control
+    /// from EL2 with `HCR_EL2.E2H = 1`. UNDEFINED with E2H = 0.
+    CntpCtlEl02,
+    /// `CNTP_CVAL_EL02` (`S3_5_C14_C2_2`): the EL1 physical timer compare
+    /// value from EL2 with `HCR_EL2.E2H = 1`. UNDEFINED with E2H = 0.
+    CntpCvalEl02,
     /// `CNTVOFF_EL2`, the virtual offset (`S3_4_C14_C0_3`).
     CntvoffEl2,
     /// `CNTPOFF_EL2`, the physical offset (`S3_4_C14_C0_6`). Exists only
@@ -77,6 +90,14 @@ pub enum WritableRegister {
     CntvCtlEl02,
     /// `CNTV_CVAL_EL02`, see [`Register::CntvCvalEl02`].
     CntvCvalEl02,
+    /// `CNTP_CTL_EL0`, see [`Register::CntpCtlEl0`].
+    CntpCtlEl0,
+    /// `CNTP_CVAL_EL0`, see [`Register::CntpCvalEl0`].
+    CntpCvalEl0,
+    /// `CNTP_CTL_EL02`, see [`Register::CntpCtlEl02`].
+    CntpCtlEl02,
+    /// `CNTP_CVAL_EL02`, see [`Register::CntpCvalEl02`].
+    CntpCvalEl02,
     /// `CNTVOFF_EL2`, see [`Register::CntvoffEl2`].
     CntvoffEl2,
     /// `CNTPOFF_EL2`, see [`Register::CntpoffEl2`].
@@ -96,6 +117,10 @@ impl From<WritableRegister> for Register {
             WritableRegister::CntvCvalEl0 => Self::CntvCvalEl0,
             WritableRegister::CntvCtlEl02 => Self::CntvCtlEl02,
             WritableRegister::CntvCvalEl02 => Self::CntvCvalEl02,
+            WritableRegister::CntpCtlEl0 => Self::CntpCtlEl0,
+            WritableRegister::CntpCvalEl0 => Self::CntpCvalEl0,
+            WritableRegister::CntpCtlEl02 => Self::CntpCtlEl02,
+            WritableRegister::CntpCvalEl02 => Self::CntpCvalEl02,
             WritableRegister::CntvoffEl2 => Self::CntvoffEl2,
             WritableRegister::CntpoffEl2 => Self::CntpoffEl2,
             WritableRegister::CnthctlEl2 => Self::CnthctlEl2,
@@ -155,6 +180,10 @@ pub(crate) const CNTHCTL_NVHE_EL1PCEN: u64 = 1 << 1;
 pub(crate) const CNTHCTL_VHE_EL1PCTEN: u64 = 1 << 10;
 /// See [`CNTHCTL_VHE_EL1PCTEN`].
 pub(crate) const CNTHCTL_VHE_EL1PTEN: u64 = 1 << 11;
+/// `CNTHCTL_EL2.ECV`, bit 12 in both layouts (FEAT_ECV): EL1 and EL0
+/// reads of the physical counter, and the EL1 physical timer, see the
+/// count offset by `CNTPOFF_EL2` (outside the EL2&0 regime).
+pub(crate) const CNTHCTL_ECV: u64 = 1 << 12;
 
 /// A 4-bit ID register field, unsigned, at bit `shift`.
 const fn id_field(value: u64, shift: u32) -> u64 {
@@ -187,8 +216,9 @@ pub(crate) const fn e2h_set(hcr_el2: u64) -> bool {
 /// it never executes an access that would be UNDEFINED.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PresentRegisters {
-    /// `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` exist: `HCR_EL2.E2H = 1` (which
-    /// also implies FEAT_VHE: E2H is RES0 without it).
+    /// `CNTV_CTL_EL02`/`CNTV_CVAL_EL02` and `CNTP_CTL_EL02`/
+    /// `CNTP_CVAL_EL02` exist: `HCR_EL2.E2H = 1` (which also implies
+    /// FEAT_VHE: E2H is RES0 without it).
     pub(crate) el02: bool,
     /// `CNTPOFF_EL2` exists: FEAT_ECV (`ID_AA64MMFR0_EL1.ECV >= 1`).
     pub(crate) cntpoff: bool,
@@ -219,12 +249,17 @@ impl PresentRegisters {
     #[must_use]
     pub(crate) const fn has(self, reg: Register) -> bool {
         match reg {
-            Register::CntvCtlEl02 | Register::CntvCvalEl02 => self.el02,
+            Register::CntvCtlEl02
+            | Register::CntvCvalEl02
+            | Register::CntpCtlEl02
+            | Register::CntpCvalEl02 => self.el02,
             Register::CntpoffEl2 => self.cntpoff,
             Register::CntpctEl0
             | Register::CntfrqEl0
             | Register::CntvCtlEl0
             | Register::CntvCvalEl0
+            | Register::CntpCtlEl0
+            | Register::CntpCvalEl0
             | Register::CntvoffEl2
             | Register::CnthctlEl2
             | Register::CnthpCtlEl2
@@ -282,13 +317,17 @@ mod tests {
         assert_eq!(counter_frequency(u64::from(u32::MAX)), u32::MAX);
     }
 
-    const ALL: [Register; 12] = [
+    const ALL: [Register; 16] = [
         Register::CntpctEl0,
         Register::CntfrqEl0,
         Register::CntvCtlEl0,
         Register::CntvCvalEl0,
         Register::CntvCtlEl02,
         Register::CntvCvalEl02,
+        Register::CntpCtlEl0,
+        Register::CntpCvalEl0,
+        Register::CntpCtlEl02,
+        Register::CntpCvalEl02,
         Register::CntvoffEl2,
         Register::CntpoffEl2,
         Register::CnthctlEl2,
@@ -300,7 +339,11 @@ mod tests {
     fn optional(reg: Register) -> bool {
         matches!(
             reg,
-            Register::CntvCtlEl02 | Register::CntvCvalEl02 | Register::CntpoffEl2
+            Register::CntvCtlEl02
+                | Register::CntvCvalEl02
+                | Register::CntpCtlEl02
+                | Register::CntpCvalEl02
+                | Register::CntpoffEl2
         )
     }
 
@@ -313,7 +356,11 @@ mod tests {
         let nvhe = PresentRegisters::from_id_registers(!HCR_EL2_E2H, 0);
         assert!(!nvhe.has(Register::CntvCtlEl02));
         assert!(!nvhe.has(Register::CntvCvalEl02));
+        assert!(!nvhe.has(Register::CntpCtlEl02));
+        assert!(!nvhe.has(Register::CntpCvalEl02));
         let vhe = PresentRegisters::from_id_registers(HCR_EL2_E2H, 0);
+        assert!(vhe.has(Register::CntpCtlEl02));
+        assert!(vhe.has(Register::CntpCvalEl02));
         assert!(vhe.has(Register::CntvCtlEl02));
         assert!(vhe.has(Register::CntvCvalEl02));
         // E2H says nothing about CNTPOFF_EL2.
@@ -363,5 +410,13 @@ mod tests {
             Register::from(WritableRegister::CntpoffEl2),
             Register::CntpoffEl2
         );
+        for (w, r) in [
+            (WritableRegister::CntpCtlEl0, Register::CntpCtlEl0),
+            (WritableRegister::CntpCvalEl0, Register::CntpCvalEl0),
+            (WritableRegister::CntpCtlEl02, Register::CntpCtlEl02),
+            (WritableRegister::CntpCvalEl02, Register::CntpCvalEl02),
+        ] {
+            assert_eq!(Register::from(w), r);
+        }
     }
 }

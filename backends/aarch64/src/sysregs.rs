@@ -173,6 +173,14 @@ mod aarch64 {
                 Register::CntvCtlEl02 => mrs_raw!("S3_5_C14_C3_1"),
                 // CNTV_CVAL_EL02: op0 3, op1 5, CRn 14, CRm 3, op2 2.
                 Register::CntvCvalEl02 => mrs_raw!("S3_5_C14_C3_2"),
+                // CNTP_CTL_EL0: op0 3, op1 3, CRn 14, CRm 2, op2 1.
+                Register::CntpCtlEl0 => mrs_raw!("S3_3_C14_C2_1"),
+                // CNTP_CVAL_EL0: op0 3, op1 3, CRn 14, CRm 2, op2 2.
+                Register::CntpCvalEl0 => mrs_raw!("S3_3_C14_C2_2"),
+                // CNTP_CTL_EL02: op0 3, op1 5, CRn 14, CRm 2, op2 1.
+                Register::CntpCtlEl02 => mrs_raw!("S3_5_C14_C2_1"),
+                // CNTP_CVAL_EL02: op0 3, op1 5, CRn 14, CRm 2, op2 2.
+                Register::CntpCvalEl02 => mrs_raw!("S3_5_C14_C2_2"),
                 Register::CntvoffEl2 => CNTVOFF_EL2.get(),
                 // CNTPOFF_EL2: op0 3, op1 4, CRn 14, CRm 0, op2 6.
                 Register::CntpoffEl2 => mrs_raw!("S3_4_C14_C0_6"),
@@ -200,6 +208,10 @@ mod aarch64 {
                 WritableRegister::CntvCvalEl0 => CNTV_CVAL_EL0.set(value),
                 WritableRegister::CntvCtlEl02 => msr_raw!("S3_5_C14_C3_1", value),
                 WritableRegister::CntvCvalEl02 => msr_raw!("S3_5_C14_C3_2", value),
+                WritableRegister::CntpCtlEl0 => msr_raw!("S3_3_C14_C2_1", value),
+                WritableRegister::CntpCvalEl0 => msr_raw!("S3_3_C14_C2_2", value),
+                WritableRegister::CntpCtlEl02 => msr_raw!("S3_5_C14_C2_1", value),
+                WritableRegister::CntpCvalEl02 => msr_raw!("S3_5_C14_C2_2", value),
                 WritableRegister::CntvoffEl2 => CNTVOFF_EL2.set(value),
                 WritableRegister::CntpoffEl2 => msr_raw!("S3_4_C14_C0_6", value),
                 WritableRegister::CnthctlEl2 => CNTHCTL_EL2.set(value),
@@ -224,8 +236,9 @@ mod aarch64 {
         /// # Safety
         ///
         /// The contract of [`SysRegs::new`]: at EL2, one token per CPU,
-        /// nobody else writes the virtual timer, `CNTVOFF_EL2`,
-        /// `CNTPOFF_EL2` or the EL1 access bits of `CNTHCTL_EL2` while it
+        /// nobody else writes the EL1 virtual or physical timer,
+        /// `CNTVOFF_EL2`, `CNTPOFF_EL2` or the EL1 access and ECV bits of
+        /// `CNTHCTL_EL2` while it
         /// lives, and `HCR_EL2.E2H` stays as it is now.
         #[must_use]
         pub unsafe fn new() -> Self {

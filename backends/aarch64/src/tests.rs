@@ -1,6 +1,7 @@
 //! Host tests of [`GenericTimer`] against [`FakeRegisters`].
 
-use arch_timer_virt::{SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw};
+use arch_timer_virt::mock::MockSoftTimers;
+use arch_timer_virt::{SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw, TimerReg};
 
 use crate::{
     Error, FakeRegisters, GenericTimer, HostMode, HypTimer, RegisterFile, TimerFeatures, VcpuSlots,
@@ -222,8 +223,12 @@ fn counter_offset_and_barrier() {
 fn physical_offset_is_refused_without_ecv() {
     for mode in [HostMode::NonVhe, HostMode::Vhe] {
         let mut t = timer(mode);
+        assert!(!t.has_physical_offset());
+        // The trait's form does nothing at all.
+        t.set_physical_offset(Ticks::new(5));
+        assert_eq!(t.registers().write_count, 0);
         assert_eq!(
-            t.set_physical_offset(Ticks::new(5)),
+            t.try_set_physical_offset(Ticks::new(5)),
             Err(Error::EcvNotImplemented)
         );
         let regs = t.registers();
@@ -237,9 +242,176 @@ fn physical_offset_is_refused_without_ecv() {
 fn physical_offset_is_written_with_ecv() {
     for level in [1, 2] {
         let mut t = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe).with_ecv(level));
-        assert_eq!(t.set_physical_offset(Ticks::new(5)), Ok(()));
+        assert_eq!(t.try_set_physical_offset(Ticks::new(5)), Ok(()));
         assert_eq!(t.registers().cntpoff_el2, 5);
         assert_eq!(t.registers().undefined_accesses(), 0);
+    }
+}
+
+/// `CNTHCTL_EL2.ECV` is bit 12 in both layouts; it is set exactly while
+/// the offset is not zero, and no other bit moves.
+#[test]
+fn physical_offset_sets_the_ecv_bit_only_while_non_zero() {
+    const ECV: u64 = 1 << 12;
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        let mut t = GenericTimer::detect(FakeRegisters::new(mode).with_ecv(1));
+        assert!(t.has_physical_offset());
+        let others = !ECV;
+        t.registers_mut().cnthctl_el2 = others;
+        t.set_physical_offset(Ticks::new(1000));
+        assert_eq!(t.registers().cntpoff_el2, 1000, "{mode:?}");
+        assert_eq!(t.registers().cnthctl_el2, u64::MAX, "{mode:?}");
+        t.set_physical_offset(Ticks::ZERO);
+        assert_eq!(t.registers().cntpoff_el2, 0);
+        assert_eq!(t.registers().cnthctl_el2, others);
+        assert_eq!(t.registers().undefined_accesses(), 0);
+    }
+}
+
+/// `reset_cpu` probes whether the physical offset takes effect: with
+/// FEAT_ECV and `SCR_EL3.ECVEn` it does, and the timer offers it; with EL3
+/// keeping it off (QEMU without EL3) it does not, and
+/// `has_physical_offset` says no although the ID register says FEAT_ECV.
+/// Either way the probe leaves the EL1 physical timer disabled, the offset
+/// 0 and the ECV bit clear, at any counter value.
+#[test]
+fn reset_cpu_probes_whether_the_physical_offset_takes_effect() {
+    const ECV: u64 = 1 << 12;
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        for ecven in [true, false] {
+            for now in [0, 12_345, u64::MAX / 2] {
+                let mut t = GenericTimer::detect(FakeRegisters::new(mode).with_ecv(1));
+                t.registers_mut().scr_el3_ecven = ecven;
+                t.registers_mut().cntpct = now;
+                assert_eq!(t.physical_offset_effective(), None);
+                assert!(t.has_physical_offset(), "trusted until probed");
+                t.reset_cpu();
+                let what = std::format!("{mode:?} ECVEn={ecven} now={now}");
+                assert_eq!(t.physical_offset_effective(), Some(ecven), "{what}");
+                assert_eq!(t.has_physical_offset(), ecven, "{what}");
+                let r = t.registers();
+                assert_eq!(r.el1_ptimer_ctl, 0, "{what}");
+                assert_eq!(r.cntpoff_el2, 0, "{what}");
+                assert_eq!(r.cnthctl_el2 & ECV, 0, "{what}");
+                assert_eq!(r.undefined_accesses(), 0, "{what}");
+            }
+        }
+    }
+    // Without FEAT_ECV there is nothing to probe.
+    let mut t = timer(HostMode::Vhe);
+    t.reset_cpu();
+    assert_eq!(t.physical_offset_effective(), None);
+    assert!(!t.has_physical_offset());
+}
+
+/// The EL1 physical timer: `CNTP_*_EL02` with E2H = 1 (never `CNTP_*_EL0`,
+/// which reaches the hypervisor's own `CNTHP_*_EL2` there), `CNTP_*_EL0`
+/// with E2H = 0; ISTATUS counts with the physical offset while ECV is on.
+#[test]
+fn the_el1_physical_timer_is_reached_in_both_host_modes() {
+    for mode in [HostMode::NonVhe, HostMode::Vhe] {
+        let mut t = GenericTimer::detect(FakeRegisters::new(mode).with_ecv(2));
+        t.registers_mut().cnthp_cval_el2 = 7;
+        t.registers_mut().cnthp_ctl_el2 = 1;
+        t.set_ptimer_cval(Ticks::new(500));
+        t.set_ptimer_ctl(TimerCtl::ENABLE | TimerCtl::ISTATUS);
+        let r = t.registers();
+        assert_eq!(
+            (r.el1_ptimer_cval, r.el1_ptimer_ctl),
+            (500, 0b01),
+            "{mode:?}"
+        );
+        assert_eq!(
+            (r.cnthp_cval_el2, r.cnthp_ctl_el2),
+            (7, 1),
+            "{mode:?}: the EL2 physical timer is untouched"
+        );
+        assert_eq!(r.undefined_accesses(), 0, "{mode:?}");
+        assert_eq!(t.ptimer_cval(), Ticks::new(500));
+        t.registers_mut().cntpct = 499;
+        assert_eq!(t.ptimer_ctl(), TimerCtl::ENABLE);
+        t.registers_mut().cntpct = 500;
+        assert_eq!(t.ptimer_ctl(), TimerCtl::ENABLE | TimerCtl::ISTATUS);
+        assert!(t.registers().el1_ptimer_asserted());
+        // With an offset of 100 the EL1 count is 400: not yet.
+        t.set_physical_offset(Ticks::new(100));
+        assert_eq!(t.registers().el1_physical_count(), 400);
+        assert_eq!(t.ptimer_ctl(), TimerCtl::ENABLE, "{mode:?}");
+        t.registers_mut().cntpct = 600;
+        assert_eq!(t.ptimer_ctl(), TimerCtl::ENABLE | TimerCtl::ISTATUS);
+    }
+}
+
+/// A vCPU with a direct physical timer on the fake registers, both host
+/// modes, with and without ECV and a VM offset: what load leaves in
+/// CNTHCTL_EL2/CNTPOFF_EL2 and the EL1 physical timer, and what put
+/// restores.
+#[test]
+fn vcpu_timer_with_a_direct_physical_timer_on_the_registers() {
+    use arch_timer_virt::mock::MockIrqChip;
+    use arch_timer_virt::{PhysTimerMode, TimerId, VcpuTimer, VmTimer};
+    const ECV: u64 = 1 << 12;
+    for (mode, bits) in [(HostMode::NonVhe, NVHE_BITS), (HostMode::Vhe, VHE_BITS)] {
+        for (ecv, offset) in [(0, 0), (0, 1000), (1, 0), (1, 1000)] {
+            let mut vm = VmTimer::new();
+            vm.set_phys_timer_mode(PhysTimerMode::Auto).unwrap();
+            vm.set_counter_offset(Ticks::new(offset));
+            let mut t = GenericTimer::detect(FakeRegisters::new(mode).with_ecv(ecv));
+            t.reset_cpu();
+            t.registers_mut().cntpct = 5000;
+            let mut chip = MockIrqChip::new();
+            chip.expect_map_virtual().returning(|_, _| Ok(()));
+            chip.expect_unmap_virtual().returning(|_| Ok(()));
+            chip.expect_set_host_active().returning(|_, _| Ok(()));
+            chip.expect_set_host_masked().returning(|_, _| Ok(()));
+            chip.expect_virtual_active().returning(|_| Ok(false));
+            chip.expect_set_virtual_level().returning(|_, _| Ok(()));
+            let mut vcpu = VcpuTimer::new();
+            vcpu.set_reg(
+                &vm,
+                &mut t,
+                &mut chip,
+                TimerId::Physical,
+                TimerReg::Cval,
+                4200,
+            )
+            .unwrap();
+            vcpu.set_reg(&vm, &mut t, &mut chip, TimerId::Physical, TimerReg::Ctl, 1)
+                .unwrap();
+            vcpu.load(&vm, &mut t, &mut chip).unwrap();
+            let direct = ecv == 1 || offset == 0;
+            let what = std::format!("{mode:?} ecv={ecv} offset={offset}");
+            assert_eq!(vcpu.is_direct(TimerId::Physical), direct, "{what}");
+            let r = t.registers();
+            assert_eq!(
+                r.cnthctl_el2 & bits,
+                if direct { bits } else { 0 },
+                "{what}"
+            );
+            let ecv_on = direct && ecv == 1 && offset != 0;
+            assert_eq!(r.cnthctl_el2 & ECV != 0, ecv_on, "{what}");
+            assert_eq!(r.cntpoff_el2, if ecv_on { offset } else { 0 }, "{what}");
+            if direct {
+                assert_eq!((r.el1_ptimer_cval, r.el1_ptimer_ctl), (4200, 1), "{what}");
+                assert_eq!(r.el1_physical_count(), 5000 - offset, "{what}");
+            } else {
+                assert_eq!(r.el1_ptimer_ctl, 0, "{what}: emulated, not on the hardware");
+            }
+            assert_eq!(r.undefined_accesses(), 0, "{what}");
+            assert_eq!(
+                vcpu.get_reg(&vm, &t, TimerId::Physical, TimerReg::Cnt),
+                5000 - offset,
+                "{what}"
+            );
+            let mut soft = MockSoftTimers::new();
+            soft.expect_cancel().return_const(());
+            vcpu.put(&mut t, &mut soft).unwrap();
+            let r = t.registers();
+            assert_eq!(r.el1_ptimer_ctl, 0, "{what}");
+            assert_eq!(r.cntpoff_el2, 0, "{what}");
+            assert_eq!(r.cnthctl_el2 & (bits | ECV), bits, "{what}");
+            assert_eq!(r.undefined_accesses(), 0, "{what}");
+        }
     }
 }
 
@@ -342,12 +514,21 @@ fn reset_cpu_disables_the_el1_vtimer_zeroes_cntvoff_and_allows_el1_access() {
         let mut t = timer(mode);
         let r = t.registers_mut();
         r.el1_vtimer_ctl = 1;
+        r.el1_ptimer_ctl = 1;
         r.el2_vtimer_ctl = 1;
+        r.cnthp_ctl_el2 = 1;
         r.cntvoff_el2 = 0xdead_beef;
         r.cnthctl_el2 = 0;
         t.reset_cpu();
         let r = t.registers();
         assert_eq!(r.el1_vtimer_ctl, 0, "{mode:?}");
+        assert_eq!(r.el1_ptimer_ctl, 0, "{mode:?}");
+        assert_eq!(r.cnthp_ctl_el2, 1, "{mode:?}: the hypervisor's timer too");
+        assert_eq!(
+            r.undefined_accesses(),
+            0,
+            "{mode:?}: no CNTPOFF_EL2 without ECV"
+        );
         assert_eq!(
             r.el2_vtimer_ctl, 1,
             "{mode:?}: the host's own timer is left alone"

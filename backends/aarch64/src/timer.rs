@@ -6,21 +6,23 @@ use arch_timer_virt::{Ticks, TimerCtl, TimerHw};
 
 use crate::Error;
 use crate::registers::{
-    self, CNTHCTL_NVHE_EL1PCEN, CNTHCTL_NVHE_EL1PCTEN, CNTHCTL_VHE_EL1PCTEN, CNTHCTL_VHE_EL1PTEN,
-    Register, RegisterFile, WritableRegister,
+    self, CNTHCTL_ECV, CNTHCTL_NVHE_EL1PCEN, CNTHCTL_NVHE_EL1PCTEN, CNTHCTL_VHE_EL1PCTEN,
+    CNTHCTL_VHE_EL1PTEN, Register, RegisterFile, WritableRegister,
 };
 
 /// How the host runs at EL2: `HCR_EL2.E2H`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HostMode {
     /// `HCR_EL2.E2H = 0`: a classic (split) hypervisor. The EL1 virtual
-    /// timer is `CNTV_CTL_EL0`/`CNTV_CVAL_EL0`; `CNTHCTL_EL2.EL1PCTEN`/
-    /// `EL1PCEN` are bits 0/1.
+    /// timer is `CNTV_CTL_EL0`/`CNTV_CVAL_EL0`, the EL1 physical timer
+    /// `CNTP_CTL_EL0`/`CNTP_CVAL_EL0`; `CNTHCTL_EL2.EL1PCTEN`/`EL1PCEN` are
+    /// bits 0/1.
     NonVhe,
-    /// `HCR_EL2.E2H = 1` (FEAT_VHE in use). From EL2, `CNTV_*_EL0` then name
-    /// the EL2 virtual timer (`CNTHV_*_EL2`), so the guest's EL1 virtual
-    /// timer is `CNTV_CTL_EL02`/`CNTV_CVAL_EL02`; `CNTHCTL_EL2.EL1PCTEN`/
-    /// `EL1PTEN` are bits 10/11.
+    /// `HCR_EL2.E2H = 1` (FEAT_VHE in use). From EL2, `CNTV_*_EL0` and
+    /// `CNTP_*_EL0` then name the EL2 timers (`CNTHV_*_EL2`,
+    /// `CNTHP_*_EL2`), so the guest's EL1 timers are `CNTV_*_EL02` and
+    /// `CNTP_*_EL02`; `CNTHCTL_EL2.EL1PCTEN`/`EL1PTEN` are bits 10/11
+    /// (Arm ARM D24.10, `CNTHCTL_EL2` with `FEAT_VHE` and E2H = 1).
     Vhe,
 }
 
@@ -73,6 +75,28 @@ impl HostMode {
     }
 }
 
+impl HostMode {
+    /// The register that reaches the guest's EL1 physical timer control
+    /// from EL2 in this mode.
+    #[must_use]
+    pub const fn ptimer_ctl_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntpCtlEl0,
+            Self::Vhe => WritableRegister::CntpCtlEl02,
+        }
+    }
+
+    /// The register that reaches the guest's EL1 physical timer compare
+    /// value from EL2 in this mode.
+    #[must_use]
+    pub const fn ptimer_cval_register(self) -> WritableRegister {
+        match self {
+            Self::NonVhe => WritableRegister::CntpCvalEl0,
+            Self::Vhe => WritableRegister::CntpCvalEl02,
+        }
+    }
+}
+
 impl fmt::Display for HostMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -115,6 +139,10 @@ pub struct GenericTimer<R> {
     regs: R,
     features: TimerFeatures,
     vhe_implemented: bool,
+    /// What [`reset_cpu`](GenericTimer::reset_cpu)'s probe found: whether
+    /// `CNTPOFF_EL2` really offsets the EL1 physical timer (`None`: not
+    /// probed).
+    offset_effective: Option<bool>,
 }
 
 impl<R: RegisterFile> GenericTimer<R> {
@@ -168,35 +196,87 @@ impl<R: RegisterFile> GenericTimer<R> {
                 frequency_hz,
             },
             vhe_implemented,
+            offset_effective: None,
         }
     }
 
     /// Puts this CPU's timer where the core expects it with no vCPU
-    /// loaded: the EL1 virtual timer disabled, `CNTVOFF_EL2` = 0 (its
-    /// reset value is UNKNOWN) and EL1 physical timer and counter access
-    /// allowed. Call it once per CPU before the first
-    /// [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
+    /// loaded: the EL1 virtual and physical timers disabled,
+    /// `CNTVOFF_EL2` = 0 (its reset value is UNKNOWN), with FEAT_ECV
+    /// `CNTPOFF_EL2` = 0 and `CNTHCTL_EL2.ECV` clear, and EL1 physical
+    /// timer and counter access allowed. Call it once per CPU before the
+    /// first [`VcpuTimer::load`](arch_timer_virt::VcpuTimer::load) there.
+    ///
+    /// With FEAT_ECV it first probes whether the physical offset takes
+    /// effect ([`physical_offset_effective`](Self::physical_offset_effective)):
+    /// the ID register says `CNTPOFF_EL2` exists, but the offset applies
+    /// only if EL3 allows it too (`SCR_EL3.ECVEn`, firmware's choice; QEMU
+    /// without an emulated EL3 leaves it clear). The probe enables the EL1
+    /// physical timer, masked, with a compare value that only the offset
+    /// count reaches, reads ISTATUS, and undoes it all.
     pub fn reset_cpu(&mut self) {
         self.set_vtimer_ctl(TimerCtl::empty());
+        self.set_ptimer_ctl(TimerCtl::empty());
+        if self.features.ecv {
+            self.offset_effective = Some(self.probe_physical_offset());
+        }
         self.set_virtual_offset(Ticks::ZERO);
+        self.set_physical_offset(Ticks::ZERO);
         self.set_el1_physical_access(true);
     }
 
-    /// Writes the physical offset, `CNTPOFF_EL2` (FEAT_ECV only).
-    ///
-    /// The offset applies to the EL1 physical counter and timer only while
-    /// `CNTHCTL_EL2.ECV` is set; this method does not change
-    /// `CNTHCTL_EL2`.
+    /// `reset_cpu`'s ECV probe (FEAT_ECV implemented, the EL1 physical
+    /// timer disabled): with an offset of `-2d` the EL1 count is `now +
+    /// 2d`, past a compare value of `now + d`; without it, `now` is not.
+    /// `d` is a count far beyond the probe's duration at any frequency.
+    fn probe_physical_offset(&mut self) -> bool {
+        const D: u64 = 1 << 40;
+        let now = self.physical_count();
+        // Never wraps in the counter's lifetime (2^64 - 2^41 ticks).
+        let cval = now.saturating_add(Ticks::new(D));
+        let _ = self.try_set_physical_offset(Ticks::new(D.wrapping_mul(2).wrapping_neg()));
+        self.set_ptimer_cval(cval);
+        self.regs.isb();
+        self.set_ptimer_ctl(TimerCtl::ENABLE | TimerCtl::IMASK);
+        self.regs.isb();
+        let effective = self.ptimer_ctl().contains(TimerCtl::ISTATUS);
+        self.set_ptimer_ctl(TimerCtl::empty());
+        self.regs.isb();
+        effective
+    }
+
+    /// What [`reset_cpu`](Self::reset_cpu)'s probe found: `Some(true)` if
+    /// `CNTPOFF_EL2` offsets the EL1 physical timer, `Some(false)` if
+    /// FEAT_ECV is implemented but the offset has no effect (EL3 keeps
+    /// `SCR_EL3.ECVEn` clear), `None` without FEAT_ECV or before the
+    /// probe.
+    #[must_use]
+    pub const fn physical_offset_effective(&self) -> Option<bool> {
+        self.offset_effective
+    }
+
+    /// Writes the physical offset, `CNTPOFF_EL2`, and sets
+    /// `CNTHCTL_EL2.ECV` exactly when it is not zero (FEAT_ECV only): the
+    /// checked form of [`TimerHw::set_physical_offset`].
     ///
     /// # Errors
     ///
     /// [`Error::EcvNotImplemented`] without FEAT_ECV (the register does not
-    /// exist and is not touched).
-    pub fn set_physical_offset(&mut self, offset: Ticks) -> Result<(), Error> {
+    /// exist and nothing is touched).
+    pub fn try_set_physical_offset(&mut self, offset: Ticks) -> Result<(), Error> {
         if !self.features.ecv {
             return Err(Error::EcvNotImplemented);
         }
         self.regs.write(WritableRegister::CntpoffEl2, offset.get());
+        let old = self.regs.read(Register::CnthctlEl2);
+        let new = if offset == Ticks::ZERO {
+            old & !CNTHCTL_ECV
+        } else {
+            old | CNTHCTL_ECV
+        };
+        if new != old {
+            self.regs.write(WritableRegister::CnthctlEl2, new);
+        }
         Ok(())
     }
 }
@@ -287,5 +367,36 @@ impl<R: RegisterFile> TimerHw for GenericTimer<R> {
         if new != old {
             self.regs.write(WritableRegister::CnthctlEl2, new);
         }
+    }
+
+    fn ptimer_ctl(&self) -> TimerCtl {
+        let reg = self.host_mode().ptimer_ctl_register();
+        TimerCtl::from_bits_retain(self.regs.read(reg.into()))
+    }
+
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        let reg = self.host_mode().ptimer_ctl_register();
+        self.regs.write(reg, ctl.writable().bits());
+    }
+
+    fn ptimer_cval(&self) -> Ticks {
+        let reg = self.host_mode().ptimer_cval_register();
+        Ticks::new(self.regs.read(reg.into()))
+    }
+
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        let reg = self.host_mode().ptimer_cval_register();
+        self.regs.write(reg, cval.get());
+    }
+
+    fn has_physical_offset(&self) -> bool {
+        // FEAT_ECV, and not found ineffective by `reset_cpu`'s probe.
+        self.features.ecv && self.offset_effective != Some(false)
+    }
+
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        // Without FEAT_ECV there is nothing to write (the trait's
+        // contract): the error is the expected "no such register".
+        let _absent = self.try_set_physical_offset(offset);
     }
 }

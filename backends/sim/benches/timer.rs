@@ -31,7 +31,20 @@ fn bench(c: &mut Criterion) {
             e.hardware_accesses(),
             e.vtimer_register_accesses()
         );
+        let mut direct = Library::with_direct_ptimer(op);
+        let d = direct.count(op);
+        println!(
+            "{}: with the physical timer direct: hardware accesses {} (vtimer registers {}, \
+             ptimer registers {})",
+            op.name(),
+            d.hardware_accesses(),
+            d.vtimer_register_accesses(),
+            d.ptimer_register_accesses()
+        );
         group.bench_function("library", |b| b.iter(|| lib.run(black_box(op))));
+        group.bench_function("library, direct ptimer", |b| {
+            b.iter(|| direct.run(black_box(op)));
+        });
         group.bench_function("eager", |b| b.iter(|| eager.run(black_box(op))));
         group.finish();
     }

@@ -127,6 +127,29 @@ fn main() {
         };
         println!("{}:\n  library: {l}\n  eager:   {e}{note}", op.name());
     }
+    println!(
+        "\nwith the physical timer direct (the timer map; for the line-high round trip the \
+         physical timer's line is the high one):"
+    );
+    println!(
+        "{:<26} | {:>9} {:>9} {:>9} | {:>9}",
+        "operation", "lib hw", "lib vtmr", "lib ptmr", "lib ns"
+    );
+    for op in Op::ALL {
+        let mut direct = Library::with_direct_ptimer(op);
+        let d = direct.count(op);
+        let n = if op == Op::Slice { 20_000 } else { 200_000 };
+        let ns = median_ns(|| direct.run(black_box(op)), n);
+        println!(
+            "{:<26} | {:>9} {:>9} {:>9} | {:>9.1}",
+            op.name(),
+            d.hardware_accesses(),
+            d.vtimer_register_accesses(),
+            d.ptimer_register_accesses(),
+            ns
+        );
+        println!("  {d}");
+    }
     println!("\nmemory a hypervisor pays:");
     println!(
         "  size_of::<VcpuTimer>()    = {} bytes per vCPU",

@@ -7,8 +7,8 @@ use core::fmt;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
-    ConfigError, Error, Forwarding, HostIrq, IntId, Residency, SoftTimer, Ticks, TimerId, TimerReg,
-    VcpuTimer, VmTimer, Wakeup,
+    ConfigError, Error, Forwarding, HostIrq, IntId, PhysTimerMode, Residency, SoftTimer, Ticks,
+    TimerId, TimerReg, VcpuTimer, VmTimer, Wakeup,
 };
 
 use crate::guest::{Guest, GuestOp};
@@ -226,6 +226,12 @@ pub struct Vcpu {
     raises_seen: u64,
     ptimer_raises_seen: u64,
     refires: u64,
+    /// The direct physical timer's counts, as `asserted`, `expiries`,
+    /// `host_irqs` and `refires` are the virtual timer's.
+    p_asserted: bool,
+    p_expiries: u64,
+    p_host_irqs: u64,
+    p_refires: u64,
 }
 
 impl Vcpu {
@@ -315,6 +321,18 @@ pub struct Stats {
     /// `handle_host_irq` calls that returned an injected interrupt
     /// controller error ([`Step::ChipFault`]).
     pub chip_errors: u64,
+    /// `load` calls that made the physical timer direct (the timer map).
+    pub ptimer_direct_loads: u64,
+    /// `load` calls that kept the physical timer emulated.
+    pub ptimer_emulated_loads: u64,
+    /// Guest writes to a direct physical timer (on the hardware, no trap).
+    pub ptimer_direct_writes: u64,
+    /// Host interrupts of the direct physical timer's PPI that raised its
+    /// line.
+    pub ptimer_host_raised: u64,
+    /// Direct physical timers turned emulated by an offset the CPU could
+    /// not apply (no FEAT_ECV), in `set_reg`.
+    pub ptimer_demotions: u64,
 }
 
 impl core::ops::AddAssign for Stats {
@@ -352,6 +370,19 @@ impl core::ops::AddAssign for Stats {
             .resets_in_handler
             .saturating_add(other.resets_in_handler);
         self.chip_errors = self.chip_errors.saturating_add(other.chip_errors);
+        self.ptimer_direct_loads = self
+            .ptimer_direct_loads
+            .saturating_add(other.ptimer_direct_loads);
+        self.ptimer_emulated_loads = self
+            .ptimer_emulated_loads
+            .saturating_add(other.ptimer_emulated_loads);
+        self.ptimer_direct_writes = self
+            .ptimer_direct_writes
+            .saturating_add(other.ptimer_direct_writes);
+        self.ptimer_host_raised = self
+            .ptimer_host_raised
+            .saturating_add(other.ptimer_host_raised);
+        self.ptimer_demotions = self.ptimer_demotions.saturating_add(other.ptimer_demotions);
     }
 }
 
@@ -395,6 +426,10 @@ impl Hypervisor {
                     raises_seen: 0,
                     ptimer_raises_seen: 0,
                     refires: 0,
+                    p_asserted: false,
+                    p_expiries: 0,
+                    p_host_irqs: 0,
+                    p_refires: 0,
                 })
                 .collect(),
             vm,
@@ -437,6 +472,43 @@ impl Hypervisor {
     /// `ConfigError::ConfigLocked` once a vCPU has been loaded.
     pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<(), ConfigError> {
         self.vm.set_forwarding(forwarding)
+    }
+
+    /// Whether the VM's physical timer may be direct
+    /// (`VmTimer::set_phys_timer_mode`; [`PhysTimerMode::Emulated`] by
+    /// default). With [`PhysTimerMode::Auto`] each `load` decides: the
+    /// guest then writes a direct physical timer on the model CPU's EL1
+    /// physical timer (no trap), and the host takes its PPI
+    /// ([`Machine::ptimer_ppi`]) and hands it to `handle_timer_irq`.
+    ///
+    /// # Errors
+    ///
+    /// `ConfigError::ConfigLocked` once a vCPU has been loaded.
+    pub fn set_phys_timer_mode(&mut self, mode: PhysTimerMode) -> Result<(), ConfigError> {
+        self.vm.set_phys_timer_mode(mode)
+    }
+
+    /// Gives the model CPUs FEAT_ECV (`CNTPOFF_EL2`) or takes it away.
+    pub fn set_ecv(&mut self, ecv: bool) {
+        let mut features = self.machine.ports(0, 0).timer.features();
+        features.ecv = ecv;
+        self.machine.set_features(features);
+    }
+
+    /// Whether `vcpu`'s physical timer is direct (as its last `load` or a
+    /// later `set_reg` left it).
+    fn ptimer_direct(&self, vcpu: usize) -> bool {
+        self.vcpus[vcpu].timer.is_direct(TimerId::Physical)
+    }
+
+    /// The guest intid of `timer`.
+    fn intid(&self, timer: TimerId) -> IntId {
+        // `TimerId` is non-exhaustive: the model has these two timers.
+        if timer == TimerId::Virtual {
+            self.vm.virtual_irq()
+        } else {
+            self.vm.physical_irq()
+        }
     }
 
     /// With [`Forwarding::Masking`], the VMM's part: the line levels the
@@ -588,13 +660,36 @@ impl Hypervisor {
                 };
                 let now = self.machine.now();
                 if let Some((reg, value)) = self.vcpus[vcpu].guest.trapped_write(op, now) {
-                    self.trap(cpu, vcpu, reg, value)?;
+                    if self.ptimer_direct(vcpu) {
+                        self.direct_ptimer_write(cpu, vcpu, reg, value);
+                    } else {
+                        self.trap(cpu, vcpu, reg, value)?;
+                    }
                     return Ok(true);
                 }
                 let vintid = self.vm.virtual_irq();
+                let pintid = self.vm.physical_irq();
                 let before = self.machine.virtual_irq(vcpu, vintid).deactivations;
+                let p_before = self.machine.virtual_irq(vcpu, pintid).deactivations;
+                let p_direct = self.ptimer_direct(vcpu);
                 let v = &mut self.vcpus[vcpu];
                 v.guest.perform(op, &mut self.machine, vcpu, cpu);
+                let pirq = self.machine.virtual_irq(vcpu, pintid);
+                if p_direct && pirq.deactivations > p_before {
+                    // The direct physical timer's interrupt, as the virtual
+                    // timer's below.
+                    let asserted = v.guest.ptimer().asserted(self.machine.now());
+                    if asserted {
+                        v.p_refires = v.p_refires.saturating_add(1);
+                    }
+                    if self.vm.forwarding() == Forwarding::Masking
+                        && !asserted
+                        && pirq.raises > v.ptimer_raises_seen
+                    {
+                        v.ptimer_raises_seen = pirq.raises;
+                        self.stats.stale_repends = self.stats.stale_repends.saturating_add(1);
+                    }
+                }
                 let virq = self.machine.virtual_irq(vcpu, vintid);
                 let asserted = v.guest.timer().asserted(self.machine.now());
                 if virq.deactivations > before {
@@ -647,7 +742,8 @@ impl Hypervisor {
                     self.run_handler(cpu)?;
                     return Ok(true);
                 }
-                if !self.machine.timer_irq_signalled(cpu) {
+                if !self.machine.timer_irq_signalled(cpu) && !self.machine.ptimer_irq_signalled(cpu)
+                {
                     return Ok(false);
                 }
                 self.host_irq(cpu, false)?;
@@ -676,7 +772,8 @@ impl Hypervisor {
                     self.take_exception(cpu, true)?;
                     return Ok(true);
                 }
-                if !self.machine.timer_irq_signalled(cpu) {
+                if !self.machine.timer_irq_signalled(cpu) && !self.machine.ptimer_irq_signalled(cpu)
+                {
                     return Ok(false);
                 }
                 self.take_exception(cpu, false)?;
@@ -773,6 +870,7 @@ impl Hypervisor {
         for vcpu in 0..self.vcpus.len() {
             if let Some(cpu) = self.vcpus[vcpu].cpu {
                 let v = &mut self.vcpus[vcpu];
+                let was_direct = v.timer.is_direct(TimerId::Physical);
                 let mut p = self.machine.ports(cpu, vcpu);
                 let ctl = v
                     .timer
@@ -787,6 +885,9 @@ impl Hypervisor {
                         ctl,
                     )
                     .map_err(|e| library("set_reg taking the offset", e))?;
+                if was_direct && !v.timer.is_direct(TimerId::Physical) {
+                    self.stats.ptimer_demotions = self.stats.ptimer_demotions.saturating_add(1);
+                }
                 self.sync_user_levels(vcpu);
                 self.stats.offsets_taken_loaded = self.stats.offsets_taken_loaded.saturating_add(1);
             }
@@ -829,6 +930,17 @@ impl Hypervisor {
                     ),
                 ));
             }
+            let pirq = self.machine.virtual_irq(vcpu, self.vm.physical_irq());
+            let ptruth = v.guest.ptimer();
+            if v.timer.is_direct(TimerId::Physical) && pirq.line && !ptruth.asserted(now) {
+                return Err(violation(
+                    Invariant::EarlyInterrupt,
+                    format!(
+                        "after {what}, vCPU {vcpu} on CPU {cpu} has its direct physical timer \
+                         line high at {now} but its timer is {ptruth:?}"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -844,7 +956,7 @@ impl Hypervisor {
         // An unloaded vCPU is reset through any CPU's view; that CPU's
         // timer must not be touched.
         let cpu = loaded_on.unwrap_or(0);
-        let before = loaded_on.is_none().then(|| self.machine.cpu(cpu).timer);
+        let before = loaded_on.is_none().then(|| timer_state(&self.machine, cpu));
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
@@ -855,7 +967,7 @@ impl Hypervisor {
         self.machine.reset_virtual_irq(vcpu, self.vm.physical_irq());
         self.sync_user_levels(vcpu);
         if let Some(before) = before
-            && before != self.machine.cpu(cpu).timer
+            && before != timer_state(&self.machine, cpu)
         {
             return Err(violation(
                 Invariant::OneHome,
@@ -867,6 +979,27 @@ impl Hypervisor {
             self.stats.resets_in_handler = self.stats.resets_in_handler.saturating_add(1);
         }
         self.check_line_follows(vcpu, "the reset")
+    }
+
+    /// The guest's write of `value` to its direct physical timer's register
+    /// `reg`: on the CPU's EL1 physical timer, no exit.
+    fn direct_ptimer_write(&mut self, cpu: usize, vcpu: usize, reg: TimerSysReg, value: u64) {
+        match reg {
+            TimerSysReg::PhysicalCval => {
+                self.machine.guest_write_ptimer_cval(cpu, Ticks::new(value))
+            }
+            TimerSysReg::PhysicalTval => {
+                #[allow(clippy::cast_possible_truncation)] // TVAL is the low 32 bits
+                let tval = (value as u32).cast_signed();
+                self.machine.guest_write_ptimer_tval(cpu, tval);
+            }
+            TimerSysReg::PhysicalCtl => self.machine.guest_write_ptimer_ctl(cpu, value),
+            _ => return,
+        }
+        self.vcpus[vcpu]
+            .guest
+            .wrote_ptimer(reg, value, self.machine.now());
+        self.stats.ptimer_direct_writes = self.stats.ptimer_direct_writes.saturating_add(1);
     }
 
     /// The guest's write of `value` to the physical timer register `reg`
@@ -946,7 +1079,7 @@ impl Hypervisor {
         if loaded_on.is_some() {
             self.stats.loaded_restores = self.stats.loaded_restores.saturating_add(1);
         }
-        let before = loaded_on.is_none().then(|| self.machine.cpu(cpu).timer);
+        let before = loaded_on.is_none().then(|| timer_state(&self.machine, cpu));
         let mut p = self.machine.ports(cpu, vcpu);
         let mut writes = saved.clone();
         // Six writes: rotate by `order`, and reverse for odd `order / 6`.
@@ -976,7 +1109,7 @@ impl Hypervisor {
             }
         }
         if let Some(before) = before
-            && before != self.machine.cpu(cpu).timer
+            && before != timer_state(&self.machine, cpu)
         {
             return Err(violation(
                 Invariant::OneHome,
@@ -1000,6 +1133,11 @@ impl Hypervisor {
             .load(&self.vm, &mut p.timer, &mut p.gic)
             .map_err(|e| library("load", e))?;
         v.cpu = Some(cpu);
+        if v.timer.is_direct(TimerId::Physical) {
+            self.stats.ptimer_direct_loads = self.stats.ptimer_direct_loads.saturating_add(1);
+        } else {
+            self.stats.ptimer_emulated_loads = self.stats.ptimer_emulated_loads.saturating_add(1);
+        }
         self.sync_user_levels(vcpu);
         let v = &mut self.vcpus[vcpu];
         self.on_cpu[cpu] = Some(vcpu);
@@ -1026,6 +1164,7 @@ impl Hypervisor {
         };
         let v = &mut self.vcpus[vcpu];
         let saved = v.timer.vtimer().residency() == Residency::Memory;
+        let p_saved = v.timer.ptimer().residency() == Residency::Memory;
         let before = self.machine.counters();
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
@@ -1040,6 +1179,16 @@ impl Hypervisor {
             return Err(violation(
                 Invariant::OneHome,
                 format!("put of vCPU {vcpu}, whose timer was saved, touched it again: {made}"),
+            ));
+        }
+        let p_touched = made.pctl_reads + made.pctl_writes + made.pcval_reads + made.pcval_writes;
+        if p_saved && p_touched != 0 {
+            return Err(violation(
+                Invariant::OneHome,
+                format!(
+                    "put of vCPU {vcpu}, whose physical timer was saved (or emulated), touched \
+                     the hardware one: {made}"
+                ),
             ));
         }
         if !self.machine.cpu(cpu).timer.el1_physical_access {
@@ -1070,10 +1219,10 @@ impl Hypervisor {
             .map_err(|e| library("before_entry", e))?;
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
-        if made.vtimer_register_accesses() != 0 {
+        if made.vtimer_register_accesses() != 0 || made.ptimer_register_accesses() != 0 {
             return Err(violation(
                 Invariant::QuietHotPath,
-                format!("before_entry touched virtual timer registers: {made}"),
+                format!("before_entry touched timer registers: {made}"),
             ));
         }
         if self.resample {
@@ -1094,6 +1243,10 @@ impl Hypervisor {
         // The model's line, not the library's own record of it: a library
         // that lost track of the line it set must not earn the allowance.
         let high = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line;
+        // With Masking the model's line is the VMM's copy, set from the
+        // library's levels: the same thing.
+        let p_high = v.timer.is_direct(TimerId::Physical)
+            && self.machine.virtual_irq(vcpu, self.vm.physical_irq()).line;
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
@@ -1101,10 +1254,48 @@ impl Hypervisor {
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
         check_quiet_exit(high, &made)?;
+        check_quiet_ptimer_exit(p_high, &made)?;
         if high && !self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line {
             self.stats.exit_lowered = self.stats.exit_lowered.saturating_add(1);
         }
-        self.check_line_after_exit(cpu, vcpu)
+        self.check_line_after_exit(cpu, vcpu)?;
+        if self.ptimer_direct(vcpu) {
+            self.check_direct_ptimer_after_exit(cpu, vcpu)?;
+        }
+        Ok(())
+    }
+
+    /// [`check_line_after_exit`](Self::check_line_after_exit) for a direct
+    /// physical timer and its PPI.
+    fn check_direct_ptimer_after_exit(&self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
+        let now = self.machine.now();
+        let pirq = self.machine.virtual_irq(vcpu, self.vm.physical_irq());
+        let truth = self.vcpus[vcpu].guest.ptimer();
+        let asserted = truth.asserted(now);
+        let ppi_id = self.machine.ptimer_ppi();
+        let ppi = self.machine.cpu(cpu).ppis.get(ppi_id);
+        if pirq.line && !asserted {
+            return Err(violation(
+                Invariant::EarlyInterrupt,
+                format!(
+                    "after_exit left vCPU {vcpu}'s direct physical timer line high on CPU {cpu} \
+                     at {now} but the guest's timer is {truth:?}"
+                ),
+            ));
+        }
+        let held = ppi.active && (pirq.state.is_active() || self.handler_due[cpu] == Some(ppi_id));
+        if asserted && !pirq.line && !self.machine.ptimer_irq_signalled(cpu) && !held {
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!(
+                    "after_exit left vCPU {vcpu}'s direct physical timer line low on CPU {cpu} \
+                     at {now} with the timer asserted ({truth:?}) and its PPI neither \
+                     signalled nor held ({ppi:?}, virtual {:?})",
+                    pirq.state
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Invariant 1 at the end of an exit, after `after_exit`: the virtual
@@ -1193,6 +1384,8 @@ impl Hypervisor {
         let before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
         let v = &mut self.vcpus[vcpu];
         let saved = v.timer.vtimer().residency() == Residency::Memory;
+        let p_saved = v.timer.is_direct(TimerId::Physical)
+            && v.timer.ptimer().residency() == Residency::Memory;
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
@@ -1209,7 +1402,7 @@ impl Hypervisor {
         let now = self.machine.now();
         let truth = v.guest.timer();
         let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
-        if self.raised_since(vcpu, before) {
+        if raised_between(before, virq) {
             self.stats.unblock_raised = self.stats.unblock_raised.saturating_add(1);
         }
         if saved
@@ -1225,6 +1418,24 @@ impl Hypervisor {
                     "unblock of vCPU {vcpu} on CPU {cpu} at {now}: the guest's timer is asserted \
                      ({truth:?}) but its virtual interrupt is {:?} (line {})",
                     virq.state, virq.line
+                ),
+            ));
+        }
+        let ptruth = v.guest.ptimer();
+        let pirq = self.machine.virtual_irq(vcpu, self.vm.physical_irq());
+        if p_saved
+            && ptruth.asserted(now)
+            && !matches!(
+                pirq.state,
+                VirtualState::Pending | VirtualState::Active | VirtualState::ActivePending
+            )
+        {
+            return Err(violation(
+                Invariant::LostInterrupt,
+                format!(
+                    "unblock of vCPU {vcpu} on CPU {cpu} at {now}: its direct physical timer is \
+                     asserted ({ptruth:?}) but its interrupt is {:?} (line {})",
+                    pirq.state, pirq.line
                 ),
             ));
         }
@@ -1248,8 +1459,10 @@ impl Hypervisor {
     /// Whether vCPU `vcpu`'s virtual timer line went up, or its interrupt
     /// was made pending, since the state `before`.
     fn raised_since(&self, vcpu: usize, before: VirtualIrq) -> bool {
-        let now = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
-        (now.line && !before.line) || now.raises > before.raises
+        raised_between(
+            before,
+            self.machine.virtual_irq(vcpu, self.vm.virtual_irq()),
+        )
     }
 
     /// The host takes the IRQ exception [`Step::Signal`] announced on
@@ -1321,12 +1534,27 @@ impl Hypervisor {
         };
         self.machine.host_priority_drop(cpu, ppi);
         if !late && let Some(vcpu) = self.on_cpu[cpu] {
-            self.check_no_storm(cpu, vcpu)?;
+            let timer = self.timer_of_ppi(vcpu, ppi);
+            self.check_no_storm_of(cpu, vcpu, timer)?;
         }
         Ok(Some(ppi))
     }
 
-    /// `handle_host_irq` on the vCPU loaded on `cpu` for the interrupt the
+    /// Which of `vcpu`'s timers the host PPI `ppi` belongs to: the
+    /// library's answer for a direct timer's PPI; otherwise by the model's
+    /// wiring (the physical timer's PPI reaching an emulated timer is
+    /// stale, and the library finds it spurious).
+    fn timer_of_ppi(&self, vcpu: usize, ppi: IntId) -> TimerId {
+        self.vcpus[vcpu].timer.timer_for_host_ppi(ppi).unwrap_or(
+            if ppi == self.machine.ptimer_ppi() {
+                TimerId::Physical
+            } else {
+                TimerId::Virtual
+            },
+        )
+    }
+
+    /// `handle_timer_irq` on the vCPU loaded on `cpu` for the interrupt the
     /// last exception there acknowledged, if its handler is due.
     fn run_handler(&mut self, cpu: usize) -> Result<(), Violation> {
         let Some(ppi) = self.handler_due[cpu].take() else {
@@ -1337,15 +1565,20 @@ impl Hypervisor {
             self.machine.host_deactivate(cpu, ppi);
             return Ok(());
         };
-        let line_before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line;
+        let timer = self.timer_of_ppi(vcpu, ppi);
+        let line_before = self.machine.virtual_irq(vcpu, self.intid(timer)).line;
         let active_before = self.machine.cpu(cpu).ppis.get(ppi).active;
         let v = &mut self.vcpus[vcpu];
-        v.host_irqs = v.host_irqs.saturating_add(1);
+        if timer == TimerId::Virtual {
+            v.host_irqs = v.host_irqs.saturating_add(1);
+        } else {
+            v.p_host_irqs = v.p_host_irqs.saturating_add(1);
+        }
         let fault = self.pending_fault.take();
         self.machine.inject_chip_fault(fault);
         let fired = self.machine.chip_faults_fired();
         let mut p = self.machine.ports(cpu, vcpu);
-        let result = v.timer.handle_host_irq(&mut p.timer, &mut p.gic);
+        let result = v.timer.handle_timer_irq(timer, &mut p.timer, &mut p.gic);
         self.machine.inject_chip_fault(None);
         let result = match result {
             Ok(result) => result,
@@ -1353,7 +1586,11 @@ impl Hypervisor {
                 // The run loop logs it and carries on. The host may take
                 // the PPI once more for this expiry (the library released
                 // it to retry): no storm.
-                v.refires = v.refires.saturating_add(1);
+                if timer == TimerId::Virtual {
+                    v.refires = v.refires.saturating_add(1);
+                } else {
+                    v.p_refires = v.p_refires.saturating_add(1);
+                }
                 self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
                 self.sync_user_levels(vcpu);
                 return Ok(());
@@ -1362,6 +1599,10 @@ impl Hypervisor {
         };
         self.sync_user_levels(vcpu);
         match result {
+            HostIrq::Raised if timer == TimerId::Physical => {
+                self.stats.ptimer_host_raised = self.stats.ptimer_host_raised.saturating_add(1);
+                self.wake(vcpu)?;
+            }
             HostIrq::Raised => {
                 self.stats.raised = self.stats.raised.saturating_add(1);
                 if line_before {
@@ -1387,10 +1628,15 @@ impl Hypervisor {
     /// behind the physical PPI's back, so only the count in `check`
     /// applies.)
     fn check_no_storm(&self, cpu: usize, vcpu: usize) -> Result<(), Violation> {
-        match self.storm_state(vcpu) {
+        self.check_no_storm_of(cpu, vcpu, TimerId::Virtual)
+    }
+
+    /// [`check_no_storm`](Self::check_no_storm) for `timer`'s PPI.
+    fn check_no_storm_of(&self, cpu: usize, vcpu: usize, timer: TimerId) -> Result<(), Violation> {
+        match self.storm_state_of(vcpu, timer) {
             Some(why) => Err(violation(
                 Invariant::Storm,
-                format!("host took the vtimer PPI on CPU {cpu} while {why}"),
+                format!("host took the {timer:?} timer's PPI on CPU {cpu} while {why}"),
             )),
             None => Ok(()),
         }
@@ -1401,7 +1647,17 @@ impl Hypervisor {
     /// interrupt (pending or active); with [`Forwarding::Masking`], the
     /// line is high (the library masks the PPI for as long as it is).
     fn storm_state(&self, vcpu: usize) -> Option<String> {
-        let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
+        self.storm_state_of(vcpu, TimerId::Virtual)
+    }
+
+    /// [`storm_state`](Self::storm_state) for `timer`'s interrupt. An
+    /// emulated physical timer's PPI is never taken for the vCPU (its
+    /// hardware timer is disabled): nothing to say.
+    fn storm_state_of(&self, vcpu: usize, timer: TimerId) -> Option<String> {
+        if timer == TimerId::Physical && !self.ptimer_direct(vcpu) {
+            return None;
+        }
+        let virq = self.machine.virtual_irq(vcpu, self.intid(timer));
         match self.vm.forwarding() {
             Forwarding::Masking if virq.line => Some(format!(
                 "vCPU {vcpu}'s virtual line is high ({:?})",
@@ -1489,6 +1745,30 @@ impl Hypervisor {
                 ),
             ));
         }
+        let c = self.machine.cpu(cpu);
+        let p_live = self.on_cpu[cpu]
+            .map(|vcpu| &self.vcpus[vcpu])
+            .filter(|v| v.timer.ptimer().residency() == Residency::Hardware);
+        if p_live.is_none() && c.ptimer.ctl.is_enabled() {
+            return Err(violation(
+                Invariant::OneHome,
+                format!(
+                    "CPU {cpu}'s EL1 physical timer is enabled ({:?}) but holds no vCPU's live \
+                     state",
+                    c.ptimer.ctl
+                ),
+            ));
+        }
+        if self.on_cpu[cpu].is_none() && (c.ecv_enabled || c.ptimer.offset != Ticks::ZERO) {
+            return Err(violation(
+                Invariant::OneHome,
+                format!(
+                    "CNTPOFF_EL2 = {} (ECV {}) on CPU {cpu} with no vCPU loaded",
+                    c.ptimer.offset.get(),
+                    c.ecv_enabled
+                ),
+            ));
+        }
         if live.is_none() && regs.ctl.is_enabled() {
             return Err(violation(
                 Invariant::OneHome,
@@ -1501,14 +1781,31 @@ impl Hypervisor {
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
         };
-        // The guest's CNTP_* accesses must trap, or it reaches the host's
-        // physical timer instead of its emulated one.
-        if regs.el1_physical_access {
+        // The guest's CNTP_* accesses must trap while its physical timer is
+        // emulated, or it reaches the hardware timer instead; a direct one
+        // is reached without a trap.
+        let direct = self.ptimer_direct(vcpu);
+        if regs.el1_physical_access != direct {
             return Err(violation(
                 Invariant::OneHome,
                 format!(
-                    "vCPU {vcpu} is loaded on CPU {cpu} with EL1 physical timer access allowed"
+                    "vCPU {vcpu} is loaded on CPU {cpu} with its physical timer {} and EL1 \
+                     physical timer access {}",
+                    if direct { "direct" } else { "emulated" },
+                    if regs.el1_physical_access {
+                        "allowed"
+                    } else {
+                        "trapped"
+                    }
                 ),
+            ));
+        }
+        if self.machine.ptimer_irq_signalled(cpu)
+            && let Some(why) = self.storm_state_of(vcpu, TimerId::Physical)
+        {
+            return Err(violation(
+                Invariant::Storm,
+                format!("the physical timer's PPI is signalled on CPU {cpu} while {why}"),
             ));
         }
         // Invariant 2 at every step, not only when the host happens to take
@@ -1650,13 +1947,30 @@ impl Hypervisor {
         self.check_ptimer(vcpu, now)
     }
 
-    /// The invariants for the emulated physical timer of `vcpu`.
+    /// The invariants for the physical timer of `vcpu`, direct or emulated.
     fn check_ptimer(&mut self, vcpu: usize, now: Ticks) -> Result<(), Violation> {
         let pintid = self.vm.physical_irq();
         let pirq = self.machine.virtual_irq(vcpu, pintid);
+        let direct = self.ptimer_direct(vcpu);
         let v = &mut self.vcpus[vcpu];
         let truth = v.guest.ptimer();
         let asserted = truth.asserted(now);
+        // Invariant 2, counted, for the direct timer's PPI (an emulated
+        // timer's PPI is never taken for it).
+        if asserted && !v.p_asserted {
+            v.p_expiries = v.p_expiries.saturating_add(1);
+        }
+        v.p_asserted = asserted;
+        if v.p_host_irqs > v.p_expiries.saturating_add(v.p_refires) {
+            return Err(violation(
+                Invariant::Storm,
+                format!(
+                    "vCPU {vcpu}: {} host physical timer interrupts for {} expiries and {} \
+                     deactivations with the timer still asserted",
+                    v.p_host_irqs, v.p_expiries, v.p_refires
+                ),
+            ));
+        }
         // Not early: every raise with the condition met.
         if pirq.raises > v.ptimer_raises_seen {
             self.stats.ptimer_raised = self
@@ -1673,8 +1987,58 @@ impl Hypervisor {
                 ));
             }
         }
-        // Its state lives in memory, as the guest wrote it.
         let ctx = v.timer.ptimer();
+        match (ctx.residency(), v.cpu) {
+            (Residency::Hardware, None) => {
+                return Err(violation(
+                    Invariant::OneHome,
+                    format!("vCPU {vcpu}'s physical timer claims the hardware but is not loaded"),
+                ));
+            }
+            (Residency::Hardware, Some(cpu)) => {
+                // On the hardware, as the guest wrote it, counting what the
+                // guest counts (CNTPOFF_EL2 applied with ECV).
+                let regs = self.machine.cpu(cpu).effective_ptimer();
+                let count = regs.virtual_count(now);
+                if !direct
+                    || regs.ctl != truth.ctl.writable()
+                    || regs.cval != truth.cval
+                    || count != truth.virtual_count(now)
+                {
+                    return Err(violation(
+                        Invariant::Migration,
+                        format!(
+                            "vCPU {vcpu} on CPU {cpu} (direct {direct}): hardware physical timer \
+                             CTL {:?} CVAL {} count {}, guest wrote {truth:?} and counts {}",
+                            regs.ctl,
+                            regs.cval.get(),
+                            count.get(),
+                            truth.virtual_count(now).get()
+                        ),
+                    ));
+                }
+                // While the guest runs, an asserted timer is delivered or
+                // its PPI signalled, as for the virtual timer.
+                if self.in_guest[cpu]
+                    && asserted
+                    && pirq.state == VirtualState::Inactive
+                    && !self.machine.ptimer_irq_signalled(cpu)
+                {
+                    return Err(violation(
+                        Invariant::LostInterrupt,
+                        format!(
+                            "vCPU {vcpu} runs on CPU {cpu} with its direct physical timer \
+                             asserted ({truth:?}, now {now}), nothing pending and its PPI not \
+                             signalled"
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+            (Residency::Memory, _) => {}
+        }
+        // Saved (a direct timer of a sleeping or unloaded vCPU) or
+        // emulated: in memory, as the guest wrote it.
         if ctx.ctl().writable() != truth.ctl.writable() || ctx.cval() != truth.cval {
             return Err(violation(
                 Invariant::Migration,
@@ -1685,11 +2049,13 @@ impl Hypervisor {
                 ),
             ));
         }
-        // While the guest runs, the line is high exactly while the
-        // condition holds: raised at the entry, by the soft timer or by a
-        // trapped write, lowered by a trapped write.
+        // While the guest runs, the emulated timer's line is high exactly
+        // while the condition holds: raised at the entry, by the soft timer
+        // or by a trapped write, lowered by a trapped write. (A direct
+        // timer runs on the hardware while the guest does.)
         if let Some(cpu) = v.cpu
             && self.in_guest[cpu]
+            && !direct
         {
             if ctx.count(now) != truth.virtual_count(now) {
                 return Err(violation(
@@ -1722,11 +2088,46 @@ impl Hypervisor {
     }
 }
 
+/// Whether a virtual line went up, or its interrupt was made pending,
+/// between the states `before` and `now`.
+const fn raised_between(before: VirtualIrq, now: VirtualIrq) -> bool {
+    (now.line && !before.line) || now.raises > before.raises
+}
+
+/// `cpu`'s timer registers: both timers and the ECV enable.
+fn timer_state(machine: &Machine, cpu: usize) -> (crate::TimerRegs, crate::TimerRegs, bool) {
+    let c = machine.cpu(cpu);
+    (c.timer, c.ptimer, c.ecv_enabled)
+}
+
 /// The earliest expiry of `guest`'s two timers, as seen from `now`.
 fn earliest_expiry(guest: &Guest, now: Ticks) -> Option<Ticks> {
     match (guest.timer().expiry(now), guest.ptimer().expiry(now)) {
         (Some(v), Some(p)) => Some(v.min(p)),
         (v, p) => v.or(p),
+    }
+}
+
+/// Invariant 4 for one `after_exit` and the direct physical timer:
+/// `high` is its line level at the start (false if it is emulated), `made`
+/// the accesses it made.
+fn check_quiet_ptimer_exit(high: bool, made: &Counters) -> Result<(), Violation> {
+    let writes = made.pctl_writes + made.pcval_writes + made.poffset_writes;
+    let ok = if high {
+        writes == 0 && made.pctl_reads <= 1 && made.pcval_reads <= 1
+    } else {
+        made.ptimer_register_accesses() == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(violation(
+            Invariant::QuietHotPath,
+            format!(
+                "after_exit with the physical timer line {}: {made}",
+                if high { "high" } else { "low" }
+            ),
+        ))
     }
 }
 

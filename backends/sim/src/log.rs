@@ -28,6 +28,16 @@ pub enum Access {
     Barrier,
     /// `CNTHCTL_EL2` write of the EL1 physical timer/counter access bits.
     WriteEl1PhysicalAccess(bool),
+    /// EL1 `CNTP_CTL` read, with the value returned (ISTATUS included).
+    ReadPtimerCtl(TimerCtl),
+    /// EL1 `CNTP_CTL` write.
+    WritePtimerCtl(TimerCtl),
+    /// EL1 `CNTP_CVAL` read.
+    ReadPtimerCval(Ticks),
+    /// EL1 `CNTP_CVAL` write.
+    WritePtimerCval(Ticks),
+    /// `CNTPOFF_EL2` write (and `CNTHCTL_EL2.ECV`).
+    WritePhysicalOffset(Ticks),
     /// Physical PPI active state set or cleared (`ISACTIVER`/`ICACTIVER`).
     SetHostActive {
         /// The PPI.
@@ -98,6 +108,11 @@ impl fmt::Display for Access {
                 let what = if a { "allow" } else { "trap" };
                 write!(f, "write CNTHCTL_EL2  <- {what} EL1 physical timer/counter")
             }
+            Self::ReadPtimerCtl(c) => write!(f, "read  CNTP_CTL     = {c:?}"),
+            Self::WritePtimerCtl(c) => write!(f, "write CNTP_CTL     <- {c:?}"),
+            Self::ReadPtimerCval(t) => write!(f, "read  CNTP_CVAL    = {}", t.get()),
+            Self::WritePtimerCval(t) => write!(f, "write CNTP_CVAL    <- {}", t.get()),
+            Self::WritePhysicalOffset(t) => write!(f, "write CNTPOFF_EL2  <- {}", t.get()),
             Self::SetHostActive { ppi, active } => {
                 let what = if active { "set" } else { "clear" };
                 write!(f, "GIC   {what} active, physical {ppi}")
@@ -152,6 +167,16 @@ pub struct Counters {
     pub barriers: u64,
     /// `CNTHCTL_EL2` writes.
     pub el1_access_writes: u64,
+    /// EL1 `CNTP_CTL` reads.
+    pub pctl_reads: u64,
+    /// EL1 `CNTP_CTL` writes.
+    pub pctl_writes: u64,
+    /// EL1 `CNTP_CVAL` reads.
+    pub pcval_reads: u64,
+    /// EL1 `CNTP_CVAL` writes.
+    pub pcval_writes: u64,
+    /// `CNTPOFF_EL2` writes.
+    pub poffset_writes: u64,
     /// Physical active state writes.
     pub host_active_writes: u64,
     /// Physical mask/unmask writes.
@@ -189,6 +214,11 @@ impl Counters {
             Access::WriteOffset(_) => &mut self.offset_writes,
             Access::Barrier => &mut self.barriers,
             Access::WriteEl1PhysicalAccess(_) => &mut self.el1_access_writes,
+            Access::ReadPtimerCtl(_) => &mut self.pctl_reads,
+            Access::WritePtimerCtl(_) => &mut self.pctl_writes,
+            Access::ReadPtimerCval(_) => &mut self.pcval_reads,
+            Access::WritePtimerCval(_) => &mut self.pcval_writes,
+            Access::WritePhysicalOffset(_) => &mut self.poffset_writes,
             Access::SetHostActive { .. } => &mut self.host_active_writes,
             Access::SetHostMasked { .. } => &mut self.host_mask_writes,
             Access::HostAcknowledge(_) => &mut self.host_acknowledges,
@@ -226,11 +256,24 @@ impl Counters {
             .saturating_add(self.barriers)
     }
 
-    /// Every timer system register access: the virtual timer's, plus
+    /// Reads and writes of the EL1 physical timer's own registers: CTL,
+    /// CVAL and `CNTPOFF_EL2` (barriers are counted with the virtual
+    /// timer's).
+    #[must_use]
+    pub const fn ptimer_register_accesses(&self) -> u64 {
+        self.pctl_reads
+            .saturating_add(self.pctl_writes)
+            .saturating_add(self.pcval_reads)
+            .saturating_add(self.pcval_writes)
+            .saturating_add(self.poffset_writes)
+    }
+
+    /// Every timer system register access: both timers', plus
     /// `CNTPCT_EL0`, `CNTHCTL_EL2` and feature reads.
     #[must_use]
     pub const fn timer_accesses(&self) -> u64 {
         self.vtimer_register_accesses()
+            .saturating_add(self.ptimer_register_accesses())
             .saturating_add(self.count_reads)
             .saturating_add(self.el1_access_writes)
             .saturating_add(self.feature_reads)
@@ -277,6 +320,11 @@ impl Counters {
             offset_writes: d(self.offset_writes, earlier.offset_writes),
             barriers: d(self.barriers, earlier.barriers),
             el1_access_writes: d(self.el1_access_writes, earlier.el1_access_writes),
+            pctl_reads: d(self.pctl_reads, earlier.pctl_reads),
+            pctl_writes: d(self.pctl_writes, earlier.pctl_writes),
+            pcval_reads: d(self.pcval_reads, earlier.pcval_reads),
+            pcval_writes: d(self.pcval_writes, earlier.pcval_writes),
+            poffset_writes: d(self.poffset_writes, earlier.poffset_writes),
             host_active_writes: d(self.host_active_writes, earlier.host_active_writes),
             host_mask_writes: d(self.host_mask_writes, earlier.host_mask_writes),
             host_acknowledges: d(self.host_acknowledges, earlier.host_acknowledges),
@@ -305,6 +353,11 @@ impl fmt::Display for Counters {
             ("CNTVOFF.w", self.offset_writes),
             ("isb", self.barriers),
             ("CNTHCTL.w", self.el1_access_writes),
+            ("CNTP_CTL.r", self.pctl_reads),
+            ("CNTP_CTL.w", self.pctl_writes),
+            ("CNTP_CVAL.r", self.pcval_reads),
+            ("CNTP_CVAL.w", self.pcval_writes),
+            ("CNTPOFF.w", self.poffset_writes),
             ("active.w", self.host_active_writes),
             ("mask.w", self.host_mask_writes),
             ("ack", self.host_acknowledges),

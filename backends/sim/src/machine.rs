@@ -56,13 +56,33 @@ impl TimerRegs {
     }
 }
 
-/// One physical CPU: its virtual timer and its PPIs.
+/// One physical CPU: its EL1 virtual and physical timers and its PPIs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cpu {
     /// The EL1 virtual timer.
     pub timer: TimerRegs,
+    /// The EL1 physical timer. Its `offset` is `CNTPOFF_EL2`, applied
+    /// only while [`Cpu::ecv_enabled`] (`CNTHCTL_EL2.ECV`); its
+    /// `el1_physical_access` is unused (the virtual timer's holds the
+    /// `CNTHCTL_EL2` bits).
+    pub ptimer: TimerRegs,
+    /// `CNTHCTL_EL2.ECV`: the physical offset is in effect for EL1.
+    pub ecv_enabled: bool,
     /// The PPIs.
     pub ppis: Ppis,
+}
+
+impl Cpu {
+    /// The EL1 physical timer as EL1 sees it: its offset is `CNTPOFF_EL2`
+    /// while ECV is enabled, zero otherwise.
+    #[must_use]
+    pub const fn effective_ptimer(&self) -> TimerRegs {
+        let mut regs = self.ptimer;
+        if !self.ecv_enabled {
+            regs.offset = Ticks::ZERO;
+        }
+        regs
+    }
 }
 
 /// A vCPU's two host software timers: their deadlines, if armed.
@@ -137,6 +157,7 @@ pub struct Machine {
     now: Ticks,
     features: TimerFeatures,
     timer_ppi: IntId,
+    ptimer_ppi: IntId,
     cpus: Vec<Cpu>,
     vifs: Vec<VirtualInterface>,
     soft: Vec<SoftTimerState>,
@@ -170,6 +191,7 @@ impl Machine {
                 frequency_hz,
             },
             timer_ppi: IntId::VIRTUAL_TIMER,
+            ptimer_ppi: IntId::PHYSICAL_TIMER,
             cpus: vec![Cpu::default(); cpus],
             vifs: vec![VirtualInterface::default(); vcpus],
             soft: vec![SoftTimerState::default(); vcpus],
@@ -235,7 +257,20 @@ impl Machine {
         self.timer_ppi
     }
 
-    /// Sets what [`SimTimer::features`] reports.
+    /// Wires the EL1 physical timers to another host PPI.
+    pub const fn set_ptimer_ppi(&mut self, ppi: IntId) {
+        self.ptimer_ppi = ppi;
+    }
+
+    /// The host PPI the EL1 physical timers are wired to (30 unless
+    /// changed).
+    #[must_use]
+    pub const fn ptimer_ppi(&self) -> IntId {
+        self.ptimer_ppi
+    }
+
+    /// Sets what [`SimTimer::features`] reports (FEAT_ECV decides whether
+    /// `CNTPOFF_EL2` exists).
     pub const fn set_features(&mut self, features: TimerFeatures) {
         self.features = features;
     }
@@ -295,6 +330,8 @@ impl Machine {
                 now: self.now,
                 features: self.features,
                 regs: &mut cpu_state.timer,
+                pregs: &mut cpu_state.ptimer,
+                ecv_enabled: &mut cpu_state.ecv_enabled,
                 log: &self.log,
             },
             gic: SimGic {
@@ -336,7 +373,9 @@ impl Machine {
     /// Whether the line of `ppi` on `cpu` is high.
     #[must_use]
     pub fn host_line(&self, cpu: usize, ppi: IntId) -> bool {
-        ppi == self.timer_ppi && self.cpus[cpu].timer.line(self.now)
+        let c = &self.cpus[cpu];
+        (ppi == self.timer_ppi && c.timer.line(self.now))
+            || (ppi == self.ptimer_ppi && c.effective_ptimer().line(self.now))
     }
 
     /// Whether `ppi` is pending on `cpu` (level-triggered: its line is high
@@ -358,13 +397,19 @@ impl Machine {
         self.host_signalled(cpu, self.timer_ppi)
     }
 
-    /// The host acknowledges the signalled interrupt on `cpu`, if any: it
-    /// becomes active and holds the running priority.
+    /// Whether the EL1 physical timer's PPI is signalled to `cpu`.
+    #[must_use]
+    pub fn ptimer_irq_signalled(&self, cpu: usize) -> bool {
+        self.host_signalled(cpu, self.ptimer_ppi)
+    }
+
+    /// The host acknowledges the signalled interrupt on `cpu`, if any (the
+    /// virtual timer's PPI first): it becomes active and holds the running
+    /// priority.
     pub fn host_acknowledge(&mut self, cpu: usize) -> Option<IntId> {
-        let ppi = self.timer_ppi;
-        if !self.host_signalled(cpu, ppi) {
-            return None;
-        }
+        let ppi = [self.timer_ppi, self.ptimer_ppi]
+            .into_iter()
+            .find(|&ppi| self.host_signalled(cpu, ppi))?;
         let state = self.cpus[cpu].ppis.get_mut(ppi)?;
         state.active = true;
         state.priority_held = true;
@@ -415,6 +460,40 @@ impl Machine {
     #[must_use]
     pub fn guest_virtual_count(&self, cpu: usize) -> Ticks {
         self.cpus[cpu].timer.virtual_count(self.now)
+    }
+
+    /// The guest's physical count on `cpu` (`CNTPCT_EL0` read at EL1:
+    /// offset by `CNTPOFF_EL2` while ECV is enabled).
+    #[must_use]
+    pub fn guest_physical_count(&self, cpu: usize) -> Ticks {
+        self.cpus[cpu].effective_ptimer().virtual_count(self.now)
+    }
+
+    /// The guest reads `CNTP_CTL_EL0` on `cpu` (the hardware register: the
+    /// guest reaches it only while its physical timer is direct).
+    #[must_use]
+    pub fn guest_read_ptimer_ctl(&self, cpu: usize) -> TimerCtl {
+        self.cpus[cpu].effective_ptimer().read_ctl(self.now)
+    }
+
+    /// The guest writes `CNTP_CTL_EL0` on `cpu` (hardware register).
+    pub fn guest_write_ptimer_ctl(&mut self, cpu: usize, bits: u64) {
+        let timer = &mut self.cpus[cpu].ptimer;
+        timer.ctl = TimerCtl::from_write(bits);
+        timer.cval_unsynchronized = false;
+    }
+
+    /// The guest writes `CNTP_CVAL_EL0` on `cpu` (hardware register).
+    pub fn guest_write_ptimer_cval(&mut self, cpu: usize, cval: Ticks) {
+        self.cpus[cpu].ptimer.cval = cval;
+    }
+
+    /// The guest writes `CNTP_TVAL_EL0` on `cpu` (hardware register): CVAL
+    /// = its physical count + sign-extended TVAL.
+    pub fn guest_write_ptimer_tval(&mut self, cpu: usize, tval: i32) {
+        let count = self.guest_physical_count(cpu);
+        let delta = Ticks::new(i64::from(tval).cast_unsigned());
+        self.cpus[cpu].ptimer.cval = count.wrapping_add(delta);
     }
 
     /// The guest reads `CNTV_CTL_EL0` on `cpu`.
@@ -504,6 +583,8 @@ pub struct SimTimer<'a> {
     now: Ticks,
     features: TimerFeatures,
     regs: &'a mut TimerRegs,
+    pregs: &'a mut TimerRegs,
+    ecv_enabled: &'a mut bool,
     log: &'a RefCell<AccessLog>,
 }
 
@@ -572,11 +653,63 @@ impl TimerHw for SimTimer<'_> {
     fn barrier(&mut self) {
         self.record(Access::Barrier);
         self.regs.cval_unsynchronized = false;
+        self.pregs.cval_unsynchronized = false;
     }
 
     fn set_el1_physical_access(&mut self, allowed: bool) {
         self.record(Access::WriteEl1PhysicalAccess(allowed));
         self.regs.el1_physical_access = allowed;
+    }
+
+    fn ptimer_ctl(&self) -> TimerCtl {
+        let mut regs = *self.pregs;
+        if !*self.ecv_enabled {
+            regs.offset = Ticks::ZERO;
+        }
+        let ctl = regs.read_ctl(self.now);
+        self.record(Access::ReadPtimerCtl(ctl));
+        ctl
+    }
+
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        self.record(Access::WritePtimerCtl(ctl));
+        if self.pregs.cval_unsynchronized {
+            self.pregs.ordering_violations = self.pregs.ordering_violations.saturating_add(1);
+        }
+        self.pregs.ctl = ctl.writable();
+        self.pregs.cval_unsynchronized = false;
+    }
+
+    fn ptimer_cval(&self) -> Ticks {
+        self.record(Access::ReadPtimerCval(self.pregs.cval));
+        self.pregs.cval
+    }
+
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        self.record(Access::WritePtimerCval(cval));
+        if self.pregs.ctl.is_enabled() {
+            self.pregs.ordering_violations = self.pregs.ordering_violations.saturating_add(1);
+        }
+        self.pregs.cval = cval;
+        self.pregs.cval_unsynchronized = true;
+    }
+
+    fn has_physical_offset(&self) -> bool {
+        self.record(Access::ReadFeatures);
+        self.features.ecv
+    }
+
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        self.record(Access::WritePhysicalOffset(offset));
+        // The register does not exist without FEAT_ECV: counted as an
+        // ordering violation (the core must never do it), nothing changes.
+        if !self.features.ecv || self.pregs.ctl.is_enabled() {
+            self.pregs.ordering_violations = self.pregs.ordering_violations.saturating_add(1);
+        }
+        if self.features.ecv {
+            self.pregs.offset = offset;
+            *self.ecv_enabled = offset != Ticks::ZERO;
+        }
     }
 }
 
@@ -688,11 +821,19 @@ impl Machine {
         *self.soft[vcpu].slot(timer) = None;
     }
 
-    /// Hypervisor timer writes out of the restore order, on every CPU (see
-    /// [`TimerRegs::ordering_violations`]).
+    /// Hypervisor timer writes out of the restore order, on every CPU and
+    /// both timers (see [`TimerRegs::ordering_violations`]; for the
+    /// physical timer also a `CNTPOFF_EL2` write without FEAT_ECV).
     #[must_use]
     pub fn ordering_violations(&self) -> u64 {
-        self.cpus.iter().map(|c| c.timer.ordering_violations).sum()
+        self.cpus
+            .iter()
+            .map(|c| {
+                c.timer
+                    .ordering_violations
+                    .saturating_add(c.ptimer.ordering_violations)
+            })
+            .sum()
     }
 }
 

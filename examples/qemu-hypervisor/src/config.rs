@@ -81,6 +81,10 @@ pub enum Scenario {
     /// timer/GIC calls counted (`cargo xtask bench`; needs
     /// `-icount shift=0`).
     Perf,
+    /// [`PhysicalTimer`](Self::PhysicalTimer)'s guest in a VM with a
+    /// non-zero counter offset: its physical timer is direct with FEAT_ECV
+    /// (`CNTPOFF_EL2`, QEMU 10) and emulated without (QEMU 7.2).
+    PhysicalTimerOffset,
 }
 
 /// Where an external guest image is loaded and entered (IPA = PA).
@@ -91,7 +95,7 @@ pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -103,6 +107,7 @@ impl Scenario {
         Self::External,
         Self::Linux,
         Self::Perf,
+        Self::PhysicalTimerOffset,
     ];
 
     /// The scenario with number `n`.
@@ -121,6 +126,7 @@ impl Scenario {
             Self::Masking => "masking",
             Self::WfiSleep => "wfi-sleep",
             Self::PhysicalTimer => "ptimer",
+            Self::PhysicalTimerOffset => "ptimer-offset",
             Self::TwoVcpus => "two-vcpus",
             Self::Migration => "migration",
             Self::External => "external",
@@ -246,7 +252,16 @@ mod tests {
     fn perf_is_scenario_10() {
         assert_eq!(Scenario::from_number(10), Some(Scenario::Perf));
         assert_eq!(Scenario::Perf.name(), "perf");
-        assert_eq!(Scenario::from_number(11), None);
+    }
+
+    #[test]
+    fn ptimer_offset_is_scenario_11() {
+        assert_eq!(
+            Scenario::from_number(11),
+            Some(Scenario::PhysicalTimerOffset)
+        );
+        assert_eq!(Scenario::PhysicalTimerOffset.name(), "ptimer-offset");
+        assert_eq!(Scenario::from_number(12), None);
     }
 
     #[test]

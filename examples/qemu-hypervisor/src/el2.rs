@@ -220,11 +220,13 @@ unsafe fn cpu_init(config: RunConfig) -> El2Timer {
 }
 
 /// The PPIs the hypervisor takes, with their priorities.
-fn hyp_ppis() -> [(IntId, u8); 3] {
+fn hyp_ppis() -> [(IntId, u8); 4] {
     let ppi = |n| IntId::ppi(n).unwrap_or(IntId::VIRTUAL_TIMER);
     [
         (ppi(HYP_TIMER_PPI), 0x80),
         (IntId::VIRTUAL_TIMER, 0x80),
+        // The EL1 physical timer, forwarded while a guest's is direct.
+        (IntId::PHYSICAL_TIMER, 0x80),
         (ppi(MAINTENANCE_PPI), 0x80),
     ]
 }

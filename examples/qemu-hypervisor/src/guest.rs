@@ -527,7 +527,7 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
         Scenario::Programming => programming(vcpu, &t),
         Scenario::Masking => masking(vcpu, &t),
         Scenario::WfiSleep => wfi_sleep(vcpu, &t),
-        Scenario::PhysicalTimer => physical(vcpu, &t),
+        Scenario::PhysicalTimer | Scenario::PhysicalTimerOffset => physical(vcpu, &t),
         Scenario::Perf => perf(vcpu, &t),
         // Entered at the external image or the Linux kernel, never here.
         Scenario::External | Scenario::Linux => finish(vcpu, 0xe8, 0),
@@ -1260,6 +1260,19 @@ fn physical(vcpu: u64, t: &Times) -> ! {
     }
     if !physical_masking(t) {
         status = status.max(3);
+    }
+    // The VM's counter offset applies to both counters: the physical count
+    // read between two virtual ones lies between them (direct with
+    // CNTPOFF_EL2, or emulated; a physical timer on the hardware without
+    // its offset would be off by the VM's offset).
+    let v0 = vcount();
+    // SAFETY: a barrier, so that the read below is not taken early.
+    unsafe { asm!("isb", options(nostack)) };
+    let p = pcount();
+    let v1 = vcount();
+    if !(v0..=v1).contains(&p) {
+        gprintln!("guest {vcpu}: physical count {p} outside the virtual counts {v0}..={v1}");
+        status = status.max(4);
     }
     // The VM's offset, for LatencyWatch (both counts read within a few
     // microseconds of guest time; the watch only needs it to that).

@@ -1,9 +1,12 @@
 //! The operations the benchmark and the report measure, on the library
 //! and on the eager baseline, each on a model machine prepared so that the
 //! guest's virtual timer line is low (armed far ahead) or high (expired and
-//! forwarded). Included by `benches/timer.rs` and `examples/report.rs`.
+//! forwarded). The library also runs with its physical timer direct
+//! ([`Library::with_direct_ptimer`]): then the *physical* timer's line is
+//! the one high or low, the virtual timer armed far ahead. Included by
+//! `benches/timer.rs` and `examples/report.rs`.
 
-use arch_timer_virt::{HostIrq, VcpuTimer, VmTimer};
+use arch_timer_virt::{HostIrq, PhysTimerMode, Ticks, TimerId, VcpuTimer, VmTimer};
 use arch_timer_virt_sim::{Counters, Machine};
 
 use crate::eager::EagerVcpu;
@@ -66,22 +69,46 @@ pub struct Library {
 }
 
 impl Library {
-    /// Ready to run `op`, with the line high if `op` wants it.
+    /// Ready to run `op`, with the line high if `op` wants it; the
+    /// physical timer emulated and disabled.
     pub fn new(op: Op) -> Self {
+        Self::build(op, false)
+    }
+
+    /// Ready to run `op` with the physical timer direct (the timer map,
+    /// offset 0) and armed: its line high if `op` wants it, low (armed far
+    /// ahead) otherwise; the virtual timer armed far ahead.
+    pub fn with_direct_ptimer(op: Op) -> Self {
+        Self::build(op, true)
+    }
+
+    fn build(op: Op, direct: bool) -> Self {
         let mut s = Self {
             m: Machine::new(1, 1, FREQUENCY_HZ),
             vm: VmTimer::new(),
             t: VcpuTimer::new(),
         };
+        if direct {
+            s.vm.set_phys_timer_mode(PhysTimerMode::Auto).unwrap();
+        }
         let mut p = s.m.ports(0, 0);
         s.t.load(&s.vm, &mut p.timer, &mut p.gic).unwrap();
-        arm_guest(&mut s.m, op == Op::RoundTripHigh);
+        assert_eq!(s.t.is_direct(TimerId::Physical), direct);
+        let high = op == Op::RoundTripHigh;
+        arm_guest(&mut s.m, high && !direct);
+        if direct {
+            s.m.guest_write_ptimer_cval(0, Ticks::new(if high { 0 } else { 1 << 60 }));
+            s.m.guest_write_ptimer_ctl(0, 1);
+        }
         s.m.advance(1);
-        if op == Op::RoundTripHigh {
+        if high {
             let ppi = s.m.host_acknowledge(0).unwrap();
             s.m.host_priority_drop(0, ppi);
+            let timer = s.t.timer_for_host_ppi(ppi).unwrap();
             let mut p = s.m.ports(0, 0);
-            let r = s.t.handle_host_irq(&mut p.timer, &mut p.gic).unwrap();
+            let r =
+                s.t.handle_timer_irq(timer, &mut p.timer, &mut p.gic)
+                    .unwrap();
             assert_eq!(r, HostIrq::Raised);
         }
         s

@@ -66,6 +66,24 @@ impl TimerHw for Hw {
     fn set_el1_physical_access(&mut self, allowed: bool) {
         write(6, u64::from(allowed));
     }
+    fn ptimer_ctl(&self) -> TimerCtl {
+        TimerCtl::from_bits_retain(read(7))
+    }
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        write(7, ctl.bits());
+    }
+    fn ptimer_cval(&self) -> Ticks {
+        Ticks::new(read(8))
+    }
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        write(8, cval.get());
+    }
+    fn has_physical_offset(&self) -> bool {
+        read(9) != 0
+    }
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        write(9, offset.get());
+    }
 }
 
 impl IrqChip for Gic {

@@ -51,7 +51,7 @@ mod imp {
 
     use arch_timer_virt::{
         Error, HostIrq, IntId, IrqChip, NotLoaded, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw,
-        TimerLevels, VcpuTimer, VmTimer, Wakeup,
+        TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
     };
 
     use crate::sysreg::read_sysreg;
@@ -113,10 +113,9 @@ mod imp {
         /// The lines as the vGIC was last told (the physical timer is
         /// not emulated).
         pub(crate) fn levels(&self) -> TimerLevels {
-            TimerLevels {
-                virtual_timer: self.level,
-                physical_timer: false,
-            }
+            let mut levels = TimerLevels::default();
+            levels.virtual_timer = self.level;
+            levels
         }
 
         /// KVM's `kvm_timer_should_fire`: reads the counter only if the
@@ -245,9 +244,11 @@ mod imp {
         }
 
         /// The vtimer PPI at EL2: not expected; left active for the next
-        /// entry to set or clear.
-        pub(crate) fn handle_host_irq<H, C>(
+        /// entry to set or clear (the eager baseline has no direct
+        /// physical timer: `_timer` is always the virtual one).
+        pub(crate) fn handle_timer_irq<H, C>(
             &mut self,
+            _timer: TimerId,
             _hw: &mut H,
             _chip: &mut C,
         ) -> Result<HostIrq, Error<C::Error>>

@@ -209,6 +209,37 @@ impl<T: TimerHw + ?Sized> TimerHw for Counted<'_, T> {
         bump(&TIMER_CALLS);
         self.0.set_el1_physical_access(allowed);
     }
+    #[inline(always)]
+    fn ptimer_ctl(&self) -> TimerCtl {
+        bump(&TIMER_CALLS);
+        self.0.ptimer_ctl()
+    }
+    #[inline(always)]
+    fn set_ptimer_ctl(&mut self, ctl: TimerCtl) {
+        bump(&TIMER_CALLS);
+        self.0.set_ptimer_ctl(ctl);
+    }
+    #[inline(always)]
+    fn ptimer_cval(&self) -> Ticks {
+        bump(&TIMER_CALLS);
+        self.0.ptimer_cval()
+    }
+    #[inline(always)]
+    fn set_ptimer_cval(&mut self, cval: Ticks) {
+        bump(&TIMER_CALLS);
+        self.0.set_ptimer_cval(cval);
+    }
+    /// Not counted: what the backend learned when it was built, no
+    /// register access.
+    #[inline(always)]
+    fn has_physical_offset(&self) -> bool {
+        self.0.has_physical_offset()
+    }
+    #[inline(always)]
+    fn set_physical_offset(&mut self, offset: Ticks) {
+        bump(&TIMER_CALLS);
+        self.0.set_physical_offset(offset);
+    }
 }
 
 impl<T: IrqChip + ?Sized> IrqChip for Counted<'_, T> {

@@ -6,7 +6,7 @@ use core::fmt;
 
 use qemu_hypervisor::config::Scenario;
 
-use super::run_loop::{Drained, HYP_TIMER_PPI, Hyp, VTIMER_PPI, Vcpu};
+use super::run_loop::{Drained, HYP_TIMER_PPI, Hyp, PTIMER_PPI, VTIMER_PPI, Vcpu};
 use crate::console::{print, println};
 use crate::gic::{HostIrqs, MAINTENANCE_PPI};
 use crate::guest::{Measured, Report};
@@ -53,6 +53,8 @@ pub(crate) struct Stats {
 pub(crate) struct ExitCauses {
     /// PPI 27, the guest's virtual timer.
     pub(crate) vtimer: u64,
+    /// PPI 30, the guest's physical timer while it is direct.
+    pub(crate) ptimer: u64,
     /// PPI 26, the EL2 physical timer (ticks, soft timers).
     pub(crate) hyp_timer: u64,
     /// PPI 25, the GIC maintenance interrupt (asserted at the exit, or
@@ -67,6 +69,7 @@ pub(crate) struct ExitCauses {
 impl ExitCauses {
     const ZERO: Self = Self {
         vtimer: 0,
+        ptimer: 0,
         hyp_timer: 0,
         maintenance: 0,
         spurious: 0,
@@ -76,6 +79,7 @@ impl ExitCauses {
     pub(crate) fn count(&mut self, first: Option<u32>, maintenance: bool) {
         let slot = match first {
             Some(VTIMER_PPI) => &mut self.vtimer,
+            Some(PTIMER_PPI) => &mut self.ptimer,
             _ if maintenance => &mut self.maintenance,
             Some(HYP_TIMER_PPI) => &mut self.hyp_timer,
             Some(MAINTENANCE_PPI) => &mut self.maintenance,
@@ -87,6 +91,7 @@ impl ExitCauses {
 
     fn add(&mut self, other: &Self) {
         self.vtimer += other.vtimer;
+        self.ptimer += other.ptimer;
         self.hyp_timer += other.hyp_timer;
         self.maintenance += other.maintenance;
         self.spurious += other.spurious;
@@ -212,9 +217,15 @@ where
                 .checked_mul(100)
                 .and_then(|e| e.checked_div(delivered)),
         );
+        let ptimer_per = Hundredths(
+            c.ptimer
+                .checked_mul(100)
+                .and_then(|e| e.checked_div(delivered)),
+        );
         print!(
             "RESULT scenario={} gic={} mode={} vcpus={} delivered={} raised={} exits={} exits_per_irq={per} \
-             vtimer_exits_per_irq={vtimer_per} irq_exits={} irq_exits_27={} irq_exits_26={} irq_exits_25={} \
+             vtimer_exits_per_irq={vtimer_per} ptimer_exits_per_irq={ptimer_per} irq_exits={} irq_exits_27={} \
+             irq_exits_30={} irq_exits_26={} irq_exits_25={} \
              irq_exits_spurious={} irq_exits_other={} wfi_exits={} hvc_exits={} sysreg_exits={} switches={} \
              exits_cpu0={} exits_cpu1={} spurious_host={} lost={} early={} duplicates={} guest_spurious={} \
              max_latency_ticks={} max_latency_us={} max_run_latency_us={} skipped={} sleeps={} overruns={} max_wake_ticks={} max_wake_us={}",
@@ -231,6 +242,7 @@ where
             s.exits,
             s.irq_exits,
             c.vtimer,
+            c.ptimer,
             c.hyp_timer,
             c.maintenance,
             c.spurious,

@@ -35,10 +35,10 @@
 //! the `eager` feature): an integrator calls `VcpuTimer` directly.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, Ticks, TimerHw, VmTimer, Wakeup};
+use arch_timer_virt::{HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
-use qemu_hypervisor::config::RunConfig;
+use qemu_hypervisor::config::{RunConfig, Scenario};
 
 use super::eager::GuestTimer;
 use super::exits::{ExitClass, SyncExit};
@@ -57,6 +57,9 @@ use crate::vectors::{Exit, GuestRegs, enter_guest};
 pub(crate) const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// The EL1 virtual timer's PPI, forwarded to the guest.
 pub(crate) const VTIMER_PPI: u32 = 27;
+/// The EL1 physical timer's PPI, forwarded to the guest while its physical
+/// timer is direct (the `ptimer` scenarios' timer map).
+pub(crate) const PTIMER_PPI: u32 = 30;
 /// The EL2 physical timer's PPI (QEMU `virt`).
 pub(crate) const HYP_TIMER_PPI: u32 = 26;
 /// The scheduler tick while vCPUs share a CPU: 1 ms.
@@ -122,6 +125,27 @@ impl Periods {
 
 /// The one VM's timer settings, shared by every vCPU on every CPU.
 pub(crate) static VM: VmTimer = VmTimer::new();
+/// The same for the `ptimer` scenario: the physical timer direct where the
+/// CPU allows it (offset 0, or FEAT_ECV), emulated otherwise.
+static VM_PTIMER: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+/// How far the `ptimer-offset` guest's counters run ahead of the physical
+/// count, in ticks (a VM-wide offset of minus this, modulo 2^64): a count,
+/// not a frequency, far enough that a missing offset cannot go unseen.
+const PTIMER_GUEST_AHEAD: u64 = 1 << 48;
+/// The `ptimer-offset` scenario's VM: as [`VM_PTIMER`], with a VM-wide
+/// counter offset, so its physical timer is direct only with FEAT_ECV.
+static VM_PTIMER_OFFSET: VmTimer = VmTimer::new()
+    .with_phys_timer_mode(PhysTimerMode::Auto)
+    .with_counter_offset(Ticks::new(PTIMER_GUEST_AHEAD.wrapping_neg()));
+
+/// The VM settings `scenario` runs with.
+pub(crate) fn vm_for(scenario: Scenario) -> &'static VmTimer {
+    match scenario {
+        Scenario::PhysicalTimer => &VM_PTIMER,
+        Scenario::PhysicalTimerOffset => &VM_PTIMER_OFFSET,
+        _ => &VM,
+    }
+}
 
 /// The [`HypTimer`] slot of the hypervisor's own next deadline: the
 /// scheduler tick, or earlier a park poll or a WFI fallback.
@@ -470,8 +494,11 @@ where
         }
         let mut chip = self.gic.chip(&mut v.vgic);
         if let Err(e) = timer_code(|| {
-            v.timer
-                .load(&VM, &mut Counted(&mut self.timer), &mut Counted(&mut chip))
+            v.timer.load(
+                vm_for(self.config.scenario),
+                &mut Counted(&mut self.timer),
+                &mut Counted(&mut chip),
+            )
         }) {
             fail!("hv: timer load: {e:?}");
         }
@@ -571,29 +598,50 @@ where
         let mut first = None;
         let mut maintenance = false;
         let mut vtimer_taken = 0_u32;
+        let mut ptimer_taken = 0_u32;
         while let Some(id) = self.gic.acknowledge() {
             let intid = id.get();
             if intid == VTIMER_PPI {
                 vtimer_taken += 1;
-                check_storm(vtimer_taken);
+                check_storm(intid, vtimer_taken);
             }
-            // The vtimer PPI names the exit wherever it comes in the
-            // drain (equal priorities are taken lowest INTID first).
-            if first.is_none() || intid == VTIMER_PPI {
+            if intid == PTIMER_PPI {
+                ptimer_taken += 1;
+                check_storm(intid, ptimer_taken);
+            }
+            // A timer PPI names the exit wherever it comes in the drain
+            // (equal priorities are taken lowest INTID first), the vtimer's
+            // before the ptimer's.
+            if first.is_none()
+                || intid == VTIMER_PPI
+                || (intid == PTIMER_PPI && first != Some(VTIMER_PPI))
+            {
                 first = Some(intid);
             }
             self.gic.priority_drop(id);
             match intid {
-                VTIMER_PPI => {
+                VTIMER_PPI | PTIMER_PPI => {
                     let Some(v) = loaded.as_deref_mut() else {
                         self.stats.spurious += 1;
                         self.gic.deactivate(id);
                         continue;
                     };
+                    // The physical timer's PPI comes only while it is
+                    // direct (its hardware timer is disabled otherwise;
+                    // the library then finds it spurious).
+                    let timer = v
+                        .timer
+                        .timer_for_host_ppi(id)
+                        .unwrap_or(if intid == PTIMER_PPI {
+                            TimerId::Physical
+                        } else {
+                            TimerId::Virtual
+                        });
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
                         timer_code(|| {
-                            v.timer.handle_host_irq(
+                            v.timer.handle_timer_irq(
+                                timer,
                                 &mut Counted(&mut self.timer),
                                 &mut Counted(&mut chip),
                             )
@@ -714,7 +762,8 @@ where
         let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        let wakeup = timer_code(|| v.timer.block(&VM, &mut Counted(&mut self.timer), &mut soft));
+        let vm = vm_for(self.config.scenario);
+        let wakeup = timer_code(|| v.timer.block(vm, &mut Counted(&mut self.timer), &mut soft));
         // The library's contract: `At(x)` armed the background
         // soft timer at x, `Now` and `Never` armed nothing. The
         // vCPU is woken by what was armed, not by the return value.
@@ -765,11 +814,12 @@ where
         } else {
             Access::Write(v.regs.x.get(rt).copied().unwrap_or(0))
         };
+        let vm = vm_for(self.config.scenario);
         let mut chip = self.gic.chip(&mut v.vgic);
         match timer_code(|| {
             emulate::access(
                 &mut v.timer,
-                &VM,
+                vm,
                 &mut Counted(&mut self.timer),
                 &mut Counted(&mut chip),
                 trap.reg,

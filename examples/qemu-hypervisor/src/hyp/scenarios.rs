@@ -29,19 +29,25 @@ use crate::guest::{
 use crate::migrate::CPU1_STATS;
 use crate::vectors::GuestRegs;
 
-/// More vtimer PPIs than this in one exit's drain is a storm (see
-/// [`check_storm`]).
+/// More PPIs of one guest timer than this in one exit's drain is a storm
+/// (see [`check_storm`]).
 const STORM_LIMIT: u32 = 8;
 
-/// Ends the run if the vtimer PPI was taken more than [`STORM_LIMIT`]
-/// times in one exit's drain of host interrupts (`taken` so far).
-pub(crate) fn check_storm(taken: u32) {
+/// Ends the run if a guest timer's PPI `ppi` (the vtimer's, or the direct
+/// ptimer's) was taken more than [`STORM_LIMIT`] times in one exit's drain
+/// of host interrupts (`taken` so far).
+pub(crate) fn check_storm(ppi: u32, taken: u32) {
     if taken > STORM_LIMIT {
         // Forwarded with the HW bit, the physical PPI stays
         // active until the guest deactivates the virtual one:
         // it cannot come again while the hypervisor runs.
+        let timer = if ppi == VTIMER_PPI {
+            "vtimer"
+        } else {
+            "ptimer"
+        };
         fail!(
-            "hv: interrupt storm: vtimer PPI {VTIMER_PPI} taken {taken} times in one exit \
+            "hv: interrupt storm: {timer} PPI {ppi} taken {taken} times in one exit \
              without the guest running (host EOI deactivating it? EOImode must be 1)"
         );
     }
@@ -307,7 +313,13 @@ where
             }
             let measured = v.measured;
             if measured.is_none()
-                && (periodic || matches!(scenario, Scenario::WfiSleep | Scenario::PhysicalTimer))
+                && (periodic
+                    || matches!(
+                        scenario,
+                        Scenario::WfiSleep
+                            | Scenario::PhysicalTimer
+                            | Scenario::PhysicalTimerOffset
+                    ))
             {
                 println!("hv: vCPU {} sent no measurements", v.index);
                 pass = false;
@@ -345,7 +357,12 @@ where
                 ),
             );
         }
-        if periodic || scenario == Scenario::PhysicalTimer {
+        if periodic
+            || matches!(
+                scenario,
+                Scenario::PhysicalTimer | Scenario::PhysicalTimerOffset
+            )
+        {
             check(
                 m.max_run_latency <= self.periods.max_delivery,
                 format_args!(
