@@ -7,12 +7,13 @@
 #   QEMU_MODULE_DIR=$D/usr/lib/x86_64-linux-gnu/qemu QEMU="$D/usr/bin/qemu-system-aarch64 -L $D/usr/share/qemu" matrix.sh
 # MATRIX_SCENARIOS, MATRIX_GICS and MATRIX_MODES pick a part of the matrix (default: all of it).
 here=$(cd "$(dirname "$0")" && pwd)
-names="hello periodic programming masking wfi-sleep ptimer two-vcpus migration external"
+# By scenario number (src/config.rs); 9 (linux) and 10 (perf) are run by cargo xtask linux / bench.
+names="hello periodic programming masking wfi-sleep ptimer two-vcpus migration external linux perf ptimer-offset"
 fails=0; runs=0
 for gic in ${MATRIX_GICS:-3 2}; do
   for mode in ${MATRIX_MODES:-0 1}; do
     if [ "$mode" -eq 0 ]; then mname=nvhe; else mname=vhe; fi
-    for scenario in ${MATRIX_SCENARIOS:-0 1 2 3 4 5 6 7 8}; do
+    for scenario in ${MATRIX_SCENARIOS:-0 1 2 3 4 5 11 6 7 8}; do
       runs=$((runs + 1))
       name=$(echo "$names" | cut -d' ' -f$((scenario + 1)))
       out=$("$here/run.sh" "$scenario" "$mode" "$gic" 2>/dev/null); rc=$?

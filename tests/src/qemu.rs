@@ -1,5 +1,5 @@
 //! Building the example hypervisor and running it under QEMU: one run and
-//! the 36-run matrix (every scenario on GICv3 and GICv2, non-VHE and VHE
+//! the 40-run matrix (every scenario on GICv3 and GICv2, non-VHE and VHE
 //! hosts), with the verdict of each run. Shared by this crate's
 //! `qemu_matrix` test and `cargo xtask`, which provisions the QEMUs (the
 //! distribution's 7.2, QEMU 10 from Debian 12's backports) and adds the
@@ -486,7 +486,7 @@ pub struct MatrixReport {
 }
 
 impl MatrixReport {
-    /// `QEMU 7.2.22, CNTFRQ 62.5 MHz: 36 passed, 0 failed in 75 s`.
+    /// `QEMU 7.2.22, CNTFRQ 62.5 MHz: 40 passed, 0 failed in 75 s`.
     pub fn summary(&self) -> String {
         let freq = match self.cntfrq.as_slice() {
             [] => describe_cntfrq(None),

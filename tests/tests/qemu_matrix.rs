@@ -1,5 +1,5 @@
 //! The QEMU matrix: the example hypervisor (`examples/qemu-hypervisor`) on
-//! every scenario x GICv3/GICv2 x non-VHE/VHE host, 36 runs per QEMU, each
+//! every scenario x GICv3/GICv2 x non-VHE/VHE host, 40 runs per QEMU, each
 //! passing only with QEMU's exit status and a `RESULT ... PASS` line for
 //! that very run.
 //!
