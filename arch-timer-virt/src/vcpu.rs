@@ -72,8 +72,11 @@ pub enum TimerMode {
 
 /// Which of a vCPU's timers are direct and which emulated (KVM's "timer
 /// map"), as decided at [`VcpuTimer::load`].
+///
+/// `#[non_exhaustive]`: a later version may map more timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[doc(alias = "timer_map")]
+#[non_exhaustive]
 pub struct TimerMap {
     /// The virtual timer: always [`TimerMode::Direct`].
     pub virtual_timer: TimerMode,

@@ -27,7 +27,10 @@ pub enum Forwarding {
 /// The choice is the hypervisor's; what each vCPU gets is decided at every
 /// [`VcpuTimer::load`](crate::VcpuTimer::load) and reported by
 /// [`VcpuTimer::timer_map`](crate::VcpuTimer::timer_map).
+///
+/// `#[non_exhaustive]`: a later version may add choices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PhysTimerMode {
     /// Direct whenever the CPU allows it: when the physical timer's counter
     /// offset is zero, or the CPU has FEAT_ECV (`CNTPOFF_EL2`) to apply it;
