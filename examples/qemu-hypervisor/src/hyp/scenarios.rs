@@ -29,6 +29,10 @@ use crate::guest::{
 use crate::migrate::CPU1_STATS;
 use crate::vectors::GuestRegs;
 
+/// WFIs of the `wfi-sleep` guest that may complete without trapping,
+/// their interrupt pending already (1 in 200 was seen on a loaded host).
+const WFI_UNTRAPPED_MAX: u64 = 5;
+
 /// More PPIs of one guest timer than this in one exit's drain is a storm
 /// (see [`check_storm`]).
 const STORM_LIMIT: u32 = 8;
@@ -399,10 +403,16 @@ where
             );
         }
         if scenario == Scenario::WfiSleep {
+            // Every WFI trapped (`HCR_EL2.TWI`), except that the
+            // architecture lets a WFI complete without trapping when an
+            // interrupt is already pending, as QEMU does: on a loaded host
+            // the guest's timer can fire between its last look and its
+            // WFI. A few such, never more exits than WFIs.
             check(
-                s.wfi_exits == m.sleeps,
+                s.wfi_exits <= m.sleeps && m.sleeps - s.wfi_exits <= WFI_UNTRAPPED_MAX,
                 format_args!(
-                    "{} WFI exits for {} WFIs the guest executed",
+                    "{} WFI exits for {} WFIs the guest executed (at most \
+                     {WFI_UNTRAPPED_MAX} may complete untrapped, an interrupt already pending)",
                     s.wfi_exits, m.sleeps
                 ),
             );
