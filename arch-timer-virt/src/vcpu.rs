@@ -582,13 +582,20 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
     {
         let was_high = self.context(id).level();
+        let now = hw.physical_count();
+        let fire = self.context(id).should_fire(now);
+        // Asked only where the answer matters (a line that stays high is
+        // raised again unless the guest has it active; a low line's PPI is
+        // active exactly while the guest has it active, written if the
+        // line falls or after an error): a timer that fired during the
+        // sleep is raised, its PPI made active, without the question.
         let virtual_active = match self.forwarding {
-            Forwarding::Hardware => chip
+            Forwarding::Hardware if was_high || (!fire && self.host(id).stale) => chip
                 .virtual_active(self.context(id).irq())
                 .map_err(Error::IrqChip)?,
-            Forwarding::Masking => false,
+            Forwarding::Hardware | Forwarding::Masking => false,
         };
-        let raised = self.sync_direct_line(id, hw.physical_count(), virtual_active, chip)?;
+        let raised = self.sync_direct_line(id, now, virtual_active, chip)?;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
         let level = self.context(id).level();
