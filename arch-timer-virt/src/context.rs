@@ -65,6 +65,7 @@ impl TimerContext {
 
     /// Which timer this is.
     #[must_use]
+    #[inline]
     pub const fn id(&self) -> TimerId {
         self.id
     }
@@ -72,24 +73,28 @@ impl TimerContext {
     /// The control value last known in memory. While the state is on the
     /// hardware ([`Residency::Hardware`]) this may be stale.
     #[must_use]
+    #[inline]
     pub const fn ctl(&self) -> TimerCtl {
         self.ctl
     }
 
     /// The compare value last known in memory (see [`ctl`](Self::ctl)).
     #[must_use]
+    #[inline]
     pub const fn cval(&self) -> Ticks {
         self.cval
     }
 
     /// The counter offset: this timer counts `physical count - offset`.
     #[must_use]
+    #[inline]
     pub const fn offset(&self) -> Ticks {
         self.offset
     }
 
     /// The guest's INTID for this timer.
     #[must_use]
+    #[inline]
     pub const fn irq(&self) -> IntId {
         self.irq
     }
@@ -97,6 +102,7 @@ impl TimerContext {
     /// The level of the virtual interrupt line as last told to the
     /// interrupt controller (or to userspace).
     #[must_use]
+    #[inline]
     pub const fn level(&self) -> bool {
         self.level
     }
@@ -105,6 +111,7 @@ impl TimerContext {
     /// [`Residency`]).
     #[must_use]
     #[doc(hidden)]
+    #[inline]
     pub const fn residency(&self) -> Residency {
         self.residency
     }
@@ -112,12 +119,14 @@ impl TimerContext {
     /// Enabled and not masked: the line follows the timer condition.
     #[doc(alias = "kvm_timer_irq_can_fire")]
     #[must_use]
+    #[inline]
     pub const fn can_fire(&self) -> bool {
         self.ctl.can_fire()
     }
 
     /// The timer's count when the physical count is `physical`.
     #[must_use]
+    #[inline]
     pub const fn count(&self, physical: Ticks) -> Ticks {
         physical.wrapping_sub(self.offset)
     }
@@ -125,6 +134,7 @@ impl TimerContext {
     /// The timer condition, `count >= CVAL` (unsigned, as the hardware
     /// compares).
     #[must_use]
+    #[inline]
     pub const fn condition_met(&self, physical: Ticks) -> bool {
         self.count(physical).get() >= self.cval.get()
     }
@@ -132,6 +142,7 @@ impl TimerContext {
     /// Whether the timer's output is asserted at `physical`.
     #[doc(alias = "kvm_timer_should_fire")]
     #[must_use]
+    #[inline]
     pub const fn should_fire(&self, physical: Ticks) -> bool {
         self.can_fire() && self.condition_met(physical)
     }
@@ -169,10 +180,12 @@ impl TimerContext {
         (self.cval.wrapping_sub(self.count(physical)).get() as u32).cast_signed()
     }
 
+    #[inline]
     pub(crate) const fn set_ctl(&mut self, ctl: TimerCtl) {
         self.ctl = ctl;
     }
 
+    #[inline]
     pub(crate) const fn set_cval(&mut self, cval: Ticks) {
         self.cval = cval;
     }
@@ -185,10 +198,12 @@ impl TimerContext {
         self.irq = irq;
     }
 
+    #[inline]
     pub(crate) const fn set_level(&mut self, level: bool) {
         self.level = level;
     }
 
+    #[inline]
     pub(crate) const fn set_residency(&mut self, residency: Residency) {
         self.residency = residency;
     }

@@ -32,12 +32,14 @@ impl TimerCtl {
 
     /// The timer disabled, nothing masked, condition not met.
     #[must_use]
+    #[inline]
     pub const fn empty() -> Self {
         Self(0)
     }
 
     /// A value exactly as read from the register, all bits kept.
     #[must_use]
+    #[inline]
     pub const fn from_bits_retain(bits: u64) -> Self {
         Self(bits)
     }
@@ -45,54 +47,63 @@ impl TimerCtl {
     /// A value as a guest or VMM write leaves it: ISTATUS and unknown bits
     /// are dropped.
     #[must_use]
+    #[inline]
     pub const fn from_write(bits: u64) -> Self {
         Self(bits & Self::WRITABLE.0)
     }
 
     /// The raw register value.
     #[must_use]
+    #[inline]
     pub const fn bits(self) -> u64 {
         self.0
     }
 
     /// Whether every bit set in `other` is set in `self`.
     #[must_use]
+    #[inline]
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// The bits set in either value.
     #[must_use]
+    #[inline]
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
     /// The bits of `self` that are not in `other`.
     #[must_use]
+    #[inline]
     pub const fn difference(self, other: Self) -> Self {
         Self(self.0 & !other.0)
     }
 
     /// ENABLE is set.
     #[must_use]
+    #[inline]
     pub const fn is_enabled(self) -> bool {
         self.contains(Self::ENABLE)
     }
 
     /// IMASK is set.
     #[must_use]
+    #[inline]
     pub const fn is_masked(self) -> bool {
         self.contains(Self::IMASK)
     }
 
     /// ISTATUS is set (meaningful only when ENABLE is set).
     #[must_use]
+    #[inline]
     pub const fn istatus(self) -> bool {
         self.contains(Self::ISTATUS)
     }
 
     /// Enabled and not masked: the timer's output follows its condition.
     #[must_use]
+    #[inline]
     pub const fn can_fire(self) -> bool {
         self.is_enabled() && !self.is_masked()
     }
@@ -100,18 +111,21 @@ impl TimerCtl {
     /// Whether the interrupt output of a timer with this control value is
     /// asserted, judged from ISTATUS as the hardware reported it.
     #[must_use]
+    #[inline]
     pub const fn output_asserted(self) -> bool {
         self.can_fire() && self.istatus()
     }
 
     /// The writable bits only, as a write of this value would store them.
     #[must_use]
+    #[inline]
     pub const fn writable(self) -> Self {
         Self(self.0 & Self::WRITABLE.0)
     }
 
     /// This value with ISTATUS set to `met`.
     #[must_use]
+    #[inline]
     pub const fn with_istatus(self, met: bool) -> Self {
         if met {
             self.union(Self::ISTATUS)

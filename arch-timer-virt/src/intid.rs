@@ -71,6 +71,7 @@ impl IntId {
 
     /// Whether this is a PPI (16..=31).
     #[must_use]
+    #[inline]
     pub const fn is_ppi(self) -> bool {
         self.0 >= Self::FIRST_PPI && self.0 <= Self::LAST_PPI
     }
@@ -83,6 +84,7 @@ impl IntId {
 
     /// The INTID as a number.
     #[must_use]
+    #[inline]
     pub const fn get(self) -> u32 {
         self.0
     }
@@ -91,6 +93,7 @@ impl IntId {
     /// `GICR_ISACTIVER0` or `GICD_ISENABLER0` (bit *n* is INTID *n*); 0 for
     /// an INTID from 32 (an SPI or LPI has no bit there).
     #[must_use]
+    #[inline]
     pub const fn bit(self) -> u32 {
         match 1u32.checked_shl(self.0) {
             Some(bit) => bit,

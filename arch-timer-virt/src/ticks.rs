@@ -21,12 +21,14 @@ impl Ticks {
 
     /// Wraps a raw counter value.
     #[must_use]
+    #[inline]
     pub const fn new(ticks: u64) -> Self {
         Self(ticks)
     }
 
     /// The raw counter value.
     #[must_use]
+    #[inline]
     pub const fn get(self) -> u64 {
         self.0
     }
@@ -34,30 +36,35 @@ impl Ticks {
     /// `self - rhs` modulo 2^64, as the counter hardware computes
     /// `CNTVCT = CNTPCT - CNTVOFF`.
     #[must_use]
+    #[inline]
     pub const fn wrapping_sub(self, rhs: Self) -> Self {
         Self(self.0.wrapping_sub(rhs.0))
     }
 
     /// `self + rhs` modulo 2^64.
     #[must_use]
+    #[inline]
     pub const fn wrapping_add(self, rhs: Self) -> Self {
         Self(self.0.wrapping_add(rhs.0))
     }
 
     /// `self + rhs`, or [`Ticks::MAX`] where that would overflow.
     #[must_use]
+    #[inline]
     pub const fn saturating_add(self, rhs: Self) -> Self {
         Self(self.0.saturating_add(rhs.0))
     }
 
     /// `self - rhs`, or [`Ticks::ZERO`] where that would go below zero.
     #[must_use]
+    #[inline]
     pub const fn saturating_sub(self, rhs: Self) -> Self {
         Self(self.0.saturating_sub(rhs.0))
     }
 
     /// `self - rhs`, or `None` where that would go below zero.
     #[must_use]
+    #[inline]
     pub const fn checked_sub(self, rhs: Self) -> Option<Self> {
         match self.0.checked_sub(rhs.0) {
             Some(v) => Some(Self(v)),

@@ -90,6 +90,7 @@ pub struct TimerMap {
 impl TimerMap {
     /// The mode of `timer`.
     #[must_use]
+    #[inline]
     pub const fn mode(self, timer: TimerId) -> TimerMode {
         match timer {
             TimerId::Virtual => self.virtual_timer,
@@ -99,6 +100,7 @@ impl TimerMap {
 
     /// Whether `timer` is [`TimerMode::Direct`].
     #[must_use]
+    #[inline]
     pub const fn is_direct(self, timer: TimerId) -> bool {
         matches!(self.mode(timer), TimerMode::Direct)
     }
@@ -220,6 +222,7 @@ impl VcpuTimer {
 
     /// One of the two timers.
     #[must_use]
+    #[inline]
     pub const fn context(&self, id: TimerId) -> &TimerContext {
         match id {
             TimerId::Virtual => &self.vtimer,
@@ -243,6 +246,7 @@ impl VcpuTimer {
 
     /// Whether the vCPU is loaded on a CPU.
     #[must_use]
+    #[inline]
     pub const fn is_loaded(&self) -> bool {
         self.loaded
     }
@@ -254,6 +258,7 @@ impl VcpuTimer {
     /// physical timer emulated.
     #[doc(alias = "get_timer_map")]
     #[must_use]
+    #[inline]
     pub const fn timer_map(&self) -> TimerMap {
         TimerMap {
             virtual_timer: TimerMode::Direct,
@@ -267,6 +272,7 @@ impl VcpuTimer {
 
     /// Whether `timer` is direct (see [`timer_map`](Self::timer_map)).
     #[must_use]
+    #[inline]
     pub const fn is_direct(&self, timer: TimerId) -> bool {
         self.timer_map().is_direct(timer)
     }
@@ -284,6 +290,7 @@ impl VcpuTimer {
 
     /// The forwarding mode, as of the last [`load`](Self::load).
     #[must_use]
+    #[inline]
     pub const fn forwarding(&self) -> Forwarding {
         self.forwarding
     }
@@ -575,13 +582,20 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
     {
         let was_high = self.context(id).level();
+        let now = hw.physical_count();
+        let fire = self.context(id).should_fire(now);
+        // Asked only where the answer matters (a line that stays high is
+        // raised again unless the guest has it active; a low line's PPI is
+        // active exactly while the guest has it active, written if the
+        // line falls or after an error): a timer that fired during the
+        // sleep is raised, its PPI made active, without the question.
         let virtual_active = match self.forwarding {
-            Forwarding::Hardware => chip
+            Forwarding::Hardware if was_high || (!fire && self.host(id).stale) => chip
                 .virtual_active(self.context(id).irq())
                 .map_err(Error::IrqChip)?,
-            Forwarding::Masking => false,
+            Forwarding::Hardware | Forwarding::Masking => false,
         };
-        let raised = self.sync_direct_line(id, hw.physical_count(), virtual_active, chip)?;
+        let raised = self.sync_direct_line(id, now, virtual_active, chip)?;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
         let level = self.context(id).level();
@@ -621,6 +635,7 @@ impl VcpuTimer {
     /// timers are saved and disabled on the hardware; nothing is touched);
     /// [`Error::IrqChip`].
     #[doc(alias = "kvm_timer_flush_hwstate")]
+    #[inline]
     pub fn before_entry<H, C, S>(
         &mut self,
         hw: &mut H,
@@ -675,6 +690,7 @@ impl VcpuTimer {
     ///
     /// [`Error::NotLoaded`]; [`Error::IrqChip`].
     #[doc(alias = "kvm_timer_sync_hwstate")]
+    #[inline]
     pub fn after_exit<H, C, S>(
         &mut self,
         hw: &mut H,
@@ -711,6 +727,7 @@ impl VcpuTimer {
     ///
     /// As [`handle_timer_irq`](Self::handle_timer_irq).
     #[doc(alias = "kvm_arch_timer_handler")]
+    #[inline]
     pub fn handle_host_irq<H, C>(
         &mut self,
         hw: &mut H,
@@ -962,6 +979,7 @@ impl VcpuTimer {
 
     /// The current levels of both lines.
     #[must_use]
+    #[inline]
     pub const fn levels(&self) -> TimerLevels {
         TimerLevels {
             virtual_timer: self.vtimer.level(),
@@ -1037,6 +1055,7 @@ impl VcpuTimer {
         }
     }
 
+    #[inline]
     pub(crate) const fn context_mut(&mut self, id: TimerId) -> &mut TimerContext {
         match id {
             TimerId::Virtual => &mut self.vtimer,
@@ -1044,6 +1063,7 @@ impl VcpuTimer {
         }
     }
 
+    #[inline]
     const fn host(&self, id: TimerId) -> &HostPpi {
         match id {
             TimerId::Virtual => &self.vhost,
@@ -1051,6 +1071,7 @@ impl VcpuTimer {
         }
     }
 
+    #[inline]
     const fn host_mut(&mut self, id: TimerId) -> &mut HostPpi {
         match id {
             TimerId::Virtual => &mut self.vhost,
@@ -1225,6 +1246,7 @@ impl VcpuTimer {
         Ok(fire && (changed || reraise))
     }
 
+    #[inline]
     fn cancel_physical<S: SoftTimers + ?Sized>(&mut self, soft: &mut S) {
         if self.physical_armed {
             soft.cancel(SoftTimer::Physical);

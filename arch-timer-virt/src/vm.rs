@@ -90,12 +90,14 @@ impl VmTimer {
 
     /// The guest's INTID for its virtual timer.
     #[must_use]
+    #[inline]
     pub const fn virtual_irq(&self) -> IntId {
         self.virtual_irq
     }
 
     /// The guest's INTID for its physical timer.
     #[must_use]
+    #[inline]
     pub const fn physical_irq(&self) -> IntId {
         self.physical_irq
     }
@@ -103,6 +105,7 @@ impl VmTimer {
     /// The host PPI that the EL1 virtual timer is wired to on this machine
     /// (from the firmware's description, usually 27).
     #[must_use]
+    #[inline]
     pub const fn host_virtual_ppi(&self) -> IntId {
         self.host_virtual_ppi
     }
@@ -111,18 +114,21 @@ impl VmTimer {
     /// (from the firmware's description, usually 30): taken by the host
     /// while a vCPU's physical timer is direct.
     #[must_use]
+    #[inline]
     pub const fn host_physical_ppi(&self) -> IntId {
         self.host_physical_ppi
     }
 
     /// Whether the physical timer may be direct.
     #[must_use]
+    #[inline]
     pub const fn phys_timer_mode(&self) -> PhysTimerMode {
         self.phys_timer_mode
     }
 
     /// How the virtual timer interrupt reaches the guest.
     #[must_use]
+    #[inline]
     pub const fn forwarding(&self) -> Forwarding {
         self.forwarding
     }
@@ -132,6 +138,7 @@ impl VmTimer {
     /// ignored.
     #[doc(alias = "KVM_ARM_SET_COUNTER_OFFSET")]
     #[must_use]
+    #[inline]
     pub const fn counter_offset(&self) -> Option<Ticks> {
         self.counter_offset
     }
@@ -272,6 +279,7 @@ impl VmTimer {
         }
     }
 
+    #[inline]
     pub(crate) fn lock(&self) {
         self.locked.store(true, Ordering::Release);
     }

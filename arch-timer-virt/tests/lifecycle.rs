@@ -8,7 +8,7 @@ use arch_timer_virt::mock::{MockChipError, MockIrqChip, MockSoftTimers, MockTime
 use arch_timer_virt::{
     Error, IntId, Residency, SoftTimer, Ticks, TimerCtl, VcpuTimer, VmTimer, Wakeup,
 };
-use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_soft};
+use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_hw_at, quiet_soft};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -307,14 +307,40 @@ fn block_unblock_saves_and_restores() {
         .return_const(());
 
     // Masked: it cannot fire, so nothing is armed and nothing cancelled,
-    // and unblock changes no line (the chip is only asked what is active).
+    // and unblock changes no line: with the line low before and after,
+    // the chip is not even asked what is active (no expectation).
     assert_eq!(timer.block(&vm, &mut hw, &mut soft), Wakeup::Never);
     let mut chip = MockIrqChip::new();
-    chip.expect_virtual_active()
-        .times(1)
-        .returning(|_| Ok(false));
     assert_eq!(timer.unblock(&mut hw, &mut chip, &mut soft), Ok(()));
     assert_eq!(timer.vtimer().residency(), Residency::Hardware);
+}
+
+/// A timer that fired during the sleep is raised at `unblock` and its PPI
+/// made active without asking the interrupt controller whether the guest
+/// holds the interrupt active (the answer would change nothing).
+#[test]
+fn unblock_raises_a_fired_timer_without_asking_what_is_active() {
+    let (vm, mut timer) = loaded_with(Ticks::ZERO);
+    let mut hw = quiet_hw_at(0);
+    hw.expect_vtimer_ctl().return_const(TimerCtl::ENABLE);
+    hw.expect_vtimer_cval().return_const(Ticks::new(10));
+    let mut soft = quiet_soft();
+    assert_eq!(
+        timer.block(&vm, &mut hw, &mut soft),
+        Wakeup::At(Ticks::new(10))
+    );
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut hw = quiet_hw_at(20);
+    assert_eq!(timer.unblock(&mut hw, &mut chip, &mut soft), Ok(()));
+    assert!(timer.vtimer().level());
 }
 
 /// Unblocking a vCPU that is not loaded must not write another vCPU's

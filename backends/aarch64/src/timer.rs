@@ -39,6 +39,7 @@ impl HostMode {
 
     /// Whether this is [`HostMode::Vhe`].
     #[must_use]
+    #[inline]
     pub const fn is_vhe(self) -> bool {
         matches!(self, Self::Vhe)
     }
@@ -47,6 +48,7 @@ impl HostMode {
     /// counter and the EL1 physical timer without trapping, in this mode's
     /// layout.
     #[must_use]
+    #[inline]
     pub const fn cnthctl_el1_physical_access(self) -> u64 {
         match self {
             Self::NonVhe => CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN,
@@ -57,6 +59,7 @@ impl HostMode {
     /// The register that reaches the guest's EL1 virtual timer control
     /// from EL2 in this mode.
     #[must_use]
+    #[inline]
     pub const fn vtimer_ctl_register(self) -> WritableRegister {
         match self {
             Self::NonVhe => WritableRegister::CntvCtlEl0,
@@ -67,6 +70,7 @@ impl HostMode {
     /// The register that reaches the guest's EL1 virtual timer compare
     /// value from EL2 in this mode.
     #[must_use]
+    #[inline]
     pub const fn vtimer_cval_register(self) -> WritableRegister {
         match self {
             Self::NonVhe => WritableRegister::CntvCvalEl0,
@@ -79,6 +83,7 @@ impl HostMode {
     /// The register that reaches the guest's EL1 physical timer control
     /// from EL2 in this mode.
     #[must_use]
+    #[inline]
     pub const fn ptimer_ctl_register(self) -> WritableRegister {
         match self {
             Self::NonVhe => WritableRegister::CntpCtlEl0,
@@ -89,6 +94,7 @@ impl HostMode {
     /// The register that reaches the guest's EL1 physical timer compare
     /// value from EL2 in this mode.
     #[must_use]
+    #[inline]
     pub const fn ptimer_cval_register(self) -> WritableRegister {
         match self {
             Self::NonVhe => WritableRegister::CntpCvalEl0,
@@ -291,6 +297,7 @@ impl<R> GenericTimer<R> {
 
     /// How the host runs: the `HCR_EL2.E2H` this timer was built for.
     #[must_use]
+    #[inline]
     pub const fn host_mode(&self) -> HostMode {
         if self.features.vhe {
             HostMode::Vhe

@@ -461,7 +461,12 @@ impl HostGic {
     #[must_use]
     pub fn empty_list_registers(&self) -> u64 {
         let low = u64::from(field_shared!(self.gich, elrsr0).read());
-        let high = u64::from(field_shared!(self.gich, elrsr1).read());
+        // `GICH_ELRSR1` only with more than 32 list registers.
+        let high = if self.num_lrs > 32 {
+            u64::from(field_shared!(self.gich, elrsr1).read())
+        } else {
+            0
+        };
         (low | (high << 32)) & lr_mask(self.num_lrs)
     }
 
@@ -492,7 +497,12 @@ impl HostGic {
     /// `GICH_EISR1:GICH_EISR0`, limited to the implemented list registers.
     pub(crate) fn eoi_status(&self) -> u64 {
         let low = u64::from(field_shared!(self.gich, eisr0).read());
-        let high = u64::from(field_shared!(self.gich, eisr1).read());
+        // `GICH_EISR1` only with more than 32 list registers.
+        let high = if self.num_lrs > 32 {
+            u64::from(field_shared!(self.gich, eisr1).read())
+        } else {
+            0
+        };
         (low | (high << 32)) & lr_mask(self.num_lrs)
     }
 

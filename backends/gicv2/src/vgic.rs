@@ -626,7 +626,15 @@ impl<'a> Gic<'a> {
 
     /// The list register that holds `intid` (not empty), if any.
     fn find(&self, intid: u32) -> Option<(usize, ListRegister)> {
+        // Loaded here, only the list registers `GICH_ELRSRn` does not
+        // report empty can hold it: read those only.
+        let occupied = if self.here() {
+            !self.host.empty_list_registers()
+        } else {
+            u64::MAX
+        };
         (0..self.num_lrs())
+            .filter(|&index| occupied & bit(index) != 0)
             .map(|index| (index, self.read_lr(index)))
             .find(|(_, lr)| !lr.is_empty() && lr.virtual_id() == intid)
     }

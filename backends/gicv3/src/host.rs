@@ -355,6 +355,13 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
         self.lr_written = true;
     }
 
+    /// Whether every list register write so far is visible to direct reads
+    /// of the registers derived from them (no write since the last `isb`,
+    /// see [`synchronize_lr_writes`](Self::synchronize_lr_writes)).
+    pub(crate) const fn lr_writes_synchronized(&self) -> bool {
+        !self.lr_written
+    }
+
     /// Makes earlier list register writes visible to direct reads of the
     /// registers derived from them (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`,
     /// `ICH_MISR_EL2`): an `isb` if a list register was written since the

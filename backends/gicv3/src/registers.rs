@@ -199,6 +199,7 @@ pub enum LrState {
 }
 
 impl LrState {
+    #[inline]
     const fn bits(self) -> u64 {
         match self {
             Self::Invalid => 0b00,
@@ -208,6 +209,7 @@ impl LrState {
         }
     }
 
+    #[inline]
     const fn from_bits(bits: u64) -> Self {
         match bits & 0b11 {
             0b00 => Self::Invalid,
@@ -219,12 +221,14 @@ impl LrState {
 
     /// Active or pending and active.
     #[must_use]
+    #[inline]
     pub const fn is_active(self) -> bool {
         matches!(self, Self::Active | Self::PendingActive)
     }
 
     /// Pending or pending and active.
     #[must_use]
+    #[inline]
     pub const fn is_pending(self) -> bool {
         matches!(self, Self::Pending | Self::PendingActive)
     }
@@ -266,12 +270,14 @@ impl ListRegister {
 
     /// A list register value exactly as read from the register.
     #[must_use]
+    #[inline]
     pub const fn from_bits(bits: u64) -> Self {
         Self(bits)
     }
 
     /// The raw register value.
     #[must_use]
+    #[inline]
     pub const fn bits(self) -> u64 {
         self.0
     }
@@ -279,6 +285,7 @@ impl ListRegister {
     /// A software (HW = 0) virtual interrupt `vintid` in `state`, Group 1,
     /// with `priority`, no EOI maintenance.
     #[must_use]
+    #[inline]
     pub const fn software(vintid: u32, state: LrState, priority: u8) -> Self {
         Self(
             (state.bits() << Self::STATE_SHIFT)
@@ -294,6 +301,7 @@ impl ListRegister {
     /// Returns `None` if `pintid` does not fit the 13-bit field
     /// (above [`MAX_PINTID`](Self::MAX_PINTID)).
     #[must_use]
+    #[inline]
     pub const fn hardware(vintid: u32, pintid: u32, state: LrState, priority: u8) -> Option<Self> {
         if pintid > Self::MAX_PINTID {
             return None;
@@ -307,6 +315,7 @@ impl ListRegister {
 
     /// The virtual INTID, bits 31:0.
     #[must_use]
+    #[inline]
     pub const fn vintid(self) -> u32 {
         // Masked to 32 bits: the cast cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
@@ -317,6 +326,7 @@ impl ListRegister {
     /// The physical INTID when HW = 1, bits 44:32; `None` for a software
     /// interrupt.
     #[must_use]
+    #[inline]
     pub const fn pintid(self) -> Option<u32> {
         if self.is_hw() {
             // Masked to 13 bits: the cast cannot truncate.
@@ -345,6 +355,7 @@ impl ListRegister {
 
     /// HW, bit 61: backed by a physical interrupt.
     #[must_use]
+    #[inline]
     pub const fn is_hw(self) -> bool {
         self.0 & Self::HW != 0
     }
@@ -352,18 +363,21 @@ impl ListRegister {
     /// EOI, bit 41, meaningful with HW = 0 only: the guest's deactivation
     /// raises an EOI maintenance interrupt.
     #[must_use]
+    #[inline]
     pub const fn eoi_maintenance(self) -> bool {
         !self.is_hw() && self.0 & Self::EOI != 0
     }
 
     /// The state, bits 63:62.
     #[must_use]
+    #[inline]
     pub const fn state(self) -> LrState {
         LrState::from_bits(self.0 >> Self::STATE_SHIFT)
     }
 
     /// This value with another state.
     #[must_use]
+    #[inline]
     pub const fn with_state(self, state: LrState) -> Self {
         Self((self.0 & !(0b11 << Self::STATE_SHIFT)) | (state.bits() << Self::STATE_SHIFT))
     }
@@ -371,6 +385,7 @@ impl ListRegister {
     /// This value with the EOI bit (bit 41) set or cleared. Has no effect
     /// with HW = 1, where bit 41 belongs to `pINTID`.
     #[must_use]
+    #[inline]
     pub const fn with_eoi_maintenance(self, eoi: bool) -> Self {
         if self.is_hw() {
             self
@@ -395,6 +410,7 @@ impl ListRegister {
     /// `ICH_ELRSR_EL2` reports it: state invalid, and not waiting for an
     /// EOI maintenance interrupt to be handled.
     #[must_use]
+    #[inline]
     pub const fn is_free(self) -> bool {
         matches!(self.state(), LrState::Invalid) && !self.eoi_maintenance()
     }
@@ -403,6 +419,7 @@ impl ListRegister {
     /// maintenance, and the maintenance is still to be handled (the
     /// register's bit in `ICH_EISR_EL2`).
     #[must_use]
+    #[inline]
     pub const fn needs_eoi_maintenance(self) -> bool {
         matches!(self.state(), LrState::Invalid) && self.eoi_maintenance()
     }

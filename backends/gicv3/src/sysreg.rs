@@ -86,24 +86,30 @@ pub trait GicSysRegs {
 }
 
 impl<T: GicSysRegs + ?Sized> GicSysRegs for &mut T {
+    #[inline]
     fn read(&self, reg: SysReg) -> u64 {
         T::read(self, reg)
     }
+    #[inline]
     fn write(&mut self, reg: SysReg, value: u64) {
         T::write(self, reg, value);
     }
+    #[inline]
     fn read_iar1(&mut self) -> u64 {
         T::read_iar1(self)
     }
+    #[inline]
     fn write_eoir1(&mut self, value: u64) {
         T::write_eoir1(self, value);
     }
+    #[inline]
     fn write_dir(&mut self, value: u64) {
         T::write_dir(self, value);
     }
     fn mpidr(&self) -> u64 {
         T::mpidr(self)
     }
+    #[inline]
     fn isb(&mut self) {
         T::isb(self);
     }
@@ -187,6 +193,7 @@ mod real {
     }
 
     impl GicSysRegs for CpuSysRegs {
+        #[inline]
         fn read(&self, reg: SysReg) -> u64 {
             match reg {
                 SysReg::IccCtlrEl1 => ICC_CTLR_EL1.get(),
@@ -229,6 +236,7 @@ mod real {
             }
         }
 
+        #[inline]
         fn write(&mut self, reg: SysReg, value: u64) {
             match reg {
                 // aarch64-cpu 11.2 declares ICC_CTLR_EL1 read-only (it only
@@ -276,14 +284,17 @@ mod real {
         // ICC_IAR1_EL1, ICC_EOIR1_EL1 and ICC_DIR_EL1: not in aarch64-cpu
         // 11.2.
 
+        #[inline]
         fn read_iar1(&mut self) -> u64 {
             mrs!("S3_0_C12_C12_0")
         }
 
+        #[inline]
         fn write_eoir1(&mut self, value: u64) {
             msr!("S3_0_C12_C12_1", value);
         }
 
+        #[inline]
         fn write_dir(&mut self, value: u64) {
             msr!("S3_0_C12_C11_1", value);
         }
@@ -292,6 +303,7 @@ mod real {
             MPIDR_EL1.get()
         }
 
+        #[inline]
         fn isb(&mut self) {
             barrier::isb(barrier::SY);
         }
@@ -419,6 +431,7 @@ mod fake {
     }
 
     impl GicSysRegs for FakeSysRegs {
+        #[inline]
         fn read(&self, reg: SysReg) -> u64 {
             if self.lr_write_unsynchronized
                 && matches!(
@@ -462,6 +475,7 @@ mod fake {
             }
         }
 
+        #[inline]
         fn write(&mut self, reg: SysReg, value: u64) {
             let target = match reg {
                 SysReg::IccCtlrEl1 => &mut self.icc_ctlr,
@@ -495,14 +509,17 @@ mod fake {
             *target = value;
         }
 
+        #[inline]
         fn read_iar1(&mut self) -> u64 {
             core::mem::replace(&mut self.iar, 1023)
         }
 
+        #[inline]
         fn write_eoir1(&mut self, value: u64) {
             self.last_eoir1 = Some(value);
         }
 
+        #[inline]
         fn write_dir(&mut self, value: u64) {
             self.last_dir = Some(value);
         }
@@ -511,6 +528,7 @@ mod fake {
             self.mpidr
         }
 
+        #[inline]
         fn isb(&mut self) {
             self.isb_count = self.isb_count.saturating_add(1);
             self.lr_write_unsynchronized = false;

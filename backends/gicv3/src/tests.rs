@@ -1112,3 +1112,50 @@ fn overflow_queue_is_first_in_first_out_with_its_capacity() {
     }
     assert_eq!(refilled, expected);
 }
+
+/// With every list register write synchronized (after `vcpu_load`, after
+/// a sync), lookups read `ICH_ELRSR_EL2` and only the list registers it
+/// does not report empty; right after a list register write they read
+/// every list register instead (never an unsynchronized `ICH_ELRSR_EL2`).
+/// Either way they find what is there: no duplicate injection, a
+/// withdrawal that empties the register, free registers reused lowest
+/// first.
+#[test]
+fn lookups_use_elrsr_only_when_synchronized_and_find_the_same() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    assert!(
+        !gic.host().regs().lr_write_unsynchronized,
+        "load ends synchronized"
+    );
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
+    gic.map(ppi(27), ppi(27)).unwrap();
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    // Unsynchronized: a full scan finds it pending, not active, and a
+    // second raise does not duplicate it.
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    gic.sync_after_exit().unwrap();
+    // Synchronized: the same answers through ICH_ELRSR_EL2.
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    gic.sync_after_exit().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    let held: std::vec::Vec<u32> = gic
+        .list_registers()
+        .filter(|lr| !lr.is_free())
+        .map(|lr| lr.vintid())
+        .collect();
+    assert_eq!(held, [27, 30]);
+    // Withdrawn through the synchronized lookup: LR 0 is free again and
+    // the next injection takes it.
+    gic.set_virtual_level(ppi(27), false).unwrap();
+    assert!(gic.list_register(0).unwrap().is_free());
+    gic.sync_after_exit().unwrap();
+    gic.set_virtual_level(ppi(29), true).unwrap();
+    assert_eq!(gic.list_register(0).unwrap().vintid(), 29);
+    assert_eq!(gic.host().regs().unsynchronized_reads.get(), 0);
+}

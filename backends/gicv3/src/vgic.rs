@@ -306,6 +306,10 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         // Queued interrupts into the free list registers (this CPU may have
         // more than the last one); sets UIE if still needed.
         self.refill();
+        // One `isb` here lets the lookups that follow (the timer's `load`
+        // asks whether its interrupt is active) read `ICH_ELRSR_EL2`
+        // instead of every list register.
+        self.host.synchronize_lr_writes();
         Ok(())
     }
 
@@ -580,10 +584,30 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         }
     }
 
+    /// The list registers that may hold an interrupt (bit *n*: list
+    /// register *n*), or `None` if that is not known without reading them
+    /// all: loaded here with every list register write synchronized, the
+    /// ones `ICH_ELRSR_EL2` does not report empty (one register read
+    /// instead of one per list register); `None` otherwise (loaded here
+    /// after a list register write, with no `isb` since, or not loaded).
+    fn occupied_lrs(&self) -> Option<u64> {
+        (self.here() && self.host.lr_writes_synchronized())
+            .then(|| !self.host.regs().read(SysReg::IchElrsrEl2))
+    }
+
+    /// The list registers, with their numbers, that may hold an interrupt
+    /// (see [`occupied_lrs`](Self::occupied_lrs)): a free one is left out
+    /// unread where `ICH_ELRSR_EL2` says so.
+    fn maybe_occupied(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
+        let occupied = self.occupied_lrs().unwrap_or(u64::MAX);
+        (0..self.host.list_register_count())
+            .filter(move |&n| occupied & (1 << n) != 0)
+            .map(|n| (n, self.read_lr(n)))
+    }
+
     /// The list register holding `vintid` (in any state but free).
     fn find_lr(&self, vintid: u32) -> Option<(usize, ListRegister)> {
-        self.list_registers()
-            .enumerate()
+        self.maybe_occupied()
             .find(|(_, lr)| !lr.is_free() && lr.vintid() == vintid)
     }
 
@@ -596,7 +620,12 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     fn free_lr(&self) -> Option<usize> {
-        self.list_registers().position(ListRegister::is_free)
+        match self.occupied_lrs() {
+            Some(occupied) => {
+                (0..self.host.list_register_count()).find(|&n| occupied & (1 << n) == 0)
+            }
+            None => self.list_registers().position(ListRegister::is_free),
+        }
     }
 
     /// Moves queued interrupts into free list registers; returns how many.
@@ -673,8 +702,8 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
         self.on_this_cpu()?;
         Ok(self
-            .list_registers()
-            .any(|lr| lr.vintid() == intid.get() && lr.state().is_active()))
+            .maybe_occupied()
+            .any(|(_, lr)| lr.vintid() == intid.get() && lr.state().is_active()))
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
