@@ -376,7 +376,7 @@ mod tests {
     fn readme_links_must_work_outside_rustdoc() {
         let good = "See [`TimerHw`] and [`load`](https://docs.rs/a/latest/a/x.html), [b][k], [c](#top).\n\
                     ```rust\n// [`InCode`] is fine\n```\n\n\
-                    [`TimerHw`]: https://docs.rs/a/latest/a/trait.TimerHw.html\n[k]: https://example.org/\n";
+                    [`TimerHw`]: https://docs.rs/a/latest/a/trait.TimerHw.html\n[k]: https://host.invalid/\n";
         assert!(
             rustdoc_only_links(good).is_empty(),
             "{:?}",
