@@ -97,6 +97,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         // A loaded vCPU takes a new VM-wide offset here, which moves the
         // counts under its live timers: each direct timer on the hardware
         // is saved and restored around it like a register write of its own.

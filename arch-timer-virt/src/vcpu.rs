@@ -186,6 +186,32 @@ pub struct VcpuTimer {
     background_armed: bool,
     physical_armed: bool,
     user_levels: TimerLevels,
+    /// What the next [`before_entry`](Self::before_entry) and
+    /// [`after_exit`](Self::after_exit) have to look at ([`Work`]).
+    work: u8,
+}
+
+/// Bits of [`VcpuTimer`]'s `work`, the hot paths' summary of the state.
+///
+/// A clear bit promises that the path's full version would find nothing to
+/// do and return `Ok`: then it returns at once, so that a guest exit with
+/// both lines low costs the timer a load and a branch on each side. Every
+/// other operation that changes the state sets both bits first; the full
+/// versions of the two paths compute the bits again from the state when
+/// they succeed ([`VcpuTimer::refresh_work`]).
+struct Work;
+
+impl Work {
+    /// `before_entry` has something to do: the vCPU is not loaded or is
+    /// blocked, a host PPI's state needs repair or its release flag a
+    /// reset, or the emulated physical timer can fire or has its line high.
+    const ENTRY: u8 = 1 << 0;
+    /// `after_exit` has something to do: the vCPU is not loaded, the
+    /// emulated physical timer's soft timer is armed, or a direct timer's
+    /// line is high.
+    const EXIT: u8 = 1 << 1;
+    /// Both: the state changed outside the hot paths.
+    const ALL: u8 = Self::ENTRY | Self::EXIT;
 }
 
 impl Default for VcpuTimer {
@@ -217,6 +243,7 @@ impl VcpuTimer {
                 virtual_timer: false,
                 physical_timer: false,
             },
+            work: Work::ALL,
         }
     }
 
@@ -348,6 +375,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         if self.loaded {
             return Err(Error::AlreadyLoaded);
         }
@@ -467,6 +495,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         if !self.loaded {
             return Err(NotLoaded);
         }
@@ -509,6 +538,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         self.save_all(hw);
         self.blocked = true;
         if !self.loaded {
@@ -557,6 +587,7 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         self.cancel_background(soft);
         self.blocked = false;
         if !self.loaded {
@@ -647,6 +678,25 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        if self.work & Work::ENTRY == 0 {
+            return Ok(());
+        }
+        self.before_entry_full(hw, chip, soft)
+    }
+
+    /// [`before_entry`](Self::before_entry) when [`Work::ENTRY`] is set.
+    #[inline(never)]
+    fn before_entry_full<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
@@ -662,6 +712,7 @@ impl VcpuTimer {
             self.host_mut(id).released = false;
         }
         if self.ptimer_direct || (!self.ptimer.can_fire() && !self.ptimer.level()) {
+            self.refresh_work();
             return Ok(());
         }
         let now = hw.physical_count();
@@ -673,6 +724,7 @@ impl VcpuTimer {
             soft.arm(SoftTimer::Physical, at);
             self.physical_armed = true;
         }
+        self.refresh_work();
         Ok(())
     }
 
@@ -702,6 +754,25 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        if self.work & Work::EXIT == 0 {
+            return Ok(());
+        }
+        self.after_exit_full(hw, chip, soft)
+    }
+
+    /// [`after_exit`](Self::after_exit) when [`Work::EXIT`] is set.
+    #[inline(never)]
+    fn after_exit_full<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
@@ -715,6 +786,7 @@ impl VcpuTimer {
                 self.release_host_irq(id, chip)?;
             }
         }
+        self.refresh_work();
         Ok(())
     }
 
@@ -788,6 +860,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         if !self.loaded {
             return Ok(HostIrq::NotLoaded);
         }
@@ -947,6 +1020,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         self.physical_armed = false;
         if !self.loaded {
             return Ok(false);
@@ -1016,6 +1090,7 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         for id in TIMERS {
             if self.context(id).residency() == Residency::Hardware {
                 hw_set_ctl(hw, id, TimerCtl::empty());
@@ -1244,6 +1319,33 @@ impl VcpuTimer {
             self.set_level(id, fire, chip)?;
         }
         Ok(fire && (changed || reraise))
+    }
+
+    /// The state may have changed outside the hot paths: both of them look
+    /// at it again next time.
+    #[inline]
+    pub(crate) const fn touch(&mut self) {
+        self.work = Work::ALL;
+    }
+
+    /// Computes [`Work`] from the state, after a successful `before_entry`
+    /// or `after_exit`.
+    fn refresh_work(&mut self) {
+        let mut work = 0;
+        let emulated_ptimer_live =
+            !self.ptimer_direct && (self.ptimer.can_fire() || self.ptimer.level());
+        let host_work = self.vhost.stale
+            || self.vhost.released
+            || (self.ptimer_direct && self.phost.stale)
+            || self.phost.released;
+        if !self.loaded || self.blocked || host_work || emulated_ptimer_live {
+            work |= Work::ENTRY;
+        }
+        let direct_high = self.vtimer.level() || (self.ptimer_direct && self.ptimer.level());
+        if !self.loaded || self.physical_armed || direct_high {
+            work |= Work::EXIT;
+        }
+        self.work = work;
     }
 
     #[inline]

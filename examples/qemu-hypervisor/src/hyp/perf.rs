@@ -108,17 +108,24 @@ const NO_PMU: u64 = u64::MAX;
 /// In every scenario it also counts the calls during which this CPU entered
 /// a critical section ([`timer_path_locks`]): the library's per-CPU paths
 /// must take no lock shared across CPUs.
+///
+/// `args` are the call's hardware arguments (the [`Counted`] wrappers and
+/// the soft timers), built before the bracket opens so that the
+/// instrumentation's own wrappers are not counted as timer code; `f` gets
+/// them by reference.
 #[inline(always)]
-pub(crate) fn timer_code<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn timer_code<A, R>(mut args: A, f: impl FnOnce(&mut A) -> R) -> R {
     let entered = crate::cs::entered();
     let counter = EL2_COUNTER.load(Ordering::Relaxed);
     if counter == NO_PMU {
-        let result = f();
+        let result = f(&mut args);
         count_locks(entered);
         return result;
     }
+    // The arguments are in place before the first count is read.
+    core::hint::black_box(&mut args);
     let before = Pmu::counter(counter);
-    let result = f();
+    let result = f(&mut args);
     let after = Pmu::counter(counter);
     count_locks(entered);
     TIMER_INSNS.store(
@@ -362,7 +369,7 @@ impl Bench {
         // The bracket's own count: one around nothing.
         EL2_COUNTER.store(pmu.el2_counter(), Ordering::Relaxed);
         let before = TIMER_INSNS.load(Ordering::Relaxed);
-        timer_code(|| core::hint::black_box(()));
+        timer_code((), |()| core::hint::black_box(()));
         self.bracket = TIMER_INSNS.load(Ordering::Relaxed).wrapping_sub(before);
         EL2_COUNTER.store(NO_PMU, Ordering::Relaxed);
         Ok(pmu)
