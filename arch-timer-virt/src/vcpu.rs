@@ -197,8 +197,9 @@ pub struct VcpuTimer {
 /// do and return `Ok`: then it returns at once, so that a guest exit with
 /// both lines low costs the timer a load and a branch on each side. Every
 /// other operation that changes the state sets both bits first; the full
-/// versions of the two paths compute the bits again from the state when
-/// they succeed ([`VcpuTimer::refresh_work`]).
+/// versions of the two paths, and the operations on the way to a guest
+/// entry (`load`, `unblock`, `handle_timer_irq`), compute the bits again
+/// from the state when they return ([`VcpuTimer::refresh_work`]).
 struct Work;
 
 impl Work {
@@ -375,7 +376,22 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        self.touch();
+        let result = self.load_inner(vm, hw, chip);
+        self.refresh_work();
+        result
+    }
+
+    /// [`load`](Self::load) before [`Work`] is computed again.
+    fn load_inner<H, C>(
+        &mut self,
+        vm: &VmTimer,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
         if self.loaded {
             return Err(Error::AlreadyLoaded);
         }
@@ -587,7 +603,23 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
-        self.touch();
+        let result = self.unblock_inner(hw, chip, soft);
+        self.refresh_work();
+        result
+    }
+
+    /// [`unblock`](Self::unblock) before [`Work`] is computed again.
+    fn unblock_inner<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
         self.cancel_background(soft);
         self.blocked = false;
         if !self.loaded {
@@ -736,7 +768,7 @@ impl VcpuTimer {
     /// guest still has the virtual one active, or unmasks it).
     ///
     /// With the direct timers' lines low this touches no timer register;
-    /// for each one high it reads CTL and CVAL.
+    /// for each one high it reads CTL.
     ///
     /// # Errors
     ///
@@ -860,7 +892,22 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        self.touch();
+        let result = self.handle_timer_irq_inner(timer, hw, chip);
+        self.refresh_work();
+        result
+    }
+
+    /// [`handle_timer_irq`](Self::handle_timer_irq) before [`Work`] is computed again.
+    fn handle_timer_irq_inner<H, C>(
+        &mut self,
+        timer: TimerId,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<HostIrq, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
         if !self.loaded {
             return Ok(HostIrq::NotLoaded);
         }
@@ -1228,17 +1275,17 @@ impl VcpuTimer {
         self.context_mut(id).set_residency(Residency::Hardware);
     }
 
-    /// Refreshes a direct timer's memory copy and tells whether its output
-    /// is asserted: from CTL and CVAL on the hardware, or by computing the
-    /// condition when the state is in memory.
+    /// Tells whether a direct timer's output is asserted: from CTL on the
+    /// hardware (kept in the memory copy), or by computing the condition
+    /// when the state is in memory.
     fn sample<H: TimerHw + ?Sized>(&mut self, id: TimerId, hw: &mut H) -> bool {
         match self.context(id).residency() {
             Residency::Hardware => {
+                // CTL's ISTATUS tells; CVAL is not needed (the memory copy
+                // of a timer on the hardware is refreshed whole when it is
+                // saved, and nothing reads it before).
                 let ctl = hw_ctl(hw, id);
-                let cval = hw_cval(hw, id);
-                let ctx = self.context_mut(id);
-                ctx.set_ctl(ctl);
-                ctx.set_cval(cval);
+                self.context_mut(id).set_ctl(ctl);
                 ctl.output_asserted()
             }
             Residency::Memory => self.context(id).should_fire(hw.physical_count()),
