@@ -538,13 +538,15 @@ where
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
             self.stats.exits += 1;
-            self.count_delivery(v, offered);
             // Before the sync, which clears the EOI maintenance condition;
             // only an IRQ exit can have been caused by it.
             let maintenance = matches!(exit, Exit::Irq) && self.gic.maintenance_asserted();
             if let Err(e) = self.gic.sync_after_exit(&mut v.vgic) {
                 fail!("hv: vgic sync_after_exit: {e:?}");
             }
+            // After the sync, which reads back what the guest did with the
+            // list registers, before any library call can withdraw it.
+            self.count_delivery(v, offered);
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
                 let Ok(soft) = self.hyp.vcpu(v.slots) else {
