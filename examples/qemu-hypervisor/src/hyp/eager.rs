@@ -306,6 +306,28 @@ mod imp {
             C: IrqChip + ?Sized,
             S: SoftTimers + ?Sized,
         {
+            if self.ptimer.is_some() {
+                return self.before_entry_both(hw, chip);
+            }
+            self.flush_vtimer(hw, chip)?;
+            hw.set_virtual_offset(self.offset);
+            if !self.vhe {
+                hw.set_el1_physical_access(false);
+            }
+            hw.set_vtimer_cval(self.cval);
+            hw.barrier();
+            hw.set_vtimer_ctl(self.ctl);
+            Ok(())
+        }
+
+        /// The entry's interrupt side for the virtual timer: the line, a
+        /// high line raised again, the PPI's active state.
+        #[inline(always)]
+        fn flush_vtimer<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
             let changed = self.update_state(hw, chip)?;
             if self.level && !changed {
                 // KVM's vGIC flush: a high line is in a list register.
@@ -322,14 +344,25 @@ mod imp {
                     .map_err(Error::IrqChip)?;
                 self.active_cleared_last = !phys_active;
             }
+            Ok(())
+        }
+
+        /// [`before_entry`](Self::before_entry) with the physical timer
+        /// direct: both timers' lines and PPIs, then both restored around
+        /// one `isb`. Out of line, so that the virtual-timer-only entry
+        /// is compiled as it was without it.
+        #[inline(never)]
+        fn before_entry_both<H, C>(
+            &mut self,
+            hw: &mut H,
+            chip: &mut C,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            self.flush_vtimer(hw, chip)?;
             let Some(p) = &mut self.ptimer else {
-                hw.set_virtual_offset(self.offset);
-                if !self.vhe {
-                    hw.set_el1_physical_access(false);
-                }
-                hw.set_vtimer_cval(self.cval);
-                hw.barrier();
-                hw.set_vtimer_ctl(self.ctl);
                 return Ok(());
             };
             p.flush(hw, chip)?;
@@ -354,15 +387,31 @@ mod imp {
             C: IrqChip + ?Sized,
             S: SoftTimers + ?Sized,
         {
+            if self.ptimer.is_some() {
+                return self.after_exit_both(hw, chip);
+            }
+            if !self.vhe {
+                hw.set_el1_physical_access(true);
+            }
+            self.ctl = hw.vtimer_ctl();
+            self.cval = hw.vtimer_cval();
+            hw.set_vtimer_ctl(TimerCtl::empty());
+            hw.set_virtual_offset(Ticks::ZERO);
+            self.update_state(hw, chip).map(|_| ())
+        }
+
+        /// [`after_exit`](Self::after_exit) with the physical timer
+        /// direct: both timers saved and disabled, both lines recomputed
+        /// (no `CNTHCTL_EL2` write: the guest keeps its physical timer).
+        /// Out of line, as [`before_entry_both`](Self::before_entry_both).
+        #[inline(never)]
+        fn after_exit_both<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
             let Some(p) = &mut self.ptimer else {
-                if !self.vhe {
-                    hw.set_el1_physical_access(true);
-                }
-                self.ctl = hw.vtimer_ctl();
-                self.cval = hw.vtimer_cval();
-                hw.set_vtimer_ctl(TimerCtl::empty());
-                hw.set_virtual_offset(Ticks::ZERO);
-                return self.update_state(hw, chip).map(|_| ());
+                return Ok(());
             };
             self.ctl = hw.vtimer_ctl();
             self.cval = hw.vtimer_cval();
@@ -396,6 +445,35 @@ mod imp {
 
         /// KVM's `kvm_timer_schedule`.
         pub(crate) fn block<H, S>(&mut self, _vm: &VmTimer, hw: &mut H, soft: &mut S) -> Wakeup
+        where
+            H: TimerHw + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            if self.ptimer.is_some() {
+                return self.block_both(hw, soft);
+            }
+            if !self.ctl.can_fire() {
+                return Wakeup::Never;
+            }
+            if self.should_fire(hw) {
+                return Wakeup::Now;
+            }
+            // The delta from now, as KVM's `kvm_timer_compute_delta`.
+            let now = hw.physical_count();
+            let delta = self
+                .cval
+                .get()
+                .saturating_sub(now.wrapping_sub(self.offset).get());
+            let at = now.saturating_add(Ticks::new(delta));
+            soft.arm(SoftTimer::Background, at);
+            Wakeup::At(at)
+        }
+
+        /// [`block`](Self::block) with the physical timer direct: the
+        /// earlier expiry of the two. Out of line, as
+        /// [`before_entry_both`](Self::before_entry_both).
+        #[inline(never)]
+        fn block_both<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Wakeup
         where
             H: TimerHw + ?Sized,
             S: SoftTimers + ?Sized,
