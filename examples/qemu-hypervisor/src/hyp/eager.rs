@@ -350,7 +350,7 @@ mod imp {
         /// [`before_entry`](Self::before_entry) with the physical timer
         /// direct: both timers' lines and PPIs, then both restored around
         /// one `isb`. Out of line, so that the virtual-timer-only entry
-        /// is compiled as it was without it.
+        /// keeps its own code and pays one test for the physical timer.
         #[inline(never)]
         fn before_entry_both<H, C>(
             &mut self,

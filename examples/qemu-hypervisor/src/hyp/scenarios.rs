@@ -452,6 +452,18 @@ where
                 format_args!("the perf guest did not finish every path"),
             );
         }
+        // Its physical timer is direct (offset 0): no access of the guest's
+        // traps, in the library's run as in the eager baseline's.
+        if scenario == Scenario::PerfPtimer {
+            check(
+                s.sysreg_exits == 0,
+                format_args!(
+                    "{} trapped system register exits: the perf-ptimer guest's physical \
+                     timer is not direct",
+                    s.sysreg_exits
+                ),
+            );
+        }
         self.print_result(vcpus.len(), &total, &m, pass);
         if pass {
             crate::exit::pass()
