@@ -1425,21 +1425,18 @@ fn perf_round_trip(s: &GuestState, path: u64, timer: PerfTimer, t: &Times) -> bo
 /// `PHYSICAL` picks the timer at build time, so that no loop tests which
 /// timer it drives (the EL1 counts stay those of one timer's code).
 fn perf<const PHYSICAL: bool>(vcpu: u64, t: &Times) -> ! {
+    use crate::hyp::perf::{N1, N2, PERF_BEGIN, PERF_END, Path};
     let timer = if PHYSICAL {
         PerfTimer::Physical
     } else {
         PerfTimer::Virtual
     };
-    use crate::hyp::perf::{N1, N2, PERF_BEGIN, PERF_END, Path};
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     irqs_off();
     // Past the hypervisor's first scheduler tick (1 ms after the start):
     // after it, the perf scenario's tick period is the run limit, and no
     // tick falls in a counted loop.
-    if timer == PerfTimer::Physical {
-        PerfTimer::Virtual.arm(vcount() + t.us(PERF_FAR_US));
-    }
     let warm = vcount() + t.us(PERF_WARM_US);
     while vcount() < warm {
         hvc(Hypercall::Yield, [0; 6]);
@@ -1453,6 +1450,11 @@ fn perf<const PHYSICAL: bool>(vcpu: u64, t: &Times) -> ! {
     {
         let number = number as u64;
         for n in [N1, N2] {
+            if PHYSICAL {
+                // The virtual timer beside it, armed far ahead again for
+                // each loop (line low).
+                PerfTimer::Virtual.arm(vcount() + t.us(PERF_FAR_US));
+            }
             match path {
                 Path::YieldHigh => timer.arm(timer.now()),
                 Path::TimerIrq => {
