@@ -32,8 +32,9 @@ pub fn say(line: &str) {
 const CONFIG_ADDR: &str = "0x47000000";
 /// The configuration word's magic top byte.
 const CONFIG_MAGIC: u32 = 0xA7;
-/// How long one QEMU run may take before it counts as hung.
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one QEMU run may take before it counts as hung (the default
+/// of [`BootOptions::timeout`]).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The scenarios, by configuration number, with the CPUs each needs.
 pub const SCENARIOS: [(&str, u8, u8); 10] = [
@@ -48,6 +49,21 @@ pub const SCENARIOS: [(&str, u8, u8); 10] = [
     ("migration", 7, 2),
     ("external", EXTERNAL_SCENARIO, 1),
 ];
+
+/// The scenarios `cargo xtask bench` boots (not in the matrix: they need
+/// `-icount shift=0`), by configuration number, with the CPUs each needs.
+pub const BENCH_SCENARIOS: [(&str, u8, u8); 2] = [("perf", 10, 1), ("perf-ptimer", 12, 1)];
+
+/// The name of scenario number `n` ([`SCENARIOS`] or [`BENCH_SCENARIOS`]),
+/// `?` for a number neither has.
+#[must_use]
+pub fn scenario_name(n: u8) -> &'static str {
+    SCENARIOS
+        .iter()
+        .chain(&BENCH_SCENARIOS)
+        .find(|s| s.1 == n)
+        .map_or("?", |s| s.0)
+}
 
 /// A QEMU ready to run: its binary, and for an unpacked QEMU the directories
 /// it must be pointed at.
@@ -238,10 +254,7 @@ impl Run {
     /// `periodic gic=v3 mode=nvhe smp=1`.
     #[must_use]
     pub fn describe(&self) -> String {
-        let name = SCENARIOS
-            .iter()
-            .find(|s| s.1 == self.scenario)
-            .map_or("?", |s| s.0);
+        let name = scenario_name(self.scenario);
         format!(
             "{name} gic=v{} mode={} smp={}",
             self.gic,
@@ -317,10 +330,47 @@ pub fn build_command() -> Command {
     cmd
 }
 
+/// What a caller of [`boot_with`] adds to a run: more QEMU arguments, its
+/// own timeout, an echo of the output.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// Arguments after the machine's own (e.g. `-icount shift=0`).
+    pub extra_args: Vec<String>,
+    /// How long the run may take before QEMU is killed and the run fails.
+    pub timeout: Duration,
+    /// Print QEMU's output once it has finished.
+    pub echo: bool,
+}
+
+impl Default for BootOptions {
+    /// No extra argument, [`RUN_TIMEOUT`], no echo.
+    fn default() -> Self {
+        Self {
+            extra_args: Vec::new(),
+            timeout: RUN_TIMEOUT,
+            echo: false,
+        }
+    }
+}
+
 /// Boots `image` under `qemu` for `run`, with a timeout. The machine is
 /// QEMU's current `virt` (its counter frequency is the QEMU version's:
 /// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
 pub fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
+    boot_with(
+        qemu,
+        image,
+        run,
+        &BootOptions {
+            echo,
+            ..BootOptions::default()
+        },
+    )
+}
+
+/// [`boot`] with `options`: its extra arguments after the machine's, its
+/// timeout.
+pub fn boot_with(qemu: &Qemu, image: &Path, run: &Run, options: &BootOptions) -> Result<Outcome> {
     let mut cmd = qemu.machine_command();
     cmd.args([
         "-machine",
@@ -351,6 +401,7 @@ pub fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome>
         };
         cmd.args(["-device", &guest_loader(&guest)?]);
     }
+    cmd.args(&options.extra_args);
     cmd.arg("-kernel").arg(image);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -367,7 +418,7 @@ pub fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome>
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break Some(status);
         }
-        if start.elapsed() > RUN_TIMEOUT {
+        if start.elapsed() > options.timeout {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -376,13 +427,16 @@ pub fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome>
     };
     let mut output = stdout.join().unwrap_or_default();
     output.push_str(&stderr.join().unwrap_or_default());
-    if echo {
+    if options.echo {
         print!("{output}");
     }
     let Some(status) = status else {
         return Ok(Outcome {
             passed: false,
-            output: format!("{output}\n(timed out after {} s)", RUN_TIMEOUT.as_secs()),
+            output: format!(
+                "{output}\n(timed out after {} s)",
+                options.timeout.as_secs()
+            ),
         });
     };
     // A run passes only with both verdicts: QEMU's exit status (the
@@ -418,10 +472,7 @@ fn passing_result(output: &str, run: &Run) -> std::result::Result<(), String> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
     };
-    let scenario = SCENARIOS
-        .iter()
-        .find(|s| s.1 == run.scenario)
-        .map_or("?", |s| s.0);
+    let scenario = scenario_name(run.scenario);
     let gic = format!("v{}", run.gic);
     let mode = if run.vhe { "vhe" } else { "nvhe" };
     let expected = [
@@ -662,6 +713,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_bench_scenarios_have_names_but_are_not_in_the_matrix() {
+        assert_eq!(scenario_name(10), "perf");
+        assert_eq!(scenario_name(12), "perf-ptimer");
+        assert_eq!(scenario_name(5), "ptimer");
+        assert_eq!(scenario_name(200), "?");
+        assert!(
+            matrix_runs()
+                .iter()
+                .all(|r| r.scenario != 10 && r.scenario != 12)
+        );
+        let line = "RESULT scenario=perf-ptimer gic=v2 mode=vhe vcpus=1 PASS\n";
+        assert_eq!(passing_result(line, &run(12, 2, true)), Ok(()));
+        assert!(passing_result(line, &run(10, 2, true)).is_err());
+        assert_eq!(
+            run(12, 2, true).describe(),
+            "perf-ptimer gic=v2 mode=vhe smp=1"
+        );
+    }
+
+    #[test]
+    fn boot_options_default_to_the_matrix_timeout_and_no_extra_arguments() {
+        let options = BootOptions::default();
+        assert_eq!(options.timeout, RUN_TIMEOUT);
+        assert!(options.extra_args.is_empty());
+        assert!(!options.echo);
     }
 
     #[test]

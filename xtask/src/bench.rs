@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the example hypervisor's `perf` scenario under
+//! `cargo xtask bench`: the example hypervisor's perf scenarios under
 //! QEMU with `-icount shift=0`, on GICv3 and GICv2, non-VHE and VHE: the
 //! instructions retired at EL2 and at EL1 and the library's timer register
 //! accesses and GIC calls per round trip of each path, counted by the PMU
@@ -8,34 +8,70 @@
 //! its `eager` feature, see its `src/hyp/eager.rs`) and the ratio
 //! eager / library of EL2 instructions.
 //!
+//! Two scenarios per configuration ([`PERF_RUNS`]): `perf` drives the
+//! virtual timer with the VM's physical timer emulated (the rows
+//! `yield-low` .. `wfi-wake`); `perf-ptimer` drives the physical timer,
+//! direct (`PhysTimerMode::Auto` at offset 0, direct on QEMU 7.2 and 10),
+//! with the virtual timer armed far ahead beside it (the `ptimer-` rows).
+//!
 //! The counts are deterministic (`-icount`): `--twice` boots each
 //! configuration twice and fails if any count differs. The command fails
-//! if the quiet exit (a yield with the timer's line low) made any timer
-//! register access.
+//! if a quiet exit (a yield with the timers' lines low, [`QUIET_PATHS`])
+//! made any timer register access.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use arch_timer_virt_tests::qemu::{BootOptions, Run, boot_with};
 
 use crate::qemu::{self, Choice, Qemu};
 use crate::{Result, TARGET};
 
-/// The example's `perf` scenario (`Scenario::Perf` in its `config.rs`).
-const PERF_SCENARIO: u8 = 10;
-/// The paths of a perf run, in the order the hypervisor prints them.
-const PATHS: [&str; 5] = [
-    "yield-low",
-    "yield-high",
-    "vtimer-irq",
-    "put-load",
-    "wfi-wake",
+/// One perf scenario: its name and number (`Scenario::Perf` and
+/// `Scenario::PerfPtimer` in the example's `config.rs`) and its paths in
+/// the order the hypervisor prints them.
+struct PerfRun {
+    name: &'static str,
+    number: u8,
+    paths: [&'static str; 5],
+}
+
+/// The perf scenarios each configuration boots, in the table's order.
+const PERF_RUNS: [PerfRun; 2] = [
+    PerfRun {
+        name: "perf",
+        number: 10,
+        paths: [
+            "yield-low",
+            "yield-high",
+            "vtimer-irq",
+            "put-load",
+            "wfi-wake",
+        ],
+    },
+    PerfRun {
+        name: "perf-ptimer",
+        number: 12,
+        paths: [
+            "ptimer-yield-low",
+            "ptimer-yield-high",
+            "ptimer-irq",
+            "ptimer-put-load",
+            "ptimer-wfi-wake",
+        ],
+    },
 ];
-/// The quiet exit: its timer register accesses must be 0.
-const QUIET_PATH: &str = "yield-low";
+/// The quiet exits, one per scenario: their timer register accesses must
+/// be 0.
+const QUIET_PATHS: [&str; 2] = ["yield-low", "ptimer-yield-low"];
 /// How long one perf run may take (it takes well under a second on an
 /// idle host).
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// What the table says its rows are.
+const LEGEND: &str = "vtimer rows (yield-low .. wfi-wake): `perf`, the virtual timer driven, \
+                      the VM's physical timer emulated; ptimer-* rows: `perf-ptimer`, the \
+                      physical timer driven and direct (PhysTimerMode::Auto, offset 0), the \
+                      virtual timer armed far ahead beside it";
 
 /// One path's counts per round trip, in thousandths (the hypervisor
 /// prints three decimals).
@@ -133,9 +169,9 @@ pub(crate) fn bench(args: &[String], caller_dir: &Path) -> Result {
 }
 
 /// `cargo xtask test`'s share of the bench (and `bench --quick`): the
-/// library's perf scenario
+/// library's perf scenarios
 /// once on the first QEMU of `options` (GICv3, non-VHE, a few seconds):
-/// the table must be produced and the quiet exit make no timer register
+/// the table must be produced and the quiet exits make no timer register
 /// access.
 pub(crate) fn quick(options: &qemu::Options) -> Result {
     let choice = options.qemus.first().ok_or("no QEMU to run")?;
@@ -173,8 +209,8 @@ fn build_copy(eager: bool) -> Result<PathBuf> {
     Ok(copy)
 }
 
-/// Boots the perf scenario once (twice with `twice`, failing if the
-/// counts differ) and returns its rows.
+/// Boots the perf scenarios once (twice with `twice`, failing if the
+/// counts differ) and returns their rows.
 fn runs(q: &Qemu, image: &Path, gic: u8, vhe: bool, twice: bool) -> Result<Vec<Row>> {
     let rows = run(q, image, gic, vhe)?;
     if twice && run(q, image, gic, vhe)? != rows {
@@ -186,99 +222,57 @@ fn runs(q: &Qemu, image: &Path, gic: u8, vhe: bool, twice: bool) -> Result<Vec<R
     Ok(rows)
 }
 
-/// Boots the perf scenario once and returns its rows.
+/// Boots each perf scenario ([`PERF_RUNS`]) once and returns their rows,
+/// in order.
 fn run(q: &Qemu, image: &Path, gic: u8, vhe: bool) -> Result<Vec<Row>> {
-    let word = u32::from_le_bytes([PERF_SCENARIO, u8::from(vhe), gic, 0xA7]);
-    let mut cmd = q.machine_command();
-    cmd.args([
-        "-machine",
-        &format!("virt,virtualization=on,gic-version={gic}"),
-        "-cpu",
-        "max",
-        "-smp",
-        "1",
-        "-m",
-        "128M",
-        "-nographic",
-        "-semihosting",
-        "-icount",
-        "shift=0",
-        "-device",
-        &format!("loader,addr=0x47000000,data={word:#x},data-len=4"),
-    ]);
-    cmd.arg("-kernel").arg(image);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", q.program().display()))?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut text);
-            }
-            text
-        })
+    let options = BootOptions {
+        extra_args: vec!["-icount".into(), "shift=0".into()],
+        timeout: RUN_TIMEOUT,
+        echo: false,
     };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break Some(status);
+    let mut rows = Vec::new();
+    for perf in &PERF_RUNS {
+        let run = Run {
+            scenario: perf.number,
+            gic,
+            vhe,
+            smp: 1,
+            guest: None,
+        };
+        let outcome = boot_with(q, image, &run, &options)?;
+        let tail = || crate::qemu::tail(&outcome.output, 12);
+        if !outcome.passed {
+            return Err(format!("the {} run failed:\n{}", perf.name, tail()));
         }
-        if start.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut output = stdout.join().unwrap_or_default();
-    output.push_str(&stderr.join().unwrap_or_default());
-    let tail = || crate::qemu::tail(&output, 12);
-    match status {
-        None => Err(format!(
-            "timed out after {} s:\n{}",
-            RUN_TIMEOUT.as_secs(),
-            tail()
-        )),
-        Some(s) if !s.success() => Err(format!("the run failed ({s}):\n{}", tail())),
-        Some(_) => parse(&output).map_err(|e| format!("{e}:\n{}", tail())),
+        rows.extend(parse(&outcome.output, perf).map_err(|e| format!("{e}:\n{}", tail()))?);
     }
+    Ok(rows)
 }
 
-/// The rows of a perf run's output: one `PERF` line per path, all of
-/// [`PATHS`] in order, and a passing `RESULT` line of the perf scenario.
-pub(crate) fn parse(output: &str) -> Result<Vec<Row>> {
+/// The rows of a run of `perf`'s output: one `PERF` line per path, all of
+/// its paths in order, and a passing `RESULT` line of that scenario.
+fn parse(output: &str, perf: &PerfRun) -> Result<Vec<Row>> {
     let rows = output
         .lines()
         .filter_map(|l| l.trim().strip_prefix("PERF "))
         .map(parse_line)
         .collect::<Result<Vec<Row>>>()?;
     let names: Vec<&str> = rows.iter().map(|r| r.path.as_str()).collect();
-    if names != PATHS {
+    if names != perf.paths {
         return Err(format!(
-            "PERF lines for {names:?}, expected {PATHS:?} in that order"
+            "PERF lines for {names:?}, expected {:?} in that order",
+            perf.paths
         ));
     }
+    let scenario = format!(" scenario={} ", perf.name);
     let passed = output.lines().any(|l| {
-        l.starts_with("RESULT ") && l.contains(" scenario=perf ") && l.trim_end().ends_with(" PASS")
+        l.starts_with("RESULT ") && l.contains(&scenario) && l.trim_end().ends_with(" PASS")
     });
     if !passed {
-        return Err("no passing RESULT line of the perf scenario".into());
+        return Err(format!(
+            "no passing RESULT line of the {} scenario",
+            perf.name
+        ));
     }
     Ok(rows)
 }
@@ -340,7 +334,8 @@ fn ratio(library: i64, eager: i64) -> String {
 /// with `eager` the baseline's beside them.
 pub(crate) fn table(title: &str, rows: &[Row], eager: Option<&[Row]>) -> String {
     let mut out = format!(
-        "\n{title} (-icount shift=0; per round trip: (count of 1100 - count of 100) / 1000)\n\n"
+        "\n{title} (-icount shift=0; per round trip: (count of 1100 - count of 100) / 1000)\n\
+         {LEGEND}\n\n"
     );
     let Some(eager) = eager else {
         out.push_str(
@@ -393,17 +388,22 @@ pub(crate) fn table(title: &str, rows: &[Row], eager: Option<&[Row]>) -> String 
     out
 }
 
-/// The quiet exit makes no timer register access.
+/// The quiet exits ([`QUIET_PATHS`]) make no timer register access.
 fn quiet_exit_check(rows: &[Row]) -> Result {
-    match rows.iter().find(|r| r.path == QUIET_PATH) {
-        Some(r) if r.timer == 0 => Ok(()),
-        Some(r) => Err(format!(
-            "the quiet exit ({QUIET_PATH}) made {} timer register accesses per round trip, \
-             expected 0",
-            decimal(r.timer)
-        )),
-        None => Err(format!("no {QUIET_PATH} row")),
+    for quiet in QUIET_PATHS {
+        match rows.iter().find(|r| r.path == quiet) {
+            Some(r) if r.timer == 0 => {}
+            Some(r) => {
+                return Err(format!(
+                    "the quiet exit ({quiet}) made {} timer register accesses per round trip, \
+                     expected 0",
+                    decimal(r.timer)
+                ));
+            }
+            None => return Err(format!("no {quiet} row")),
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -421,10 +421,27 @@ PERF path=wfi-wake n1=100 n2=1100 el2=3793.007 el2_timer=2006.006 el1=210.000 ti
 RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
 ";
 
+    /// [`OUTPUT`] as the `perf-ptimer` scenario prints it.
+    fn ptimer_output() -> String {
+        OUTPUT
+            .replace("path=vtimer-irq", "path=ptimer-irq")
+            .replace("path=", "path=ptimer-")
+            .replace("path=ptimer-ptimer-irq", "path=ptimer-irq")
+            .replace("scenario perf,", "scenario perf-ptimer,")
+            .replace("scenario=perf ", "scenario=perf-ptimer ")
+    }
+
+    /// The rows of both scenarios, as a configuration's run returns them.
+    fn both() -> Vec<Row> {
+        let mut rows = parse(OUTPUT, &PERF_RUNS[0]).unwrap();
+        rows.extend(parse(&ptimer_output(), &PERF_RUNS[1]).unwrap());
+        rows
+    }
+
     #[test]
     fn a_perf_run_parses_into_one_row_per_path() {
-        let rows = parse(OUTPUT).unwrap();
-        assert_eq!(rows.len(), 5);
+        let rows = both();
+        assert_eq!(rows.len(), 10);
         assert_eq!(
             rows[4],
             Row {
@@ -436,8 +453,16 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
                 gic: 6000,
             }
         );
+        assert_eq!(rows[9].path, "ptimer-wfi-wake");
+        assert_eq!(rows[9].el2, rows[4].el2);
         assert!(quiet_exit_check(&rows).is_ok());
         let text = table("QEMU 7.2.22, GICv3, nvhe", &rows, None);
+        assert!(text.contains(LEGEND));
+        assert!(
+            text.contains(
+                "| ptimer-irq | 1652.000 | 734.000 | 918.000 | 132.000 | 3.000 | 1.000 |"
+            )
+        );
         assert!(
             text.contains(
                 "| wfi-wake | 3793.007 | 2006.006 | 1787.001 | 210.000 | 9.000 | 6.000 |"
@@ -456,20 +481,39 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
              | 14.000 | 0.000 | 11.000 | 0.000 | 0.000 |"
         ));
         assert!(text.contains("| put-load | 2252.000 | 2252.000 | 1.00 |"));
+        assert!(text.contains("| ptimer-put-load | 2252.000 | 2252.000 | 1.00 |"));
+    }
+
+    #[test]
+    fn each_scenario_needs_its_own_paths_and_result_line() {
+        let ptimer = ptimer_output();
+        assert!(parse(&ptimer, &PERF_RUNS[0]).is_err());
+        assert!(parse(OUTPUT, &PERF_RUNS[1]).is_err());
+        // The ptimer's paths with the vtimer scenario's verdict.
+        let mislabelled = ptimer.replace("scenario=perf-ptimer ", "scenario=perf ");
+        assert!(parse(&mislabelled, &PERF_RUNS[1]).is_err());
+        // The vtimer's names, once renamed, in the wrong order.
+        let swapped = ptimer
+            .replace("path=ptimer-yield-low", "path=X")
+            .replace("path=ptimer-yield-high", "path=ptimer-yield-low")
+            .replace("path=X", "path=ptimer-yield-high");
+        assert!(parse(&swapped, &PERF_RUNS[1]).is_err());
     }
 
     #[test]
     fn a_missing_path_or_failed_run_is_an_error() {
         let without = OUTPUT.replace("PERF path=put-load", "PERF path=other");
-        assert!(parse(&without).is_err());
+        assert!(parse(&without, &PERF_RUNS[0]).is_err());
         let failed = OUTPUT.replace(" PASS", " FAIL");
-        assert!(parse(&failed).is_err());
+        assert!(parse(&failed, &PERF_RUNS[0]).is_err());
         let cut: String = OUTPUT
             .lines()
             .filter(|l| !l.contains("wfi-wake"))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert!(parse(&cut).is_err());
+        assert!(parse(&cut, &PERF_RUNS[0]).is_err());
+        let bad = OUTPUT.replace("el1=132.000", "el1=132");
+        assert!(parse(&bad, &PERF_RUNS[0]).is_err());
     }
 
     #[test]
@@ -478,8 +522,23 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
             "path=yield-low n1=100 n2=1100 el2=599.000 el2_timer=80.000 el1=14.000 timer=0.000",
             "path=yield-low n1=100 n2=1100 el2=599.000 el2_timer=80.000 el1=14.000 timer=0.001",
         );
-        let rows = parse(&noisy).unwrap();
+        let mut rows = parse(&noisy, &PERF_RUNS[0]).unwrap();
+        rows.extend(parse(&ptimer_output(), &PERF_RUNS[1]).unwrap());
         assert!(quiet_exit_check(&rows).is_err());
+        // The ptimer-direct quiet exit is checked too.
+        let mut rows = parse(OUTPUT, &PERF_RUNS[0]).unwrap();
+        let noisy = ptimer_output().replace(
+            "path=ptimer-yield-low n1=100 n2=1100 el2=599.000 el2_timer=80.000 el1=14.000 \
+             timer=0.000",
+            "path=ptimer-yield-low n1=100 n2=1100 el2=599.000 el2_timer=80.000 el1=14.000 \
+             timer=1.000",
+        );
+        rows.extend(parse(&noisy, &PERF_RUNS[1]).unwrap());
+        assert!(quiet_exit_check(&rows).is_err());
+        // A missing quiet row fails.
+        let rows = parse(OUTPUT, &PERF_RUNS[0]).unwrap();
+        assert!(quiet_exit_check(&rows).is_err());
+        assert!(quiet_exit_check(&both()).is_ok());
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub enum Scenario {
     /// non-zero counter offset: its physical timer is direct with FEAT_ECV
     /// (`CNTPOFF_EL2`, QEMU 10) and emulated without (QEMU 7.2).
     PhysicalTimerOffset,
+    /// [`Perf`](Self::Perf)'s paths on the EL1 physical timer, direct
+    /// (`PhysTimerMode::Auto` at offset 0), the virtual timer armed far
+    /// ahead beside it (`cargo xtask bench`; needs `-icount shift=0`).
+    PerfPtimer,
 }
 
 /// Where an external guest image is loaded and entered (IPA = PA).
@@ -95,7 +99,7 @@ pub const EXTERNAL_GUEST_SIZE: u64 = 0x0800_0000;
 
 impl Scenario {
     /// Every scenario, in number order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Hello,
         Self::Periodic,
         Self::Programming,
@@ -108,7 +112,16 @@ impl Scenario {
         Self::Linux,
         Self::Perf,
         Self::PhysicalTimerOffset,
+        Self::PerfPtimer,
     ];
+
+    /// Whether it is one of the perf scenarios ([`Perf`](Self::Perf),
+    /// [`PerfPtimer`](Self::PerfPtimer)): the counted paths of
+    /// `cargo xtask bench`.
+    #[must_use]
+    pub const fn is_perf(self) -> bool {
+        matches!(self, Self::Perf | Self::PerfPtimer)
+    }
 
     /// The scenario with number `n`.
     #[must_use]
@@ -132,6 +145,7 @@ impl Scenario {
             Self::External => "external",
             Self::Linux => "linux",
             Self::Perf => "perf",
+            Self::PerfPtimer => "perf-ptimer",
         }
     }
 }
@@ -261,7 +275,20 @@ mod tests {
             Some(Scenario::PhysicalTimerOffset)
         );
         assert_eq!(Scenario::PhysicalTimerOffset.name(), "ptimer-offset");
-        assert_eq!(Scenario::from_number(12), None);
+    }
+
+    #[test]
+    fn perf_ptimer_is_scenario_12_and_the_last() {
+        assert_eq!(Scenario::from_number(12), Some(Scenario::PerfPtimer));
+        assert_eq!(Scenario::PerfPtimer.name(), "perf-ptimer");
+        assert_eq!(Scenario::from_number(13), None);
+        for s in Scenario::ALL {
+            assert_eq!(
+                s.is_perf(),
+                matches!(s, Scenario::Perf | Scenario::PerfPtimer)
+            );
+        }
+        assert!(Scenario::PerfPtimer.is_perf() && !Scenario::PhysicalTimer.is_perf());
     }
 
     #[test]

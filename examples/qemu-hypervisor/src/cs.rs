@@ -5,12 +5,17 @@
 //! Each CPU counts the critical sections it enters ([`entered`]), so that
 //! the run loop can show that the library's per-CPU timer paths take none
 //! (`timer_path_locks` on the result line, see `hyp::perf::timer_code`).
+//!
+//! A CPU finds its own lock identity and counter through its index in
+//! `TPIDR_EL2` ([`init_this_cpu`], once when the CPU starts at EL2): one
+//! register read, where `MPIDR_EL1` would need masking on every call.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::sysreg::{read_sysreg, write_sysreg};
 
-/// Owner of the lock: `MPIDR_EL1` affinity + 1, or 0 when free.
+/// Owner of the lock: the owner's CPU index ([`cpu_index`]) + 1, or 0 when
+/// free.
 static OWNER: AtomicU64 = AtomicU64::new(0);
 
 /// The PSTATE.DAIF I and F bits.
@@ -18,24 +23,49 @@ const DAIF_IF: u64 = 0b11 << 6;
 /// The restore state's flag for "this CPU took the lock in this acquire".
 const TOOK_LOCK: u64 = 1 << 63;
 
-fn this_cpu() -> u64 {
-    (read_sysreg!(mpidr_el1) & 0xff_00ff_ffff) + 1
+/// The CPU numbers [`init_this_cpu`] gives: `MPIDR_EL1.Aff0` (QEMU `virt`
+/// numbers its CPUs 0..8 there), the rest of the affinity ignored (the
+/// example's machines have one cluster).
+const AFF0: u64 = 0xff;
+
+/// Records this CPU's index (its `MPIDR_EL1.Aff0`) in `TPIDR_EL2`, where
+/// [`cpu_index`] finds it. Call it once when the CPU starts at EL2, before
+/// it enters a critical section or a run loop.
+pub(crate) fn init_this_cpu() {
+    let index = read_sysreg!(mpidr_el1) & AFF0;
+    // SAFETY: TPIDR_EL2 is software's own register; nothing else in this
+    // binary (or in the guests, which cannot reach EL2 registers) uses it.
+    unsafe { write_sysreg!(tpidr_el2, index) };
 }
 
-/// Counters of [`ENTERED`]: one per `MPIDR_EL1.Aff0` (QEMU `virt` numbers
-/// its CPUs 0..8 there); a CPU beyond them shares the last.
+/// This CPU's index, as [`init_this_cpu`] recorded it (a value beyond
+/// [`AFF0`] if it has not run: `TPIDR_EL2` resets to an unknown value).
+#[inline(always)]
+fn cpu_index() -> u64 {
+    read_sysreg!(tpidr_el2)
+}
+
+/// This CPU's identity in [`OWNER`]: never 0, distinct per CPU.
+fn this_cpu() -> u64 {
+    (cpu_index() & AFF0) + 1
+}
+
+/// Counters of [`ENTERED`]: one per CPU index; a CPU beyond them shares
+/// the last.
 const COUNTED_CPUS: usize = 8;
 /// Critical sections entered (nested ones too) per CPU; each counter is
 /// written only by its own CPU with interrupts masked.
 static ENTERED: [AtomicU32; COUNTED_CPUS] = [const { AtomicU32::new(0) }; COUNTED_CPUS];
 
 /// The [`ENTERED`] counter of this CPU.
+#[inline(always)]
 fn counter() -> &'static AtomicU32 {
-    let aff0 = usize::try_from(read_sysreg!(mpidr_el1) & 0xff).unwrap_or(usize::MAX);
-    &ENTERED[aff0.min(COUNTED_CPUS - 1)]
+    let index = usize::try_from(cpu_index()).unwrap_or(usize::MAX);
+    &ENTERED[index.min(COUNTED_CPUS - 1)]
 }
 
 /// How many critical sections this CPU has entered so far (wrapping).
+#[inline(always)]
 pub(crate) fn entered() -> u32 {
     counter().load(Ordering::Relaxed)
 }

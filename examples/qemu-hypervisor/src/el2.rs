@@ -134,6 +134,8 @@ pub(crate) fn run(config: RunConfig) -> ! {
 /// The second CPU (migration scenario): the same EL2 setup, then it takes
 /// the vCPU whenever the first CPU hands it over.
 pub(crate) fn secondary_main(config: RunConfig, gic: GicVersion) -> ! {
+    // Before anything can enter a critical section.
+    crate::cs::init_this_cpu();
     crate::vectors::install();
     // SAFETY: first thing on this CPU, at EL2 (PSCI CPU_ON enters at EL2).
     let timer = unsafe { cpu_init(config) };

@@ -528,7 +528,8 @@ extern "C" fn guest_entry(vcpu: u64, scenario: u64, gic: u64) -> ! {
         Scenario::Masking => masking(vcpu, &t),
         Scenario::WfiSleep => wfi_sleep(vcpu, &t),
         Scenario::PhysicalTimer | Scenario::PhysicalTimerOffset => physical(vcpu, &t),
-        Scenario::Perf => perf(vcpu, &t),
+        Scenario::Perf => perf::<false>(vcpu, &t),
+        Scenario::PerfPtimer => perf::<true>(vcpu, &t),
         // Entered at the external image or the Linux kernel, never here.
         Scenario::External | Scenario::Linux => finish(vcpu, 0xe8, 0),
     }
@@ -1319,6 +1320,50 @@ const PERF_WARM_US: u64 = 5000;
 /// enough that the guest is asleep before it fires.
 const PERF_SLEEP_US: u64 = 50;
 
+/// The timer the perf guest drives: the virtual one (`perf`, its physical
+/// timer emulated and unused), or the physical one (`perf-ptimer`, direct,
+/// with the virtual timer armed far ahead throughout, line low).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PerfTimer {
+    Virtual,
+    Physical,
+}
+
+impl PerfTimer {
+    /// The count the timer compares with.
+    #[inline(always)]
+    fn now(self) -> u64 {
+        match self {
+            Self::Virtual => vcount(),
+            Self::Physical => pcount(),
+        }
+    }
+
+    /// Arms the timer at `cval`, enabled and unmasked.
+    #[inline(always)]
+    fn arm(self, cval: u64) {
+        match self {
+            Self::Virtual => {
+                msr!("cntv_cval_el0", cval);
+                msr!("cntv_ctl_el0", CTL_ENABLE);
+            }
+            Self::Physical => {
+                msr!("cntp_cval_el0", cval);
+                msr!("cntp_ctl_el0", CTL_ENABLE);
+            }
+        }
+    }
+
+    /// Disables the timer.
+    #[inline(always)]
+    fn disable(self) {
+        match self {
+            Self::Virtual => msr!("cntv_ctl_el0", 0),
+            Self::Physical => msr!("cntp_ctl_el0", 0),
+        }
+    }
+}
+
 /// Spins until the handler has taken an interrupt more than `before`;
 /// `false` if none came within [`LOST_AFTER_US`] of counter time.
 fn perf_wait_irq(s: &GuestState, before: u64, t: &Times) -> bool {
@@ -1332,9 +1377,10 @@ fn perf_wait_irq(s: &GuestState, before: u64, t: &Times) -> bool {
     true
 }
 
-/// One round trip of `path` (numbered as `hyp::perf::Path`); `false` if an
-/// interrupt that must come did not.
-fn perf_round_trip(s: &GuestState, path: u64, t: &Times) -> bool {
+/// One round trip of `path` (numbered as `hyp::perf::Path`) on `timer`;
+/// `false` if an interrupt that must come did not.
+#[inline(always)]
+fn perf_round_trip(s: &GuestState, path: u64, timer: PerfTimer, t: &Times) -> bool {
     use crate::hyp::perf::PERF_PUT_LOAD;
     match path {
         // Yield, line low or line high: one exit.
@@ -1343,8 +1389,7 @@ fn perf_round_trip(s: &GuestState, path: u64, t: &Times) -> bool {
         // and EOIs.
         2 => {
             let before = s.interrupts.load(Ordering::Relaxed);
-            msr!("cntv_cval_el0", vcount());
-            msr!("cntv_ctl_el0", CTL_ENABLE);
+            timer.arm(timer.now());
             return perf_wait_irq(s, before, t);
         }
         3 => hvc(Hypercall::Perf, [PERF_PUT_LOAD, 0, 0, 0, 0, 0]),
@@ -1352,9 +1397,7 @@ fn perf_round_trip(s: &GuestState, path: u64, t: &Times) -> bool {
         // interrupt.
         _ => {
             let before = s.interrupts.load(Ordering::Relaxed);
-            let cval = vcount() + t.us(PERF_SLEEP_US);
-            msr!("cntv_cval_el0", cval);
-            msr!("cntv_ctl_el0", CTL_ENABLE);
+            timer.arm(timer.now() + t.us(PERF_SLEEP_US));
             let start = vcount();
             while !irq_pending() {
                 // SAFETY: wfi only waits.
@@ -1372,14 +1415,22 @@ fn perf_round_trip(s: &GuestState, path: u64, t: &Times) -> bool {
     true
 }
 
-/// The perf scenario: each path of `hyp::perf::Path` run `N1` and `N2`
-/// times between two perf marks, the hypervisor counting. Before each
-/// loop the timer is put in the path's state: armed far ahead (line low)
-/// for the yield, put + load and WFI paths' start, expired with
+/// The perf scenarios: each path of `hyp::perf::Path` run `N1` and `N2`
+/// times between two perf marks, the hypervisor counting, on `timer`.
+/// Before each loop the timer is put in the path's state: armed far ahead
+/// (line low) for the yield, put + load and WFI paths' start, expired with
 /// `PSTATE.I` set (line high) for the line-high yield, disabled with IRQs
-/// on for the interrupt path.
-fn perf(vcpu: u64, t: &Times) -> ! {
+/// on for the interrupt path. On the physical timer the virtual one stays
+/// armed far ahead (both timers have state on the hardware, lines low).
+/// `PHYSICAL` picks the timer at build time, so that no loop tests which
+/// timer it drives (the EL1 counts stay those of one timer's code).
+fn perf<const PHYSICAL: bool>(vcpu: u64, t: &Times) -> ! {
     use crate::hyp::perf::{N1, N2, PERF_BEGIN, PERF_END, Path};
+    let timer = if PHYSICAL {
+        PerfTimer::Physical
+    } else {
+        PerfTimer::Virtual
+    };
     let s = state(vcpu);
     s.rearm.store(REARM_DISABLE, Ordering::Relaxed);
     irqs_off();
@@ -1399,25 +1450,26 @@ fn perf(vcpu: u64, t: &Times) -> ! {
     {
         let number = number as u64;
         for n in [N1, N2] {
+            if PHYSICAL {
+                // The virtual timer beside it, armed far ahead again for
+                // each loop (line low).
+                PerfTimer::Virtual.arm(vcount() + t.us(PERF_FAR_US));
+            }
             match path {
-                Path::YieldHigh => {
-                    msr!("cntv_cval_el0", vcount());
-                    msr!("cntv_ctl_el0", CTL_ENABLE);
-                }
-                Path::VtimerIrq => {
-                    msr!("cntv_ctl_el0", 0);
+                Path::YieldHigh => timer.arm(timer.now()),
+                Path::TimerIrq => {
+                    timer.disable();
                     irqs_on();
                 }
                 Path::YieldLow | Path::PutLoad | Path::WfiWake => {
-                    msr!("cntv_cval_el0", vcount() + t.us(PERF_FAR_US));
-                    msr!("cntv_ctl_el0", CTL_ENABLE);
+                    timer.arm(timer.now() + t.us(PERF_FAR_US));
                 }
             }
             // One exit in that state before the count begins.
             hvc(Hypercall::Yield, [0; 6]);
             hvc(Hypercall::Perf, [PERF_BEGIN, number, n, round, 0, 0]);
             for _ in 0..n {
-                if !perf_round_trip(s, number, t) {
+                if !perf_round_trip(s, number, timer, t) {
                     lost += 1;
                 }
             }
@@ -1431,7 +1483,7 @@ fn perf(vcpu: u64, t: &Times) -> ! {
                 }
             }
             irqs_off();
-            msr!("cntv_ctl_el0", 0);
+            timer.disable();
         }
     }
     if s.early.load(Ordering::Relaxed) != 0 || s.duplicates.load(Ordering::Relaxed) != 0 {

@@ -68,6 +68,8 @@ mod boot {
     entry!(main, 16);
 
     fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+        // Before anything can enter a critical section (the console).
+        crate::cs::init_this_cpu();
         crate::vectors::install();
         crate::console::init();
         // SAFETY: CONFIG_ADDR is RAM mapped by the initial page table,

@@ -34,8 +34,21 @@
 //!   the host takes interrupts): it is left active and the cache forgotten,
 //!   so that the next entry writes the active state.
 //!
+//! KVM of that time always emulated the physical timer. The baseline gives
+//! the guest its physical timer directly where the library's
+//! [`PhysTimerMode::Auto`](arch_timer_virt::PhysTimerMode::Auto) would at
+//! offset 0 (the `perf-ptimer` scenario), the same eager way as the
+//! virtual one: at every exit `CNTP_CTL` and `CNTP_CVAL` saved and the
+//! timer disabled, the line recomputed; at every entry the line
+//! recomputed, the PPI's active state set or cleared (its own
+//! active-cleared cache), `CNTP_CVAL` restored before the shared `isb`,
+//! `CNTP_CTL` after it; EL1 physical timer and counter access allowed once
+//! at the first load and never trapped (no `CNTHCTL_EL2` write per exit);
+//! its PPI mapped and unmasked at the first load; `block` arms the
+//! background timer at the earlier of the two expiries.
+//!
 //! The baseline has no emulated physical timer (its scenarios are refused:
-//! only the `perf` scenario runs with the feature). Everything else the
+//! only the perf scenarios run with the feature). Everything else the
 //! run loop asks of the timer (`levels`, `vtimer` for the statistics) it
 //! answers from the baseline's own state or the unused library timer it
 //! wraps.
@@ -50,8 +63,8 @@ mod imp {
     use core::ops::{Deref, DerefMut};
 
     use arch_timer_virt::{
-        Error, HostIrq, IntId, IrqChip, NotLoaded, SoftTimer, SoftTimers, Ticks, TimerCtl, TimerHw,
-        TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
+        Error, HostIrq, IntId, IrqChip, NotLoaded, PhysTimerMode, SoftTimer, SoftTimers, Ticks,
+        TimerCtl, TimerHw, TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
     };
 
     use crate::sysreg::read_sysreg;
@@ -78,6 +91,79 @@ mod imp {
         vhe: bool,
         virtual_irq: IntId,
         host_ppi: IntId,
+        /// The physical timer, when it is the guest's directly (decided at
+        /// the first load).
+        ptimer: Option<EagerPtimer>,
+    }
+
+    /// The eager baseline's direct physical timer: its saved registers,
+    /// line and active-cleared cache, as the virtual timer's in
+    /// [`EagerTimer`] (no offset: direct only at offset 0).
+    #[derive(Debug)]
+    struct EagerPtimer {
+        ctl: TimerCtl,
+        cval: Ticks,
+        /// The line as the vGIC was last told.
+        level: bool,
+        /// The PPI's active state was cleared at the last entry and nothing
+        /// changed since.
+        active_cleared_last: bool,
+        virtual_irq: IntId,
+        host_ppi: IntId,
+    }
+
+    impl EagerPtimer {
+        /// Whether the saved timer fires now (a counter read only if it
+        /// can fire).
+        fn should_fire<H: TimerHw + ?Sized>(&self, hw: &H) -> bool {
+            self.ctl.can_fire() && hw.physical_count().get() >= self.cval.get()
+        }
+
+        /// Recomputes the line; tells the vGIC if it changed (`true`).
+        fn update_state<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<bool, Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            let level = self.should_fire(hw);
+            if level == self.level {
+                return Ok(false);
+            }
+            self.level = level;
+            self.active_cleared_last = false;
+            chip.set_virtual_level(self.virtual_irq, level)
+                .map_err(Error::IrqChip)?;
+            Ok(true)
+        }
+
+        /// The entry's interrupt side: the line, a high line raised again,
+        /// the PPI's active state.
+        fn flush<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            let changed = self.update_state(hw, chip)?;
+            if self.level && !changed {
+                chip.set_virtual_level(self.virtual_irq, true)
+                    .map_err(Error::IrqChip)?;
+            }
+            let phys_active = self.level
+                || chip
+                    .virtual_active(self.virtual_irq)
+                    .map_err(Error::IrqChip)?;
+            if !self.active_cleared_last || phys_active {
+                chip.set_host_active(self.host_ppi, phys_active)
+                    .map_err(Error::IrqChip)?;
+                self.active_cleared_last = !phys_active;
+            }
+            Ok(())
+        }
+
+        /// The counter value at which the saved timer fires, if it can.
+        fn expiry(&self) -> Option<Ticks> {
+            self.ctl.can_fire().then_some(self.cval)
+        }
     }
 
     impl Deref for EagerTimer {
@@ -107,14 +193,16 @@ mod imp {
                 vhe: false,
                 virtual_irq: IntId::VIRTUAL_TIMER,
                 host_ppi: IntId::VIRTUAL_TIMER,
+                ptimer: None,
             }
         }
 
-        /// The lines as the vGIC was last told (the physical timer is
-        /// not emulated).
+        /// The lines as the vGIC was last told (the physical timer's when
+        /// it is direct; the baseline emulates none).
         pub(crate) fn levels(&self) -> TimerLevels {
             let mut levels = TimerLevels::default();
             levels.virtual_timer = self.level;
+            levels.physical_timer = self.ptimer.as_ref().is_some_and(|p| p.level);
             levels
         }
 
@@ -165,7 +253,27 @@ mod imp {
                     .map_err(Error::IrqChip)?;
                 chip.set_host_masked(self.host_ppi, false)
                     .map_err(Error::IrqChip)?;
-                if self.vhe {
+                // The physical timer direct where the library's `Auto`
+                // makes it so without FEAT_ECV: at offset 0.
+                let direct =
+                    vm.phys_timer_mode() == PhysTimerMode::Auto && self.offset == Ticks::ZERO;
+                if direct {
+                    let p = EagerPtimer {
+                        ctl: TimerCtl::empty(),
+                        cval: Ticks::ZERO,
+                        level: false,
+                        active_cleared_last: false,
+                        virtual_irq: vm.physical_irq(),
+                        host_ppi: vm.host_physical_ppi(),
+                    };
+                    chip.map_virtual(p.virtual_irq, p.host_ppi)
+                        .map_err(Error::IrqChip)?;
+                    chip.set_host_masked(p.host_ppi, false)
+                        .map_err(Error::IrqChip)?;
+                    // The guest's own from now on, in either host mode.
+                    hw.set_el1_physical_access(true);
+                    self.ptimer = Some(p);
+                } else if self.vhe {
                     hw.set_el1_physical_access(false);
                 }
                 self.mapped = true;
@@ -180,6 +288,9 @@ mod imp {
             S: SoftTimers + ?Sized,
         {
             self.active_cleared_last = false;
+            if let Some(p) = &mut self.ptimer {
+                p.active_cleared_last = false;
+            }
             Ok(())
         }
 
@@ -194,6 +305,28 @@ mod imp {
             H: TimerHw + ?Sized,
             C: IrqChip + ?Sized,
             S: SoftTimers + ?Sized,
+        {
+            if self.ptimer.is_some() {
+                return self.before_entry_both(hw, chip);
+            }
+            self.flush_vtimer(hw, chip)?;
+            hw.set_virtual_offset(self.offset);
+            if !self.vhe {
+                hw.set_el1_physical_access(false);
+            }
+            hw.set_vtimer_cval(self.cval);
+            hw.barrier();
+            hw.set_vtimer_ctl(self.ctl);
+            Ok(())
+        }
+
+        /// The entry's interrupt side for the virtual timer: the line, a
+        /// high line raised again, the PPI's active state.
+        #[inline(always)]
+        fn flush_vtimer<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
         {
             let changed = self.update_state(hw, chip)?;
             if self.level && !changed {
@@ -211,13 +344,34 @@ mod imp {
                     .map_err(Error::IrqChip)?;
                 self.active_cleared_last = !phys_active;
             }
+            Ok(())
+        }
+
+        /// [`before_entry`](Self::before_entry) with the physical timer
+        /// direct: both timers' lines and PPIs, then both restored around
+        /// one `isb`. Out of line, so that the virtual-timer-only entry
+        /// keeps its own code and pays one test for the physical timer.
+        #[inline(never)]
+        fn before_entry_both<H, C>(
+            &mut self,
+            hw: &mut H,
+            chip: &mut C,
+        ) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            self.flush_vtimer(hw, chip)?;
+            let Some(p) = &mut self.ptimer else {
+                return Ok(());
+            };
+            p.flush(hw, chip)?;
             hw.set_virtual_offset(self.offset);
-            if !self.vhe {
-                hw.set_el1_physical_access(false);
-            }
             hw.set_vtimer_cval(self.cval);
+            hw.set_ptimer_cval(p.cval);
             hw.barrier();
             hw.set_vtimer_ctl(self.ctl);
+            hw.set_ptimer_ctl(p.ctl);
             Ok(())
         }
 
@@ -233,6 +387,9 @@ mod imp {
             C: IrqChip + ?Sized,
             S: SoftTimers + ?Sized,
         {
+            if self.ptimer.is_some() {
+                return self.after_exit_both(hw, chip);
+            }
             if !self.vhe {
                 hw.set_el1_physical_access(true);
             }
@@ -243,12 +400,35 @@ mod imp {
             self.update_state(hw, chip).map(|_| ())
         }
 
-        /// The vtimer PPI at EL2: not expected; left active for the next
-        /// entry to set or clear (the eager baseline has no direct
-        /// physical timer: `_timer` is always the virtual one).
+        /// [`after_exit`](Self::after_exit) with the physical timer
+        /// direct: both timers saved and disabled, both lines recomputed
+        /// (no `CNTHCTL_EL2` write: the guest keeps its physical timer).
+        /// Out of line, as [`before_entry_both`](Self::before_entry_both).
+        #[inline(never)]
+        fn after_exit_both<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<(), Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+        {
+            let Some(p) = &mut self.ptimer else {
+                return Ok(());
+            };
+            self.ctl = hw.vtimer_ctl();
+            self.cval = hw.vtimer_cval();
+            hw.set_vtimer_ctl(TimerCtl::empty());
+            p.ctl = hw.ptimer_ctl();
+            p.cval = hw.ptimer_cval();
+            hw.set_ptimer_ctl(TimerCtl::empty());
+            hw.set_virtual_offset(Ticks::ZERO);
+            p.update_state(hw, chip)?;
+            self.update_state(hw, chip).map(|_| ())
+        }
+
+        /// A timer PPI at EL2 (`timer`'s): not expected; left active for
+        /// the next entry to set or clear.
         pub(crate) fn handle_timer_irq<H, C>(
             &mut self,
-            _timer: TimerId,
+            timer: TimerId,
             _hw: &mut H,
             _chip: &mut C,
         ) -> Result<HostIrq, Error<C::Error>>
@@ -256,7 +436,10 @@ mod imp {
             H: TimerHw + ?Sized,
             C: IrqChip + ?Sized,
         {
-            self.active_cleared_last = false;
+            match (timer, &mut self.ptimer) {
+                (TimerId::Physical, Some(p)) => p.active_cleared_last = false,
+                _ => self.active_cleared_last = false,
+            }
             Ok(HostIrq::Spurious)
         }
 
@@ -266,6 +449,9 @@ mod imp {
             H: TimerHw + ?Sized,
             S: SoftTimers + ?Sized,
         {
+            if self.ptimer.is_some() {
+                return self.block_both(hw, soft);
+            }
             if !self.ctl.can_fire() {
                 return Wakeup::Never;
             }
@@ -278,6 +464,41 @@ mod imp {
                 .cval
                 .get()
                 .saturating_sub(now.wrapping_sub(self.offset).get());
+            let at = now.saturating_add(Ticks::new(delta));
+            soft.arm(SoftTimer::Background, at);
+            Wakeup::At(at)
+        }
+
+        /// [`block`](Self::block) with the physical timer direct: the
+        /// earlier expiry of the two. Out of line, as
+        /// [`before_entry_both`](Self::before_entry_both).
+        #[inline(never)]
+        fn block_both<H, S>(&mut self, hw: &mut H, soft: &mut S) -> Wakeup
+        where
+            H: TimerHw + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            let ptimer = self.ptimer.as_ref().and_then(EagerPtimer::expiry);
+            if !self.ctl.can_fire() && ptimer.is_none() {
+                return Wakeup::Never;
+            }
+            if self.should_fire(hw) || self.ptimer.as_ref().is_some_and(|p| p.should_fire(hw)) {
+                return Wakeup::Now;
+            }
+            // The delta from now, as KVM's `kvm_timer_compute_delta`, of
+            // each timer that can fire; the earlier.
+            let now = hw.physical_count();
+            let vtimer = self.ctl.can_fire().then(|| {
+                self.cval
+                    .get()
+                    .saturating_sub(now.wrapping_sub(self.offset).get())
+            });
+            let ptimer = ptimer.map(|cval| cval.get().saturating_sub(now.get()));
+            let delta = match (vtimer, ptimer) {
+                (Some(v), Some(p)) => v.min(p),
+                (Some(d), None) | (None, Some(d)) => d,
+                (None, None) => return Wakeup::Never,
+            };
             let at = now.saturating_add(Ticks::new(delta));
             soft.arm(SoftTimer::Background, at);
             Wakeup::At(at)

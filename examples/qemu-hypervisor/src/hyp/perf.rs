@@ -15,6 +15,12 @@
 //! PERF path=yield-low n1=100 n2=1100 el2=613.000 el2_timer=80.000 el1=14.000 timer=0.000 gic=0.000 ...
 //! ```
 //!
+//! The `perf` scenario drives the virtual timer (the VM's physical timer
+//! emulated and unused); `perf-ptimer` drives the physical timer, direct
+//! (`PhysTimerMode::Auto` at offset 0), with the virtual timer armed far
+//! ahead beside it: its lines name the paths `ptimer-...`
+//! ([`Path::name`]).
+//!
 //! With `-icount shift=0` the counts are deterministic (`cargo xtask bench`
 //! checks that two runs agree).
 
@@ -41,18 +47,19 @@ pub(crate) const PERF_END: u64 = 1;
 /// then `load`), the put + load path.
 pub(crate) const PERF_PUT_LOAD: u64 = 2;
 
-/// The paths the perf guest drives, by number (`x2`).
+/// The paths the perf guest drives, by number (`x2`), on the virtual timer
+/// (`perf`) or the physical one (`perf-ptimer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// A yield hypercall with the virtual timer armed in the future (its
-    /// line low): the quiet exit.
+    /// A yield hypercall with the timer armed in the future (its line
+    /// low): the quiet exit.
     YieldLow,
     /// A yield hypercall with the timer expired and unmasked but the
     /// guest's `PSTATE.I` set (the line high, the interrupt pending).
     YieldHigh,
-    /// The vtimer PPI taken at EL2, forwarded, taken and acknowledged
+    /// The timer's PPI taken at EL2, forwarded, taken and acknowledged
     /// (EOI) by the guest.
-    VtimerIrq,
+    TimerIrq,
     /// A hypercall that makes the hypervisor put and load the vCPU.
     PutLoad,
     /// WFI with the timer armed a little ahead: block, the background
@@ -65,19 +72,25 @@ impl Path {
     pub(crate) const ALL: [Self; 5] = [
         Self::YieldLow,
         Self::YieldHigh,
-        Self::VtimerIrq,
+        Self::TimerIrq,
         Self::PutLoad,
         Self::WfiWake,
     ];
 
-    /// Its name on the `PERF` line.
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            Self::YieldLow => "yield-low",
-            Self::YieldHigh => "yield-high",
-            Self::VtimerIrq => "vtimer-irq",
-            Self::PutLoad => "put-load",
-            Self::WfiWake => "wfi-wake",
+    /// Its name on the `PERF` line, on the physical timer (`physical`) or
+    /// the virtual one.
+    pub(crate) const fn name(self, physical: bool) -> &'static str {
+        match (self, physical) {
+            (Self::YieldLow, false) => "yield-low",
+            (Self::YieldHigh, false) => "yield-high",
+            (Self::TimerIrq, false) => "vtimer-irq",
+            (Self::PutLoad, false) => "put-load",
+            (Self::WfiWake, false) => "wfi-wake",
+            (Self::YieldLow, true) => "ptimer-yield-low",
+            (Self::YieldHigh, true) => "ptimer-yield-high",
+            (Self::TimerIrq, true) => "ptimer-irq",
+            (Self::PutLoad, true) => "ptimer-put-load",
+            (Self::WfiWake, true) => "ptimer-wfi-wake",
         }
     }
 }
@@ -375,10 +388,12 @@ impl Bench {
         Ok(pmu)
     }
 
-    /// Serves perf hypercall `op` (`x1`) with `x2`, `x3`, `x4`; `Err` is a
-    /// message that ends the run.
+    /// Serves perf hypercall `op` (`x1`) with `x2`, `x3`, `x4` of the perf
+    /// guest that drives the physical timer (`physical`) or the virtual
+    /// one; `Err` is a message that ends the run.
     pub(crate) fn hypercall(
         &mut self,
+        physical: bool,
         op: u64,
         x2: u64,
         x3: u64,
@@ -424,7 +439,7 @@ impl Bench {
                 }
                 if let ((Some(short), Some(long)), (Some(short_b), Some(long_b))) = *both {
                     print_line(
-                        path,
+                        path.name(physical),
                         short,
                         long,
                         short_b.timer_code(self.bracket),
@@ -445,10 +460,10 @@ impl Bench {
     }
 }
 
-/// Prints `path`'s `PERF` line: per round trip, (long - short) / (N2 - N1),
+/// Prints the `PERF` line of the path named `path`: per round trip, (long - short) / (N2 - N1),
 /// with three decimals; the timer code's EL2 instructions from the
 /// bracketed round (`timer_short`, `timer_long`).
-fn print_line(path: Path, short: Counts, long: Counts, timer_short: u32, timer_long: u32) {
+fn print_line(path: &str, short: Counts, long: Counts, timer_short: u32, timer_long: u32) {
     let per = |a: u32, b: u32| {
         let d = i64::from(b) - i64::from(a);
         let sign = if d < 0 { "-" } else { "" };
@@ -464,8 +479,6 @@ fn print_line(path: Path, short: Counts, long: Counts, timer_short: u32, timer_l
     println!(
         "PERF path={} n1={N1} n2={N2} el2={s2}{i2}.{f2:03} el2_timer={sx}{ix}.{fx:03} \
          el1={s1}{i1}.{f1:03} timer={st}{it}.{ft:03} gic={sg}{ig}.{fg:03} el2_n1={} el2_n2={}",
-        path.name(),
-        short.insns.el2,
-        long.insns.el2,
+        path, short.insns.el2, long.insns.el2,
     );
 }

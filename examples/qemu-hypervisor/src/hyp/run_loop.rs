@@ -125,8 +125,9 @@ impl Periods {
 
 /// The one VM's timer settings, shared by every vCPU on every CPU.
 pub(crate) static VM: VmTimer = VmTimer::new();
-/// The same for the `ptimer` scenario: the physical timer direct where the
-/// CPU allows it (offset 0, or FEAT_ECV), emulated otherwise.
+/// The same for the `ptimer` and `perf-ptimer` scenarios: the physical
+/// timer direct where the CPU allows it (offset 0, or FEAT_ECV), emulated
+/// otherwise.
 static VM_PTIMER: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
 /// How far the `ptimer-offset` guest's counters run ahead of the physical
 /// count, in ticks (a VM-wide offset of minus this, modulo 2^64): a count,
@@ -141,7 +142,7 @@ static VM_PTIMER_OFFSET: VmTimer = VmTimer::new()
 /// The VM settings `scenario` runs with.
 pub(crate) fn vm_for(scenario: Scenario) -> &'static VmTimer {
     match scenario {
-        Scenario::PhysicalTimer => &VM_PTIMER,
+        Scenario::PhysicalTimer | Scenario::PerfPtimer => &VM_PTIMER,
         Scenario::PhysicalTimerOffset => &VM_PTIMER_OFFSET,
         _ => &VM,
     }

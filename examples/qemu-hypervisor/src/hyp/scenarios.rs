@@ -96,8 +96,8 @@ where
     /// Runs this run's scenario on the first CPU and ends the run with its
     /// verdict.
     pub(crate) fn run(mut self) -> ! {
-        if cfg!(feature = "eager") && self.config.scenario != Scenario::Perf {
-            fail!("hv: the eager baseline (feature `eager`) runs the perf scenario only");
+        if cfg!(feature = "eager") && !self.config.scenario.is_perf() {
+            fail!("hv: the eager baseline (feature `eager`) runs the perf scenarios only");
         }
         let count = match self.config.scenario {
             Scenario::TwoVcpus => 2,
@@ -162,7 +162,7 @@ where
     /// `housekeeping` but for the perf scenario, which has the run limit
     /// instead (a tick inside one of its counted loops would count).
     pub(crate) fn platform_housekeeping(&self, housekeeping: u64) -> u64 {
-        if self.config.scenario == Scenario::Perf {
+        if self.config.scenario.is_perf() {
             self.periods.run_limit
         } else {
             housekeeping
@@ -255,7 +255,13 @@ where
                 None
             }
             Some(Hypercall::Yield) => None,
-            Some(Hypercall::Perf) => match self.perf.hypercall(x1, x2, x3, x4) {
+            Some(Hypercall::Perf) => match self.perf.hypercall(
+                self.config.scenario == Scenario::PerfPtimer,
+                x1,
+                x2,
+                x3,
+                x4,
+            ) {
                 Ok(super::perf::Request::Resume) => None,
                 Ok(super::perf::Request::PutLoad) => {
                     self.put(v);
@@ -440,10 +446,22 @@ where
                 format_args!("the Linux guest took no virtual timer interrupt"),
             );
         }
-        if scenario == Scenario::Perf {
+        if scenario.is_perf() {
             check(
                 self.perf.complete(),
                 format_args!("the perf guest did not finish every path"),
+            );
+        }
+        // Its physical timer is direct (offset 0): no access of the guest's
+        // traps, in the library's run as in the eager baseline's.
+        if scenario == Scenario::PerfPtimer {
+            check(
+                s.sysreg_exits == 0,
+                format_args!(
+                    "{} trapped system register exits: the perf-ptimer guest's physical \
+                     timer is not direct",
+                    s.sysreg_exits
+                ),
             );
         }
         self.print_result(vcpus.len(), &total, &m, pass);
