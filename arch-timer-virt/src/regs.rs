@@ -193,8 +193,7 @@ impl VcpuTimer {
             if !self.is_direct(timer) {
                 self.set_level(timer, fire, chip)?;
             } else if !fire {
-                self.set_level(timer, false, chip)?;
-                self.release_host_irq(timer, chip)?;
+                self.lower_direct_line(timer, chip)?;
             }
             // A direct timer's newly met condition raises its physical PPI
             // by itself.

@@ -2,7 +2,7 @@
 
 use crate::{
     Error, Forwarding, IntId, IrqChip, NotLoaded, Residency, SoftTimer, SoftTimers, Ticks,
-    TimerContext, TimerCtl, TimerHw, TimerId, VmTimer,
+    TimerContext, TimerCtl, TimerHw, TimerId, VirtualState, VmTimer,
 };
 
 /// What [`VcpuTimer::handle_timer_irq`] did, and so what the hypervisor
@@ -814,8 +814,7 @@ impl VcpuTimer {
                 continue;
             }
             if !self.sample(id, hw) {
-                self.set_level(id, false, chip)?;
-                self.release_host_irq(id, chip)?;
+                self.lower_direct_line(id, chip)?;
             }
         }
         self.refresh_work();
@@ -1313,6 +1312,38 @@ impl VcpuTimer {
         }
         timer.set_level(level);
         Ok(())
+    }
+
+    /// Lowers a direct timer's line whose condition the guest cleared, and
+    /// lets its physical PPI signal again. With [`Forwarding::Hardware`]
+    /// the PPI is deactivated only if the virtual interrupt was still
+    /// pending (withdrawn here, so no guest deactivation will come): one
+    /// the guest completed had the PPI deactivated by that completion (HW
+    /// bit), one it still holds active will have. With
+    /// [`Forwarding::Masking`] the PPI is unmasked.
+    pub(crate) fn lower_direct_line<C: IrqChip + ?Sized>(
+        &mut self,
+        id: TimerId,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        match self.forwarding {
+            Forwarding::Hardware => {
+                let state = chip
+                    .virtual_state(self.context(id).irq())
+                    .map_err(Error::IrqChip)?;
+                self.set_level(id, false, chip)?;
+                if state == VirtualState::Pending {
+                    chip.set_host_active(self.host(id).ppi, false)
+                        .map_err(Error::IrqChip)?;
+                    self.host_mut(id).released = true;
+                }
+                Ok(())
+            }
+            Forwarding::Masking => {
+                self.set_level(id, false, chip)?;
+                self.release_host_irq(id, chip)
+            }
+        }
     }
 
     /// Lets a direct timer's physical PPI signal again after its virtual

@@ -236,9 +236,12 @@ fn host_irq_with_the_line_already_high_re_raises() {
     );
 }
 
-/// The guest handled the interrupt and moved CVAL forward: the exit lowers
-/// the line, then deactivates the physical interrupt because the virtual
-/// one is no longer active.
+/// The guest moved CVAL forward: the exit asks the virtual interrupt's
+/// state, lowers the line, then deactivates the physical interrupt. The
+/// mock chip answers through `IrqChip::virtual_state`'s default, which
+/// cannot tell a completed interrupt from a pending one and reports one
+/// that is not active as pending: withdrawn, so no guest deactivation will
+/// come.
 #[test]
 fn cleared_condition_lowers_the_line_then_deactivates() {
     let (_vm, mut timer) = raised(Forwarding::Hardware);
@@ -249,16 +252,16 @@ fn cleared_condition_lowers_the_line_then_deactivates() {
         .in_sequence(&mut seq)
         .return_const(TimerCtl::ENABLE);
     let mut chip = MockIrqChip::new();
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(false))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
     chip.expect_virtual_active()
         .with(eq(VTIMER))
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(false));
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)

@@ -1,7 +1,7 @@
 //! The virtual side: a vCPU's list register state [`VgicCpu`], and [`Gic`],
 //! the [`IrqChip`] that drives it together with the host side.
 
-use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt::{IntId, IrqChip, VirtualState};
 
 use crate::registers::{
     ICH_HCR_EN, ICH_HCR_UIE, ListRegister, LrState, MAX_ACTIVE_PRIORITY_REGISTERS,
@@ -720,6 +720,23 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
         Ok(self
             .maybe_occupied()
             .any(|(_, lr)| lr.vintid() == intid.get() && lr.state().is_active()))
+    }
+
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Error> {
+        self.on_this_cpu()?;
+        if let Some((_, lr)) = self.find_lr(intid.get()) {
+            return Ok(match lr.state() {
+                LrState::Invalid => VirtualState::Inactive,
+                LrState::Pending => VirtualState::Pending,
+                LrState::Active => VirtualState::Active,
+                LrState::PendingActive => VirtualState::PendingActive,
+            });
+        }
+        Ok(if self.vcpu.queue_position(intid.get()).is_some() {
+            VirtualState::Pending
+        } else {
+            VirtualState::Inactive
+        })
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
