@@ -26,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use arch_timer_virt::{IntId, IrqChip, Ticks, TimerCtl, TimerHw};
+use arch_timer_virt::{IntId, IrqChip, Ticks, TimerCtl, TimerHw, VirtualState};
 
 use crate::console::println;
 use crate::pmu::{Pmu, Sample};
@@ -284,6 +284,11 @@ impl<T: IrqChip + ?Sized> IrqChip for Counted<'_, T> {
     fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error> {
         bump(&GIC_CALLS);
         self.0.virtual_active(intid)
+    }
+    #[inline(always)]
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        bump(&GIC_CALLS);
+        self.0.virtual_state(intid)
     }
     #[inline(always)]
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
