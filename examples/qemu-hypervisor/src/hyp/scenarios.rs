@@ -99,6 +99,13 @@ where
         if cfg!(feature = "eager") && self.config.scenario != Scenario::Perf {
             fail!("hv: the eager baseline (feature `eager`) runs the perf scenario only");
         }
+        if self.config.scenario == Scenario::PhysicalTimerOffset {
+            // SAFETY: the boot CPU, once, before any vCPU exists or another
+            // CPU starts.
+            let now = arch_timer_virt::TimerHw::physical_count(&self.timer);
+            // SAFETY: see above.
+            unsafe { super::run_loop::start_ptimer_offset_vm(now) };
+        }
         let count = match self.config.scenario {
             Scenario::TwoVcpus => 2,
             _ => 1,
