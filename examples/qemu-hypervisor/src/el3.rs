@@ -37,7 +37,9 @@
 //!   hypervisor's non-secure writes (its redistributors' `GICR_IGROUPR0`,
 //!   `GICD_CTLR`) configure it as they do there. GICv2 has no DS bit:
 //!   every `GICD_IGROUPRn` = all ones (Group 1, non-secure), including this
-//!   CPU's banked `GICD_IGROUPR0`. Another CPU's banked `GICD_IGROUPR0`
+//!   CPU's banked `GICD_IGROUPR0`, and `GICC_PMR` = 0xFF (a non-secure
+//!   write to it is ignored while the mask is below 0x80, its reset value
+//!   being 0). Another CPU's banked `GICD_IGROUPR0`
 //!   cannot be set from here, and QEMU's PSCI `CPU_ON` starts other CPUs at
 //!   EL2 without this stage: a machine with EL3 runs on one CPU (see the
 //!   README).
@@ -49,7 +51,7 @@
 
 use core::arch::global_asm;
 
-use crate::gic::GICD_BASE;
+use crate::gic::{GICC_BASE, GICD_BASE};
 
 global_asm!(
     r#"
@@ -115,6 +117,11 @@ el3_entry:
 8:  str w15, [x14], #4
     subs w13, w13, #1
     b.pl 8b
+    // GICC_PMR = 0xFF from the secure side: a non-secure write is ignored
+    // while the mask is in the lower half (reset 0).
+    ldr x12, ={gicc}
+    mov w13, #0xff
+    str w13, [x12, #4]
     dsb sy
 
 9:  // To EL2h at aarch64-rt's entry, DAIF masked.
@@ -128,4 +135,5 @@ el3_entry:
 .popsection
 "#,
     gicd = const GICD_BASE,
+    gicc = const GICC_BASE,
 );
