@@ -192,7 +192,7 @@ fn run(q: &Qemu, image: &Path, gic: u8, vhe: bool) -> Result<Vec<Row>> {
     let mut cmd = q.machine_command();
     cmd.args([
         "-machine",
-        &format!("virt,virtualization=on,gic-version={gic}"),
+        &qemu::machine_option(gic, false),
         "-cpu",
         "max",
         "-smp",

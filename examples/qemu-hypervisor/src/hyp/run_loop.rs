@@ -152,18 +152,22 @@ static mut VM_PTIMER_OFFSET: VmTimer = VmTimer::new().with_phys_timer_mode(PhysT
 /// (no vCPU loaded yet, no other CPU started): nothing else reads the VM's
 /// settings meanwhile.
 pub(crate) unsafe fn start_ptimer_offset_vm(now: Ticks) {
+    let vm: *mut VmTimer = &raw mut VM_PTIMER_OFFSET;
     // SAFETY: the caller promises that nothing else accesses the static
     // now; the write goes through a raw pointer, no reference is kept.
-    unsafe { (*(&raw mut VM_PTIMER_OFFSET)).set_counter_offset(now) };
+    unsafe { (*vm).set_counter_offset(now) };
 }
 
 /// The VM settings `scenario` runs with.
 pub(crate) fn vm_for(scenario: Scenario) -> &'static VmTimer {
     match scenario {
         Scenario::PhysicalTimer => &VM_PTIMER,
-        // SAFETY: written only by `start_ptimer_offset_vm`, before the
-        // first call here; read-only from then on.
-        Scenario::PhysicalTimerOffset => unsafe { &*(&raw const VM_PTIMER_OFFSET) },
+        Scenario::PhysicalTimerOffset => {
+            let vm: *const VmTimer = &raw const VM_PTIMER_OFFSET;
+            // SAFETY: written only by `start_ptimer_offset_vm`, before the
+            // first call here; read-only from then on.
+            unsafe { &*vm }
+        }
         _ => &VM,
     }
 }
