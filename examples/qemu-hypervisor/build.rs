@@ -14,6 +14,9 @@ fn main() {
         println!("cargo:rustc-link-search={dir}");
         println!("cargo:rustc-link-arg-bin=qemu-hypervisor=-Timage.ld");
         println!("cargo:rustc-link-arg-bin=qemu-hypervisor=-Tmemory.ld");
+        // The ELF entry is the EL3 stage (src/el3.rs), which goes on to
+        // aarch64-rt's `entry` (image.ld's ENTRY) at EL2.
+        println!("cargo:rustc-link-arg-bin=qemu-hypervisor=--entry=el3_entry");
         println!("cargo:rustc-link-arg-bin=guest-hello=-T{dir}/guest-hello/guest.ld");
     }
 }

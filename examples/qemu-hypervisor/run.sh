@@ -16,8 +16,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 workspace=$(cd "$here/../.." && pwd)
 target=${CARGO_TARGET_DIR:-$workspace/target}
 scenario=${1:-1}; mode=${2:-0}; gic=${3:-3}
-# The migration scenario (7) needs a second CPU.
+# The migration scenario (7) needs a second CPU. ptimer-offset (11) boots
+# with EL3 (secure=on), whose stage enables FEAT_ECV's physical offset.
 if [ "$scenario" -eq 7 ]; then smp=${4:-2}; else smp=${4:-1}; fi
+if [ "$scenario" -eq 11 ]; then el3=,secure=on; else el3=; fi
 (cd "$here" && CARGO_TARGET_DIR="$target" cargo build -q --release -p qemu-hypervisor --bins --target aarch64-unknown-none </dev/null)
 word=$(printf '0xA7%02X%02X%02X' "$gic" "$mode" "$scenario")
 if [ "$scenario" -eq 8 ]; then
@@ -28,7 +30,7 @@ else
 fi
 # shellcheck disable=SC2086 # QEMU and QEMU_ARGS are word lists on purpose
 exec timeout "${QEMU_TIMEOUT:-60}" ${QEMU:-qemu-system-aarch64} \
-  -machine "${QEMU_MACHINE:-virt}",virtualization=on,gic-version="$gic" \
+  -machine "${QEMU_MACHINE:-virt}",virtualization=on"$el3",gic-version="$gic" \
   -cpu max -smp "$smp" "$@" -nographic -semihosting \
   -device loader,addr=0x47000000,data="$word",data-len=4 \
   -kernel "$target/aarch64-unknown-none/release/qemu-hypervisor" ${QEMU_ARGS:-}

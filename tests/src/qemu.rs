@@ -44,7 +44,7 @@ pub const SCENARIOS: [(&str, u8, u8); 10] = [
     ("masking", 3, 1),
     ("wfi-sleep", 4, 1),
     ("ptimer", 5, 1),
-    ("ptimer-offset", 11, 1),
+    ("ptimer-offset", PTIMER_OFFSET_SCENARIO, 1),
     ("two-vcpus", 6, 1),
     ("migration", 7, 2),
     ("external", EXTERNAL_SCENARIO, 1),
@@ -230,6 +230,28 @@ pub fn describe_cntfrq(hz: Option<u64>) -> String {
     )
 }
 
+/// The configuration number of `ptimer-offset`, the scenario that boots
+/// with EL3 (see [`Run::needs_el3`]).
+pub const PTIMER_OFFSET_SCENARIO: u8 = 11;
+
+/// The `-machine` option of every boot of the example hypervisor: QEMU's
+/// current `virt` with EL2 (`virtualization=on`), the GIC `gic` (2 or 3),
+/// and with `el3` also EL3 (`secure=on`).
+///
+/// With EL3, QEMU starts the image at EL3 and the example's EL3 stage
+/// enables what a machine without EL3 lacks: FEAT_ECV's physical offset
+/// (`SCR_EL3.ECVEn`). Only on one CPU: QEMU starts every CPU of such a
+/// machine at the image's entry, which the example's 2-CPU scenarios do
+/// not expect, and on GICv2 another CPU's banked interrupt groups cannot
+/// be made non-secure from the boot CPU.
+#[must_use]
+pub fn machine_option(gic: u8, el3: bool) -> String {
+    format!(
+        "virt,virtualization=on{},gic-version={gic}",
+        if el3 { ",secure=on" } else { "" }
+    )
+}
+
 /// One QEMU run of the example hypervisor.
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -247,6 +269,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// Whether the run boots with EL3 ([`machine_option`]): the
+    /// `ptimer-offset` scenario, whose physical timer is direct only where
+    /// `CNTPOFF_EL2` takes effect, which needs EL3 to allow it. On a CPU
+    /// without FEAT_ECV (QEMU 7.2) it is emulated all the same.
+    #[must_use]
+    pub fn needs_el3(&self) -> bool {
+        self.scenario == PTIMER_OFFSET_SCENARIO
+    }
+
     fn word(&self) -> u32 {
         u32::from_le_bytes([self.scenario, u8::from(self.vhe), self.gic, 0]) | (CONFIG_MAGIC << 24)
     }
@@ -355,7 +386,7 @@ impl Default for BootOptions {
 
 /// Boots `image` under `qemu` for `run`, with a timeout. The machine is
 /// QEMU's current `virt` (its counter frequency is the QEMU version's:
-/// 62.5 MHz on 7.2, 1 GHz from 9.0 on).
+/// 62.5 MHz on 7.2, 1 GHz from 9.0 on), see [`machine_option`].
 pub fn boot(qemu: &Qemu, image: &Path, run: &Run, echo: bool) -> Result<Outcome> {
     boot_with(
         qemu,
@@ -374,7 +405,7 @@ pub fn boot_with(qemu: &Qemu, image: &Path, run: &Run, options: &BootOptions) ->
     let mut cmd = qemu.machine_command();
     cmd.args([
         "-machine",
-        &format!("virt,virtualization=on,gic-version={}", run.gic),
+        &machine_option(run.gic, run.needs_el3()),
         "-cpu",
         "max",
         "-smp",
@@ -487,10 +518,44 @@ fn passing_result(output: &str, run: &Run) -> std::result::Result<(), String> {
             ));
         }
     }
-    if line.split_whitespace().last() == Some("PASS") {
-        Ok(())
-    } else {
-        Err("the RESULT line does not say PASS".into())
+    if line.split_whitespace().last() != Some("PASS") {
+        return Err("the RESULT line does not say PASS".into());
+    }
+    if run.needs_el3() {
+        timer_map_as_expected(field("ecv"), field("ptimer"), field("sysreg_exits"))?;
+    }
+    Ok(())
+}
+
+/// The `ptimer-offset` verdict on the timer map, from its `RESULT` fields
+/// `ecv`, `ptimer` and `sysreg_exits`, for a machine with EL3: the EL3
+/// stage enables FEAT_ECV's offset, so `ecv=off` (FEAT_ECV whose offset
+/// has no effect) is a failure, `ecv=on` must give a direct physical timer
+/// with no trapped register access, and `ecv=none` (no FEAT_ECV, QEMU 7.2)
+/// the emulated one.
+fn timer_map_as_expected(
+    ecv: Option<&str>,
+    ptimer: Option<&str>,
+    sysreg_exits: Option<&str>,
+) -> std::result::Result<(), String> {
+    match (ecv, ptimer) {
+        (Some("on"), Some("direct")) => match sysreg_exits {
+            Some("0") => Ok(()),
+            other => Err(format!(
+                "the physical timer is direct, but {} timer register accesses trapped",
+                other.unwrap_or("an unknown number of")
+            )),
+        },
+        (Some("none"), Some("emulated")) => Ok(()),
+        (Some("off"), _) => Err(
+            "FEAT_ECV's physical offset has no effect although the machine has EL3 (ecv=off)"
+                .into(),
+        ),
+        (ecv, ptimer) => Err(format!(
+            "ECV {} with a physical timer {}: expected direct with ECV, emulated without",
+            ecv.unwrap_or("not reported"),
+            ptimer.unwrap_or("not reported")
+        )),
     }
 }
 
@@ -650,6 +715,49 @@ mod tests {
     }
 
     const LINE: &str = "hv: boot\nRESULT scenario=periodic gic=v3 mode=nvhe vcpus=1 lost=0 PASS\n";
+
+    #[test]
+    fn ptimer_offset_alone_boots_with_el3() {
+        for &(name, scenario, _) in &SCENARIOS {
+            assert_eq!(
+                run(scenario, 3, false).needs_el3(),
+                name == "ptimer-offset",
+                "{name}"
+            );
+        }
+        assert_eq!(
+            machine_option(2, true),
+            "virt,virtualization=on,secure=on,gic-version=2"
+        );
+        assert_eq!(
+            machine_option(3, false),
+            "virt,virtualization=on,gic-version=3"
+        );
+    }
+
+    #[test]
+    fn ptimer_offset_passes_only_with_the_timer_map_ecv_allows() {
+        let line = |ecv: &str, ptimer: &str, sysreg: u32| {
+            format!(
+                "RESULT scenario=ptimer-offset gic=v3 mode=vhe sysreg_exits={sysreg} \
+                 ecv={ecv} ptimer={ptimer} cntfrq_hz=1 PASS\n"
+            )
+        };
+        let r = run(PTIMER_OFFSET_SCENARIO, 3, true);
+        assert_eq!(passing_result(&line("on", "direct", 0), &r), Ok(()));
+        assert_eq!(passing_result(&line("none", "emulated", 829), &r), Ok(()));
+        // A regression to emulation where ECV works, direct without it,
+        // an EL3 stage that left ECV off, traps while direct, no fields.
+        assert!(passing_result(&line("on", "emulated", 829), &r).is_err());
+        assert!(passing_result(&line("none", "direct", 0), &r).is_err());
+        assert!(passing_result(&line("off", "emulated", 829), &r).is_err());
+        assert!(passing_result(&line("on", "direct", 3), &r).is_err());
+        let bare = "RESULT scenario=ptimer-offset gic=v3 mode=vhe PASS\n";
+        assert!(passing_result(bare, &r).is_err());
+        // Other scenarios are not held to it.
+        let ptimer = "RESULT scenario=ptimer gic=v3 mode=vhe ecv=off ptimer=direct PASS\n";
+        assert_eq!(passing_result(ptimer, &run(5, 3, true)), Ok(()));
+    }
 
     #[test]
     fn a_pass_needs_a_result_line_for_this_run() {

@@ -940,7 +940,7 @@ fn boot(
     let mut cmd = qemu.machine_command();
     cmd.args([
         "-machine",
-        &format!("virt,virtualization=on,gic-version={}", run.config.gic),
+        &crate::qemu::machine_option(run.config.gic, false),
         // SVE and SME off: the example's world switch saves the FP/SIMD
         // registers, not the wider SVE state (and a VHE host traps SVE).
         "-cpu",

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub(crate) use arch_timer_virt_tests::qemu::{
-    EXTERNAL_SCENARIO, MatrixReport, Qemu, Run, SCENARIOS, boot, describe_cntfrq, matrix,
-    result_cntfrq, tail, target_dir,
+    EXTERNAL_SCENARIO, MatrixReport, Qemu, Run, SCENARIOS, boot, describe_cntfrq, machine_option,
+    matrix, result_cntfrq, tail, target_dir,
 };
 
 use crate::{Result, TARGET, backports, cargo};

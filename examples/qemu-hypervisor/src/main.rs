@@ -10,6 +10,8 @@ mod el1;
 #[cfg(target_os = "none")]
 mod el2;
 #[cfg(target_os = "none")]
+mod el3;
+#[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
 mod gic;

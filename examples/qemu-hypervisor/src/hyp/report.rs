@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use arch_timer_virt::{TimerHw, TimerMode};
+use arch_timer_virt_aarch64::El2Timer;
 use qemu_hypervisor::config::Scenario;
 
 use super::run_loop::{Drained, HYP_TIMER_PPI, Hyp, PTIMER_PPI, VTIMER_PPI, Vcpu};
@@ -180,7 +182,15 @@ where
     /// Prints the result line: the scenario, the statistics, what the
     /// guests reported (`total`, summed over the `vcpus` vCPUs) and
     /// measured (`m`), and the verdict `pass`.
-    pub(crate) fn print_result(&self, vcpus: usize, total: &Report, m: &Measured, pass: bool) {
+    pub(crate) fn print_result(
+        &self,
+        vcpus: &[Vcpu<G::Vgic>],
+        total: &Report,
+        m: &Measured,
+        pass: bool,
+    ) {
+        let ptimer = ptimer_map(vcpus);
+        let vcpus = vcpus.len();
         let scenario = self.config.scenario;
         let s = self.stats;
         if scenario == Scenario::Linux {
@@ -278,7 +288,9 @@ where
             );
         }
         println!(
-            " timer_path_locks={} cntfrq_hz={} {}",
+            " ecv={} ptimer={} timer_path_locks={} cntfrq_hz={} {}",
+            EcvState::of(&self.timer),
+            ptimer.map_or("-", TimerMapWord::word),
             super::perf::timer_path_locks(),
             self.clock.hz(),
             if pass { "PASS" } else { "FAIL" }
@@ -295,5 +307,73 @@ impl fmt::Display for Hundredths {
             Some(h) => write!(f, "{}.{:02}", h / 100, h % 100),
             None => f.write_str("-"),
         }
+    }
+}
+
+/// What the CPU offers an offset physical timer, for the `ecv=` field of
+/// the `RESULT` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EcvState {
+    /// `none`: no FEAT_ECV (`ID_AA64MMFR0_EL1.ECV` = 0), no `CNTPOFF_EL2`.
+    Absent,
+    /// `off`: FEAT_ECV, but `CNTPOFF_EL2` has no effect (EL3 keeps
+    /// `SCR_EL3.ECVEn` clear; the aarch64 backend's `reset_cpu` probe).
+    Ineffective,
+    /// `on`: `CNTPOFF_EL2` offsets the EL1 physical timer.
+    Effective,
+}
+
+impl EcvState {
+    /// What `timer`'s features and its `reset_cpu` probe say.
+    pub(crate) fn of(timer: &El2Timer) -> Self {
+        if !timer.features().ecv {
+            Self::Absent
+        } else if TimerHw::has_physical_offset(timer) {
+            Self::Effective
+        } else {
+            Self::Ineffective
+        }
+    }
+}
+
+impl fmt::Display for EcvState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Absent => "none",
+            Self::Ineffective => "off",
+            Self::Effective => "on",
+        })
+    }
+}
+
+/// A [`TimerMode`] as the `ptimer=` field of the `RESULT` line writes it.
+pub(crate) trait TimerMapWord {
+    /// `direct` or `emulated`.
+    fn word(self) -> &'static str;
+}
+
+impl TimerMapWord for TimerMode {
+    fn word(self) -> &'static str {
+        match self {
+            TimerMode::Direct => "direct",
+            TimerMode::Emulated => "emulated",
+        }
+    }
+}
+
+/// The physical timer's mode in the timer map of every vCPU (as decided at
+/// its last load), if they all agree; `None` if they do not, or with the
+/// eager baseline, which has no timer map.
+pub(crate) fn ptimer_map<V>(vcpus: &[Vcpu<V>]) -> Option<TimerMode> {
+    #[cfg(not(feature = "eager"))]
+    {
+        let mut modes = vcpus.iter().map(|v| v.timer.timer_map().physical_timer);
+        let first = modes.next()?;
+        modes.all(|m| m == first).then_some(first)
+    }
+    #[cfg(feature = "eager")]
+    {
+        let _ = vcpus;
+        None
     }
 }

@@ -129,21 +129,46 @@ pub(crate) static VM: VmTimer = VmTimer::new();
 /// timer direct where the CPU allows it (offset 0, or FEAT_ECV), emulated
 /// otherwise.
 static VM_PTIMER: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
-/// How far the `ptimer-offset` guest's counters run ahead of the physical
-/// count, in ticks (a VM-wide offset of minus this, modulo 2^64): a count,
-/// not a frequency, far enough that a missing offset cannot go unseen.
-const PTIMER_GUEST_AHEAD: u64 = 1 << 48;
 /// The `ptimer-offset` scenario's VM: as [`VM_PTIMER`], with a VM-wide
 /// counter offset, so its physical timer is direct only with FEAT_ECV.
-static VM_PTIMER_OFFSET: VmTimer = VmTimer::new()
-    .with_phys_timer_mode(PhysTimerMode::Auto)
-    .with_counter_offset(Ticks::new(PTIMER_GUEST_AHEAD.wrapping_neg()));
+/// The offset is the physical count when the VM starts (as KVM does: the
+/// guest's counters start at zero), set once by [`start_ptimer_offset_vm`];
+/// read only through [`vm_for`].
+///
+/// Why not a constant: the guest's counters must run behind the physical
+/// count, by no more than it has counted. QEMU's timer model (7.2 and 10)
+/// schedules an expiry at `CVAL + offset` and takes an unsigned overflow of
+/// that sum for "never", so a direct timer with an offset that puts the
+/// guest ahead of the physical count (minus a constant, modulo 2^64), or
+/// wraps its count below zero, never fires, although the architecture's
+/// comparison (`count - offset >= CVAL`, modulo 2^64) would.
+static mut VM_PTIMER_OFFSET: VmTimer = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+
+/// Gives the `ptimer-offset` VM its counter offset: `now`, the physical
+/// count as the VM starts.
+///
+/// # Safety
+///
+/// Call at most once, on the boot CPU, before [`vm_for`] is first called
+/// (no vCPU loaded yet, no other CPU started): nothing else reads the VM's
+/// settings meanwhile.
+pub(crate) unsafe fn start_ptimer_offset_vm(now: Ticks) {
+    let vm: *mut VmTimer = &raw mut VM_PTIMER_OFFSET;
+    // SAFETY: the caller promises that nothing else accesses the static
+    // now; the write goes through a raw pointer, no reference is kept.
+    unsafe { (*vm).set_counter_offset(now) };
+}
 
 /// The VM settings `scenario` runs with.
 pub(crate) fn vm_for(scenario: Scenario) -> &'static VmTimer {
     match scenario {
         Scenario::PhysicalTimer | Scenario::PerfPtimer => &VM_PTIMER,
-        Scenario::PhysicalTimerOffset => &VM_PTIMER_OFFSET,
+        Scenario::PhysicalTimerOffset => {
+            let vm: *const VmTimer = &raw const VM_PTIMER_OFFSET;
+            // SAFETY: written only by `start_ptimer_offset_vm`, before the
+            // first call here; read-only from then on.
+            unsafe { &*vm }
+        }
         _ => &VM,
     }
 }

@@ -15,10 +15,12 @@
 
 use core::fmt;
 
+use arch_timer_virt::TimerMode;
+
 use qemu_hypervisor::config::{EXTERNAL_GUEST_ADDR, EXTERNAL_GUEST_SIZE, Scenario};
 
 use super::exits::{ExitClass, SyncExit};
-use super::report::Stats;
+use super::report::{EcvState, Stats, TimerMapWord, ptimer_map};
 use super::run_loop::{Hyp, RunState, SPSR_EL1H_MASKED, SliceEnd, VTIMER_PPI, Vcpu};
 use crate::console::{println, write_bytes};
 use crate::el2::{GicVersion, fail};
@@ -98,6 +100,13 @@ where
     pub(crate) fn run(mut self) -> ! {
         if cfg!(feature = "eager") && !self.config.scenario.is_perf() {
             fail!("hv: the eager baseline (feature `eager`) runs the perf scenarios only");
+        }
+        if self.config.scenario == Scenario::PhysicalTimerOffset {
+            // SAFETY: the boot CPU, once, before any vCPU exists or another
+            // CPU starts.
+            let now = arch_timer_virt::TimerHw::physical_count(&self.timer);
+            // SAFETY: see above.
+            unsafe { super::run_loop::start_ptimer_offset_vm(now) };
         }
         let count = match self.config.scenario {
             Scenario::TwoVcpus => 2,
@@ -464,7 +473,37 @@ where
                 ),
             );
         }
-        self.print_result(vcpus.len(), &total, &m, pass);
+        if matches!(
+            scenario,
+            Scenario::PhysicalTimer | Scenario::PhysicalTimerOffset
+        ) {
+            // The timer map the VM must get: direct at offset 0; with the
+            // VM's offset, direct exactly when CNTPOFF_EL2 works.
+            let ecv = EcvState::of(&self.timer);
+            let want = if scenario == Scenario::PhysicalTimer || ecv == EcvState::Effective {
+                TimerMode::Direct
+            } else {
+                TimerMode::Emulated
+            };
+            let got = ptimer_map(vcpus);
+            check(
+                got == Some(want),
+                format_args!(
+                    "the physical timer is {} (ECV {ecv}), expected {}",
+                    got.map_or("mixed", TimerMapWord::word),
+                    want.word()
+                ),
+            );
+            // Direct: the guest's timer register accesses do not trap.
+            check(
+                want == TimerMode::Emulated || s.sysreg_exits == 0,
+                format_args!(
+                    "{} trapped system register accesses with the physical timer direct",
+                    s.sysreg_exits
+                ),
+            );
+        }
+        self.print_result(vcpus, &total, &m, pass);
         if pass {
             crate::exit::pass()
         } else {
