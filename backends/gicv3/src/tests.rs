@@ -1162,7 +1162,11 @@ fn lookups_between_exits_read_no_list_register_and_find_the_same() {
     assert_eq!(gic.host().regs().lr_reads.get(), reads, "memory only");
     // The guest acknowledges 27: seen after the exit's sync.
     gic.host().regs_mut().ich_lr[0] = 0xB0A0_001B_0000_001B;
-    assert_eq!(gic.virtual_active(ppi(27)), Ok(false), "not synchronized yet");
+    assert_eq!(
+        gic.virtual_active(ppi(27)),
+        Ok(false),
+        "not synchronized yet"
+    );
     gic.sync_after_exit().unwrap();
     assert_eq!(gic.virtual_active(ppi(27)), Ok(true));
     // It deactivates it (HW: the register is free); 27 raised again takes

@@ -143,6 +143,7 @@ impl VgicCpu {
 
     /// Records list register `n` (`n` < 16) and whether it is in use; a
     /// free one is kept as [`ListRegister::EMPTY`].
+    #[inline]
     fn set_lr(&mut self, n: usize, lr: ListRegister) {
         if let Some(slot) = self.lrs.get_mut(n) {
             let bit = 1_u16 << n;
@@ -183,11 +184,13 @@ impl VgicCpu {
     }
 
     /// The physical PPI the virtual PPI `intid` is mapped to.
+    #[inline]
     fn ppi_mapping(&self, intid: IntId) -> Option<IntId> {
         self.mapped.get(ppi_index(intid)?).copied().flatten()
     }
 
     /// The level of the software (not mapped) virtual PPI `intid`.
+    #[inline]
     const fn ppi_level(&self, intid: IntId) -> bool {
         intid.is_ppi() && self.levels & intid.bit() != 0
     }
@@ -199,6 +202,7 @@ impl VgicCpu {
         &self.queue
     }
 
+    #[inline]
     fn queue_position(&self, vintid: u32) -> Option<usize> {
         self.queued().iter().position(|lr| lr.vintid() == vintid)
     }
@@ -219,6 +223,7 @@ impl VgicCpu {
     /// The list register for a virtual PPI raised now: HW with the physical
     /// PPI when mapped, otherwise software with EOI maintenance so that the
     /// line is looked at again when the guest deactivates it.
+    #[inline]
     fn lr_for(&self, intid: IntId) -> ListRegister {
         match self.ppi_mapping(intid).and_then(|host| {
             ListRegister::hardware(intid.get(), host.get(), LrState::Pending, self.priority)
@@ -588,6 +593,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::LoadedOnOtherCpu`]: on another CPU's hardware, which this
     /// `HostGic` cannot reach.
+    #[inline]
     fn on_this_cpu(&self) -> Result<bool, Error> {
         match self.vcpu.loaded_on {
             None => Ok(false),
@@ -597,17 +603,20 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// Loaded on this CPU: the list registers are on this CPU's hardware.
+    #[inline]
     fn here(&self) -> bool {
         self.vcpu.loaded_on == Some(self.host.affinity())
     }
 
     /// List register `n` as last written or read back (memory only).
+    #[inline]
     fn read_lr(&self, n: usize) -> ListRegister {
         self.vcpu.lrs.get(n).copied().unwrap_or_default()
     }
 
     /// Writes list register `n`: in memory, and on the hardware while the
     /// vCPU is loaded here.
+    #[inline]
     fn write_lr(&mut self, n: usize, lr: ListRegister) {
         self.vcpu.set_lr(n, lr);
         if self.here() {
@@ -616,6 +625,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// The list registers in use, with their numbers (memory only).
+    #[inline]
     fn maybe_occupied(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
         let used = self.vcpu.used;
         (0..self.host.list_register_count())
@@ -624,6 +634,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// The list register holding `vintid` (in any state but free).
+    #[inline]
     fn find_lr(&self, vintid: u32) -> Option<(usize, ListRegister)> {
         self.maybe_occupied()
             .find(|(_, lr)| !lr.is_free() && lr.vintid() == vintid)
@@ -637,13 +648,24 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             .count()
     }
 
+    #[inline]
     fn free_lr(&self) -> Option<usize> {
         let used = self.vcpu.used;
         (0..self.host.list_register_count()).find(|&n| used & (1 << n) == 0)
     }
 
     /// Moves queued interrupts into free list registers; returns how many.
+    /// Nothing to do (the usual case) costs two loads.
+    #[inline]
     fn refill(&mut self) -> usize {
+        if self.vcpu.queue.is_empty() && !self.vcpu.uie {
+            return 0;
+        }
+        self.refill_queued()
+    }
+
+    /// [`refill`](Self::refill) with something queued or `UIE` set.
+    fn refill_queued(&mut self) -> usize {
         let mut moved = 0usize;
         while !self.vcpu.queue.is_empty() {
             let Some(n) = self.free_lr() else { break };
@@ -686,16 +708,19 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
 impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     type Error = Error;
 
+    #[inline]
     fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Error> {
         self.host.set_ppi_active(ppi, active);
         Ok(())
     }
 
+    #[inline]
     fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Error> {
         self.host.set_ppi_masked(ppi, masked);
         Ok(())
     }
 
+    #[inline]
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
         // Only PPIs have a recorded level; an SGI or SPI is injected and
         // withdrawn as asked, with no level kept for it.
@@ -715,6 +740,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
         }
     }
 
+    #[inline]
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
         self.on_this_cpu()?;
         Ok(self
@@ -722,6 +748,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
             .any(|(_, lr)| lr.vintid() == intid.get() && lr.state().is_active()))
     }
 
+    #[inline]
     fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Error> {
         self.on_this_cpu()?;
         if let Some((_, lr)) = self.find_lr(intid.get()) {

@@ -355,9 +355,7 @@ impl core::ops::AddAssign for Stats {
             .saturating_add(other.immediate_wakeups);
         self.reraised = self.reraised.saturating_add(other.reraised);
         self.exit_lowered = self.exit_lowered.saturating_add(other.exit_lowered);
-        self.exit_deactivated = self
-            .exit_deactivated
-            .saturating_add(other.exit_deactivated);
+        self.exit_deactivated = self.exit_deactivated.saturating_add(other.exit_deactivated);
         self.unblock_raised = self.unblock_raised.saturating_add(other.unblock_raised);
         self.load_raised = self.load_raised.saturating_add(other.load_raised);
         self.reactivated = self.reactivated.saturating_add(other.reactivated);

@@ -579,9 +579,9 @@ where
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
                 let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
-                if let Err(e) = timer_code(args, |(hw, chip, soft)| {
-                    v.timer.after_exit(hw, chip, soft)
-                }) {
+                if let Err(e) =
+                    timer_code(args, |(hw, chip, soft)| v.timer.after_exit(hw, chip, soft))
+                {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -654,9 +654,7 @@ where
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
                         let args = (Counted(&mut self.timer), Counted(&mut chip));
-                        timer_code(args, |(hw, chip)| {
-                            v.timer.handle_timer_irq(timer, hw, chip)
-                        })
+                        timer_code(args, |(hw, chip)| v.timer.handle_timer_irq(timer, hw, chip))
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -685,9 +683,9 @@ where
                         self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
                         let args = (Counted(&mut self.timer), Counted(&mut chip));
-                        if let Err(e) = timer_code(args, |(hw, chip)| {
-                            v.timer.physical_timer_expired(hw, chip)
-                        }) {
+                        if let Err(e) =
+                            timer_code(args, |(hw, chip)| v.timer.physical_timer_expired(hw, chip))
+                        {
                             fail!("hv: physical_timer_expired: {e:?}");
                         }
                     }
