@@ -718,6 +718,7 @@ impl VcpuTimer {
 
     /// [`before_entry`](Self::before_entry) when [`Work::ENTRY`] is set.
     #[inline(never)]
+    #[cold]
     fn before_entry_full<H, C, S>(
         &mut self,
         hw: &mut H,
@@ -794,6 +795,7 @@ impl VcpuTimer {
 
     /// [`after_exit`](Self::after_exit) when [`Work::EXIT`] is set.
     #[inline(never)]
+    #[cold]
     fn after_exit_full<H, C, S>(
         &mut self,
         hw: &mut H,
