@@ -43,6 +43,17 @@ fn ppi_id(intid: IntId) -> Result<IntId, Error> {
     }
 }
 
+/// Takes the lowest set bit out of `mask` and returns its number.
+#[inline]
+fn take_lowest(mask: &mut u16) -> Option<usize> {
+    if *mask == 0 {
+        return None;
+    }
+    let n = usize::try_from(mask.trailing_zeros()).unwrap_or(0);
+    *mask &= mask.wrapping_sub(1);
+    Some(n)
+}
+
 /// The `u8` number of list register `n` (`n` < 16).
 fn lr_number(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
@@ -360,9 +371,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         // `vcpu_load` refused state in list registers this CPU lacks: the
         // ones in use are all implemented.
         let mut used = self.vcpu.used;
-        while used != 0 {
-            let n = used.trailing_zeros() as usize;
-            used &= used - 1;
+        while let Some(n) = take_lowest(&mut used) {
             let regs = self.host.sysregs_mut();
             let lr = ListRegister::from_bits(regs.read(lr_reg(n)));
             regs.write(lr_reg(n), 0);
@@ -412,9 +421,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         // from them.
         let mut eisr = 0_u16;
         let mut used = self.vcpu.used;
-        while used != 0 {
-            let n = used.trailing_zeros() as usize;
-            used &= used - 1;
+        while let Some(n) = take_lowest(&mut used) {
             let lr = if here {
                 ListRegister::from_bits(self.host.regs().read(lr_reg(n)))
             } else {
@@ -425,9 +432,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             }
             self.vcpu.set_lr(n, lr);
         }
-        while eisr != 0 {
-            let n = eisr.trailing_zeros() as usize;
-            eisr &= eisr - 1;
+        while let Some(n) = take_lowest(&mut eisr) {
             let lr = self.read_lr(n);
             let still_high = IntId::ppi(lr.vintid()).is_ok_and(|intid| {
                 self.vcpu.ppi_mapping(intid).is_none() && self.vcpu.ppi_level(intid)
