@@ -157,6 +157,32 @@ pub trait IrqChip {
     /// Whatever the backend cannot do.
     fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error>;
 
+    /// Where the vCPU's virtual interrupt `intid` stands: neither pending
+    /// nor active (the guest has completed it, or it was never raised),
+    /// pending, active, or both. Pending counts wherever the backend keeps
+    /// it (a list register, or a queue waiting for one).
+    ///
+    /// The library asks this before it lowers a direct timer's line: a
+    /// hardware-mapped interrupt the guest has completed has had its
+    /// physical PPI deactivated by that completion, so the library skips
+    /// the deactivation it would otherwise write.
+    ///
+    /// The default asks [`virtual_active`](Self::virtual_active) and
+    /// reports an interrupt that is not active as
+    /// [`VirtualState::Pending`]: always correct, at the cost of that
+    /// deactivation. A backend that can tell the states apart overrides it.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do.
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        Ok(if self.virtual_active(intid)? {
+            VirtualState::Active
+        } else {
+            VirtualState::Pending
+        })
+    }
+
     /// Maps the vCPU's virtual interrupt `intid` to the physical PPI `host`:
     /// from now on it is injected with the HW bit, so the guest's
     /// deactivation deactivates `host` too.
@@ -172,6 +198,33 @@ pub trait IrqChip {
     ///
     /// Whatever the backend cannot do.
     fn unmap_virtual(&mut self, intid: IntId) -> Result<(), Self::Error>;
+}
+
+/// Where a virtual interrupt stands in the vCPU's interrupt controller
+/// ([`IrqChip::virtual_state`]).
+///
+/// `#[non_exhaustive]`: match with a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VirtualState {
+    /// Neither pending nor active.
+    Inactive,
+    /// Pending, not active.
+    Pending,
+    /// Active, not pending.
+    Active,
+    /// Active and pending.
+    PendingActive,
+}
+
+impl VirtualState {
+    /// Whether the guest has the interrupt active
+    /// ([`Active`](Self::Active) or [`PendingActive`](Self::PendingActive)).
+    #[must_use]
+    #[inline]
+    pub const fn is_active(self) -> bool {
+        matches!(self, Self::Active | Self::PendingActive)
+    }
 }
 
 /// Which host software timer.
@@ -263,6 +316,9 @@ impl<T: IrqChip + ?Sized> IrqChip for &mut T {
     }
     fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error> {
         T::virtual_active(self, intid)
+    }
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        T::virtual_state(self, intid)
     }
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
         T::map_virtual(self, intid, host)

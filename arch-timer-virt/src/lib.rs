@@ -40,7 +40,7 @@ pub use context::{Residency, TimerContext, TimerId};
 pub use ctl::TimerCtl;
 pub use error::{Busy, ConfigError, Error, NotLoaded};
 pub use gic::GicCpu;
-pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerHw};
+pub use hw::{IrqChip, SoftTimer, SoftTimers, TimerHw, VirtualState};
 pub use intid::IntId;
 pub use regs::TimerReg;
 pub use shared::SharedVcpuTimer;

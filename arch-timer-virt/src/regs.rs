@@ -97,6 +97,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         // A loaded vCPU takes a new VM-wide offset here, which moves the
         // counts under its live timers: each direct timer on the hardware
         // is saved and restored around it like a register write of its own.
@@ -192,8 +193,7 @@ impl VcpuTimer {
             if !self.is_direct(timer) {
                 self.set_level(timer, fire, chip)?;
             } else if !fire {
-                self.set_level(timer, false, chip)?;
-                self.release_host_irq(timer, chip)?;
+                self.lower_direct_line(timer, chip)?;
             }
             // A direct timer's newly met condition raises its physical PPI
             // by itself.

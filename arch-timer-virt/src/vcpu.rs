@@ -2,7 +2,7 @@
 
 use crate::{
     Error, Forwarding, IntId, IrqChip, NotLoaded, Residency, SoftTimer, SoftTimers, Ticks,
-    TimerContext, TimerCtl, TimerHw, TimerId, VmTimer,
+    TimerContext, TimerCtl, TimerHw, TimerId, VirtualState, VmTimer,
 };
 
 /// What [`VcpuTimer::handle_timer_irq`] did, and so what the hypervisor
@@ -186,6 +186,33 @@ pub struct VcpuTimer {
     background_armed: bool,
     physical_armed: bool,
     user_levels: TimerLevels,
+    /// What the next [`before_entry`](Self::before_entry) and
+    /// [`after_exit`](Self::after_exit) have to look at ([`Work`]).
+    work: u8,
+}
+
+/// Bits of [`VcpuTimer`]'s `work`, the hot paths' summary of the state.
+///
+/// A clear bit promises that the path's full version would find nothing to
+/// do and return `Ok`: then it returns at once, so that a guest exit with
+/// both lines low costs the timer a load and a branch on each side. Every
+/// other operation that changes the state sets both bits first; the full
+/// versions of the two paths, and the operations on the way to a guest
+/// entry (`load`, `unblock`, `handle_timer_irq`), compute the bits again
+/// from the state when they return ([`VcpuTimer::refresh_work`]).
+struct Work;
+
+impl Work {
+    /// `before_entry` has something to do: the vCPU is not loaded or is
+    /// blocked, a host PPI's state needs repair or its release flag a
+    /// reset, or the emulated physical timer can fire or has its line high.
+    const ENTRY: u8 = 1 << 0;
+    /// `after_exit` has something to do: the vCPU is not loaded, the
+    /// emulated physical timer's soft timer is armed, or a direct timer's
+    /// line is high.
+    const EXIT: u8 = 1 << 1;
+    /// Both: the state changed outside the hot paths.
+    const ALL: u8 = Self::ENTRY | Self::EXIT;
 }
 
 impl Default for VcpuTimer {
@@ -217,6 +244,7 @@ impl VcpuTimer {
                 virtual_timer: false,
                 physical_timer: false,
             },
+            work: Work::ALL,
         }
     }
 
@@ -348,6 +376,22 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        let result = self.load_inner(vm, hw, chip);
+        self.refresh_work();
+        result
+    }
+
+    /// [`load`](Self::load) before [`Work`] is computed again.
+    fn load_inner<H, C>(
+        &mut self,
+        vm: &VmTimer,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
         if self.loaded {
             return Err(Error::AlreadyLoaded);
         }
@@ -467,6 +511,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         if !self.loaded {
             return Err(NotLoaded);
         }
@@ -509,6 +554,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         self.save_all(hw);
         self.blocked = true;
         if !self.loaded {
@@ -547,6 +593,23 @@ impl VcpuTimer {
     /// [`Error::IrqChip`]; the background timer is cancelled regardless.
     #[doc(alias = "kvm_timer_unschedule")]
     pub fn unblock<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        let result = self.unblock_inner(hw, chip, soft);
+        self.refresh_work();
+        result
+    }
+
+    /// [`unblock`](Self::unblock) before [`Work`] is computed again.
+    fn unblock_inner<H, C, S>(
         &mut self,
         hw: &mut H,
         chip: &mut C,
@@ -647,6 +710,26 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        if self.work & Work::ENTRY == 0 {
+            return Ok(());
+        }
+        self.before_entry_full(hw, chip, soft)
+    }
+
+    /// [`before_entry`](Self::before_entry) when [`Work::ENTRY`] is set.
+    #[inline(never)]
+    #[cold]
+    fn before_entry_full<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
         if !self.loaded {
             return Err(Error::NotLoaded);
         }
@@ -662,6 +745,7 @@ impl VcpuTimer {
             self.host_mut(id).released = false;
         }
         if self.ptimer_direct || (!self.ptimer.can_fire() && !self.ptimer.level()) {
+            self.refresh_work();
             return Ok(());
         }
         let now = hw.physical_count();
@@ -673,6 +757,7 @@ impl VcpuTimer {
             soft.arm(SoftTimer::Physical, at);
             self.physical_armed = true;
         }
+        self.refresh_work();
         Ok(())
     }
 
@@ -684,7 +769,7 @@ impl VcpuTimer {
     /// guest still has the virtual one active, or unmasks it).
     ///
     /// With the direct timers' lines low this touches no timer register;
-    /// for each one high it reads CTL and CVAL.
+    /// for each one high it reads CTL.
     ///
     /// # Errors
     ///
@@ -692,6 +777,26 @@ impl VcpuTimer {
     #[doc(alias = "kvm_timer_sync_hwstate")]
     #[inline]
     pub fn after_exit<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if self.work & Work::EXIT == 0 {
+            return Ok(());
+        }
+        self.after_exit_full(hw, chip, soft)
+    }
+
+    /// [`after_exit`](Self::after_exit) when [`Work::EXIT`] is set.
+    #[inline(never)]
+    #[cold]
+    fn after_exit_full<H, C, S>(
         &mut self,
         hw: &mut H,
         chip: &mut C,
@@ -711,10 +816,10 @@ impl VcpuTimer {
                 continue;
             }
             if !self.sample(id, hw) {
-                self.set_level(id, false, chip)?;
-                self.release_host_irq(id, chip)?;
+                self.lower_direct_line(id, chip)?;
             }
         }
+        self.refresh_work();
         Ok(())
     }
 
@@ -779,6 +884,22 @@ impl VcpuTimer {
     /// condition is lowered at the next [`after_exit`](Self::after_exit).
     #[doc(alias = "kvm_arch_timer_handler")]
     pub fn handle_timer_irq<H, C>(
+        &mut self,
+        timer: TimerId,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<HostIrq, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        let result = self.handle_timer_irq_inner(timer, hw, chip);
+        self.refresh_work();
+        result
+    }
+
+    /// [`handle_timer_irq`](Self::handle_timer_irq) before [`Work`] is computed again.
+    fn handle_timer_irq_inner<H, C>(
         &mut self,
         timer: TimerId,
         hw: &mut H,
@@ -947,6 +1068,7 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
+        self.touch();
         self.physical_armed = false;
         if !self.loaded {
             return Ok(false);
@@ -1016,6 +1138,7 @@ impl VcpuTimer {
         C: IrqChip + ?Sized,
         S: SoftTimers + ?Sized,
     {
+        self.touch();
         for id in TIMERS {
             if self.context(id).residency() == Residency::Hardware {
                 hw_set_ctl(hw, id, TimerCtl::empty());
@@ -1153,17 +1276,17 @@ impl VcpuTimer {
         self.context_mut(id).set_residency(Residency::Hardware);
     }
 
-    /// Refreshes a direct timer's memory copy and tells whether its output
-    /// is asserted: from CTL and CVAL on the hardware, or by computing the
-    /// condition when the state is in memory.
+    /// Tells whether a direct timer's output is asserted: from CTL on the
+    /// hardware (kept in the memory copy), or by computing the condition
+    /// when the state is in memory.
     fn sample<H: TimerHw + ?Sized>(&mut self, id: TimerId, hw: &mut H) -> bool {
         match self.context(id).residency() {
             Residency::Hardware => {
+                // CTL's ISTATUS tells; CVAL is not needed (the memory copy
+                // of a timer on the hardware is refreshed whole when it is
+                // saved, and nothing reads it before).
                 let ctl = hw_ctl(hw, id);
-                let cval = hw_cval(hw, id);
-                let ctx = self.context_mut(id);
-                ctx.set_ctl(ctl);
-                ctx.set_cval(cval);
+                self.context_mut(id).set_ctl(ctl);
                 ctl.output_asserted()
             }
             Residency::Memory => self.context(id).should_fire(hw.physical_count()),
@@ -1191,6 +1314,38 @@ impl VcpuTimer {
         }
         timer.set_level(level);
         Ok(())
+    }
+
+    /// Lowers a direct timer's line whose condition the guest cleared, and
+    /// lets its physical PPI signal again. With [`Forwarding::Hardware`]
+    /// the PPI is deactivated only if the virtual interrupt was still
+    /// pending (withdrawn here, so no guest deactivation will come): one
+    /// the guest completed had the PPI deactivated by that completion (HW
+    /// bit), one it still holds active will have. With
+    /// [`Forwarding::Masking`] the PPI is unmasked.
+    pub(crate) fn lower_direct_line<C: IrqChip + ?Sized>(
+        &mut self,
+        id: TimerId,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        match self.forwarding {
+            Forwarding::Hardware => {
+                let state = chip
+                    .virtual_state(self.context(id).irq())
+                    .map_err(Error::IrqChip)?;
+                self.set_level(id, false, chip)?;
+                if state == VirtualState::Pending {
+                    chip.set_host_active(self.host(id).ppi, false)
+                        .map_err(Error::IrqChip)?;
+                    self.host_mut(id).released = true;
+                }
+                Ok(())
+            }
+            Forwarding::Masking => {
+                self.set_level(id, false, chip)?;
+                self.release_host_irq(id, chip)
+            }
+        }
     }
 
     /// Lets a direct timer's physical PPI signal again after its virtual
@@ -1244,6 +1399,33 @@ impl VcpuTimer {
             self.set_level(id, fire, chip)?;
         }
         Ok(fire && (changed || reraise))
+    }
+
+    /// The state may have changed outside the hot paths: both of them look
+    /// at it again next time.
+    #[inline]
+    pub(crate) const fn touch(&mut self) {
+        self.work = Work::ALL;
+    }
+
+    /// Computes [`Work`] from the state, after a successful `before_entry`
+    /// or `after_exit`.
+    fn refresh_work(&mut self) {
+        let mut work = 0;
+        let emulated_ptimer_live =
+            !self.ptimer_direct && (self.ptimer.can_fire() || self.ptimer.level());
+        let host_work = self.vhost.stale
+            || self.vhost.released
+            || (self.ptimer_direct && self.phost.stale)
+            || self.phost.released;
+        if !self.loaded || self.blocked || host_work || emulated_ptimer_live {
+            work |= Work::ENTRY;
+        }
+        let direct_high = self.vtimer.level() || (self.ptimer_direct && self.ptimer.level());
+        if !self.loaded || self.physical_armed || direct_high {
+            work |= Work::EXIT;
+        }
+        self.work = work;
     }
 
     #[inline]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use arch_timer_virt::mock::{MockIrqChip, MockSoftTimers, MockTimerHw};
 use arch_timer_virt::{
     Forwarding, HostIrq, IntId, IrqChip, PhysTimerMode, Residency, Ticks, TimerCtl, TimerId,
-    TimerMode, TimerReg, VcpuTimer, VmTimer, Wakeup,
+    TimerMode, TimerReg, VcpuTimer, VirtualState, VmTimer, Wakeup,
 };
 use common::{FakeCpu, FakeSoft};
 use mockall::Sequence;
@@ -26,6 +26,8 @@ const VTIMER: IntId = IntId::VIRTUAL_TIMER;
 #[derive(Debug, Default)]
 struct Chip {
     line: BTreeMap<u32, bool>,
+    /// Pending for the guest: raised, not yet acknowledged or withdrawn.
+    pending: BTreeMap<u32, bool>,
     /// The guest has acknowledged (and not yet deactivated) it.
     active: BTreeMap<u32, bool>,
     mapped: BTreeMap<u32, u32>,
@@ -46,6 +48,7 @@ impl Chip {
     }
     /// The guest acknowledges `i`.
     fn guest_ack(&mut self, i: IntId) {
+        self.pending.insert(i.get(), false);
         self.active.insert(i.get(), true);
     }
     /// The guest deactivates `i`: with the HW bit, the host PPI too.
@@ -72,10 +75,24 @@ impl IrqChip for Chip {
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Self::Error> {
         self.calls += 1;
         self.line.insert(intid.get(), level);
+        // Raising makes it pending unless the guest holds it active (HW:
+        // the physical side signals again after the deactivation);
+        // lowering withdraws a pending one.
+        let active = self.virtual_active(intid)?;
+        self.pending.insert(intid.get(), level && !active);
         Ok(())
     }
     fn virtual_active(&self, intid: IntId) -> Result<bool, Self::Error> {
         Ok(self.active.get(&intid.get()).copied().unwrap_or(false))
+    }
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        let pending = self.pending.get(&intid.get()).copied().unwrap_or(false);
+        Ok(match (pending, self.virtual_active(intid)?) {
+            (false, false) => VirtualState::Inactive,
+            (true, false) => VirtualState::Pending,
+            (false, true) => VirtualState::Active,
+            (true, true) => VirtualState::PendingActive,
+        })
     }
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
         self.calls += 1;
@@ -261,9 +278,9 @@ fn hot_path_is_quiet_with_both_lines_low() {
     }
 }
 
-/// With the physical line high, after_exit reads its CTL and CVAL only.
+/// With the physical line high, after_exit reads its CTL only.
 #[test]
-fn after_exit_with_the_physical_line_high_reads_ctl_and_cval_only() {
+fn after_exit_with_the_physical_line_high_reads_ctl_only() {
     let vm = vm(PhysTimerMode::Auto);
     let mut fake = cpu(0, false);
     let mut chip = Chip::default();
@@ -281,9 +298,6 @@ fn after_exit_with_the_physical_line_high_reads_ctl_and_cval_only() {
     hw.expect_ptimer_ctl()
         .times(1)
         .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
-    hw.expect_ptimer_cval()
-        .times(1)
-        .return_const(Ticks::new(100));
     let mut strict_chip = MockIrqChip::new();
     t.after_exit(&mut hw, &mut strict_chip, &mut MockSoftTimers::new())
         .unwrap();
@@ -368,6 +382,43 @@ fn a_cleared_condition_releases_the_physical_ppi() {
             .unwrap(),
         HostIrq::Spurious
     );
+}
+
+/// The guest took and completed the interrupt (the HW bit deactivated the
+/// PPI), then disabled its timer: the next exit lowers the line and writes
+/// nothing to the PPI, and the next expiry is taken and raised.
+#[test]
+fn a_cleared_condition_after_the_guest_completed_it_leaves_the_ppi_alone() {
+    let vm = vm(PhysTimerMode::Auto);
+    let mut hw = cpu(0, false);
+    let mut chip = Chip::default();
+    let mut soft = FakeSoft::default();
+    let mut t = loaded(&vm, &mut hw, &mut chip);
+    guest_arm_ptimer(&mut hw, 5);
+    hw.now = 5;
+    chip.host_active.insert(30, true);
+    t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
+        .unwrap();
+    chip.guest_ack(PTIMER);
+    chip.guest_deactivate(PTIMER);
+    assert!(!chip.host_active(PTIMER), "completed through the HW bit");
+    hw.pctl = 0;
+    let before = chip.calls;
+    t.after_exit(&mut hw, &mut chip, &mut soft).unwrap();
+    assert!(!chip.line(PTIMER));
+    assert_eq!(chip.calls, before + 1, "the lowering only, no PPI write");
+    assert!(!chip.host_active(PTIMER));
+    // The guest arms it again; the expiry is taken and raised.
+    guest_arm_ptimer(&mut hw, 9);
+    hw.now = 9;
+    t.before_entry(&mut hw, &mut chip, &mut soft).unwrap();
+    chip.host_active.insert(30, true);
+    assert_eq!(
+        t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
+            .unwrap(),
+        HostIrq::Raised
+    );
+    assert!(chip.line(PTIMER) && chip.host_active(PTIMER));
 }
 
 /// The emulated physical timer's host PPI (its hardware timer disabled)

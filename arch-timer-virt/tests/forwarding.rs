@@ -26,18 +26,16 @@ fn round_trip_with_the_line_low_touches_nothing() {
     }
 }
 
-/// Invariant 4: with the line high and the condition still met, the exit
-/// reads CTL and CVAL once each and nothing else.
+/// Invariant 4 (at most CTL and CVAL): with the line high and the
+/// condition still met, the exit reads CTL once (its ISTATUS tells) and
+/// nothing else.
 #[test]
-fn round_trip_with_the_line_high_reads_ctl_and_cval_only() {
+fn round_trip_with_the_line_high_reads_ctl_only() {
     let (_vm, mut timer) = raised(Forwarding::Hardware);
     let mut hw = MockTimerHw::new();
     hw.expect_vtimer_ctl()
         .times(1)
         .return_const(TimerCtl::ENABLE | TimerCtl::ISTATUS);
-    hw.expect_vtimer_cval()
-        .times(1)
-        .return_const(Ticks::new(10));
     let mut chip = MockIrqChip::new();
     let mut soft = MockSoftTimers::new();
     assert_eq!(timer.before_entry(&mut hw, &mut chip, &mut soft), Ok(()));
@@ -84,10 +82,6 @@ fn host_irq_after_a_release_in_the_same_exit_makes_the_ppi_active_again() {
         .times(1)
         .in_sequence(&mut seq)
         .return_const(TimerCtl::ENABLE);
-    hw.expect_vtimer_cval()
-        .times(1)
-        .in_sequence(&mut seq)
-        .return_const(Ticks::new(11));
     // handle_host_irq: it holds again.
     hw.expect_vtimer_ctl()
         .times(1)
@@ -242,9 +236,12 @@ fn host_irq_with_the_line_already_high_re_raises() {
     );
 }
 
-/// The guest handled the interrupt and moved CVAL forward: the exit lowers
-/// the line, then deactivates the physical interrupt because the virtual
-/// one is no longer active.
+/// The guest moved CVAL forward: the exit asks the virtual interrupt's
+/// state, lowers the line, then deactivates the physical interrupt. The
+/// mock chip answers through `IrqChip::virtual_state`'s default, which
+/// cannot tell a completed interrupt from a pending one and reports one
+/// that is not active as pending: withdrawn, so no guest deactivation will
+/// come.
 #[test]
 fn cleared_condition_lowers_the_line_then_deactivates() {
     let (_vm, mut timer) = raised(Forwarding::Hardware);
@@ -254,21 +251,17 @@ fn cleared_condition_lowers_the_line_then_deactivates() {
         .times(1)
         .in_sequence(&mut seq)
         .return_const(TimerCtl::ENABLE);
-    hw.expect_vtimer_cval()
-        .times(1)
-        .in_sequence(&mut seq)
-        .return_const(Ticks::new(9000));
     let mut chip = MockIrqChip::new();
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(false))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
     chip.expect_virtual_active()
         .with(eq(VTIMER))
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(false));
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(false))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)
@@ -279,7 +272,8 @@ fn cleared_condition_lowers_the_line_then_deactivates() {
         Ok(())
     );
     assert!(!timer.vtimer().level());
-    assert_eq!(timer.vtimer().cval(), Ticks::new(9000));
+    // CVAL was not read: the timer stays on the hardware, and its memory
+    // copy (documented as possibly stale there) is refreshed when saved.
 }
 
 /// The guest masked the timer while still handling the interrupt: the line

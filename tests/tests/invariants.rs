@@ -886,7 +886,17 @@ fn histories_reach_every_path() {
     assert!(total.exit_lowered > 150, "{total:?}");
     assert!(total.unblock_raised > 100, "{total:?}");
     assert!(total.load_raised > 50, "{total:?}");
-    assert!(total.reactivated > 8, "{total:?}");
+    // A line lowered at an exit deactivates the PPI only if the guest had
+    // not taken the interrupt (withdrawn while pending); one the guest
+    // completed had its PPI deactivated by that completion (HW bit). So an
+    // acknowledge taken before `after_exit` no longer has its PPI
+    // deactivated under it, and `reactivated` (the repair of that race,
+    // see regressions.rs) stays 0 in these histories.
+    assert!(total.exit_deactivated > 80, "{total:?}");
+    assert!(
+        total.exit_lowered - total.exit_deactivated > 120,
+        "{total:?}"
+    );
     assert!(total.loaded_restores > 50, "{total:?}");
     assert!(total.fresh_restores > 20, "{total:?}");
     assert!(total.traps > 200, "{total:?}");

@@ -52,10 +52,6 @@ pub struct HostGic<'r, R: GicSysRegs> {
     list_registers: usize,
     active_priority_registers: usize,
     vcpu_loaded: bool,
-    /// A list register may have been written since the last `isb`: the
-    /// derived registers (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`, `ICH_MISR_EL2`)
-    /// may not reflect it yet.
-    lr_written: bool,
     /// Not `Sync`: one CPU uses it at a time (see the type docs for `Send`).
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -148,7 +144,6 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             list_registers: 0,
             active_priority_registers: 0,
             vcpu_loaded: false,
-            lr_written: false,
             _not_sync: PhantomData,
         })
     }
@@ -208,7 +203,6 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             self.write_lr(u8::try_from(n).unwrap_or(u8::MAX), 0);
         }
         self.regs.isb();
-        self.lr_written = false;
         Ok(())
     }
 
@@ -352,27 +346,6 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     /// Writes list register `n` (0..=15).
     pub(crate) fn write_lr(&mut self, n: u8, bits: u64) {
         self.regs.write(SysReg::IchLrEl2(n), bits);
-        self.lr_written = true;
-    }
-
-    /// Whether every list register write so far is visible to direct reads
-    /// of the registers derived from them (no write since the last `isb`,
-    /// see [`synchronize_lr_writes`](Self::synchronize_lr_writes)).
-    pub(crate) const fn lr_writes_synchronized(&self) -> bool {
-        !self.lr_written
-    }
-
-    /// Makes earlier list register writes visible to direct reads of the
-    /// registers derived from them (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`,
-    /// `ICH_MISR_EL2`): an `isb` if a list register was written since the
-    /// last one (Arm ARM: a direct read observes the effect of an earlier
-    /// direct write on another register only after a context
-    /// synchronization event).
-    pub(crate) fn synchronize_lr_writes(&mut self) {
-        if self.lr_written {
-            self.regs.isb();
-            self.lr_written = false;
-        }
     }
 
     /// This CPU's redistributor, for what this type does not cover.
@@ -395,11 +368,10 @@ impl HostGic<'_, crate::sysreg::FakeSysRegs> {
     /// changed). Only for the fake: with real registers a write here would
     /// bypass this driver's bookkeeping.
     ///
-    /// Counts as a possible list register write: the next read of
-    /// `ICH_ELRSR_EL2`/`ICH_EISR_EL2` by [`Gic`](crate::Gic) is preceded by
-    /// an `isb`.
+    /// A list register changed here is seen by [`Gic`](crate::Gic) at the
+    /// next [`Gic::sync_after_exit`](crate::Gic::sync_after_exit), as one
+    /// the guest changed is after a real exit.
     pub const fn regs_mut(&mut self) -> &mut crate::sysreg::FakeSysRegs {
-        self.lr_written = true;
         &mut self.regs
     }
 }

@@ -193,7 +193,9 @@ mod real {
     }
 
     impl GicSysRegs for CpuSysRegs {
-        #[inline]
+        // Always inlined: the register is a constant at almost every call,
+        // so the match folds to the one `mrs` (or `msr`) it names.
+        #[inline(always)]
         fn read(&self, reg: SysReg) -> u64 {
             match reg {
                 SysReg::IccCtlrEl1 => ICC_CTLR_EL1.get(),
@@ -236,7 +238,7 @@ mod real {
             }
         }
 
-        #[inline]
+        #[inline(always)]
         fn write(&mut self, reg: SysReg, value: u64) {
             match reg {
                 // aarch64-cpu 11.2 declares ICC_CTLR_EL1 read-only (it only
@@ -393,6 +395,8 @@ mod fake {
         /// `isb` in between: on the hardware such a read need not reflect
         /// the write.
         pub unsynchronized_reads: Cell<u32>,
+        /// How many `ICH_LR<n>_EL2` reads were made.
+        pub lr_reads: Cell<u32>,
     }
 
     impl FakeSysRegs {
@@ -471,7 +475,10 @@ mod fake {
                 }
                 SysReg::IchAp0rEl2(n) => slot(&self.ich_ap0r, n).copied().unwrap_or(0),
                 SysReg::IchAp1rEl2(n) => slot(&self.ich_ap1r, n).copied().unwrap_or(0),
-                SysReg::IchLrEl2(n) => slot(&self.ich_lr, n).copied().unwrap_or(0),
+                SysReg::IchLrEl2(n) => {
+                    self.lr_reads.set(self.lr_reads.get().saturating_add(1));
+                    slot(&self.ich_lr, n).copied().unwrap_or(0)
+                }
             }
         }
 

@@ -365,6 +365,7 @@ fn mapped_level_goes_into_a_list_register_with_hw_once() {
     // The guest acknowledges it: active, HW. Raising again changes nothing
     // (its pending state is the physical GIC's business).
     gic.host().regs_mut().ich_lr[0] = 0xB0A0_001B_0000_001B;
+    gic.sync_after_exit().unwrap();
     assert_eq!(gic.virtual_active(ppi(27)), Ok(true));
     gic.set_virtual_level(ppi(27), true).unwrap();
     assert_eq!(lr(gic.host(), 0), 0xB0A0_001B_0000_001B);
@@ -387,6 +388,7 @@ fn software_level_uses_eoi_maintenance_and_pending_active() {
     // The guest acknowledges it (active); raised again while active it
     // becomes pending and active (state 11).
     gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_001E;
+    gic.sync_after_exit().unwrap();
     gic.set_virtual_level(ppi(30), true).unwrap();
     assert_eq!(lr(gic.host(), 0), 0xD0A0_0200_0000_001E);
     assert_eq!(lr(gic.host(), 1), 0);
@@ -424,6 +426,7 @@ fn eoi_maintenance_reinjects_a_high_line_and_drops_a_low_one() {
     // The guest acknowledges both (active, EOI kept).
     gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_001E;
     gic.host().regs_mut().ich_lr[1] = 0x90A0_0200_0000_001D;
+    gic.sync_after_exit().unwrap();
     // The device behind 29 lowers its line; 30 stays high. Active
     // interrupts are left to the guest.
     gic.set_virtual_level(ppi(29), false).unwrap();
@@ -461,6 +464,7 @@ fn exhausted_list_registers_queue_and_refill() {
     assert_eq!(gic.vcpu().queued().len(), 1);
     // The guest acknowledges 20, its line drops, the guest deactivates it.
     gic.host().regs_mut().ich_lr[0] = 0x90A0_0200_0000_0014;
+    gic.sync_after_exit().unwrap();
     gic.set_virtual_level(ppi(20), false).unwrap();
     assert_eq!(gic.vcpu().queued().len(), 1, "no room yet: 20 is active");
     gic.host().regs_mut().ich_lr[0] = 0x10A0_0200_0000_0014;
@@ -685,9 +689,10 @@ fn forwarded_vtimer_cycle_through_the_core() {
     gic.sync_after_exit().unwrap();
     timer.after_exit(&mut hw, &mut gic, &mut soft).unwrap();
     assert!(!timer.vtimer().level());
-    // Nothing to withdraw; the core makes sure the physical PPI is
-    // inactive (ICACTIVER0 bit 27) so the next expiry is taken.
-    assert_eq!(take_writes(gic.host()), [0, 1 << 27, 0, 0]);
+    // Nothing to withdraw, and nothing to deactivate: the guest's
+    // completion deactivated physical 27 (the backend reports the virtual
+    // interrupt inactive), so the next expiry is taken.
+    assert_eq!(take_writes(gic.host()), [0, 0, 0, 0]);
     assert!(gic.list_registers().all(ListRegister::is_free));
 
     // Schedule-out: the timer first, then the vGIC (README order).
@@ -865,23 +870,38 @@ fn every_vcpu_operation_from_another_cpu_is_refused_untouched() {
     assert!(!a.is_loaded() && !host0.vcpu_loaded());
 }
 
-/// A direct read of `ICH_ELRSR_EL2`/`ICH_EISR_EL2` observes an earlier
-/// `ICH_LR<n>_EL2` write only after a context synchronization event.
+/// The exit's sync reads back only the list registers in use (the guest
+/// never fills a free one), and never a register derived from them
+/// (`ICH_ELRSR_EL2`, `ICH_EISR_EL2`), so no `isb` is needed after the list
+/// register writes; `vcpu_put` saves what is in use.
 #[test]
-fn derived_registers_are_read_after_an_isb_that_follows_lr_writes() {
+fn sync_reads_back_only_the_list_registers_in_use() {
     let mut frames = frames(&[GICR_TYPER_LAST]);
     let mut host = host(&mut frames, VTR_4_LRS, 0);
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     gic.vcpu_load().unwrap();
-    gic.set_virtual_level(ppi(30), true).unwrap();
-    let isbs = gic.host().regs().isb_count;
+    let before = gic.host().regs().lr_reads.get();
     gic.sync_after_exit().unwrap();
-    assert!(gic.host().regs().isb_count > isbs, "no isb before EISR");
+    assert_eq!(gic.host().regs().lr_reads.get(), before, "nothing in use");
+    gic.set_virtual_level(ppi(30), true).unwrap();
     gic.set_virtual_level(ppi(31), true).unwrap();
+    gic.sync_after_exit().unwrap();
+    assert_eq!(gic.host().regs().lr_reads.get(), before + 2);
+    // The guest takes and completes 31 (software, EOI maintenance): the
+    // sync sees it deactivated and, its line still high, makes it pending
+    // again; then the line drops and it is withdrawn.
+    gic.host().regs_mut().ich_lr[1] = 0x10A0_0200_0000_001F;
+    gic.sync_after_exit().unwrap();
+    assert_eq!(lr(gic.host(), 1), 0x50A0_0200_0000_001F);
+    gic.set_virtual_level(ppi(31), false).unwrap();
+    let before = gic.host().regs().lr_reads.get();
+    gic.sync_after_exit().unwrap();
+    assert_eq!(gic.host().regs().lr_reads.get(), before + 1, "LR 0 only");
     gic.vcpu_put().unwrap();
     assert_eq!(host.regs().unsynchronized_reads.get(), 0);
-    assert_eq!(vcpu.saved_list_registers()[1].vintid(), 31);
+    assert_eq!(vcpu.saved_list_registers()[0].vintid(), 30);
+    assert!(vcpu.saved_list_registers()[1].is_free());
 }
 
 #[test]
@@ -1061,6 +1081,7 @@ fn u32_injection_api_matches_gicv2() {
         Some(27)
     );
     gic.host().regs_mut().ich_lr[0] |= 0b11 << 62; // guest acknowledged
+    gic.sync_after_exit().unwrap();
     assert_eq!(gic.is_active(id(27)), Ok(true));
     gic.unmap(id(27)).unwrap();
     assert_eq!(gic.vcpu().mapping(id(27)), None);
@@ -1113,36 +1134,24 @@ fn overflow_queue_is_first_in_first_out_with_its_capacity() {
     assert_eq!(refilled, expected);
 }
 
-/// With every list register write synchronized (after `vcpu_load`, after
-/// a sync), lookups read `ICH_ELRSR_EL2` and only the list registers it
-/// does not report empty; right after a list register write they read
-/// every list register instead (never an unsynchronized `ICH_ELRSR_EL2`).
-/// Either way they find what is there: no duplicate injection, a
-/// withdrawal that empties the register, free registers reused lowest
-/// first.
+/// Between exits every lookup is a memory read (no list register is read):
+/// no duplicate injection, a withdrawal that empties the register, free
+/// registers reused lowest first, whatever the guest did reflected once
+/// the exit is synchronized.
 #[test]
-fn lookups_use_elrsr_only_when_synchronized_and_find_the_same() {
+fn lookups_between_exits_read_no_list_register_and_find_the_same() {
     let mut frames = frames(&[GICR_TYPER_LAST]);
     let mut host = host(&mut frames, VTR_4_LRS, 0);
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     gic.vcpu_load().unwrap();
-    assert!(
-        !gic.host().regs().lr_write_unsynchronized,
-        "load ends synchronized"
-    );
+    let reads = gic.host().regs().lr_reads.get();
     assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
     gic.map(ppi(27), ppi(27)).unwrap();
     gic.set_virtual_level(ppi(27), true).unwrap();
-    // Unsynchronized: a full scan finds it pending, not active, and a
-    // second raise does not duplicate it.
     assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
     gic.set_virtual_level(ppi(27), true).unwrap();
-    gic.sync_after_exit().unwrap();
-    // Synchronized: the same answers through ICH_ELRSR_EL2.
-    assert_eq!(gic.virtual_active(ppi(27)), Ok(false));
     gic.set_virtual_level(ppi(30), true).unwrap();
-    gic.sync_after_exit().unwrap();
     gic.set_virtual_level(ppi(30), true).unwrap();
     let held: std::vec::Vec<u32> = gic
         .list_registers()
@@ -1150,12 +1159,23 @@ fn lookups_use_elrsr_only_when_synchronized_and_find_the_same() {
         .map(|lr| lr.vintid())
         .collect();
     assert_eq!(held, [27, 30]);
-    // Withdrawn through the synchronized lookup: LR 0 is free again and
-    // the next injection takes it.
-    gic.set_virtual_level(ppi(27), false).unwrap();
-    assert!(gic.list_register(0).unwrap().is_free());
+    assert_eq!(gic.host().regs().lr_reads.get(), reads, "memory only");
+    // The guest acknowledges 27: seen after the exit's sync.
+    gic.host().regs_mut().ich_lr[0] = 0xB0A0_001B_0000_001B;
+    assert_eq!(
+        gic.virtual_active(ppi(27)),
+        Ok(false),
+        "not synchronized yet"
+    );
     gic.sync_after_exit().unwrap();
-    gic.set_virtual_level(ppi(29), true).unwrap();
+    assert_eq!(gic.virtual_active(ppi(27)), Ok(true));
+    // It deactivates it (HW: the register is free); 27 raised again takes
+    // LR 0 back.
+    gic.host().regs_mut().ich_lr[0] = 0x30A0_001B_0000_001B;
+    gic.sync_after_exit().unwrap();
+    assert!(gic.list_register(0).unwrap().is_free());
+    gic.set_level(ppi(29), true).unwrap();
     assert_eq!(gic.list_register(0).unwrap().vintid(), 29);
+    assert_eq!(lr(gic.host(), 0) & 0xFFFF_FFFF, 29);
     assert_eq!(gic.host().regs().unsynchronized_reads.get(), 0);
 }

@@ -1,7 +1,7 @@
 //! The virtual side: a vCPU's list register state [`VgicCpu`], and [`Gic`],
 //! the [`IrqChip`] that drives it together with the host side.
 
-use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt::{IntId, IrqChip, VirtualState};
 
 use crate::registers::{
     ICH_HCR_EN, ICH_HCR_UIE, ListRegister, LrState, MAX_ACTIVE_PRIORITY_REGISTERS,
@@ -43,6 +43,17 @@ fn ppi_id(intid: IntId) -> Result<IntId, Error> {
     }
 }
 
+/// Takes the lowest set bit out of `mask` and returns its number.
+#[inline]
+fn take_lowest(mask: &mut u16) -> Option<usize> {
+    if *mask == 0 {
+        return None;
+    }
+    let n = usize::try_from(mask.trailing_zeros()).unwrap_or(0);
+    *mask &= mask.wrapping_sub(1);
+    Some(n)
+}
+
 /// The `u8` number of list register `n` (`n` < 16).
 fn lr_number(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
@@ -55,15 +66,22 @@ fn lr_reg(n: usize) -> SysReg {
 
 /// One vCPU's virtual GIC CPU interface state: plain data, no hardware.
 ///
-/// While the vCPU is loaded ([`Gic::vcpu_load`]) the list registers live
-/// on the hardware and the copies here are stale; after
-/// [`Gic::vcpu_put`] they are here. It also holds what the hardware does
+/// The list registers are kept here whether or not the vCPU is loaded:
+/// while it is loaded ([`Gic::vcpu_load`]) every write goes to the
+/// hardware too, and [`Gic::sync_after_exit`] reads back the ones in use
+/// (the guest changes their state as it takes and completes interrupts),
+/// so between an exit and the next entry every lookup is a memory read.
+/// After [`Gic::vcpu_put`] the hardware holds nothing of the vCPU. It also holds what the hardware does
 /// not: which virtual PPIs are backed by a physical PPI (HW bit), the level
 /// of the virtual PPIs that are not (software level interrupts), and the
 /// pending interrupts waiting for a free list register.
 #[derive(Clone, Debug)]
 pub struct VgicCpu {
     lrs: [ListRegister; MAX_LIST_REGISTERS],
+    /// Bit *n*: `lrs[n]` holds an interrupt (is not free).
+    used: u16,
+    /// `ICH_HCR_EL2.UIE` as this backend last wrote it while loaded.
+    uie: bool,
     vmcr: u64,
     ap0r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
     ap1r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
@@ -88,6 +106,8 @@ impl VgicCpu {
     pub const fn new() -> Self {
         Self {
             lrs: [ListRegister::EMPTY; MAX_LIST_REGISTERS],
+            used: 0,
+            uie: false,
             vmcr: 0,
             ap0r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
             ap1r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
@@ -124,10 +144,28 @@ impl VgicCpu {
         self.loaded_on
     }
 
-    /// The saved list registers (stale while loaded).
+    /// The list registers as of the last write or
+    /// [`Gic::sync_after_exit`] (while loaded, the guest may have changed
+    /// their state since it was last entered).
     #[must_use]
     pub const fn saved_list_registers(&self) -> &[ListRegister; MAX_LIST_REGISTERS] {
         &self.lrs
+    }
+
+    /// Records list register `n` (`n` < 16) and whether it is in use; a
+    /// free one is kept as [`ListRegister::EMPTY`].
+    #[inline]
+    fn set_lr(&mut self, n: usize, lr: ListRegister) {
+        if let Some(slot) = self.lrs.get_mut(n) {
+            let bit = 1_u16 << n;
+            if lr.is_free() {
+                *slot = ListRegister::EMPTY;
+                self.used &= !bit;
+            } else {
+                *slot = lr;
+                self.used |= bit;
+            }
+        }
     }
 
     /// The saved `ICH_VMCR_EL2` (stale while loaded).
@@ -157,11 +195,13 @@ impl VgicCpu {
     }
 
     /// The physical PPI the virtual PPI `intid` is mapped to.
+    #[inline]
     fn ppi_mapping(&self, intid: IntId) -> Option<IntId> {
         self.mapped.get(ppi_index(intid)?).copied().flatten()
     }
 
     /// The level of the software (not mapped) virtual PPI `intid`.
+    #[inline]
     const fn ppi_level(&self, intid: IntId) -> bool {
         intid.is_ppi() && self.levels & intid.bit() != 0
     }
@@ -173,6 +213,7 @@ impl VgicCpu {
         &self.queue
     }
 
+    #[inline]
     fn queue_position(&self, vintid: u32) -> Option<usize> {
         self.queued().iter().position(|lr| lr.vintid() == vintid)
     }
@@ -193,6 +234,7 @@ impl VgicCpu {
     /// The list register for a virtual PPI raised now: HW with the physical
     /// PPI when mapped, otherwise software with EOI maintenance so that the
     /// line is looked at again when the guest deactivates it.
+    #[inline]
     fn lr_for(&self, intid: IntId) -> ListRegister {
         match self.ppi_mapping(intid).and_then(|host| {
             ListRegister::hardware(intid.get(), host.get(), LrState::Pending, self.priority)
@@ -301,20 +343,17 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         let regs = self.host.sysregs_mut();
         let hcr = regs.read(SysReg::IchHcrEl2);
         regs.write(SysReg::IchHcrEl2, (hcr & !ICH_HCR_UIE) | ICH_HCR_EN);
+        self.vcpu.uie = false;
         self.vcpu.loaded_on = Some(self.host.cpu_id());
         self.host.set_vcpu_loaded(true);
         // Queued interrupts into the free list registers (this CPU may have
         // more than the last one); sets UIE if still needed.
         self.refill();
-        // One `isb` here lets the lookups that follow (the timer's `load`
-        // asks whether its interrupt is active) read `ICH_ELRSR_EL2`
-        // instead of every list register.
-        self.host.synchronize_lr_writes();
         Ok(())
     }
 
-    /// The vCPU is scheduled away from this CPU: saves its list registers
-    /// (the empty ones, per `ICH_ELRSR_EL2`, as empty) and clears them,
+    /// The vCPU is scheduled away from this CPU: saves the list registers
+    /// in use (the others stay empty) and clears them,
     /// saves `ICH_VMCR_EL2` and the active priority registers, and disables
     /// the virtual CPU interface (clears `ICH_HCR_EL2.En` and `UIE`, keeps
     /// the other bits).
@@ -328,20 +367,17 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         if !self.on_this_cpu()? {
             return Err(Error::NotLoaded);
         }
-        let count = self.host.list_register_count();
         let active_priority = self.host.active_priority_register_count();
-        self.host.synchronize_lr_writes();
-        let regs = self.host.sysregs_mut();
-        let empty = regs.read(SysReg::IchElrsrEl2);
-        for (n, saved) in self.vcpu.lrs.iter_mut().enumerate() {
-            *saved = if n >= count || empty & (1 << n) != 0 {
-                ListRegister::EMPTY
-            } else {
-                let lr = ListRegister::from_bits(regs.read(lr_reg(n)));
-                regs.write(lr_reg(n), 0);
-                lr
-            };
+        // `vcpu_load` refused state in list registers this CPU lacks: the
+        // ones in use are all implemented.
+        let mut used = self.vcpu.used;
+        while let Some(n) = take_lowest(&mut used) {
+            let regs = self.host.sysregs_mut();
+            let lr = ListRegister::from_bits(regs.read(lr_reg(n)));
+            regs.write(lr_reg(n), 0);
+            self.vcpu.set_lr(n, lr);
         }
+        let regs = self.host.sysregs_mut();
         self.vcpu.vmcr = regs.read(SysReg::IchVmcrEl2);
         for (n, (ap0, ap1)) in self
             .vcpu
@@ -358,6 +394,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         let hcr = regs.read(SysReg::IchHcrEl2);
         regs.write(SysReg::IchHcrEl2, hcr & !(ICH_HCR_EN | ICH_HCR_UIE));
         regs.isb();
+        self.vcpu.uie = false;
         self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
         Ok(())
@@ -377,21 +414,25 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     #[doc(alias = "kvm_vgic_sync_hwstate")]
     pub fn sync_after_exit(&mut self) -> Result<SyncReport, Error> {
         let mut report = SyncReport::default();
-        let count = self.host.list_register_count();
-        let eisr = if self.on_this_cpu()? {
-            self.host.synchronize_lr_writes();
-            self.host.regs().read(SysReg::IchEisrEl2)
-        } else {
-            (0..count).fold(0, |mask, n| {
-                let done = self
-                    .vcpu
-                    .lrs
-                    .get(n)
-                    .is_some_and(|lr| lr.needs_eoi_maintenance());
-                if done { mask | (1 << n) } else { mask }
-            })
-        };
-        for n in (0..count).filter(|n| eisr & (1 << n) != 0) {
+        let here = self.on_this_cpu()?;
+        // The guest only moves the interrupts it was given along (pending,
+        // active, deactivated): a free list register stays free, so the
+        // ones in use are all there is to read back. `ICH_EISR_EL2` follows
+        // from them.
+        let mut eisr = 0_u16;
+        let mut used = self.vcpu.used;
+        while let Some(n) = take_lowest(&mut used) {
+            let lr = if here {
+                ListRegister::from_bits(self.host.regs().read(lr_reg(n)))
+            } else {
+                self.read_lr(n)
+            };
+            if lr.needs_eoi_maintenance() {
+                eisr |= 1 << n;
+            }
+            self.vcpu.set_lr(n, lr);
+        }
+        while let Some(n) = take_lowest(&mut eisr) {
             let lr = self.read_lr(n);
             let still_high = IntId::ppi(lr.vintid()).is_ok_and(|intid| {
                 self.vcpu.ppi_mapping(intid).is_none() && self.vcpu.ppi_level(intid)
@@ -534,14 +575,16 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         self.unmap_virtual(ppi_id(intid)?)
     }
 
-    /// The list registers, as the guest sees them now (the saved copies
-    /// while the vCPU is loaded on another CPU: stale).
+    /// The list registers as of the last write or
+    /// [`sync_after_exit`](Self::sync_after_exit): as the guest left them
+    /// at its last exit, once that is synchronized (stale while the vCPU is
+    /// loaded on another CPU).
     pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
         (0..self.host.list_register_count()).map(|n| self.read_lr(n))
     }
 
-    /// The list register `index` as the guest sees it now (the stale saved
-    /// copy while the vCPU is loaded on another CPU); `None` past the
+    /// The list register `index` (see
+    /// [`list_registers`](Self::list_registers)); `None` past the
     /// implemented list registers.
     #[must_use]
     pub fn list_register(&self, index: usize) -> Option<ListRegister> {
@@ -555,6 +598,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     ///
     /// [`Error::LoadedOnOtherCpu`]: on another CPU's hardware, which this
     /// `HostGic` cannot reach.
+    #[inline]
     fn on_this_cpu(&self) -> Result<bool, Error> {
         match self.vcpu.loaded_on {
             None => Ok(false),
@@ -564,48 +608,38 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     }
 
     /// Loaded on this CPU: the list registers are on this CPU's hardware.
+    #[inline]
     fn here(&self) -> bool {
         self.vcpu.loaded_on == Some(self.host.affinity())
     }
 
+    /// List register `n` as last written or read back (memory only).
+    #[inline]
     fn read_lr(&self, n: usize) -> ListRegister {
-        if self.here() {
-            ListRegister::from_bits(self.host.regs().read(lr_reg(n)))
-        } else {
-            self.vcpu.lrs.get(n).copied().unwrap_or_default()
-        }
+        self.vcpu.lrs.get(n).copied().unwrap_or_default()
     }
 
+    /// Writes list register `n`: in memory, and on the hardware while the
+    /// vCPU is loaded here.
+    #[inline]
     fn write_lr(&mut self, n: usize, lr: ListRegister) {
+        self.vcpu.set_lr(n, lr);
         if self.here() {
             self.host.write_lr(lr_number(n), lr.bits());
-        } else if let Some(slot) = self.vcpu.lrs.get_mut(n) {
-            *slot = lr;
         }
     }
 
-    /// The list registers that may hold an interrupt (bit *n*: list
-    /// register *n*), or `None` if that is not known without reading them
-    /// all: loaded here with every list register write synchronized, the
-    /// ones `ICH_ELRSR_EL2` does not report empty (one register read
-    /// instead of one per list register); `None` otherwise (loaded here
-    /// after a list register write, with no `isb` since, or not loaded).
-    fn occupied_lrs(&self) -> Option<u64> {
-        (self.here() && self.host.lr_writes_synchronized())
-            .then(|| !self.host.regs().read(SysReg::IchElrsrEl2))
-    }
-
-    /// The list registers, with their numbers, that may hold an interrupt
-    /// (see [`occupied_lrs`](Self::occupied_lrs)): a free one is left out
-    /// unread where `ICH_ELRSR_EL2` says so.
+    /// The list registers in use, with their numbers (memory only).
+    #[inline]
     fn maybe_occupied(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
-        let occupied = self.occupied_lrs().unwrap_or(u64::MAX);
+        let used = self.vcpu.used;
         (0..self.host.list_register_count())
-            .filter(move |&n| occupied & (1 << n) != 0)
+            .filter(move |&n| used & (1 << n) != 0)
             .map(|n| (n, self.read_lr(n)))
     }
 
     /// The list register holding `vintid` (in any state but free).
+    #[inline]
     fn find_lr(&self, vintid: u32) -> Option<(usize, ListRegister)> {
         self.maybe_occupied()
             .find(|(_, lr)| !lr.is_free() && lr.vintid() == vintid)
@@ -619,17 +653,24 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
             .count()
     }
 
+    #[inline]
     fn free_lr(&self) -> Option<usize> {
-        match self.occupied_lrs() {
-            Some(occupied) => {
-                (0..self.host.list_register_count()).find(|&n| occupied & (1 << n) == 0)
-            }
-            None => self.list_registers().position(ListRegister::is_free),
-        }
+        let used = self.vcpu.used;
+        (0..self.host.list_register_count()).find(|&n| used & (1 << n) == 0)
     }
 
     /// Moves queued interrupts into free list registers; returns how many.
+    /// Nothing to do (the usual case) costs two loads.
+    #[inline]
     fn refill(&mut self) -> usize {
+        if self.vcpu.queue.is_empty() && !self.vcpu.uie {
+            return 0;
+        }
+        self.refill_queued()
+    }
+
+    /// [`refill`](Self::refill) with something queued or `UIE` set.
+    fn refill_queued(&mut self) -> usize {
         let mut moved = 0usize;
         while !self.vcpu.queue.is_empty() {
             let Some(n) = self.free_lr() else { break };
@@ -655,14 +696,16 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         if !self.here() {
             return;
         }
-        let hcr = self.host.regs().read(SysReg::IchHcrEl2);
-        let wanted = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
-            hcr | ICH_HCR_UIE
-        } else {
-            hcr & !ICH_HCR_UIE
-        };
-        if wanted != hcr {
-            self.host.sysregs_mut().write(SysReg::IchHcrEl2, wanted);
+        let uie = !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2;
+        if uie != self.vcpu.uie {
+            let hcr = self.host.regs().read(SysReg::IchHcrEl2);
+            let hcr = if uie {
+                hcr | ICH_HCR_UIE
+            } else {
+                hcr & !ICH_HCR_UIE
+            };
+            self.host.sysregs_mut().write(SysReg::IchHcrEl2, hcr);
+            self.vcpu.uie = uie;
         }
     }
 }
@@ -670,16 +713,19 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
 impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     type Error = Error;
 
+    #[inline]
     fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), Error> {
         self.host.set_ppi_active(ppi, active);
         Ok(())
     }
 
+    #[inline]
     fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), Error> {
         self.host.set_ppi_masked(ppi, masked);
         Ok(())
     }
 
+    #[inline]
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
         // Only PPIs have a recorded level; an SGI or SPI is injected and
         // withdrawn as asked, with no level kept for it.
@@ -699,11 +745,30 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
         }
     }
 
+    #[inline]
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
         self.on_this_cpu()?;
         Ok(self
             .maybe_occupied()
             .any(|(_, lr)| lr.vintid() == intid.get() && lr.state().is_active()))
+    }
+
+    #[inline]
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Error> {
+        self.on_this_cpu()?;
+        if let Some((_, lr)) = self.find_lr(intid.get()) {
+            return Ok(match lr.state() {
+                LrState::Invalid => VirtualState::Inactive,
+                LrState::Pending => VirtualState::Pending,
+                LrState::Active => VirtualState::Active,
+                LrState::PendingActive => VirtualState::PendingActive,
+            });
+        }
+        Ok(if self.vcpu.queue_position(intid.get()).is_some() {
+            VirtualState::Pending
+        } else {
+            VirtualState::Inactive
+        })
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {

@@ -282,6 +282,10 @@ pub struct Stats {
     pub reraised: u64,
     /// `after_exit` calls that lowered the virtual line.
     pub exit_lowered: u64,
+    /// Of those, the ones that deactivated the PPI (the guest had not
+    /// taken the interrupt: it was withdrawn while pending); the others
+    /// left it to the guest's completion, which had deactivated it or will.
+    pub exit_deactivated: u64,
     /// `unblock` calls that raised the virtual line.
     pub unblock_raised: u64,
     /// `load` calls that raised the virtual line.
@@ -351,6 +355,7 @@ impl core::ops::AddAssign for Stats {
             .saturating_add(other.immediate_wakeups);
         self.reraised = self.reraised.saturating_add(other.reraised);
         self.exit_lowered = self.exit_lowered.saturating_add(other.exit_lowered);
+        self.exit_deactivated = self.exit_deactivated.saturating_add(other.exit_deactivated);
         self.unblock_raised = self.unblock_raised.saturating_add(other.unblock_raised);
         self.load_raised = self.load_raised.saturating_add(other.load_raised);
         self.reactivated = self.reactivated.saturating_add(other.reactivated);
@@ -1257,6 +1262,9 @@ impl Hypervisor {
         check_quiet_ptimer_exit(p_high, &made)?;
         if high && !self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line {
             self.stats.exit_lowered = self.stats.exit_lowered.saturating_add(1);
+            if made.host_active_writes > 0 {
+                self.stats.exit_deactivated = self.stats.exit_deactivated.saturating_add(1);
+            }
         }
         self.check_line_after_exit(cpu, vcpu)?;
         if self.ptimer_direct(vcpu) {

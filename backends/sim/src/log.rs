@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use arch_timer_virt::{IntId, SoftTimer, Ticks, TimerCtl};
+use arch_timer_virt::{IntId, SoftTimer, Ticks, TimerCtl, VirtualState};
 
 /// One access to the model's hardware, as the hypervisor (the library or
 /// the host model around it) made it. Guest accesses are not logged.
@@ -73,6 +73,13 @@ pub enum Access {
         /// What was returned.
         active: bool,
     },
+    /// A vCPU's virtual interrupt's state read (its list register read).
+    ReadVirtualState {
+        /// The virtual INTID.
+        intid: IntId,
+        /// What was returned.
+        state: VirtualState,
+    },
     /// A virtual INTID mapped to a physical one (HW bit).
     MapVirtual {
         /// The virtual INTID.
@@ -130,6 +137,9 @@ impl fmt::Display for Access {
             }
             Self::ReadVirtualActive { intid, active } => {
                 write!(f, "vGIC  read active, virtual {intid} = {active}")
+            }
+            Self::ReadVirtualState { intid, state } => {
+                write!(f, "vGIC  read state, virtual {intid} = {state:?}")
             }
             Self::MapVirtual { intid, host } => {
                 write!(f, "vGIC  map virtual {intid} to physical {host} (HW bit)")
@@ -191,6 +201,8 @@ pub struct Counters {
     pub virtual_level_writes: u64,
     /// Virtual active state reads.
     pub virtual_active_reads: u64,
+    /// Virtual interrupt state reads.
+    pub virtual_state_reads: u64,
     /// Virtual-to-physical mappings made.
     pub maps: u64,
     /// Mappings removed.
@@ -226,6 +238,7 @@ impl Counters {
             Access::HostDeactivate(_) => &mut self.host_deactivates,
             Access::SetVirtualLevel { .. } => &mut self.virtual_level_writes,
             Access::ReadVirtualActive { .. } => &mut self.virtual_active_reads,
+            Access::ReadVirtualState { .. } => &mut self.virtual_state_reads,
             Access::MapVirtual { .. } => &mut self.maps,
             Access::UnmapVirtual(_) => &mut self.unmaps,
             Access::ArmSoftTimer { .. } => &mut self.soft_arms,
@@ -332,6 +345,7 @@ impl Counters {
             host_deactivates: d(self.host_deactivates, earlier.host_deactivates),
             virtual_level_writes: d(self.virtual_level_writes, earlier.virtual_level_writes),
             virtual_active_reads: d(self.virtual_active_reads, earlier.virtual_active_reads),
+            virtual_state_reads: d(self.virtual_state_reads, earlier.virtual_state_reads),
             maps: d(self.maps, earlier.maps),
             unmaps: d(self.unmaps, earlier.unmaps),
             soft_arms: d(self.soft_arms, earlier.soft_arms),
@@ -365,6 +379,7 @@ impl fmt::Display for Counters {
             ("dir", self.host_deactivates),
             ("vlevel.w", self.virtual_level_writes),
             ("vactive.r", self.virtual_active_reads),
+            ("vstate.r", self.virtual_state_reads),
             ("map", self.maps),
             ("unmap", self.unmaps),
             ("soft.arm", self.soft_arms),

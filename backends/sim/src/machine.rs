@@ -773,6 +773,19 @@ impl IrqChip for SimGic<'_> {
         Ok(active)
     }
 
+    fn virtual_state(&self, intid: IntId) -> Result<arch_timer_virt::VirtualState, SimChipError> {
+        use arch_timer_virt::VirtualState as State;
+        self.check()?;
+        let state = match self.vif.get(intid).state {
+            crate::gic::VirtualState::Inactive => State::Inactive,
+            crate::gic::VirtualState::Pending => State::Pending,
+            crate::gic::VirtualState::Active => State::Active,
+            crate::gic::VirtualState::ActivePending => State::PendingActive,
+        };
+        self.record(Access::ReadVirtualState { intid, state });
+        Ok(state)
+    }
+
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), SimChipError> {
         self.check()?;
         self.record(Access::MapVirtual { intid, host });

@@ -26,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use arch_timer_virt::{IntId, IrqChip, Ticks, TimerCtl, TimerHw};
+use arch_timer_virt::{IntId, IrqChip, Ticks, TimerCtl, TimerHw, VirtualState};
 
 use crate::console::println;
 use crate::pmu::{Pmu, Sample};
@@ -121,17 +121,24 @@ const NO_PMU: u64 = u64::MAX;
 /// In every scenario it also counts the calls during which this CPU entered
 /// a critical section ([`timer_path_locks`]): the library's per-CPU paths
 /// must take no lock shared across CPUs.
+///
+/// `args` are the call's hardware arguments (the [`Counted`] wrappers and
+/// the soft timers), built before the bracket opens so that the
+/// instrumentation's own wrappers are not counted as timer code; `f` gets
+/// them by reference.
 #[inline(always)]
-pub(crate) fn timer_code<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn timer_code<A, R>(mut args: A, f: impl FnOnce(&mut A) -> R) -> R {
     let entered = crate::cs::entered();
     let counter = EL2_COUNTER.load(Ordering::Relaxed);
     if counter == NO_PMU {
-        let result = f();
+        let result = f(&mut args);
         count_locks(entered);
         return result;
     }
+    // The arguments are in place before the first count is read.
+    core::hint::black_box(&mut args);
     let before = Pmu::counter(counter);
-    let result = f();
+    let result = f(&mut args);
     let after = Pmu::counter(counter);
     count_locks(entered);
     TIMER_INSNS.store(
@@ -279,6 +286,11 @@ impl<T: IrqChip + ?Sized> IrqChip for Counted<'_, T> {
         self.0.virtual_active(intid)
     }
     #[inline(always)]
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        bump(&GIC_CALLS);
+        self.0.virtual_state(intid)
+    }
+    #[inline(always)]
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
         bump(&GIC_CALLS);
         self.0.map_virtual(intid, host)
@@ -375,7 +387,7 @@ impl Bench {
         // The bracket's own count: one around nothing.
         EL2_COUNTER.store(pmu.el2_counter(), Ordering::Relaxed);
         let before = TIMER_INSNS.load(Ordering::Relaxed);
-        timer_code(|| core::hint::black_box(()));
+        timer_code((), |()| core::hint::black_box(()));
         self.bracket = TIMER_INSNS.load(Ordering::Relaxed).wrapping_sub(before);
         EL2_COUNTER.store(NO_PMU, Ordering::Relaxed);
         Ok(pmu)

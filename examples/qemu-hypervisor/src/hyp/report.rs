@@ -163,8 +163,9 @@ where
                 .lr_pending(&mut v.vgic, v.timer.vtimer().irq().get())
     }
 
-    /// Statistics, right after the exit (before any library call can
-    /// withdraw it): a virtual timer interrupt `offered` at the entry and
+    /// Statistics, right after the exit's GIC sync (which reads back the
+    /// list registers the guest changed) and before any library call can
+    /// withdraw it: a virtual timer interrupt `offered` at the entry and
     /// no longer pending was taken by the guest (acknowledged: active, or
     /// already deactivated), through its own CPU interface with no trap.
     /// Counted in [`Stats::delivered`].

@@ -29,7 +29,7 @@
 //! handle ([`super::exits`]) and the statistics for the result line
 //! (`self.stats`, [`super::report`]). An integrator keeps this file and
 //! replaces those. The calls into the vCPU's timer go through the `perf`
-//! scenario's instruments ([`super::perf`]: `timer_code(|| ...)` and the
+//! scenario's instruments ([`super::perf`]: `timer_code(args, |args| ...)` and the
 //! `Counted` wrappers, which count and pass on), and the vCPU's timer is
 //! [`GuestTimer`] (the library's `VcpuTimer`, or the eager baseline with
 //! the `eager` feature): an integrator calls `VcpuTimer` directly.
@@ -467,16 +467,11 @@ where
     /// Wakes `v` from its WFI sleep (`VcpuTimer::unblock`).
     pub(crate) fn unblock(&mut self, v: &mut Vcpu<G::Vgic>) {
         let mut chip = self.gic.chip(&mut v.vgic);
-        let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+        let Ok(soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = timer_code(|| {
-            v.timer.unblock(
-                &mut Counted(&mut self.timer),
-                &mut Counted(&mut chip),
-                &mut soft,
-            )
-        }) {
+        let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
+        if let Err(e) = timer_code(args, |(hw, chip, soft)| v.timer.unblock(hw, chip, soft)) {
             fail!("hv: unblock: {e:?}");
         }
         self.expired = self.expired.without(v.slots.background);
@@ -519,23 +514,20 @@ where
             fail!("hv: vgic load: {e:?}");
         }
         let mut chip = self.gic.chip(&mut v.vgic);
-        if let Err(e) = timer_code(|| {
-            v.timer.load(
-                vm_for(self.config.scenario),
-                &mut Counted(&mut self.timer),
-                &mut Counted(&mut chip),
-            )
-        }) {
+        let vm = vm_for(self.config.scenario);
+        let args = (Counted(&mut self.timer), Counted(&mut chip));
+        if let Err(e) = timer_code(args, |(hw, chip)| v.timer.load(vm, hw, chip)) {
             fail!("hv: timer load: {e:?}");
         }
         v.loaded = true;
     }
 
     pub(crate) fn put(&mut self, v: &mut Vcpu<G::Vgic>) {
-        let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+        let Ok(soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
-        if let Err(e) = timer_code(|| v.timer.put(&mut Counted(&mut self.timer), &mut soft)) {
+        let args = (Counted(&mut self.timer), soft);
+        if let Err(e) = timer_code(args, |(hw, soft)| v.timer.put(hw, soft)) {
             fail!("hv: timer put: {e:?}");
         }
         if let Err(e) = self.gic.vcpu_put(&mut v.vgic) {
@@ -553,15 +545,12 @@ where
             self.platform_before_entry(v);
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
-                let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+                let Ok(soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = timer_code(|| {
-                    v.timer.before_entry(
-                        &mut Counted(&mut self.timer),
-                        &mut Counted(&mut chip),
-                        &mut soft,
-                    )
+                let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
+                if let Err(e) = timer_code(args, |(hw, chip, soft)| {
+                    v.timer.before_entry(hw, chip, soft)
                 }) {
                     fail!("hv: before_entry: {e:?}");
                 }
@@ -575,25 +564,24 @@ where
             // up; `regs` enters the guest at EL1 where it left off.
             let exit = unsafe { enter_guest(&mut v.regs) };
             self.stats.exits += 1;
-            self.count_delivery(v, offered);
             // Before the sync, which clears the EOI maintenance condition;
             // only an IRQ exit can have been caused by it.
             let maintenance = matches!(exit, Exit::Irq) && self.gic.maintenance_asserted();
             if let Err(e) = self.gic.sync_after_exit(&mut v.vgic) {
                 fail!("hv: vgic sync_after_exit: {e:?}");
             }
+            // After the sync, which reads back what the guest did with the
+            // list registers, before any library call can withdraw it.
+            self.count_delivery(v, offered);
             {
                 let mut chip = self.gic.chip(&mut v.vgic);
-                let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+                let Ok(soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
-                if let Err(e) = timer_code(|| {
-                    v.timer.after_exit(
-                        &mut Counted(&mut self.timer),
-                        &mut Counted(&mut chip),
-                        &mut soft,
-                    )
-                }) {
+                let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
+                if let Err(e) =
+                    timer_code(args, |(hw, chip, soft)| v.timer.after_exit(hw, chip, soft))
+                {
                     fail!("hv: after_exit: {e:?}");
                 }
             }
@@ -665,13 +653,8 @@ where
                         });
                     let result = {
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        timer_code(|| {
-                            v.timer.handle_timer_irq(
-                                timer,
-                                &mut Counted(&mut self.timer),
-                                &mut Counted(&mut chip),
-                            )
-                        })
+                        let args = (Counted(&mut self.timer), Counted(&mut chip));
+                        timer_code(args, |(hw, chip)| v.timer.handle_timer_irq(timer, hw, chip))
                     };
                     match result {
                         Ok(HostIrq::Raised) => self.stats.raised += 1,
@@ -699,12 +682,10 @@ where
                     {
                         self.expired = self.expired.without(v.slots.physical);
                         let mut chip = self.gic.chip(&mut v.vgic);
-                        if let Err(e) = timer_code(|| {
-                            v.timer.physical_timer_expired(
-                                &mut Counted(&mut self.timer),
-                                &mut Counted(&mut chip),
-                            )
-                        }) {
+                        let args = (Counted(&mut self.timer), Counted(&mut chip));
+                        if let Err(e) =
+                            timer_code(args, |(hw, chip)| v.timer.physical_timer_expired(hw, chip))
+                        {
                             fail!("hv: physical_timer_expired: {e:?}");
                         }
                     }
@@ -785,11 +766,12 @@ where
         if self.platform_irq_pending(v) {
             return None;
         }
-        let Ok(mut soft) = self.hyp.vcpu(v.slots) else {
+        let Ok(soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
         let vm = vm_for(self.config.scenario);
-        let wakeup = timer_code(|| v.timer.block(vm, &mut Counted(&mut self.timer), &mut soft));
+        let args = (Counted(&mut self.timer), soft);
+        let wakeup = timer_code(args, |(hw, soft)| v.timer.block(vm, hw, soft));
         // The library's contract: `At(x)` armed the background
         // soft timer at x, `Now` and `Never` armed nothing. The
         // vCPU is woken by what was armed, not by the return value.
@@ -842,15 +824,9 @@ where
         };
         let vm = vm_for(self.config.scenario);
         let mut chip = self.gic.chip(&mut v.vgic);
-        match timer_code(|| {
-            emulate::access(
-                &mut v.timer,
-                vm,
-                &mut Counted(&mut self.timer),
-                &mut Counted(&mut chip),
-                trap.reg,
-                access,
-            )
+        let args = (Counted(&mut self.timer), Counted(&mut chip));
+        match timer_code(args, |(hw, chip)| {
+            emulate::access(&mut v.timer, vm, hw, chip, trap.reg, access)
         }) {
             Ok(value) => {
                 if trap.is_read
