@@ -1130,6 +1130,38 @@ fn one_forwarded_vtimer_interrupt_cycle() {
     assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
     assert!(ListRegister::from_bits(lr(&mut host, 0)).is_empty());
     hw.checkpoint();
+
+    // It fires again; this time the guest reprograms the timer before it
+    // takes the interrupt. The exit withdraws the still pending vINTID 27
+    // (the backend reports it pending), so nothing will deactivate
+    // physical 27 but the library: it does (ICACTIVER0 bit 27).
+    let mut gicd = host.regs().0;
+    if let Some(mut r) = field!(gicd, isactiver).get(0) {
+        r.write(1 << 27);
+    }
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE.union(TimerCtl::ISTATUS));
+    let outcome = timer
+        .handle_host_irq(&mut hw, &mut Gic::new(&mut host, &mut vcpu))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, HostIrq::Raised);
+    assert_eq!(lr(&mut host, 0), 0x9a00_6c1b);
+    hw.checkpoint();
+    clear_gicd_word0(&mut host);
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(gic.sync_after_exit(), Ok(crate::SyncReport::default()));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Pending));
+    timer
+        .after_exit(&mut hw, &mut gic, &mut soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!timer.vtimer().level());
+    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    assert_eq!(lr(&mut host, 0), 0, "withdrawn");
+    hw.checkpoint();
 }
 
 // --- Review regressions ----------------------------------------------------
