@@ -604,8 +604,9 @@ impl<'a> Gic<'a> {
     /// [`sync_after_exit`](Self::sync_after_exit): as the guest left them
     /// at its last exit, once that is synchronized (stale while the vCPU is
     /// loaded on another CPU). Memory only: no list register is read.
+    #[inline]
     pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
-        (0..self.num_lrs()).map(|index| self.read_lr(index))
+        self.vcpu.lrs.iter().copied().take(self.num_lrs())
     }
 
     fn num_lrs(&self) -> usize {
@@ -801,6 +802,7 @@ impl<'a> Gic<'a> {
 
 /// Bit `index` of a list register mask (as in `GICH_EISR1:GICH_EISR0`); 0
 /// past 63.
+#[inline]
 fn bit(index: usize) -> u64 {
     u32::try_from(index)
         .ok()
@@ -809,6 +811,7 @@ fn bit(index: usize) -> u64 {
 }
 
 /// The index of the lowest set bit of `mask` (64 if none).
+#[inline]
 fn lowest(mask: u64) -> usize {
     // At most 64: always fits.
     usize::try_from(mask.trailing_zeros()).unwrap_or(usize::MAX)
