@@ -64,6 +64,10 @@ pub struct HostGic {
     /// The source CPU (`GICC_IAR.CPUID`, bits 12:10) of the last
     /// acknowledge of each SGI, which its EOI and deactivation must name.
     sgi_source: [u8; 16],
+    /// How many `GICH` registers of each kind the driver read (tests: the
+    /// RAM behind the pointers cannot count).
+    #[cfg(test)]
+    pub(crate) reads: crate::tests::GichReads,
     /// Not `Sync`: one CPU uses it at a time (see the type docs for `Send`).
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -224,6 +228,8 @@ impl HostGic {
             cpu_mask,
             vcpu_loaded: false,
             sgi_source: [0; 16],
+            #[cfg(test)]
+            reads: crate::tests::GichReads::default(),
             _not_sync: PhantomData,
         }
     }
@@ -454,12 +460,15 @@ impl HostGic {
     /// `GICH_ELRSR1:GICH_ELRSR0`, limited to the implemented list
     /// registers: bit *n* is set while `GICH_LR<n>` is empty (state
     /// invalid, and HW = 1 or no EOI maintenance requested), free for a new
-    /// interrupt. The GIC derives it from the list registers; a read that
+    /// interrupt. [`Gic`](crate::Gic) does not read it: it keeps the
+    /// list registers in memory and knows which are in use. The GIC derives it from the list registers; a read that
     /// follows a list register write sees that write (both are accesses to
     /// the `GICH` frame, mapped as Device memory, so they reach it in
     /// program order).
     #[must_use]
     pub fn empty_list_registers(&self) -> u64 {
+        #[cfg(test)]
+        count(&self.reads.elrsr);
         let low = u64::from(field_shared!(self.gich, elrsr0).read());
         // `GICH_ELRSR1` only with more than 32 list registers.
         let high = if self.num_lrs > 32 {
@@ -477,6 +486,8 @@ impl HostGic {
     }
 
     pub(crate) fn read_lr(&self, index: usize) -> ListRegister {
+        #[cfg(test)]
+        count(&self.reads.lr);
         field_shared!(self.gich, lr)
             .get(index)
             .map_or(ListRegister::EMPTY, |reg| {
@@ -494,19 +505,9 @@ impl HostGic {
         crate::tests::derive_elrsr(&mut self.gich);
     }
 
-    /// `GICH_EISR1:GICH_EISR0`, limited to the implemented list registers.
-    pub(crate) fn eoi_status(&self) -> u64 {
-        let low = u64::from(field_shared!(self.gich, eisr0).read());
-        // `GICH_EISR1` only with more than 32 list registers.
-        let high = if self.num_lrs > 32 {
-            u64::from(field_shared!(self.gich, eisr1).read())
-        } else {
-            0
-        };
-        (low | (high << 32)) & lr_mask(self.num_lrs)
-    }
-
     pub(crate) fn read_hcr(&self) -> u32 {
+        #[cfg(test)]
+        count(&self.reads.hcr);
         field_shared!(self.gich, hcr).read()
     }
 
@@ -547,6 +548,12 @@ impl HostGic {
             self.gich.reborrow(),
         )
     }
+}
+
+/// Adds one to a test read counter.
+#[cfg(test)]
+fn count(counter: &core::cell::Cell<u32>) {
+    counter.set(counter.get().saturating_add(1));
 }
 
 /// A mask of the low `n` bits (all 64 for `n >= 64`).

@@ -1,16 +1,22 @@
 //! Host tests against register blocks in RAM.
 //!
 //! The RAM does not behave like a GIC by itself: where the hardware would
-//! change a register (the guest acknowledging or deactivating an interrupt,
-//! `GICH_EISRn` following the list registers), the test writes it.
-//! `GICH_ELRSRn` is derived from the raw list register bits by
-//! [`derive_elrsr`] after every list register write, the driver's
-//! (`HostGic::write_lr` calls it in test builds) and the test's.
+//! change a register (the guest acknowledging or deactivating an interrupt),
+//! the test writes it, and then calls `Gic::sync_after_exit` as a run loop
+//! does after a real exit. `GICH_ELRSRn` (which only
+//! [`HostGic::empty_list_registers`] reads) is derived from the raw list
+//! register bits by [`derive_elrsr`] after every list register write, the
+//! driver's (`HostGic::write_lr` calls it in test builds) and the test's.
+//! The RAM cannot count reads: [`GichReads`], inside `HostGic` in test
+//! builds, counts the driver's.
 
+use core::cell::Cell;
 use std::boxed::Box;
 
 use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
-use arch_timer_virt::{Forwarding, HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VmTimer};
+use arch_timer_virt::{
+    Forwarding, HostIrq, IntId, IrqChip, TimerCtl, VcpuTimer, VirtualState, VmTimer,
+};
 use safe_mmio::fields::{ReadOnly, ReadPure, ReadPureWrite};
 use safe_mmio::{UniqueMmioPointer, field};
 use zerocopy::FromZeros;
@@ -20,6 +26,18 @@ use crate::registers::{
     GicdRegs, GichRegs,
 };
 use crate::{Error, Gic, HostGic, ListRegister, LrState, QUEUE_CAPACITY, VgicCpu};
+
+/// How many times the driver read `GICH_LRn`, `GICH_HCR` and
+/// `GICH_ELRSRn` (through `HostGic::empty_list_registers`).
+#[derive(Debug, Default)]
+pub(crate) struct GichReads {
+    /// `GICH_LRn` reads.
+    pub(crate) lr: Cell<u32>,
+    /// `GICH_HCR` reads.
+    pub(crate) hcr: Cell<u32>,
+    /// `GICH_ELRSRn` reads.
+    pub(crate) elrsr: Cell<u32>,
+}
 
 /// `GICH_LRn.State`, bits 29:28 (0b00 invalid).
 const LR_STATE_MASK: u32 = 0b11 << 28;
@@ -411,6 +429,7 @@ fn lowering_withdraws_pending_and_leaves_active() {
     set_lr(&mut host, 1, sw_pending(31) ^ (0b11 << 28));
     set_lr(&mut host, 2, sw_pending(40) | (0b11 << 28));
     let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
     assert!(ok(gic.is_active(id(31))));
     ok(gic.set_level(id(31), false));
     ok(gic.set_level(id(40), false));
@@ -454,9 +473,9 @@ fn exhaustion_queues_then_refills_as_list_registers_free_up() {
     // The guest deactivates 34 (LR2) with its line low after it acked it.
     set_lr(&mut host, 2, sw_pending(34) ^ (0b11 << 28)); // active
     let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
     ok(gic.set_level(id(34), false));
     set_lr(&mut host, 2, sw_pending(34) & !(0b11 << 28)); // invalid + EOI
-    set_eisr0(&mut host, 1 << 2);
     let report = ok(Gic::new(&mut host, &mut vcpu).maintenance());
     assert_eq!(
         (report.reinjected, report.retired, report.refilled),
@@ -491,46 +510,113 @@ fn fake_derives_elrsr_from_raw_bits() {
     assert_eq!(host.empty_list_registers(), 0);
 }
 
-/// While loaded, `GICH_ELRSRn` (not the list register contents) says
-/// which list register is free.
+/// Between exits every lookup is a memory read: no `GICH_LRn` and no
+/// `GICH_ELRSRn` is read (a `GICH_ELRSRn` that says otherwise changes
+/// nothing), no duplicate injection, free registers taken lowest first;
+/// what the guest did is seen once the exit is synchronized.
 #[test]
-fn elrsr_decides_the_free_list_register() {
+fn lookups_between_exits_read_no_list_register_and_find_the_same() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
-    // LR0 and LR1 read as zero, but the GIC reports only LR2 and LR3 empty.
-    set_elrsr0(&mut host, 0b1100);
-    ok(Gic::new(&mut host, &mut vcpu).set_level(id(40), true));
-    assert_eq!(lr(&mut host, 2), sw_pending(40), "first empty per ELRSR");
-    for index in [0, 1, 3] {
-        assert_eq!(lr(&mut host, index), 0, "LR{index}");
-    }
-    // No empty list register per ELRSR: queued, whatever the contents.
+    // The GIC would report no register empty: memory decides.
     set_elrsr0(&mut host, 0);
-    ok(Gic::new(&mut host, &mut vcpu).set_level(id(41), true));
-    assert_eq!(vcpu.queued(), 1);
-    assert_eq!(lr(&mut host, 0), 0);
-    assert_eq!(lr(&mut host, 3), 0);
+    let lr_reads = host.reads.lr.get();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.map(id(27), id(27)));
+    assert_eq!(gic.virtual_active(id(27)), Ok(false));
+    ok(gic.set_level(id(27), true));
+    ok(gic.set_level(id(27), true));
+    ok(gic.set_level(id(40), true));
+    ok(gic.set_level(id(40), true));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Pending));
+    assert_eq!(gic.inject_sgi(id(1), 0), Ok(true));
+    let held: std::vec::Vec<u32> = gic
+        .list_registers()
+        .filter(|l| !l.is_empty())
+        .map(ListRegister::virtual_id)
+        .collect();
+    assert_eq!(held, [27, 40, 1]);
+    assert_eq!(lr(gic.host(), 1), sw_pending(40), "written through");
+    // 40 withdrawn: LR1 is free again and the next interrupt takes it.
+    ok(gic.set_level(id(40), false));
+    ok(gic.set_level(id(41), true));
+    assert_eq!(lr(gic.host(), 1), sw_pending(41));
+    assert_eq!(gic.host().reads.lr.get(), lr_reads, "memory only");
+    assert_eq!(gic.host().reads.elrsr.get(), 0, "GICH_ELRSRn never read");
+
+    // The guest acknowledges 27: seen after the exit's sync, not before.
+    set_lr(&mut host, 0, 0xaa00_6c1b);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(
+        gic.virtual_active(id(27)),
+        Ok(false),
+        "not synchronized yet"
+    );
+    ok(gic.sync_after_exit());
+    assert_eq!(gic.virtual_active(id(27)), Ok(true));
+    // It deactivates it (HW: the register is empty); the next interrupt
+    // takes LR0 back.
+    set_lr(&mut host, 0, 0x8a00_6c1b);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
+    assert!(gic.list_register(0).is_some_and(ListRegister::is_empty));
+    ok(gic.set_level(id(42), true));
+    assert_eq!(lr(&mut host, 0), sw_pending(42));
+    assert_eq!(host.reads.elrsr.get(), 0);
 }
 
-/// `vcpu_put` saves the list registers `GICH_ELRSRn` reports empty as
-/// empty without reading (or clearing) them.
+/// The exit's sync reads back only the list registers in use (the guest
+/// never fills a free one) and derives what `GICH_EISRn` would say from
+/// them: `GICH_EISRn` itself is not read, so a stale value there changes
+/// nothing.
 #[test]
-fn put_reads_only_the_list_registers_that_are_not_empty() {
+fn sync_reads_back_only_the_list_registers_in_use() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    let before = host.reads.lr.get();
+    ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
+    assert_eq!(host.reads.lr.get(), before, "nothing in use");
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(31), true));
+    set_eisr0(&mut host, 0b1111);
+    ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
+    assert_eq!(host.reads.lr.get(), before + 2);
+    assert_eq!(lr(&mut host, 0), sw_pending(30), "stale EISR ignored");
+    // The guest takes and completes 31 (software: EOI maintenance, not in
+    // GICH_EISR0 here): the sync sees it deactivated and, its line still
+    // high, makes it pending again.
+    set_eisr0(&mut host, 0);
+    set_lr(&mut host, 1, sw_pending(31) & !LR_STATE_MASK);
+    let report = ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
+    assert_eq!((report.reinjected, report.retired), (1, 0));
+    assert_eq!(lr(&mut host, 1), sw_pending(31));
+    // Its line drops: withdrawn, one register left to read back.
+    ok(Gic::new(&mut host, &mut vcpu).set_level(id(31), false));
+    let before = host.reads.lr.get();
+    ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
+    assert_eq!(host.reads.lr.get(), before + 1, "LR0 only");
+}
+
+/// `vcpu_put` reads back and clears only the list registers in use; the
+/// free ones are neither read nor written (they hold nothing the guest
+/// could have put there: only a test can), and the next load overwrites
+/// every list register with the saved state.
+#[test]
+fn put_saves_only_the_list_registers_in_use() {
     let mut host = host();
     let mut vcpu = VgicCpu::new();
     let mut gic = Gic::new(&mut host, &mut vcpu);
     ok(gic.vcpu_load());
     ok(gic.set_level(id(30), true)); // LR0
     ok(gic.set_level(id(31), true)); // LR1
-    // LR2: the remains of a hardware interrupt the guest deactivated
-    // (State invalid, HW): empty, but not zero.
+    // LR2 and LR3 are free; bits there would be saved if they were read.
     set_lr(&mut host, 2, 0x8a00_6c1b);
-    // LR3: bits that would be saved if read, in a register the GIC reports
-    // empty (only ELRSR is consulted, so this is what the test can see).
     set_lr(&mut host, 3, sw_pending(42));
-    set_elrsr0(&mut host, 0b1100);
+    let before = host.reads.lr.get();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    assert_eq!(host.reads.lr.get(), before + 2, "LR0 and LR1 read");
     let saved: std::vec::Vec<u32> = (0..4)
         .map(|index| {
             vcpu.saved_list_register(index)
@@ -550,10 +636,102 @@ fn put_reads_only_the_list_registers_that_are_not_empty() {
         sw_pending(42),
         "LR3 neither read nor written"
     );
-    // The next load overwrites every list register with the saved state.
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    assert_eq!(lr(&mut host, 0), sw_pending(30));
     assert_eq!(lr(&mut host, 2), 0);
     assert_eq!(lr(&mut host, 3), 0);
+}
+
+/// `GICH_HCR` is read and written only when `UIE` changes (and at load
+/// and put, for `En`): raising, lowering and syncing with nothing queued
+/// touch it not at all.
+#[test]
+fn gich_hcr_is_touched_only_when_uie_changes() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    assert_eq!(hcr(&mut host), GICH_HCR_EN);
+    let reads = host.reads.hcr.get();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    for intid in 32..36 {
+        ok(gic.set_level(id(intid), true));
+    }
+    ok(gic.sync_after_exit());
+    ok(gic.set_level(id(33), false));
+    ok(gic.set_level(id(33), true));
+    assert_eq!(gic.host().reads.hcr.get(), reads, "UIE unchanged");
+    ok(gic.set_level(id(36), true)); // queued: UIE set
+    ok(gic.set_level(id(37), true)); // queued too: UIE already set
+    ok(gic.sync_after_exit());
+    assert_eq!(gic.host().reads.hcr.get(), reads + 1);
+    assert_eq!(hcr(gic.host()), GICH_HCR_EN | GICH_HCR_UIE);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.set_level(id(36), false));
+    ok(gic.set_level(id(37), false)); // the queue empties: UIE cleared
+    assert_eq!(gic.host().reads.hcr.get(), reads + 2);
+    assert_eq!(hcr(&mut host), GICH_HCR_EN);
+}
+
+/// `virtual_state` answers from the list registers in memory, and reports
+/// an interrupt waiting in the overflow queue as pending.
+#[test]
+fn virtual_state_follows_the_list_register_and_the_queue() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.map(id(27), id(27)));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Inactive));
+    ok(gic.set_level(id(27), true));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Pending));
+    // Three software interrupts fill the other registers; a fourth waits.
+    for intid in 30..34 {
+        ok(gic.set_level(id(intid), true));
+    }
+    assert_eq!(gic.vcpu().queued(), 1);
+    assert_eq!(gic.virtual_state(id(33)), Ok(VirtualState::Pending));
+    assert_eq!(gic.virtual_state(id(34)), Ok(VirtualState::Inactive));
+    // The guest acknowledges 27 (active); 30 is active and pending; the
+    // guest completes 31 (EOI maintenance due).
+    set_lr(&mut host, 0, 0xaa00_6c1b);
+    set_lr(&mut host, 1, sw_pending(30) | (0b11 << 28));
+    set_lr(&mut host, 2, sw_pending(31) & !LR_STATE_MASK);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(
+        gic.virtual_state(id(31)),
+        Ok(VirtualState::Pending),
+        "until the exit is synchronized"
+    );
+    ok(gic.sync_after_exit());
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Active));
+    assert_eq!(gic.virtual_state(id(30)), Ok(VirtualState::PendingActive));
+    assert!(ok(gic.virtual_active(id(30))));
+    // 31's line is still high: pending again.
+    assert_eq!(gic.virtual_state(id(31)), Ok(VirtualState::Pending));
+    // The guest deactivates 27 (HW: the register is empty).
+    set_lr(&mut host, 0, 0x8a00_6c1b);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Inactive));
+    // The queued 33 took LR0.
+    assert_eq!(gic.virtual_state(id(33)), Ok(VirtualState::Pending));
+    assert_eq!(gic.vcpu().queued(), 0);
+    // Not loaded: the saved state answers.
+    ok(gic.vcpu_put());
+    let gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(gic.virtual_state(id(30)), Ok(VirtualState::PendingActive));
+    assert_eq!(
+        gic.virtual_state(id(8192)),
+        Err(Error::InvalidIntId(8192)),
+        "no LPIs"
+    );
+    // Loaded on another CPU: refused.
+    let mut other = self::host();
+    ok(Gic::new(&mut other, &mut vcpu).vcpu_load());
+    assert_eq!(
+        Gic::new(&mut host, &mut vcpu).virtual_state(id(30)),
+        Err(Error::LoadedOnOtherCpu)
+    );
 }
 
 #[test]
@@ -693,9 +871,8 @@ fn eoi_maintenance_reinjects_a_software_line_still_high() {
     let mut vcpu = VgicCpu::new();
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
-    // The guest acks and deactivates it: state invalid, EOI kept, EISR bit set.
+    // The guest acks and deactivates it: state invalid, EOI kept.
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
-    set_eisr0(&mut host, 1);
     let report = ok(Gic::new(&mut host, &mut vcpu).maintenance());
     assert_eq!(
         (report.reinjected, report.retired, report.refilled),
@@ -715,6 +892,7 @@ fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     set_lr(&mut host, 0, sw_pending(30) ^ (0b11 << 28)); // acked: active
+    ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
     ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), false));
     assert_eq!(
         lr(&mut host, 0),
@@ -722,7 +900,6 @@ fn eoi_maintenance_retires_a_software_line_lowered_while_active() {
         "active stays"
     );
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28)); // deactivated
-    set_eisr0(&mut host, 1);
     let report = ok(Gic::new(&mut host, &mut vcpu).sync_after_exit());
     assert_eq!((report.reinjected, report.retired), (0, 1));
     assert_eq!(lr(&mut host, 0), 0);
@@ -769,6 +946,10 @@ fn a_stale_eisr_bit_does_not_touch_a_pending_register() {
     assert_eq!(lr(&mut host, 0), sw_pending(30));
 }
 
+/// A software interrupt the guest deactivated is read back with its EOI
+/// maintenance due. Loaded, the exit's sync handles it at once; on a
+/// vCPU put before that sync, raising the line makes the saved register
+/// pending again in place.
 #[test]
 fn raising_a_deactivated_line_before_maintenance_reuses_its_register() {
     let mut host = host();
@@ -776,7 +957,19 @@ fn raising_a_deactivated_line_before_maintenance_reuses_its_register() {
     ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
     set_lr(&mut host, 0, sw_pending(30) & !(0b11 << 28));
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_put());
+    assert_eq!(
+        vcpu.saved_list_register(0).map(ListRegister::bits),
+        Some(sw_pending(30) & !(0b11 << 28)),
+        "saved with its EOI maintenance due"
+    );
     ok(Gic::new(&mut host, &mut vcpu).set_level(id(30), true));
+    assert_eq!(
+        vcpu.saved_list_register(0).map(ListRegister::bits),
+        Some(sw_pending(30))
+    );
+    assert_eq!(vcpu.saved_list_register(1), Some(ListRegister::EMPTY));
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
     assert_eq!(lr(&mut host, 0), sw_pending(30));
     assert_eq!(lr(&mut host, 1), 0);
 }
@@ -793,6 +986,8 @@ fn a_deactivated_hardware_register_is_free_and_the_line_can_rise_again() {
     assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
     set_lr(&mut host, 1, 0x8a00_6c1b); // guest deactivated: invalid, HW
     let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
+    assert!(gic.list_register(1).is_some_and(ListRegister::is_empty));
     assert!(!ok(gic.is_active(id(27))));
     ok(gic.set_level(id(27), true));
     assert_eq!(lr(&mut host, 1), 0x9a00_6c1b);
@@ -910,28 +1105,62 @@ fn one_forwarded_vtimer_interrupt_cycle() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     // The guest acks and deactivates vINTID 27; the HW bit deactivates the
-    // physical 27 as well. Then it reprograms the timer into the future.
+    // physical 27 as well. Then it reprograms the timer into the future:
+    // the exit reads CTL only (ISTATUS clear tells), not CVAL.
     set_lr(&mut host, 0, 0x8a00_6c1b);
     clear_gicd_word0(&mut host);
     hw.expect_vtimer_ctl()
         .times(1)
         .return_const(TimerCtl::ENABLE);
-    hw.expect_vtimer_cval()
-        .times(1)
-        .return_const(Ticks::new(1_000_000));
 
-    // Exit: the vGIC first, then the timer lowers the line and makes sure
-    // the physical PPI is not left active.
+    // Exit: the vGIC first (it reads back the list register: the guest
+    // is done with 27), then the timer lowers the line. Nothing to
+    // withdraw, and nothing to deactivate: the guest's completion
+    // deactivated physical 27 (the backend reports the virtual interrupt
+    // inactive), so the next expiry is taken.
     let mut gic = Gic::new(&mut host, &mut vcpu);
     assert_eq!(gic.sync_after_exit(), Ok(crate::SyncReport::default()));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Inactive));
     timer
         .after_exit(&mut hw, &mut gic, &mut soft)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!timer.vtimer().level());
     assert!(!gic.vcpu().level(id(27)));
-    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 0);
     assert_eq!(gicd_word0(&mut host, Banked::IsActiver), 0);
     assert!(ListRegister::from_bits(lr(&mut host, 0)).is_empty());
+    hw.checkpoint();
+
+    // It fires again; this time the guest reprograms the timer before it
+    // takes the interrupt. The exit withdraws the still pending vINTID 27
+    // (the backend reports it pending), so nothing will deactivate
+    // physical 27 but the library: it does (ICACTIVER0 bit 27).
+    let mut gicd = host.regs().0;
+    if let Some(mut r) = field!(gicd, isactiver).get(0) {
+        r.write(1 << 27);
+    }
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE.union(TimerCtl::ISTATUS));
+    let outcome = timer
+        .handle_host_irq(&mut hw, &mut Gic::new(&mut host, &mut vcpu))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, HostIrq::Raised);
+    assert_eq!(lr(&mut host, 0), 0x9a00_6c1b);
+    hw.checkpoint();
+    clear_gicd_word0(&mut host);
+    hw.expect_vtimer_ctl()
+        .times(1)
+        .return_const(TimerCtl::ENABLE);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    assert_eq!(gic.sync_after_exit(), Ok(crate::SyncReport::default()));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Pending));
+    timer
+        .after_exit(&mut hw, &mut gic, &mut soft)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!timer.vtimer().level());
+    assert_eq!(gicd_word0(&mut host, Banked::IcActiver), 1 << 27);
+    assert_eq!(lr(&mut host, 0), 0, "withdrawn");
     hw.checkpoint();
 }
 
@@ -1050,6 +1279,7 @@ fn inject_sgi_keeps_one_list_register_per_source_and_reports_no_room() {
             .with_state(LrState::Active)
             .bits(),
     );
+    ok(gic.sync_after_exit());
     assert_eq!(gic.inject_sgi(id(1), 0), Ok(true));
     assert_eq!(
         ListRegister::from_bits(lr(gic.host(), 0)).state(),

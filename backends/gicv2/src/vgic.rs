@@ -1,7 +1,7 @@
 //! The virtual side: a vCPU's interrupt state ([`VgicCpu`]) and the
 //! [`IrqChip`] that drives it through the GICv2 virtual interface ([`Gic`]).
 
-use arch_timer_virt::{IntId, IrqChip};
+use arch_timer_virt::{IntId, IrqChip, VirtualState};
 
 use crate::Error;
 use crate::host::{CpuId, HostGic};
@@ -34,13 +34,17 @@ struct Mapping {
 }
 
 /// One vCPU's virtual interrupt state: its list registers, `GICH_VMCR` and
-/// `GICH_APR` while it is not loaded, its hardware mappings, the levels of
-/// its interrupt lines, and the interrupts waiting for a free list
-/// register.
+/// `GICH_APR` (these two while it is not loaded), its hardware mappings,
+/// the levels of its interrupt lines, and the interrupts waiting for a free
+/// list register.
 ///
-/// Plain data: put it wherever the vCPU lives. While the vCPU is loaded
-/// ([`Gic::vcpu_load`]) the list registers live on the hardware and the
-/// copies here are stale; every operation goes to wherever the state is.
+/// Plain data: put it wherever the vCPU lives. The list registers are kept
+/// here whether or not the vCPU is loaded: while it is loaded
+/// ([`Gic::vcpu_load`]) every write goes to `GICH_LRn` too, and
+/// [`Gic::sync_after_exit`] reads back the ones in use (the guest changes
+/// their state as it takes and completes interrupts), so between an exit
+/// and the next entry every lookup is a memory read. After
+/// [`Gic::vcpu_put`] the hardware holds nothing of the vCPU.
 ///
 /// Every interrupt is treated as level-sensitive: a software (not mapped)
 /// interrupt is injected with the EOI bit so that the guest's deactivation
@@ -48,7 +52,13 @@ struct Mapping {
 /// if its line is still high.
 #[derive(Clone, Debug)]
 pub struct VgicCpu {
+    /// Every list register; a free (empty) one as [`ListRegister::EMPTY`].
     lrs: [ListRegister; MAX_LIST_REGISTERS],
+    /// Bit *n*: `lrs[n]` is in use (not empty as `GICH_ELRSRn` defines
+    /// it).
+    used: u64,
+    /// `GICH_HCR.UIE` as this backend last wrote it while loaded.
+    uie: bool,
     vmcr: u32,
     apr: u32,
     mappings: [Option<Mapping>; MAX_MAPPINGS],
@@ -76,6 +86,8 @@ impl VgicCpu {
     pub const fn new() -> Self {
         Self {
             lrs: [ListRegister::EMPTY; MAX_LIST_REGISTERS],
+            used: 0,
+            uie: false,
             vmcr: 0,
             apr: 0,
             mappings: [None; MAX_MAPPINGS],
@@ -118,10 +130,28 @@ impl VgicCpu {
         self.loaded_on
     }
 
-    /// The saved list register `index` (stale while loaded).
+    /// List register `index` as of the last write or
+    /// [`Gic::sync_after_exit`] (while loaded, the guest may have changed
+    /// its state since it was last entered); a free one is
+    /// [`ListRegister::EMPTY`].
     #[must_use]
     pub fn saved_list_register(&self, index: usize) -> Option<ListRegister> {
         self.lrs.get(index).copied()
+    }
+
+    /// Records list register `index` (< 64) and whether it is in use; an
+    /// empty one is kept as [`ListRegister::EMPTY`].
+    fn set_lr(&mut self, index: usize, lr: ListRegister) {
+        if let Some(slot) = self.lrs.get_mut(index) {
+            let bit = bit(index);
+            if lr.is_empty() {
+                *slot = ListRegister::EMPTY;
+                self.used &= !bit;
+            } else {
+                *slot = lr;
+                self.used |= bit;
+            }
+        }
     }
 
     /// The saved `GICH_VMCR` (stale while loaded).
@@ -312,10 +342,10 @@ impl<'a> Gic<'a> {
     }
 
     /// Moves the vCPU's virtual interface state onto this CPU: writes
-    /// `GICH_VMCR`, `GICH_APR` and the list registers, moves queued
-    /// interrupts into free list registers, and enables the virtual
-    /// interface (`GICH_HCR.En`, plus `UIE` while interrupts stay queued;
-    /// the other bits of `GICH_HCR` are kept).
+    /// `GICH_VMCR`, `GICH_APR` and every list register (the free ones
+    /// empty), moves queued interrupts into free list registers, and
+    /// enables the virtual interface (`GICH_HCR.En`, plus `UIE` while
+    /// interrupts stay queued; the other bits of `GICH_HCR` are kept).
     ///
     /// # Errors
     ///
@@ -332,42 +362,39 @@ impl<'a> Gic<'a> {
             return Err(Error::InterfaceBusy);
         }
         let available = self.host.list_register_count();
-        if let Some(extra) = self
-            .vcpu
-            .lrs
-            .iter()
-            .rposition(|lr| !lr.is_empty())
-            .filter(|&index| index >= available)
-        {
-            return Err(Error::TooFewListRegisters {
-                needed: extra.saturating_add(1),
-                available,
-            });
+        // One past the highest list register in use.
+        let needed =
+            usize::try_from(u64::BITS.saturating_sub(self.vcpu.used.leading_zeros())).unwrap_or(0);
+        if needed > available {
+            return Err(Error::TooFewListRegisters { needed, available });
         }
         self.host.write_vmcr(self.vcpu.vmcr);
         self.host.write_apr(self.vcpu.apr);
-        for (index, lr) in self
-            .vcpu
-            .lrs
-            .iter()
-            .enumerate()
-            .take(self.host.list_register_count())
-        {
+        // Every one, the free ones too: what the vCPU last on this CPU
+        // left in a free register (a deactivated hardware interrupt, State
+        // invalid) is overwritten, so a free register holds nothing.
+        for (index, lr) in self.vcpu.lrs.iter().enumerate().take(available) {
             self.host.write_lr(index, *lr);
         }
         self.vcpu.loaded_on = Some(self.host.cpu_id());
         self.host.set_vcpu_loaded(true);
         self.refill();
-        self.update_hcr();
+        // Read-modify-write: the hypervisor's maintenance enables in
+        // GICH_HCR stay as it set them.
+        let uie = self.wants_underflow();
+        let hcr = self.host.read_hcr() & !GICH_HCR_UIE;
+        self.host
+            .write_hcr(hcr | GICH_HCR_EN | if uie { GICH_HCR_UIE } else { 0 });
+        self.vcpu.uie = uie;
         Ok(())
     }
 
-    /// Moves the vCPU's virtual interface state into memory: saves the
-    /// list registers (the empty ones, per `GICH_ELRSRn`, as empty without
-    /// reading them) and clears the ones that were not empty, so that
-    /// nothing of the vCPU the GIC could act on is left on the CPU; saves
-    /// `GICH_VMCR` and `GICH_APR`; and disables the virtual interface
-    /// (clears `GICH_HCR.En` and `UIE`, keeps the other bits).
+    /// Moves the vCPU's virtual interface state into memory: reads back
+    /// and clears the list registers in use (the free ones hold nothing
+    /// and are neither read nor written), so that nothing of the vCPU the
+    /// GIC could act on is left on the CPU; saves `GICH_VMCR` and
+    /// `GICH_APR`; and disables the virtual interface (clears
+    /// `GICH_HCR.En` and `UIE`, keeps the other bits).
     ///
     /// # Errors
     ///
@@ -378,34 +405,39 @@ impl<'a> Gic<'a> {
         if !self.on_this_cpu()? {
             return Err(Error::NotLoaded);
         }
-        let empty = self.host.empty_list_registers();
-        for index in 0..self.host.list_register_count() {
-            let lr = if empty & bit(index) != 0 {
-                ListRegister::EMPTY
-            } else {
-                let lr = self.host.read_lr(index);
-                self.host.write_lr(index, ListRegister::EMPTY);
-                lr
-            };
-            if let Some(saved) = self.vcpu.lrs.get_mut(index) {
-                *saved = lr;
-            }
+        // `vcpu_load` refused state in list registers this CPU lacks: the
+        // ones in use are all implemented.
+        let mut used = self.vcpu.used;
+        while used != 0 {
+            let index = lowest(used);
+            used &= used.wrapping_sub(1);
+            let lr = self.host.read_lr(index);
+            self.host.write_lr(index, ListRegister::EMPTY);
+            self.vcpu.set_lr(index, lr);
         }
         self.vcpu.vmcr = self.host.read_vmcr();
         self.vcpu.apr = self.host.read_apr();
         let hcr = self.host.read_hcr();
         self.host.write_hcr(hcr & !(GICH_HCR_EN | GICH_HCR_UIE));
+        self.vcpu.uie = false;
         self.vcpu.loaded_on = None;
         self.host.set_vcpu_loaded(false);
         Ok(())
     }
 
-    /// Brings the software state up to date after the guest exited:
-    /// for every list register with an EOI maintenance interrupt
-    /// (`GICH_EISRn`, or the saved copies if the vCPU is not loaded) the
+    /// Brings the software state up to date after the guest exited: reads
+    /// back the list registers in use (the guest moves the interrupts it
+    /// was given along, pending, active, deactivated, but never fills a
+    /// free register, so these are all there is to read; no
+    /// `GICH_ELRSRn` or `GICH_EISRn` read); for every one with an EOI
+    /// maintenance interrupt (what `GICH_EISRn` would report) the
     /// interrupt is made pending again if its line is still high, or the
     /// register freed if not; then queued interrupts fill free list
     /// registers.
+    ///
+    /// Call it right after every guest exit, before any other call on
+    /// the vCPU's state: until then the lookups (which read memory only)
+    /// see the list registers as the guest was entered with them.
     ///
     /// Works on the saved state when the vCPU is not loaded.
     ///
@@ -415,27 +447,26 @@ impl<'a> Gic<'a> {
     #[doc(alias = "kvm_vgic_sync_hwstate")]
     pub fn sync_after_exit(&mut self) -> Result<SyncReport, Error> {
         let mut report = SyncReport::default();
-        let eoi = if self.on_this_cpu()? {
-            self.host.eoi_status()
-        } else {
-            let mut mask = 0;
-            for index in 0..self.num_lrs() {
-                if self.read_lr(index).eoi_maintenance() {
-                    mask |= bit(index);
-                }
+        let here = self.on_this_cpu()?;
+        let mut eoi = 0u64;
+        let mut used = self.vcpu.used;
+        while used != 0 {
+            let index = lowest(used);
+            used &= used.wrapping_sub(1);
+            let lr = if here {
+                self.host.read_lr(index)
+            } else {
+                self.read_lr(index)
+            };
+            if lr.eoi_maintenance() {
+                eoi |= bit(index);
             }
-            mask
-        };
-        for index in 0..self.num_lrs() {
-            if eoi & bit(index) == 0 {
-                continue;
-            }
+            self.vcpu.set_lr(index, lr);
+        }
+        while eoi != 0 {
+            let index = lowest(eoi);
+            eoi &= eoi.wrapping_sub(1);
             let lr = self.read_lr(index);
-            // The EISR bit and the register agree on real hardware; trust
-            // the register.
-            if !lr.eoi_maintenance() {
-                continue;
-            }
             if self.vcpu.line(lr.virtual_id()) {
                 self.write_lr(index, lr.with_state(LrState::Pending));
                 report.reinjected = report.reinjected.saturating_add(1);
@@ -525,9 +556,9 @@ impl<'a> Gic<'a> {
         self.vcpu.unmap(intid.get())
     }
 
-    /// The list register `index` where the vCPU's state is now (hardware
-    /// when loaded, memory otherwise; the stale saved copy while it is
-    /// loaded on another CPU).
+    /// The list register `index` (see
+    /// [`list_registers`](Self::list_registers)); `None` past the
+    /// implemented list registers.
     #[must_use]
     pub fn list_register(&self, index: usize) -> Option<ListRegister> {
         (index < self.num_lrs()).then(|| self.read_lr(index))
@@ -549,14 +580,9 @@ impl<'a> Gic<'a> {
         let sgi = sgi.get();
         self.on_this_cpu()?;
         let lr = ListRegister::sgi(sgi, source, self.vcpu.priority, self.vcpu.group1)?;
-        let same = (0..self.num_lrs())
-            .map(|index| (index, self.read_lr(index)))
-            .find(|(_, held)| {
-                !held.is_empty()
-                    && !held.is_hw()
-                    && held.virtual_id() == sgi
-                    && held.source_cpu() == source
-            });
+        let same = self.in_use().find(|(_, held)| {
+            !held.is_hw() && held.virtual_id() == sgi && held.source_cpu() == source
+        });
         if let Some((index, held)) = same {
             match held.state() {
                 LrState::Pending | LrState::PendingActive => {}
@@ -574,10 +600,13 @@ impl<'a> Gic<'a> {
         }
     }
 
-    /// The list registers, as the guest sees them now (the stale saved
-    /// copies while the vCPU is loaded on another CPU).
+    /// The list registers as of the last write or
+    /// [`sync_after_exit`](Self::sync_after_exit): as the guest left them
+    /// at its last exit, once that is synchronized (stale while the vCPU is
+    /// loaded on another CPU). Memory only: no list register is read.
+    #[inline]
     pub fn list_registers(&self) -> impl Iterator<Item = ListRegister> + '_ {
-        (0..self.num_lrs()).map(|index| self.read_lr(index))
+        self.vcpu.lrs.iter().copied().take(self.num_lrs())
     }
 
     fn num_lrs(&self) -> usize {
@@ -604,58 +633,54 @@ impl<'a> Gic<'a> {
         self.vcpu.loaded_on == Some(self.host.cpu_mask())
     }
 
+    /// List register `index` as last written or read back (memory only).
     fn read_lr(&self, index: usize) -> ListRegister {
-        if self.here() {
-            self.host.read_lr(index)
-        } else {
-            self.vcpu
-                .lrs
-                .get(index)
-                .copied()
-                .unwrap_or(ListRegister::EMPTY)
-        }
+        self.vcpu
+            .lrs
+            .get(index)
+            .copied()
+            .unwrap_or(ListRegister::EMPTY)
     }
 
+    /// Writes list register `index`: in memory, and to `GICH_LRn` while
+    /// the vCPU is loaded here.
     fn write_lr(&mut self, index: usize, lr: ListRegister) {
+        self.vcpu.set_lr(index, lr);
         if self.here() {
             self.host.write_lr(index, lr);
-        } else if let Some(saved) = self.vcpu.lrs.get_mut(index) {
-            *saved = lr;
         }
     }
 
-    /// The list register that holds `intid` (not empty), if any.
+    /// The list registers in use, with their indexes (memory only).
+    fn in_use(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
+        let mut used = self.vcpu.used;
+        core::iter::from_fn(move || {
+            (used != 0).then(|| {
+                let index = lowest(used);
+                used &= used.wrapping_sub(1);
+                (index, self.read_lr(index))
+            })
+        })
+    }
+
+    /// The list register that holds `intid` (not empty), if any (memory
+    /// only).
     fn find(&self, intid: u32) -> Option<(usize, ListRegister)> {
-        // Loaded here, only the list registers `GICH_ELRSRn` does not
-        // report empty can hold it: read those only.
-        let occupied = if self.here() {
-            !self.host.empty_list_registers()
-        } else {
-            u64::MAX
-        };
-        (0..self.num_lrs())
-            .filter(|&index| occupied & bit(index) != 0)
-            .map(|index| (index, self.read_lr(index)))
-            .find(|(_, lr)| !lr.is_empty() && lr.virtual_id() == intid)
+        self.in_use().find(|(_, lr)| lr.virtual_id() == intid)
     }
 
     /// How many list registers hold a valid interrupt (state not invalid),
-    /// as the underflow condition counts them.
+    /// as the underflow condition counts them (memory only).
     fn valid_lrs(&self) -> usize {
-        (0..self.num_lrs())
-            .filter(|&index| self.read_lr(index).state() != LrState::Invalid)
+        self.in_use()
+            .filter(|(_, lr)| lr.state() != LrState::Invalid)
             .count()
     }
 
-    /// The lowest empty list register: per `GICH_ELRSRn` while loaded
-    /// here (no list register read), from the saved copies otherwise.
+    /// The lowest free list register (memory only).
     fn free_lr(&self) -> Option<usize> {
-        if self.here() {
-            let empty = self.host.empty_list_registers();
-            (0..self.num_lrs()).find(|&index| empty & bit(index) != 0)
-        } else {
-            (0..self.num_lrs()).find(|&index| self.read_lr(index).is_empty())
-        }
+        let index = lowest(!self.vcpu.used);
+        (index < self.num_lrs()).then_some(index)
     }
 
     fn raise(&mut self, intid: u32, v: u16) -> Result<(), Error> {
@@ -741,41 +766,55 @@ impl<'a> Gic<'a> {
         moved
     }
 
-    /// `GICH_HCR`: enabled, with the underflow maintenance interrupt while
-    /// interrupts wait in the queue. Only while loaded. Only `En` and `UIE`
-    /// are this driver's: the other bits (`LRENPIE`, `NPIE`, `VGrp*`, ...)
-    /// stay as the hypervisor set them, and nothing is written when
-    /// neither changes.
-    ///
-    /// UIE only when it can make progress: the underflow condition (at most
-    /// one list register holds a valid interrupt) must be false now, so
-    /// that it becomes true when a register frees up. With one list
-    /// register, or all but one waiting for their EOI maintenance (which
-    /// comes anyway), it would hold at once and fire again and again;
-    /// queued interrupts then move in at the next
-    /// [`sync_after_exit`](Self::sync_after_exit).
+    /// `GICH_HCR.UIE` follows [`wants_underflow`](Self::wants_underflow),
+    /// only while loaded. Only `En` and `UIE` are this driver's: the other
+    /// bits (`LRENPIE`, `NPIE`, `VGrp*`, ...) stay as the hypervisor set
+    /// them. `UIE` as last written is kept in the [`VgicCpu`]: `GICH_HCR`
+    /// is read and written only when it changes.
     fn update_hcr(&mut self) {
-        if self.here() {
-            let uie = if !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2 {
-                GICH_HCR_UIE
-            } else {
-                0
-            };
-            let hcr = self.host.read_hcr();
-            let wanted = (hcr & !GICH_HCR_UIE) | GICH_HCR_EN | uie;
-            if wanted != hcr {
-                self.host.write_hcr(wanted);
-            }
+        if !self.here() {
+            return;
         }
+        let uie = self.wants_underflow();
+        if uie != self.vcpu.uie {
+            let hcr = self.host.read_hcr();
+            self.host.write_hcr(if uie {
+                hcr | GICH_HCR_UIE
+            } else {
+                hcr & !GICH_HCR_UIE
+            });
+            self.vcpu.uie = uie;
+        }
+    }
+
+    /// Whether to ask for the underflow maintenance interrupt: while
+    /// interrupts wait in the queue, and only when it can make progress:
+    /// the underflow condition (at most one list register holds a valid
+    /// interrupt) must be false now, so that it becomes true when a
+    /// register frees up. With one list register, or all but one waiting
+    /// for their EOI maintenance (which comes anyway), it would hold at
+    /// once and fire again and again; queued interrupts then move in at
+    /// the next [`sync_after_exit`](Self::sync_after_exit).
+    fn wants_underflow(&self) -> bool {
+        !self.vcpu.queue.is_empty() && self.valid_lrs() >= 2
     }
 }
 
-/// The `GICH_EISR1:GICH_EISR0` bit of list register `index`.
+/// Bit `index` of a list register mask (as in `GICH_EISR1:GICH_EISR0`); 0
+/// past 63.
+#[inline]
 fn bit(index: usize) -> u64 {
     u32::try_from(index)
         .ok()
         .and_then(|i| 1u64.checked_shl(i))
         .unwrap_or(0)
+}
+
+/// The index of the lowest set bit of `mask` (64 if none).
+#[inline]
+fn lowest(mask: u64) -> usize {
+    // At most 64: always fits.
+    usize::try_from(mask.trailing_zeros()).unwrap_or(usize::MAX)
 }
 
 impl IrqChip for Gic<'_> {
@@ -797,6 +836,30 @@ impl IrqChip for Gic<'_> {
 
     fn virtual_active(&self, intid: IntId) -> Result<bool, Error> {
         self.is_active(intid)
+    }
+
+    /// From the list registers in memory: the state of the one that holds
+    /// `intid` (a deactivated software interrupt awaiting its EOI
+    /// maintenance is [`VirtualState::Inactive`]); otherwise
+    /// [`VirtualState::Pending`] if it waits in the overflow queue,
+    /// [`VirtualState::Inactive`] if not.
+    fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Error> {
+        let raw = intid.get();
+        let v = checked_intid(raw)?;
+        self.on_this_cpu()?;
+        if let Some((_, lr)) = self.find(raw) {
+            return Ok(match lr.state() {
+                LrState::Invalid => VirtualState::Inactive,
+                LrState::Pending => VirtualState::Pending,
+                LrState::Active => VirtualState::Active,
+                LrState::PendingActive => VirtualState::PendingActive,
+            });
+        }
+        Ok(if self.vcpu.is_queued(v) {
+            VirtualState::Pending
+        } else {
+            VirtualState::Inactive
+        })
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
