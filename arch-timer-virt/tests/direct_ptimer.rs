@@ -358,20 +358,30 @@ fn forwarding_raises_once_and_the_guest_deactivation_completes_it() {
     assert!(soft.physical.is_none(), "no soft timer for a direct timer");
 }
 
-/// The guest disables its timer without deactivating the interrupt it
-/// never took: the next exit lowers the line and deactivates the PPI.
-#[test]
-fn a_cleared_condition_releases_the_physical_ppi() {
+/// A loaded vCPU of an `Auto` VM whose direct physical timer fired at 5:
+/// the host took PPI 30 (active) and raised the line.
+fn ptimer_raised_at_5() -> (VcpuTimer, FakeCpu, Chip) {
     let vm = vm(PhysTimerMode::Auto);
     let mut hw = cpu(0, false);
     let mut chip = Chip::default();
-    let mut soft = FakeSoft::default();
     let mut t = loaded(&vm, &mut hw, &mut chip);
     guest_arm_ptimer(&mut hw, 5);
     hw.now = 5;
     chip.host_active.insert(30, true);
-    t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
-        .unwrap();
+    assert_eq!(
+        t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
+            .unwrap(),
+        HostIrq::Raised
+    );
+    (t, hw, chip)
+}
+
+/// The guest disables its timer without deactivating the interrupt it
+/// never took: the next exit lowers the line and deactivates the PPI.
+#[test]
+fn a_cleared_condition_releases_the_physical_ppi() {
+    let (mut t, mut hw, mut chip) = ptimer_raised_at_5();
+    let mut soft = FakeSoft::default();
     hw.pctl = 0;
     t.after_exit(&mut hw, &mut chip, &mut soft).unwrap();
     assert!(!chip.line(PTIMER));
@@ -389,16 +399,8 @@ fn a_cleared_condition_releases_the_physical_ppi() {
 /// nothing to the PPI, and the next expiry is taken and raised.
 #[test]
 fn a_cleared_condition_after_the_guest_completed_it_leaves_the_ppi_alone() {
-    let vm = vm(PhysTimerMode::Auto);
-    let mut hw = cpu(0, false);
-    let mut chip = Chip::default();
+    let (mut t, mut hw, mut chip) = ptimer_raised_at_5();
     let mut soft = FakeSoft::default();
-    let mut t = loaded(&vm, &mut hw, &mut chip);
-    guest_arm_ptimer(&mut hw, 5);
-    hw.now = 5;
-    chip.host_active.insert(30, true);
-    t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
-        .unwrap();
     chip.guest_ack(PTIMER);
     chip.guest_deactivate(PTIMER);
     assert!(!chip.host_active(PTIMER), "completed through the HW bit");
