@@ -115,7 +115,7 @@ usage: cargo xtask <command>
           aarch64-unknown-none) from the locked Cargo.lock
   package check that `cargo package` of each library crate lists
           LICENSE-MIT, LICENSE-APACHE, CHANGELOG.md and its README (the
-          same as the root files) and that it has docs.rs metadata
+          same as the root files) and that it has its documentation metadata
   bench   the example hypervisor's perf scenario under QEMU -icount shift=0
           on GICv3/GICv2 x non-VHE/VHE: EL2 and EL1 instructions (PMU),
           the library's timer register accesses and GIC calls per round

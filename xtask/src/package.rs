@@ -1,14 +1,17 @@
 //! The packaging check: what `cargo package` puts into each library crate's
-//! package, and the metadata docs.rs reads.
+//! package, and the metadata the documentation build reads.
 //!
 //! Every published crate must carry both license texts and the changelog
-//! (users of a published crate get nothing else), its README, a `documentation` link
-//! and `[package.metadata.docs.rs]` with `--cfg docsrs` (which turns on the
-//! `doc_cfg` badges). The license and changelog files in the packages are
+//! (users of a published crate get nothing else), its README, and
+//! `[package.metadata.docs.rs]` with `--cfg docsrs` (which turns on the
+//! `doc_cfg` badges). No crate names a documentation address of its own:
+//! the registry links each crate's generated documentation itself. The license and changelog files in the packages are
 //! symlinks to the root files; they must read the same as the root files, so
 //! a copy that fell behind fails too. A README is also the crate's docs
 //! (`#![doc = include_str!("../README.md")]`) and the registry's page, so
-//! its links must work in both: no rustdoc-only intra-doc paths.
+//! its links must work in both: no rustdoc-only intra-doc paths (an item is
+//! named as plain code, and no web address of the documentation host is
+//! written into the README either).
 
 use std::collections::HashSet;
 use std::fs;
@@ -28,8 +31,6 @@ pub(crate) struct Library {
     pub(crate) dir: PathBuf,
     /// Its `readme`, if it declares one.
     readme: Option<String>,
-    /// Its `documentation` URL, if any.
-    documentation: Option<String>,
     /// Its `[package.metadata.docs.rs]` table, if any.
     docs_rs: Option<Value>,
 }
@@ -91,7 +92,6 @@ fn libraries_in(meta: &Value) -> Result<Vec<Library>, String> {
             name: name.to_owned(),
             dir: dir.to_owned(),
             readme: pkg["readme"].as_str().map(str::to_owned),
-            documentation: pkg["documentation"].as_str().map(str::to_owned),
             docs_rs: pkg["metadata"]["docs"]["rs"]
                 .is_object()
                 .then(|| pkg["metadata"]["docs"]["rs"].clone()),
@@ -103,7 +103,7 @@ fn libraries_in(meta: &Value) -> Result<Vec<Library>, String> {
 /// Runs `cargo package --list` for every library crate and fails, naming
 /// the crate and what is wrong, if a package lacks a license file, the
 /// changelog or its README, if such a file differs from the root's, or if
-/// the crate lacks its docs.rs metadata. Every crate is checked before the
+/// the crate lacks its documentation metadata. Every crate is checked before the
 /// verdict.
 pub(crate) fn check() -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -132,7 +132,7 @@ pub(crate) fn check() -> Result<(), String> {
         problems.extend(readme_links(lib));
         if problems.len() == before {
             println!(
-                "    {}: {} files, {} present, docs.rs metadata present, README links absolute",
+                "    {}: {} files, {} present, documentation metadata present, README links work outside rustdoc",
                 lib.name,
                 listing.lines().count(),
                 required(lib).join(", ")
@@ -193,13 +193,10 @@ fn differing_files(lib: &Library, root: &Path) -> Vec<String> {
     problems
 }
 
-/// What `lib` lacks for docs.rs: a `documentation` link, and
+/// What `lib` lacks for its documentation build:
 /// `[package.metadata.docs.rs]` with `rustdoc-args` holding `--cfg docsrs`.
 fn docs_metadata(lib: &Library) -> Vec<String> {
     let mut problems = Vec::new();
-    if lib.documentation.is_none() {
-        problems.push(format!("{}: no `documentation` field", lib.name));
-    }
     let Some(docs_rs) = &lib.docs_rs else {
         problems.push(format!("{}: no [package.metadata.docs.rs]", lib.name));
         return problems;
@@ -231,7 +228,7 @@ fn readme_links(lib: &Library) -> Vec<String> {
             .map(|link| {
                 format!(
                     "{}: {readme}: the link {link} works only in rustdoc, not on the \
-                     registry's page (use its docs.rs URL)",
+                     registry's page (name the item as plain code)",
                     lib.name
                 )
             })
@@ -316,7 +313,6 @@ mod tests {
             name: "demo".into(),
             dir: dir.to_owned(),
             readme: Some("README.md".into()),
-            documentation: Some("https://docs.rs/demo".into()),
             docs_rs: Some(json!({ "rustdoc-args": ["--cfg", "docsrs"] })),
         }
     }
@@ -368,15 +364,14 @@ mod tests {
         lib.docs_rs = Some(json!({ "rustdoc-args": ["--cfg", "other"] }));
         assert_eq!(docs_metadata(&lib).len(), 1);
         lib.docs_rs = None;
-        lib.documentation = None;
-        assert_eq!(docs_metadata(&lib).len(), 2);
+        assert_eq!(docs_metadata(&lib).len(), 1);
     }
 
     #[test]
     fn readme_links_must_work_outside_rustdoc() {
-        let good = "See [`TimerHw`] and [`load`](https://docs.rs/a/latest/a/x.html), [b][k], [c](#top).\n\
+        let good = "See [`TimerHw`] and [`load`](#load), [b][k], [c](#top).\n\
                     ```rust\n// [`InCode`] is fine\n```\n\n\
-                    [`TimerHw`]: https://docs.rs/a/latest/a/trait.TimerHw.html\n[k]: https://host.invalid/\n";
+                    [`TimerHw`]: #timerhw\n[k]: #k\n";
         assert!(
             rustdoc_only_links(good).is_empty(),
             "{:?}",

@@ -3,7 +3,7 @@
 //! host against `FakeSysRegs` (feature `fake`).
 //!
 //! `CpuSysRegs` (aarch64 only) is the real register file: one `mrs`/`msr`
-//! per access, through [`aarch64-cpu`](https://docs.rs/aarch64-cpu) for the
+//! per access, through `aarch64-cpu` for the
 //! registers that crate (11.2) names (`ICC_CTLR_EL1` read, `ICC_SRE_EL2`,
 //! `ICH_HCR_EL2`, `ICH_VTR_EL2`, `ICH_VMCR_EL2`, `ICH_MISR_EL2`,
 //! `ICH_AP0R<n>_EL2`, `ICH_AP1R<n>_EL2`, `ICH_LR<n>_EL2`, `MPIDR_EL1`),
