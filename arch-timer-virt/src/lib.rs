@@ -45,5 +45,5 @@ pub use intid::IntId;
 pub use regs::TimerReg;
 pub use shared::SharedVcpuTimer;
 pub use ticks::Ticks;
-pub use vcpu::{HostIrq, TimerLevels, TimerMap, TimerMode, VcpuTimer, Wakeup};
+pub use vcpu::{Forwarded, HostIrq, TimerLevels, TimerMap, TimerMode, VcpuTimer, Wakeup};
 pub use vm::{Forwarding, PhysTimerMode, VmTimer};

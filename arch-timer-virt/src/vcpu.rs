@@ -57,6 +57,38 @@ pub struct TimerLevels {
     pub physical_timer: bool,
 }
 
+/// The direct timers whose interrupt [`VcpuTimer::after_irq_exit`]
+/// forwarded: a set of [`TimerId`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Forwarded(u8);
+
+impl Forwarded {
+    const fn bit(timer: TimerId) -> u8 {
+        match timer {
+            TimerId::Virtual => 1 << 0,
+            TimerId::Physical => 1 << 1,
+        }
+    }
+
+    /// Whether `timer`'s interrupt was forwarded.
+    #[must_use]
+    #[inline]
+    pub const fn contains(self, timer: TimerId) -> bool {
+        self.0 & Self::bit(timer) != 0
+    }
+
+    /// Whether nothing was forwarded.
+    #[must_use]
+    #[inline]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    const fn with(self, timer: TimerId) -> Self {
+        Self(self.0 | Self::bit(timer))
+    }
+}
+
 /// Whether a timer runs on the hardware or is emulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TimerMode {
@@ -821,6 +853,137 @@ impl VcpuTimer {
         }
         self.refresh_work();
         Ok(())
+    }
+
+    /// [`after_exit`](Self::after_exit) for an exit the guest took because
+    /// of a host interrupt (an IRQ exception at EL2), called before the
+    /// host acknowledges anything: it also forwards each direct timer whose
+    /// output is asserted, so that the host does not take its PPI (no
+    /// acknowledge, priority drop, [`handle_timer_irq`](Self::handle_timer_irq)
+    /// or deactivation for it). Returns the timers it forwarded: the
+    /// hypervisor treats them as a [`HostIrq::Raised`].
+    ///
+    /// For each direct timer it reads CTL (where `after_exit` reads it only
+    /// for a line that is high). A high line whose condition the guest
+    /// cleared is lowered, as `after_exit` does. If the output is asserted
+    /// and the line is low, the PPI is made active
+    /// ([`Forwarding::Hardware`]: the guest's deactivation of the virtual
+    /// interrupt completes it, as after an acknowledge) or masked
+    /// ([`Forwarding::Masking`]), then the line is raised. A line already
+    /// high is raised again only if the guest no longer holds the
+    /// interrupt ([`VirtualState::Inactive`]: it completed it with the
+    /// condition met again, so the PPI is pending); with
+    /// [`Forwarding::Masking`] the PPI of a high line is masked and cannot
+    /// be pending. A PPI that becomes pending after this call (the timer
+    /// fires later in the exit) is taken by the host and goes to
+    /// `handle_timer_irq` as before.
+    ///
+    /// On an exit with no timer fired, it costs one CTL read per direct
+    /// timer more than `after_exit`. It is correct on any exit, only not
+    /// needed on others: a timer that fires while the guest runs is what
+    /// makes an IRQ exit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotLoaded`]; [`Error::IrqChip`], after which the state
+    /// converges as after a failed `handle_timer_irq`: a line is recorded
+    /// high only once the interrupt controller took it, a PPI made active
+    /// with nothing injected is deactivated again (so that it signals and
+    /// the host takes it), and a PPI whose host state may be wrong is
+    /// written again by the next [`before_entry`](Self::before_entry).
+    #[doc(alias = "kvm_timer_sync_hwstate")]
+    pub fn after_irq_exit<H, C, S>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Result<Forwarded, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if !self.loaded {
+            return Err(Error::NotLoaded);
+        }
+        self.cancel_physical(soft);
+        let result = self.sync_after_irq(hw, chip);
+        self.refresh_work();
+        result
+    }
+
+    /// [`after_irq_exit`](Self::after_irq_exit)'s look at the direct
+    /// timers, before [`Work`] is computed again.
+    fn sync_after_irq<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<Forwarded, Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
+        let mut forwarded = Forwarded::default();
+        for id in TIMERS {
+            if !self.is_direct(id) {
+                continue;
+            }
+            let was_high = self.context(id).level();
+            let asserted = self.sample(id, hw);
+            if !asserted {
+                if was_high {
+                    self.lower_direct_line(id, chip)?;
+                }
+            } else if self.context(id).residency() == Residency::Hardware
+                && self.forward(id, was_high, chip)?
+            {
+                forwarded = forwarded.with(id);
+            }
+        }
+        Ok(forwarded)
+    }
+
+    /// [`after_irq_exit`](Self::after_irq_exit) for one direct timer on the
+    /// hardware whose output is asserted; `true` if it raised the line.
+    fn forward<C: IrqChip + ?Sized>(
+        &mut self,
+        id: TimerId,
+        was_high: bool,
+        chip: &mut C,
+    ) -> Result<bool, Error<C::Error>> {
+        let ppi = self.host(id).ppi;
+        match self.forwarding {
+            Forwarding::Hardware => {
+                if was_high
+                    && chip
+                        .virtual_state(self.context(id).irq())
+                        .map_err(Error::IrqChip)?
+                        != VirtualState::Inactive
+                {
+                    return Ok(false);
+                }
+                if let Err(e) = chip.set_host_active(ppi, true) {
+                    // Active or not: written again before the next entry.
+                    self.host_mut(id).stale = true;
+                    return Err(Error::IrqChip(e));
+                }
+                self.host_mut(id).released = false;
+                if let Err(e) = self.set_level(id, true, chip) {
+                    // Nothing injected: released, so that the PPI signals
+                    // and the host takes it.
+                    self.release_after_error(id, chip);
+                    return Err(e);
+                }
+                self.host_mut(id).stale = false;
+            }
+            Forwarding::Masking => {
+                if was_high {
+                    return Ok(false);
+                }
+                if let Err(e) = chip.set_host_masked(ppi, true) {
+                    self.host_mut(id).stale = true;
+                    return Err(Error::IrqChip(e));
+                }
+                self.set_level(id, true, chip)?;
+            }
+        }
+        Ok(true)
     }
 
     /// The host took the virtual timer's PPI: [`handle_timer_irq`] for

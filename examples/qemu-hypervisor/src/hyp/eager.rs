@@ -63,7 +63,7 @@ mod imp {
     use core::ops::{Deref, DerefMut};
 
     use arch_timer_virt::{
-        Error, HostIrq, IntId, IrqChip, NotLoaded, PhysTimerMode, SoftTimer, SoftTimers, Ticks,
+        Error, Forwarded, HostIrq, IntId, IrqChip, NotLoaded, PhysTimerMode, SoftTimer, SoftTimers, Ticks,
         TimerCtl, TimerHw, TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
     };
 
@@ -422,6 +422,23 @@ mod imp {
             hw.set_virtual_offset(Ticks::ZERO);
             p.update_state(hw, chip)?;
             self.update_state(hw, chip).map(|_| ())
+        }
+
+        /// An IRQ exit: [`after_exit`](Self::after_exit); nothing to
+        /// forward (the timers are saved and disabled, their PPIs no longer
+        /// pending).
+        pub(crate) fn after_irq_exit<H, C, S>(
+            &mut self,
+            hw: &mut H,
+            chip: &mut C,
+            soft: &mut S,
+        ) -> Result<Forwarded, Error<C::Error>>
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            self.after_exit(hw, chip, soft).map(|()| Forwarded::default())
         }
 
         /// A timer PPI at EL2 (`timer`'s): not expected; left active for

@@ -21,7 +21,8 @@ pub(crate) struct Stats {
     pub(crate) wfi_exits: u64,
     pub(crate) hvc_exits: u64,
     pub(crate) sysreg_exits: u64,
-    /// `handle_host_irq` raised the virtual line.
+    /// `handle_timer_irq` or `after_irq_exit` raised a timer's line (its
+    /// PPI taken at EL2, or forwarded before the host took it).
     pub(crate) raised: u64,
     /// Host vtimer IRQs with nothing to inject.
     pub(crate) spurious: u64,

@@ -6,9 +6,11 @@
 //! 1. [`Hyp::load`] at schedule-in: the vCPU's EL1 context, the vGIC's
 //!    `vcpu_load`, then `VcpuTimer::load`;
 //! 2. [`Hyp::run_slice`] around every guest entry: `VcpuTimer::before_entry`,
-//!    the guest, the vGIC's `sync_after_exit`, `VcpuTimer::after_exit`;
-//! 3. [`Hyp::drain_irqs`] for an IRQ exit: `VcpuTimer::handle_host_irq`
-//!    for the vtimer PPI, the EL2 physical timer's expiries
+//!    the guest, the vGIC's `sync_after_exit`, `VcpuTimer::after_exit`
+//!    (`VcpuTimer::after_irq_exit` for an IRQ exit: a timer that fired is
+//!    forwarded before the host acknowledges its PPI);
+//! 3. [`Hyp::drain_irqs`] for an IRQ exit: `VcpuTimer::handle_timer_irq`
+//!    for a timer PPI that still came, the EL2 physical timer's expiries
 //!    (`HypTimer::expire`, `VcpuTimer::physical_timer_expired`), the vGIC's
 //!    maintenance interrupt;
 //! 4. [`Hyp::handle_sync`] for a trap: a WFI sleeps through
@@ -35,7 +37,7 @@
 //! the `eager` feature): an integrator calls `VcpuTimer` directly.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VmTimer, Wakeup};
+use arch_timer_virt::{Forwarded, HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VmTimer, Wakeup};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{RunConfig, Scenario};
@@ -274,6 +276,23 @@ pub(crate) struct Drained {
     pub(crate) first: Option<u32>,
     /// The maintenance interrupt was acknowledged.
     pub(crate) maintenance: bool,
+}
+
+impl Drained {
+    /// The drain of an IRQ exit at which the library forwarded the timers
+    /// `forwarded` before it ([`VcpuTimer::after_irq_exit`]): their PPIs
+    /// were not acknowledged, but they name the exit as an acknowledged
+    /// one would have.
+    ///
+    /// [`VcpuTimer::after_irq_exit`]: arch_timer_virt::VcpuTimer::after_irq_exit
+    fn after_forwarding(mut self, forwarded: Forwarded) -> Self {
+        if forwarded.contains(TimerId::Virtual) {
+            self.first = Some(VTIMER_PPI);
+        } else if forwarded.contains(TimerId::Physical) && self.first != Some(VTIMER_PPI) {
+            self.first = Some(PTIMER_PPI);
+        }
+        self
+    }
 }
 
 /// Why a slice of guest execution ended.
@@ -573,21 +592,32 @@ where
             // After the sync, which reads back what the guest did with the
             // list registers, before any library call can withdraw it.
             self.count_delivery(v, offered);
-            {
+            // On an IRQ exit, before the host acknowledges anything, a
+            // timer that fired is forwarded and its PPI is not taken.
+            let forwarded = {
                 let mut chip = self.gic.chip(&mut v.vgic);
                 let Ok(soft) = self.hyp.vcpu(v.slots) else {
                     fail!("hv: vCPU {}: bad HypTimer slots", v.index)
                 };
                 let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
-                if let Err(e) =
+                let result = if matches!(exit, Exit::Irq) {
+                    timer_code(args, |(hw, chip, soft)| {
+                        v.timer.after_irq_exit(hw, chip, soft)
+                    })
+                } else {
                     timer_code(args, |(hw, chip, soft)| v.timer.after_exit(hw, chip, soft))
-                {
-                    fail!("hv: after_exit: {e:?}");
+                        .map(|()| Forwarded::default())
+                };
+                match result {
+                    Ok(forwarded) => forwarded,
+                    Err(e) => fail!("hv: after_exit: {e:?}"),
                 }
-            }
+            };
             match exit {
                 Exit::Irq => {
-                    let drained = self.drain_irqs(Some(v));
+                    let drained = self.drain_irqs(Some(v)).after_forwarding(forwarded);
+                    self.stats.raised += u64::from(forwarded.contains(TimerId::Virtual))
+                        + u64::from(forwarded.contains(TimerId::Physical));
                     self.stats.count_irq_exit(&drained, maintenance);
                     if drained.tick {
                         return SliceEnd::Tick;
