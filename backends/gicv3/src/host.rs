@@ -50,6 +50,8 @@ pub struct HostGic<'r, R: GicSysRegs> {
     redistributor: UniqueMmioPointer<'r, Redistributor>,
     affinity: Affinity,
     list_registers: usize,
+    /// A mask of the list registers (bit `n` for `ICH_LR<n>_EL2`).
+    list_register_mask: u16,
     active_priority_registers: usize,
     vcpu_loaded: bool,
     /// Not `Sync`: one CPU uses it at a time (see the type docs for `Send`).
@@ -142,6 +144,7 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
             redistributor,
             affinity,
             list_registers: 0,
+            list_register_mask: 0,
             active_priority_registers: 0,
             vcpu_loaded: false,
             _not_sync: PhantomData,
@@ -192,6 +195,10 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
 
         let vtr = self.regs.read(SysReg::IchVtrEl2);
         self.list_registers = list_register_count(vtr);
+        self.list_register_mask = u32::try_from(self.list_registers)
+            .ok()
+            .and_then(|count| 1_u32.checked_shl(count))
+            .map_or(u16::MAX, |bit| u16::try_from(bit.wrapping_sub(1)).unwrap_or(u16::MAX));
         self.active_priority_registers = active_priority_register_count(vtr);
         // Whatever ran before (firmware, an earlier boot) may have left the
         // virtual CPU interface enabled with interrupts in its list
@@ -312,6 +319,13 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
     #[must_use]
     pub const fn list_register_count(&self) -> usize {
         self.list_registers
+    }
+
+    /// The list registers as a mask, bit `n` for `ICH_LR<n>_EL2`; 0 before
+    /// [`init`](Self::init).
+    #[must_use]
+    pub const fn list_register_mask(&self) -> u16 {
+        self.list_register_mask
     }
 
     /// The number of active priority registers per group; 0 before

@@ -222,6 +222,7 @@ fn init_wakes_and_sets_split_eoi_pmr_and_group_1() {
     assert_eq!(regs.icc_igrpen1, 1);
     assert!(regs.isb_count >= 2);
     assert_eq!(host.list_register_count(), 4);
+    assert_eq!(host.list_register_mask(), 0b1111);
     assert_eq!(host.active_priority_register_count(), 1);
 
     assert_eq!(frames[0].rd.waker.0 & GICR_WAKER_PROCESSOR_SLEEP, 0);

@@ -632,10 +632,10 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     /// The list registers in use, with their numbers (memory only).
     #[inline]
     fn maybe_occupied(&self) -> impl Iterator<Item = (usize, ListRegister)> + '_ {
-        let used = self.vcpu.used;
-        (0..self.host.list_register_count())
-            .filter(move |&n| used & (1 << n) != 0)
-            .map(|n| (n, self.read_lr(n)))
+        // A walk over the set bits: nothing in use (the usual case) costs a
+        // test, not a pass over every list register.
+        let mut used = self.vcpu.used & self.host.list_register_mask();
+        core::iter::from_fn(move || take_lowest(&mut used)).map(|n| (n, self.read_lr(n)))
     }
 
     /// The list register holding `vintid` (in any state but free).
@@ -655,8 +655,8 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
 
     #[inline]
     fn free_lr(&self) -> Option<usize> {
-        let used = self.vcpu.used;
-        (0..self.host.list_register_count()).find(|&n| used & (1 << n) == 0)
+        let mut free = !self.vcpu.used & self.host.list_register_mask();
+        take_lowest(&mut free)
     }
 
     /// Moves queued interrupts into free list registers; returns how many.
