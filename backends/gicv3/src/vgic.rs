@@ -209,6 +209,7 @@ impl VgicCpu {
     /// The pending interrupts waiting for a free list register, oldest
     /// first.
     #[must_use]
+    #[inline]
     pub fn queued(&self) -> &[ListRegister] {
         &self.queue
     }
@@ -511,6 +512,10 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     pub fn withdraw(&mut self, vintid: IntId) -> Result<(), Error> {
         let vintid = vintid.get();
         self.on_this_cpu()?;
+        if self.vcpu.used == 0 && self.vcpu.queue.is_empty() && !self.vcpu.uie {
+            // Nothing in a list register or queued (the usual case).
+            return Ok(());
+        }
         if let Some(position) = self.vcpu.queue_position(vintid) {
             self.vcpu.remove(position);
             self.update_underflow();
