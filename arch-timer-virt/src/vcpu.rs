@@ -479,6 +479,7 @@ impl VcpuTimer {
     /// `load`'s interrupt half for one direct timer: maps its INTID, brings
     /// its line in step with the saved state, writes its host PPI's state.
     /// Reads the count and nothing else of the timer registers.
+    #[inline(always)]
     fn attach<H, C>(&mut self, id: TimerId, hw: &H, chip: &mut C) -> Result<(), Error<C::Error>>
     where
         H: TimerHw + ?Sized,
