@@ -162,10 +162,11 @@ pub trait IrqChip {
     /// pending, active, or both. Pending counts wherever the backend keeps
     /// it (a list register, or a queue waiting for one).
     ///
-    /// The library asks this before it lowers a direct timer's line: a
-    /// hardware-mapped interrupt the guest has completed has had its
-    /// physical PPI deactivated by that completion, so the library skips
-    /// the deactivation it would otherwise write.
+    /// The library asks this (through
+    /// [`lower_virtual_level`](Self::lower_virtual_level)) when it lowers a
+    /// direct timer's line: a hardware-mapped interrupt the guest has
+    /// completed has had its physical PPI deactivated by that completion,
+    /// so the library skips the deactivation it would otherwise write.
     ///
     /// The default asks [`virtual_active`](Self::virtual_active) and
     /// reports an interrupt that is not active as
@@ -181,6 +182,25 @@ pub trait IrqChip {
         } else {
             VirtualState::Pending
         })
+    }
+
+    /// Lowers the line of the vCPU's virtual interrupt `intid`, as
+    /// [`set_virtual_level`](Self::set_virtual_level)`(intid, false)`, and
+    /// returns where the interrupt stood just before, as
+    /// [`virtual_state`](Self::virtual_state) would have: what the library
+    /// calls when a direct timer's line falls.
+    ///
+    /// The default does exactly those two calls. A backend that finds the
+    /// interrupt once for both overrides it; the result must be the same.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the backend cannot do; the state asked first, so an error
+    /// there leaves the line as it was.
+    fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        let state = self.virtual_state(intid)?;
+        self.set_virtual_level(intid, false)?;
+        Ok(state)
     }
 
     /// Maps the vCPU's virtual interrupt `intid` to the physical PPI `host`:
@@ -319,6 +339,9 @@ impl<T: IrqChip + ?Sized> IrqChip for &mut T {
     }
     fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Self::Error> {
         T::virtual_state(self, intid)
+    }
+    fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        T::lower_virtual_level(self, intid)
     }
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
         T::map_virtual(self, intid, host)

@@ -915,7 +915,11 @@ impl VcpuTimer {
 
     /// [`after_irq_exit`](Self::after_irq_exit)'s look at the direct
     /// timers, before [`Work`] is computed again.
-    fn sync_after_irq<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<Forwarded, Error<C::Error>>
+    fn sync_after_irq<H, C>(
+        &mut self,
+        hw: &mut H,
+        chip: &mut C,
+    ) -> Result<Forwarded, Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
@@ -1495,9 +1499,9 @@ impl VcpuTimer {
         match self.forwarding {
             Forwarding::Hardware => {
                 let state = chip
-                    .virtual_state(self.context(id).irq())
+                    .lower_virtual_level(self.context(id).irq())
                     .map_err(Error::IrqChip)?;
-                self.set_level(id, false, chip)?;
+                self.context_mut(id).set_level(false);
                 if state == VirtualState::Pending {
                     chip.set_host_active(self.host(id).ppi, false)
                         .map_err(Error::IrqChip)?;
@@ -1547,6 +1551,7 @@ impl VcpuTimer {
     /// was raised before, and the guest no longer has the hardware-mapped
     /// interrupt active (it deactivated it with the condition still met, so
     /// it is pending again). Returns whether the line was raised.
+    #[inline(always)]
     fn sync_direct_line<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,

@@ -672,6 +672,37 @@ fn gich_hcr_is_touched_only_when_uie_changes() {
     assert_eq!(hcr(&mut host), GICH_HCR_EN);
 }
 
+/// `lower_virtual_level` lowers as `set_level(.., false)` does and returns
+/// the state `virtual_state` gave just before.
+#[test]
+fn lower_virtual_level_returns_the_state_it_lowered_from() {
+    let mut host = host();
+    let mut vcpu = VgicCpu::new();
+    ok(Gic::new(&mut host, &mut vcpu).vcpu_load());
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.map(id(27), id(27)));
+    // In no list register: nothing to withdraw.
+    assert_eq!(gic.lower_virtual_level(id(27)), Ok(VirtualState::Inactive));
+    // Pending: withdrawn.
+    ok(gic.set_level(id(27), true));
+    assert_eq!(gic.lower_virtual_level(id(27)), Ok(VirtualState::Pending));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Inactive));
+    // Active (the guest acknowledged it): left to the guest.
+    ok(gic.set_level(id(27), true));
+    set_lr(&mut host, 0, 0xaa00_6c1b);
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    ok(gic.sync_after_exit());
+    assert_eq!(gic.lower_virtual_level(id(27)), Ok(VirtualState::Active));
+    assert_eq!(gic.virtual_state(id(27)), Ok(VirtualState::Active));
+    // Queued behind full list registers: taken out of the queue.
+    for intid in 30..34 {
+        ok(gic.set_level(id(intid), true));
+    }
+    assert_eq!(gic.vcpu().queued(), 1);
+    assert_eq!(gic.lower_virtual_level(id(33)), Ok(VirtualState::Pending));
+    assert_eq!(gic.vcpu().queued(), 0);
+}
+
 /// `virtual_state` answers from the list registers in memory, and reports
 /// an interrupt waiting in the overflow queue as pending.
 #[test]

@@ -862,6 +862,23 @@ impl IrqChip for Gic<'_> {
         })
     }
 
+    /// [`virtual_state`](IrqChip::virtual_state), then
+    /// [`set_level`](Gic::set_level)`(intid, false)`, with one look at the
+    /// list registers when none is in use and nothing is queued (the
+    /// usual case: [`VirtualState::Inactive`], nothing to withdraw).
+    fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Error> {
+        let raw = intid.get();
+        checked_intid(raw)?;
+        self.on_this_cpu()?;
+        if self.vcpu.used == 0 && self.vcpu.queue.is_empty() {
+            self.vcpu.set_line(raw, false);
+            return Ok(VirtualState::Inactive);
+        }
+        let state = self.virtual_state(intid)?;
+        self.set_level(intid, false)?;
+        Ok(state)
+    }
+
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {
         self.map(intid, host)
     }

@@ -198,7 +198,9 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
         self.list_register_mask = u32::try_from(self.list_registers)
             .ok()
             .and_then(|count| 1_u32.checked_shl(count))
-            .map_or(u16::MAX, |bit| u16::try_from(bit.wrapping_sub(1)).unwrap_or(u16::MAX));
+            .map_or(u16::MAX, |bit| {
+                u16::try_from(bit.wrapping_sub(1)).unwrap_or(u16::MAX)
+            });
         self.active_priority_registers = active_priority_register_count(vtr);
         // Whatever ran before (firmware, an earlier boot) may have left the
         // virtual CPU interface enabled with interrupts in its list

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
-use arch_timer_virt::{HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VmTimer};
+use arch_timer_virt::{HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VirtualState, VmTimer};
 use safe_mmio::{UniqueMmioPointer, field};
 
 use crate::registers::{
@@ -374,6 +374,51 @@ fn mapped_level_goes_into_a_list_register_with_hw_once() {
     // Lowering leaves an active interrupt to the guest.
     gic.set_virtual_level(ppi(27), false).unwrap();
     assert_eq!(lr(gic.host(), 0), 0xB0A0_001B_0000_001B);
+}
+
+/// `lower_virtual_level` lowers as `set_virtual_level(.., false)` does and
+/// returns the state `virtual_state` gave just before, in every state of
+/// the list register (and none).
+#[test]
+fn lower_virtual_level_returns_the_state_it_lowered_from() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    let mut vcpu = VgicCpu::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    gic.map_virtual(ppi(27), ppi(27)).unwrap();
+    // In no list register: nothing to withdraw.
+    assert_eq!(gic.lower_virtual_level(ppi(27)), Ok(VirtualState::Inactive));
+    assert_eq!(lr(gic.host(), 0), 0);
+    // Pending (HW): withdrawn, the register emptied.
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    assert_eq!(gic.virtual_state(ppi(27)), Ok(VirtualState::Pending));
+    assert_eq!(gic.lower_virtual_level(ppi(27)), Ok(VirtualState::Pending));
+    assert_eq!(lr(gic.host(), 0), 0);
+    assert_eq!(gic.virtual_state(ppi(27)), Ok(VirtualState::Inactive));
+    // Active (the guest acknowledged it): left to the guest.
+    gic.set_virtual_level(ppi(27), true).unwrap();
+    gic.host().regs_mut().ich_lr[0] = 0xB0A0_001B_0000_001B;
+    gic.sync_after_exit().unwrap();
+    assert_eq!(gic.lower_virtual_level(ppi(27)), Ok(VirtualState::Active));
+    assert_eq!(lr(gic.host(), 0), 0xB0A0_001B_0000_001B);
+    // A software PPI pending and active: the pending part withdrawn.
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    gic.host().regs_mut().ich_lr[1] = 0x90A0_0200_0000_001E;
+    gic.sync_after_exit().unwrap();
+    gic.set_virtual_level(ppi(30), true).unwrap();
+    assert_eq!(
+        gic.lower_virtual_level(ppi(30)),
+        Ok(VirtualState::PendingActive)
+    );
+    assert_eq!(lr(gic.host(), 1), 0x90A0_0200_0000_001E);
+    // Queued behind full list registers: taken out of the queue.
+    for n in [28, 29, 31] {
+        gic.set_virtual_level(ppi(n), true).unwrap();
+    }
+    assert_eq!(gic.vcpu().queued().len(), 1);
+    assert_eq!(gic.lower_virtual_level(ppi(31)), Ok(VirtualState::Pending));
+    assert!(gic.vcpu().queued().is_empty());
 }
 
 #[test]

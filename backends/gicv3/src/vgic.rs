@@ -643,6 +643,25 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
         core::iter::from_fn(move || take_lowest(&mut used)).map(|n| (n, self.read_lr(n)))
     }
 
+    /// Where `vintid` stands ([`IrqChip::virtual_state`] without the CPU
+    /// check): as its list register says, else pending if queued.
+    #[inline]
+    fn state_of(&self, vintid: u32) -> VirtualState {
+        if let Some((_, lr)) = self.find_lr(vintid) {
+            return match lr.state() {
+                LrState::Invalid => VirtualState::Inactive,
+                LrState::Pending => VirtualState::Pending,
+                LrState::Active => VirtualState::Active,
+                LrState::PendingActive => VirtualState::PendingActive,
+            };
+        }
+        if self.vcpu.queue_position(vintid).is_some() {
+            VirtualState::Pending
+        } else {
+            VirtualState::Inactive
+        }
+    }
+
     /// The list register holding `vintid` (in any state but free).
     #[inline]
     fn find_lr(&self, vintid: u32) -> Option<(usize, ListRegister)> {
@@ -761,19 +780,23 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     #[inline]
     fn virtual_state(&self, intid: IntId) -> Result<VirtualState, Error> {
         self.on_this_cpu()?;
-        if let Some((_, lr)) = self.find_lr(intid.get()) {
-            return Ok(match lr.state() {
-                LrState::Invalid => VirtualState::Inactive,
-                LrState::Pending => VirtualState::Pending,
-                LrState::Active => VirtualState::Active,
-                LrState::PendingActive => VirtualState::PendingActive,
-            });
+        Ok(self.state_of(intid.get()))
+    }
+
+    #[inline]
+    fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Error> {
+        if self.vcpu.ppi_mapping(intid).is_none() && intid.is_ppi() {
+            self.vcpu.levels &= !intid.bit();
         }
-        Ok(if self.vcpu.queue_position(intid.get()).is_some() {
-            VirtualState::Pending
-        } else {
-            VirtualState::Inactive
-        })
+        self.on_this_cpu()?;
+        if self.vcpu.used == 0 && self.vcpu.queue.is_empty() && !self.vcpu.uie {
+            // In no list register and not queued (the usual case): nothing
+            // to withdraw.
+            return Ok(VirtualState::Inactive);
+        }
+        let state = self.state_of(intid.get());
+        self.withdraw(intid)?;
+        Ok(state)
     }
 
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Error> {

@@ -63,8 +63,8 @@ mod imp {
     use core::ops::{Deref, DerefMut};
 
     use arch_timer_virt::{
-        Error, Forwarded, HostIrq, IntId, IrqChip, NotLoaded, PhysTimerMode, SoftTimer, SoftTimers, Ticks,
-        TimerCtl, TimerHw, TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
+        Error, Forwarded, HostIrq, IntId, IrqChip, NotLoaded, PhysTimerMode, SoftTimer, SoftTimers,
+        Ticks, TimerCtl, TimerHw, TimerId, TimerLevels, VcpuTimer, VmTimer, Wakeup,
     };
 
     use crate::sysreg::read_sysreg;
@@ -115,11 +115,13 @@ mod imp {
     impl EagerPtimer {
         /// Whether the saved timer fires now (a counter read only if it
         /// can fire).
+        #[inline(always)]
         fn should_fire<H: TimerHw + ?Sized>(&self, hw: &H) -> bool {
             self.ctl.can_fire() && hw.physical_count().get() >= self.cval.get()
         }
 
         /// Recomputes the line; tells the vGIC if it changed (`true`).
+        #[inline(always)]
         fn update_state<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<bool, Error<C::Error>>
         where
             H: TimerHw + ?Sized,
@@ -208,6 +210,7 @@ mod imp {
 
         /// KVM's `kvm_timer_should_fire`: reads the counter only if the
         /// saved timer can fire.
+        #[inline(always)]
         fn should_fire<H: TimerHw + ?Sized>(&self, hw: &H) -> bool {
             if !self.ctl.can_fire() {
                 return false;
@@ -217,6 +220,7 @@ mod imp {
         }
 
         /// KVM's `kvm_timer_update_state`; `true` if the line changed.
+        #[inline(always)]
         fn update_state<H, C>(&mut self, hw: &H, chip: &mut C) -> Result<bool, Error<C::Error>>
         where
             H: TimerHw + ?Sized,
@@ -438,7 +442,8 @@ mod imp {
             C: IrqChip + ?Sized,
             S: SoftTimers + ?Sized,
         {
-            self.after_exit(hw, chip, soft).map(|()| Forwarded::default())
+            self.after_exit(hw, chip, soft)
+                .map(|()| Forwarded::default())
         }
 
         /// A timer PPI at EL2 (`timer`'s): not expected; left active for

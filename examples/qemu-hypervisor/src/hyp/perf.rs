@@ -291,6 +291,11 @@ impl<T: IrqChip + ?Sized> IrqChip for Counted<'_, T> {
         self.0.virtual_state(intid)
     }
     #[inline(always)]
+    fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Self::Error> {
+        bump(&GIC_CALLS);
+        self.0.lower_virtual_level(intid)
+    }
+    #[inline(always)]
     fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), Self::Error> {
         bump(&GIC_CALLS);
         self.0.map_virtual(intid, host)

@@ -37,7 +37,9 @@
 //! the `eager` feature): an integrator calls `VcpuTimer` directly.
 
 use arch_timer_virt::emulate::{self, Access, SysRegTrap};
-use arch_timer_virt::{Forwarded, HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VmTimer, Wakeup};
+use arch_timer_virt::{
+    Forwarded, HostIrq, PhysTimerMode, Ticks, TimerHw, TimerId, VmTimer, Wakeup,
+};
 use arch_timer_virt_aarch64::{El2Timer, Expired, HypTimer, VcpuSlots};
 use qemu_hypervisor::clock::Clock;
 use qemu_hypervisor::config::{RunConfig, Scenario};
