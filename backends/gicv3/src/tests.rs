@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arch_timer_virt::mock::{MockSoftTimers, MockTimerHw};
-use arch_timer_virt::{HostIrq, IntId, IrqChip, Ticks, TimerCtl, VcpuTimer, VirtualState, VmTimer};
+use arch_timer_virt::{
+    HostIrq, IntId, IrqChip, Ticks, TimerCtl, TimerId, VcpuTimer, VirtualState, VmTimer,
+};
 use safe_mmio::{UniqueMmioPointer, field};
 
 use crate::registers::{
@@ -745,6 +747,71 @@ fn forwarded_vtimer_cycle_through_the_core() {
     timer.put(&mut hw, &mut soft).unwrap();
     gic.vcpu_put().unwrap();
     assert_eq!(gic.host().regs().ich_hcr, 0);
+}
+
+/// `after_irq_exit` at the IRQ exit forwards the fired timer before the
+/// host acknowledges anything: the PPI is made active (ISACTIVER0), so the
+/// host never takes it, and the interrupt goes into a list register with
+/// the HW bit. The guest completes it with the condition still met (the
+/// HW bit deactivates physical 27, which signals again): the next IRQ exit
+/// finds the interrupt inactive and raises it again.
+#[test]
+fn a_timer_fired_at_an_irq_exit_is_forwarded_without_an_acknowledge() {
+    let mut frames = frames(&[GICR_TYPER_LAST]);
+    let mut host = host(&mut frames, VTR_4_LRS, 0);
+    host.enable_ppi(IntId::VIRTUAL_TIMER, 0x80);
+    let mut vcpu = VgicCpu::new();
+    let vm = VmTimer::new();
+    let mut timer = VcpuTimer::new();
+    let ctl = Arc::new(AtomicU64::new(TimerCtl::ENABLE.bits()));
+    let mut hw = timer_hw(&ctl);
+    let mut soft = MockSoftTimers::new();
+    let mut gic = Gic::new(&mut host, &mut vcpu);
+    gic.vcpu_load().unwrap();
+    timer.load(&vm, &mut hw, &mut gic).unwrap();
+    timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
+    take_writes(gic.host());
+    assert_eq!(take_writes(gic.host()), [0, 0, 0, 0], "inactive");
+
+    // The timer fires; the IRQ exit forwards it.
+    ctl.store(
+        (TimerCtl::ENABLE | TimerCtl::ISTATUS).bits(),
+        Ordering::SeqCst,
+    );
+    gic.sync_after_exit().unwrap();
+    let forwarded = timer.after_irq_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert!(forwarded.contains(TimerId::Virtual));
+    assert_eq!(take_writes(gic.host()), [1 << 27, 0, 0, 0], "made active");
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+    assert_eq!(gic.host().regs().last_eoir1, None, "never acknowledged");
+    assert_eq!(gic.host().regs().last_dir, None);
+
+    // An IRQ exit for something else while the guest has not taken it:
+    // nothing written (the RAM ISACTIVER0 cleared first, so that a write
+    // of the active state would show).
+    timer.before_entry(&mut hw, &mut gic, &mut soft).unwrap();
+    gic.sync_after_exit().unwrap();
+    set_hw_active(gic.host(), 0);
+    assert!(
+        timer
+            .after_irq_exit(&mut hw, &mut gic, &mut soft)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(take_writes(gic.host()), [0, 0, 0, 0]);
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+
+    // The guest completes it with the condition still met: raised again.
+    gic.host().regs_mut().ich_lr[0] = 0x30A0_001B_0000_001B;
+    set_hw_active(gic.host(), 0);
+    gic.sync_after_exit().unwrap();
+    let forwarded = timer.after_irq_exit(&mut hw, &mut gic, &mut soft).unwrap();
+    assert!(forwarded.contains(TimerId::Virtual));
+    assert_eq!(take_writes(gic.host()), [1 << 27, 0, 0, 0]);
+    assert_eq!(lr(gic.host(), 0), 0x70A0_001B_0000_001B);
+
+    timer.put(&mut hw, &mut soft).unwrap();
+    gic.vcpu_put().unwrap();
 }
 
 #[test]

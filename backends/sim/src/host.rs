@@ -7,8 +7,8 @@ use core::fmt;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
-    ConfigError, Error, Forwarding, HostIrq, IntId, PhysTimerMode, Residency, SoftTimer, Ticks,
-    TimerId, TimerReg, VcpuTimer, VmTimer, Wakeup,
+    ConfigError, Error, Forwarded, Forwarding, HostIrq, IntId, PhysTimerMode, Residency, SoftTimer,
+    Ticks, TimerId, TimerReg, VcpuTimer, VmTimer, Wakeup,
 };
 
 use crate::guest::{Guest, GuestOp};
@@ -156,6 +156,10 @@ pub enum AckPoint {
     /// In the EL2 vector, as the exception is taken, before `after_exit`
     /// (a hypervisor that reads the INTID at once).
     AtException,
+    /// After `after_irq_exit` in place of `after_exit`, as the example's
+    /// run loop does: a timer that fired is forwarded at the exit, and the
+    /// acknowledge finds its PPI only if it became pending after that.
+    Forwarded,
 }
 
 /// Which DESIGN.md section 7 invariant broke.
@@ -334,6 +338,9 @@ pub struct Stats {
     /// Host interrupts of the direct physical timer's PPI that raised its
     /// line.
     pub ptimer_host_raised: u64,
+    /// Timer interrupts `after_irq_exit` forwarded at an IRQ exit, before
+    /// the host could take their PPI ([`AckPoint::Forwarded`]).
+    pub forwarded: u64,
     /// Direct physical timers turned emulated by an offset the CPU could
     /// not apply (no FEAT_ECV), in `set_reg`.
     pub ptimer_demotions: u64,
@@ -388,6 +395,7 @@ impl core::ops::AddAssign for Stats {
             .ptimer_host_raised
             .saturating_add(other.ptimer_host_raised);
         self.ptimer_demotions = self.ptimer_demotions.saturating_add(other.ptimer_demotions);
+        self.forwarded = self.forwarded.saturating_add(other.forwarded);
     }
 }
 
@@ -1239,6 +1247,17 @@ impl Hypervisor {
     }
 
     fn exit(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.exit_with(cpu, false)
+    }
+
+    /// An exit taken by an IRQ, with `after_irq_exit` in place of
+    /// `after_exit` ([`AckPoint::Forwarded`]).
+    fn irq_exit(&mut self, cpu: usize) -> Result<(), Violation> {
+        self.exit_with(cpu, true)
+    }
+
+    /// The guest on `cpu` exits; `irq`: through `after_irq_exit`.
+    fn exit_with(&mut self, cpu: usize, irq: bool) -> Result<(), Violation> {
         self.in_guest[cpu] = false;
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
@@ -1253,13 +1272,27 @@ impl Hypervisor {
         let p_high = v.timer.is_direct(TimerId::Physical)
             && self.machine.virtual_irq(vcpu, self.vm.physical_irq()).line;
         let mut p = self.machine.ports(cpu, vcpu);
-        v.timer
-            .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
-            .map_err(|e| library("after_exit", e))?;
+        let forwarded = if irq {
+            v.timer
+                .after_irq_exit(&mut p.timer, &mut p.gic, &mut p.soft)
+                .map_err(|e| library("after_irq_exit", e))?
+        } else {
+            v.timer
+                .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
+                .map_err(|e| library("after_exit", e))?;
+            Forwarded::default()
+        };
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
-        check_quiet_exit(high, &made)?;
-        check_quiet_ptimer_exit(p_high, &made)?;
+        // An IRQ exit reads CTL whatever the line (one read per direct
+        // timer), and writes no timer register.
+        check_quiet_exit(high || irq, &made)?;
+        check_quiet_ptimer_exit(p_high || irq, &made)?;
+        for timer in [TimerId::Virtual, TimerId::Physical] {
+            if forwarded.contains(timer) {
+                self.stats.forwarded = self.stats.forwarded.saturating_add(1);
+            }
+        }
         if high && !self.machine.virtual_irq(vcpu, self.vm.virtual_irq()).line {
             self.stats.exit_lowered = self.stats.exit_lowered.saturating_add(1);
             if made.host_active_writes > 0 {
@@ -1512,6 +1545,12 @@ impl Hypervisor {
             AckPoint::AfterExit => {
                 if self.in_guest[cpu] {
                     self.exit(cpu)?;
+                }
+                self.acknowledge(cpu, late)?
+            }
+            AckPoint::Forwarded => {
+                if self.in_guest[cpu] {
+                    self.irq_exit(cpu)?;
                 }
                 self.acknowledge(cpu, late)?
             }

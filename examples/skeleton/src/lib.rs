@@ -2,7 +2,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use arch_timer_virt::{Error, GicCpu, HostIrq, IntId, Ticks, TimerHw, VcpuTimer, VmTimer, Wakeup};
+use arch_timer_virt::{
+    Error, GicCpu, HostIrq, IntId, Ticks, TimerHw, TimerId, VcpuTimer, VmTimer, Wakeup,
+};
 use arch_timer_virt_aarch64::{Expired, GenericTimer, HypTimer, RegisterFile, VcpuSlots};
 
 /// The most vCPUs one physical CPU runs.
@@ -112,7 +114,8 @@ impl<V> Vcpu<V> {
 pub struct Counts {
     /// Guest entries.
     pub entries: u64,
-    /// Virtual timer interrupts raised for a guest.
+    /// Virtual timer interrupts raised for a guest by a host IRQ: its PPI
+    /// taken, or forwarded at the IRQ exit before it could be.
     pub raised: u64,
     /// Scheduler ticks.
     pub ticks: u64,
@@ -258,11 +261,24 @@ impl<R: RegisterFile, G: GicCpu> PhysCpu<R, G> {
             self.gic
                 .sync_after_exit(&mut v.vgic)
                 .map_err(Error::IrqChip)?;
-            v.timer.after_exit(
-                &mut self.hw,
-                &mut self.gic.chip(&mut v.vgic),
-                &mut self.hyp.vcpu(v.slots)?,
-            )?;
+            if let Exit::Irq = exit {
+                // A timer that fired is forwarded before the acknowledge:
+                // its PPI is then not taken.
+                let forwarded = v.timer.after_irq_exit(
+                    &mut self.hw,
+                    &mut self.gic.chip(&mut v.vgic),
+                    &mut self.hyp.vcpu(v.slots)?,
+                )?;
+                if forwarded.contains(TimerId::Virtual) {
+                    self.counts.raised += 1;
+                }
+            } else {
+                v.timer.after_exit(
+                    &mut self.hw,
+                    &mut self.gic.chip(&mut v.vgic),
+                    &mut self.hyp.vcpu(v.slots)?,
+                )?;
+            }
             match exit {
                 Exit::Irq => {
                     if self.drain(vm, Some(&mut *v))? {
