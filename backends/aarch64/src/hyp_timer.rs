@@ -60,6 +60,9 @@ pub struct HypTimer<const N: usize> {
     /// What the hardware holds: `None` unknown (never programmed),
     /// `Some(None)` disabled, `Some(Some(at))` enabled at `at`.
     programmed: Option<Option<Ticks>>,
+    /// A deadline changed since the last [`program`](Self::program): only
+    /// then does it look for the earliest again.
+    changed: bool,
 }
 
 impl<const N: usize> Default for HypTimer<N> {
@@ -77,6 +80,7 @@ impl<const N: usize> HypTimer<N> {
         Self {
             deadlines: [None; N],
             programmed: None,
+            changed: true,
         }
     }
 
@@ -87,7 +91,11 @@ impl<const N: usize> HypTimer<N> {
     ///
     /// [`Error::NoSuchSlot`](crate::Error::NoSuchSlot) for a slot from `N`.
     pub fn arm(&mut self, slot: usize, at: Ticks) -> Result<(), crate::Error> {
-        *self.slot_mut(slot)? = Some(at);
+        let deadline = self.slot_mut(slot)?;
+        if *deadline != Some(at) {
+            *deadline = Some(at);
+            self.changed = true;
+        }
         Ok(())
     }
 
@@ -97,7 +105,11 @@ impl<const N: usize> HypTimer<N> {
     ///
     /// [`Error::NoSuchSlot`](crate::Error::NoSuchSlot) for a slot from `N`.
     pub fn cancel(&mut self, slot: usize) -> Result<(), crate::Error> {
-        *self.slot_mut(slot)? = None;
+        let deadline = self.slot_mut(slot)?;
+        if deadline.is_some() {
+            *deadline = None;
+            self.changed = true;
+        }
         Ok(())
     }
 
@@ -132,8 +144,16 @@ impl<const N: usize> HypTimer<N> {
     /// Writes the earliest deadline to the EL2 physical timer: CVAL, an
     /// `isb`, then CTL = ENABLE (IMASK clear); with nothing armed, CTL = 0
     /// (its interrupt drops). Writes nothing when the hardware already
-    /// holds it.
+    /// holds it, and looks for the earliest deadline only when one was
+    /// armed or cancelled since the last call (otherwise a load and a
+    /// branch).
     pub fn program<R: RegisterFile + ?Sized>(&mut self, regs: &mut R) {
+        // Nothing armed or cancelled since the hardware was written: it
+        // holds the earliest deadline already (the usual entry).
+        if !self.changed && self.programmed.is_some() {
+            return;
+        }
+        self.changed = false;
         let next = self.next_deadline();
         if self.programmed == Some(next) {
             return;

@@ -538,6 +538,40 @@ fn reset_cpu_disables_the_el1_vtimer_zeroes_cntvoff_and_allows_el1_access() {
     }
 }
 
+/// `program` looks for the earliest deadline again only after a deadline
+/// changed: re-arming a slot at its own deadline or cancelling an empty
+/// one changes nothing; cancelling the earliest brings the next one in.
+#[test]
+fn hyp_timer_programs_again_after_every_change_only() {
+    const TICK: usize = 0;
+    let mut regs = FakeRegisters::new(HostMode::Vhe);
+    let mut hyp = HypTimer::<3>::new();
+    let v = VcpuSlots::new(1, 2);
+    assert_eq!(hyp.arm(TICK, Ticks::new(1000)), Ok(()));
+    hyp.program(&mut regs);
+    assert_eq!((regs.cnthp_cval_el2, regs.cnthp_ctl_el2), (1000, 1));
+    let writes = regs.write_count;
+    assert_eq!(hyp.arm(TICK, Ticks::new(1000)), Ok(()));
+    hyp.vcpu(v)
+        .map(|mut s| s.cancel(SoftTimer::Background))
+        .unwrap();
+    hyp.program(&mut regs);
+    assert_eq!(regs.write_count, writes, "nothing changed: no write");
+    hyp.vcpu(v)
+        .map(|mut s| s.arm(SoftTimer::Background, Ticks::new(500)))
+        .unwrap();
+    hyp.program(&mut regs);
+    assert_eq!(regs.cnthp_cval_el2, 500);
+    hyp.vcpu(v)
+        .map(|mut s| s.cancel(SoftTimer::Background))
+        .unwrap();
+    hyp.program(&mut regs);
+    assert_eq!(regs.cnthp_cval_el2, 1000, "the tick is the earliest again");
+    assert_eq!(hyp.cancel(TICK), Ok(()));
+    hyp.program(&mut regs);
+    assert_eq!(regs.cnthp_ctl_el2, 0, "nothing armed: disabled");
+}
+
 /// The hypervisor's tick (slot 0) and two vCPUs' soft timers share the EL2
 /// physical timer: the earliest deadline is on the hardware, an expiry
 /// empties exactly the passed slots and programs the next one.
