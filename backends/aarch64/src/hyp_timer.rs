@@ -122,7 +122,14 @@ impl<const N: usize> HypTimer<N> {
     /// The earliest armed deadline: what [`program`](Self::program) writes.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Ticks> {
-        self.deadlines.iter().flatten().copied().min()
+        // A plain loop: `iter().flatten().copied().min()` compiled to
+        // half again as many instructions per slot.
+        let mut earliest: Option<u64> = None;
+        for at in self.deadlines.iter().flatten() {
+            let at = at.get();
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        earliest.map(Ticks::new)
     }
 
     /// The [`SoftTimers`] of one vCPU: its two slots of this table.
