@@ -122,8 +122,8 @@ impl<const N: usize> HypTimer<N> {
     /// The earliest armed deadline: what [`program`](Self::program) writes.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Ticks> {
-        // A plain loop: `iter().flatten().copied().min()` compiled to
-        // half again as many instructions per slot.
+        // A plain loop: fewer instructions per slot than
+        // `iter().flatten().copied().min()` compiles to.
         let mut earliest: Option<u64> = None;
         for at in self.deadlines.iter().flatten() {
             let at = at.get();
