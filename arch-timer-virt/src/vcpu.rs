@@ -89,6 +89,14 @@ impl Forwarded {
     }
 }
 
+/// What [`VcpuTimer::after_irq_exit`]'s look at the direct timers did.
+#[derive(Clone, Copy, Debug)]
+struct AfterIrq {
+    forwarded: Forwarded,
+    /// A line was lowered (which may set a release flag).
+    lowered: bool,
+}
+
 /// Whether a timer runs on the hardware or is emulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TimerMode {
@@ -909,8 +917,21 @@ impl VcpuTimer {
         }
         self.cancel_physical(soft);
         let result = self.sync_after_irq(hw, chip);
-        self.refresh_work();
-        result
+        match result {
+            // Only lines raised (and release or repair flags reset): the
+            // summary needs `Work::EXIT` for them, and keeps any other
+            // bit it has (more work than needed is still correct).
+            Ok(AfterIrq {
+                forwarded,
+                lowered: false,
+            }) => {
+                if !forwarded.is_empty() {
+                    self.work |= Work::EXIT;
+                }
+            }
+            Ok(_) | Err(_) => self.refresh_work(),
+        }
+        result.map(|after| after.forwarded)
     }
 
     /// [`after_irq_exit`](Self::after_irq_exit)'s look at the direct
@@ -919,12 +940,15 @@ impl VcpuTimer {
         &mut self,
         hw: &mut H,
         chip: &mut C,
-    ) -> Result<Forwarded, Error<C::Error>>
+    ) -> Result<AfterIrq, Error<C::Error>>
     where
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        let mut forwarded = Forwarded::default();
+        let mut after = AfterIrq {
+            forwarded: Forwarded::default(),
+            lowered: false,
+        };
         for id in TIMERS {
             if !self.is_direct(id) {
                 continue;
@@ -933,15 +957,16 @@ impl VcpuTimer {
             let asserted = self.sample(id, hw);
             if !asserted {
                 if was_high {
+                    after.lowered = true;
                     self.lower_direct_line(id, chip)?;
                 }
             } else if self.context(id).residency() == Residency::Hardware
                 && self.forward(id, was_high, chip)?
             {
-                forwarded = forwarded.with(id);
+                after.forwarded = after.forwarded.with(id);
             }
         }
-        Ok(forwarded)
+        Ok(after)
     }
 
     /// [`after_irq_exit`](Self::after_irq_exit) for one direct timer on the
