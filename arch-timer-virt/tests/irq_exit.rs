@@ -20,24 +20,30 @@ fn ctl_once(ctl: TimerCtl) -> MockTimerHw {
 
 const FIRED: TimerCtl = TimerCtl::ENABLE.union(TimerCtl::ISTATUS);
 
+/// A mock chip that expects the forward of a fired timer, in order: the
+/// PPI made active, then the line raised (which returns `raise`).
+fn expect_forward(seq: &mut Sequence, raise: Result<(), MockChipError>) -> MockIrqChip {
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |_, _| raise);
+    chip
+}
+
 /// The line low and the timer fired: the PPI is made active first (so the
 /// host's acknowledge finds nothing), then the line raised; the next entry
 /// and exit are quiet again apart from the CTL read a high line costs.
 #[test]
 fn a_fired_timer_is_forwarded_with_its_ppi_made_active_first() {
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
-    let mut seq = Sequence::new();
-    let mut chip = MockIrqChip::new();
-    chip.expect_set_host_active()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
+    let mut chip = expect_forward(&mut Sequence::new(), Ok(()));
     let forwarded =
         timer.after_irq_exit(&mut ctl_once(FIRED), &mut chip, &mut MockSoftTimers::new());
     assert_eq!(forwarded.map(|f| f.contains(TimerId::Virtual)), Ok(true));
@@ -203,17 +209,7 @@ fn a_failing_chip_at_an_irq_exit_leaves_state_that_converges() {
     // The raise fails: the PPI is deactivated again, the line stays low.
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut seq = Sequence::new();
-    let mut chip = MockIrqChip::new();
-    chip.expect_set_host_active()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Err(MockChipError));
+    let mut chip = expect_forward(&mut seq, Err(MockChipError));
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)
