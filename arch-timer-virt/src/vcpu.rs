@@ -885,7 +885,9 @@ impl VcpuTimer {
     /// [`Forwarding::Masking`] the PPI of a high line is masked and cannot
     /// be pending. A PPI that becomes pending after this call (the timer
     /// fires later in the exit) is taken by the host and goes to
-    /// `handle_timer_irq` as before.
+    /// `handle_timer_irq` as before; so does the PPI of a high line when
+    /// the interrupt controller answers `virtual_state` with the trait's
+    /// default (which reports an interrupt that is not active as pending).
     ///
     /// On an exit with no timer fired, it costs one CTL read per direct
     /// timer more than `after_exit`. It is correct on any exit, only not
