@@ -195,12 +195,11 @@ impl<'r, R: GicSysRegs> HostGic<'r, R> {
 
         let vtr = self.regs.read(SysReg::IchVtrEl2);
         self.list_registers = list_register_count(vtr);
-        self.list_register_mask = u32::try_from(self.list_registers)
-            .ok()
-            .and_then(|count| 1_u32.checked_shl(count))
-            .map_or(u16::MAX, |bit| {
-                u16::try_from(bit.wrapping_sub(1)).unwrap_or(u16::MAX)
-            });
+        // At most 16 list registers: a shift out of range is all of them.
+        let count = u32::try_from(self.list_registers).unwrap_or(u32::MAX);
+        self.list_register_mask = 1_u16
+            .checked_shl(count)
+            .map_or(u16::MAX, |bit| bit.wrapping_sub(1));
         self.active_priority_registers = active_priority_register_count(vtr);
         // Whatever ran before (firmware, an earlier boot) may have left the
         // virtual CPU interface enabled with interrupts in its list

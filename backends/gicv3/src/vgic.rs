@@ -200,6 +200,26 @@ impl VgicCpu {
         self.mapped.get(ppi_index(intid)?).copied().flatten()
     }
 
+    /// Records a software (unmapped) PPI's line level; an SGI, SPI or
+    /// hardware-mapped PPI keeps none.
+    #[inline]
+    fn record_level(&mut self, intid: IntId, level: bool) {
+        if self.ppi_mapping(intid).is_none() && intid.is_ppi() {
+            if level {
+                self.levels |= intid.bit();
+            } else {
+                self.levels &= !intid.bit();
+            }
+        }
+    }
+
+    /// No list register in use, nothing queued and no underflow interrupt
+    /// asked for: there is nothing to withdraw (the usual case).
+    #[inline]
+    fn holds_nothing(&self) -> bool {
+        self.used == 0 && self.queue.is_empty() && !self.uie
+    }
+
     /// The level of the software (not mapped) virtual PPI `intid`.
     #[inline]
     const fn ppi_level(&self, intid: IntId) -> bool {
@@ -512,8 +532,7 @@ impl<'a, 'r, R: GicSysRegs> Gic<'a, 'r, R> {
     pub fn withdraw(&mut self, vintid: IntId) -> Result<(), Error> {
         let vintid = vintid.get();
         self.on_this_cpu()?;
-        if self.vcpu.used == 0 && self.vcpu.queue.is_empty() && !self.vcpu.uie {
-            // Nothing in a list register or queued (the usual case).
+        if self.vcpu.holds_nothing() {
             return Ok(());
         }
         if let Some(position) = self.vcpu.queue_position(vintid) {
@@ -753,14 +772,7 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
     fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), Error> {
         // Only PPIs have a recorded level; an SGI or SPI is injected and
         // withdrawn as asked, with no level kept for it.
-        let software = self.vcpu.ppi_mapping(intid).is_none();
-        if software && intid.is_ppi() {
-            if level {
-                self.vcpu.levels |= intid.bit();
-            } else {
-                self.vcpu.levels &= !intid.bit();
-            }
-        }
+        self.vcpu.record_level(intid, level);
         if level {
             let lr = self.vcpu.lr_for(intid);
             self.inject(lr)
@@ -785,13 +797,9 @@ impl<R: GicSysRegs> IrqChip for Gic<'_, '_, R> {
 
     #[inline]
     fn lower_virtual_level(&mut self, intid: IntId) -> Result<VirtualState, Error> {
-        if self.vcpu.ppi_mapping(intid).is_none() && intid.is_ppi() {
-            self.vcpu.levels &= !intid.bit();
-        }
+        self.vcpu.record_level(intid, false);
         self.on_this_cpu()?;
-        if self.vcpu.used == 0 && self.vcpu.queue.is_empty() && !self.vcpu.uie {
-            // In no list register and not queued (the usual case): nothing
-            // to withdraw.
+        if self.vcpu.holds_nothing() {
             return Ok(VirtualState::Inactive);
         }
         let state = self.state_of(intid.get());
