@@ -31,13 +31,17 @@ pub enum HostIrq {
     NotLoaded,
 }
 
-/// When a blocking vCPU must be woken, as [`VcpuTimer::block`] decided.
+/// When a blocking vCPU must be woken, as [`VcpuTimer::block`] (or
+/// [`VcpuTimer::block_in_place`]) decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Wakeup {
     /// A timer has already expired: do not sleep. No background timer is
     /// armed.
     Now,
-    /// The background timer is armed for this physical count.
+    /// The earliest expiry, as a physical count. `block` armed the
+    /// background timer for it; `block_in_place` armed it only for a timer
+    /// in memory (the emulated physical timer), at that timer's expiry,
+    /// and leaves the direct timers to wake the CPU by their PPIs.
     At(Ticks),
     /// No timer can fire: no background timer is armed, only another event
     /// wakes the vCPU.
@@ -187,6 +191,9 @@ const TIMERS: [TimerId; 2] = [TimerId::Virtual, TimerId::Physical];
 /// loop:             before_entry, (guest runs), after_exit,
 ///                   then on a timer host IRQ: handle_timer_irq,
 ///                   on WFI: block, sleep, unblock
+///                   (or, with the CPU waiting for this vCPU:
+///                   block_in_place, wait for an interrupt,
+///                   after_irq_exit, unblock)
 /// on schedule-out:  put
 /// ```
 ///
@@ -196,7 +203,9 @@ const TIMERS: [TimerId; 2] = [TimerId::Virtual, TimerId::Physical];
 /// and emulated otherwise. Save and restore of a direct timer are
 /// idempotent: `load`/`put` and `block`/`unblock` may nest in the orders
 /// `block, put, load, unblock` and `block, unblock`, and the registers are
-/// written only when the state really moves.
+/// written only when the state really moves. A vCPU
+/// [blocked in place](Self::block_in_place) keeps its direct timers on the
+/// hardware; `put` saves them then.
 ///
 /// No operation takes a lock: the per-CPU register sequences rely on the
 /// [`TimerHw`] implementation being the only writer of its CPU's timer
@@ -223,6 +232,10 @@ pub struct VcpuTimer {
     ecv: bool,
     /// Between `block` and `unblock`.
     blocked: bool,
+    /// Blocked by `block_in_place`: the direct timers stayed on the
+    /// hardware, enabled, and no background deadline covers them (until
+    /// `put`, `block` or `unblock`).
+    in_place: bool,
     background_armed: bool,
     physical_armed: bool,
     user_levels: TimerLevels,
@@ -278,6 +291,7 @@ impl VcpuTimer {
             ptimer_direct: false,
             ecv: false,
             blocked: false,
+            in_place: false,
             background_armed: false,
             physical_armed: false,
             user_levels: TimerLevels {
@@ -363,11 +377,21 @@ impl VcpuTimer {
         self.forwarding
     }
 
-    /// Whether the vCPU is blocked: between [`block`](Self::block) and
+    /// Whether the vCPU is blocked: between [`block`](Self::block) (or
+    /// [`block_in_place`](Self::block_in_place)) and
     /// [`unblock`](Self::unblock) (across a `put` and `load` too).
     #[must_use]
     pub const fn is_blocked(&self) -> bool {
         self.blocked
+    }
+
+    /// Whether the vCPU is blocked in place: by
+    /// [`block_in_place`](Self::block_in_place), with its direct timers
+    /// left running on the CPU, and not since [`put`](Self::put),
+    /// [`block`](Self::block) or [`unblock`](Self::unblock).
+    #[must_use]
+    pub const fn is_blocked_in_place(&self) -> bool {
+        self.in_place
     }
 
     /// The vCPU is scheduled onto this CPU: the timer state moves onto its
@@ -541,6 +565,12 @@ impl VcpuTimer {
     /// between [`before_entry`](Self::before_entry) and the guest entry),
     /// so that nothing of the vCPU is left on the CPU.
     ///
+    /// A vCPU [blocked in place](Self::block_in_place) stays blocked, as
+    /// if [`block`](Self::block) had blocked it: its background soft timer
+    /// is armed at the earliest expiry of its timers, now if one has
+    /// already expired (nothing else would wake it once its timers are
+    /// saved and disabled).
+    ///
     /// # Errors
     ///
     /// [`NotLoaded`] if the vCPU is not loaded; nothing is touched. It
@@ -564,6 +594,25 @@ impl VcpuTimer {
         }
         self.cancel_physical(soft);
         self.loaded = false;
+        if self.in_place {
+            // Saved and disabled now: the direct timers' PPIs no longer
+            // wake the CPU, the background timer must.
+            self.in_place = false;
+            let now = hw.physical_count();
+            match self
+                .vtimer
+                .expiry(now)
+                .into_iter()
+                .chain(self.ptimer.expiry(now))
+                .min()
+            {
+                Some(at) => {
+                    soft.arm(SoftTimer::Background, at);
+                    self.background_armed = true;
+                }
+                None => self.cancel_background(soft),
+            }
+        }
         Ok(())
     }
 
@@ -598,21 +647,14 @@ impl VcpuTimer {
         self.touch();
         self.save_all(hw);
         self.blocked = true;
+        self.in_place = false;
         if !self.loaded {
             // Not on a CPU: no CNTVOFF_EL2 to keep in step, and the offset
             // is what `get_reg` already reports and `load` will write.
             self.apply_vm_offset(vm);
         }
         let now = hw.physical_count();
-        let wakeup = if self.vtimer.should_fire(now) || self.ptimer.should_fire(now) {
-            Wakeup::Now
-        } else {
-            match (self.vtimer.expiry(now), self.ptimer.expiry(now)) {
-                (Some(v), Some(p)) => Wakeup::At(v.min(p)),
-                (Some(at), None) | (None, Some(at)) => Wakeup::At(at),
-                (None, None) => Wakeup::Never,
-            }
-        };
+        let wakeup = self.wakeup(now);
         match wakeup {
             Wakeup::At(at) => {
                 soft.arm(SoftTimer::Background, at);
@@ -623,11 +665,144 @@ impl VcpuTimer {
         wakeup
     }
 
+    /// When the timers in memory must wake the vCPU, seen at `now`.
+    #[inline]
+    fn wakeup(&self, now: Ticks) -> Wakeup {
+        if self.vtimer.should_fire(now) || self.ptimer.should_fire(now) {
+            Wakeup::Now
+        } else {
+            match (self.vtimer.expiry(now), self.ptimer.expiry(now)) {
+                (Some(v), Some(p)) => Wakeup::At(v.min(p)),
+                (Some(at), None) | (None, Some(at)) => Wakeup::At(at),
+                (None, None) => Wakeup::Never,
+            }
+        }
+    }
+
+    /// The vCPU is about to sleep (WFI) and this CPU will wait for it,
+    /// with the vCPU loaded: [`block`](Self::block) without saving the
+    /// direct timers whose PPIs can wake the CPU. Those stay on the
+    /// hardware, enabled, and their physical PPIs (unmasked and inactive)
+    /// signal when they fire; the background soft timer is armed only for
+    /// the timers in memory (the emulated physical timer), so a vCPU whose
+    /// timers are all direct sleeps with no soft timer at all.
+    ///
+    /// A direct timer whose PPI could not signal is saved, as `block`
+    /// saves it, and the background timer covers it: one whose line is
+    /// high (its PPI active or masked), one whose virtual interrupt the
+    /// guest still has active ([`Forwarding::Hardware`]: the PPI stays
+    /// active until the guest deactivates it), one whose PPI state an
+    /// interrupt controller error left to repair, and one the interrupt
+    /// controller cannot answer for ([`IrqChip::virtual_active`] failed).
+    /// So this never fails: the worst case is `block`.
+    ///
+    /// Returns what `block` would: [`Wakeup::Now`] if a timer has already
+    /// expired (do not sleep; call [`unblock`](Self::unblock)), else when
+    /// the vCPU must wake ([`Wakeup::At`], the background timer armed only
+    /// for the timers in memory, at their own earliest expiry) or
+    /// [`Wakeup::Never`]. For each direct timer left running it reads CTL
+    /// and CVAL, asks `virtual_active` ([`Forwarding::Hardware`]) and
+    /// writes nothing. The vCPU is blocked from here until `unblock`, as
+    /// after `block`.
+    ///
+    /// When the CPU wakes from an interrupt, call
+    /// [`after_irq_exit`](Self::after_irq_exit) before the host
+    /// acknowledges anything, as on an IRQ exit: it forwards a direct
+    /// timer that fired (its PPI is then not taken) and returns it; if it
+    /// returned one, call `unblock`. A timer PPI the host acknowledges
+    /// anyway goes to [`handle_timer_irq`](Self::handle_timer_irq), which
+    /// raises the line ([`HostIrq::Raised`]): unblock then too. When the
+    /// background timer expires, unblock as after `block`.
+    ///
+    /// If the vCPU is scheduled away instead, [`put`](Self::put) saves its
+    /// timers and arms the background timer for them, as `block` would
+    /// have; `block` on a vCPU blocked in place does the same. A vCPU that
+    /// is not loaded is blocked by `block` (there is nothing on the CPU to
+    /// leave running).
+    ///
+    /// This is for a hypervisor whose CPU waits (WFI at EL2) while its vCPU
+    /// sleeps: the eager design cannot do it, since it disables the timer
+    /// at every exit.
+    pub fn block_in_place<H, C, S>(
+        &mut self,
+        vm: &VmTimer,
+        hw: &mut H,
+        chip: &mut C,
+        soft: &mut S,
+    ) -> Wakeup
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+        S: SoftTimers + ?Sized,
+    {
+        if !self.loaded {
+            return self.block(vm, hw, soft);
+        }
+        self.touch();
+        self.blocked = true;
+        self.in_place = true;
+        for id in TIMERS {
+            if self.context(id).residency() == Residency::Memory {
+                continue;
+            }
+            if self.ppi_can_wake(id, chip) {
+                // Refreshed, not saved: the timer keeps running.
+                let (ctl, cval) = (hw_ctl(hw, id), hw_cval(hw, id));
+                let ctx = self.context_mut(id);
+                ctx.set_ctl(ctl);
+                ctx.set_cval(cval);
+            } else {
+                self.save(id, hw);
+            }
+        }
+        let now = hw.physical_count();
+        let wakeup = self.wakeup(now);
+        // Only a timer in memory needs the background timer: the emulated
+        // physical timer, or a direct one saved here or by `block` before.
+        let soft_at = match wakeup {
+            Wakeup::Now | Wakeup::Never => None,
+            Wakeup::At(_) => TIMERS
+                .into_iter()
+                .filter(|&id| self.context(id).residency() == Residency::Memory)
+                .filter_map(|id| self.context(id).expiry(now))
+                .min(),
+        };
+        match soft_at {
+            Some(at) => {
+                soft.arm(SoftTimer::Background, at);
+                self.background_armed = true;
+            }
+            None => self.cancel_background(soft),
+        }
+        wakeup
+    }
+
+    /// Whether a direct timer's physical PPI, as this vCPU left it, will
+    /// signal the host when the timer fires: its line is low (so the PPI
+    /// is unmasked, [`Forwarding::Masking`], or inactive unless the guest
+    /// holds the virtual interrupt active, [`Forwarding::Hardware`]) and no
+    /// interrupt controller error left its state to repair.
+    fn ppi_can_wake<C: IrqChip + ?Sized>(&self, id: TimerId, chip: &mut C) -> bool {
+        if self.context(id).level() || self.host(id).stale {
+            return false;
+        }
+        match self.forwarding {
+            Forwarding::Hardware => {
+                matches!(chip.virtual_active(self.context(id).irq()), Ok(false))
+            }
+            Forwarding::Masking => true,
+        }
+    }
+
     /// The vCPU has woken: cancels the background timer and, if the vCPU is
     /// loaded, restores each direct timer that is saved. A direct timer
     /// that expired during the sleep has its line raised here (and its
     /// physical PPI made active, [`Forwarding::Hardware`]), so the guest
-    /// takes the interrupt on entry without another exit.
+    /// takes the interrupt on entry without another exit. After
+    /// [`block_in_place`](Self::block_in_place) the direct timers are on
+    /// the hardware already: nothing to restore (the timer that woke the
+    /// CPU was forwarded by [`after_irq_exit`](Self::after_irq_exit) or
+    /// [`handle_timer_irq`](Self::handle_timer_irq)).
     ///
     /// # Errors
     ///
@@ -663,6 +838,7 @@ impl VcpuTimer {
     {
         self.cancel_background(soft);
         self.blocked = false;
+        self.in_place = false;
         if !self.loaded {
             return Ok(());
         }
@@ -852,6 +1028,19 @@ impl VcpuTimer {
             return Err(Error::NotLoaded);
         }
         self.cancel_physical(soft);
+        let result = self.lower_cleared_lines(hw, chip);
+        // Also after an error: a PPI left to repair needs the next entry.
+        self.refresh_work();
+        result
+    }
+
+    /// `after_exit`'s look at the direct timers whose lines are high:
+    /// lowers each one whose condition the guest cleared.
+    fn lower_cleared_lines<H, C>(&mut self, hw: &mut H, chip: &mut C) -> Result<(), Error<C::Error>>
+    where
+        H: TimerHw + ?Sized,
+        C: IrqChip + ?Sized,
+    {
         for id in TIMERS {
             if !self.is_direct(id) || !self.context(id).level() {
                 continue;
@@ -860,7 +1049,6 @@ impl VcpuTimer {
                 self.lower_direct_line(id, chip)?;
             }
         }
-        self.refresh_work();
         Ok(())
     }
 
@@ -892,7 +1080,9 @@ impl VcpuTimer {
     /// On an exit with no timer fired, it costs one CTL read per direct
     /// timer more than `after_exit`. It is correct on any exit, only not
     /// needed on others: a timer that fires while the guest runs is what
-    /// makes an IRQ exit.
+    /// makes an IRQ exit. It is also the wake-up of a vCPU
+    /// [blocked in place](Self::block_in_place), when the CPU waiting for
+    /// it took an interrupt: a non-empty result means its timer woke it.
     ///
     /// # Errors
     ///
@@ -1530,15 +1720,24 @@ impl VcpuTimer {
                     .map_err(Error::IrqChip)?;
                 self.context_mut(id).set_level(false);
                 if state == VirtualState::Pending {
-                    chip.set_host_active(self.host(id).ppi, false)
-                        .map_err(Error::IrqChip)?;
+                    if let Err(e) = chip.set_host_active(self.host(id).ppi, false) {
+                        // Still active, with nothing in the guest to
+                        // complete it: written again before the next entry
+                        // (and never left to wake a sleep in place).
+                        self.host_mut(id).stale = true;
+                        return Err(Error::IrqChip(e));
+                    }
                     self.host_mut(id).released = true;
                 }
                 Ok(())
             }
             Forwarding::Masking => {
                 self.set_level(id, false, chip)?;
-                self.release_host_irq(id, chip)
+                let result = self.release_host_irq(id, chip);
+                // Still masked after an error: unmasked before the next
+                // entry.
+                self.host_mut(id).stale |= result.is_err();
+                result
             }
         }
     }

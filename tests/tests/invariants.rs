@@ -393,7 +393,7 @@ fn ptimer_map() -> impl Strategy<Value = Option<bool>> {
 }
 
 /// A history's setting: where the host acknowledges, the forwarding, the
-/// counter frequency and the physical timer's map.
+/// counter frequency, the physical timer's map and how a WFI blocks.
 #[derive(Clone, Copy, Debug)]
 struct Setup {
     ack: AckPoint,
@@ -401,17 +401,28 @@ struct Setup {
     frequency_hz: u32,
     /// See [`ptimer_map`].
     direct_ptimer: Option<bool>,
+    /// A WFI of a loaded vCPU blocks in place (`block_in_place`, the
+    /// example's run loop) rather than with `block`.
+    in_place: bool,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (ack_point(), forwarding(), frequency(), ptimer_map()).prop_map(
-        |(ack, forwarding, frequency_hz, direct_ptimer)| Setup {
-            ack,
-            forwarding,
-            frequency_hz,
-            direct_ptimer,
-        },
+    (
+        ack_point(),
+        forwarding(),
+        frequency(),
+        ptimer_map(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(ack, forwarding, frequency_hz, direct_ptimer, in_place)| Setup {
+                ack,
+                forwarding,
+                frequency_hz,
+                direct_ptimer,
+                in_place,
+            },
+        )
 }
 
 /// Replays `events`; the first broken invariant fails the case.
@@ -431,6 +442,7 @@ fn run(
     let mut hv = Hypervisor::new(cpus, vcpus, setup.frequency_hz);
     hv.set_level_resample(resample);
     hv.set_ack_point(setup.ack);
+    hv.set_block_in_place(setup.in_place);
     hv.set_forwarding(setup.forwarding)
         .map_err(|e| TestCaseError::fail(format!("forwarding: {e}")))?;
     if let Some(ecv) = setup.direct_ptimer {
@@ -514,9 +526,10 @@ proptest! {
         forwarding in forwarding(),
         frequency_hz in frequency(),
         ecv in any::<bool>(),
+        in_place in any::<bool>(),
         steps in history(2, 3, 120, false),
     ) {
-        let setup = Setup { ack, forwarding, frequency_hz, direct_ptimer: Some(ecv) };
+        let setup = Setup { ack, forwarding, frequency_hz, direct_ptimer: Some(ecv), in_place };
         run(2, 3, offset, setup, &steps, false)?;
     }
 }
@@ -536,9 +549,10 @@ proptest! {
         ack in ack_point(),
         frequency_hz in frequency(),
         direct_ptimer in ptimer_map(),
+        in_place in any::<bool>(),
         steps in history_with(2, 2, 100, false, false),
     ) {
-        let setup = Setup { ack, forwarding: Forwarding::Hardware, frequency_hz, direct_ptimer };
+        let setup = Setup { ack, forwarding: Forwarding::Hardware, frequency_hz, direct_ptimer, in_place };
         run(2, 2, offset, setup, &steps, true)?;
     }
 }
@@ -816,14 +830,17 @@ fn recorded_histories() {
                 (Forwarding::Masking, false),
             ] {
                 let frequency_hz = FREQUENCIES_HZ[i % FREQUENCIES_HZ.len()];
-                let setup = Setup {
-                    ack,
-                    forwarding,
-                    frequency_hz,
-                    direct_ptimer: None,
-                };
-                if let Err(e) = run(3, 3, None, setup, events, resample) {
-                    panic!("history {i}, {setup:?}, resample {resample}: {e}");
+                for in_place in [false, true] {
+                    let setup = Setup {
+                        ack,
+                        forwarding,
+                        frequency_hz,
+                        direct_ptimer: None,
+                        in_place,
+                    };
+                    if let Err(e) = run(3, 3, None, setup, events, resample) {
+                        panic!("history {i}, {setup:?}, resample {resample}: {e}");
+                    }
                 }
             }
         }
@@ -859,6 +876,8 @@ fn reach(
             forwarding,
             frequency_hz,
             direct_ptimer,
+            // Every other turn of the acknowledge points.
+            in_place: (i / 3) % 2 == 1,
         };
         let hv = run(2, 3, None, setup, &events, false).unwrap();
         total += hv.stats();
@@ -926,6 +945,13 @@ fn histories_reach_every_path() {
     assert!(total.sleeps_rearmed > 40, "{total:?}");
     assert!(total.resets_in_handler > 30, "{total:?}");
     assert!(total.chip_errors > 10, "{total:?}");
+    // Half of the histories block a loaded vCPU's WFI in place: sleeps
+    // with the timer left running, woken by its own PPI (forwarded at the
+    // wake-up or raised by the handler), or scheduled away asleep (`put`
+    // saves and arms the background timer).
+    assert!(total.slept_in_place > 200, "{total:?}");
+    assert!(total.woken_in_place > 12, "{total:?}");
+    assert!(total.put_in_place > 60, "{total:?}");
 
     // The userspace-irqchip mode reaches its paths too: raised by the host
     // interrupt (the PPI masked), lowered at the exit (unmasked), raised
@@ -938,6 +964,8 @@ fn histories_reach_every_path() {
     assert!(total.unblock_raised > 40, "{total:?}");
     assert!(total.load_raised > 20, "{total:?}");
     assert_eq!(total.reactivated, 0, "nothing is active to re-activate");
+    assert!(total.slept_in_place > 90, "{total:?}");
+    assert!(total.woken_in_place > 7, "{total:?}");
 }
 
 /// The histories with the timer map reach the direct physical timer's
@@ -958,6 +986,8 @@ fn histories_reach_the_direct_physical_timer() {
     assert!(total.forwarded > 30, "{total:?}");
     assert!(total.traps > 10, "emulated after an offset: {total:?}");
     assert!(ptimer_taken > 50, "{ptimer_taken}");
+    assert!(total.slept_in_place > 90, "{total:?}");
+    assert!(total.woken_in_place > 10, "{total:?}");
 
     let (total, _, ptimer_taken) = reach(300, Forwarding::Hardware, Some(true));
     assert_eq!(total.ptimer_emulated_loads, 0, "{total:?}");

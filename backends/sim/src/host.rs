@@ -344,6 +344,15 @@ pub struct Stats {
     /// Direct physical timers turned emulated by an offset the CPU could
     /// not apply (no FEAT_ECV), in `set_reg`.
     pub ptimer_demotions: u64,
+    /// WFI sleeps blocked in place (`block_in_place` with the vCPU loaded,
+    /// not [`Wakeup::Now`]; [`Hypervisor::set_block_in_place`]).
+    pub slept_in_place: u64,
+    /// vCPUs blocked in place woken by their own timer's PPI: forwarded
+    /// by `after_irq_exit` at the wake-up, or raised by `handle_timer_irq`.
+    pub woken_in_place: u64,
+    /// `put` of a vCPU blocked in place (the sleep carried on saved, with
+    /// the background timer).
+    pub put_in_place: u64,
 }
 
 impl core::ops::AddAssign for Stats {
@@ -396,6 +405,9 @@ impl core::ops::AddAssign for Stats {
             .saturating_add(other.ptimer_host_raised);
         self.ptimer_demotions = self.ptimer_demotions.saturating_add(other.ptimer_demotions);
         self.forwarded = self.forwarded.saturating_add(other.forwarded);
+        self.slept_in_place = self.slept_in_place.saturating_add(other.slept_in_place);
+        self.woken_in_place = self.woken_in_place.saturating_add(other.woken_in_place);
+        self.put_in_place = self.put_in_place.saturating_add(other.put_in_place);
     }
 }
 
@@ -413,6 +425,7 @@ pub struct Hypervisor {
     handler_due: Vec<Option<IntId>>,
     ack_point: AckPoint,
     resample: bool,
+    in_place: bool,
     pending_fault: Option<u32>,
     stats: Stats,
 }
@@ -453,6 +466,7 @@ impl Hypervisor {
             handler_due: vec![None; cpus],
             ack_point: AckPoint::AfterExit,
             resample: false,
+            in_place: false,
             pending_fault: None,
             stats: Stats::default(),
         }
@@ -464,6 +478,13 @@ impl Hypervisor {
     /// the `IrqChip` contract does not promise it). Off by default.
     pub const fn set_level_resample(&mut self, on: bool) {
         self.resample = on;
+    }
+
+    /// Makes a WFI of a loaded vCPU block in place
+    /// (`VcpuTimer::block_in_place`: its direct timers left running, their
+    /// PPIs waking the CPU) instead of `block`. Off by default.
+    pub const fn set_block_in_place(&mut self, on: bool) {
+        self.in_place = on;
     }
 
     /// When the host acknowledges an interrupt that exits the guest
@@ -907,7 +928,11 @@ impl Hypervisor {
             let v = &self.vcpus[vcpu];
             if v.blocked && !v.wake_pending {
                 let cpu = v.cpu.unwrap_or(0);
-                let wakeup = self.block_checked(vcpu, cpu)?;
+                let wakeup = if v.timer.is_blocked_in_place() {
+                    self.block_in_place_checked(vcpu, cpu)?
+                } else {
+                    self.block_checked(vcpu, cpu)?
+                };
                 self.stats.sleeps_rearmed = self.stats.sleeps_rearmed.saturating_add(1);
                 if wakeup == Wakeup::Now {
                     self.wake(vcpu)?;
@@ -1178,6 +1203,9 @@ impl Hypervisor {
         let v = &mut self.vcpus[vcpu];
         let saved = v.timer.vtimer().residency() == Residency::Memory;
         let p_saved = v.timer.ptimer().residency() == Residency::Memory;
+        if v.timer.is_blocked_in_place() {
+            self.stats.put_in_place = self.stats.put_in_place.saturating_add(1);
+        }
         let before = self.machine.counters();
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
@@ -1384,7 +1412,11 @@ impl Hypervisor {
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
         };
-        let wakeup = self.block_checked(vcpu, cpu)?;
+        let wakeup = if self.in_place {
+            self.block_in_place_checked(vcpu, cpu)?
+        } else {
+            self.block_checked(vcpu, cpu)?
+        };
         self.vcpus[vcpu].blocked = true;
         if wakeup == Wakeup::Now {
             self.stats.immediate_wakeups = self.stats.immediate_wakeups.saturating_add(1);
@@ -1417,6 +1449,41 @@ impl Hypervisor {
                      but the guest's timers {truth:?} expire first at {expiry:?}"
                 ),
             ));
+        }
+        Ok(wakeup)
+    }
+
+    /// `block_in_place` of `vcpu` through `cpu`'s view: what it returns
+    /// is checked as `block`'s is, the background timer only against the
+    /// timers it left in memory (invariant 6 checks the sleep as a whole:
+    /// [`Hypervisor::check`]).
+    fn block_in_place_checked(&mut self, vcpu: usize, cpu: usize) -> Result<Wakeup, Violation> {
+        let now = self.machine.now();
+        let v = &mut self.vcpus[vcpu];
+        let truth = (v.guest.timer(), v.guest.ptimer());
+        let expiry = earliest_expiry(&v.guest, now);
+        let mut p = self.machine.ports(cpu, vcpu);
+        let wakeup = v
+            .timer
+            .block_in_place(&self.vm, &mut p.timer, &mut p.gic, &mut p.soft);
+        let armed = self.machine.soft_timers(vcpu).background;
+        let ok = match (wakeup, expiry) {
+            (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
+            (Wakeup::At(t), Some(at)) => t <= at && t > now && armed.is_none_or(|a| a >= t),
+            (Wakeup::Never, None) => armed.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return Err(violation(
+                Invariant::SafeSleep,
+                format!(
+                    "block_in_place at {now} returned {wakeup:?}, background timer {armed:?}, \
+                     but the guest's timers {truth:?} expire first at {expiry:?}"
+                ),
+            ));
+        }
+        if wakeup != Wakeup::Now && v.timer.is_blocked_in_place() {
+            self.stats.slept_in_place = self.stats.slept_in_place.saturating_add(1);
         }
         Ok(wakeup)
     }
@@ -1551,6 +1618,8 @@ impl Hypervisor {
             AckPoint::Forwarded => {
                 if self.in_guest[cpu] {
                     self.irq_exit(cpu)?;
+                } else {
+                    self.wake_in_place(cpu)?;
                 }
                 self.acknowledge(cpu, late)?
             }
@@ -1565,6 +1634,36 @@ impl Hypervisor {
         }
         self.handler_due[cpu] = Some(ppi);
         Ok(())
+    }
+
+    /// The CPU woke from its wait with an interrupt: if the vCPU loaded on
+    /// it is blocked in place, `after_irq_exit` forwards a timer of its
+    /// that fired before the host acknowledges anything (the example's
+    /// idle loop), and the vCPU wakes if it did.
+    fn wake_in_place(&mut self, cpu: usize) -> Result<(), Violation> {
+        let Some(vcpu) = self.on_cpu[cpu] else {
+            return Ok(());
+        };
+        let v = &mut self.vcpus[vcpu];
+        if !v.timer.is_blocked_in_place() {
+            return Ok(());
+        }
+        let mut p = self.machine.ports(cpu, vcpu);
+        let forwarded = v
+            .timer
+            .after_irq_exit(&mut p.timer, &mut p.gic, &mut p.soft)
+            .map_err(|e| library("after_irq_exit at the wake-up", e))?;
+        self.sync_user_levels(vcpu);
+        if forwarded.is_empty() {
+            return Ok(());
+        }
+        for timer in [TimerId::Virtual, TimerId::Physical] {
+            if forwarded.contains(timer) {
+                self.stats.forwarded = self.stats.forwarded.saturating_add(1);
+            }
+        }
+        self.stats.woken_in_place = self.stats.woken_in_place.saturating_add(1);
+        self.wake(vcpu)
     }
 
     /// Acknowledge and priority drop of the vtimer PPI on `cpu`, with
@@ -1613,6 +1712,7 @@ impl Hypervisor {
             return Ok(());
         };
         let timer = self.timer_of_ppi(vcpu, ppi);
+        let in_place = self.vcpus[vcpu].timer.is_blocked_in_place();
         let line_before = self.machine.virtual_irq(vcpu, self.intid(timer)).line;
         let active_before = self.machine.cpu(cpu).ppis.get(ppi).active;
         let v = &mut self.vcpus[vcpu];
@@ -1640,11 +1740,27 @@ impl Hypervisor {
                 }
                 self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
                 self.sync_user_levels(vcpu);
+                // A line raised before the failure (`Forwarding::Masking`:
+                // masked, reported, the deactivation failed) is the wake-up
+                // of a vCPU blocked in place: its PPI will not signal again.
+                let levels = self.vcpus[vcpu].timer.levels();
+                let high = if timer == TimerId::Physical {
+                    levels.physical_timer
+                } else {
+                    levels.virtual_timer
+                };
+                if in_place && high {
+                    self.stats.woken_in_place = self.stats.woken_in_place.saturating_add(1);
+                    self.wake(vcpu)?;
+                }
                 return Ok(());
             }
             Err(e) => return Err(library("handle_host_irq", e)),
         };
         self.sync_user_levels(vcpu);
+        if in_place && result == HostIrq::Raised {
+            self.stats.woken_in_place = self.stats.woken_in_place.saturating_add(1);
+        }
         match result {
             HostIrq::Raised if timer == TimerId::Physical => {
                 self.stats.ptimer_host_raised = self.stats.ptimer_host_raised.saturating_add(1);
@@ -1974,7 +2090,49 @@ impl Hypervisor {
         }
 
         // Invariant 6: a sleeping vCPU has a wake-up no later than its expiry.
-        if v.blocked && !v.wake_pending {
+        // Blocked in place: each timer that can fire is either on the
+        // hardware (invariant 5 checks it holds the guest's state) with a
+        // PPI that signals (enabled, inactive) or that the host has taken
+        // (its handler due), or covered by the background timer.
+        if v.blocked
+            && !v.wake_pending
+            && v.timer.is_blocked_in_place()
+            && let Some(cpu) = v.cpu
+        {
+            let armed = self.machine.soft_timers(vcpu).background;
+            for (timer, truth, ppi) in [
+                (TimerId::Virtual, v.guest.timer(), self.machine.timer_ppi()),
+                (
+                    TimerId::Physical,
+                    v.guest.ptimer(),
+                    self.machine.ptimer_ppi(),
+                ),
+            ] {
+                let Some(at) = truth.expiry(now) else {
+                    continue;
+                };
+                let state = self.machine.cpu(cpu).ppis.get(ppi);
+                let running = v.timer.is_direct(timer)
+                    && v.timer.context(timer).residency() == Residency::Hardware;
+                // An acknowledged PPI whose handler is due wakes it too.
+                let ok = if running {
+                    (state.enabled && !state.active) || self.handler_due[cpu] == Some(ppi)
+                } else {
+                    armed.is_some_and(|t| t <= at)
+                };
+                if !ok {
+                    return Err(violation(
+                        Invariant::SafeSleep,
+                        format!(
+                            "vCPU {vcpu} sleeps in place on CPU {cpu}: its {timer:?} timer \
+                             expires at {at} but it is {} (PPI {state:?}, background timer \
+                             {armed:?})",
+                            if running { "running" } else { "in memory" }
+                        ),
+                    ));
+                }
+            }
+        } else if v.blocked && !v.wake_pending {
             let armed = self.machine.soft_timers(vcpu).background;
             let expiry = earliest_expiry(&v.guest, now);
             let ok = match expiry {
