@@ -10,7 +10,7 @@
 //!
 //! Two scenarios per configuration ([`PERF_RUNS`]): `perf` drives the
 //! virtual timer with the VM's physical timer emulated (the rows
-//! `yield-low` .. `wfi-wake`); `perf-ptimer` drives the physical timer,
+//! `yield-low` .. `wfi-saved`); `perf-ptimer` drives the physical timer,
 //! direct (`PhysTimerMode::Auto` at offset 0, direct on QEMU 7.2 and 10),
 //! with the virtual timer armed far ahead beside it (the `ptimer-` rows).
 //!
@@ -33,7 +33,7 @@ use crate::{Result, TARGET};
 struct PerfRun {
     name: &'static str,
     number: u8,
-    paths: [&'static str; 5],
+    paths: [&'static str; 6],
 }
 
 /// The perf scenarios each configuration boots, in the table's order.
@@ -47,6 +47,7 @@ const PERF_RUNS: [PerfRun; 2] = [
             "vtimer-irq",
             "put-load",
             "wfi-wake",
+            "wfi-saved",
         ],
     },
     PerfRun {
@@ -58,6 +59,7 @@ const PERF_RUNS: [PerfRun; 2] = [
             "ptimer-irq",
             "ptimer-put-load",
             "ptimer-wfi-wake",
+            "ptimer-wfi-saved",
         ],
     },
 ];
@@ -68,7 +70,7 @@ const QUIET_PATHS: [&str; 2] = ["yield-low", "ptimer-yield-low"];
 /// idle host).
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the table says its rows are.
-const LEGEND: &str = "vtimer rows (yield-low .. wfi-wake): `perf`, the virtual timer driven, \
+const LEGEND: &str = "vtimer rows (yield-low .. wfi-saved): `perf`, the virtual timer driven, \
                       the VM's physical timer emulated; ptimer-* rows: `perf-ptimer`, the \
                       physical timer driven and direct (PhysTimerMode::Auto, offset 0), the \
                       virtual timer armed far ahead beside it";
@@ -417,6 +419,7 @@ PERF path=yield-high n1=100 n2=1100 el2=794.000 el2_timer=107.000 el1=14.000 tim
 PERF path=vtimer-irq n1=100 n2=1100 el2=1652.000 el2_timer=734.000 el1=132.000 timer=3.000 gic=1.000 el2_n1=1 el2_n2=2
 PERF path=put-load n1=100 n2=1100 el2=2252.000 el2_timer=628.000 el1=17.000 timer=10.000 gic=3.000 el2_n1=1 el2_n2=2
 PERF path=wfi-wake n1=100 n2=1100 el2=3793.007 el2_timer=2006.006 el1=210.000 timer=9.000 gic=6.000 el2_n1=1 el2_n2=2
+PERF path=wfi-saved n1=100 n2=1100 el2=4012.003 el2_timer=2106.002 el1=210.000 timer=13.000 gic=6.000 el2_n1=1 el2_n2=2
 [vcpu0] guest 0: perf done, status 0, 2402 interrupts, 0 lost
 RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
 ";
@@ -441,7 +444,7 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
     #[test]
     fn a_perf_run_parses_into_one_row_per_path() {
         let rows = both();
-        assert_eq!(rows.len(), 10);
+        assert_eq!(rows.len(), 12);
         assert_eq!(
             rows[4],
             Row {
@@ -453,8 +456,11 @@ RESULT scenario=perf gic=v3 mode=nvhe vcpus=1 delivered=2402 PASS
                 gic: 6000,
             }
         );
-        assert_eq!(rows[9].path, "ptimer-wfi-wake");
-        assert_eq!(rows[9].el2, rows[4].el2);
+        assert_eq!(rows[5].path, "wfi-saved");
+        assert_eq!(rows[5].timer, 13_000);
+        assert_eq!(rows[10].path, "ptimer-wfi-wake");
+        assert_eq!(rows[10].el2, rows[4].el2);
+        assert_eq!(rows[11].path, "ptimer-wfi-saved");
         assert!(quiet_exit_check(&rows).is_ok());
         let text = table("QEMU 7.2.22, GICv3, nvhe", &rows, None);
         assert!(text.contains(LEGEND));

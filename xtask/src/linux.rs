@@ -780,10 +780,11 @@ struct LinuxReport {
 /// host interrupt caused per delivered interrupt, the host
 /// interrupts that exited the guest by cause (27 the vtimer, 26 the
 /// hypervisor's own timer, 25 maintenance), spurious host vtimer
-/// interrupts, maintenance interrupts, background wake-ups of a vCPU
-/// asleep in WFI, WFI exits, lost interrupts, and the library's timer
+/// interrupts, maintenance interrupts, wake-ups of a vCPU asleep in WFI
+/// by the background soft timer and by its timer's PPI (blocked in place),
+/// WFI exits, lost interrupts, and the library's timer
 /// calls that entered a critical section (a lock shared across CPUs; 0).
-const HV_FIELDS: [&str; 15] = [
+const HV_FIELDS: [&str; 16] = [
     "cntfrq_hz",
     "delivered",
     "raised",
@@ -796,6 +797,7 @@ const HV_FIELDS: [&str; 15] = [
     "spurious",
     "maintenance",
     "bg_wakeups",
+    "ppi_wakeups",
     "wfi_exits",
     "lost",
     "timer_path_locks",
@@ -1547,7 +1549,7 @@ ATV-INIT:  13: 2 GICv3 33 Level uart-pl011
 {CHECK_LINE}
 ATV-INIT: timer check exit status 0
 ATV-INIT: done
-RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=3853 exits_per_irq=1.51 vtimer_exits_per_irq=1.00 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 exits_per_delivered=1.51 spurious=0 maintenance=0 bg_wakeups=905 timer_path_locks=0 cntfrq_hz={hz} PASS
+RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=3853 exits_per_irq=1.51 vtimer_exits_per_irq=1.00 irq_exits_27=2546 irq_exits_26=19 irq_exits_25=0 spurious_host=0 lost=0 wfi_exits=1187 exits_per_delivered=1.51 spurious=0 maintenance=0 bg_wakeups=905 ppi_wakeups=40 timer_path_locks=0 cntfrq_hz={hz} PASS
 "
         )
     }
@@ -1585,7 +1587,7 @@ RESULT scenario=linux gic=v3 mode=nvhe vcpus=1 delivered=2540 raised=2546 exits=
                  delivered=2540 raised=2546 exits=3853 exits_per_delivered=1.51 \
                  vtimer_exits_per_irq=1.00 irq_exits_27=2546 \
                  irq_exits_26=19 irq_exits_25=0 spurious=0 maintenance=0 bg_wakeups=905 \
-                 wfi_exits=1187 lost=0 timer_path_locks=0 \
+                 ppi_wakeups=40 wfi_exits=1187 lost=0 timer_path_locks=0 \
                  idle5s_timer_irqs=86 uart_irqs=2 sleeps=200 early=0 late_median_us=817 \
                  late_max_us=197503 tfd_expirations=2070 tfd_expected=1994..2070 \
                  tfd_overruns=1166 cpus=1 mono_reads=10000 mono_back=0 PASS"

@@ -1461,7 +1461,7 @@ fn perf<const PHYSICAL: bool>(vcpu: u64, t: &Times) -> ! {
                     timer.disable();
                     irqs_on();
                 }
-                Path::YieldLow | Path::PutLoad | Path::WfiWake => {
+                Path::YieldLow | Path::PutLoad | Path::WfiWake | Path::WfiSaved => {
                     timer.arm(timer.now() + t.us(PERF_FAR_US));
                 }
             }

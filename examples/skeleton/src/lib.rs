@@ -285,6 +285,9 @@ impl<R: RegisterFile, G: GicCpu> PhysCpu<R, G> {
                         return Ok(()); // the tick: the next vCPU's turn
                     }
                 }
+                // The slice ends and puts the vCPU, so its timers are
+                // saved: `block`. (A run loop that keeps the vCPU loaded
+                // and waits on this CPU for it would `block_in_place`.)
                 Exit::Wfi => match v
                     .timer
                     .block(vm, &mut self.hw, &mut self.hyp.vcpu(v.slots)?)

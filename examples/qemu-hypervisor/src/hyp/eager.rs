@@ -465,6 +465,30 @@ mod imp {
             Ok(HostIrq::Spurious)
         }
 
+        /// Blocking in place (the library's `block_in_place`) is not the
+        /// eager design's to do: its timer is saved and disabled at every
+        /// exit, so only the background timer can wake the vCPU. KVM's
+        /// `kvm_timer_schedule`, as [`block`](Self::block).
+        pub(crate) fn block_in_place<H, C, S>(
+            &mut self,
+            vm: &VmTimer,
+            hw: &mut H,
+            _chip: &mut C,
+            soft: &mut S,
+        ) -> Wakeup
+        where
+            H: TimerHw + ?Sized,
+            C: IrqChip + ?Sized,
+            S: SoftTimers + ?Sized,
+        {
+            self.block(vm, hw, soft)
+        }
+
+        /// Never blocked in place ([`block_in_place`](Self::block_in_place)).
+        pub(crate) const fn is_blocked_in_place(&self) -> bool {
+            false
+        }
+
         /// KVM's `kvm_timer_schedule`.
         pub(crate) fn block<H, S>(&mut self, _vm: &VmTimer, hw: &mut H, soft: &mut S) -> Wakeup
         where

@@ -62,19 +62,24 @@ pub(crate) enum Path {
     TimerIrq,
     /// A hypercall that makes the hypervisor put and load the vCPU.
     PutLoad,
-    /// WFI with the timer armed a little ahead: block, the background
-    /// timer, unblock, the guest's interrupt.
+    /// WFI with the timer armed a little ahead: blocked in place (the
+    /// timer left running), the CPU woken by the timer's PPI, forwarded,
+    /// unblock, the guest's interrupt.
     WfiWake,
+    /// The same WFI blocked with the timer saved: block, the background
+    /// timer, unblock (which restores the timer), the guest's interrupt.
+    WfiSaved,
 }
 
 impl Path {
     /// Every path, by number.
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::YieldLow,
         Self::YieldHigh,
         Self::TimerIrq,
         Self::PutLoad,
         Self::WfiWake,
+        Self::WfiSaved,
     ];
 
     /// Its name on the `PERF` line, on the physical timer (`physical`) or
@@ -86,11 +91,13 @@ impl Path {
             (Self::TimerIrq, false) => "vtimer-irq",
             (Self::PutLoad, false) => "put-load",
             (Self::WfiWake, false) => "wfi-wake",
+            (Self::WfiSaved, false) => "wfi-saved",
             (Self::YieldLow, true) => "ptimer-yield-low",
             (Self::YieldHigh, true) => "ptimer-yield-high",
             (Self::TimerIrq, true) => "ptimer-irq",
             (Self::PutLoad, true) => "ptimer-put-load",
             (Self::WfiWake, true) => "ptimer-wfi-wake",
+            (Self::WfiSaved, true) => "ptimer-wfi-saved",
         }
     }
 }
@@ -367,7 +374,7 @@ pub(crate) struct Bench {
     open: Option<(Path, u64, bool, Counts)>,
     /// Each path's loops in the round without brackets (`.0`: the
     /// totals) and with them (`.1`: the timer code's share).
-    done: [(Loops, Loops); 5],
+    done: [(Loops, Loops); Path::ALL.len()],
 }
 
 /// What a perf hypercall asks of the run loop.
@@ -379,6 +386,12 @@ pub(crate) enum Request {
 }
 
 impl Bench {
+    /// Whether the loop now counting is the `wfi-saved` path's, whose
+    /// WFI blocks with the timers saved (`VcpuTimer::block`).
+    pub(crate) fn blocks_saved(&self) -> bool {
+        matches!(self.open, Some((Path::WfiSaved, ..)))
+    }
+
     /// The PMU, set up at the first use; `Err` ends the run.
     fn pmu(&mut self) -> Result<Pmu, &'static str> {
         if let Some(pmu) = self.pmu {

@@ -41,8 +41,11 @@ pub(crate) struct Stats {
     /// asserted or acknowledged, and its acknowledges while idle.
     pub(crate) maintenance: u64,
     /// vCPUs woken from a WFI sleep by the background soft timer
-    /// `VcpuTimer::block` armed.
+    /// `VcpuTimer::block` (or `put`, for a vCPU blocked in place) armed.
     pub(crate) bg_wakeups: u64,
+    /// vCPUs blocked in place (`VcpuTimer::block_in_place`) woken by their
+    /// own timer's PPI.
+    pub(crate) ppi_wakeups: u64,
 }
 
 /// IRQ exits counted by what caused them: the vtimer PPI if the host
@@ -118,6 +121,7 @@ impl Stats {
         delivered: 0,
         maintenance: 0,
         bg_wakeups: 0,
+        ppi_wakeups: 0,
     };
 
     /// Adds `other`'s counts to these.
@@ -136,6 +140,7 @@ impl Stats {
         self.delivered += other.delivered;
         self.maintenance += other.maintenance;
         self.bg_wakeups += other.bg_wakeups;
+        self.ppi_wakeups += other.ppi_wakeups;
     }
 
     /// Counts an IRQ exit whose host interrupts were `drained`, with the
@@ -281,12 +286,16 @@ where
         );
         // The library's figures for the Linux guest: exits per delivered
         // vtimer interrupt, spurious host vtimer interrupts, maintenance
-        // interrupts, background wake-ups (WFI exits are above).
+        // interrupts, background and PPI wake-ups (WFI exits are above).
         if scenario == Scenario::Linux {
             print!(
-                " exits_per_delivered={per} spurious={} maintenance={} bg_wakeups={}",
-                s.spurious, s.maintenance, s.bg_wakeups
+                " exits_per_delivered={per} spurious={} maintenance={} bg_wakeups={} ppi_wakeups={}",
+                s.spurious, s.maintenance, s.bg_wakeups, s.ppi_wakeups
             );
+        }
+        // The wfi-sleep guest's sleeps, blocked both ways.
+        if scenario == Scenario::WfiSleep {
+            print!(" bg_wakeups={} ppi_wakeups={}", s.bg_wakeups, s.ppi_wakeups);
         }
         println!(
             " ecv={} ptimer={} timer_path_locks={} cntfrq_hz={} {}",

@@ -522,9 +522,42 @@ where
         // SAFETY: wfi waits for an interrupt (IRQs stay masked at EL2; a
         // pending one still ends the wait).
         unsafe { core::arch::asm!("wfi", options(nostack)) };
-        let loaded = current.and_then(|c| vcpus.get_mut(c));
-        let drained = self.drain_irqs(loaded);
+        let mut loaded = current.and_then(|c| vcpus.get_mut(c));
+        // The loaded vCPU blocked in place: a timer of its that fired (its
+        // PPI what ended the wait) is forwarded before the host
+        // acknowledges anything, and wakes it.
+        let mut woken = false;
+        if let Some(v) = loaded.as_deref_mut()
+            && v.timer.is_blocked_in_place()
+        {
+            let mut chip = self.gic.chip(&mut v.vgic);
+            let Ok(soft) = self.hyp.vcpu(v.slots) else {
+                fail!("hv: vCPU {}: bad HypTimer slots", v.index)
+            };
+            let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
+            match timer_code(args, |(hw, chip, soft)| {
+                v.timer.after_irq_exit(hw, chip, soft)
+            }) {
+                Ok(forwarded) => {
+                    woken = !forwarded.is_empty();
+                    self.stats.raised += u64::from(forwarded.contains(TimerId::Virtual))
+                        + u64::from(forwarded.contains(TimerId::Physical));
+                }
+                Err(e) => fail!("hv: after_irq_exit in place: {e:?}"),
+            }
+        }
+        // A timer PPI that pended after that look is taken here and
+        // raised by `handle_timer_irq`: it wakes the vCPU too.
+        let raised = self.stats.raised;
+        let drained = self.drain_irqs(loaded.as_deref_mut());
         self.stats.maintenance += u64::from(drained.maintenance);
+        if let Some(v) = loaded
+            && v.timer.is_blocked_in_place()
+            && (woken || self.stats.raised != raised)
+        {
+            self.stats.ppi_wakeups += 1;
+            self.unblock(v);
+        }
     }
 
     pub(crate) fn load(&mut self, v: &mut Vcpu<G::Vgic>) {
@@ -788,9 +821,14 @@ where
         }
     }
 
-    /// A trapped WFI: the vCPU sleeps until its timer can fire
-    /// (`VcpuTimer::block` arms the background soft timer), or returns at
-    /// once if it can already.
+    /// A trapped WFI: the vCPU sleeps until its timer can fire, or returns
+    /// at once if it can already. It stays loaded and blocks in place
+    /// (`VcpuTimer::block_in_place`: its direct timers keep running and
+    /// their PPIs wake this CPU, see [`Hyp::idle`]; `put` arms the
+    /// background soft timer if another vCPU takes the CPU); the perf
+    /// scenario's `wfi-saved` path and every other sleep of the wfi-sleep
+    /// scenario block with `VcpuTimer::block`, which saves the timers and
+    /// arms the background soft timer.
     fn wfi(&mut self, v: &mut Vcpu<G::Vgic>) -> Option<SliceEnd> {
         self.stats.wfi_exits += 1;
         // Hook: a WFI with another interrupt pending for the vCPU (an IPI)
@@ -798,17 +836,30 @@ where
         if self.platform_irq_pending(v) {
             return None;
         }
+        // Hook: the perf scenario's `wfi-saved` path and every other sleep
+        // of the wfi-sleep scenario block with the timers saved.
+        let in_place = !self.platform_blocks_saved();
         let Ok(soft) = self.hyp.vcpu(v.slots) else {
             fail!("hv: vCPU {}: bad HypTimer slots", v.index)
         };
         let vm = vm_for(self.config.scenario);
-        let args = (Counted(&mut self.timer), soft);
-        let wakeup = timer_code(args, |(hw, soft)| v.timer.block(vm, hw, soft));
-        // The library's contract: `At(x)` armed the background
-        // soft timer at x, `Now` and `Never` armed nothing. The
-        // vCPU is woken by what was armed, not by the return value.
+        let wakeup = if in_place {
+            let mut chip = self.gic.chip(&mut v.vgic);
+            let args = (Counted(&mut self.timer), Counted(&mut chip), soft);
+            timer_code(args, |(hw, chip, soft)| {
+                v.timer.block_in_place(vm, hw, chip, soft)
+            })
+        } else {
+            let args = (Counted(&mut self.timer), soft);
+            timer_code(args, |(hw, soft)| v.timer.block(vm, hw, soft))
+        };
+        // The library's contract: `At(x)` armed the background soft timer
+        // at x (in place: at x or later, or not at all, the direct timers'
+        // PPIs waking the CPU), `Now` and `Never` armed nothing. The vCPU
+        // is woken by what was armed, not by the return value.
         let armed = self.hyp.deadline(v.slots.background);
         let kept = match wakeup {
+            Wakeup::At(at) if in_place => armed.is_none_or(|armed| armed >= at),
             Wakeup::At(at) => armed == Some(at),
             Wakeup::Now | Wakeup::Never => armed.is_none(),
         };

@@ -178,6 +178,16 @@ where
         }
     }
 
+    /// Hook, at a WFI exit: whether the vCPU blocks with its timers saved
+    /// (`VcpuTimer::block`) rather than in place: in the perf scenario's
+    /// `wfi-saved` path, and on every other WFI exit of the wfi-sleep
+    /// scenario, which so checks both ways of sleeping.
+    pub(crate) fn platform_blocks_saved(&self) -> bool {
+        self.perf.blocks_saved()
+            || (self.config.scenario == Scenario::WfiSleep
+                && self.stats.wfi_exits.is_multiple_of(2))
+    }
+
     /// Hook, before every entry of `v`: moves the IPIs sent to it into its
     /// list registers (Linux guest).
     pub(crate) fn platform_before_entry(&mut self, v: &mut Vcpu<G::Vgic>) {
@@ -434,6 +444,21 @@ where
             check(
                 m.sleeps >= WFI_SLEEPS * 9 / 10,
                 format_args!("only {} of {WFI_SLEEPS} sleeps slept in WFI", m.sleeps),
+            );
+            // Half the sleeps blocked in place and woken by the timer's
+            // PPI, half saved and woken by the background soft timer (all
+            // of them with the eager baseline, which cannot block in
+            // place).
+            let in_place = cfg!(feature = "eager") || s.ppi_wakeups >= WFI_SLEEPS / 4;
+            check(
+                in_place && s.bg_wakeups >= WFI_SLEEPS / 4,
+                format_args!(
+                    "{} sleeps woken by the timer's PPI and {} by the background timer, \
+                     not both at least {}",
+                    s.ppi_wakeups,
+                    s.bg_wakeups,
+                    WFI_SLEEPS / 4
+                ),
             );
             check(
                 m.max_wake <= self.periods.max_wake,
