@@ -703,7 +703,10 @@ impl VcpuTimer {
     /// [`Wakeup::Never`]. For each direct timer left running it reads CTL
     /// and CVAL, asks `virtual_active` ([`Forwarding::Hardware`]) and
     /// writes nothing. The vCPU is blocked from here until `unblock`, as
-    /// after `block`.
+    /// after `block`. As with `block`, call it again on a sleeping vCPU
+    /// after the VMM changed its timers ([`set_reg`](Self::set_reg),
+    /// [`VmTimer::set_counter_offset`]): it looks at them again, and
+    /// returns [`Wakeup::Now`] if one fires.
     ///
     /// When the CPU wakes from an interrupt, call
     /// [`after_irq_exit`](Self::after_irq_exit) before the host

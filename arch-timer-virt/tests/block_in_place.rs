@@ -8,7 +8,7 @@ use arch_timer_virt::mock::{MockChipError, MockIrqChip, MockSoftTimers, MockTime
 use arch_timer_virt::{
     Error, Residency, SoftTimer, Ticks, TimerCtl, TimerId, TimerReg, VcpuTimer, VmTimer, Wakeup,
 };
-use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, quiet_hw_at};
+use common::{VTIMER, expect_forward, loaded_with, quiet_chip, quiet_hw, quiet_hw_at};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -37,6 +37,26 @@ fn inactive() -> MockIrqChip {
     chip
 }
 
+/// `before_entry` with mocks that allow no call: an entry with nothing to
+/// do, or `Error::Blocked`.
+fn entry_touching_nothing(timer: &mut VcpuTimer) -> Result<(), Error<MockChipError>> {
+    timer.before_entry(
+        &mut MockTimerHw::new(),
+        &mut MockIrqChip::new(),
+        &mut MockSoftTimers::new(),
+    )
+}
+
+/// `unblock` with mocks that allow no call: nothing to restore, raise or
+/// cancel.
+fn unblock_touching_nothing(timer: &mut VcpuTimer) -> Result<(), Error<MockChipError>> {
+    timer.unblock(
+        &mut MockTimerHw::new(),
+        &mut MockIrqChip::new(),
+        &mut MockSoftTimers::new(),
+    )
+}
+
 /// A loaded vCPU (its physical timer emulated and disabled) blocked in
 /// place with its virtual timer armed at 100 at count 50.
 fn blocked_in_place() -> (VmTimer, VcpuTimer) {
@@ -59,14 +79,7 @@ fn the_direct_timer_keeps_running_and_nothing_is_armed() {
     let (_vm, mut timer) = blocked_in_place();
     assert!(timer.is_blocked());
     assert!(timer.is_blocked_in_place());
-    assert_eq!(
-        timer.before_entry(
-            &mut MockTimerHw::new(),
-            &mut MockIrqChip::new(),
-            &mut MockSoftTimers::new()
-        ),
-        Err(Error::Blocked)
-    );
+    assert_eq!(entry_touching_nothing(&mut timer), Err(Error::Blocked));
 }
 
 /// A timer that has already fired: `Now`, as `block` says, and nothing
@@ -85,14 +98,7 @@ fn an_expired_timer_means_do_not_sleep() {
     assert!(timer.is_blocked_in_place());
     // The line is `after_irq_exit`'s or the next entry's business: unblock
     // touches no register and no interrupt.
-    assert_eq!(
-        timer.unblock(
-            &mut MockTimerHw::new(),
-            &mut MockIrqChip::new(),
-            &mut MockSoftTimers::new()
-        ),
-        Ok(())
-    );
+    assert_eq!(unblock_touching_nothing(&mut timer), Ok(()));
     assert!(!timer.is_blocked());
     assert!(!timer.is_blocked_in_place());
 }
@@ -205,40 +211,15 @@ fn quiet_hw_at_with(now: u64, ctl: TimerCtl, cval: u64) -> MockTimerHw {
 #[test]
 fn the_wake_forwards_the_fired_timer_and_unblock_restores_nothing() {
     let (_vm, mut timer) = blocked_in_place();
-    let mut seq = Sequence::new();
-    let mut chip = MockIrqChip::new();
-    chip.expect_set_host_active()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_, _| Ok(()));
+    let mut chip = expect_forward(&mut Sequence::new(), Ok(()));
     let mut hw = MockTimerHw::new();
     hw.expect_vtimer_ctl().times(1).return_const(FIRED);
     let forwarded = timer.after_irq_exit(&mut hw, &mut chip, &mut MockSoftTimers::new());
     assert_eq!(forwarded.map(|f| f.contains(TimerId::Virtual)), Ok(true));
-    assert_eq!(
-        timer.unblock(
-            &mut MockTimerHw::new(),
-            &mut MockIrqChip::new(),
-            &mut MockSoftTimers::new()
-        ),
-        Ok(())
-    );
+    assert_eq!(unblock_touching_nothing(&mut timer), Ok(()));
     assert!(!timer.is_blocked());
     assert!(timer.vtimer().level());
-    assert_eq!(
-        timer.before_entry(
-            &mut MockTimerHw::new(),
-            &mut MockIrqChip::new(),
-            &mut MockSoftTimers::new()
-        ),
-        Ok(())
-    );
+    assert_eq!(entry_touching_nothing(&mut timer), Ok(()));
 }
 
 /// Woken by something else (the timer not fired): nothing is forwarded,
@@ -409,14 +390,7 @@ fn a_ppi_the_exit_failed_to_deactivate_is_repaired_and_not_trusted() {
         Ok(())
     );
     // Repaired: the entry has nothing to do.
-    assert_eq!(
-        timer.before_entry(
-            &mut MockTimerHw::new(),
-            &mut MockIrqChip::new(),
-            &mut MockSoftTimers::new()
-        ),
-        Ok(())
-    );
+    assert_eq!(entry_touching_nothing(&mut timer), Ok(()));
 }
 
 /// The same with `Forwarding::Masking`: the exit could not unmask the PPI

@@ -7,7 +7,7 @@ mod common;
 
 use arch_timer_virt::mock::{MockChipError, MockIrqChip, MockSoftTimers, MockTimerHw};
 use arch_timer_virt::{Error, Forwarded, Forwarding, Ticks, TimerCtl, TimerId, VcpuTimer, VmTimer};
-use common::{VTIMER, loaded_with, quiet_chip, quiet_hw, raised};
+use common::{VTIMER, expect_forward, loaded_with, quiet_chip, quiet_hw, raised};
 use mockall::Sequence;
 use mockall::predicate::eq;
 
@@ -19,23 +19,6 @@ fn ctl_once(ctl: TimerCtl) -> MockTimerHw {
 }
 
 const FIRED: TimerCtl = TimerCtl::ENABLE.union(TimerCtl::ISTATUS);
-
-/// A mock chip that expects the forward of a fired timer, in order: the
-/// PPI made active, then the line raised (which returns `raise`).
-fn expect_forward(seq: &mut Sequence, raise: Result<(), MockChipError>) -> MockIrqChip {
-    let mut chip = MockIrqChip::new();
-    chip.expect_set_host_active()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(seq)
-        .returning(|_, _| Ok(()));
-    chip.expect_set_virtual_level()
-        .with(eq(VTIMER), eq(true))
-        .times(1)
-        .in_sequence(seq)
-        .returning(move |_, _| raise);
-    chip
-}
 
 /// The line low and the timer fired: the PPI is made active first (so the
 /// host's acknowledge finds nothing), then the line raised; the next entry

@@ -1,8 +1,10 @@
 //! Shared helpers for the core's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use arch_timer_virt::mock::{MockIrqChip, MockSoftTimers, MockTimerHw};
+use arch_timer_virt::mock::{MockChipError, MockIrqChip, MockSoftTimers, MockTimerHw};
 use arch_timer_virt::{IntId, Ticks, TimerCtl, VcpuTimer, VmTimer};
+use mockall::Sequence;
+use mockall::predicate::eq;
 
 /// The usual virtual timer INTID, used for both guest and host here.
 pub const VTIMER: IntId = IntId::VIRTUAL_TIMER;
@@ -225,4 +227,21 @@ impl arch_timer_virt::SoftTimers for FakeSoft {
             arch_timer_virt::SoftTimer::Physical => self.physical = None,
         }
     }
+}
+
+/// A mock chip that expects the forward of a fired timer, in order: the
+/// PPI made active, then the line raised (which returns `raise`).
+pub fn expect_forward(seq: &mut Sequence, raise: Result<(), MockChipError>) -> MockIrqChip {
+    let mut chip = MockIrqChip::new();
+    chip.expect_set_host_active()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _| Ok(()));
+    chip.expect_set_virtual_level()
+        .with(eq(VTIMER), eq(true))
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |_, _| raise);
+    chip
 }

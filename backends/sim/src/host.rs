@@ -1428,29 +1428,7 @@ impl Hypervisor {
     /// `block` of `vcpu` through `cpu`'s view, with invariant 6 checked on
     /// what it returned and armed.
     fn block_checked(&mut self, vcpu: usize, cpu: usize) -> Result<Wakeup, Violation> {
-        let now = self.machine.now();
-        let v = &mut self.vcpus[vcpu];
-        let truth = (v.guest.timer(), v.guest.ptimer());
-        let expiry = earliest_expiry(&v.guest, now);
-        let mut p = self.machine.ports(cpu, vcpu);
-        let wakeup = v.timer.block(&self.vm, &mut p.timer, &mut p.soft);
-        let armed = self.machine.soft_timers(vcpu).background;
-        let ok = match (wakeup, expiry) {
-            (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
-            (Wakeup::At(t), Some(at)) => t <= at && t > now && armed == Some(t),
-            (Wakeup::Never, None) => armed.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return Err(violation(
-                Invariant::SafeSleep,
-                format!(
-                    "block at {now} returned {wakeup:?}, background timer {armed:?}, \
-                     but the guest's timers {truth:?} expire first at {expiry:?}"
-                ),
-            ));
-        }
-        Ok(wakeup)
+        self.block_checked_as(vcpu, cpu, false)
     }
 
     /// `block_in_place` of `vcpu` through `cpu`'s view: what it returns
@@ -1458,31 +1436,52 @@ impl Hypervisor {
     /// timers it left in memory (invariant 6 checks the sleep as a whole:
     /// [`Hypervisor::check`]).
     fn block_in_place_checked(&mut self, vcpu: usize, cpu: usize) -> Result<Wakeup, Violation> {
+        self.block_checked_as(vcpu, cpu, true)
+    }
+
+    /// `block` (or, `in_place`, `block_in_place`) of `vcpu` through `cpu`'s
+    /// view, with what it returned and armed checked against the guest's
+    /// timers: the earliest expiry, and the background timer at it (in
+    /// place: at it or later, or none, the direct timers' PPIs waking the
+    /// CPU).
+    fn block_checked_as(
+        &mut self,
+        vcpu: usize,
+        cpu: usize,
+        in_place: bool,
+    ) -> Result<Wakeup, Violation> {
         let now = self.machine.now();
         let v = &mut self.vcpus[vcpu];
         let truth = (v.guest.timer(), v.guest.ptimer());
         let expiry = earliest_expiry(&v.guest, now);
         let mut p = self.machine.ports(cpu, vcpu);
-        let wakeup = v
-            .timer
-            .block_in_place(&self.vm, &mut p.timer, &mut p.gic, &mut p.soft);
+        let wakeup = if in_place {
+            v.timer
+                .block_in_place(&self.vm, &mut p.timer, &mut p.gic, &mut p.soft)
+        } else {
+            v.timer.block(&self.vm, &mut p.timer, &mut p.soft)
+        };
         let armed = self.machine.soft_timers(vcpu).background;
         let ok = match (wakeup, expiry) {
             (Wakeup::Now, Some(at)) => at == now && armed.is_none(),
-            (Wakeup::At(t), Some(at)) => t <= at && t > now && armed.is_none_or(|a| a >= t),
+            (Wakeup::At(t), Some(at)) if in_place => {
+                t <= at && t > now && armed.is_none_or(|a| a >= t)
+            }
+            (Wakeup::At(t), Some(at)) => t <= at && t > now && armed == Some(t),
             (Wakeup::Never, None) => armed.is_none(),
             _ => false,
         };
         if !ok {
+            let call = if in_place { "block_in_place" } else { "block" };
             return Err(violation(
                 Invariant::SafeSleep,
                 format!(
-                    "block_in_place at {now} returned {wakeup:?}, background timer {armed:?}, \
+                    "{call} at {now} returned {wakeup:?}, background timer {armed:?}, \
                      but the guest's timers {truth:?} expire first at {expiry:?}"
                 ),
             ));
         }
-        if wakeup != Wakeup::Now && v.timer.is_blocked_in_place() {
+        if in_place && wakeup != Wakeup::Now && v.timer.is_blocked_in_place() {
             self.stats.slept_in_place = self.stats.slept_in_place.saturating_add(1);
         }
         Ok(wakeup)
