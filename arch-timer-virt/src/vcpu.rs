@@ -802,10 +802,14 @@ impl VcpuTimer {
     /// that expired during the sleep has its line raised here (and its
     /// physical PPI made active, [`Forwarding::Hardware`]), so the guest
     /// takes the interrupt on entry without another exit. After
-    /// [`block_in_place`](Self::block_in_place) the direct timers are on
-    /// the hardware already: nothing to restore (the timer that woke the
-    /// CPU was forwarded by [`after_irq_exit`](Self::after_irq_exit) or
-    /// [`handle_timer_irq`](Self::handle_timer_irq)).
+    /// [`block_in_place`](Self::block_in_place) the direct timers it left
+    /// running are on the hardware already: nothing to restore; one whose
+    /// condition holds with its line still low (not forwarded by
+    /// [`after_irq_exit`](Self::after_irq_exit) or
+    /// [`handle_timer_irq`](Self::handle_timer_irq) at the wake-up) is
+    /// forwarded here, its PPI made active or masked and its line raised,
+    /// so that the guest finds the interrupt pending even if the PPI has
+    /// not reached the host yet.
     ///
     /// # Errors
     ///
@@ -841,13 +845,30 @@ impl VcpuTimer {
     {
         self.cancel_background(soft);
         self.blocked = false;
-        self.in_place = false;
+        let in_place = core::mem::replace(&mut self.in_place, false);
         if !self.loaded {
             return Ok(());
         }
         for id in TIMERS {
-            if self.is_direct(id) && self.context(id).residency() == Residency::Memory {
-                self.unblock_timer(id, hw, chip)?;
+            if !self.is_direct(id) {
+                continue;
+            }
+            match self.context(id).residency() {
+                Residency::Memory => self.unblock_timer(id, hw, chip)?,
+                // Left running by `block_in_place`, its CTL and CVAL in
+                // memory as they were then (the guest has not run since):
+                // one that fires with its line still low was not forwarded
+                // by a wake-up (the vCPU is woken for another reason, or
+                // `block_in_place` said `Now`), and its PPI may not have
+                // reached the host yet. Forwarded here, as `unblock` raises
+                // a saved timer that fired.
+                Residency::Hardware if in_place && !self.context(id).level() => {
+                    let ctx = self.context(id);
+                    if ctx.can_fire() && ctx.condition_met(hw.physical_count()) {
+                        self.forward(id, false, chip)?;
+                    }
+                }
+                Residency::Hardware => {}
             }
         }
         Ok(())

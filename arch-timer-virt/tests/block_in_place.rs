@@ -83,10 +83,14 @@ fn the_direct_timer_keeps_running_and_nothing_is_armed() {
 }
 
 /// A timer that has already fired: `Now`, as `block` says, and nothing
-/// armed; the vCPU is blocked until `unblock`, which has nothing to
-/// restore.
+/// armed; the vCPU is blocked until `unblock`. With nothing forwarded at a
+/// wake-up, `unblock` forwards it (PPI made active, then the line raised)
+/// from its CTL and CVAL as `block_in_place` read them and the counter:
+/// the PPI may not have reached the host yet (a timer's output goes to
+/// the interrupt controller some time after the counter passes CVAL), and
+/// the guest must find the interrupt pending when it resumes.
 #[test]
-fn an_expired_timer_means_do_not_sleep() {
+fn an_expired_timer_means_do_not_sleep_and_unblock_forwards_it() {
     let (vm, mut timer) = loaded_with(Ticks::ZERO);
     let wakeup = timer.block_in_place(
         &vm,
@@ -96,11 +100,38 @@ fn an_expired_timer_means_do_not_sleep() {
     );
     assert_eq!(wakeup, Wakeup::Now);
     assert!(timer.is_blocked_in_place());
-    // The line is `after_irq_exit`'s or the next entry's business: unblock
-    // touches no register and no interrupt.
-    assert_eq!(unblock_touching_nothing(&mut timer), Ok(()));
+    let mut hw = MockTimerHw::new();
+    hw.expect_physical_count()
+        .times(1)
+        .return_const(Ticks::new(51));
+    let mut chip = expect_forward(&mut Sequence::new(), Ok(()));
+    assert_eq!(
+        timer.unblock(&mut hw, &mut chip, &mut MockSoftTimers::new()),
+        Ok(())
+    );
+    assert!(timer.vtimer().level());
     assert!(!timer.is_blocked());
     assert!(!timer.is_blocked_in_place());
+    // Forwarded once: the next unblock or entry has nothing to do.
+    assert_eq!(entry_touching_nothing(&mut timer), Ok(()));
+}
+
+/// Woken for another reason before the timer fires: `unblock` reads the
+/// counter, finds the condition unmet, and touches nothing else (the
+/// timer runs on, its PPI will exit the guest).
+#[test]
+fn unblock_before_the_timer_fires_only_reads_the_counter() {
+    let (_vm, mut timer) = blocked_in_place();
+    let mut hw = MockTimerHw::new();
+    hw.expect_physical_count()
+        .times(1)
+        .return_const(Ticks::new(99));
+    assert_eq!(
+        timer.unblock(&mut hw, &mut MockIrqChip::new(), &mut MockSoftTimers::new()),
+        Ok(())
+    );
+    assert!(!timer.vtimer().level());
+    assert_eq!(timer.vtimer().residency(), Residency::Hardware);
 }
 
 /// The emulated physical timer is in memory: nothing but the background

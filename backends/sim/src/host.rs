@@ -1490,9 +1490,13 @@ impl Hypervisor {
     fn unblock(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
         let before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
         let v = &mut self.vcpus[vcpu];
-        let saved = v.timer.vtimer().residency() == Residency::Memory;
+        // Saved, or left running by `block_in_place`: either way `unblock`
+        // raises a timer that fired (the latter's PPI may not have reached
+        // the host yet).
+        let in_place = v.timer.is_blocked_in_place();
+        let saved = in_place || v.timer.vtimer().residency() == Residency::Memory;
         let p_saved = v.timer.is_direct(TimerId::Physical)
-            && v.timer.ptimer().residency() == Residency::Memory;
+            && (in_place || v.timer.ptimer().residency() == Residency::Memory);
         let mut p = self.machine.ports(cpu, vcpu);
         v.timer
             .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
@@ -1502,7 +1506,8 @@ impl Hypervisor {
         self.sync_user_levels(vcpu);
         let v = &mut self.vcpus[vcpu];
         // Invariant 1, promptly: `unblock` of a loaded vCPU whose timer was
-        // saved raises the line of a timer that expired during the sleep,
+        // saved (or left running in place) raises the line of a timer that
+        // expired during the sleep,
         // so the guest takes the interrupt on entry without waiting for
         // the host to take the PPI. (A timer `load` already restored is
         // left to the PPI.)
