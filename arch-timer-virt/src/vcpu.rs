@@ -1187,6 +1187,7 @@ impl VcpuTimer {
 
     /// [`after_irq_exit`](Self::after_irq_exit) for one direct timer on the
     /// hardware whose output is asserted; `true` if it raised the line.
+    #[inline(always)]
     fn forward<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
