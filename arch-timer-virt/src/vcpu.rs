@@ -697,7 +697,10 @@ impl VcpuTimer {
     /// So this never fails: the worst case is `block`.
     ///
     /// Returns what `block` would: [`Wakeup::Now`] if a timer has already
-    /// expired (do not sleep; call [`unblock`](Self::unblock)), else when
+    /// expired (do not sleep; call [`unblock`](Self::unblock)): for a timer
+    /// left running, if its CTL reports its output asserted (the counter
+    /// can pass CVAL before an emulator updates ISTATUS; such a timer is
+    /// due at the current count, and its PPI wakes the CPU); else when
     /// the vCPU must wake ([`Wakeup::At`], the background timer armed only
     /// for the timers in memory, at their own earliest expiry) or
     /// [`Wakeup::Never`]. For each direct timer left running it reads CTL
@@ -744,6 +747,7 @@ impl VcpuTimer {
         self.touch();
         self.blocked = true;
         self.in_place = true;
+        let mut asserted = false;
         for id in TIMERS {
             if self.context(id).residency() == Residency::Memory {
                 continue;
@@ -751,6 +755,7 @@ impl VcpuTimer {
             if self.ppi_can_wake(id, chip) {
                 // Refreshed, not saved: the timer keeps running.
                 let (ctl, cval) = (hw_ctl(hw, id), hw_cval(hw, id));
+                asserted |= ctl.output_asserted();
                 let ctx = self.context_mut(id);
                 ctx.set_ctl(ctl);
                 ctx.set_cval(cval);
@@ -759,7 +764,20 @@ impl VcpuTimer {
             }
         }
         let now = hw.physical_count();
-        let wakeup = self.wakeup(now);
+        // A timer left running has fired when its CTL says so (ISTATUS):
+        // that is what its PPI follows and what the guest will read. The
+        // counter can pass CVAL a little before the output asserts (QEMU
+        // updates ISTATUS when its own timer event runs, later under
+        // load): such a timer is due now, and its PPI will wake the CPU.
+        let memory_fires = TIMERS.into_iter().any(|id| {
+            let ctx = self.context(id);
+            ctx.residency() == Residency::Memory && ctx.should_fire(now)
+        });
+        let wakeup = match self.wakeup(now) {
+            _ if asserted || memory_fires => Wakeup::Now,
+            Wakeup::Now => Wakeup::At(now),
+            other => other,
+        };
         // Only a timer in memory needs the background timer: the emulated
         // physical timer, or a direct one saved here or by `block` before.
         let soft_at = match wakeup {
@@ -804,7 +822,8 @@ impl VcpuTimer {
     /// takes the interrupt on entry without another exit. After
     /// [`block_in_place`](Self::block_in_place) the direct timers it left
     /// running are on the hardware already: nothing to restore; one whose
-    /// condition holds with its line still low (not forwarded by
+    /// output is asserted (its CTL read) with its line still low (not
+    /// forwarded by
     /// [`after_irq_exit`](Self::after_irq_exit) or
     /// [`handle_timer_irq`](Self::handle_timer_irq) at the wake-up) is
     /// forwarded here, its PPI made active or masked and its line raised,
@@ -855,16 +874,15 @@ impl VcpuTimer {
             }
             match self.context(id).residency() {
                 Residency::Memory => self.unblock_timer(id, hw, chip)?,
-                // Left running by `block_in_place`, its CTL and CVAL in
-                // memory as they were then (the guest has not run since):
-                // one that fires with its line still low was not forwarded
-                // by a wake-up (the vCPU is woken for another reason, or
-                // `block_in_place` said `Now`), and its PPI may not have
-                // reached the host yet. Forwarded here, as `unblock` raises
-                // a saved timer that fired.
+                // Left running by `block_in_place`: one whose output is
+                // asserted (CTL, as the guest will read it) with its line
+                // still low was not forwarded by a wake-up (the vCPU is
+                // woken for another reason, or `block_in_place` said
+                // `Now`), and its PPI may not have reached the host yet.
+                // Forwarded here, as `unblock` raises a saved timer that
+                // fired.
                 Residency::Hardware if in_place && !self.context(id).level() => {
-                    let ctx = self.context(id);
-                    if ctx.can_fire() && ctx.condition_met(hw.physical_count()) {
+                    if self.sample(id, hw) {
                         self.forward(id, false, chip)?;
                     }
                 }
