@@ -769,13 +769,9 @@ impl VcpuTimer {
         // counter can pass CVAL a little before the output asserts (QEMU
         // updates ISTATUS when its own timer event runs, later under
         // load): such a timer is due now, and its PPI will wake the CPU.
-        let memory_fires = TIMERS.into_iter().any(|id| {
-            let ctx = self.context(id);
-            ctx.residency() == Residency::Memory && ctx.should_fire(now)
-        });
         let wakeup = match self.wakeup(now) {
-            _ if asserted || memory_fires => Wakeup::Now,
-            Wakeup::Now => Wakeup::At(now),
+            _ if asserted => Wakeup::Now,
+            Wakeup::Now if !self.memory_fires(now) => Wakeup::At(now),
             other => other,
         };
         // Only a timer in memory needs the background timer: the emulated
@@ -796,6 +792,16 @@ impl VcpuTimer {
             None => self.cancel_background(soft),
         }
         wakeup
+    }
+
+    /// Whether a timer in memory (the emulated physical timer, or a saved
+    /// direct one) fires at `now`.
+    #[cold]
+    fn memory_fires(&self, now: Ticks) -> bool {
+        TIMERS.into_iter().any(|id| {
+            let ctx = self.context(id);
+            ctx.residency() == Residency::Memory && ctx.should_fire(now)
+        })
     }
 
     /// Whether a direct timer's physical PPI, as this vCPU left it, will
