@@ -598,20 +598,8 @@ impl VcpuTimer {
             // Saved and disabled now: the direct timers' PPIs no longer
             // wake the CPU, the background timer must.
             self.in_place = false;
-            let now = hw.physical_count();
-            match self
-                .vtimer
-                .expiry(now)
-                .into_iter()
-                .chain(self.ptimer.expiry(now))
-                .min()
-            {
-                Some(at) => {
-                    soft.arm(SoftTimer::Background, at);
-                    self.background_armed = true;
-                }
-                None => self.cancel_background(soft),
-            }
+            let at = self.earliest_in_memory(hw.physical_count());
+            self.set_background(soft, at);
         }
         Ok(())
     }
@@ -655,13 +643,11 @@ impl VcpuTimer {
         }
         let now = hw.physical_count();
         let wakeup = self.wakeup(now);
-        match wakeup {
-            Wakeup::At(at) => {
-                soft.arm(SoftTimer::Background, at);
-                self.background_armed = true;
-            }
-            Wakeup::Now | Wakeup::Never => self.cancel_background(soft),
-        }
+        let at = match wakeup {
+            Wakeup::At(at) => Some(at),
+            Wakeup::Now | Wakeup::Never => None,
+        };
+        self.set_background(soft, at);
         wakeup
     }
 
@@ -769,39 +755,43 @@ impl VcpuTimer {
         // counter can pass CVAL a little before the output asserts (QEMU
         // updates ISTATUS when its own timer event runs, later under
         // load): such a timer is due now, and its PPI will wake the CPU.
-        let wakeup = match self.wakeup(now) {
-            _ if asserted => Wakeup::Now,
-            Wakeup::Now if !self.memory_fires(now) => Wakeup::At(now),
-            other => other,
-        };
         // Only a timer in memory needs the background timer: the emulated
         // physical timer, or a direct one saved here or by `block` before.
-        let soft_at = match wakeup {
-            Wakeup::Now | Wakeup::Never => None,
-            Wakeup::At(_) => TIMERS
-                .into_iter()
-                .filter(|&id| self.context(id).residency() == Residency::Memory)
-                .filter_map(|id| self.context(id).expiry(now))
-                .min(),
+        // (Its expiry is `now` exactly when it fires.)
+        let in_memory = self.earliest_in_memory(now);
+        let wakeup = match self.wakeup(now) {
+            _ if asserted => Wakeup::Now,
+            Wakeup::Now if in_memory != Some(now) => Wakeup::At(now),
+            other => other,
         };
-        match soft_at {
+        let at = match wakeup {
+            Wakeup::At(_) => in_memory,
+            Wakeup::Now | Wakeup::Never => None,
+        };
+        self.set_background(soft, at);
+        wakeup
+    }
+
+    /// The earliest expiry, seen at `now`, of the timers in memory (the
+    /// emulated physical timer, saved direct ones): `now` if one fires.
+    #[inline(always)]
+    fn earliest_in_memory(&self, now: Ticks) -> Option<Ticks> {
+        TIMERS
+            .into_iter()
+            .filter(|&id| self.context(id).residency() == Residency::Memory)
+            .filter_map(|id| self.context(id).expiry(now))
+            .min()
+    }
+
+    /// Arms the background soft timer at `at`, or cancels it.
+    fn set_background<S: SoftTimers + ?Sized>(&mut self, soft: &mut S, at: Option<Ticks>) {
+        match at {
             Some(at) => {
                 soft.arm(SoftTimer::Background, at);
                 self.background_armed = true;
             }
             None => self.cancel_background(soft),
         }
-        wakeup
-    }
-
-    /// Whether a timer in memory (the emulated physical timer, or a saved
-    /// direct one) fires at `now`.
-    #[cold]
-    fn memory_fires(&self, now: Ticks) -> bool {
-        TIMERS.into_iter().any(|id| {
-            let ctx = self.context(id);
-            ctx.residency() == Residency::Memory && ctx.should_fire(now)
-        })
     }
 
     /// Whether a direct timer's physical PPI, as this vCPU left it, will
@@ -1762,33 +1752,33 @@ impl VcpuTimer {
         id: TimerId,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
-        match self.forwarding {
+        let release = match self.forwarding {
             Forwarding::Hardware => {
                 let state = chip
                     .lower_virtual_level(self.context(id).irq())
                     .map_err(Error::IrqChip)?;
                 self.context_mut(id).set_level(false);
-                if state == VirtualState::Pending {
-                    if let Err(e) = chip.set_host_active(self.host(id).ppi, false) {
-                        // Still active, with nothing in the guest to
-                        // complete it: written again before the next entry
-                        // (and never left to wake a sleep in place).
-                        self.host_mut(id).stale = true;
-                        return Err(Error::IrqChip(e));
-                    }
+                if state != VirtualState::Pending {
+                    return Ok(());
+                }
+                let release = chip
+                    .set_host_active(self.host(id).ppi, false)
+                    .map_err(Error::IrqChip);
+                if release.is_ok() {
                     self.host_mut(id).released = true;
                 }
-                Ok(())
+                release
             }
             Forwarding::Masking => {
                 self.set_level(id, false, chip)?;
-                let result = self.release_host_irq(id, chip);
-                // Still masked after an error: unmasked before the next
-                // entry.
-                self.host_mut(id).stale |= result.is_err();
-                result
+                self.release_host_irq(id, chip)
             }
-        }
+        };
+        // The line is low; a PPI left active or masked by a failed write
+        // has nothing in the guest to complete it: written again before
+        // the next entry (and never trusted to wake a sleep in place).
+        self.host_mut(id).stale |= release.is_err();
+        release
     }
 
     /// Lets a direct timer's physical PPI signal again after its virtual
