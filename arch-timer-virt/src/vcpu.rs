@@ -1360,6 +1360,7 @@ impl VcpuTimer {
             return result.map(|()| HostIrq::Spurious);
         }
         let ppi = self.host(id).ppi;
+        let was_high = self.context(id).level();
         match self.forwarding {
             Forwarding::Hardware => {
                 // The acknowledge came before this exit's `after_exit`,
@@ -1377,10 +1378,20 @@ impl VcpuTimer {
                     self.host_mut(id).released = false;
                 }
                 if let Err(e) = self.set_level(id, true, chip) {
-                    // Nothing injected: an active PPI would hold back this
-                    // expiry for good. Released, it signals again while the
-                    // timer fires, and the host retries.
-                    self.release_after_error(id, chip);
+                    if was_high {
+                        // Raised before this acknowledge: by `unblock` or
+                        // `after_irq_exit` after it, or before a completion
+                        // the timer fired again after. The guest may hold
+                        // that interrupt, pending and linked to the PPI: a
+                        // released PPI would signal while it does. Left
+                        // active; the next `before_entry` raises again.
+                        self.host_mut(id).stale = true;
+                    } else {
+                        // Nothing injected: an active PPI would hold back
+                        // this expiry for good. Released, it signals again
+                        // while the timer fires, and the host retries.
+                        self.release_after_error(id, chip);
+                    }
                     return Err(e);
                 }
             }
@@ -1444,18 +1455,30 @@ impl VcpuTimer {
     /// ([`Forwarding::Hardware`]), or inactive and masked exactly while the
     /// line is high ([`Forwarding::Masking`]). Touches no timer register.
     ///
-    /// Only a failed `handle_timer_irq` leaves the host state stale, and
+    /// A failed interrupt controller call leaves the host state stale, and
     /// every later call that writes it whole (a successful
-    /// `handle_timer_irq`, `load`, `unblock`, `reset`) clears that, so with
-    /// [`Forwarding::Hardware`] a line still recorded high here is one the
-    /// guest holds no pending interrupt for (a lowering that failed):
-    /// released, the PPI signals again if the timer fires.
+    /// `handle_timer_irq`, `load`, `unblock`, `reset`) clears that. With
+    /// [`Forwarding::Hardware`], a line recorded high whose timer fired
+    /// when last read is one whose raise failed after the line was already
+    /// high: the guest may hold that interrupt, pending and linked to the
+    /// PPI, so the PPI is made active and the line raised again (nothing
+    /// new if the guest has it; injected if it had completed it). Any
+    /// other line (low, or high from a lowering that failed) is released:
+    /// the PPI signals again if the timer fires.
     fn repair_host_irq<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
         match self.forwarding {
+            Forwarding::Hardware
+                if self.context(id).level() && self.context(id).ctl().output_asserted() =>
+            {
+                chip.set_host_active(self.host(id).ppi, true)
+                    .map_err(Error::IrqChip)?;
+                chip.set_virtual_level(self.context(id).irq(), true)
+                    .map_err(Error::IrqChip)?;
+            }
             Forwarding::Hardware => self.release_host_irq(id, chip)?,
             Forwarding::Masking => {
                 let ppi = self.host(id).ppi;

@@ -431,6 +431,38 @@ fn failed_mask_in_the_handler_is_retried_by_the_next_host_irq() {
     assert!(!chip.host_active && chip.host_masked);
 }
 
+/// Found by the model in CI: the handler's raise fails on a line that was
+/// already high (raised by `unblock` after the host acknowledged the PPI,
+/// or before a guest completion the timer fired again after). The guest
+/// may hold that interrupt pending, linked to the PPI, so the PPI must not
+/// be released (it would signal while the guest has it); the next
+/// `before_entry` makes it active and raises the line again, which injects
+/// the interrupt if the guest had completed it and changes nothing if not.
+#[test]
+fn failed_raise_of_a_line_already_high_keeps_the_ppi_and_raises_again_at_entry() {
+    let (_vm, mut timer, mut cpu, mut chip) = raised_at(1000, Forwarding::Hardware);
+    chip.host_active = true;
+    chip.fail_at = Some(0);
+    chip.calls.clear();
+    assert_eq!(
+        timer.handle_host_irq(&mut cpu, &mut chip),
+        Err(Error::IrqChip(Glitch))
+    );
+    assert!(
+        chip.host_active,
+        "released under a possibly pending interrupt"
+    );
+    assert!(timer.vtimer().level());
+    chip.calls.clear();
+    let mut soft = FakeSoft::default();
+    timer.before_entry(&mut cpu, &mut chip, &mut soft).unwrap();
+    assert_eq!(chip.calls, ["set_host_active", "set_virtual_level"]);
+    assert!(chip.host_active && chip.level(VTIMER));
+    chip.calls.clear();
+    timer.before_entry(&mut cpu, &mut chip, &mut soft).unwrap();
+    assert!(chip.calls.is_empty(), "repaired once");
+}
+
 /// Masking succeeded, the deactivation failed: the line is up (the PPI is
 /// masked, so no storm) and the next `before_entry` deactivates the PPI,
 /// so that unmasking it later lets the next expiry through.

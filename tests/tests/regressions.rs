@@ -313,6 +313,48 @@ fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
     }
 }
 
+/// Found by `one_vcpu_one_cpu` in CI: a vCPU blocked in place, its timer
+/// fires, the host acknowledges the PPI, the vCPU is woken (`unblock`
+/// raises the line) and the handler's raise, on a line already high,
+/// fails. Releasing the PPI then would let it signal while the guest still
+/// has the interrupt pending; the handler leaves it active and the next
+/// entry raises the line again.
+#[test]
+fn a_chip_fault_raising_a_line_already_raised_by_unblock() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        for after in 0..3 {
+            let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+            hv.set_forwarding(forwarding).unwrap();
+            hv.set_ack_point(AckPoint::AfterExit);
+            hv.set_block_in_place(true);
+            let steps = [
+                Step::Load { vcpu: 0, cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::SetCval { ahead: 24 }),
+                guest(GuestOp::SetCtl(1)),
+                Step::Wfi { cpu: 0 },
+                Step::ChipFault { after },
+                Step::Advance(24),
+                Step::HostAck { cpu: 0 },
+                Step::Kick { vcpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::Acknowledge),
+            ];
+            for &s in &steps {
+                hv.step(s)
+                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
+            }
+            assert_eq!(
+                hv.vcpu(0).guest.timer_irqs_taken(),
+                1,
+                "{forwarding:?}, fault at call {after}: {:?}",
+                hv.stats()
+            );
+            assert_eq!(hv.stats().slept_in_place, 1);
+        }
+    }
+}
+
 /// Found by `vcpus_and_cpus` once offset changes were generated: the VMM's
 /// round trip into a new `VcpuTimer` was allowed while the emulated
 /// physical timer's line was high in the vGIC (the model checked only the
