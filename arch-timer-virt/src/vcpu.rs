@@ -1130,6 +1130,10 @@ impl VcpuTimer {
     /// with nothing injected is deactivated again (so that it signals and
     /// the host takes it), and a PPI whose host state may be wrong is
     /// written again by the next [`before_entry`](Self::before_entry).
+    /// At the wake-up of a vCPU blocked in place, a timer forwarded before
+    /// the error is not reported and no `before_entry` runs until
+    /// [`unblock`](Self::unblock): unblock the vCPU after an error (its
+    /// WFI completes early at worst).
     #[doc(alias = "kvm_timer_sync_hwstate")]
     pub fn after_irq_exit<H, C, S>(
         &mut self,

@@ -276,8 +276,8 @@ fn event(
         vcpu.clone()
             .prop_map(move |vcpu| step(Step::Reset { vcpu })),
         cpu.clone().prop_map(|cpu| Event::ResetInHandler { cpu }),
-        (0u8..4).prop_map(move |after| step(if faults {
-            Step::ChipFault { after }
+        (0u8..4, any::<bool>()).prop_map(move |(after, at_exit)| step(if faults {
+            Step::ChipFault { after, at_exit }
         } else {
             Step::Advance(u64::from(after))
         })),
@@ -944,7 +944,10 @@ fn histories_reach_every_path() {
     assert!(total.offsets_taken_loaded > 100, "{total:?}");
     assert!(total.sleeps_rearmed > 40, "{total:?}");
     assert!(total.resets_in_handler > 30, "{total:?}");
-    assert!(total.chip_errors > 10, "{total:?}");
+    // Half the faults are armed for the handler, half for the next exit
+    // that makes enough interrupt controller calls (most exits make none).
+    assert!(total.chip_errors - total.exit_chip_errors > 6, "{total:?}");
+    assert!(total.exit_chip_errors > 25, "{total:?}");
     // Half of the histories block a loaded vCPU's WFI in place: sleeps
     // with the timer left running, woken by its own PPI (forwarded at the
     // wake-up or raised by the handler), or scheduled away asleep (`put`

@@ -1,6 +1,6 @@
 //! Shrunk failing histories found by the property tests, kept as tests.
 
-use arch_timer_virt::Forwarding;
+use arch_timer_virt::{Forwarding, PhysTimerMode};
 use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Invariant, Step};
 
 /// The counter frequency of the machines here (a common SoC crystal): the
@@ -293,7 +293,10 @@ fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
                 Step::Load { vcpu: 0, cpu: 0 },
                 Step::Enter { cpu: 0 },
                 guest(GuestOp::SetCtl(1)),
-                Step::ChipFault { after },
+                Step::ChipFault {
+                    after,
+                    at_exit: false,
+                },
                 Step::HostIrq { cpu: 0 },
                 Step::HostIrq { cpu: 0 },
                 Step::Enter { cpu: 0 },
@@ -333,7 +336,10 @@ fn a_chip_fault_raising_a_line_already_raised_by_unblock() {
                 guest(GuestOp::SetCval { ahead: 24 }),
                 guest(GuestOp::SetCtl(1)),
                 Step::Wfi { cpu: 0 },
-                Step::ChipFault { after },
+                Step::ChipFault {
+                    after,
+                    at_exit: false,
+                },
                 Step::Advance(24),
                 Step::HostAck { cpu: 0 },
                 Step::Kick { vcpu: 0 },
@@ -351,6 +357,54 @@ fn a_chip_fault_raising_a_line_already_raised_by_unblock() {
                 hv.stats()
             );
             assert_eq!(hv.stats().slept_in_place, 1);
+        }
+    }
+}
+
+/// Found once the model failed exits too: the wake-up of a vCPU blocked
+/// in place (`after_irq_exit` before the host's acknowledge) fails after
+/// it raised the line and masked or activated the PPI. Nothing reports the
+/// forwarded timer and the PPI no longer signals, so the run loop must
+/// wake the vCPU on the error (as `after_irq_exit` documents); the next
+/// entry repairs the host state and the guest takes its interrupt.
+#[test]
+fn a_chip_fault_at_an_in_place_wake_up_wakes_the_vcpu() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        for after in 0..3 {
+            let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+            hv.set_forwarding(forwarding).unwrap();
+            hv.set_phys_timer_mode(PhysTimerMode::Auto).unwrap();
+            hv.set_ack_point(AckPoint::Forwarded);
+            hv.set_block_in_place(true);
+            let steps = [
+                Step::Load { vcpu: 0, cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::SetCval { ahead: 1 }),
+                guest(GuestOp::SetCtl(1)),
+                guest(GuestOp::PhysSetCval { ahead: 1 }),
+                guest(GuestOp::PhysSetCtl(1)),
+                Step::ChipFault {
+                    after,
+                    at_exit: true,
+                },
+                Step::Wfi { cpu: 0 },
+                Step::Advance(1),
+                Step::HostAck { cpu: 0 },
+                Step::HostHandle { cpu: 0 },
+                Step::Enter { cpu: 0 },
+                guest(GuestOp::Acknowledge),
+            ];
+            for &s in &steps {
+                hv.step(s)
+                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
+            }
+            assert!(!hv.vcpu(0).blocked(), "{forwarding:?}, fault at {after}");
+            assert_eq!(
+                hv.vcpu(0).guest.timer_irqs_taken(),
+                1,
+                "{forwarding:?}, fault at call {after}: {:?}",
+                hv.stats()
+            );
         }
     }
 }

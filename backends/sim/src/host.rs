@@ -12,7 +12,7 @@ use arch_timer_virt::{
 };
 
 use crate::guest::{Guest, GuestOp};
-use crate::{Counters, Machine, VirtualIrq, VirtualState};
+use crate::{Counters, Machine, SimChipError, VirtualIrq, VirtualState};
 
 /// One event of a history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,13 +136,17 @@ pub enum Step {
         /// The vCPU.
         vcpu: usize,
     },
-    /// The interrupt controller fails once in the next `handle_host_irq`:
-    /// its call number `after` (from 0) there returns an error. The run
-    /// loop carries on; the library must leave state that converges (the
-    /// host takes the PPI again, or the next entry or exit repairs it).
+    /// The interrupt controller fails once in the next `handle_host_irq`,
+    /// or (`at_exit`) in the next `after_exit` or `after_irq_exit` that
+    /// makes more than `after` interrupt controller calls: its call number
+    /// `after` (from 0) there returns an error. The run loop carries on;
+    /// the library must leave state that converges (the host takes the PPI
+    /// again, or the next entry or exit repairs it).
     ChipFault {
-        /// Which of the handler's interrupt controller calls fails.
+        /// Which of the call's interrupt controller calls fails.
         after: u8,
+        /// At an exit instead of in the handler.
+        at_exit: bool,
     },
 }
 
@@ -326,9 +330,12 @@ pub struct Stats {
     pub resets: u64,
     /// Of those, while the guest was handling an interrupt.
     pub resets_in_handler: u64,
-    /// `handle_host_irq` calls that returned an injected interrupt
-    /// controller error ([`Step::ChipFault`]).
+    /// Library calls (`handle_host_irq`, `after_exit`, `after_irq_exit`)
+    /// that returned an injected interrupt controller error
+    /// ([`Step::ChipFault`]).
     pub chip_errors: u64,
+    /// Of those, `after_exit` and `after_irq_exit` calls.
+    pub exit_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -391,6 +398,7 @@ impl core::ops::AddAssign for Stats {
             .resets_in_handler
             .saturating_add(other.resets_in_handler);
         self.chip_errors = self.chip_errors.saturating_add(other.chip_errors);
+        self.exit_chip_errors = self.exit_chip_errors.saturating_add(other.exit_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -427,6 +435,8 @@ pub struct Hypervisor {
     resample: bool,
     in_place: bool,
     pending_fault: Option<u32>,
+    /// The same for the next exit that makes enough calls.
+    pending_exit_fault: Option<u32>,
     stats: Stats,
 }
 
@@ -468,6 +478,7 @@ impl Hypervisor {
             resample: false,
             in_place: false,
             pending_fault: None,
+            pending_exit_fault: None,
             stats: Stats::default(),
         }
     }
@@ -869,8 +880,13 @@ impl Hypervisor {
                 self.reset(vcpu)?;
                 Ok(true)
             }
-            Step::ChipFault { after } => {
-                self.pending_fault = Some(u32::from(after));
+            Step::ChipFault { after, at_exit } => {
+                let fault = Some(u32::from(after));
+                if at_exit {
+                    self.pending_exit_fault = fault;
+                } else {
+                    self.pending_fault = fault;
+                }
                 Ok(true)
             }
         }
@@ -1284,12 +1300,51 @@ impl Hypervisor {
         self.exit_with(cpu, true)
     }
 
+    /// Arms the fault [`Step::ChipFault`] left for an exit, if any, for
+    /// the exit's library call; returns it and the faults fired so far.
+    fn arm_exit_fault(&mut self) -> (Option<u32>, u64) {
+        let fault = self.pending_exit_fault.take();
+        self.machine.inject_chip_fault(fault);
+        (fault, self.machine.chip_faults_fired())
+    }
+
+    /// What an exit's library call (`call`, for `vcpu`, with the fault
+    /// [`arm_exit_fault`](Self::arm_exit_fault) armed) returned: what it
+    /// forwarded, or `None` for the injected error, which the run loop
+    /// logs and carries on from (the library left what it could not write
+    /// to the next `before_entry`). A fault the call did not reach stays
+    /// armed for the next exit.
+    fn exit_result(
+        &mut self,
+        (fault, fired): (Option<u32>, u64),
+        vcpu: usize,
+        call: &str,
+        result: Result<Forwarded, Error<SimChipError>>,
+    ) -> Result<Option<Forwarded>, Violation> {
+        self.machine.inject_chip_fault(None);
+        let injected = self.machine.chip_faults_fired() > fired;
+        if !injected {
+            self.pending_exit_fault = fault;
+        }
+        match result {
+            Ok(forwarded) => Ok(Some(forwarded)),
+            Err(Error::IrqChip(_)) if injected => {
+                self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
+                self.stats.exit_chip_errors = self.stats.exit_chip_errors.saturating_add(1);
+                self.sync_user_levels(vcpu);
+                Ok(None)
+            }
+            Err(e) => Err(library(call, e)),
+        }
+    }
+
     /// The guest on `cpu` exits; `irq`: through `after_irq_exit`.
     fn exit_with(&mut self, cpu: usize, irq: bool) -> Result<(), Violation> {
         self.in_guest[cpu] = false;
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
         };
+        let armed = self.arm_exit_fault();
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         // The model's line, not the library's own record of it: a library
@@ -1300,15 +1355,17 @@ impl Hypervisor {
         let p_high = v.timer.is_direct(TimerId::Physical)
             && self.machine.virtual_irq(vcpu, self.vm.physical_irq()).line;
         let mut p = self.machine.ports(cpu, vcpu);
-        let forwarded = if irq {
+        let result = if irq {
             v.timer
                 .after_irq_exit(&mut p.timer, &mut p.gic, &mut p.soft)
-                .map_err(|e| library("after_irq_exit", e))?
         } else {
             v.timer
                 .after_exit(&mut p.timer, &mut p.gic, &mut p.soft)
-                .map_err(|e| library("after_exit", e))?;
-            Forwarded::default()
+                .map(|()| Forwarded::default())
+        };
+        let call = if irq { "after_irq_exit" } else { "after_exit" };
+        let Some(forwarded) = self.exit_result(armed, vcpu, call, result)? else {
+            return Ok(());
         };
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
@@ -1652,11 +1709,20 @@ impl Hypervisor {
         if !v.timer.is_blocked_in_place() {
             return Ok(());
         }
+        let armed = self.arm_exit_fault();
         let mut p = self.machine.ports(cpu, vcpu);
-        let forwarded = v
+        let result = self.vcpus[vcpu]
             .timer
-            .after_irq_exit(&mut p.timer, &mut p.gic, &mut p.soft)
-            .map_err(|e| library("after_irq_exit at the wake-up", e))?;
+            .after_irq_exit(&mut p.timer, &mut p.gic, &mut p.soft);
+        let Some(forwarded) =
+            self.exit_result(armed, vcpu, "after_irq_exit at the wake-up", result)?
+        else {
+            // What it forwarded before the error is not known: the vCPU is
+            // woken (its WFI completes early at worst), and the next
+            // `before_entry` writes again what the error left.
+            self.stats.woken_in_place = self.stats.woken_in_place.saturating_add(1);
+            return self.wake(vcpu);
+        };
         self.sync_user_levels(vcpu);
         if forwarded.is_empty() {
             return Ok(());
