@@ -1127,8 +1127,9 @@ impl VcpuTimer {
     /// [`Error::NotLoaded`]; [`Error::IrqChip`], after which the state
     /// converges as after a failed `handle_timer_irq`: a line is recorded
     /// high only once the interrupt controller took it, a PPI made active
-    /// with nothing injected is deactivated again (so that it signals and
-    /// the host takes it), and a PPI whose host state may be wrong is
+    /// with nothing injected is deactivated again unless the guest holds
+    /// the last interrupt active (so that it signals and the host takes
+    /// it), and a PPI whose host state may be wrong is
     /// written again by the next [`before_entry`](Self::before_entry).
     /// At the wake-up of a vCPU blocked in place, a timer forwarded before
     /// the error is not reported and no `before_entry` runs until
@@ -1231,8 +1232,13 @@ impl VcpuTimer {
                 self.host_mut(id).released = false;
                 if let Err(e) = self.set_level(id, true, chip) {
                     // Nothing injected: released, so that the PPI signals
-                    // and the host takes it.
-                    self.release_after_error(id, chip);
+                    // and the host takes it, unless the guest still holds
+                    // the last interrupt active (no acknowledge made this
+                    // PPI active: it may be the guest's; its deactivation
+                    // releases it). Left for `before_entry` if that fails.
+                    if self.release_host_irq(id, chip).is_err() {
+                        self.host_mut(id).stale = true;
+                    }
                     return Err(e);
                 }
                 self.host_mut(id).stale = false;

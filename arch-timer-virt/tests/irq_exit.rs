@@ -191,11 +191,38 @@ fn a_failing_chip_at_an_irq_exit_leaves_state_that_converges() {
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut seq = Sequence::new();
     let mut chip = expect_forward(&mut seq, Err(MockChipError));
+    chip.expect_virtual_active()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(false));
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
+    assert_eq!(
+        timer.after_irq_exit(&mut ctl_once(FIRED), &mut chip, &mut MockSoftTimers::new()),
+        Err(Error::IrqChip(MockChipError))
+    );
+    assert!(!timer.vtimer().level());
+}
+
+/// Found by the model once it failed exits: the guest still holds the last
+/// timer interrupt active (the PPI active with it, through the HW bit)
+/// while its line is low (lowered when the vCPU was put), the timer fires
+/// again, and the raise at the IRQ exit fails. Deactivating the PPI then
+/// would let it signal while the guest holds the interrupt: it is left to
+/// the guest's deactivation.
+#[test]
+fn a_failed_raise_at_an_irq_exit_leaves_a_ppi_the_guest_holds() {
+    let (_vm, mut timer) = loaded_with(Ticks::ZERO);
+    let mut seq = Sequence::new();
+    let mut chip = expect_forward(&mut seq, Err(MockChipError));
+    chip.expect_virtual_active()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(true));
+    chip.expect_set_host_active().never();
     assert_eq!(
         timer.after_irq_exit(&mut ctl_once(FIRED), &mut chip, &mut MockSoftTimers::new()),
         Err(Error::IrqChip(MockChipError))

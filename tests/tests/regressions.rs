@@ -409,6 +409,51 @@ fn a_chip_fault_at_an_in_place_wake_up_wakes_the_vcpu() {
     }
 }
 
+/// Found once the model failed exits: the guest holds its timer interrupt
+/// active across a put and load (its line lowered, the PPI active with
+/// it), the timer fires again, and the raise at the IRQ exit (taken for
+/// the physical timer's PPI) fails. The
+/// PPI must stay active until the guest deactivates the interrupt; then
+/// the expiry is delivered.
+#[test]
+fn a_failed_raise_at_an_irq_exit_keeps_the_ppi_the_guest_holds() {
+    let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+    hv.set_phys_timer_mode(PhysTimerMode::Auto).unwrap();
+    hv.set_ack_point(AckPoint::Forwarded);
+    let steps = [
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 0 }),
+        guest(GuestOp::SetCtl(1)),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+        guest(GuestOp::SetCval { ahead: 1 }),
+        Step::Put { cpu: 0 },
+        Step::Load { vcpu: 0, cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::SetCval { ahead: 0 }),
+        // The physical timer's PPI is what makes the IRQ exit.
+        guest(GuestOp::PhysSetCval { ahead: 0 }),
+        guest(GuestOp::PhysSetCtl(1)),
+        Step::ChipFault {
+            after: 1,
+            at_exit: true,
+        },
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Deactivate),
+        Step::HostIrq { cpu: 0 },
+        Step::Enter { cpu: 0 },
+        guest(GuestOp::Acknowledge),
+    ];
+    for &s in &steps {
+        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
+    }
+    assert_eq!(hv.stats().exit_chip_errors, 1, "{:?}", hv.stats());
+    assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2, "{:?}", hv.stats());
+}
+
 /// Found by `vcpus_and_cpus` once offset changes were generated: the VMM's
 /// round trip into a new `VcpuTimer` was allowed while the emulated
 /// physical timer's line was high in the vGIC (the model checked only the

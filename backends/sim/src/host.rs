@@ -137,15 +137,16 @@ pub enum Step {
         vcpu: usize,
     },
     /// The interrupt controller fails once in the next `handle_host_irq`,
-    /// or (`at_exit`) in the next `after_exit` or `after_irq_exit` that
-    /// makes more than `after` interrupt controller calls: its call number
-    /// `after` (from 0) there returns an error. The run loop carries on;
+    /// or (`at_exit`) in the run loop's next `after_exit`,
+    /// `after_irq_exit` or `before_entry` that makes more than `after`
+    /// interrupt controller calls: its call number `after` (from 0) there
+    /// returns an error. The run loop carries on;
     /// the library must leave state that converges (the host takes the PPI
     /// again, or the next entry or exit repairs it).
     ChipFault {
         /// Which of the call's interrupt controller calls fails.
         after: u8,
-        /// At an exit instead of in the handler.
+        /// At an exit or entry instead of in the handler.
         at_exit: bool,
     },
 }
@@ -336,6 +337,9 @@ pub struct Stats {
     pub chip_errors: u64,
     /// Of those, `after_exit` and `after_irq_exit` calls.
     pub exit_chip_errors: u64,
+    /// `before_entry` calls that returned an injected interrupt controller
+    /// error: the guest is not entered, the next entry tries again.
+    pub entry_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -399,6 +403,9 @@ impl core::ops::AddAssign for Stats {
             .saturating_add(other.resets_in_handler);
         self.chip_errors = self.chip_errors.saturating_add(other.chip_errors);
         self.exit_chip_errors = self.exit_chip_errors.saturating_add(other.exit_chip_errors);
+        self.entry_chip_errors = self
+            .entry_chip_errors
+            .saturating_add(other.entry_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -435,7 +442,7 @@ pub struct Hypervisor {
     resample: bool,
     in_place: bool,
     pending_fault: Option<u32>,
-    /// The same for the next exit that makes enough calls.
+    /// The same for the next exit or entry that makes enough calls.
     pending_exit_fault: Option<u32>,
     stats: Stats,
 }
@@ -1268,12 +1275,28 @@ impl Hypervisor {
                 format!("entering the guest on CPU {cpu} with the priority of PPI {ppi:?} held"),
             ));
         }
+        let (fault, fired) = self.arm_exit_fault();
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
-        v.timer
-            .before_entry(&mut p.timer, &mut p.gic, &mut p.soft)
-            .map_err(|e| library("before_entry", e))?;
+        let result = v.timer.before_entry(&mut p.timer, &mut p.gic, &mut p.soft);
+        self.machine.inject_chip_fault(None);
+        let injected = self.machine.chip_faults_fired() > fired;
+        if !injected {
+            self.pending_exit_fault = fault;
+        }
+        match result {
+            Ok(()) => {}
+            Err(Error::IrqChip(_)) if injected => {
+                // Not entered: the run loop logs it, and the next entry
+                // calls `before_entry` again.
+                self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
+                self.stats.entry_chip_errors = self.stats.entry_chip_errors.saturating_add(1);
+                self.sync_user_levels(vcpu);
+                return Ok(());
+            }
+            Err(e) => return Err(library("before_entry", e)),
+        }
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
         if made.vtimer_register_accesses() != 0 || made.ptimer_register_accesses() != 0 {
@@ -1300,8 +1323,8 @@ impl Hypervisor {
         self.exit_with(cpu, true)
     }
 
-    /// Arms the fault [`Step::ChipFault`] left for an exit, if any, for
-    /// the exit's library call; returns it and the faults fired so far.
+    /// Arms the fault [`Step::ChipFault`] left for an exit or entry, if
+    /// any, for the library call; returns it and the faults fired so far.
     fn arm_exit_fault(&mut self) -> (Option<u32>, u64) {
         let fault = self.pending_exit_fault.take();
         self.machine.inject_chip_fault(fault);
