@@ -828,7 +828,11 @@ impl VcpuTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::IrqChip`]; the background timer is cancelled regardless.
+    /// [`Error::IrqChip`]. The vCPU is unblocked, its background timer
+    /// cancelled and its timers back on the hardware regardless; what the
+    /// interrupt controller did not take (a line, a PPI's host state) is
+    /// written again by the next [`before_entry`](Self::before_entry), or
+    /// reaches the guest through the timer's PPI.
     #[doc(alias = "kvm_timer_unschedule")]
     pub fn unblock<H, C, S>(
         &mut self,
@@ -864,12 +868,15 @@ impl VcpuTimer {
         if !self.loaded {
             return Ok(());
         }
+        // Each timer is restored whatever fails for the other: the first
+        // error is returned once both are on the hardware.
+        let mut result = Ok(());
         for id in TIMERS {
             if !self.is_direct(id) {
                 continue;
             }
-            match self.context(id).residency() {
-                Residency::Memory => self.unblock_timer(id, hw, chip)?,
+            let done = match self.context(id).residency() {
+                Residency::Memory => self.unblock_timer(id, hw, chip),
                 // Left running by `block_in_place`: one whose output is
                 // asserted (CTL, as the guest will read it) with its line
                 // still low was not forwarded by a wake-up (the vCPU is
@@ -879,13 +886,18 @@ impl VcpuTimer {
                 // fired.
                 Residency::Hardware if in_place && !self.context(id).level() => {
                     if self.sample(id, hw) {
-                        self.forward(id, false, chip)?;
+                        self.forward(id, false, chip).map(|_| ())
+                    } else {
+                        Ok(())
                     }
                 }
-                Residency::Hardware => {}
+                Residency::Hardware => Ok(()),
+            };
+            if result.is_ok() {
+                result = done;
             }
         }
-        Ok(())
+        result
     }
 
     /// `unblock` for one saved direct timer of a loaded vCPU.
@@ -899,9 +911,33 @@ impl VcpuTimer {
         H: TimerHw + ?Sized,
         C: IrqChip + ?Sized,
     {
-        let was_high = self.context(id).level();
         let now = hw.physical_count();
         let fire = self.context(id).should_fire(now);
+        // The memory copy's ISTATUS as the restored timer will report it:
+        // what the repair after an error below goes by.
+        let ctx = self.context_mut(id);
+        ctx.set_ctl(ctx.ctl().with_istatus(fire));
+        let result = self.unblock_host_state(id, now, fire, chip);
+        // Written whole on success; after an error, written again by the
+        // next `before_entry`. The timer goes back on the hardware either
+        // way: the guest must not run with it saved and disabled.
+        self.host_mut(id).stale = result.is_err();
+        self.restore(id, hw);
+        result
+    }
+
+    /// The interrupt controller half of [`unblock_timer`](Self::unblock_timer):
+    /// the line and the PPI's host state brought in step with a timer
+    /// that fires (`fire`) or not at `now`.
+    #[inline(always)]
+    fn unblock_host_state<C: IrqChip + ?Sized>(
+        &mut self,
+        id: TimerId,
+        now: Ticks,
+        fire: bool,
+        chip: &mut C,
+    ) -> Result<(), Error<C::Error>> {
+        let was_high = self.context(id).level();
         // Asked only where the answer matters (a line that stays high is
         // raised again unless the guest has it active; a low line's PPI is
         // active exactly while the guest has it active, written if the
@@ -913,13 +949,32 @@ impl VcpuTimer {
                 .map_err(Error::IrqChip)?,
             Forwarding::Hardware | Forwarding::Masking => false,
         };
-        let raised = self.sync_direct_line(id, now, virtual_active, chip)?;
+        let HostPpi { ppi, stale, .. } = *self.host(id);
+        let raises =
+            fire && (!was_high || (self.forwarding == Forwarding::Hardware && !virtual_active));
+        if raises {
+            // The PPI is held first (active, or masked), so that it cannot
+            // signal under the raised interrupt if the raise fails.
+            match self.forwarding {
+                Forwarding::Hardware => {
+                    chip.set_host_active(ppi, true).map_err(Error::IrqChip)?;
+                }
+                Forwarding::Masking => {
+                    if stale {
+                        chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                    }
+                    chip.set_host_masked(ppi, true).map_err(Error::IrqChip)?;
+                }
+            }
+            self.sync_direct_line(id, now, virtual_active, chip)?;
+            return Ok(());
+        }
+        self.sync_direct_line(id, now, virtual_active, chip)?;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
         let level = self.context(id).level();
-        let HostPpi { ppi, stale, .. } = *self.host(id);
         match self.forwarding {
-            Forwarding::Hardware if raised || was_high != level || stale => {
+            Forwarding::Hardware if was_high != level || stale => {
                 chip.set_host_active(ppi, level || virtual_active)
                     .map_err(Error::IrqChip)?;
             }
@@ -931,8 +986,6 @@ impl VcpuTimer {
             }
             Forwarding::Hardware | Forwarding::Masking => {}
         }
-        self.host_mut(id).stale = false;
-        self.restore(id, hw);
         Ok(())
     }
 
@@ -1460,34 +1513,43 @@ impl VcpuTimer {
     }
 
     /// Writes a direct timer's physical PPI host state again after an
-    /// interrupt controller error may have left it wrong: inactive unless
-    /// the guest holds the hardware-mapped virtual interrupt
-    /// ([`Forwarding::Hardware`]), or inactive and masked exactly while the
-    /// line is high ([`Forwarding::Masking`]). Touches no timer register.
+    /// interrupt controller error may have left it wrong. Touches no timer
+    /// register.
     ///
     /// A failed interrupt controller call leaves the host state stale, and
     /// every later call that writes it whole (a successful
     /// `handle_timer_irq`, `load`, `unblock`, `reset`) clears that. With
-    /// [`Forwarding::Hardware`], a line recorded high whose timer fired
-    /// when last read is one whose raise failed after the line was already
-    /// high: the guest may hold that interrupt, pending and linked to the
-    /// PPI, so the PPI is made active and the line raised again (nothing
-    /// new if the guest has it; injected if it had completed it). Any
-    /// other line (low, or high from a lowering that failed) is released:
-    /// the PPI signals again if the timer fires.
+    /// [`Forwarding::Hardware`], a line recorded high is asked about
+    /// ([`IrqChip::virtual_state`]): an interrupt the guest still holds
+    /// (pending or active) keeps the PPI active, so that it cannot signal
+    /// under it, and a pending one is raised again (nothing new if it is
+    /// there; injected if the backend's default answer hid an interrupt
+    /// the guest had completed); one the guest completed releases the PPI,
+    /// which signals again if the timer fires (the host raises the line
+    /// again). A low line's PPI is released unless the guest holds the
+    /// interrupt active. With [`Forwarding::Masking`] the PPI is made
+    /// inactive and masked exactly while the line is high.
     fn repair_host_irq<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
         match self.forwarding {
-            Forwarding::Hardware
-                if self.context(id).level() && self.context(id).ctl().output_asserted() =>
-            {
-                chip.set_host_active(self.host(id).ppi, true)
-                    .map_err(Error::IrqChip)?;
-                chip.set_virtual_level(self.context(id).irq(), true)
-                    .map_err(Error::IrqChip)?;
+            Forwarding::Hardware if self.context(id).level() => {
+                let irq = self.context(id).irq();
+                let ppi = self.host(id).ppi;
+                match chip.virtual_state(irq).map_err(Error::IrqChip)? {
+                    VirtualState::Inactive => {
+                        chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+                        self.host_mut(id).released = true;
+                    }
+                    state => {
+                        chip.set_host_active(ppi, true).map_err(Error::IrqChip)?;
+                        if state == VirtualState::Pending {
+                            chip.set_virtual_level(irq, true).map_err(Error::IrqChip)?;
+                        }
+                    }
+                }
             }
             Forwarding::Hardware => self.release_host_irq(id, chip)?,
             Forwarding::Masking => {

@@ -14,8 +14,8 @@ mod common;
 
 use arch_timer_virt::emulate::{self, TimerSysReg};
 use arch_timer_virt::{
-    Error, Forwarding, HostIrq, IntId, IrqChip, Ticks, TimerId, TimerReg, VcpuTimer, VmTimer,
-    Wakeup,
+    Error, Forwarding, HostIrq, IntId, IrqChip, Residency, Ticks, TimerId, TimerReg, VcpuTimer,
+    VmTimer, Wakeup,
 };
 use common::{FakeCpu, FakeSoft, VTIMER};
 
@@ -461,6 +461,54 @@ fn failed_raise_of_a_line_already_high_keeps_the_ppi_and_raises_again_at_entry()
     chip.calls.clear();
     timer.before_entry(&mut cpu, &mut chip, &mut soft).unwrap();
     assert!(chip.calls.is_empty(), "repaired once");
+}
+
+/// Found by the model once `unblock` could fail: an interrupt controller
+/// error while `unblock` raised a timer that fired during the sleep left
+/// the timer saved and disabled, and the vCPU ran on unblocked with its
+/// timer off the hardware (the guest's own timer writes then reached a
+/// timer the library thought in memory). The timer is restored whatever
+/// fails; the PPI, made active before the line rises, cannot signal under
+/// a raised interrupt; the next `before_entry` releases it (nothing was
+/// injected), it signals, and the host raises the line.
+#[test]
+fn failed_unblock_restores_the_timer_and_the_host_delivers() {
+    for fail_at in 0..2 {
+        let (vm, mut timer, mut cpu, mut chip) = raised_at(1000, Forwarding::Hardware);
+        let mut soft = FakeSoft::default();
+        // The guest completed that interrupt and arms its timer again.
+        chip.levels.clear();
+        chip.host_active = false;
+        cpu.cval = 2000;
+        timer.after_exit(&mut cpu, &mut chip, &mut soft).unwrap();
+        assert!(matches!(
+            timer.block(&vm, &mut cpu, &mut soft),
+            Wakeup::At(_)
+        ));
+        assert_eq!(cpu.ctl, 0, "saved and disabled");
+        cpu.now = 2000;
+        chip.fail_at = Some(fail_at);
+        chip.calls.clear();
+        assert_eq!(
+            timer.unblock(&mut cpu, &mut chip, &mut soft),
+            Err(Error::IrqChip(Glitch)),
+            "fail at {fail_at}"
+        );
+        assert!(!timer.is_blocked());
+        assert_eq!((cpu.ctl & 1, cpu.cval), (1, 2000), "restored");
+        assert_eq!(timer.vtimer().residency(), Residency::Hardware);
+        assert!(!timer.vtimer().level(), "fail at {fail_at}: nothing raised");
+        // The PPI was made active first (or that failed): it is released at
+        // entry, signals, and the host delivers.
+        timer.before_entry(&mut cpu, &mut chip, &mut soft).unwrap();
+        assert!(!chip.host_active, "fail at {fail_at}");
+        chip.host_active = true;
+        assert_eq!(
+            timer.handle_host_irq(&mut cpu, &mut chip),
+            Ok(HostIrq::Raised)
+        );
+        assert!(chip.level(VTIMER) && chip.host_active);
+    }
 }
 
 /// Masking succeeded, the deactivation failed: the line is up (the PPI is

@@ -944,13 +944,17 @@ fn histories_reach_every_path() {
     assert!(total.offsets_taken_loaded > 100, "{total:?}");
     assert!(total.sleeps_rearmed > 40, "{total:?}");
     assert!(total.resets_in_handler > 30, "{total:?}");
-    // Half the faults are armed for the handler, half for the next exit
-    // or entry that makes enough interrupt controller calls (most make
-    // none).
-    let handler_errors = total.chip_errors - total.exit_chip_errors - total.entry_chip_errors;
+    // Half the faults are armed for the handler, half for the run loop's
+    // next exit, entry or `unblock` that makes enough interrupt controller
+    // calls (most make none).
+    let handler_errors = total.chip_errors
+        - total.exit_chip_errors
+        - total.entry_chip_errors
+        - total.wake_chip_errors;
     assert!(handler_errors > 6, "{total:?}");
-    assert!(total.exit_chip_errors > 25, "{total:?}");
+    assert!(total.exit_chip_errors > 20, "{total:?}");
     assert!(total.entry_chip_errors > 2, "{total:?}");
+    assert!(total.wake_chip_errors > 10, "{total:?}");
     // Half of the histories block a loaded vCPU's WFI in place: sleeps
     // with the timer left running, woken by its own PPI (forwarded at the
     // wake-up or raised by the handler), or scheduled away asleep (`put`

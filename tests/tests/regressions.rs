@@ -454,6 +454,73 @@ fn a_failed_raise_at_an_irq_exit_keeps_the_ppi_the_guest_holds() {
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2, "{:?}", hv.stats());
 }
 
+/// Found once the model failed `unblock`: a WFI with the timer fired and
+/// its interrupt pending; `unblock` fails at once (its `virtual_active`
+/// question), leaving the PPI's state to the next entry's repair; the VMM
+/// saves and restores the timer registers in between, which writes CTL
+/// without ISTATUS. The repair must not judge by that memory copy of CTL:
+/// the guest holds the interrupt pending, so the PPI stays active. Before:
+/// released under the pending interrupt, it signalled at once. The
+/// second history fails `unblock` of a timer that fired during the sleep:
+/// it must still go back on the hardware.
+#[test]
+fn a_chip_fault_in_unblock_converges() {
+    for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+        hv.set_forwarding(forwarding).unwrap();
+        let steps = [
+            Step::Load { vcpu: 0, cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::SetCval { ahead: 0 }),
+            guest(GuestOp::SetCtl(1)),
+            Step::HostIrq { cpu: 0 },
+            Step::Enter { cpu: 0 },
+            Step::ChipFault {
+                after: 0,
+                at_exit: true,
+            },
+            Step::Wfi { cpu: 0 },
+            Step::SaveRestore {
+                vcpu: 0,
+                order: 105,
+                fresh: false,
+            },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::Acknowledge),
+        ];
+        for &s in &steps {
+            hv.step(s)
+                .unwrap_or_else(|v| panic!("{forwarding:?}: {s:?}: {v}"));
+        }
+        assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
+
+        let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
+        hv.set_forwarding(forwarding).unwrap();
+        let steps = [
+            Step::Load { vcpu: 0, cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::SetCval { ahead: 10 }),
+            guest(GuestOp::SetCtl(1)),
+            Step::Wfi { cpu: 0 },
+            Step::ChipFault {
+                after: 0,
+                at_exit: true,
+            },
+            Step::Advance(10),
+            Step::Enter { cpu: 0 },
+            Step::HostIrq { cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::Acknowledge),
+        ];
+        for &s in &steps {
+            hv.step(s)
+                .unwrap_or_else(|v| panic!("{forwarding:?}: {s:?}: {v}"));
+        }
+        assert_eq!(hv.stats().wake_chip_errors, 1, "{forwarding:?}");
+        assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
+    }
+}
+
 /// Found by `vcpus_and_cpus` once offset changes were generated: the VMM's
 /// round trip into a new `VcpuTimer` was allowed while the emulated
 /// physical timer's line was high in the vGIC (the model checked only the

@@ -138,7 +138,8 @@ pub enum Step {
     },
     /// The interrupt controller fails once in the next `handle_host_irq`,
     /// or (`at_exit`) in the run loop's next `after_exit`,
-    /// `after_irq_exit` or `before_entry` that makes more than `after`
+    /// `after_irq_exit`, `before_entry` or `unblock` that makes more than
+    /// `after`
     /// interrupt controller calls: its call number `after` (from 0) there
     /// returns an error. The run loop carries on;
     /// the library must leave state that converges (the host takes the PPI
@@ -146,7 +147,7 @@ pub enum Step {
     ChipFault {
         /// Which of the call's interrupt controller calls fails.
         after: u8,
-        /// At an exit or entry instead of in the handler.
+        /// In the run loop (exit, entry, `unblock`) instead of the handler.
         at_exit: bool,
     },
 }
@@ -340,6 +341,9 @@ pub struct Stats {
     /// `before_entry` calls that returned an injected interrupt controller
     /// error: the guest is not entered, the next entry tries again.
     pub entry_chip_errors: u64,
+    /// `unblock` calls that returned an injected interrupt controller
+    /// error: the vCPU is awake all the same.
+    pub wake_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -406,6 +410,7 @@ impl core::ops::AddAssign for Stats {
         self.entry_chip_errors = self
             .entry_chip_errors
             .saturating_add(other.entry_chip_errors);
+        self.wake_chip_errors = self.wake_chip_errors.saturating_add(other.wake_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -442,7 +447,7 @@ pub struct Hypervisor {
     resample: bool,
     in_place: bool,
     pending_fault: Option<u32>,
-    /// The same for the next exit or entry that makes enough calls.
+    /// The same for the run loop's next call that makes enough calls.
     pending_exit_fault: Option<u32>,
     stats: Stats,
 }
@@ -1275,27 +1280,18 @@ impl Hypervisor {
                 format!("entering the guest on CPU {cpu} with the priority of PPI {ppi:?} held"),
             ));
         }
-        let (fault, fired) = self.arm_exit_fault();
+        let armed = self.arm_exit_fault();
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
         let result = v.timer.before_entry(&mut p.timer, &mut p.gic, &mut p.soft);
-        self.machine.inject_chip_fault(None);
-        let injected = self.machine.chip_faults_fired() > fired;
-        if !injected {
-            self.pending_exit_fault = fault;
-        }
-        match result {
-            Ok(()) => {}
-            Err(Error::IrqChip(_)) if injected => {
-                // Not entered: the run loop logs it, and the next entry
-                // calls `before_entry` again.
-                self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
-                self.stats.entry_chip_errors = self.stats.entry_chip_errors.saturating_add(1);
-                self.sync_user_levels(vcpu);
-                return Ok(());
-            }
-            Err(e) => return Err(library("before_entry", e)),
+        if self
+            .run_loop_result(armed, vcpu, "before_entry", result)?
+            .is_none()
+        {
+            // Not entered: the next entry calls `before_entry` again.
+            self.stats.entry_chip_errors = self.stats.entry_chip_errors.saturating_add(1);
+            return Ok(());
         }
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
@@ -1323,42 +1319,57 @@ impl Hypervisor {
         self.exit_with(cpu, true)
     }
 
-    /// Arms the fault [`Step::ChipFault`] left for an exit or entry, if
-    /// any, for the library call; returns it and the faults fired so far.
+    /// Arms the fault [`Step::ChipFault`] left for the run loop (an exit,
+    /// entry, load or wake-up), if any, for the library call; returns it
+    /// and the faults fired so far.
     fn arm_exit_fault(&mut self) -> (Option<u32>, u64) {
         let fault = self.pending_exit_fault.take();
         self.machine.inject_chip_fault(fault);
         (fault, self.machine.chip_faults_fired())
     }
 
-    /// What an exit's library call (`call`, for `vcpu`, with the fault
-    /// [`arm_exit_fault`](Self::arm_exit_fault) armed) returned: what it
-    /// forwarded, or `None` for the injected error, which the run loop
-    /// logs and carries on from (the library left what it could not write
-    /// to the next `before_entry`). A fault the call did not reach stays
-    /// armed for the next exit.
-    fn exit_result(
+    /// What a run loop's library call (`call`, for `vcpu`, with the fault
+    /// [`arm_exit_fault`](Self::arm_exit_fault) armed) returned: its
+    /// value, or `None` for the injected error, which the run loop logs
+    /// and carries on from (the library left what it could not write to
+    /// a later call). A fault the call did not reach stays armed.
+    fn run_loop_result<T>(
         &mut self,
         (fault, fired): (Option<u32>, u64),
         vcpu: usize,
         call: &str,
-        result: Result<Forwarded, Error<SimChipError>>,
-    ) -> Result<Option<Forwarded>, Violation> {
+        result: Result<T, Error<SimChipError>>,
+    ) -> Result<Option<T>, Violation> {
         self.machine.inject_chip_fault(None);
         let injected = self.machine.chip_faults_fired() > fired;
         if !injected {
             self.pending_exit_fault = fault;
         }
         match result {
-            Ok(forwarded) => Ok(Some(forwarded)),
+            Ok(value) => Ok(Some(value)),
             Err(Error::IrqChip(_)) if injected => {
                 self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
-                self.stats.exit_chip_errors = self.stats.exit_chip_errors.saturating_add(1);
                 self.sync_user_levels(vcpu);
                 Ok(None)
             }
             Err(e) => Err(library(call, e)),
         }
+    }
+
+    /// [`run_loop_result`](Self::run_loop_result) for an exit's call,
+    /// counted in [`Stats::exit_chip_errors`].
+    fn exit_result(
+        &mut self,
+        armed: (Option<u32>, u64),
+        vcpu: usize,
+        call: &str,
+        result: Result<Forwarded, Error<SimChipError>>,
+    ) -> Result<Option<Forwarded>, Violation> {
+        let value = self.run_loop_result(armed, vcpu, call, result)?;
+        if value.is_none() {
+            self.stats.exit_chip_errors = self.stats.exit_chip_errors.saturating_add(1);
+        }
+        Ok(value)
     }
 
     /// The guest on `cpu` exits; `irq`: through `after_irq_exit`.
@@ -1577,12 +1588,21 @@ impl Hypervisor {
         let saved = in_place || v.timer.vtimer().residency() == Residency::Memory;
         let p_saved = v.timer.is_direct(TimerId::Physical)
             && (in_place || v.timer.ptimer().residency() == Residency::Memory);
+        let armed = self.arm_exit_fault();
         let mut p = self.machine.ports(cpu, vcpu);
-        v.timer
-            .unblock(&mut p.timer, &mut p.gic, &mut p.soft)
-            .map_err(|e| library("unblock", e))?;
+        let result = self.vcpus[vcpu]
+            .timer
+            .unblock(&mut p.timer, &mut p.gic, &mut p.soft);
+        let unblocked = self.run_loop_result(armed, vcpu, "unblock", result)?;
+        let v = &mut self.vcpus[vcpu];
         v.blocked = false;
         v.wake_pending = false;
+        if unblocked.is_none() {
+            // The vCPU is awake all the same (`unblock` unblocks it
+            // whatever fails); what the error left is for later calls.
+            self.stats.wake_chip_errors = self.stats.wake_chip_errors.saturating_add(1);
+            return Ok(());
+        }
         self.sync_user_levels(vcpu);
         let v = &mut self.vcpus[vcpu];
         // Invariant 1, promptly: `unblock` of a loaded vCPU whose timer was
