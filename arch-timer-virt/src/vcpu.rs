@@ -1524,9 +1524,9 @@ impl VcpuTimer {
     /// (pending or active) keeps the PPI active, so that it cannot signal
     /// under it, and a pending one is raised again (nothing new if it is
     /// there; injected if the backend's default answer hid an interrupt
-    /// the guest had completed); one the guest completed releases the PPI,
-    /// which signals again if the timer fires (the host raises the line
-    /// again). A low line's PPI is released unless the guest holds the
+    /// the guest had completed); for one the guest completed, the line is
+    /// lowered and the PPI released, which signals again if the timer
+    /// fires (the host raises the line again). A low line's PPI is released unless the guest holds the
     /// interrupt active. With [`Forwarding::Masking`] the PPI is made
     /// inactive and masked exactly while the line is high.
     fn repair_host_irq<C: IrqChip + ?Sized>(
@@ -1540,6 +1540,7 @@ impl VcpuTimer {
                 let ppi = self.host(id).ppi;
                 match chip.virtual_state(irq).map_err(Error::IrqChip)? {
                     VirtualState::Inactive => {
+                        self.set_level(id, false, chip)?;
                         chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
                         self.host_mut(id).released = true;
                     }

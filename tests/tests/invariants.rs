@@ -14,7 +14,7 @@
 use core::time::Duration;
 
 use arch_timer_virt::{Forwarding, PhysTimerMode, Ticks};
-use arch_timer_virt_sim::{AckPoint, GuestOp, Handler, Hypervisor, Step};
+use arch_timer_virt_sim::{AckPoint, FaultSite, GuestOp, Handler, Hypervisor, Step};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -260,6 +260,17 @@ fn expand(hv: &Hypervisor, event: Event) -> Vec<Step> {
 
 /// An event of a history on `cpus` CPUs and `vcpus` vCPUs; with `faults`,
 /// injected interrupt controller errors in the host interrupt handler too.
+/// Where an injected chip fault strikes: the handler and the run loop
+/// (exits, entries, `unblock`) alike, `load` (which makes interrupt
+/// controller calls every time, so its faults always strike) less often.
+fn fault_site() -> impl Strategy<Value = FaultSite> {
+    prop_oneof![
+        3 => Just(FaultSite::Handler),
+        3 => Just(FaultSite::RunLoop),
+        1 => Just(FaultSite::Load),
+    ]
+}
+
 fn event(
     cpus: usize,
     vcpus: usize,
@@ -276,8 +287,8 @@ fn event(
         vcpu.clone()
             .prop_map(move |vcpu| step(Step::Reset { vcpu })),
         cpu.clone().prop_map(|cpu| Event::ResetInHandler { cpu }),
-        (0u8..4, any::<bool>()).prop_map(move |(after, at_exit)| step(if faults {
-            Step::ChipFault { after, at_exit }
+        (0u8..4, fault_site()).prop_map(move |(after, at)| step(if faults {
+            Step::ChipFault { after, at }
         } else {
             Step::Advance(u64::from(after))
         })),
@@ -944,17 +955,21 @@ fn histories_reach_every_path() {
     assert!(total.offsets_taken_loaded > 100, "{total:?}");
     assert!(total.sleeps_rearmed > 40, "{total:?}");
     assert!(total.resets_in_handler > 30, "{total:?}");
-    // Half the faults are armed for the handler, half for the run loop's
-    // next exit, entry or `unblock` that makes enough interrupt controller
-    // calls (most make none).
+    // Faults armed for the handler, the run loop's next exit, entry or
+    // `unblock` that makes enough interrupt controller calls (most make
+    // none), and the next `load`. A failed `before_entry` is rare here
+    // (an entry makes calls only for the emulated physical timer or a
+    // repair, and the exits and wake-ups before it take the fault first):
+    // `a_failed_entry_is_tried_again` in regressions.rs has one.
     let handler_errors = total.chip_errors
         - total.exit_chip_errors
         - total.entry_chip_errors
-        - total.wake_chip_errors;
+        - total.wake_chip_errors
+        - total.load_chip_errors;
     assert!(handler_errors > 6, "{total:?}");
-    assert!(total.exit_chip_errors > 20, "{total:?}");
-    assert!(total.entry_chip_errors > 2, "{total:?}");
-    assert!(total.wake_chip_errors > 10, "{total:?}");
+    assert!(total.exit_chip_errors > 10, "{total:?}");
+    assert!(total.wake_chip_errors > 7, "{total:?}");
+    assert!(total.load_chip_errors > 15, "{total:?}");
     // Half of the histories block a loaded vCPU's WFI in place: sleeps
     // with the timer left running, woken by its own PPI (forwarded at the
     // wake-up or raised by the handler), or scheduled away asleep (`put`

@@ -136,20 +136,31 @@ pub enum Step {
         /// The vCPU.
         vcpu: usize,
     },
-    /// The interrupt controller fails once in the next `handle_host_irq`,
-    /// or (`at_exit`) in the run loop's next `after_exit`,
-    /// `after_irq_exit`, `before_entry` or `unblock` that makes more than
-    /// `after`
-    /// interrupt controller calls: its call number `after` (from 0) there
-    /// returns an error. The run loop carries on;
-    /// the library must leave state that converges (the host takes the PPI
-    /// again, or the next entry or exit repairs it).
+    /// The interrupt controller fails once, in the next library call at
+    /// `at` that makes more than `after` interrupt controller calls: its
+    /// call number `after` (from 0) there returns an error. The run loop
+    /// carries on; the library must leave state that converges (the host
+    /// takes the PPI again, or a later entry, exit or load repairs it).
     ChipFault {
         /// Which of the call's interrupt controller calls fails.
         after: u8,
-        /// In the run loop (exit, entry, `unblock`) instead of the handler.
-        at_exit: bool,
+        /// Which calls the fault is armed for.
+        at: FaultSite,
     },
+}
+
+/// Where a [`Step::ChipFault`] strikes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FaultSite {
+    /// The next `handle_host_irq` (which disarms it whether or not it
+    /// makes enough calls).
+    #[default]
+    Handler,
+    /// The run loop's next `after_exit`, `after_irq_exit` (the wake-up of
+    /// a vCPU blocked in place included), `before_entry` or `unblock`.
+    RunLoop,
+    /// The next `load`.
+    Load,
 }
 
 /// When the host acknowledges an interrupt that exits the guest.
@@ -242,6 +253,10 @@ pub struct Vcpu {
     p_expiries: u64,
     p_host_irqs: u64,
     p_refires: u64,
+    /// A run loop call (an exit, entry or wake-up) failed with an injected
+    /// error and no exit or entry has succeeded since: the line may lag
+    /// the timer (a lowering to retry) until one does.
+    unrepaired: bool,
 }
 
 impl Vcpu {
@@ -344,6 +359,9 @@ pub struct Stats {
     /// `unblock` calls that returned an injected interrupt controller
     /// error: the vCPU is awake all the same.
     pub wake_chip_errors: u64,
+    /// `load` calls that returned an injected interrupt controller error:
+    /// the vCPU stays unloaded.
+    pub load_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -411,6 +429,7 @@ impl core::ops::AddAssign for Stats {
             .entry_chip_errors
             .saturating_add(other.entry_chip_errors);
         self.wake_chip_errors = self.wake_chip_errors.saturating_add(other.wake_chip_errors);
+        self.load_chip_errors = self.load_chip_errors.saturating_add(other.load_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -449,6 +468,8 @@ pub struct Hypervisor {
     pending_fault: Option<u32>,
     /// The same for the run loop's next call that makes enough calls.
     pending_exit_fault: Option<u32>,
+    /// The same for the next `load` that makes enough calls.
+    pending_load_fault: Option<u32>,
     stats: Stats,
 }
 
@@ -478,6 +499,7 @@ impl Hypervisor {
                     p_expiries: 0,
                     p_host_irqs: 0,
                     p_refires: 0,
+                    unrepaired: false,
                 })
                 .collect(),
             vm,
@@ -491,6 +513,7 @@ impl Hypervisor {
             in_place: false,
             pending_fault: None,
             pending_exit_fault: None,
+            pending_load_fault: None,
             stats: Stats::default(),
         }
     }
@@ -892,12 +915,12 @@ impl Hypervisor {
                 self.reset(vcpu)?;
                 Ok(true)
             }
-            Step::ChipFault { after, at_exit } => {
+            Step::ChipFault { after, at } => {
                 let fault = Some(u32::from(after));
-                if at_exit {
-                    self.pending_exit_fault = fault;
-                } else {
-                    self.pending_fault = fault;
+                match at {
+                    FaultSite::Handler => self.pending_fault = fault,
+                    FaultSite::RunLoop => self.pending_exit_fault = fault,
+                    FaultSite::Load => self.pending_load_fault = fault,
                 }
                 Ok(true)
             }
@@ -984,6 +1007,11 @@ impl Hypervisor {
         {
             let v = &self.vcpus[vcpu];
             let Some(cpu) = v.cpu else { return Ok(()) };
+            if v.unrepaired {
+                // A lowering that failed is retried by the next exit or
+                // entry.
+                return Ok(());
+            }
             let virq = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
             let truth = v.guest.timer();
             if virq.line && !truth.asserted(now) {
@@ -1193,11 +1221,18 @@ impl Hypervisor {
 
     fn load(&mut self, vcpu: usize, cpu: usize) -> Result<(), Violation> {
         let before = self.machine.virtual_irq(vcpu, self.vm.virtual_irq());
-        let v = &mut self.vcpus[vcpu];
+        let armed = self.arm_fault(FaultSite::Load);
         let mut p = self.machine.ports(cpu, vcpu);
-        v.timer
-            .load(&self.vm, &mut p.timer, &mut p.gic)
-            .map_err(|e| library("load", e))?;
+        let result = self.vcpus[vcpu]
+            .timer
+            .load(&self.vm, &mut p.timer, &mut p.gic);
+        if self.run_loop_result(armed, vcpu, "load", result)?.is_none() {
+            // The vCPU stays unloaded (as `load` documents); a later load
+            // tries again.
+            self.stats.load_chip_errors = self.stats.load_chip_errors.saturating_add(1);
+            return Ok(());
+        }
+        let v = &mut self.vcpus[vcpu];
         v.cpu = Some(cpu);
         if v.timer.is_direct(TimerId::Physical) {
             self.stats.ptimer_direct_loads = self.stats.ptimer_direct_loads.saturating_add(1);
@@ -1280,7 +1315,7 @@ impl Hypervisor {
                 format!("entering the guest on CPU {cpu} with the priority of PPI {ppi:?} held"),
             ));
         }
-        let armed = self.arm_exit_fault();
+        let armed = self.arm_fault(FaultSite::RunLoop);
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
@@ -1293,6 +1328,7 @@ impl Hypervisor {
             self.stats.entry_chip_errors = self.stats.entry_chip_errors.saturating_add(1);
             return Ok(());
         }
+        self.vcpus[vcpu].unrepaired = false;
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
         if made.vtimer_register_accesses() != 0 || made.ptimer_register_accesses() != 0 {
@@ -1319,23 +1355,32 @@ impl Hypervisor {
         self.exit_with(cpu, true)
     }
 
-    /// Arms the fault [`Step::ChipFault`] left for the run loop (an exit,
-    /// entry, load or wake-up), if any, for the library call; returns it
-    /// and the faults fired so far.
-    fn arm_exit_fault(&mut self) -> (Option<u32>, u64) {
-        let fault = self.pending_exit_fault.take();
+    /// Arms the fault [`Step::ChipFault`] left for `site` (not the
+    /// handler's), if any, for the library call; returns the site, the
+    /// fault and the faults fired so far.
+    fn arm_fault(&mut self, site: FaultSite) -> (FaultSite, Option<u32>, u64) {
+        let fault = self.pending_at(site).take();
         self.machine.inject_chip_fault(fault);
-        (fault, self.machine.chip_faults_fired())
+        (site, fault, self.machine.chip_faults_fired())
+    }
+
+    /// The pending fault of `site`.
+    const fn pending_at(&mut self, site: FaultSite) -> &mut Option<u32> {
+        match site {
+            FaultSite::Handler => &mut self.pending_fault,
+            FaultSite::RunLoop => &mut self.pending_exit_fault,
+            FaultSite::Load => &mut self.pending_load_fault,
+        }
     }
 
     /// What a run loop's library call (`call`, for `vcpu`, with the fault
-    /// [`arm_exit_fault`](Self::arm_exit_fault) armed) returned: its
+    /// [`arm_fault`](Self::arm_fault) armed) returned: its
     /// value, or `None` for the injected error, which the run loop logs
     /// and carries on from (the library left what it could not write to
     /// a later call). A fault the call did not reach stays armed.
     fn run_loop_result<T>(
         &mut self,
-        (fault, fired): (Option<u32>, u64),
+        (site, fault, fired): (FaultSite, Option<u32>, u64),
         vcpu: usize,
         call: &str,
         result: Result<T, Error<SimChipError>>,
@@ -1343,12 +1388,13 @@ impl Hypervisor {
         self.machine.inject_chip_fault(None);
         let injected = self.machine.chip_faults_fired() > fired;
         if !injected {
-            self.pending_exit_fault = fault;
+            *self.pending_at(site) = fault;
         }
         match result {
             Ok(value) => Ok(Some(value)),
             Err(Error::IrqChip(_)) if injected => {
                 self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
+                self.vcpus[vcpu].unrepaired = true;
                 self.sync_user_levels(vcpu);
                 Ok(None)
             }
@@ -1360,7 +1406,7 @@ impl Hypervisor {
     /// counted in [`Stats::exit_chip_errors`].
     fn exit_result(
         &mut self,
-        armed: (Option<u32>, u64),
+        armed: (FaultSite, Option<u32>, u64),
         vcpu: usize,
         call: &str,
         result: Result<Forwarded, Error<SimChipError>>,
@@ -1378,7 +1424,7 @@ impl Hypervisor {
         let Some(vcpu) = self.on_cpu[cpu] else {
             return Ok(());
         };
-        let armed = self.arm_exit_fault();
+        let armed = self.arm_fault(FaultSite::RunLoop);
         let before = self.machine.counters();
         let v = &mut self.vcpus[vcpu];
         // The model's line, not the library's own record of it: a library
@@ -1401,6 +1447,7 @@ impl Hypervisor {
         let Some(forwarded) = self.exit_result(armed, vcpu, call, result)? else {
             return Ok(());
         };
+        self.vcpus[vcpu].unrepaired = false;
         let made = self.machine.counters().since(&before);
         self.sync_user_levels(vcpu);
         // An IRQ exit reads CTL whatever the line (one read per direct
@@ -1588,7 +1635,7 @@ impl Hypervisor {
         let saved = in_place || v.timer.vtimer().residency() == Residency::Memory;
         let p_saved = v.timer.is_direct(TimerId::Physical)
             && (in_place || v.timer.ptimer().residency() == Residency::Memory);
-        let armed = self.arm_exit_fault();
+        let armed = self.arm_fault(FaultSite::RunLoop);
         let mut p = self.machine.ports(cpu, vcpu);
         let result = self.vcpus[vcpu]
             .timer
@@ -1752,7 +1799,7 @@ impl Hypervisor {
         if !v.timer.is_blocked_in_place() {
             return Ok(());
         }
-        let armed = self.arm_exit_fault();
+        let armed = self.arm_fault(FaultSite::RunLoop);
         let mut p = self.machine.ports(cpu, vcpu);
         let result = self.vcpus[vcpu]
             .timer

@@ -15,4 +15,4 @@ pub mod guest;
 pub mod host;
 
 pub use guest::{Guest, GuestOp, GuestTimer, Handler};
-pub use host::{AckPoint, Hypervisor, Invariant, Stats, Step, Vcpu, Violation};
+pub use host::{AckPoint, FaultSite, Hypervisor, Invariant, Stats, Step, Vcpu, Violation};
