@@ -868,9 +868,6 @@ impl VcpuTimer {
         if !self.loaded {
             return Ok(());
         }
-        // Each timer is restored whatever fails for the other: the first
-        // error is returned once both are on the hardware.
-        let mut result = Ok(());
         for id in TIMERS {
             if !self.is_direct(id) {
                 continue;
@@ -893,11 +890,26 @@ impl VcpuTimer {
                 }
                 Residency::Hardware => Ok(()),
             };
-            if result.is_ok() {
-                result = done;
+            if let Err(e) = done {
+                self.restore_after_error(hw);
+                return Err(e);
             }
         }
-        result
+        Ok(())
+    }
+
+    /// After an interrupt controller error in `unblock`: every direct
+    /// timer still saved goes back on the hardware all the same (the guest
+    /// must not run with it saved and disabled), its PPI's state left to
+    /// the next `before_entry`.
+    #[cold]
+    fn restore_after_error<H: TimerHw + ?Sized>(&mut self, hw: &mut H) {
+        for id in TIMERS {
+            if self.is_direct(id) && self.context(id).residency() == Residency::Memory {
+                self.host_mut(id).stale = true;
+                self.restore(id, hw);
+            }
+        }
     }
 
     /// `unblock` for one saved direct timer of a loaded vCPU.
@@ -913,27 +925,21 @@ impl VcpuTimer {
     {
         let now = hw.physical_count();
         let fire = self.context(id).should_fire(now);
-        // The memory copy's ISTATUS as the restored timer will report it:
-        // what the repair after an error below goes by.
-        let ctx = self.context_mut(id);
-        ctx.set_ctl(ctx.ctl().with_istatus(fire));
-        let result = self.unblock_host_state(id, now, fire, chip);
-        // Written whole on success; after an error, written again by the
-        // next `before_entry`. The timer goes back on the hardware either
-        // way: the guest must not run with it saved and disabled.
-        self.host_mut(id).stale = result.is_err();
+        // On an error, `unblock` restores the timer and leaves the host
+        // state to the next `before_entry`.
+        self.unblock_host_state(id, fire, chip)?;
+        self.host_mut(id).stale = false;
         self.restore(id, hw);
-        result
+        Ok(())
     }
 
     /// The interrupt controller half of [`unblock_timer`](Self::unblock_timer):
-    /// the line and the PPI's host state brought in step with a timer
-    /// that fires (`fire`) or not at `now`.
+    /// the line and the PPI's host state brought in step with whether the
+    /// timer fires now (`fire`).
     #[inline(always)]
     fn unblock_host_state<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
-        now: Ticks,
         fire: bool,
         chip: &mut C,
     ) -> Result<(), Error<C::Error>> {
@@ -950,41 +956,40 @@ impl VcpuTimer {
             Forwarding::Hardware | Forwarding::Masking => false,
         };
         let HostPpi { ppi, stale, .. } = *self.host(id);
-        let raises =
-            fire && (!was_high || (self.forwarding == Forwarding::Hardware && !virtual_active));
-        if raises {
-            // The PPI is held first (active, or masked), so that it cannot
-            // signal under the raised interrupt if the raise fails.
-            match self.forwarding {
-                Forwarding::Hardware => {
-                    chip.set_host_active(ppi, true).map_err(Error::IrqChip)?;
+        let hardware = self.forwarding == Forwarding::Hardware;
+        if fire && (!was_high || (hardware && !virtual_active)) {
+            // Raised (again, if the guest completed the interrupt with the
+            // condition still met). The PPI is held first (active, or
+            // masked), so that it cannot signal under the raised interrupt
+            // if the raise fails.
+            if hardware {
+                chip.set_host_active(ppi, true).map_err(Error::IrqChip)?;
+            } else {
+                if stale {
+                    chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
                 }
-                Forwarding::Masking => {
-                    if stale {
-                        chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
-                    }
-                    chip.set_host_masked(ppi, true).map_err(Error::IrqChip)?;
-                }
+                chip.set_host_masked(ppi, true).map_err(Error::IrqChip)?;
             }
-            self.sync_direct_line(id, now, virtual_active, chip)?;
-            return Ok(());
+            return self.set_level(id, true, chip);
         }
-        self.sync_direct_line(id, now, virtual_active, chip)?;
+        // Otherwise the line falls if the timer no longer fires, or stays.
+        let fell = was_high && !fire;
+        if fell {
+            self.set_level(id, false, chip)?;
+        }
+        let level = was_high && fire;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
-        let level = self.context(id).level();
-        match self.forwarding {
-            Forwarding::Hardware if was_high != level || stale => {
+        if fell || stale {
+            if hardware {
                 chip.set_host_active(ppi, level || virtual_active)
                     .map_err(Error::IrqChip)?;
-            }
-            Forwarding::Masking if was_high != level || stale => {
+            } else {
                 if stale {
                     chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
                 }
                 chip.set_host_masked(ppi, level).map_err(Error::IrqChip)?;
             }
-            Forwarding::Hardware | Forwarding::Masking => {}
         }
         Ok(())
     }

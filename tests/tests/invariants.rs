@@ -955,9 +955,10 @@ fn histories_reach_every_path() {
     assert!(total.offsets_taken_loaded > 100, "{total:?}");
     assert!(total.sleeps_rearmed > 40, "{total:?}");
     assert!(total.resets_in_handler > 30, "{total:?}");
-    // Faults armed for the handler, the run loop's next exit, entry or
-    // `unblock` that makes enough interrupt controller calls (most make
-    // none), and the next `load`. A failed `before_entry` is rare here
+    // Faults armed for the handler, the run loop's next exit, entry,
+    // `unblock` or trapped write that makes enough interrupt controller
+    // calls (most make none), and the next `load`. A failed `before_entry`
+    // (or trapped write) is rare here
     // (an entry makes calls only for the emulated physical timer or a
     // repair, and the exits and wake-ups before it take the fault first):
     // `a_failed_entry_is_tried_again` in regressions.rs has one.
@@ -965,7 +966,8 @@ fn histories_reach_every_path() {
         - total.exit_chip_errors
         - total.entry_chip_errors
         - total.wake_chip_errors
-        - total.load_chip_errors;
+        - total.load_chip_errors
+        - total.trap_chip_errors;
     assert!(handler_errors > 6, "{total:?}");
     assert!(total.exit_chip_errors > 10, "{total:?}");
     assert!(total.wake_chip_errors > 7, "{total:?}");

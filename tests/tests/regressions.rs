@@ -636,7 +636,10 @@ fn a_failed_lowering_is_retried_at_the_next_exit() {
     );
     hv.step(Step::Enter { cpu: 0 }).unwrap();
     hv.step(Step::Exit { cpu: 0 }).unwrap();
-    assert!(!hv.vcpu(0).timer.levels().virtual_timer, "lowered at the exit");
+    assert!(
+        !hv.vcpu(0).timer.levels().virtual_timer,
+        "lowered at the exit"
+    );
     for s in [
         Step::Advance(10),
         Step::HostIrq { cpu: 0 },

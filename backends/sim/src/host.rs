@@ -157,7 +157,8 @@ pub enum FaultSite {
     #[default]
     Handler,
     /// The run loop's next `after_exit`, `after_irq_exit` (the wake-up of
-    /// a vCPU blocked in place included), `before_entry` or `unblock`.
+    /// a vCPU blocked in place included), `before_entry`, `unblock` or
+    /// trapped register write (`emulate::access`).
     RunLoop,
     /// The next `load`.
     Load,
@@ -362,6 +363,10 @@ pub struct Stats {
     /// `load` calls that returned an injected interrupt controller error:
     /// the vCPU stays unloaded.
     pub load_chip_errors: u64,
+    /// Trapped physical timer writes (`emulate::access`) that returned an
+    /// injected interrupt controller error: the value is stored all the
+    /// same.
+    pub trap_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -430,6 +435,7 @@ impl core::ops::AddAssign for Stats {
             .saturating_add(other.entry_chip_errors);
         self.wake_chip_errors = self.wake_chip_errors.saturating_add(other.wake_chip_errors);
         self.load_chip_errors = self.load_chip_errors.saturating_add(other.load_chip_errors);
+        self.trap_chip_errors = self.trap_chip_errors.saturating_add(other.trap_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -1111,17 +1117,26 @@ impl Hypervisor {
             return self.take_signalled(cpu);
         }
         self.exit(cpu)?;
+        let armed = self.arm_fault(FaultSite::RunLoop);
         let v = &mut self.vcpus[vcpu];
         let mut p = self.machine.ports(cpu, vcpu);
-        emulate::access(
+        let result = emulate::access(
             &mut v.timer,
             &self.vm,
             &mut p.timer,
             &mut p.gic,
             reg,
             emulate::Access::Write(value),
-        )
-        .map_err(|e| library("emulate::access", e))?;
+        );
+        if self
+            .run_loop_result(armed, vcpu, "emulate::access", result)?
+            .is_none()
+        {
+            // The value is stored regardless (`set_reg`); the line is
+            // brought up to date by the next entry.
+            self.stats.trap_chip_errors = self.stats.trap_chip_errors.saturating_add(1);
+        }
+        let v = &mut self.vcpus[vcpu];
         v.guest.wrote_ptimer(reg, value, self.machine.now());
         self.sync_user_levels(vcpu);
         self.stats.traps = self.stats.traps.saturating_add(1);
