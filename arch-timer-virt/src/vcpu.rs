@@ -1583,7 +1583,10 @@ impl VcpuTimer {
     ///
     /// # Errors
     ///
-    /// [`Error::IrqChip`].
+    /// [`Error::IrqChip`]: the line is as it was, and the next
+    /// [`before_entry`](Self::before_entry) brings it up to date (the soft
+    /// timer's interrupt made the guest exit, so the run loop enters it
+    /// again through `before_entry`).
     pub fn physical_timer_expired<H, C>(
         &mut self,
         hw: &mut H,

@@ -967,7 +967,8 @@ fn histories_reach_every_path() {
         - total.entry_chip_errors
         - total.wake_chip_errors
         - total.load_chip_errors
-        - total.trap_chip_errors;
+        - total.trap_chip_errors
+        - total.soft_chip_errors;
     assert!(handler_errors > 6, "{total:?}");
     assert!(total.exit_chip_errors > 10, "{total:?}");
     assert!(total.wake_chip_errors > 7, "{total:?}");

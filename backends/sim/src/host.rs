@@ -157,8 +157,9 @@ pub enum FaultSite {
     #[default]
     Handler,
     /// The run loop's next `after_exit`, `after_irq_exit` (the wake-up of
-    /// a vCPU blocked in place included), `before_entry`, `unblock` or
-    /// trapped register write (`emulate::access`).
+    /// a vCPU blocked in place included), `before_entry`, `unblock`,
+    /// trapped register write (`emulate::access`) or
+    /// `physical_timer_expired`.
     RunLoop,
     /// The next `load`.
     Load,
@@ -367,6 +368,9 @@ pub struct Stats {
     /// injected interrupt controller error: the value is stored all the
     /// same.
     pub trap_chip_errors: u64,
+    /// `physical_timer_expired` calls that returned an injected interrupt
+    /// controller error: the next entry raises the line.
+    pub soft_chip_errors: u64,
     /// `load` calls that made the physical timer direct (the timer map).
     pub ptimer_direct_loads: u64,
     /// `load` calls that kept the physical timer emulated.
@@ -436,6 +440,7 @@ impl core::ops::AddAssign for Stats {
         self.wake_chip_errors = self.wake_chip_errors.saturating_add(other.wake_chip_errors);
         self.load_chip_errors = self.load_chip_errors.saturating_add(other.load_chip_errors);
         self.trap_chip_errors = self.trap_chip_errors.saturating_add(other.trap_chip_errors);
+        self.soft_chip_errors = self.soft_chip_errors.saturating_add(other.soft_chip_errors);
         self.ptimer_direct_loads = self
             .ptimer_direct_loads
             .saturating_add(other.ptimer_direct_loads);
@@ -2022,11 +2027,24 @@ impl Hypervisor {
             if soft.physical.is_some_and(|at| at <= now) {
                 self.machine.soft_timer_fired(vcpu, SoftTimer::Physical);
                 if let Some(cpu) = self.vcpus[vcpu].cpu {
-                    let v = &mut self.vcpus[vcpu];
+                    let armed = self.arm_fault(FaultSite::RunLoop);
                     let mut p = self.machine.ports(cpu, vcpu);
-                    v.timer
-                        .physical_timer_expired(&mut p.timer, &mut p.gic)
-                        .map_err(|e| library("physical_timer_expired", e))?;
+                    let result = self.vcpus[vcpu]
+                        .timer
+                        .physical_timer_expired(&mut p.timer, &mut p.gic);
+                    if self
+                        .run_loop_result(armed, vcpu, "physical_timer_expired", result)?
+                        .is_none()
+                    {
+                        // The next entry brings the line up to date: the
+                        // soft timer's interrupt made the guest exit, so the
+                        // run loop enters it again at once.
+                        self.stats.soft_chip_errors = self.stats.soft_chip_errors.saturating_add(1);
+                        if self.in_guest[cpu] {
+                            self.exit(cpu)?;
+                            self.enter(cpu, vcpu)?;
+                        }
+                    }
                     self.sync_user_levels(vcpu);
                 }
             }
