@@ -1452,7 +1452,9 @@ impl VcpuTimer {
                         // the timer fired again after. The guest may hold
                         // that interrupt, pending and linked to the PPI: a
                         // released PPI would signal while it does. Left
-                        // active; the next `before_entry` raises again.
+                        // active for the next `before_entry`, which asks
+                        // the interrupt controller where the interrupt
+                        // stands (`repair_host_irq`).
                         self.host_mut(id).stale = true;
                     } else {
                         // Nothing injected: an active PPI would hold back
@@ -1531,9 +1533,10 @@ impl VcpuTimer {
     /// there; injected if the backend's default answer hid an interrupt
     /// the guest had completed); for one the guest completed, the line is
     /// lowered and the PPI released, which signals again if the timer
-    /// fires (the host raises the line again). A low line's PPI is released unless the guest holds the
-    /// interrupt active. With [`Forwarding::Masking`] the PPI is made
-    /// inactive and masked exactly while the line is high.
+    /// fires (the host raises the line again). A low line's PPI is
+    /// released unless the guest holds the interrupt active. With
+    /// [`Forwarding::Masking`] the PPI is made inactive and masked exactly
+    /// while the line is high.
     fn repair_host_irq<C: IrqChip + ?Sized>(
         &mut self,
         id: TimerId,
