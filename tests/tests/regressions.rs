@@ -32,6 +32,14 @@ fn rearm_deactivate_reload() -> Vec<Step> {
     ]
 }
 
+/// Runs `steps` on `hv`; the first broken invariant panics with `what`
+/// and the step.
+fn run_steps(hv: &mut Hypervisor, steps: &[Step], what: &str) {
+    for &s in steps {
+        hv.step(s).unwrap_or_else(|v| panic!("{what}: {s:?}: {v}"));
+    }
+}
+
 fn replay(
     hv: &mut Hypervisor,
     steps: &[Step],
@@ -302,10 +310,11 @@ fn a_chip_fault_in_the_handler_does_not_lose_the_interrupt() {
                 Step::Enter { cpu: 0 },
                 guest(GuestOp::Acknowledge),
             ];
-            for &s in &steps {
-                hv.step(s)
-                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
-            }
+            run_steps(
+                &mut hv,
+                &steps,
+                &format!("{forwarding:?}, fault at {after}"),
+            );
             assert_eq!(
                 hv.vcpu(0).guest.timer_irqs_taken(),
                 1,
@@ -346,10 +355,11 @@ fn a_chip_fault_raising_a_line_already_raised_by_unblock() {
                 Step::Enter { cpu: 0 },
                 guest(GuestOp::Acknowledge),
             ];
-            for &s in &steps {
-                hv.step(s)
-                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
-            }
+            run_steps(
+                &mut hv,
+                &steps,
+                &format!("{forwarding:?}, fault at {after}"),
+            );
             assert_eq!(
                 hv.vcpu(0).guest.timer_irqs_taken(),
                 1,
@@ -394,10 +404,11 @@ fn a_chip_fault_at_an_in_place_wake_up_wakes_the_vcpu() {
                 Step::Enter { cpu: 0 },
                 guest(GuestOp::Acknowledge),
             ];
-            for &s in &steps {
-                hv.step(s)
-                    .unwrap_or_else(|v| panic!("{forwarding:?}, fault at {after}: {s:?}: {v}"));
-            }
+            run_steps(
+                &mut hv,
+                &steps,
+                &format!("{forwarding:?}, fault at {after}"),
+            );
             assert!(!hv.vcpu(0).blocked(), "{forwarding:?}, fault at {after}");
             assert_eq!(
                 hv.vcpu(0).guest.timer_irqs_taken(),
@@ -447,9 +458,7 @@ fn a_failed_raise_at_an_irq_exit_keeps_the_ppi_the_guest_holds() {
         Step::Enter { cpu: 0 },
         guest(GuestOp::Acknowledge),
     ];
-    for &s in &steps {
-        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
-    }
+    run_steps(&mut hv, &steps, "");
     assert_eq!(hv.stats().exit_chip_errors, 1, "{:?}", hv.stats());
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2, "{:?}", hv.stats());
 }
@@ -488,10 +497,7 @@ fn a_chip_fault_in_unblock_converges() {
             Step::Enter { cpu: 0 },
             guest(GuestOp::Acknowledge),
         ];
-        for &s in &steps {
-            hv.step(s)
-                .unwrap_or_else(|v| panic!("{forwarding:?}: {s:?}: {v}"));
-        }
+        run_steps(&mut hv, &steps, &format!("{forwarding:?}"));
         assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
 
         let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
@@ -512,10 +518,7 @@ fn a_chip_fault_in_unblock_converges() {
             Step::Enter { cpu: 0 },
             guest(GuestOp::Acknowledge),
         ];
-        for &s in &steps {
-            hv.step(s)
-                .unwrap_or_else(|v| panic!("{forwarding:?}: {s:?}: {v}"));
-        }
+        run_steps(&mut hv, &steps, &format!("{forwarding:?}"));
         assert_eq!(hv.stats().wake_chip_errors, 1, "{forwarding:?}");
         assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 1, "{forwarding:?}");
     }
@@ -542,14 +545,14 @@ fn a_failed_entry_is_tried_again() {
         },
         Step::Enter { cpu: 0 },
     ];
-    for &s in &steps {
-        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
-    }
+    run_steps(&mut hv, &steps, "");
     assert_eq!(hv.stats().entry_chip_errors, 1);
     assert_eq!(hv.vcpu(0).guest.ptimer_irqs_taken(), 0);
-    for s in [Step::Enter { cpu: 0 }, guest(GuestOp::Acknowledge)] {
-        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
-    }
+    run_steps(
+        &mut hv,
+        &[Step::Enter { cpu: 0 }, guest(GuestOp::Acknowledge)],
+        "",
+    );
     assert_eq!(hv.vcpu(0).guest.ptimer_irqs_taken(), 1);
 }
 
@@ -574,24 +577,22 @@ fn a_failed_load_is_tried_again() {
                 },
                 Step::Load { vcpu: 0, cpu: 0 },
             ];
-            for &s in &steps {
-                hv.step(s)
-                    .unwrap_or_else(|v| panic!("{forwarding:?} {after}: {s:?}: {v}"));
-            }
+            run_steps(&mut hv, &steps, &format!("{forwarding:?} {after}"));
             let failed = hv.stats().load_chip_errors;
             assert_eq!(
                 hv.vcpu(0).cpu().is_none(),
                 failed == 1,
                 "{forwarding:?} {after}"
             );
-            for s in [
-                Step::Load { vcpu: 0, cpu: 0 },
-                Step::Enter { cpu: 0 },
-                guest(GuestOp::Acknowledge),
-            ] {
-                hv.step(s)
-                    .unwrap_or_else(|v| panic!("{forwarding:?} {after}: {s:?}: {v}"));
-            }
+            run_steps(
+                &mut hv,
+                &[
+                    Step::Load { vcpu: 0, cpu: 0 },
+                    Step::Enter { cpu: 0 },
+                    guest(GuestOp::Acknowledge),
+                ],
+                &format!("{forwarding:?} {after}"),
+            );
             assert_eq!(
                 hv.vcpu(0).guest.timer_irqs_taken(),
                 1,
@@ -626,9 +627,7 @@ fn a_failed_lowering_is_retried_at_the_next_exit() {
         },
         Step::SetOffset { delta: 0 },
     ];
-    for &s in &steps {
-        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
-    }
+    run_steps(&mut hv, &steps, "");
     assert_eq!(hv.stats().exit_chip_errors, 1);
     assert!(
         hv.vcpu(0).timer.levels().virtual_timer,
@@ -640,14 +639,16 @@ fn a_failed_lowering_is_retried_at_the_next_exit() {
         !hv.vcpu(0).timer.levels().virtual_timer,
         "lowered at the exit"
     );
-    for s in [
-        Step::Advance(10),
-        Step::HostIrq { cpu: 0 },
-        Step::Enter { cpu: 0 },
-        guest(GuestOp::Acknowledge),
-    ] {
-        hv.step(s).unwrap_or_else(|v| panic!("{s:?}: {v}"));
-    }
+    run_steps(
+        &mut hv,
+        &[
+            Step::Advance(10),
+            Step::HostIrq { cpu: 0 },
+            Step::Enter { cpu: 0 },
+            guest(GuestOp::Acknowledge),
+        ],
+        "",
+    );
     assert_eq!(hv.vcpu(0).guest.timer_irqs_taken(), 2);
 }
 
