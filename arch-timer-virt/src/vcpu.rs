@@ -1428,9 +1428,9 @@ impl VcpuTimer {
             return result.map(|()| HostIrq::Spurious);
         }
         let ppi = self.host(id).ppi;
-        let was_high = self.context(id).level();
         match self.forwarding {
             Forwarding::Hardware => {
+                let was_high = self.context(id).level();
                 // The acknowledge came before this exit's `after_exit`,
                 // which found the condition cleared and deactivated the
                 // PPI; the timer has fired again since. The guest's

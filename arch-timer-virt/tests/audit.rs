@@ -435,9 +435,11 @@ fn failed_mask_in_the_handler_is_retried_by_the_next_host_irq() {
 /// already high (raised by `unblock` after the host acknowledged the PPI,
 /// or before a guest completion the timer fired again after). The guest
 /// may hold that interrupt pending, linked to the PPI, so the PPI must not
-/// be released (it would signal while the guest has it); the next
-/// `before_entry` makes it active and raises the line again, which injects
-/// the interrupt if the guest had completed it and changes nothing if not.
+/// be released (it would signal while the guest has it). The next
+/// `before_entry` asks where the interrupt stands (this chip answers as the
+/// trait's default does: pending, not active), keeps the PPI active and
+/// raises the line again, which injects the interrupt if the guest had
+/// completed it and changes nothing if not.
 #[test]
 fn failed_raise_of_a_line_already_high_keeps_the_ppi_and_raises_again_at_entry() {
     let (_vm, mut timer, mut cpu, mut chip) = raised_at(1000, Forwarding::Hardware);

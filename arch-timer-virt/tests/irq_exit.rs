@@ -153,9 +153,21 @@ fn an_irq_exit_of_a_vcpu_that_is_not_loaded_is_an_error() {
     );
 }
 
+/// A chip on which the IRQ exit's forward fails at the raise (the PPI made
+/// active first), then answers `virtual_active` with `held`.
+fn raise_fails_then_asked(seq: &mut Sequence, held: bool) -> MockIrqChip {
+    let mut chip = expect_forward(seq, Err(MockChipError));
+    chip.expect_virtual_active()
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |_| Ok(held));
+    chip
+}
+
 /// A failed activation injects nothing and leaves the PPI's state to be
 /// written again before the next entry; a failed raise deactivates the
-/// PPI again so that it signals and the host takes it.
+/// PPI again (the guest does not hold the last interrupt) so that it
+/// signals and the host takes it.
 #[test]
 fn a_failing_chip_at_an_irq_exit_leaves_state_that_converges() {
     // The activation fails: line low, the next entry writes the PPI again.
@@ -190,11 +202,7 @@ fn a_failing_chip_at_an_irq_exit_leaves_state_that_converges() {
     // The raise fails: the PPI is deactivated again, the line stays low.
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
     let mut seq = Sequence::new();
-    let mut chip = expect_forward(&mut seq, Err(MockChipError));
-    chip.expect_virtual_active()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Ok(false));
+    let mut chip = raise_fails_then_asked(&mut seq, false);
     chip.expect_set_host_active()
         .with(eq(VTIMER), eq(false))
         .times(1)
@@ -216,12 +224,7 @@ fn a_failing_chip_at_an_irq_exit_leaves_state_that_converges() {
 #[test]
 fn a_failed_raise_at_an_irq_exit_leaves_a_ppi_the_guest_holds() {
     let (_vm, mut timer) = loaded_with(Ticks::ZERO);
-    let mut seq = Sequence::new();
-    let mut chip = expect_forward(&mut seq, Err(MockChipError));
-    chip.expect_virtual_active()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Ok(true));
+    let mut chip = raise_fails_then_asked(&mut Sequence::new(), true);
     chip.expect_set_host_active().never();
     assert_eq!(
         timer.after_irq_exit(&mut ctl_once(FIRED), &mut chip, &mut MockSoftTimers::new()),

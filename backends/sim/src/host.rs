@@ -349,10 +349,11 @@ pub struct Stats {
     pub resets: u64,
     /// Of those, while the guest was handling an interrupt.
     pub resets_in_handler: u64,
-    /// Library calls (`handle_host_irq`, `after_exit`, `after_irq_exit`)
-    /// that returned an injected interrupt controller error
-    /// ([`Step::ChipFault`]).
+    /// Library calls that returned an injected interrupt controller error
+    /// ([`Step::ChipFault`]), the kinds below together.
     pub chip_errors: u64,
+    /// Of those, `handle_host_irq` calls.
+    pub handler_chip_errors: u64,
     /// Of those, `after_exit` and `after_irq_exit` calls.
     pub exit_chip_errors: u64,
     /// `before_entry` calls that returned an injected interrupt controller
@@ -433,6 +434,9 @@ impl core::ops::AddAssign for Stats {
             .resets_in_handler
             .saturating_add(other.resets_in_handler);
         self.chip_errors = self.chip_errors.saturating_add(other.chip_errors);
+        self.handler_chip_errors = self
+            .handler_chip_errors
+            .saturating_add(other.handler_chip_errors);
         self.exit_chip_errors = self.exit_chip_errors.saturating_add(other.exit_chip_errors);
         self.entry_chip_errors = self
             .entry_chip_errors
@@ -476,9 +480,10 @@ pub struct Hypervisor {
     ack_point: AckPoint,
     resample: bool,
     in_place: bool,
+    /// The fault [`Step::ChipFault`] left for the next `handle_host_irq`.
     pending_fault: Option<u32>,
     /// The same for the run loop's next call that makes enough calls.
-    pending_exit_fault: Option<u32>,
+    pending_run_loop_fault: Option<u32>,
     /// The same for the next `load` that makes enough calls.
     pending_load_fault: Option<u32>,
     stats: Stats,
@@ -523,7 +528,7 @@ impl Hypervisor {
             resample: false,
             in_place: false,
             pending_fault: None,
-            pending_exit_fault: None,
+            pending_run_loop_fault: None,
             pending_load_fault: None,
             stats: Stats::default(),
         }
@@ -930,7 +935,7 @@ impl Hypervisor {
                 let fault = Some(u32::from(after));
                 match at {
                     FaultSite::Handler => self.pending_fault = fault,
-                    FaultSite::RunLoop => self.pending_exit_fault = fault,
+                    FaultSite::RunLoop => self.pending_run_loop_fault = fault,
                     FaultSite::Load => self.pending_load_fault = fault,
                 }
                 Ok(true)
@@ -1375,9 +1380,9 @@ impl Hypervisor {
         self.exit_with(cpu, true)
     }
 
-    /// Arms the fault [`Step::ChipFault`] left for `site` (not the
-    /// handler's), if any, for the library call; returns the site, the
-    /// fault and the faults fired so far.
+    /// Arms the fault [`Step::ChipFault`] left for `site`, if any, for the
+    /// library call; returns the site, the fault and the faults fired so
+    /// far.
     fn arm_fault(&mut self, site: FaultSite) -> (FaultSite, Option<u32>, u64) {
         let fault = self.pending_at(site).take();
         self.machine.inject_chip_fault(fault);
@@ -1388,7 +1393,7 @@ impl Hypervisor {
     const fn pending_at(&mut self, site: FaultSite) -> &mut Option<u32> {
         match site {
             FaultSite::Handler => &mut self.pending_fault,
-            FaultSite::RunLoop => &mut self.pending_exit_fault,
+            FaultSite::RunLoop => &mut self.pending_run_loop_fault,
             FaultSite::Load => &mut self.pending_load_fault,
         }
     }
@@ -1895,15 +1900,14 @@ impl Hypervisor {
         let in_place = self.vcpus[vcpu].timer.is_blocked_in_place();
         let line_before = self.machine.virtual_irq(vcpu, self.intid(timer)).line;
         let active_before = self.machine.cpu(cpu).ppis.get(ppi).active;
+        // Disarmed by this call whether or not it makes enough calls.
+        let (_, _, fired) = self.arm_fault(FaultSite::Handler);
         let v = &mut self.vcpus[vcpu];
         if timer == TimerId::Virtual {
             v.host_irqs = v.host_irqs.saturating_add(1);
         } else {
             v.p_host_irqs = v.p_host_irqs.saturating_add(1);
         }
-        let fault = self.pending_fault.take();
-        self.machine.inject_chip_fault(fault);
-        let fired = self.machine.chip_faults_fired();
         let mut p = self.machine.ports(cpu, vcpu);
         let result = v.timer.handle_timer_irq(timer, &mut p.timer, &mut p.gic);
         self.machine.inject_chip_fault(None);
@@ -1919,6 +1923,7 @@ impl Hypervisor {
                     v.p_refires = v.p_refires.saturating_add(1);
                 }
                 self.stats.chip_errors = self.stats.chip_errors.saturating_add(1);
+                self.stats.handler_chip_errors = self.stats.handler_chip_errors.saturating_add(1);
                 self.sync_user_levels(vcpu);
                 // A line raised before the failure (`Forwarding::Masking`:
                 // masked, reported, the deactivation failed) is the wake-up
