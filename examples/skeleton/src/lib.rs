@@ -114,8 +114,9 @@ impl<V> Vcpu<V> {
 pub struct Counts {
     /// Guest entries.
     pub entries: u64,
-    /// Virtual timer interrupts raised for a guest by a host IRQ: its PPI
-    /// taken, or forwarded at the IRQ exit before it could be.
+    /// Timer interrupts (either direct timer's) raised for a guest by a
+    /// host IRQ: its PPI taken, or forwarded at the IRQ exit before it
+    /// could be.
     pub raised: u64,
     /// Scheduler ticks.
     pub ticks: u64,
@@ -269,9 +270,8 @@ impl<R: RegisterFile, G: GicCpu> PhysCpu<R, G> {
                     &mut self.gic.chip(&mut v.vgic),
                     &mut self.hyp.vcpu(v.slots)?,
                 )?;
-                if forwarded.contains(TimerId::Virtual) {
-                    self.counts.raised += 1;
-                }
+                self.counts.raised += u64::from(forwarded.contains(TimerId::Virtual))
+                    + u64::from(forwarded.contains(TimerId::Physical));
             } else {
                 v.timer.after_exit(
                     &mut self.hw,
@@ -320,14 +320,20 @@ impl<R: RegisterFile, G: GicCpu> PhysCpu<R, G> {
         let mut tick = false;
         while let Some(intid) = self.gic.acknowledge() {
             self.gic.priority_drop(intid);
-            if intid == vm.host_virtual_ppi() {
-                let Some(v) = loaded.as_deref_mut() else {
-                    self.gic.deactivate(intid); // no vCPU: nothing to forward
+            if intid == vm.host_virtual_ppi() || intid == vm.host_physical_ppi() {
+                // A timer PPI: the loaded vCPU's if that timer is direct
+                // (the physical one is only with `PhysTimerMode::Auto`).
+                let direct = loaded.as_deref_mut().and_then(|v| {
+                    let id = v.timer.timer_for_host_ppi(intid)?;
+                    Some((v, id))
+                });
+                let Some((v, id)) = direct else {
+                    self.gic.deactivate(intid); // no vCPU, or not direct: nothing to forward
                     continue;
                 };
-                let outcome = v
-                    .timer
-                    .handle_host_irq(&mut self.hw, &mut self.gic.chip(&mut v.vgic))?;
+                let outcome =
+                    v.timer
+                        .handle_timer_irq(id, &mut self.hw, &mut self.gic.chip(&mut v.vgic))?;
                 match outcome {
                     HostIrq::Raised => self.counts.raised += 1,
                     HostIrq::Spurious => {}

@@ -8,23 +8,31 @@ use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
 use arch_timer_virt::mock::MockGicCpu;
-use arch_timer_virt::{IntId, Ticks, TimerHw, VmTimer};
+use arch_timer_virt::{IntId, PhysTimerMode, Ticks, TimerHw, VmTimer};
 use arch_timer_virt_aarch64::{FakeRegisters, GenericTimer, HostMode};
 use hypervisor_skeleton::{Exit, PhysCpu, VcpuState, World};
 
 /// Interrupts the "hardware" has pending for the mock GIC to acknowledge.
 type Pending = Arc<Mutex<VecDeque<IntId>>>;
 
+/// The INTIDs the run loop deactivated, in order.
+type Deactivated = Arc<Mutex<Vec<IntId>>>;
+
 /// A mock GIC that acknowledges what `pending` holds, accepts every other
-/// call, and counts the virtual timer line raises.
-fn gic(pending: &Pending, raises: &Arc<AtomicU32>) -> MockGicCpu {
+/// call, counts the virtual timer line raises and records deactivations.
+fn gic(pending: &Pending, raises: &Arc<AtomicU32>, deactivated: &Deactivated) -> MockGicCpu {
     let mut gic = MockGicCpu::new();
     let queue = Arc::clone(pending);
     gic.ops
         .expect_acknowledge()
         .returning(move || queue.lock().ok()?.pop_front());
     gic.ops.expect_priority_drop().return_const(());
-    gic.ops.expect_deactivate().return_const(());
+    let log = Arc::clone(deactivated);
+    gic.ops.expect_deactivate().returning(move |intid| {
+        if let Ok(mut log) = log.lock() {
+            log.push(intid);
+        }
+    });
     gic.ops
         .expect_maintenance_intid()
         .return_const(IntId::MAINTENANCE);
@@ -92,7 +100,7 @@ fn run_cpu(vm: &VmTimer, delay: [u64; 2]) -> (Vec<u64>, u32, hypervisor_skeleton
     let hw = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe));
     // A 1 ms scheduler tick, from the counter frequency.
     let tick = Ticks::new(u64::from(hw.features().frequency_hz / 1000));
-    let mut cpu = PhysCpu::new(hw, gic(&pending, &raises), tick);
+    let mut cpu = PhysCpu::new(hw, gic(&pending, &raises, &Deactivated::default()), tick);
     let mut vcpus = [cpu.vcpu(0).unwrap(), cpu.vcpu(1).unwrap()];
     let mut script = Script {
         delay,
@@ -149,4 +157,60 @@ fn two_cpus_run_in_parallel() {
     assert_eq!(results[0].0, [100, 700]);
     assert_eq!(results[1].0, [50, 900]);
     assert!(results.iter().all(|(_, raises, _)| *raises == 2));
+}
+
+/// A guest whose physical timer expires while it runs: the PPI is pending
+/// at the exit.
+struct PhysicalTimerIrq {
+    pending: Pending,
+    entries: u32,
+}
+
+impl World<FakeRegisters> for PhysicalTimerIrq {
+    fn enter(&mut self, _vcpu: usize, regs: &mut FakeRegisters) -> Exit {
+        self.entries += 1;
+        if self.entries > 1 {
+            return Exit::Done;
+        }
+        regs.el1_ptimer_cval = regs.cntpct;
+        regs.el1_ptimer_ctl = 1; // ENABLE
+        if let Ok(mut q) = self.pending.lock() {
+            q.push_back(IntId::PHYSICAL_TIMER);
+        }
+        Exit::Irq
+    }
+
+    fn wait(&mut self, _regs: &mut FakeRegisters) {}
+}
+
+/// With `PhysTimerMode::Auto` (offset zero) the guest's physical timer is
+/// direct: its PPI, acknowledged at an IRQ exit, goes to the vCPU's timer
+/// like the virtual timer's and stays active for the guest, whose
+/// deactivation completes it. Deactivated by the run loop, it would signal
+/// again under the guest's pending interrupt.
+#[test]
+fn a_direct_physical_timer_ppi_goes_to_the_timer() {
+    let vm = VmTimer::new().with_phys_timer_mode(PhysTimerMode::Auto);
+    let pending = Pending::default();
+    let deactivated = Deactivated::default();
+    let hw = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe));
+    let tick = Ticks::new(u64::from(hw.features().frequency_hz / 1000));
+    let gic = gic(&pending, &Arc::new(AtomicU32::new(0)), &deactivated);
+    let mut cpu = PhysCpu::new(hw, gic, tick);
+    let mut vcpus = [cpu.vcpu(0).unwrap()];
+    let mut guest = PhysicalTimerIrq {
+        pending,
+        entries: 0,
+    };
+    cpu.run(&vm, &mut vcpus, &mut guest).unwrap();
+    assert_eq!(vcpus[0].state, VcpuState::Done);
+    assert!(vcpus[0].timer.is_direct(arch_timer_virt::TimerId::Physical));
+    assert!(
+        !deactivated.lock().unwrap().contains(&IntId::PHYSICAL_TIMER),
+        "the physical timer's PPI was deactivated under the guest's interrupt"
+    );
+    // Forwarded at the IRQ exit, then (the mock GIC presents the PPI
+    // anyway) raised again by `handle_timer_irq`.
+    assert_eq!(cpu.counts.raised, 2);
+    assert!(vcpus[0].timer.levels().physical_timer);
 }
