@@ -12,7 +12,8 @@ pub enum TimerId {
     /// The EL1 virtual timer (`CNTV_*`), run directly on the hardware.
     #[doc(alias = "vtimer")]
     Virtual,
-    /// The EL1 physical timer (`CNTP_*`), emulated.
+    /// The EL1 physical timer (`CNTP_*`): emulated, or direct where the VM
+    /// and the CPU allow it ([`TimerMap`](crate::TimerMap)).
     #[doc(alias = "ptimer")]
     Physical,
 }

@@ -27,17 +27,31 @@ use crate::{IntId, IrqChip};
 ///
 /// ```text
 /// guest exits (IRQs masked at EL2)
-/// maintenance_asserted()?        read before the sync, which clears its cause
+/// maintenance_asserted()         optional (statistics): read before the sync,
+///                                which handles and so clears its cause
 /// sync_after_exit(vgic)          the vGIC's state first ...
-/// VcpuTimer::after_exit(chip)    ... then the timer's
-/// while let Some(id) = acknowledge() { priority_drop(id); handle; deactivate(id) if ours }
+/// VcpuTimer::after_irq_exit      ... then the timer's: after_irq_exit at an
+///   or VcpuTimer::after_exit     IRQ exit, after_exit at any other
+/// while let Some(id) = acknowledge() {
+///     priority_drop(id)          EOImode = 1: still active
+///     a direct timer's PPI       -> VcpuTimer::handle_timer_irq, which
+///                                   leaves it to the guest (or deactivate
+///                                   it if that returns HostIrq::NotLoaded)
+///     maintenance_intid()        -> maintenance(vgic), deactivate(id)
+///     anything else              -> the hypervisor's, deactivate(id)
+/// }
 /// ```
+///
+/// The whole run loop, schedule-in to schedule-out, is
+/// [`VcpuTimer`](crate::VcpuTimer)'s call pattern; the crate's README
+/// shows it as code.
 pub trait GicCpu {
     /// One vCPU's virtual CPU interface state, saved while it is not
     /// loaded.
     type Vgic;
-    /// What can go wrong.
-    type Error: fmt::Debug;
+    /// What can go wrong; `Debug` and `Display`, as
+    /// [`IrqChip::Error`].
+    type Error: fmt::Debug + fmt::Display;
     /// The [`IrqChip`] for one vCPU on this CPU.
     type Chip<'a>: IrqChip<Error = Self::Error>
     where

@@ -39,6 +39,27 @@ use crate::{IntId, Ticks, TimerCtl};
 /// `CNTP_CVAL_EL0` with E2H = 0, `CNTP_CTL_EL02`/`CNTP_CVAL_EL02` with
 /// E2H = 1). The hypervisor's own timer is the EL2 physical timer
 /// (`CNTHP_*`), which nothing here touches.
+///
+/// # Implementing it on a model
+///
+/// A fake or emulator of these registers behaves as the hardware does
+/// where the core relies on it:
+///
+/// - [`vtimer_ctl`](Self::vtimer_ctl) and [`ptimer_ctl`](Self::ptimer_ctl)
+///   report ISTATUS from the timer condition at the moment of the read
+///   (virtual: `count - CNTVOFF >= CVAL`; physical: `count - CNTPOFF >=
+///   CVAL` while an offset is set, else `count >= CVAL`; counts and
+///   comparison modulo 2^64), whether or not the timer is enabled. The
+///   core takes a direct timer's firing from that bit (with ENABLE set
+///   and IMASK clear); it never computes it from CVAL itself for a timer
+///   on the hardware.
+/// - [`set_vtimer_ctl`](Self::set_vtimer_ctl) and
+///   [`set_ptimer_ctl`](Self::set_ptimer_ctl) are given ENABLE and IMASK
+///   only (ISTATUS is read-only and never written by the core); the CVAL
+///   and offset setters take effect at once.
+///
+/// [`barrier`](Self::barrier) may do nothing on a model whose writes take
+/// effect in program order.
 pub trait TimerHw {
     /// The physical count, `CNTPCT_EL0`.
     fn physical_count(&self) -> Ticks;
@@ -109,8 +130,11 @@ pub trait TimerHw {
 /// vGIC hands in a view of that vCPU. Every method is fallible and must not
 /// panic on any INTID or state.
 pub trait IrqChip {
-    /// What can go wrong.
-    type Error: fmt::Debug;
+    /// What can go wrong. `Debug` and `Display`, so that
+    /// [`Error`](crate::Error)`<Self::Error>` is a [`core::error::Error`]
+    /// and `?` turns it into a `Box<dyn Error>` also in code generic over
+    /// the interrupt controller.
+    type Error: fmt::Debug + fmt::Display;
 
     /// Sets (`true`) or clears (`false`) the active state of the physical
     /// PPI `ppi` on this CPU (`GICR_ISACTIVER0`/`GICR_ICACTIVER0`,
@@ -135,6 +159,13 @@ pub trait IrqChip {
     /// [`map_virtual`](Self::map_virtual)); raising it again after the guest
     /// has deactivated it makes it pending again. Lowering it withdraws a
     /// still-pending interrupt; an active one is left to the guest.
+    ///
+    /// Raising a mapped line while the guest has the interrupt active
+    /// changes nothing in the virtual interface: a hardware interrupt must
+    /// not be pending and active there (its pending state is the physical
+    /// PPI's, which signals again after the guest's deactivation if the
+    /// timer still fires, and the library raises the line then). An
+    /// unmapped one becomes pending and active.
     ///
     /// A line that is not mapped (the emulated physical timer's) is
     /// level-sensitive: if it is still high when the guest deactivates the
@@ -267,9 +298,23 @@ pub enum SoftTimer {
 /// [`VcpuTimer::physical_timer_expired`](crate::VcpuTimer::physical_timer_expired)
 /// (or simply exits the guest, whose next
 /// [`before_entry`](crate::VcpuTimer::before_entry) raises the line).
+/// Either order with the exit's [`after_exit`](crate::VcpuTimer::after_exit)
+/// is right: the natural place is where the run loop handles the exit's
+/// interrupts, after `after_exit`.
+///
+/// An implementation keeps one deadline per [`SoftTimer`] (the aarch64
+/// backend's `HypTimer` multiplexes them onto the EL2 physical timer):
+///
+/// - a deadline the count has already reached expires at once, as a
+///   hardware comparator does;
+/// - a timer that expired is disarmed by the implementation: it fires once
+///   per [`arm`](Self::arm);
+/// - the core may arm or cancel from any timer operation, also on a vCPU
+///   that is not loaded, and keeps its own record of what it armed.
 pub trait SoftTimers {
     /// Arms `timer` to expire when the physical count reaches `at`,
-    /// replacing any earlier deadline of the same timer.
+    /// replacing any earlier deadline of the same timer. A deadline
+    /// already reached expires at once.
     fn arm(&mut self, timer: SoftTimer, at: Ticks);
 
     /// Cancels `timer`. Cancelling a timer that is not armed, or has

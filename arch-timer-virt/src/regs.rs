@@ -6,6 +6,84 @@ use crate::{
 };
 
 /// A timer register, as a VMM's get/set-register calls name it.
+///
+/// # Which hardware a call needs
+///
+/// While the vCPU is loaded its direct timers are in the registers of the
+/// CPU it is loaded on: call `get_reg` and `set_reg` there, with that
+/// CPU's [`TimerHw`] and [`IrqChip`] (a VMM thread elsewhere asks that CPU,
+/// or schedules the vCPU out first, as KVM's register ioctls do). While it
+/// is not loaded, both read [`TimerHw::physical_count`] and nothing else,
+/// and `set_reg` makes no interrupt controller call: any CPU's `TimerHw`
+/// does (the counter is system-wide), with any `IrqChip`.
+///
+/// # Saving and restoring a VM
+///
+/// Save, with the VM stopped: for each vCPU and each timer, the
+/// registers of [`TimerReg::MIGRATION`] ([`get_reg`](VcpuTimer::get_reg)),
+/// and the VM's [`VmTimer::counter_offset`] if it has one. Restore, on
+/// the destination, before the first run, in either of two ways:
+///
+/// - per vCPU: [`set_reg`](VcpuTimer::set_reg) each saved register (a
+///   `Cnt` write sets that timer's offset so that its count continues from
+///   the saved value); or
+/// - VM-wide, so that every vCPU's counters stay equal:
+///   [`VmTimer::set_counter_offset`] to `physical count - saved Cnt` (one
+///   saved count, say vCPU 0's virtual timer's), then `set_reg` of `Ctl`
+///   and `Cval` (a `Cnt` write is then ignored, so restoring it too does
+///   no harm).
+///
+/// ```
+/// use arch_timer_virt::{IrqChip, TimerHw, TimerId, TimerReg, VcpuTimer, VmTimer};
+///
+/// /// A vCPU's timers as a VMM saves them: (timer, register, value).
+/// fn save(vm: &VmTimer, vcpu: &VcpuTimer, hw: &impl TimerHw) -> [(TimerId, TimerReg, u64); 6] {
+///     let mut out = [(TimerId::Virtual, TimerReg::Ctl, 0); 6];
+///     let regs = [TimerId::Virtual, TimerId::Physical]
+///         .into_iter()
+///         .flat_map(|timer| TimerReg::MIGRATION.map(|reg| (timer, reg)));
+///     for (slot, (timer, reg)) in out.iter_mut().zip(regs) {
+///         *slot = (timer, reg, vcpu.get_reg(vm, hw, timer, reg));
+///     }
+///     out
+/// }
+///
+/// /// Restores them into a vCPU that is not loaded (any order).
+/// fn restore<C: IrqChip>(
+///     vm: &VmTimer,
+///     vcpu: &mut VcpuTimer,
+///     hw: &mut impl TimerHw,
+///     chip: &mut C,
+///     saved: &[(TimerId, TimerReg, u64)],
+/// ) -> Result<(), arch_timer_virt::Error<C::Error>> {
+///     for &(timer, reg, value) in saved {
+///         vcpu.set_reg(vm, hw, chip, timer, reg, value)?;
+///     }
+///     Ok(())
+/// }
+///
+/// # use arch_timer_virt_aarch64::{FakeRegisters, GenericTimer, HostMode};
+/// # let mut source_hw = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe));
+/// # source_hw.registers_mut().cntpct = 5_000;
+/// # let mut dest_hw = GenericTimer::detect(FakeRegisters::new(HostMode::Vhe));
+/// # dest_hw.registers_mut().cntpct = 900_000;
+/// // Not called: neither vCPU is loaded.
+/// let mut chip = arch_timer_virt::mock::MockIrqChip::new();
+/// let vm = VmTimer::new();
+/// let mut source = VcpuTimer::new();
+/// // The guest armed its virtual timer 2000 ticks ahead.
+/// source.set_reg(&vm, &mut source_hw, &mut chip, TimerId::Virtual, TimerReg::Cval, 7_000)?;
+/// source.set_reg(&vm, &mut source_hw, &mut chip, TimerId::Virtual, TimerReg::Ctl, 1)?;
+/// let saved = save(&vm, &source, &source_hw);
+///
+/// // On another machine, whose counter reads 900 000.
+/// let mut dest = VcpuTimer::new();
+/// restore(&vm, &mut dest, &mut dest_hw, &mut chip, &saved)?;
+/// let read = |reg| dest.get_reg(&vm, &dest_hw, TimerId::Virtual, reg);
+/// assert_eq!(read(TimerReg::Cnt), 5_000, "the count continues");
+/// assert_eq!(read(TimerReg::Tval), 2_000, "still 2000 ticks ahead");
+/// # Ok::<(), arch_timer_virt::Error<arch_timer_virt::mock::MockChipError>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[doc(alias = "KVM_REG_ARM_TIMER_CTL")]
 #[doc(alias = "KVM_REG_ARM_TIMER_CVAL")]
@@ -17,7 +95,9 @@ pub enum TimerReg {
     /// The 64-bit compare value.
     Cval,
     /// The signed 32-bit timer value: reads give the low 32 bits of
-    /// `CVAL - count` (upper 32 bits zero); writes set
+    /// `CVAL - count` (upper 32 bits zero, as the register reads: take
+    /// `value as u32 as i32` for the signed value, or
+    /// [`TimerContext::tval`](crate::TimerContext::tval)); writes set
     /// `CVAL = count + sign_extend(low 32 bits)`.
     Tval,
     /// The timer's count, `physical count - offset`. Writes move the offset
@@ -38,7 +118,9 @@ impl VcpuTimer {
     /// emulated.
     /// A VM-wide counter offset set while the vCPU is loaded shows only
     /// once the vCPU takes it (at its next [`load`](Self::load) or
-    /// [`set_reg`](Self::set_reg)).
+    /// [`set_reg`](Self::set_reg)). Which CPU's `hw` to pass: the
+    /// [`TimerReg`] docs (a loaded vCPU's CPU; any CPU
+    /// otherwise, only the count is read).
     #[doc(alias = "kvm_arm_timer_get_reg")]
     #[must_use]
     pub fn get_reg<H: TimerHw + ?Sized>(
@@ -78,6 +160,9 @@ impl VcpuTimer {
     /// [`load`](Self::load) decides the map again.
     /// Every value is accepted: unknown CTL bits and ISTATUS are ignored,
     /// TVAL uses its low 32 bits, all arithmetic wraps as the counter does.
+    /// Which CPU's `hw` and `chip` to pass: the [`TimerReg`] docs
+    /// (a loaded vCPU's CPU; for a vCPU that is not loaded any CPU's
+    /// counter, and `chip` is not called).
     ///
     /// # Errors
     ///

@@ -12,7 +12,18 @@ use crate::{Busy, VcpuTimer};
 /// example from a `static`).
 ///
 /// The library does not choose a `critical-section` implementation; the
-/// hypervisor binary does.
+/// hypervisor binary does: on bare metal one that masks this CPU's
+/// interrupts (enough while each `SharedVcpuTimer` is reached from one CPU
+/// only; one that also takes a lock if several CPUs reach the same one),
+/// on a host (tests, the example below) the crate's own:
+///
+/// ```toml
+/// [dependencies]
+/// critical-section = { version = "1", features = ["std"] }
+/// ```
+///
+/// Without one, linking fails with an undefined
+/// `_critical_section_1_0_acquire`.
 ///
 /// ```
 /// use arch_timer_virt::{SharedVcpuTimer, VcpuTimer};

@@ -12,6 +12,7 @@ use crate::{
 /// interrupt still needs a deactivate, and a new case would be a breaking
 /// change that the compiler points out in every `match`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "`HostIrq::NotLoaded` leaves the interrupt for the caller to deactivate"]
 pub enum HostIrq {
     /// The timer's output is asserted: its virtual line is raised
     /// (injected with [`Forwarding::Hardware`], reported through
@@ -34,6 +35,7 @@ pub enum HostIrq {
 /// When a blocking vCPU must be woken, as [`VcpuTimer::block`] (or
 /// [`VcpuTimer::block_in_place`]) decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a vCPU must not sleep on `Wakeup::Now`"]
 pub enum Wakeup {
     /// A timer has already expired: do not sleep. No background timer is
     /// armed.
@@ -187,14 +189,22 @@ const TIMERS: [TimerId; 2] = [TimerId::Virtual, TimerId::Physical];
 /// call pattern, by the hypervisor's run loop:
 ///
 /// ```text
-/// on schedule-in:   load
-/// loop:             before_entry, (guest runs), after_exit,
-///                   then on a timer host IRQ: handle_timer_irq,
+/// on schedule-in:   GicCpu::vcpu_load, then load
+/// loop:             before_entry, (guest runs), GicCpu::sync_after_exit,
+///                   then after_irq_exit at an IRQ exit (before the host
+///                   acknowledges anything: a timer that fired is
+///                   forwarded there and its PPI never taken), after_exit
+///                   at any other exit;
+///                   at an IRQ exit, for each interrupt acknowledged:
+///                   a direct timer's PPI (timer_for_host_ppi) goes to
+///                   handle_timer_irq, the rest to the hypervisor
+///                   (GicCpu's order around a guest exit);
+///                   at a trapped timer register access: emulate::access;
 ///                   on WFI: block, sleep, unblock
 ///                   (or, with the CPU waiting for this vCPU:
 ///                   block_in_place, wait for an interrupt,
 ///                   after_irq_exit, unblock)
-/// on schedule-out:  put
+/// on schedule-out:  put, then GicCpu::vcpu_put
 /// ```
 ///
 /// The virtual timer is always *direct*: on the hardware while the vCPU

@@ -52,6 +52,16 @@ pub enum PhysTimerMode {
 /// The interrupt numbers can change until the first
 /// [`VcpuTimer::load`](crate::VcpuTimer::load) of any vCPU of the VM; after
 /// that they are locked and changes fail with [`ConfigError::ConfigLocked`].
+///
+/// # Sharing
+///
+/// `VmTimer` is `Send` and `Sync`: the CPUs running the VM's vCPUs share
+/// one by `&` (every [`VcpuTimer`](crate::VcpuTimer) operation takes it so;
+/// the lock that `load` sets is atomic). Its setters take `&mut`: call them
+/// under the hypervisor's own exclusion, as for any VM-wide setting:
+/// before the VM first runs, with its vCPUs stopped (a restore's
+/// [`set_counter_offset`](Self::set_counter_offset)), or behind a
+/// reader-writer lock the run loops read through.
 #[derive(Debug)]
 pub struct VmTimer {
     virtual_irq: IntId,

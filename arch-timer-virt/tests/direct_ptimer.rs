@@ -647,8 +647,10 @@ fn reset_disables_the_direct_physical_timer() {
     let mut t = loaded(&vm, &mut hw, &mut chip);
     guest_arm_ptimer(&mut hw, 0);
     chip.host_active.insert(30, true);
-    t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip)
-        .unwrap();
+    assert_eq!(
+        t.handle_timer_irq(TimerId::Physical, &mut hw, &mut chip),
+        Ok(HostIrq::Raised)
+    );
     t.reset(&mut hw, &mut chip, &mut soft).unwrap();
     assert_eq!(hw.pctl, 0);
     assert!(!chip.line(PTIMER));

@@ -22,6 +22,17 @@ struct Hw;
 struct Gic;
 struct Soft;
 
+/// The interrupt controller's failure: no data, as `()` would be (the
+/// traits ask for `Display`).
+#[derive(Debug)]
+struct ProbeError;
+
+impl core::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("probe interrupt controller error")
+    }
+}
+
 fn read(reg: u32) -> u64 {
     // SAFETY: a probe, never run; the symbol stands for a register read.
     unsafe { probe_sysreg_read(reg) }
@@ -32,12 +43,12 @@ fn write(reg: u32, value: u64) {
     unsafe { probe_sysreg_write(reg, value) }
 }
 
-fn gic(op: u32, intid: IntId, value: bool) -> Result<bool, ()> {
+fn gic(op: u32, intid: IntId, value: bool) -> Result<bool, ProbeError> {
     // SAFETY: as `read`.
     match unsafe { probe_gic(op, intid.get(), u32::from(value)) } {
         0 => Ok(false),
         1 => Ok(true),
-        _ => Err(()),
+        _ => Err(ProbeError),
     }
 }
 
@@ -87,23 +98,23 @@ impl TimerHw for Hw {
 }
 
 impl IrqChip for Gic {
-    type Error = ();
-    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), ()> {
+    type Error = ProbeError;
+    fn set_host_active(&mut self, ppi: IntId, active: bool) -> Result<(), ProbeError> {
         gic(0, ppi, active).map(|_| ())
     }
-    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), ()> {
+    fn set_host_masked(&mut self, ppi: IntId, masked: bool) -> Result<(), ProbeError> {
         gic(1, ppi, masked).map(|_| ())
     }
-    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), ()> {
+    fn set_virtual_level(&mut self, intid: IntId, level: bool) -> Result<(), ProbeError> {
         gic(2, intid, level).map(|_| ())
     }
-    fn virtual_active(&self, intid: IntId) -> Result<bool, ()> {
+    fn virtual_active(&self, intid: IntId) -> Result<bool, ProbeError> {
         gic(3, intid, false)
     }
-    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), ()> {
+    fn map_virtual(&mut self, intid: IntId, host: IntId) -> Result<(), ProbeError> {
         gic(4, intid, host.get() != 0).map(|_| ())
     }
-    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), ()> {
+    fn unmap_virtual(&mut self, intid: IntId) -> Result<(), ProbeError> {
         gic(5, intid, false).map(|_| ())
     }
 }
