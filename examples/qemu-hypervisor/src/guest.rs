@@ -1200,10 +1200,13 @@ fn wfi_sleep(vcpu: u64, t: &Times) -> ! {
                 *status = n;
             }
         };
-        // 1: woken before CVAL; 3: more than one WFI (woken with nothing
-        // pending); 4: woken too late.
+        // 1: woken before CVAL; 4: woken too late. (A sleep of more than
+        // one WFI is not an error here: the hypervisor's own interrupt,
+        // its tick, ends a WFI untrapped with nothing pending for the
+        // guest, as the architecture allows. That a trapped WFI ends only
+        // with the interrupt pending is checked by the hypervisor, which
+        // knows which is which: its `idle_wakeups`.)
         check(1, woke < cval, &mut status);
-        check(3, wfis > 1, &mut status);
         check(
             4,
             wfis > 0 && woke.saturating_sub(cval) > t.max_wake,

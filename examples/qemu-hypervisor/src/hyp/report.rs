@@ -46,6 +46,10 @@ pub(crate) struct Stats {
     /// vCPUs blocked in place (`VcpuTimer::block_in_place`) woken by their
     /// own timer's PPI.
     pub(crate) ppi_wakeups: u64,
+    /// wfi-sleep scenario: WFI exits with no timer interrupt taken by the
+    /// guest since the last one: its last WFI was resumed with nothing to
+    /// take (see `Hyp::platform_blocks_saved`).
+    pub(crate) idle_wakeups: u64,
 }
 
 /// IRQ exits counted by what caused them: the vtimer PPI if the host
@@ -122,6 +126,7 @@ impl Stats {
         maintenance: 0,
         bg_wakeups: 0,
         ppi_wakeups: 0,
+        idle_wakeups: 0,
     };
 
     /// Adds `other`'s counts to these.
@@ -141,6 +146,7 @@ impl Stats {
         self.maintenance += other.maintenance;
         self.bg_wakeups += other.bg_wakeups;
         self.ppi_wakeups += other.ppi_wakeups;
+        self.idle_wakeups += other.idle_wakeups;
     }
 
     /// Counts an IRQ exit whose host interrupts were `drained`, with the
@@ -295,7 +301,10 @@ where
         }
         // The wfi-sleep guest's sleeps, blocked both ways.
         if scenario == Scenario::WfiSleep {
-            print!(" bg_wakeups={} ppi_wakeups={}", s.bg_wakeups, s.ppi_wakeups);
+            print!(
+                " bg_wakeups={} ppi_wakeups={} idle_wakeups={}",
+                s.bg_wakeups, s.ppi_wakeups, s.idle_wakeups
+            );
         }
         println!(
             " ecv={} ptimer={} timer_path_locks={} cntfrq_hz={} {}",

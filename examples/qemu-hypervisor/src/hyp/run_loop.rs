@@ -266,6 +266,9 @@ pub(crate) struct Hyp<G: HostIrqs> {
     pub(crate) expired: Expired,
     /// The perf scenario's counts ([`super::perf`]).
     pub(crate) perf: super::perf::Bench,
+    /// wfi-sleep scenario: [`Stats::delivered`] at the last WFI exit
+    /// (`None` before the first), see [`Hyp::platform_blocks_saved`].
+    pub(crate) delivered_at_wfi: Option<u64>,
 }
 
 /// What [`Hyp::drain_irqs`] took.
@@ -327,6 +330,7 @@ where
             hyp: HypTimer::new(),
             expired: Expired::default(),
             perf: super::perf::Bench::default(),
+            delivered_at_wfi: None,
         }
     }
 

@@ -182,10 +182,25 @@ where
     /// (`VcpuTimer::block`) rather than in place: in the perf scenario's
     /// `wfi-saved` path, and on every other WFI exit of the wfi-sleep
     /// scenario, which so checks both ways of sleeping.
-    pub(crate) fn platform_blocks_saved(&self) -> bool {
-        self.perf.blocks_saved()
-            || (self.config.scenario == Scenario::WfiSleep
-                && self.stats.wfi_exits.is_multiple_of(2))
+    ///
+    /// In the wfi-sleep scenario it also checks the last wake-up: the
+    /// guest takes one timer interrupt per sleep, so a WFI exit with none
+    /// taken since the last one means the hypervisor resumed the guest
+    /// from that WFI with nothing pending ([`Stats::idle_wakeups`]). (A
+    /// WFI that the hypervisor's tick ends untrapped, which the guest
+    /// follows with another, makes no exit: it is not counted.)
+    pub(crate) fn platform_blocks_saved(&mut self) -> bool {
+        if self.perf.blocks_saved() {
+            return true;
+        }
+        if self.config.scenario != Scenario::WfiSleep {
+            return false;
+        }
+        let delivered = self.stats.delivered;
+        if self.delivered_at_wfi.replace(delivered) == Some(delivered) {
+            self.stats.idle_wakeups += 1;
+        }
+        self.stats.wfi_exits.is_multiple_of(2)
     }
 
     /// Hook, before every entry of `v`: moves the IPIs sent to it into its
@@ -432,13 +447,27 @@ where
             // architecture lets a WFI complete without trapping when an
             // interrupt is already pending, as QEMU does: on a loaded host
             // the guest's timer can fire between its last look and its
-            // WFI. A few such, never more exits than WFIs.
+            // WFI, and the hypervisor's own interrupt (its tick) ends a
+            // WFI with nothing pending for the guest, which then waits
+            // again. A few such, never more exits than WFIs.
             check(
                 s.wfi_exits <= m.sleeps && m.sleeps - s.wfi_exits <= WFI_UNTRAPPED_MAX,
                 format_args!(
                     "{} WFI exits for {} WFIs the guest executed (at most \
                      {WFI_UNTRAPPED_MAX} may complete untrapped, an interrupt already pending)",
                     s.wfi_exits, m.sleeps
+                ),
+            );
+            // A trapped WFI ends only with the guest's timer interrupt
+            // pending (the guest cannot tell a WFI the hypervisor resumed
+            // for nothing from one the tick ended untrapped: this is the
+            // hypervisor's side of that check).
+            check(
+                s.idle_wakeups == 0,
+                format_args!(
+                    "{} WFI exits came with no timer interrupt taken since the previous one: \
+                     the guest was resumed from a WFI with nothing to take",
+                    s.idle_wakeups
                 ),
             );
             check(
