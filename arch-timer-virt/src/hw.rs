@@ -47,12 +47,13 @@ use crate::{IntId, Ticks, TimerCtl};
 ///
 /// - [`vtimer_ctl`](Self::vtimer_ctl) and [`ptimer_ctl`](Self::ptimer_ctl)
 ///   report ISTATUS from the timer condition at the moment of the read
-///   (virtual: `count - CNTVOFF >= CVAL`; physical: `count - CNTPOFF >=
-///   CVAL` while an offset is set, else `count >= CVAL`; counts and
-///   comparison modulo 2^64), whether or not the timer is enabled. The
-///   core takes a direct timer's firing from that bit (with ENABLE set
-///   and IMASK clear); it never computes it from CVAL itself for a timer
-///   on the hardware.
+///   while ENABLE is set (virtual: `count - CNTVOFF >= CVAL`; physical:
+///   `count - CNTPOFF >= CVAL` while an offset is set, else
+///   `count >= CVAL`; the count wraps modulo 2^64, the comparison is
+///   unsigned). The core takes a direct timer's firing from that bit
+///   (with ENABLE set and IMASK clear; it does not look at ISTATUS of a
+///   disabled timer, which the architecture leaves UNKNOWN); it never
+///   computes it from CVAL itself for a timer on the hardware.
 /// - [`set_vtimer_ctl`](Self::set_vtimer_ctl) and
 ///   [`set_ptimer_ctl`](Self::set_ptimer_ctl) are given ENABLE and IMASK
 ///   only (ISTATUS is read-only and never written by the core); the CVAL
