@@ -166,7 +166,8 @@ pub trait IrqChip {
     /// not be pending and active there (its pending state is the physical
     /// PPI's, which signals again after the guest's deactivation if the
     /// timer still fires, and the library raises the line then). An
-    /// unmapped one becomes pending and active.
+    /// unmapped one is pending again, at once (pending and active) or once
+    /// the guest deactivates it (the level-sensitive behaviour below).
     ///
     /// A line that is not mapped (the emulated physical timer's) is
     /// level-sensitive: if it is still high when the guest deactivates the

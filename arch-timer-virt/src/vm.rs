@@ -56,12 +56,12 @@ pub enum PhysTimerMode {
 /// # Sharing
 ///
 /// `VmTimer` is `Send` and `Sync`: the CPUs running the VM's vCPUs share
-/// one by `&` (every [`VcpuTimer`](crate::VcpuTimer) operation takes it so;
-/// the lock that `load` sets is atomic). Its setters take `&mut`: call them
-/// under the hypervisor's own exclusion, as for any VM-wide setting:
-/// before the VM first runs, with its vCPUs stopped (a restore's
-/// [`set_counter_offset`](Self::set_counter_offset)), or behind a
-/// reader-writer lock the run loops read through.
+/// one by `&` (the [`VcpuTimer`](crate::VcpuTimer) operations that need it
+/// take it so; the lock that `load` sets is atomic). Its setters take
+/// `&mut`: call them under the hypervisor's own exclusion, as for any
+/// VM-wide setting: before the VM first runs, with its vCPUs stopped (a
+/// restore's [`set_counter_offset`](Self::set_counter_offset)), or behind
+/// a reader-writer lock the run loops read through.
 #[derive(Debug)]
 pub struct VmTimer {
     virtual_irq: IntId,
@@ -73,6 +73,12 @@ pub struct VmTimer {
     counter_offset: Option<Ticks>,
     locked: AtomicBool,
 }
+
+// What "Sharing" above promises, kept true at compile time.
+const _: () = {
+    const fn shared_between_cpus<T: Send + Sync>() {}
+    shared_between_cpus::<VmTimer>();
+};
 
 impl Default for VmTimer {
     fn default() -> Self {
