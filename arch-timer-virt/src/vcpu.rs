@@ -972,14 +972,7 @@ impl VcpuTimer {
             // condition still met). The PPI is held first (active, or
             // masked), so that it cannot signal under the raised interrupt
             // if the raise fails.
-            if hardware {
-                chip.set_host_active(ppi, true).map_err(Error::IrqChip)?;
-            } else {
-                if stale {
-                    chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
-                }
-                chip.set_host_masked(ppi, true).map_err(Error::IrqChip)?;
-            }
+            write_host_state(chip, ppi, hardware, true, virtual_active, stale)?;
             return self.set_level(id, true, chip);
         }
         // Otherwise the line falls if the timer no longer fires, or stays.
@@ -987,19 +980,10 @@ impl VcpuTimer {
         if fell {
             self.set_level(id, false, chip)?;
         }
-        let level = was_high && fire;
         // After an interrupt controller error the host state is written
         // whole, as `load` does.
         if fell || stale {
-            if hardware {
-                chip.set_host_active(ppi, level || virtual_active)
-                    .map_err(Error::IrqChip)?;
-            } else {
-                if stale {
-                    chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
-                }
-                chip.set_host_masked(ppi, level).map_err(Error::IrqChip)?;
-            }
+            write_host_state(chip, ppi, hardware, was_high && fire, virtual_active, stale)?;
         }
         Ok(())
     }
@@ -1992,6 +1976,32 @@ impl VcpuTimer {
             soft.cancel(SoftTimer::Background);
             self.background_armed = false;
         }
+    }
+}
+
+/// Writes the host state of a direct timer's PPI for a line at `level`:
+/// with [`Forwarding::Hardware`] (`hardware`) active exactly while the line
+/// is high or the guest holds the virtual interrupt active; with
+/// [`Forwarding::Masking`] masked exactly while the line is high, and
+/// deactivated first if an earlier error may have left it active
+/// (`stale`).
+#[inline(always)]
+fn write_host_state<C: IrqChip + ?Sized>(
+    chip: &mut C,
+    ppi: IntId,
+    hardware: bool,
+    level: bool,
+    virtual_active: bool,
+    stale: bool,
+) -> Result<(), Error<C::Error>> {
+    if hardware {
+        chip.set_host_active(ppi, level || virtual_active)
+            .map_err(Error::IrqChip)
+    } else {
+        if stale {
+            chip.set_host_active(ppi, false).map_err(Error::IrqChip)?;
+        }
+        chip.set_host_masked(ppi, level).map_err(Error::IrqChip)
     }
 }
 
