@@ -561,6 +561,7 @@ fn a_failed_entry_is_tried_again() {
 #[test]
 fn a_failed_load_is_tried_again() {
     for forwarding in [Forwarding::Hardware, Forwarding::Masking] {
+        let mut failures = 0;
         for after in 0..4 {
             let mut hv = Hypervisor::new(1, 1, FREQUENCY_HZ);
             hv.set_forwarding(forwarding).unwrap();
@@ -579,6 +580,7 @@ fn a_failed_load_is_tried_again() {
             ];
             run_steps(&mut hv, &steps, &format!("{forwarding:?} {after}"));
             let failed = hv.stats().load_chip_errors;
+            failures += failed;
             assert_eq!(
                 hv.vcpu(0).cpu().is_none(),
                 failed == 1,
@@ -599,6 +601,11 @@ fn a_failed_load_is_tried_again() {
                 "{forwarding:?} {after}"
             );
         }
+        // `load` makes at least two interrupt controller calls here in
+        // either mode (the PPI's two host states; with `Hardware` also the
+        // mapping, the question and the raise): the fault struck at least
+        // that often, so the retries above were tested.
+        assert!(failures >= 2, "{forwarding:?}: {failures} failed loads");
     }
 }
 
